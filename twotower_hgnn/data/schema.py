@@ -1,0 +1,81 @@
+"""The data model: three tables every dataset source (MovieLens, synthetic, a user's files) ends in.
+
+Nothing past ``twotower_hgnn.data`` knows where rows came from. Validation and readers live in
+``twotower_hgnn.data.readers``; this module holds the contract.
+
+Tables (pandas DataFrames; column -> dtype):
+
+* **interactions** — ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int64, Unix seconds, >= 0),
+  ``event`` (str, one of :data:`EVENTS`). ``stream`` is the strong signal; ``follow``, ``preview``,
+  ``intent_to_pay`` are the paper's weak signals (:data:`WEAK_EVENTS`).
+* **items** — ``item_id`` (str, unique), ``item_type`` (str, one of :data:`ITEM_TYPES`), ``title``,
+  ``description``, ``language``, ``genre`` (str; empty string allowed for description/language/genre).
+* **users** — ``user_id`` (str, unique), ``age`` (int; -1 = unknown), ``country`` (str; "" = unknown),
+  and optionally a fixed-length music vector in columns ``music_0 .. music_{d-1}`` (float).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+EVENTS: tuple[str, ...] = ("stream", "follow", "preview", "intent_to_pay")
+WEAK_EVENTS: tuple[str, ...] = ("follow", "preview", "intent_to_pay")
+ITEM_TYPES: tuple[str, ...] = ("audiobook", "podcast")  # global node-id order of the graph
+
+INTERACTION_COLUMNS: dict[str, str] = {"user_id": "str", "item_id": "str", "timestamp": "int64", "event": "str"}
+ITEM_COLUMNS: dict[str, str] = {
+    "item_id": "str", "item_type": "str", "title": "str", "description": "str", "language": "str", "genre": "str",
+}
+USER_COLUMNS: dict[str, str] = {"user_id": "str", "age": "int64", "country": "str"}
+MUSIC_PREFIX = "music_"
+
+
+@dataclasses.dataclass
+class Dataset:
+    """A validated, index-coded dataset.
+
+    Attributes:
+      name: source name ("movielens1m", "synthetic-tiny", "files", ...).
+      items: items table, **ordered by item_type in ITEM_TYPES order** so that row ``i`` is global graph
+        node id ``i`` (the HeteroCSR convention); index is a RangeIndex.
+      users: users table; row ``j`` is user index ``j``.
+      interactions: interactions table sorted by (timestamp, user_idx, item_idx) with extra columns
+        ``user_idx`` (int32 row in ``users``), ``item_idx`` (int32 row in ``items``) and ``event_code``
+        (int8 index into EVENTS).
+      item_type_counts: item_type -> number of items, in ITEM_TYPES order (types with 0 items allowed).
+      music: float32 ``[n_users, d_music]`` or None.
+      item_vectors: float32 ``[n_items, d]`` content vectors supplied by the source instead of text
+        (large synthetic scales), or None (then text is encoded by ``twotower_hgnn.text``).
+      dropped: rule name -> number of rows removed by a documented rule (e.g. MovieLens ratings 1-2).
+      meta: free-form JSON-serialisable provenance (paths, seeds, scale).
+    """
+
+    name: str
+    items: pd.DataFrame
+    users: pd.DataFrame
+    interactions: pd.DataFrame
+    item_type_counts: Mapping[str, int]
+    music: np.ndarray | None = None
+    item_vectors: np.ndarray | None = None
+    dropped: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    meta: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_items(self) -> int:
+        return int(len(self.items))
+
+    @property
+    def num_users(self) -> int:
+        return int(len(self.users))
+
+    def item_type_offsets(self) -> np.ndarray:
+        """int64 ``[len(ITEM_TYPES) + 1]`` global-id offsets per item type."""
+        return np.concatenate([[0], np.cumsum([int(self.item_type_counts.get(t, 0)) for t in ITEM_TYPES])]).astype(np.int64)
+
+    def item_type_codes(self) -> np.ndarray:
+        """int8 ``[n_items]`` index into ITEM_TYPES of every item."""
+        off = self.item_type_offsets()
+        return np.repeat(np.arange(len(ITEM_TYPES), dtype=np.int8), np.diff(off))
