@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The project's test command (README.md; .ci/run calls exactly this). Creates .venv/ when missing.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/setup_env.sh
+export JAX_PLATFORMS=cpu HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+exec .venv/bin/python -m pytest -q -n 2 --dist loadfile tests "$@"

@@ -1,0 +1,32 @@
+"""Run a Python snippet in a fresh interpreter with N fake CPU devices.
+
+jax fixes its device count at first import, so multi-device tests cannot share the pytest process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_with_devices(code: str, n_devices: int = 8, timeout: float = 300.0) -> dict:
+    """Runs ``code`` with ``n_devices`` CPU devices; the code must print one JSON line last.
+
+    Returns that JSON object. Raises AssertionError with the child's stderr on failure.
+    """
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n_devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+    assert proc.returncode == 0, f"child failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}"
+    lines = [l for l in proc.stdout.strip().splitlines() if l.strip()]
+    assert lines, f"child printed nothing; stderr:\n{proc.stderr[-2000:]}"
+    return json.loads(lines[-1])
