@@ -1,0 +1,86 @@
+"""The evaluation protocol on a hand-made dataset: segments, relevant sets, exclusions, catalogue."""
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.eval.protocol import Rankings, build_protocol
+
+# items 0-2 audiobooks, 3-5 podcasts; users 0-3
+TRAIN = [(0, 0, "stream"), (0, 1, "preview"), (0, 3, "stream"), (1, 3, "stream"), (1, 4, "stream"),
+         (2, 2, "follow"), (3, 0, "stream")]
+TEST = [(0, 0, "stream"), (0, 2, "stream"), (0, 1, "preview"), (0, 4, "stream"), (1, 1, "stream"),
+        (1, 1, "stream"), (1, 3, "stream"), (2, 2, "stream"), (3, 0, "stream")]
+
+
+def _table(rows):
+    u, i, e = zip(*rows)
+    return pd.DataFrame({"user_idx": np.array(u, np.int32), "item_idx": np.array(i, np.int32),
+                         "event_code": np.array([EVENTS.index(x) for x in e], np.int8),
+                         "timestamp": np.arange(len(rows), dtype=np.int64)})
+
+
+def _dataset(n_ab=3, n_pc=3):
+    n = n_ab + n_pc
+    items = pd.DataFrame({"item_id": [f"i{j}" for j in range(n)], "item_type": ["audiobook"] * n_ab + ["podcast"] * n_pc,
+                          "title": "", "description": "", "language": "", "genre": ""})
+    users = pd.DataFrame({"user_id": [f"u{j}" for j in range(4)], "age": -1, "country": ""})
+    inter = pd.concat([_table(TRAIN), _table(TEST)], ignore_index=True)
+    return Dataset("hand", items, users, inter, {"audiobook": n_ab, "podcast": n_pc})
+
+
+SPLIT = types.SimpleNamespace(train=_table(TRAIN), test=_table(TEST))
+
+
+def test_audiobook_protocol_with_exclusion():
+    ab = build_protocol(_dataset(), SPLIT)["audiobook"]
+    np.testing.assert_array_equal(ab.catalogue, [0, 1, 2])
+    # user 3 only re-streams item 0 -> no new relevant item -> not evaluated
+    np.testing.assert_array_equal(ab.users, [0, 1, 2])
+    assert ab.relevant.to_lists() == [[2], [1], [2]]  # re-stream of 0 and the test preview of 1 are not relevant
+    np.testing.assert_array_equal(ab.warm, [True, False, True])  # user 2 is warm through a follow only
+    assert ab.exclude.to_lists() == [[0], [], []]  # only streams are excluded; user 2's follow is not
+    assert ab.history.to_lists() == [[0, 1], [], [2]]  # streams + weak signals
+    np.testing.assert_array_equal(ab.train_streams, [2, 0, 0])
+    np.testing.assert_array_equal(ab.segment("warm"), [0, 2])
+    np.testing.assert_array_equal(ab.segment("cold"), [1])
+    np.testing.assert_array_equal(ab.segment("all"), [0, 1, 2])
+
+
+def test_audiobook_protocol_without_exclusion():
+    ab = build_protocol(_dataset(), SPLIT, exclude_seen=False)["audiobook"]
+    np.testing.assert_array_equal(ab.users, [0, 1, 2, 3])
+    assert ab.relevant.to_lists() == [[0, 2], [1], [2], [0]]
+    assert ab.exclude.to_lists() == [[], [], [], []]
+    np.testing.assert_array_equal(ab.warm, [True, False, True, True])
+
+
+def test_podcast_protocol_uses_podcast_history():
+    proto = build_protocol(_dataset(), SPLIT)
+    pc = proto["podcast"]
+    np.testing.assert_array_equal(pc.catalogue, [3, 4, 5])
+    np.testing.assert_array_equal(pc.users, [0])  # user 1 only re-streams podcast 3
+    assert pc.relevant.to_lists() == [[4]] and pc.exclude.to_lists() == [[3]]
+    np.testing.assert_array_equal(pc.train_streams, [2, 1, 0])
+    assert proto.stats()["podcast"]["catalogue"] == 3 and proto.config["exclude_seen"] is True
+
+
+def test_homogeneous_dataset_has_one_target_and_bad_rows_are_named():
+    proto = build_protocol(_dataset(n_ab=6, n_pc=0), SPLIT)
+    assert list(proto.targets) == ["audiobook"]
+    with pytest.raises(KeyError, match="podcast"):
+        proto["podcast"]
+    bad = types.SimpleNamespace(train=SPLIT.train, test=_table(TEST[:2] + [(0, 9, "stream")]))
+    with pytest.raises(ValueError, match=r"split.test: row 2 has item_idx=9 outside \[0, 6\)"):
+        build_protocol(_dataset(), bad)
+    with pytest.raises(ValueError, match="exclude_events"):
+        build_protocol(_dataset(), SPLIT, exclude_events=("listen",))
+
+
+def test_rankings_rows_for():
+    r = Rankings(users=np.array([7, 2, 5]), items=np.zeros((3, 4), np.int64))
+    np.testing.assert_array_equal(r.rows_for(np.array([2, 5, 3, 7])), [1, 2, -1, 0])
+    with pytest.raises(ValueError, match="unique"):
+        Rankings(users=np.array([1, 1]), items=np.zeros((2, 4), np.int64))

@@ -1,0 +1,228 @@
+"""The offline evaluation protocol of the paper (§5.1), as arrays.
+
+From a :class:`~twotower_hgnn.data.schema.Dataset` and a temporal split (anything with ``train`` and
+``test`` interaction tables carrying ``user_idx``, ``item_idx``, ``event_code``; ``data.split.Split``
+is one) :func:`build_protocol` builds, for every **target item type** ("audiobook" = Tables 2-3,
+"podcast" = Table 4), a :class:`TargetProtocol`:
+
+* **catalogue** — every item of the target type in the items table (global ids ``off[t] .. off[t+1]-1``),
+  whether or not it was ever streamed; it is both the candidate set of every model and the
+  denominator of Coverage.
+* **relevant items** of a user — the distinct target-type items the user **streamed** in the test part
+  (weak signals in the test part are not relevant items). With ``exclude_seen`` (default) the items the
+  user already streamed before the split are removed from the relevant set too (they are removed from
+  every ranking, so they could never be hit): the protocol measures the discovery of items new to the
+  user. ``exclude_seen=False`` keeps them in both places.
+* **evaluated users** — users with at least one relevant item, sorted by user row. Users without one are
+  not scored (HR, MRR, Recall and NDCG are undefined for them).
+* **exclusions** — per evaluated user, the target-type items with an ``exclude_events`` event (default
+  ``stream``) in the train part; empty sets when ``exclude_seen=False``. Previews/follows are not
+  excluded by default: a preview followed by a stream is exactly what the weak signals predict.
+* **history** — per evaluated user, the target-type items with any ``history_events`` event (default:
+  streams and the weak signals) in the train part: the input of the LLM-KNN and HGNN-KNN baselines.
+* **segments** — ``warm``: the user has target-type history before the split (for audiobooks this is the
+  paper's definition: streamed, previewed, showed intent to pay for or followed an audiobook); ``cold``:
+  none (they may have history of the other type); ``all``: both. For podcasts the segments use podcast
+  history (so LLM-KNN/HGNN-KNN, which need history, serve the podcast ``warm`` segment); Table 4 is the
+  ``all`` segment.
+* **train_streams / tiers** — stream counts of every catalogue item in the train part (the Popularity
+  baseline's ranking and the long-tail tiers, :func:`~twotower_hgnn.eval.metrics.popularity_tiers`).
+
+The train part is the split's history window ("before the split"); for external splits it is the train
+file, so nothing here looks at timestamps. Target types with an empty catalogue are skipped (homogeneous
+mode). All building is vectorised (pandas/NumPy), no per-user Python loop.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, WEAK_EVENTS, Dataset
+from twotower_hgnn.eval.metrics import ItemSets, popularity_tiers
+
+SEGMENTS: tuple[str, ...] = ("all", "warm", "cold")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rankings:
+    """One model's recommendations for one target type.
+
+    Attributes:
+      users: int64 ``[U]`` user rows (``Dataset.users`` index), unique, any order.
+      items: int64 ``[U, L]`` global item ids of the target type, best first, ``-1`` = padding.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+
+    def __post_init__(self) -> None:
+        users, items = np.asarray(self.users, dtype=np.int64), np.asarray(self.items, dtype=np.int64)
+        object.__setattr__(self, "users", users)
+        object.__setattr__(self, "items", items)
+        if users.ndim != 1 or items.ndim != 2 or items.shape[0] != users.shape[0]:
+            raise ValueError(f"Rankings: users {users.shape} and items {items.shape} must be [U] and [U, L]")
+        if np.unique(users).size != users.size:
+            raise ValueError("Rankings: user rows must be unique")
+
+    def rows_for(self, users: np.ndarray) -> np.ndarray:
+        """int64 rows of ``self.items`` for ``users``; -1 where a user has no ranking here."""
+        users = np.asarray(users, dtype=np.int64)
+        order = np.argsort(self.users, kind="stable")
+        srt = self.users[order]
+        if srt.size == 0:
+            return np.full(users.shape, -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(srt, users), srt.size - 1)
+        return np.where(srt[pos] == users, order[pos], -1).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetProtocol:
+    """Evaluation sets for one target item type (module docstring). ``U`` = number of evaluated users.
+
+    Attributes:
+      target_type: an entry of ``ITEM_TYPES``.
+      catalogue: int64 ``[n_cat]`` sorted global ids of all items of the type (contiguous range).
+      users: int64 ``[U]`` sorted user rows of the evaluated users.
+      warm: bool ``[U]`` the user has target-type history before the split.
+      relevant: ItemSets, ``U`` rows, never empty.
+      exclude: ItemSets, ``U`` rows (all empty when exclusion is off).
+      history: ItemSets, ``U`` rows (empty for cold users).
+      train_streams: int64 ``[n_cat]`` train stream count of ``catalogue[i]``.
+      tiers: int8 ``[n_cat]`` popularity tier 1..n_tiers of ``catalogue[i]`` (1 = head).
+    """
+
+    target_type: str
+    catalogue: np.ndarray
+    users: np.ndarray
+    warm: np.ndarray
+    relevant: ItemSets
+    exclude: ItemSets
+    history: ItemSets
+    train_streams: np.ndarray
+    tiers: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return int(self.users.shape[0])
+
+    @property
+    def item_offset(self) -> int:
+        """Global id of the first catalogue item (local id = global id - offset)."""
+        return int(self.catalogue[0]) if self.catalogue.size else 0
+
+    def segment(self, name: str) -> np.ndarray:
+        """int64 positions (into ``users``) of segment ``name`` in ``SEGMENTS``."""
+        if name == "all":
+            return np.arange(self.n_users, dtype=np.int64)
+        if name == "warm":
+            return np.flatnonzero(self.warm).astype(np.int64)
+        if name == "cold":
+            return np.flatnonzero(~self.warm).astype(np.int64)
+        raise ValueError(f"unknown segment {name!r}; expected one of {SEGMENTS}")
+
+    def tail_items(self, first_tail_tier: int = 3) -> np.ndarray:
+        """Sorted global ids of the long-tail items (tier >= ``first_tail_tier``)."""
+        return self.catalogue[self.tiers >= first_tail_tier]
+
+    def stats(self) -> dict[str, Any]:
+        warm = int(self.warm.sum())
+        return {"catalogue": int(self.catalogue.size), "users": self.n_users, "warm_users": warm,
+                "cold_users": self.n_users - warm, "relevant_pairs": self.relevant.nnz,
+                "excluded_pairs": self.exclude.nnz, "history_pairs": self.history.nnz,
+                "train_streams": int(self.train_streams.sum()),
+                "tail_items": int((self.tiers >= 3).sum())}
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalProtocol:
+    """The protocol for every target type with a non-empty catalogue, plus its settings (for the report)."""
+
+    targets: Mapping[str, TargetProtocol]
+    config: Mapping[str, Any]
+
+    def __getitem__(self, target_type: str) -> TargetProtocol:
+        if target_type not in self.targets:
+            raise KeyError(f"no evaluation protocol for target type {target_type!r}; have {sorted(self.targets)}")
+        return self.targets[target_type]
+
+    def stats(self) -> dict[str, Any]:
+        return {t: tp.stats() for t, tp in self.targets.items()}
+
+
+def _event_codes(names: Sequence[str], flag: str) -> np.ndarray:
+    bad = [n for n in names if n not in EVENTS]
+    if bad:
+        raise ValueError(f"{flag}: unknown event(s) {bad}; expected a subset of {EVENTS}")
+    return np.array([EVENTS.index(n) for n in names], dtype=np.int64)
+
+
+def _columns(df: pd.DataFrame, part: str, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    missing = [c for c in ("user_idx", "item_idx", "event_code") if c not in df.columns]
+    if missing:
+        raise ValueError(f"split.{part}: missing column(s) {missing} (an index-coded interactions table is expected)")
+    u = df["user_idx"].to_numpy(dtype=np.int64)
+    i = df["item_idx"].to_numpy(dtype=np.int64)
+    e = df["event_code"].to_numpy(dtype=np.int64)
+    for name, arr, hi in (("user_idx", u, n_users), ("item_idx", i, n_items), ("event_code", e, len(EVENTS))):
+        bad = np.flatnonzero((arr < 0) | (arr >= hi))
+        if bad.size:
+            raise ValueError(f"split.{part}: row {int(bad[0])} has {name}={int(arr[bad[0]])} outside [0, {hi})")
+    return u, i, e
+
+
+def build_protocol(dataset: Dataset, split: Any, target_types: Sequence[str] = ITEM_TYPES,
+                   exclude_seen: bool = True, exclude_events: Sequence[str] = ("stream",),
+                   history_events: Sequence[str] = ("stream",) + WEAK_EVENTS, n_tiers: int = 5,
+                   tier_mode: str = "count") -> EvalProtocol:
+    """Builds the :class:`EvalProtocol` (module docstring) from a dataset and a split."""
+    bad = [t for t in target_types if t not in ITEM_TYPES]
+    if bad:
+        raise ValueError(f"target_types: unknown item type(s) {bad}; expected a subset of {ITEM_TYPES}")
+    n_users, n_items = dataset.num_users, dataset.num_items
+    tr_u, tr_i, tr_e = _columns(split.train, "train", n_users, n_items)
+    te_u, te_i, te_e = _columns(split.test, "test", n_users, n_items)
+    type_code = dataset.item_type_codes().astype(np.int64)
+    off = dataset.item_type_offsets()
+    stream = EVENTS.index("stream")
+    excl_codes = _event_codes(exclude_events, "exclude_events")
+    hist_codes = _event_codes(history_events, "history_events")
+    targets: dict[str, TargetProtocol] = {}
+    for t in target_types:
+        code = ITEM_TYPES.index(t)
+        if off[code + 1] == off[code]:
+            continue  # no item of this type (homogeneous mode): no table
+        catalogue = np.arange(off[code], off[code + 1], dtype=np.int64)
+        tr_t = type_code[tr_i] == code
+        te_t = type_code[te_i] == code
+        rel_m = te_t & (te_e == stream)
+        users = np.unique(te_u[rel_m])
+        relevant = _sets(users, te_u[rel_m], te_i[rel_m])
+        ex_m = tr_t & np.isin(tr_e, excl_codes)
+        exclude = _sets(users, tr_u[ex_m], tr_i[ex_m]) if exclude_seen else _sets(users, te_u[:0], te_i[:0])
+        if exclude_seen:
+            relevant = relevant.filter(~exclude.contains(relevant.row_ids(), relevant.indices))
+            keep = np.flatnonzero(relevant.sizes() > 0)
+            users, relevant, exclude = users[keep], relevant.take(keep), exclude.take(keep)
+        h_m = tr_t & np.isin(tr_e, hist_codes)
+        history = _sets(users, tr_u[h_m], tr_i[h_m])
+        warm = np.isin(users, np.unique(tr_u[h_m]))
+        s_m = tr_t & (tr_e == stream)
+        train_streams = np.bincount(tr_i[s_m] - off[code], minlength=catalogue.size).astype(np.int64)
+        tiers = popularity_tiers(train_streams, n_tiers=n_tiers, mode=tier_mode)
+        targets[t] = TargetProtocol(t, catalogue, users, warm, relevant, exclude, history, train_streams, tiers)
+    config = {"target_types": [t for t in target_types if t in targets], "exclude_seen": bool(exclude_seen),
+              "exclude_events": list(exclude_events), "history_events": list(history_events),
+              "relevant_events": ["stream"], "n_tiers": int(n_tiers), "tier_mode": tier_mode,
+              "long_tail_tiers": list(range(3, n_tiers + 1)), "catalogue": "all items of the target type"}
+    return EvalProtocol(targets=targets, config=config)
+
+
+def _sets(users: np.ndarray, pair_users: np.ndarray, pair_items: np.ndarray) -> ItemSets:
+    """ItemSets with one row per entry of sorted ``users``; pairs of other users are dropped."""
+    pos = np.searchsorted(users, pair_users)
+    ok = (pos < users.size) & (users[np.minimum(pos, max(users.size - 1, 0))] == pair_users) if users.size else \
+        np.zeros(pair_users.shape, bool)
+    return ItemSets.from_pairs(pos[ok], pair_items[ok], int(users.size))
