@@ -1,0 +1,259 @@
+"""Orbax checkpoints with metadata, best-metric tracking, resume and clear errors.
+
+Layout under ``directory`` (absolute; orbax requires it): one folder per step holding three items
+  ``state`` — the training pytree (params, optax state, step counter...) via StandardSave/Restore;
+  ``meta``  — a JSON dict the trainer owns (epoch, sampler position, rng seeds, config...);
+  ``info``  — a JSON dict this module owns (the validation metric, if any, and the mode).
+Retention: the ``max_to_keep`` latest steps plus the best step by metric (orbax preservation
+policies), so a resume point and the best model both survive.
+
+Orbax traps handled here (ENV.md): relative paths fail; restoring without an abstract target
+returns plain dicts; saving an existing step is silently skipped (here: an error, or ``overwrite``).
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as ocm
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint directory, step or restore target is unusable; the message says why."""
+
+
+_STEP_RE = re.compile(r"^\d+$")
+# Names orbax itself leaves in a checkpoint root (temporaries of in-flight or crashed saves).
+_ORBAX_AUX_RE = re.compile(r"(\.orbax-checkpoint-tmp|_ROOT_METADATA|\.tmp|^\.)")
+
+
+def _key_name(k: Any) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def _path_str(path: tuple) -> str:
+    # Dataclass fields, dict keys and sequence indices all become "a/b/0" so a target made of
+    # flax structs compares equal to orbax's metadata tree (dicts and lists).
+    return "/".join(_key_name(k) for k in path) or "<root>"
+
+
+def _leaf_specs(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    out = {}
+    for path, leaf in flat:
+        shape = tuple(int(s) for s in getattr(leaf, "shape", np.shape(leaf)))
+        dtype = getattr(leaf, "dtype", None)
+        out[_path_str(path)] = (shape, str(np.dtype(dtype)) if dtype is not None else "?")
+    return out
+
+
+def _abstract(tree: Any) -> Any:
+    """Target pytree -> ShapeDtypeStruct tree, keeping any sharding (default: first local device)."""
+    default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+
+    def one(x: Any) -> jax.ShapeDtypeStruct:
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return x if x.sharding is not None else jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=default)
+        sharding = getattr(x, "sharding", None)
+        if not isinstance(x, jax.Array) or sharding is None:
+            sharding = default
+        x_shape, x_dtype = np.shape(x), getattr(x, "dtype", np.asarray(x).dtype)
+        return jax.ShapeDtypeStruct(x_shape, x_dtype, sharding=sharding)
+
+    return jax.tree_util.tree_map(one, tree)
+
+
+class Checkpointer:
+    """Save / resume / best-model checkpoints of a training pytree plus JSON metadata."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        max_to_keep: int | None = 3,
+        best_metric_mode: Literal["max", "min"] | None = None,
+        async_save: bool = True,
+    ) -> None:
+        if best_metric_mode not in (None, "max", "min"):
+            raise ValueError(f"best_metric_mode must be None, 'max' or 'min', got {best_metric_mode!r}")
+        if max_to_keep is not None and max_to_keep < 1:
+            raise ValueError(f"max_to_keep must be >= 1 or None, got {max_to_keep}")
+        self.directory = Path(directory).expanduser().resolve()
+        self.best_metric_mode = best_metric_mode
+        self._check_directory()
+        sign = -1.0 if best_metric_mode == "min" else 1.0
+
+        def score(metrics: Any) -> float:
+            v = float(metrics["metric"])
+            return -math.inf if math.isnan(v) else sign * v  # NaN is never "best"
+
+        policies: list[Any] = [ocm.LatestN(max_to_keep)]
+        if best_metric_mode is not None:
+            policies.append(ocm.BestN(get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False))
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=ocm.AnyPreservationPolicy(policies),
+            enable_async_checkpointing=async_save,
+            create=True,
+        )
+        try:
+            # Explicit handlers: with item names only, a fresh manager cannot read item metadata.
+            handlers = {
+                "state": ocp.StandardCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler(),
+                "info": ocp.JsonCheckpointHandler(),
+            }
+            self._mngr = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+        except Exception as e:  # orbax raises assorted types for unreadable roots
+            raise CheckpointError(f"cannot open checkpoint directory {self.directory}: {e}") from e
+
+    # ------------------------------------------------------------------ inspection
+    def _check_directory(self) -> None:
+        d = self.directory
+        if d.exists() and not d.is_dir():
+            raise CheckpointError(f"checkpoint path {d} exists and is not a directory")
+        if not d.exists():
+            return
+        entries = [p.name for p in d.iterdir()]
+        steps = [n for n in entries if _STEP_RE.match(n) and (d / n).is_dir()]
+        foreign = [n for n in entries if n not in steps and not _ORBAX_AUX_RE.search(n)]
+        if foreign and not steps:
+            raise CheckpointError(
+                f"{d} is not a checkpoint directory: it holds {sorted(foreign)[:5]} and no step folders; "
+                "pass an empty or new directory, or one written by Checkpointer"
+            )
+
+    def all_steps(self) -> list[int]:
+        return sorted(int(s) for s in self._mngr.all_steps())
+
+    def latest_step(self) -> int | None:
+        return self._mngr.latest_step()
+
+    def _info(self, step: int) -> dict:
+        try:
+            out = self._mngr.restore(step, args=ocp.args.Composite(info=ocp.args.JsonRestore()))
+        except Exception as e:
+            raise CheckpointError(f"checkpoint step {step} in {self.directory} is corrupt or incomplete: {e}") from e
+        return dict(out["info"] or {})
+
+    def best_step(self) -> int | None:
+        """Step with the best recorded metric (ties: the earliest), None when no step has one."""
+        if self.best_metric_mode is None:
+            raise ValueError("best_step() needs Checkpointer(best_metric_mode='max' or 'min')")
+        self.wait()
+        best, best_v = None, None
+        for step in self.all_steps():
+            v = self._info(step).get("metric")
+            if v is None or math.isnan(v):
+                continue
+            better = best_v is None or (v > best_v if self.best_metric_mode == "max" else v < best_v)
+            if better:
+                best, best_v = step, v
+        return best
+
+    # ------------------------------------------------------------------ save / restore
+    def save(
+        self,
+        step: int,
+        state: Any,
+        meta: dict | None = None,
+        metric: float | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Saves ``state`` (any pytree of arrays) and JSON ``meta`` as ``step``.
+
+        Raises CheckpointError when ``step`` already exists unless ``overwrite=True`` (orbax would
+        silently skip it, so a resumed run could otherwise "save" nothing).
+        """
+        step = int(step)
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        if step in self._mngr.all_steps():
+            if not overwrite:
+                raise CheckpointError(
+                    f"checkpoint step {step} already exists in {self.directory}; pass overwrite=True to replace it"
+                )
+            self._mngr.wait_until_finished()
+            self._mngr.delete(step)
+        info: dict[str, Any] = {"mode": self.best_metric_mode}
+        metrics = None
+        if metric is not None:
+            info["metric"] = float(metric)
+            metrics = {"metric": float(metric)}
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            meta=ocp.args.JsonSave(dict(meta or {})),
+            info=ocp.args.JsonSave(info),
+        )
+        try:
+            saved = self._mngr.save(step, args=args, metrics=metrics, force=True)
+        except Exception as e:
+            raise CheckpointError(f"saving step {step} to {self.directory} failed: {e}") from e
+        if not saved:
+            raise CheckpointError(f"orbax declined to save step {step} in {self.directory}")
+
+    def restore(self, target: Any, step: int | None = None) -> tuple[Any, dict]:
+        """Restores (state, meta) at ``step`` (default: latest) with the structure of ``target``.
+
+        ``target`` may hold concrete arrays or ``jax.ShapeDtypeStruct`` leaves (give them a
+        sharding to restore straight onto a mesh). Raises CheckpointError when there is no
+        checkpoint, the step is missing or corrupt, or the saved tree does not match ``target``
+        (the message names the first mismatching leaf).
+        """
+        self.wait()
+        steps = self.all_steps()
+        if step is None:
+            if not steps:
+                raise CheckpointError(f"no checkpoint to restore in {self.directory}")
+            step = steps[-1]
+        if step not in steps:
+            raise CheckpointError(f"checkpoint step {step} not found in {self.directory}; available: {steps}")
+        self._check_target(step, target)
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(target)), meta=ocp.args.JsonRestore())
+        try:
+            out = self._mngr.restore(step, args=args)
+        except Exception as e:
+            raise CheckpointError(f"checkpoint step {step} in {self.directory} is corrupt or unreadable: {e}") from e
+        return out["state"], dict(out["meta"] or {})
+
+    def _check_target(self, step: int, target: Any) -> None:
+        try:
+            saved_meta = self._mngr.item_metadata(step)["state"]
+        except Exception as e:
+            raise CheckpointError(f"checkpoint step {step} in {self.directory} is corrupt or incomplete: {e}") from e
+        if saved_meta is None:
+            raise CheckpointError(f"checkpoint step {step} in {self.directory} has no readable 'state' metadata")
+        saved_tree = getattr(saved_meta, "tree", saved_meta)
+        saved, want = _leaf_specs(saved_tree), _leaf_specs(target)
+        where = f"checkpoint step {step} in {self.directory}"
+        for name in want:
+            if name not in saved:
+                raise CheckpointError(f"{where}: target leaf '{name}' is not in the checkpoint (saved leaves: {sorted(saved)[:8]}...)")
+            if saved[name][0] != want[name][0]:
+                raise CheckpointError(f"{where}: leaf '{name}' has shape {saved[name][0]} in the checkpoint but {want[name][0]} in the target")
+            if saved[name][1] != want[name][1]:
+                raise CheckpointError(f"{where}: leaf '{name}' has dtype {saved[name][1]} in the checkpoint but {want[name][1]} in the target")
+        extra = [n for n in saved if n not in want]
+        if extra:
+            raise CheckpointError(f"{where}: checkpoint leaf '{extra[0]}' has no counterpart in the target")
+
+    def wait(self) -> None:
+        """Blocks until in-flight asynchronous saves are on disk."""
+        self._mngr.wait_until_finished()
+
+    def close(self) -> None:
+        self._mngr.wait_until_finished()
+        self._mngr.close()
+
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
