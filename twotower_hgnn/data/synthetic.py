@@ -1,0 +1,425 @@
+"""Seeded, vectorised generator of Spotify-shaped audiobook + podcast data (PAPER.md §7).
+
+Generative story (every step is one vectorised NumPy pass; no per-user Python loop):
+
+1. **Topics.** ``K`` latent topics with a mildly skewed popularity. Each topic has a unit content
+   direction (``content_dim``), a music direction (``music_dim``), a genre/theme (word list), a
+   preferred country/language and a mean listener age. Topics are shared by both item types.
+2. **Items.** ``n_podcasts ≈ 14 × n_audiobooks``. Each item has one topic (drawn by topic
+   popularity) and a log-normal popularity weight (``item_pop_sigma_*``: σ≈1.68 puts ≈80 % of the
+   mass on the top 20 %). Content vector = topic direction + isotropic noise (same-topic cosine
+   ≈ 1/(1+noise²)), L2-normalised. Small scales also get text: a title and a description built from
+   the topic's words with some words from other topics (so an SBERT encoder sees real signal).
+3. **Users.** Log-normal activity (``user_activity_sigma`` ≈ 1.35 puts ≈75 % of streams on the top
+   25 % of users) scaled to ``mean_interactions``. A sparse taste over 3 topics (Dirichlet weights).
+   Segments: podcast-only (most), audiobook+podcast, audiobook-only (``frac_ab_users`` and
+   ``frac_ab_also_pc`` keep > 70 % of audiobook listeners on podcasts). Some audiobook listeners
+   *adopt* audiobooks during the window (their audiobook activity starts at the adoption time) — the
+   cold-start users of the test period. Age, country and the music vector follow the main topic.
+4. **Engagements.** Per user ``n_u`` engagements: type (audiobook share of the user's segment),
+   topic (taste, or an exploration draw), item (popularity within the (type, topic) group), time
+   (uniform over the user's active part of the ``days`` window).
+5. **Events.** A podcast engagement is a ``stream`` (sometimes plus a ``follow``). An audiobook
+   engagement is either a direct ``stream`` or starts with a weak signal (``preview``/``follow``/
+   ``intent_to_pay``) that converts into a stream of the same item a few days later with a
+   signal-specific probability (follow highest), so weak signals predict future streams.
+
+``tests/test_data_synthetic.py`` checks the calibration figures on the ``tiny`` scale.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy.special import ndtri
+
+from twotower_hgnn.data.readers import build_dataset
+from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.rng import np_rng
+
+DAY = 86_400
+START = 1_688_169_600  # 2023-07-01 00:00:00 UTC
+
+# Theme vocabularies: topic k uses theme k % len(THEMES). Real English words so that a sentence
+# encoder places same-theme items close together.
+THEMES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("true crime", ("murder", "detective", "investigation", "killer", "police", "trial", "evidence", "mystery", "suspect", "forensic", "case", "crime")),
+    ("history", ("empire", "war", "ancient", "kings", "revolution", "medieval", "battle", "dynasty", "rome", "century", "archive", "chronicle")),
+    ("science", ("physics", "universe", "quantum", "biology", "evolution", "experiment", "cosmos", "genetics", "chemistry", "research", "atoms", "discovery")),
+    ("business", ("startup", "investing", "markets", "leadership", "money", "economy", "entrepreneur", "strategy", "finance", "stocks", "company", "profit")),
+    ("self help", ("habits", "mindset", "motivation", "confidence", "productivity", "success", "happiness", "growth", "focus", "goals", "discipline", "wellbeing")),
+    ("comedy", ("jokes", "laughs", "funny", "sketch", "standup", "hilarious", "parody", "banter", "satire", "comedian", "humor", "prank")),
+    ("sports", ("football", "soccer", "basketball", "league", "coach", "championship", "match", "athlete", "goal", "tennis", "season", "team")),
+    ("fantasy", ("dragons", "magic", "wizard", "kingdom", "sword", "quest", "elves", "sorcery", "prophecy", "realm", "castle", "spell")),
+    ("romance", ("love", "heart", "passion", "wedding", "kiss", "desire", "affair", "sweetheart", "romantic", "longing", "couple", "summer")),
+    ("health", ("nutrition", "fitness", "diet", "sleep", "exercise", "medicine", "doctor", "body", "wellness", "healing", "running", "vitamins")),
+    ("technology", ("software", "computers", "artificial", "intelligence", "internet", "coding", "robots", "data", "gadgets", "silicon", "startups", "algorithms")),
+    ("politics", ("election", "government", "democracy", "policy", "parliament", "president", "campaign", "senate", "debate", "voters", "law", "diplomacy")),
+    ("music", ("guitar", "album", "songs", "band", "concert", "rock", "jazz", "melody", "singer", "rhythm", "vinyl", "hiphop")),
+    ("food", ("cooking", "recipes", "kitchen", "chef", "baking", "restaurant", "flavor", "wine", "dinner", "spices", "bread", "cuisine")),
+    ("travel", ("journey", "adventure", "islands", "mountains", "backpacking", "cities", "voyage", "explore", "beaches", "passport", "road", "expedition")),
+    ("horror", ("ghost", "haunted", "terror", "nightmare", "monster", "zombie", "curse", "darkness", "vampire", "fear", "scream", "demon")),
+    ("science fiction", ("spaceship", "galaxy", "aliens", "future", "android", "planet", "starship", "cyborg", "colony", "warp", "time", "mars")),
+    ("parenting", ("children", "baby", "family", "mothers", "fathers", "toddler", "school", "teenagers", "parents", "kids", "bedtime", "nursery")),
+    ("religion", ("faith", "prayer", "church", "spiritual", "bible", "soul", "meditation", "god", "sermon", "belief", "worship", "grace")),
+    ("philosophy", ("ethics", "stoicism", "truth", "existence", "reason", "morality", "consciousness", "socrates", "logic", "virtue", "meaning", "wisdom")),
+    ("nature", ("forest", "wildlife", "ocean", "animals", "birds", "climate", "rivers", "plants", "ecology", "wolves", "garden", "earth")),
+    ("film", ("movies", "cinema", "director", "actors", "hollywood", "screenplay", "oscars", "trailer", "blockbuster", "scenes", "studio", "critics")),
+    ("psychology", ("brain", "emotions", "behavior", "therapy", "memory", "anxiety", "personality", "trauma", "mind", "cognitive", "relationships", "stress")),
+    ("language learning", ("spanish", "vocabulary", "grammar", "french", "lessons", "pronunciation", "fluent", "phrases", "german", "conversation", "words", "italian")),
+)
+COUNTRIES: tuple[tuple[str, str], ...] = (
+    ("US", "en"), ("GB", "en"), ("SE", "sv"), ("DE", "de"), ("FR", "fr"),
+    ("ES", "es"), ("BR", "pt"), ("MX", "es"), ("IN", "en"), ("AU", "en"),
+)
+_GENERIC = ("the", "story", "inside", "secret", "world", "life", "guide", "daily", "show", "voices", "hour", "tales")
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    """Sizes and calibration knobs of the generator (defaults follow PAPER.md §7).
+
+    Attributes:
+      mean_interactions: target mean number of *events* (all types) per user over ``days``.
+      frac_ab_users: fraction of users with any audiobook engagement in the window.
+      frac_ab_also_pc: fraction of audiobook users who also stream podcasts (paper: > 70 %).
+      ab_share: mean fraction of engagements that are audiobooks for audiobook+podcast users.
+      frac_adopt_in_window: fraction of audiobook users whose first audiobook falls inside the window.
+      item_pop_sigma_ab / _pc: log-normal sigma of item popularity (1.68 -> top 20 % hold ~80 %).
+      user_activity_sigma: log-normal sigma of user activity (1.35 -> top 25 % hold ~75 %).
+      explore: probability that an engagement ignores the user's taste (topic drawn by popularity).
+      p_weak: probability that an audiobook engagement starts with (preview, follow, intent_to_pay).
+      p_convert: probability that the weak signal is followed by a stream of the same item.
+      convert_days: mean delay (days, exponential) from weak signal to stream.
+      pc_follow: probability that a podcast stream comes with a follow.
+      content_dim: dimension of ``item_vectors`` (0 = emit none).
+      content_noise: noise norm relative to the unit topic direction.
+      emit_text: build titles/descriptions from topic words (small scales only).
+      music_dim: dimension of the user music vector.
+    """
+
+    name: str
+    n_users: int
+    n_audiobooks: int
+    n_podcasts: int
+    n_topics: int
+    mean_interactions: float = 30.0
+    days: int = 90
+    start: int = START
+    frac_ab_users: float = 0.2
+    frac_ab_also_pc: float = 0.85
+    ab_share: float = 0.3
+    frac_adopt_in_window: float = 0.4
+    item_pop_sigma_ab: float = 1.75
+    item_pop_sigma_pc: float = 1.5
+    user_activity_sigma: float = 1.35
+    taste_alpha: float = 0.5
+    explore: float = 0.1
+    p_weak: tuple[float, float, float] = (0.15, 0.08, 0.07)
+    p_convert: tuple[float, float, float] = (0.45, 0.75, 0.4)
+    convert_days: float = 3.0
+    pc_follow: float = 0.05
+    content_dim: int = 64
+    content_noise: float = 1.0
+    emit_text: bool = False
+    music_dim: int = 16
+
+    def expected_events_per_engagement(self) -> float:
+        """Mean events one engagement produces (used to hit ``mean_interactions``)."""
+        pw = float(sum(self.p_weak))
+        ab = (1.0 - pw) + sum(p * (1.0 + c) for p, c in zip(self.p_weak, self.p_convert))
+        pc = 1.0 + self.pc_follow
+        n_ab = self.frac_ab_users * (self.frac_ab_also_pc * self.ab_share + (1 - self.frac_ab_also_pc))
+        return n_ab * ab + (1 - n_ab) * pc
+
+
+SCALES: dict[str, SyntheticConfig] = {
+    # tests: seconds, text + 32-d vectors
+    "tiny": SyntheticConfig("tiny", n_users=800, n_audiobooks=40, n_podcasts=560, n_topics=8, content_dim=32, emit_text=True, music_dim=8),
+    # text encodable in minutes on a CPU (15K items)
+    "small": SyntheticConfig("small", n_users=20_000, n_audiobooks=1_000, n_podcasts=14_000, n_topics=24, emit_text=True),
+    "medium": SyntheticConfig("medium", n_users=200_000, n_audiobooks=10_000, n_podcasts=140_000, n_topics=64),
+    "large": SyntheticConfig("large", n_users=1_000_000, n_audiobooks=50_000, n_podcasts=700_000, n_topics=128),
+    "xlarge": SyntheticConfig("xlarge", n_users=3_000_000, n_audiobooks=100_000, n_podcasts=1_400_000, n_topics=256),
+    # PAPER.md §5.1: 10M users, 3.5M+ podcasts, 250K+ audiobooks
+    "paper": SyntheticConfig("paper", n_users=10_000_000, n_audiobooks=250_000, n_podcasts=3_500_000, n_topics=512),
+}
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _ids(prefix: str, n: int) -> pd.Series:
+    """Compact Arrow-backed string ids ``prefix0000123``."""
+    width = max(1, len(str(max(n - 1, 0))))
+    arr = np.char.add(prefix, np.char.zfill(np.arange(n).astype(f"U{width}"), width))
+    return pd.Series(pd.arrays.ArrowStringArray(pa.array(arr)))
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _lognormal_weights(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
+    """Log-normal popularity at stratified quantiles (randomly permuted): the realised concentration
+    matches the target even for a few dozen items, unlike i.i.d. draws."""
+    q = (rng.permutation(n) + 0.5) / max(n, 1)
+    return np.exp(sigma * ndtri(q))
+
+
+def _topic_mass(topic: np.ndarray, weight: np.ndarray, topic_p: np.ndarray) -> np.ndarray:
+    """Per topic: its items' popularity mass relative to the mass its share of users expects.
+
+    Multiplying a user's topic preference by this keeps an item's expected streams proportional to
+    its own global popularity weight, whatever the (random) number of items in its topic.
+    """
+    if weight.size == 0:
+        return np.zeros_like(topic_p)
+    mass = np.bincount(topic, weights=weight, minlength=topic_p.shape[0])
+    return mass / mass.sum() / topic_p
+
+
+def _topic_cdf(tastes: np.ndarray, taste_w: np.ndarray, rel_mass: np.ndarray) -> np.ndarray:
+    """float ``[n_users, 2]`` cumulative choice probabilities over a user's 3 taste topics."""
+    w = taste_w * rel_mass[tastes]
+    tot = w.sum(1, keepdims=True)
+    w = np.where(tot > 0, w / np.where(tot > 0, tot, 1.0), taste_w)
+    return np.cumsum(w, axis=1)[:, :2]
+
+
+def _assign_topics(rng: np.random.Generator, n: int, topic_p: np.ndarray) -> np.ndarray:
+    """Topic per item; the first min(n, K) items cover every topic so small groups are not empty."""
+    k = topic_p.shape[0]
+    t = rng.choice(k, size=n, p=topic_p)
+    m = min(n, k)
+    t[:m] = rng.permutation(k)[:m]
+    return rng.permutation(t).astype(np.int32)
+
+
+class _GroupSampler:
+    """Draws items of one type by popularity within a topic (empty topic -> whole type)."""
+
+    def __init__(self, topic: np.ndarray, weight: np.ndarray, n_topics: int, offset: int):
+        order = np.argsort(topic, kind="stable")
+        self.items = order.astype(np.int64) + offset
+        self.cum = np.cumsum(weight[order])
+        total = self.cum[-1]
+        bounds = np.searchsorted(topic[order], np.arange(n_topics + 1), side="left")
+        cum0 = np.concatenate([[0.0], self.cum])
+        self.lo = cum0[bounds[:-1]]
+        self.hi = cum0[bounds[1:]]
+        empty = self.hi <= self.lo
+        self.lo[empty], self.hi[empty] = 0.0, total
+
+    def sample(self, rng: np.random.Generator, topics: np.ndarray) -> np.ndarray:
+        target = self.lo[topics] + rng.random(topics.shape[0]) * (self.hi[topics] - self.lo[topics])
+        pos = np.minimum(np.searchsorted(self.cum, target, side="right"), self.cum.shape[0] - 1)
+        return self.items[pos]
+
+
+def _pick(words: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return words[rows, rng.integers(0, words.shape[1], size=rows.shape[0])]
+
+
+def _texts(rng: np.random.Generator, item_topic: np.ndarray, n_ab: int, noise: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Titles and descriptions from topic words (vectorised string ops)."""
+    n = item_topic.shape[0]
+    words = np.array([w for _, w in THEMES], dtype=object).astype(str)  # [n_themes, 12]
+    theme = item_topic % len(THEMES)
+
+    def draw() -> np.ndarray:  # a word of the item's theme, or (noise) of a random theme
+        rows = np.where(rng.random(n) < noise, rng.integers(0, len(THEMES), n), theme)
+        return _pick(words, rows, rng)
+
+    generic = np.array(_GENERIC)[rng.integers(0, len(_GENERIC), n)]
+    title = np.char.add(np.char.add(np.char.add(np.char.capitalize(generic), " "), np.char.capitalize(draw())), np.char.add(" and ", draw()))
+    genre_name = np.array([g for g, _ in THEMES])[theme]
+    kind = np.where(np.arange(n) < n_ab, "An audiobook", "A podcast")
+    desc = np.char.add(np.char.add(kind, " about "), np.char.add(draw(), ", "))
+    desc = np.char.add(np.char.add(desc, draw()), np.char.add(" and ", draw()))
+    desc = np.char.add(np.char.add(desc, ". A "), np.char.add(genre_name, " listen on "))
+    desc = np.char.add(np.char.add(desc, draw()), ".")
+    return title, desc
+
+
+# ------------------------------------------------------------------------------------- generate
+def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) -> Dataset:
+    """Generates a synthetic :class:`Dataset` (see module docstring). ``overrides`` replace config fields."""
+    cfg = SCALES[cfg_or_scale] if isinstance(cfg_or_scale, str) else cfg_or_scale
+    if isinstance(cfg_or_scale, str) and cfg_or_scale not in SCALES:
+        raise ValueError(f"unknown synthetic scale {cfg_or_scale!r}; choose from {list(SCALES)}")
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    t0 = time.perf_counter()
+    K, n_ab, n_pc, n_u = cfg.n_topics, cfg.n_audiobooks, cfg.n_podcasts, cfg.n_users
+    if min(K, n_u) < 1 or n_ab < 0 or n_pc < 0 or n_ab + n_pc < 1:
+        raise ValueError(f"synthetic config {cfg.name!r}: need >= 1 topic, user and item")
+    r = lambda *k: np_rng(seed, "synthetic", *k)  # noqa: E731  independent named streams
+
+    # 1. topics
+    rt = r("topics")
+    topic_p = 1.0 / (np.arange(K) + 3.0)
+    topic_p = rt.permutation(topic_p / topic_p.sum())
+    topic_dir = _normalise(rt.standard_normal((K, max(cfg.content_dim, 1))))
+    topic_music = _normalise(rt.standard_normal((K, max(cfg.music_dim, 1))))
+    topic_country = rt.integers(0, len(COUNTRIES), K)
+    topic_age = rt.uniform(22, 55, K)
+
+    # 2. items (audiobooks first: global node order)
+    ri = r("items")
+    ab_topic = _assign_topics(ri, n_ab, topic_p) if n_ab else np.zeros(0, np.int32)
+    pc_topic = _assign_topics(ri, n_pc, topic_p) if n_pc else np.zeros(0, np.int32)
+    ab_w = _lognormal_weights(ri, n_ab, cfg.item_pop_sigma_ab)
+    pc_w = _lognormal_weights(ri, n_pc, cfg.item_pop_sigma_pc)
+    item_topic = np.concatenate([ab_topic, pc_topic])
+    n_items = n_ab + n_pc
+
+    # 3. users
+    ru = r("users")
+    act = ru.lognormal(0.0, cfg.user_activity_sigma, n_u)
+    eng_target = cfg.mean_interactions / cfg.expected_events_per_engagement()
+    n_eng = np.maximum(1, np.round(act * (eng_target / act.mean()))).astype(np.int64)
+    tastes = np.stack([ru.choice(K, n_u, p=topic_p) for _ in range(3)], axis=1).astype(np.int32)
+    taste_w = ru.dirichlet(np.full(3, cfg.taste_alpha), n_u)
+    taste_w = -np.sort(-taste_w, axis=1)  # main topic first
+    ab_mass = _topic_mass(ab_topic, ab_w, topic_p)
+    pc_mass = _topic_mass(pc_topic, pc_w, topic_p)
+    seg = ru.random(n_u)
+    is_ab = seg < cfg.frac_ab_users if n_ab else np.zeros(n_u, bool)
+    ab_only = is_ab & (ru.random(n_u) >= cfg.frac_ab_also_pc) if n_pc else is_ab.copy()
+    if not n_pc:
+        is_ab[:] = True
+        ab_only[:] = True
+    share = np.where(ab_only, 1.0, np.where(is_ab, ru.beta(2.0, 2.0 / max(cfg.ab_share, 1e-6) - 2.0, n_u), 0.0))
+    adopt = np.where(is_ab & (ru.random(n_u) < cfg.frac_adopt_in_window), ru.uniform(0, cfg.days * DAY, n_u), 0.0)
+    adopt = np.where(ab_only, np.minimum(adopt, (cfg.days - 1) * DAY), adopt)
+    main = tastes[np.arange(n_u), 0]
+    age = np.clip(np.round(topic_age[main] + ru.normal(0, 8, n_u)), 16, 80).astype(np.int64)
+    country_idx = np.where(ru.random(n_u) < 0.5, topic_country[main], ru.integers(0, len(COUNTRIES), n_u))
+    music = _normalise((taste_w[:, :, None] * topic_music[tastes]).sum(1) + 0.5 * ru.standard_normal((n_u, max(cfg.music_dim, 1))) / np.sqrt(max(cfg.music_dim, 1)))
+
+    # 4. engagements
+    re_ = r("engagements")
+    n_total = int(n_eng.sum())
+    user = np.repeat(np.arange(n_u, dtype=np.int64), n_eng)
+    eng_ab = re_.random(n_total) < share[user]
+    u01 = re_.random(n_total)
+    topic = np.empty(n_total, np.int64)
+    explore = re_.random(n_total) < cfg.explore
+    for m, mass in ((eng_ab, ab_mass), (~eng_ab, pc_mass)):
+        if not m.any() or mass.sum() == 0:
+            continue
+        um = user[m]
+        slot = (u01[m][:, None] > _topic_cdf(tastes, taste_w, mass)[um]).sum(1)
+        p_explore = topic_p * mass / (topic_p * mass).sum()
+        topic[m] = np.where(explore[m], re_.choice(K, int(m.sum()), p=p_explore), tastes[um, slot])
+    item = np.empty(n_total, np.int64)
+    if n_ab:
+        m = eng_ab
+        item[m] = _GroupSampler(ab_topic, ab_w, K, 0).sample(re_, topic[m])
+    if n_pc:
+        m = ~eng_ab
+        item[m] = _GroupSampler(pc_topic, pc_w, K, n_ab).sample(re_, topic[m])
+    lo = np.where(eng_ab, adopt[user], 0.0)
+    t_eng = lo + re_.random(n_total) * (cfg.days * DAY - lo)
+
+    # 5. events
+    rv = r("events")
+    end = cfg.days * DAY
+    pw = np.asarray(cfg.p_weak, dtype=np.float64)
+    kind = np.searchsorted(np.cumsum(pw), rv.random(n_total), side="right")  # 0..2 weak, 3 = none
+    weak = eng_ab & (kind < 3)
+    conv_p = np.asarray(cfg.p_convert + (1.0,))[kind]
+    delay = rv.exponential(cfg.convert_days * DAY, n_total)
+    t_stream = np.where(weak, t_eng + delay, t_eng)
+    has_stream = np.where(weak, rv.random(n_total) < conv_p, True) & (t_stream < end)
+    pc_fol = ~eng_ab & (rv.random(n_total) < cfg.pc_follow)
+    weak_code = np.array([EVENTS.index(e) for e in ("preview", "follow", "intent_to_pay")], np.int8)
+    ev = np.concatenate([
+        np.full(int(has_stream.sum()), EVENTS.index("stream"), np.int8),
+        weak_code[kind[weak]],
+        np.full(int(pc_fol.sum()), EVENTS.index("follow"), np.int8),
+    ])
+    e_user = np.concatenate([user[has_stream], user[weak], user[pc_fol]])
+    e_item = np.concatenate([item[has_stream], item[weak], item[pc_fol]])
+    e_time = np.concatenate([t_stream[has_stream], t_eng[weak], np.minimum(t_eng[pc_fol] + 60, end - 1)])
+    e_time = (cfg.start + np.floor(e_time)).astype(np.int64)
+    del user, item, topic, t_eng, t_stream, kind, u01
+
+    # tables
+    user_ids = _ids("u", n_u)
+    item_ids = pd.concat([_ids("ab", n_ab), _ids("pc", n_pc)], ignore_index=True)
+    countries = np.array([c for c, _ in COUNTRIES])
+    langs = np.array([lang for _, lang in COUNTRIES])
+    rtx = r("text")
+    lang = np.where(rtx.random(n_items) < 0.6, langs[topic_country[item_topic]], "en")
+    genre = np.array([g for g, _ in THEMES])[item_topic % len(THEMES)]
+    if cfg.emit_text:
+        title, desc = _texts(rtx, item_topic, n_ab)
+    else:
+        title = desc = np.full(n_items, "", dtype="U1")
+    items = pd.DataFrame({
+        "item_id": item_ids,
+        "item_type": pd.Series(np.where(np.arange(n_items) < n_ab, "audiobook", "podcast")).astype(object),
+        "title": title.astype(object), "description": desc.astype(object),
+        "language": lang.astype(object), "genre": genre.astype(object),
+    })
+    users = pd.DataFrame({"user_id": user_ids, "age": age, "country": countries[country_idx].astype(object)})
+    inter = pd.DataFrame({
+        "user_id": pd.Categorical.from_codes(e_user, categories=pd.Index(user_ids)),
+        "item_id": pd.Categorical.from_codes(e_item, categories=pd.Index(item_ids)),
+        "timestamp": e_time,
+        "event": pd.Categorical.from_codes(ev.astype(np.int64), categories=list(EVENTS)),
+    })
+    item_vectors = None
+    if cfg.content_dim > 0:
+        rc = r("content")
+        noise = rc.standard_normal((n_items, cfg.content_dim)).astype(np.float32) * np.float32(cfg.content_noise / np.sqrt(cfg.content_dim))
+        item_vectors = _normalise(topic_dir[item_topic] + noise)
+    meta = {
+        "scale": cfg.name, "seed": seed, "config": dataclasses.asdict(cfg),
+        "start": cfg.start, "end": cfg.start + cfg.days * DAY,
+        "split": {"test_days_from_end": 14, "history_days": cfg.days},
+        "generate_seconds": None,
+    }
+    ds = build_dataset(inter, items, users, name=f"synthetic-{cfg.name}", item_vectors=item_vectors, music=music,
+                       meta=meta, validate=False)
+    # Ground truth for diagnostics/tests (not model inputs).
+    ds.truth = {"item_topic": item_topic, "user_topics": tastes, "user_is_ab": is_ab, "user_adopt": adopt}
+    ds.meta["generate_seconds"] = time.perf_counter() - t0
+    return ds
+
+
+def calibration(ds: Dataset) -> Mapping[str, float]:
+    """The PAPER.md §7 figures measured on a dataset (any source)."""
+    it = ds.interactions
+    ev = it["event_code"].to_numpy()
+    u = it["user_idx"].to_numpy()
+    i = it["item_idx"].to_numpy()
+    n_ab = int(ds.item_type_counts.get("audiobook", 0))
+    stream = ev == EVENTS.index("stream")
+    is_ab_item = i < n_ab
+
+    def top_share(counts: np.ndarray, frac: float) -> float:
+        c = np.sort(counts)[::-1]
+        k = max(1, int(round(frac * c.shape[0])))
+        return float(c[:k].sum() / max(c.sum(), 1))
+
+    ab_item_streams = np.bincount(i[stream & is_ab_item], minlength=n_ab)[:n_ab]
+    user_streams = np.bincount(u[stream], minlength=ds.num_users)
+    ab_users = np.zeros(ds.num_users, bool)
+    ab_users[u[is_ab_item]] = True
+    pc_stream_users = np.zeros(ds.num_users, bool)
+    pc_stream_users[u[stream & ~is_ab_item]] = True
+    n_pc = ds.num_items - n_ab
+    return {
+        "podcasts_per_audiobook": float(n_pc / max(n_ab, 1)),
+        "top20_audiobooks_stream_share": top_share(ab_item_streams, 0.2),
+        "top25_users_stream_share": top_share(user_streams, 0.25),
+        "frac_users_with_audiobooks": float(ab_users.mean()),
+        "frac_ab_users_streaming_podcasts": float(pc_stream_users[ab_users].mean()) if ab_users.any() else 0.0,
+        "mean_interactions_per_user": float(len(it) / max(ds.num_users, 1)),
+        "days": float((it["timestamp"].max() - it["timestamp"].min()) / DAY),
+    }
