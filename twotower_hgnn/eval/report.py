@@ -1,0 +1,322 @@
+"""Scoring models under the protocol and the evaluation report (``report.json``, ``report.md``, console).
+
+``report.json`` layout (``schema_version`` 1; keys are stable, new keys may be added)::
+
+    {
+      "schema_version": 1,
+      "meta": {
+        "created_utc": "2026-11-27T05:00:00Z", "git_sha": "<40 hex | 'unknown'>",
+        "k": 10, "depth": 100,                     # HR/Recall/NDCG cut-off K and MRR/Coverage depth
+        "config": {...},                           # the run's configuration (free-form, JSON-able)
+        "dataset": {...},                          # dataset_stats(): sizes, items per type, events
+        "split": {...},                            # split_stats(): cut time, window, part sizes
+        "protocol": {...},                         # EvalProtocol.config (exclusion, events, tiers)
+        "protocol_stats": {target_type: {...}}     # TargetProtocol.stats() (users per segment ...)
+      },
+      "results": [                                 # one row per model x target type x segment
+        {"model": "2T-HGNN", "target_type": "audiobook", "segment": "warm",
+         "metrics": {"hr@10": 0.35, "mrr@100": 0.22, "coverage@100": 0.22, "recall@10": 0.2,
+                     "ndcg@10": 0.2, "n_users": 1234}}, ...],
+      "long_tail": [                               # same rows, metrics restricted to tiers 3-5
+        {"model", "target_type", "segment", "tiers": [3, 4, 5], "metrics": {...}}, ...],
+      "skipped": [{"model", "target_type", "segment", "reason"}, ...],   # e.g. LLM-KNN on cold users
+      "ablations": [ rows shaped like "results" ],  # Table 1, when given (audiobook / warm rows)
+      "training": {stage: {"history": [{"step": 0, "loss": ...}, ...], ...}, ...}  # free-form per stage
+    }
+
+Metric definitions: :mod:`twotower_hgnn.eval.metrics`; Coverage values are fractions (the tables
+print them as percentages). The paper's tables: Table 2 = (audiobook, warm), Table 3 = (audiobook,
+cold), Table 4 = (podcast, all), Table 1 = ``ablations``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
+from twotower_hgnn.eval.metrics import compute_metrics, long_tail_metrics, metric_keys
+from twotower_hgnn.eval.protocol import SEGMENTS, EvalProtocol, Rankings
+from twotower_hgnn.io import atomic_write_json, atomic_write_text
+
+SCHEMA_VERSION = 1
+# (title, target_type, segment) of the paper's tables, in print order.
+PAPER_TABLES: tuple[tuple[str, str, str], ...] = (
+    ("Table 2 - audiobook recommendations, warm-start users", "audiobook", "warm"),
+    ("Table 3 - audiobook recommendations, cold-start users", "audiobook", "cold"),
+    ("Table 4 - podcast recommendations, all users", "podcast", "all"),
+)
+TABLE1_TITLE = "Table 1 - ablations (warm-start users, audiobooks)"
+
+
+class ReportError(ValueError):
+    """A report file or a model's rankings do not follow the documented layout / protocol."""
+
+
+def _excluded_hits(rankings: np.ndarray, tp_exclude, rows: np.ndarray) -> np.ndarray:
+    return tp_exclude.take(rows).contains(np.arange(rows.size)[:, None], rankings)
+
+
+def evaluate_models(models: Mapping[str, Mapping[str, Rankings]], protocol: EvalProtocol, k: int = 10,
+                    depth: int = 100, segments: Sequence[str] = SEGMENTS, long_tail: bool = True,
+                    first_tail_tier: int = 3) -> dict[str, list[dict[str, Any]]]:
+    """Scores every model on every target type it ranks and every segment it fully covers.
+
+    Args:
+      models: model name -> target type -> :class:`Rankings` (any subset of users; a segment is scored
+        only when the model ranks all of its users, else it is listed in ``skipped`` with the reason).
+      protocol: the :class:`EvalProtocol`.
+      k, depth: HR/Recall/NDCG cut-off and MRR/Coverage depth.
+      segments: segment names to score.
+      long_tail: also compute the tiers >= ``first_tail_tier`` view.
+
+    Returns ``{"results": [...], "long_tail": [...], "skipped": [...]}`` (rows as in the module
+    docstring). Raises :class:`ReportError` if a ranking contains an item the protocol excludes for
+    that user (a model must apply ``TargetProtocol.exclude``) or a target type without a protocol.
+    """
+    out: dict[str, list[dict[str, Any]]] = {"results": [], "long_tail": [], "skipped": []}
+    for name, per_target in models.items():
+        for target, rk in per_target.items():
+            if target not in protocol.targets:
+                raise ReportError(f"model {name!r} ranks target type {target!r}, which has no protocol "
+                                  f"(have {sorted(protocol.targets)})")
+            tp = protocol[target]
+            for seg in segments:
+                pos = tp.segment(seg)
+                key = {"model": name, "target_type": target, "segment": seg}
+                if pos.size == 0:
+                    out["skipped"].append({**key, "reason": "segment has no evaluated user"})
+                    continue
+                rows = rk.rows_for(tp.users[pos])
+                missing = int((rows < 0).sum())
+                if missing:
+                    out["skipped"].append({**key, "reason": f"model ranks {pos.size - missing} of {pos.size} users"})
+                    continue
+                ranked = rk.items[rows]
+                bad = _excluded_hits(ranked, tp.exclude, pos)
+                if bad.any():
+                    r, c = np.argwhere(bad)[0]
+                    raise ReportError(f"{name}/{target}/{seg}: user row {int(tp.users[pos[r]])} is recommended item "
+                                      f"{int(ranked[r, c])} at rank {int(c) + 1}, which the protocol excludes "
+                                      "(already streamed before the split)")
+                tag = f"{name}/{target}/{seg}"
+                rel = tp.relevant.take(pos)
+                out["results"].append({**key, "metrics": compute_metrics(ranked, rel, tp.catalogue, k, depth, name=tag)})
+                if long_tail:
+                    m = long_tail_metrics(ranked, rel, tp.catalogue, tp.tail_items(first_tail_tier), k, depth, name=tag)
+                    tiers = list(range(first_tail_tier, int(protocol.config.get("n_tiers", 5)) + 1))
+                    out["long_tail"].append({**key, "tiers": tiers, "metrics": m})
+    return out
+
+
+def git_sha(repo: str | Path | None = None) -> str:
+    """HEAD commit of the repository holding this package, or 'unknown'."""
+    cwd = Path(repo) if repo else Path(__file__).resolve().parent
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return res.stdout.strip() if res.returncode == 0 else "unknown"
+
+
+def dataset_stats(dataset: Dataset) -> dict[str, Any]:
+    """Sizes of a dataset for the report's meta."""
+    codes = dataset.interactions["event_code"].to_numpy(dtype=np.int64)
+    counts = np.bincount(codes, minlength=len(EVENTS))
+    return {"name": dataset.name, "users": dataset.num_users, "items": dataset.num_items,
+            "items_per_type": {t: int(dataset.item_type_counts.get(t, 0)) for t in ITEM_TYPES},
+            "interactions": int(len(dataset.interactions)),
+            "events": {e: int(c) for e, c in zip(EVENTS, counts)}, "dropped": dict(dataset.dropped)}
+
+
+def split_stats(split: Any) -> dict[str, Any]:
+    """Whatever of the split's scalar fields exist (cut time, history start, part sizes, segments)."""
+    out: dict[str, Any] = {"train_rows": int(len(split.train)), "test_rows": int(len(split.test))}
+    for field in ("cut_time", "history_start", "test_end"):
+        v = getattr(split, field, None)
+        if v is not None:
+            out[field] = int(v)
+    for field in ("warm_users", "cold_users"):
+        v = getattr(split, field, None)
+        if v is not None:
+            out[f"n_{field}"] = int(np.size(v))
+    seg = getattr(split, "segment_sizes", None)
+    if seg is not None:
+        out["segment_sizes"] = _jsonable(seg)
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if isinstance(o, np.generic) else
+                                 o.tolist() if isinstance(o, np.ndarray) else str(o)))
+
+
+def build_report(evaluation: Mapping[str, Any], protocol: EvalProtocol, *, k: int = 10, depth: int = 100,
+                 config: Mapping[str, Any] | None = None, dataset: Dataset | None = None, split: Any = None,
+                 training: Mapping[str, Any] | None = None, ablations: Sequence[Mapping[str, Any]] | None = None,
+                 created_utc: str | None = None) -> dict[str, Any]:
+    """Assembles the ``report.json`` dict (module docstring) from :func:`evaluate_models`' output."""
+    meta = {"created_utc": created_utc or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "git_sha": git_sha(), "k": int(k), "depth": int(depth), "config": _jsonable(dict(config or {})),
+            "dataset": dataset_stats(dataset) if dataset is not None else {},
+            "split": split_stats(split) if split is not None else {},
+            "protocol": _jsonable(dict(protocol.config)), "protocol_stats": protocol.stats()}
+    report = {"schema_version": SCHEMA_VERSION, "meta": meta, "results": list(evaluation.get("results", [])),
+              "long_tail": list(evaluation.get("long_tail", [])), "skipped": list(evaluation.get("skipped", [])),
+              "ablations": list(ablations or []), "training": _jsonable(dict(training or {}))}
+    validate_report(report)
+    return report
+
+
+def table1_rows(reports: Mapping[str, Mapping[str, Any]], model: str = "2T-HGNN") -> list[dict[str, Any]]:
+    """Table 1 rows from one report per ablation: variant name -> that run's (model, audiobook, warm) row."""
+    rows = []
+    for variant, rep in reports.items():
+        hit = [r for r in rep["results"] if (r["model"], r["target_type"], r["segment"]) == (model, "audiobook", "warm")]
+        if not hit:
+            raise ReportError(f"ablation {variant!r}: its report has no {model}/audiobook/warm result")
+        rows.append({**hit[0], "model": variant})
+    return rows
+
+
+_ROW_KEYS = ("model", "target_type", "segment", "metrics")
+
+
+def validate_report(report: Mapping[str, Any], source: str = "report") -> None:
+    """Checks the documented layout; raises :class:`ReportError` naming the first bad field."""
+    for key in ("schema_version", "meta", "results", "long_tail", "skipped", "ablations", "training"):
+        if key not in report:
+            raise ReportError(f"{source}: missing top-level key {key!r}")
+    if report["schema_version"] != SCHEMA_VERSION:
+        raise ReportError(f"{source}: schema_version {report['schema_version']!r}, expected {SCHEMA_VERSION}")
+    for key in ("created_utc", "git_sha", "k", "depth", "config", "dataset", "split", "protocol"):
+        if key not in report["meta"]:
+            raise ReportError(f"{source}: meta is missing {key!r}")
+    need = metric_keys(int(report["meta"]["k"]), int(report["meta"]["depth"]))
+    for section in ("results", "long_tail", "ablations"):
+        for i, row in enumerate(report[section]):
+            miss = [k for k in _ROW_KEYS if k not in row] or [k for k in need if k not in row["metrics"]]
+            if miss:
+                raise ReportError(f"{source}: {section}[{i}] is missing {miss}")
+
+
+def write_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Writes ``report.json`` and ``report.md`` atomically into ``out_dir``; returns their paths."""
+    validate_report(report)
+    out_dir = Path(out_dir)
+    return {"json": atomic_write_json(out_dir / "report.json", report),
+            "md": atomic_write_text(out_dir / "report.md", format_markdown(report))}
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    """Reads and validates a ``report.json``."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ReportError(f"{path}: cannot read a JSON report ({e})") from None
+    validate_report(report, source=str(path))
+    return report
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables
+# ------------------------------------------------------------------------------------------------
+def _columns(k: int, depth: int) -> list[tuple[str, str, str]]:
+    """(header, metric key, format) of a paper-shaped table, then the extra metrics."""
+    return [(f"HR@{k}", f"hr@{k}", "num"), (f"MRR@{depth}", f"mrr@{depth}", "num"),
+            (f"Coverage@{depth}", f"coverage@{depth}", "pct"), (f"Recall@{k}", f"recall@{k}", "num"),
+            (f"NDCG@{k}", f"ndcg@{k}", "num"), ("users", "n_users", "int")]
+
+
+def _fmt(v: Any, kind: str) -> str:
+    if kind == "pct":
+        return f"{100.0 * float(v):.1f}%"
+    if kind == "int":
+        return str(int(v))
+    return f"{float(v):.3f}"
+
+
+def _table_rows(rows: Sequence[Mapping[str, Any]], k: int, depth: int) -> tuple[list[str], list[list[str]]]:
+    cols = _columns(k, depth)
+    header = ["Model"] + [c[0] for c in cols]
+    body = [[r["model"]] + [_fmt(r["metrics"][key], kind) for _, key, kind in cols] for r in rows]
+    return header, body
+
+
+def _select(rows: Sequence[Mapping[str, Any]], target: str, segment: str) -> list[Mapping[str, Any]]:
+    return [r for r in rows if r["target_type"] == target and r["segment"] == segment]
+
+
+def _markdown_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _text_table(header: list[str], body: list[list[str]]) -> str:
+    widths = [max(len(x) for x in col) for col in zip(header, *body)]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body])
+
+
+def paper_tables(report: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, body) of Table 1 (if ablations are given) and Tables 2-4 (those with rows)."""
+    k, depth = int(report["meta"]["k"]), int(report["meta"]["depth"])
+    out = []
+    if report.get("ablations"):
+        out.append((TABLE1_TITLE, *_table_rows(report["ablations"], k, depth)))
+    for title, target, seg in PAPER_TABLES:
+        rows = _select(report["results"], target, seg)
+        if rows:
+            out.append((title, *_table_rows(rows, k, depth)))
+    return out
+
+
+def format_console(report: Mapping[str, Any]) -> str:
+    """The paper-shaped tables as plain text (what the pipeline prints last)."""
+    return "\n\n".join(f"{title}\n{_text_table(h, b)}" for title, h, b in paper_tables(report))
+
+
+def format_markdown(report: Mapping[str, Any]) -> str:
+    """``report.md``: the paper's tables, every segment, the long-tail view, skipped rows and the meta."""
+    meta = report["meta"]
+    k, depth = int(meta["k"]), int(meta["depth"])
+    ds = meta.get("dataset", {})
+    parts = ["# Offline evaluation report", "",
+             f"- created: {meta['created_utc']}, git {meta['git_sha'][:12]}",
+             f"- dataset: {ds.get('name', '?')} ({ds.get('users', '?')} users, {ds.get('items', '?')} items, "
+             f"{ds.get('interactions', '?')} interactions)",
+             f"- split: {json.dumps(meta.get('split', {}), sort_keys=True)}",
+             f"- protocol: {json.dumps(meta.get('protocol', {}), sort_keys=True)}",
+             f"- HR/Recall/NDCG at K={k}; MRR and Coverage over the top {depth}; Coverage in % of the "
+             "target type's catalogue.", ""]
+    for title, h, b in paper_tables(report):
+        parts += [f"## {title}", "", _markdown_table(h, b), ""]
+    groups = sorted({(r["target_type"], r["segment"]) for r in report["results"]},
+                    key=lambda g: (g[0], SEGMENTS.index(g[1]) if g[1] in SEGMENTS else 99, g[1]))
+    parts += ["## All results", ""]
+    for target, seg in groups:
+        parts += [f"### {target} / {seg}", "", _markdown_table(*_table_rows(_select(report["results"], target, seg), k, depth)), ""]
+    if report["long_tail"]:
+        parts += ["## Long tail (relevant items in popularity tiers "
+                  f"{report['long_tail'][0].get('tiers')}; Coverage = share of tail items shown)", ""]
+        for target, seg in groups:
+            rows = _select(report["long_tail"], target, seg)
+            if rows:
+                parts += [f"### {target} / {seg}", "", _markdown_table(*_table_rows(rows, k, depth)), ""]
+    if report["skipped"]:
+        parts += ["## Not scored", ""] + [f"- {s['model']} / {s['target_type']} / {s['segment']}: {s['reason']}"
+                                          for s in report["skipped"]] + [""]
+    if report["training"]:
+        parts += ["## Training", ""]
+        for stage, info in report["training"].items():
+            scalars = {k2: v for k2, v in (info.items() if isinstance(info, Mapping) else []) if k2 != "history"}
+            n_hist = len(info.get("history", [])) if isinstance(info, Mapping) else 0
+            parts.append(f"- {stage}: {json.dumps(scalars, sort_keys=True)} ({n_hist} logged steps)")
+        parts.append("")
+    return "\n".join(parts)
