@@ -1,0 +1,350 @@
+"""Two-tower training: jitted, data-parallel over a mesh, checkpointed and resumable.
+
+PAPER.md §4: Adam, learning rate 1e-3, batch 128, 10 epochs. One example per first stream of a
+(user, target item) pair in the training window, user features as of the stream (``features.py``).
+
+* **Static shapes.** Every step sees exactly ``batch_size`` rows: the last batch of an epoch is
+  padded and masked (padding rows are neither rows nor negatives of the loss), so the step compiles
+  once (``TwoTowerResult.n_compiles`` counts traces).
+* **Data parallelism.** Parameters/optimiser state/item table replicated, the batch split over the
+  mesh (``parallel.shard_batch``); the loss is written on the global batch so negatives are shared
+  across devices (XLA all-gathers the item vectors) and the gradient all-reduce is implicit.
+* **Resume.** The example order of epoch e is a permutation from ``rng.np_rng(seed, "2t-shuffle", e)``
+  and step s covers rows ``[s mod spe * B, ...)`` of epoch ``s // spe``: a run resumed from a
+  checkpoint sees exactly the batches the uninterrupted run would have seen.
+* **2T baseline.** ``use_hgnn=False`` drops the HGNN input of the item tower and builds the user
+  history means from the content embeddings instead (the paper's production 2T has no HGNN at all).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from twotower_hgnn import features as F
+from twotower_hgnn.checkpoint import Checkpointer, CheckpointError
+from twotower_hgnn.data.schema import Dataset
+from twotower_hgnn.models.two_tower import TwoTowerConfig, TwoTowerModel, in_batch_softmax_loss
+from twotower_hgnn.parallel import block_on_cpu, make_mesh, replicate, shard_batch
+from twotower_hgnn.rng import jax_key, np_rng
+from twotower_hgnn.tracking import MetricWriter, Progress
+
+ENCODE_CHUNK = 1024  # rows per jitted tower call at evaluation time (one static shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoTowerTrainConfig:
+    """Training settings; defaults are the paper's (PAPER.md §4).
+
+    Attributes:
+      target_type: "audiobook" (Tables 2-3) or "podcast" (Table 4).
+      use_hgnn: False = the paper's "2T" baseline (no HGNN inputs anywhere).
+      batch_size: global batch (split over devices; must be a multiple of the device count).
+      max_steps / time_budget_s: stop early at whichever comes first (None = no limit).
+      history_days: user-history window (None = unbounded); positive_events: events that are positives.
+      q_smoothing: additive smoothing of the item frequency q behind the logQ / inverse weights.
+      checkpoint_every: steps between checkpoints (and one at the end); log_every: steps between logs.
+      num_devices: devices of the data mesh (None = all).
+    """
+
+    target_type: str = "audiobook"
+    use_hgnn: bool = True
+    batch_size: int = 128
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    max_steps: int | None = None
+    time_budget_s: float | None = None
+    seed: int = 0
+    history_days: float | None = 90.0
+    positive_events: tuple[str, ...] = ("stream",)
+    first_only: bool = True
+    q_smoothing: float = 1.0
+    checkpoint_every: int = 500
+    log_every: int = 50
+    num_devices: int | None = None
+    progress: bool = True
+    model: TwoTowerConfig = dataclasses.field(default_factory=TwoTowerConfig)
+
+    def __post_init__(self) -> None:
+        if self.target_type not in ("audiobook", "podcast"):
+            raise ValueError(f"target_type must be 'audiobook' or 'podcast', got {self.target_type!r}")
+        for name in ("batch_size", "epochs", "checkpoint_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["model"] = dataclasses.asdict(self.model)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "TwoTowerTrainConfig":
+        d = dict(d)
+        m = dict(d.pop("model"))
+        m["tower_dims"] = tuple(m["tower_dims"])
+        d["positive_events"] = tuple(d["positive_events"])
+        return cls(model=TwoTowerConfig(**m), **d)
+
+
+PRESETS: dict[str, TwoTowerTrainConfig] = {
+    "paper": TwoTowerTrainConfig(),
+    # 2-core CPU: small towers, a larger learning rate and more epochs on the tiny synthetic data.
+    "cpu_tiny": TwoTowerTrainConfig(batch_size=64, epochs=30, learning_rate=3e-3, checkpoint_every=200, log_every=20,
+                                    model=TwoTowerConfig(tower_dims=(128, 64, 32))),
+}
+
+
+@dataclasses.dataclass
+class TwoTowerResult:
+    """A trained two-tower model and everything needed to encode users and items with it.
+
+    Attributes:
+      params: host NumPy pytree of the Flax ``TwoTowerModel`` variables.
+      cfg: the training config; model_cfg: the model config with vocabulary sizes filled in.
+      vocab: categorical vocabularies and feature sizes.
+      item_table: ItemFeatures of every target-type item (row r = global id ``item_table.item_idx[r]``).
+      history_emb: float32 ``[n_items, d_hist]`` embedding the user history means are built from.
+      history: list of ``{"step", "loss"}`` logged during this run.
+      step: steps done in total (including resumed ones); n_examples: training examples;
+      n_compiles: traces of the train step in this run (1 with static shapes).
+    """
+
+    params: Any
+    cfg: TwoTowerTrainConfig
+    model_cfg: TwoTowerConfig
+    vocab: F.FeatureVocab
+    item_table: F.ItemFeatures
+    history_emb: np.ndarray
+    history: list[dict]
+    step: int
+    n_examples: int
+    n_compiles: int = 0
+    resumed_from: int | None = None
+
+
+# ------------------------------------------------------------------------------------------ steps
+def make_loss_fn(model_cfg: TwoTowerConfig):
+    """``loss(params, item_table, batch) -> scalar`` on the global batch."""
+    model = TwoTowerModel(model_cfg)
+
+    def loss_fn(params: Any, item_table: F.ItemFeatures, batch: F.TwoTowerBatch) -> jax.Array:
+        u = model.apply(params, batch.user, method=TwoTowerModel.encode_user)
+        items = jax.tree_util.tree_map(lambda a: a[batch.item_row], item_table)
+        v = model.apply(params, items, method=TwoTowerModel.encode_item)
+        return in_batch_softmax_loss(u, v, batch.item_row, batch.log_q, model_cfg, mask=batch.mask)
+
+    return loss_fn
+
+
+def make_train_step(model_cfg: TwoTowerConfig, tx: optax.GradientTransformation, mesh: Any, counter: list[int]):
+    """Jitted ``step(state, item_table, batch) -> (state, loss)``; ``counter[0]`` += 1 per trace."""
+    loss_fn = make_loss_fn(model_cfg)
+    from twotower_hgnn.parallel import batch_sharding, replicated_sharding
+
+    rep, bat = replicated_sharding(mesh), batch_sharding(mesh)
+
+    def step(state: dict, item_table: F.ItemFeatures, batch: F.TwoTowerBatch) -> tuple[dict, jax.Array]:
+        counter[0] += 1  # Python side effect: runs only while tracing
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"], item_table, batch)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
+
+    return jax.jit(step, in_shardings=(rep, rep, bat), out_shardings=(rep, rep), donate_argnums=(0,))
+
+
+def make_batch(ex: F.TrainingExamples, rows: np.ndarray, log_q_items: np.ndarray, batch_size: int) -> F.TwoTowerBatch:
+    """Host batch of ``rows`` padded to ``batch_size`` (mask 0 on padding)."""
+    n = len(rows)
+    pad = batch_size - n
+    item_row = np.concatenate([ex.item_row[rows], np.zeros(pad, np.int32)]).astype(np.int32)
+    mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    return F.TwoTowerBatch(
+        user=F.pad_users(F.take_users(ex.user, rows), batch_size), item_row=item_row,
+        log_q=(log_q_items[item_row] * mask).astype(np.float32), mask=mask,
+    )
+
+
+def batch_rows(n_examples: int, batch_size: int, seed: int, step: int, _cache: dict | None = None) -> np.ndarray:
+    """Example rows of global step ``step`` (deterministic in (seed, step): resumable)."""
+    spe = math.ceil(n_examples / batch_size)
+    epoch, pos = divmod(step, spe)
+    if _cache is not None and _cache.get("epoch") == epoch:
+        perm = _cache["perm"]
+    else:
+        perm = np_rng(seed, "2t-shuffle", epoch).permutation(n_examples)
+        if _cache is not None:
+            _cache.update(epoch=epoch, perm=perm)
+    return perm[pos * batch_size:(pos + 1) * batch_size]
+
+
+# ------------------------------------------------------------------------------------------ train
+def _check_embeddings(ds: Dataset, content_emb: Any, hgnn_emb: Any, use_hgnn: bool) -> None:
+    if content_emb is None:
+        raise ValueError("content_emb (the SBERT/text item embedding, [n_items, d]) is required")
+    for name, e in (("content_emb", content_emb), ("hgnn_emb", hgnn_emb)):
+        if e is not None and (np.ndim(e) != 2 or np.shape(e)[0] != ds.num_items):
+            raise ValueError(f"{name} has shape {np.shape(e)}; expected ({ds.num_items}, d), one row per item of {ds.name}")
+        if e is not None and not np.isfinite(np.asarray(e)).all():
+            raise ValueError(f"{name} contains NaN/inf")
+    if use_hgnn and hgnn_emb is None:
+        raise ValueError("use_hgnn=True needs hgnn_emb; pass use_hgnn=False for the 2T baseline")
+
+
+def prepare(ds: Dataset, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, cfg: TwoTowerTrainConfig):
+    """(model_cfg, vocab, item_table, history_emb) for a dataset and config (no training)."""
+    _check_embeddings(ds, content_emb, hgnn_emb, cfg.use_hgnn)
+    hist = np.asarray(hgnn_emb if cfg.use_hgnn else content_emb, np.float32)
+    vocab = F.build_vocab(ds, cfg.target_type, d_hist=hist.shape[1], history_days=cfg.history_days)
+    model_cfg = dataclasses.replace(cfg.model, use_hgnn=cfg.use_hgnn, n_countries=vocab.n_countries,
+                                    n_languages=vocab.n_languages, n_genres=vocab.n_genres)
+    table = F.item_feature_table(ds, content_emb, hgnn_emb if cfg.use_hgnn else None, cfg.target_type, vocab)
+    return model_cfg, vocab, table, hist
+
+
+def train_two_tower(
+    ds: Dataset, split: Any, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, cfg: TwoTowerTrainConfig,
+    workdir: str | os.PathLike,
+) -> TwoTowerResult:
+    """Trains (or resumes training of) a two-tower model; checkpoints under ``workdir/checkpoints``,
+    metrics (TensorBoard + metrics.jsonl) under ``workdir/tb``."""
+    workdir = Path(workdir).expanduser().resolve()
+    model_cfg, vocab, table, hist = prepare(ds, content_emb, hgnn_emb, cfg)
+    ex = F.build_training_examples(ds, split, cfg.target_type, hist, vocab, positive_events=cfg.positive_events,
+                                   first_only=cfg.first_only)
+    if len(ex) == 0:
+        raise ValueError(f"no training examples: no {cfg.positive_events} of {cfg.target_type}s in the training part")
+    log_q_items = F.smoothed_log_q(ex.item_counts, cfg.q_smoothing)
+    mesh = make_mesh(cfg.num_devices)
+    n_dev = mesh.devices.size
+    if cfg.batch_size % n_dev:
+        raise ValueError(f"batch_size={cfg.batch_size} is not a multiple of the {n_dev} devices of the mesh")
+    spe = math.ceil(len(ex) / cfg.batch_size)
+    total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, int(cfg.max_steps))
+
+    model = TwoTowerModel(model_cfg)
+    tx = optax.adam(cfg.learning_rate)
+    first = make_batch(ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, 0), log_q_items, cfg.batch_size)
+    params = model.init(jax_key(cfg.seed, "2t-init"), first.user, jax.tree_util.tree_map(lambda a: a[:2], table))
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+
+    ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=2)
+    meta_fingerprint = {"train_config": cfg.to_json(), "n_examples": len(ex), "n_items": len(table)}
+    resumed_from = ckpt.latest_step()
+    if resumed_from is not None:
+        state, meta = ckpt.restore(state, resumed_from)
+        saved = meta.get("fingerprint")
+        ignore = ("max_steps", "time_budget_s", "checkpoint_every", "log_every", "progress", "epochs")
+        strip = lambda f: {**f, "train_config": {k: v for k, v in f["train_config"].items() if k not in ignore}}  # noqa: E731
+        if saved is None or strip(saved) != strip(meta_fingerprint):
+            raise CheckpointError(f"checkpoint in {workdir / 'checkpoints'} was written by a different config or "
+                                  "dataset; use a fresh workdir")
+    state = replicate(state, mesh)
+    table_dev = replicate(table, mesh)
+    counter = [0]
+    step_fn = make_train_step(model_cfg, tx, mesh, counter)
+    start = int(jax.device_get(state["step"]))
+    history: list[dict] = []
+    cache: dict = {}
+    t0 = time.perf_counter()
+    window: list[jax.Array] = []
+    with MetricWriter(workdir / "tb") as writer, Progress(total - start, desc=f"2T {cfg.target_type}",
+                                                           enabled=cfg.progress) as prog:
+        step = start
+        while step < total:
+            rows = batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache)
+            batch = shard_batch(make_batch(ex, rows, log_q_items, cfg.batch_size), mesh)
+            state, loss = step_fn(state, table_dev, batch)
+            block_on_cpu(loss)
+            window.append(loss)
+            step += 1
+            if step % cfg.log_every == 0 or step == total:
+                mean_loss = float(np.mean(jax.device_get(window)))
+                window = []
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(f"two-tower loss is {mean_loss} at step {step}")
+                history.append({"step": step, "loss": mean_loss})
+                writer.scalars({"2t/loss": mean_loss, "2t/epoch": step / spe}, step)
+                prog.update(cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every, loss=mean_loss)
+            timed_out = cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s
+            if step % cfg.checkpoint_every == 0 or step == total or timed_out:
+                ckpt.save(step, state, meta={"fingerprint": meta_fingerprint, "epoch": step / spe}, overwrite=True)
+            if timed_out:
+                break
+    ckpt.close()
+    return TwoTowerResult(
+        params=jax.device_get(state["params"]), cfg=cfg, model_cfg=model_cfg, vocab=vocab, item_table=table,
+        history_emb=hist, history=history, step=int(jax.device_get(state["step"])), n_examples=len(ex),
+        n_compiles=counter[0], resumed_from=resumed_from,
+    )
+
+
+# ------------------------------------------------------------------------------------------ encode
+@functools.lru_cache(maxsize=16)
+def _encoder(model_cfg: TwoTowerConfig, method: str):
+    model = TwoTowerModel(model_cfg)
+    fn = TwoTowerModel.encode_user if method == "user" else TwoTowerModel.encode_item
+    return jax.jit(lambda params, x: model.apply(params, x, method=fn))
+
+
+def encode_chunked(model_cfg: TwoTowerConfig, params: Any, bundle: Any, which: str, chunk: int = ENCODE_CHUNK) -> np.ndarray:
+    """Runs a tower over a host bundle in fixed-size padded chunks (one compiled shape)."""
+    n = len(bundle)
+    enc = _encoder(model_cfg, which)
+    size = min(chunk, max(1, n))
+    out = []
+    for s in range(0, n, size):
+        part = jax.tree_util.tree_map(lambda a: np.asarray(a)[s:s + size], bundle)
+        m = len(part)
+        if m < size:
+            part = jax.tree_util.tree_map(lambda a: np.concatenate([a, np.zeros((size - m,) + a.shape[1:], a.dtype)]), part)
+        out.append(np.asarray(enc(params, part))[:m])
+    return np.concatenate(out) if out else np.zeros((0, model_cfg.out_dim), np.float32)
+
+
+def user_vectors(result: TwoTowerResult, ds: Dataset, interactions: Any, user_idx: Any, as_of: Any) -> np.ndarray:
+    """float32 ``[Q, d]`` user vectors as of ``as_of`` (history read from ``interactions``)."""
+    feats = F.user_features_as_of(ds, interactions, user_idx, as_of, result.history_emb, result.vocab)
+    return encode_chunked(result.model_cfg, result.params, feats, "user")
+
+
+def item_vectors(result: TwoTowerResult) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 ``[N, d]`` item vectors, int64 ``[N]`` global item ids) of the target type."""
+    return (encode_chunked(result.model_cfg, result.params, result.item_table, "item"),
+            np.asarray(result.item_table.item_idx, np.int64))
+
+
+def rank_items(
+    result: TwoTowerResult, ds: Dataset, interactions: Any, user_idx: Any, as_of: Any, depth: int = 100,
+    exclude: Any = None,
+) -> np.ndarray:
+    """int64 ``[U, min(depth, N)]`` global ids of the top target-type items per user, best first.
+
+    ``exclude`` (an ``eval.metrics.ItemSets`` with one row per user, global ids, or None) removes items
+    from each user's ranking (e.g. already-streamed ones). Brute-force NumPy scoring for offline
+    evaluation; serving uses the retrieval index.
+    """
+    u = user_vectors(result, ds, interactions, user_idx, as_of)
+    v, ids = item_vectors(result)
+    scores = u @ v.T
+    if exclude is not None:
+        if exclude.n_rows != len(u):
+            raise ValueError(f"exclude has {exclude.n_rows} rows for {len(u)} users")
+        local = np.asarray(exclude.indices, np.int64) - int(ids[0])
+        ok = (local >= 0) & (local < len(ids))
+        scores[exclude.row_ids()[ok], local[ok]] = -np.inf
+    k = min(depth, len(ids))
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return ids[np.take_along_axis(top, order, axis=1)]
