@@ -114,3 +114,14 @@ def test_long_tail_restricts_users_and_relevant_items():
     assert m["mrr@3"] == pytest.approx((1 / 3 + 0) / 2)
     assert m["recall@2"] == 0.0
     assert m["coverage@3"] == pytest.approx(1 / 5)  # only 15 of the tail is shown, to anyone
+
+
+def test_chunked_computation_equals_one_block(monkeypatch):
+    import twotower_hgnn.eval.metrics as M
+    rng = np.random.default_rng(0)
+    ranked = np.stack([rng.permutation(CAT)[:6] for _ in range(37)])
+    ranked[rng.random(ranked.shape) < 0.2] = -1
+    rel = ItemSets.from_lists([rng.choice(CAT, rng.integers(1, 4), replace=False) for _ in range(37)])
+    whole = compute_metrics(ranked, rel, CAT, k=3, depth=5)
+    monkeypatch.setattr(M, "_CHUNK_USERS", 4)
+    assert compute_metrics(ranked, rel, CAT, k=3, depth=5) == pytest.approx(whole)

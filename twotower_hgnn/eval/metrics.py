@@ -203,21 +203,30 @@ def compute_metrics(ranked: np.ndarray, relevant: ItemSets, catalogue: np.ndarra
     n = ranked.shape[0]
     if n == 0:
         return {**{key: 0.0 for key in keys[:-1]}, "n_users": 0}
+    sums = np.zeros(4, dtype=np.float64)  # hr, rr, recall, ndcg summed over users
+    for lo in range(0, n, _CHUNK_USERS):  # bounded memory for millions of users
+        rows = np.arange(lo, min(lo + _CHUNK_USERS, n))
+        sums += _per_user_sums(ranked[rows], relevant.take(rows), k, depth)
+    hr, mrr, recall, ndcg = sums / n
+    cov_items = catalogue if coverage_items is None else np.asarray(coverage_items, dtype=np.int64)
+    return {keys[0]: float(hr), keys[1]: float(mrr), keys[2]: coverage(ranked, cov_items, depth),
+            keys[3]: float(recall), keys[4]: float(ndcg), "n_users": int(n)}
+
+
+_CHUNK_USERS = 1 << 16
+
+
+def _per_user_sums(ranked: np.ndarray, relevant: ItemSets, k: int, depth: int) -> np.ndarray:
+    """float64 [4]: sums over these users of hit@k, reciprocal rank@depth, recall@k, ndcg@k."""
     hits = hit_matrix(ranked, relevant)
     top_k = hits[:, :k]
-    hr = top_k.any(axis=1).mean()
     top_d = hits[:, :depth]
-    first = np.argmax(top_d, axis=1)
-    rr = np.where(top_d.any(axis=1), 1.0 / (first + 1.0), 0.0)
+    rr = np.where(top_d.any(axis=1), 1.0 / (np.argmax(top_d, axis=1) + 1.0), 0.0)
     n_rel = relevant.sizes().astype(np.float64)
-    recall = (top_k.sum(axis=1) / n_rel).mean()
     discount = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
     dcg = (top_k * discount[: top_k.shape[1]]).sum(axis=1)
     idcg = np.concatenate([[0.0], np.cumsum(discount)])[np.minimum(n_rel, k).astype(np.int64)]
-    ndcg = (dcg / idcg).mean()
-    cov_items = catalogue if coverage_items is None else np.asarray(coverage_items, dtype=np.int64)
-    return {keys[0]: float(hr), keys[1]: float(rr.mean()), keys[2]: coverage(ranked, cov_items, depth),
-            keys[3]: float(recall), keys[4]: float(ndcg), "n_users": int(n)}
+    return np.array([top_k.any(axis=1).sum(), rr.sum(), (top_k.sum(axis=1) / n_rel).sum(), (dcg / idcg).sum()])
 
 
 def popularity_tiers(streams: np.ndarray, n_tiers: int = 5, mode: str = "count") -> np.ndarray:
