@@ -150,6 +150,20 @@ class NumpySampler:
         self._epoch_cache: dict[int, dict[Relation, np.ndarray]] = {}
         self._lock = threading.Lock()
 
+    # ------------------------------------------------------------------ pickling (process workers)
+    def __getstate__(self) -> dict:
+        from sampler.loader import portable_graph  # memory-mapped arrays travel as file names
+
+        return {"graph": portable_graph(self.graph), "spec": self.spec, "holdout": self.holdout,
+                "max_negative_retries": self.max_negative_retries}
+
+    def __setstate__(self, st: dict) -> None:
+        from sampler.loader import restore_graph
+
+        # the graph is already without the holdout edges: skip the removal pass
+        self.__init__(restore_graph(st["graph"]), st["spec"], max_negative_retries=st["max_negative_retries"])
+        self.holdout = st["holdout"]
+
     # ------------------------------------------------------------------ epochs
     def num_batches(self, epoch: int = 0) -> int:
         """Batches in ``epoch`` (the same for every epoch; known before sampling)."""
