@@ -1,0 +1,639 @@
+"""The daily job: data -> split -> graph -> content features -> HGNN -> two-tower -> evaluation -> export.
+
+Every stage writes atomically into the *version directory* ``<out_dir>/<dataset tag>/<version>/``
+(``version`` = the ``--as_of`` date, or ``default``) and is skipped when its valid outputs exist
+(:mod:`twotower_hgnn.stages`), so a killed run resumes where it stopped; ``from_stage`` forces a
+stage and everything after it to recompute. One version's HGNN, two-tower models and index always
+belong together: the export stage's ``MANIFEST.json`` names the fingerprints of the stages it was
+built from, and nothing is ever reused across versions except as a warm start.
+
+Ablations (PAPER.md Table 1) run as *variants* inside the same version: data, split and content
+features are shared; graph/HGNN/two-tower/evaluation live under ``ablation-<X>/``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from twotower_hgnn.data import load_dataset
+from twotower_hgnn.data.schema import ITEM_TYPES, WEAK_EVENTS, Dataset
+from twotower_hgnn.data.split import AUTO, Split, temporal_split
+from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
+from twotower_hgnn.stages import StageRunner, fingerprint
+
+STAGES: tuple[str, ...] = ("data", "split", "graph", "content", "hgnn", "two_tower", "evaluate", "export")
+ABLATIONS: dict[str, str] = {
+    "A": "w/o multi-edge opt. (balanced sampler off)",
+    "B": "w/o weak signals",
+    "C": "w/o PC-PC edges",
+    "D": "w/o AB-AB edges",
+    "E": "2T-GNN, AB-AB only (homogeneous)",
+    "F": "2T-GNN, PC-PC only (homogeneous; audiobooks inductive)",
+}
+AB, PC = "audiobook", "podcast"
+
+
+class PipelineError(ValueError):
+    """A pipeline configuration or input that cannot run (names the flag)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """One pipeline run.
+
+    Attributes:
+      dataset: "movielens1m" | "synthetic" | "files".
+      scale / data_seed: synthetic generator scale and seed.
+      interactions / items / users: paths for ``dataset="files"``.
+      test_interactions: external test split (``launch/evaluate.py``): ``interactions`` is then the
+        training part and no time cut or history window is applied.
+      out_dir: root of all versions.
+      as_of: ISO date; the split cut and the version name (rolling history window ending there).
+      warm_start: initialise the HGNN and two-tower from the latest earlier version of this dataset.
+      from_stage: recompute this stage and every later one.
+      preset: hyper-parameter preset ("demo", "tiny", "paper"; see :func:`presets`).
+      cut_quantile / history_days / test_days: split overrides (None/AUTO = dataset default).
+      targets: target item types to train and evaluate two-towers for.
+      k: HR/Recall/NDCG cut-off; exclude_seen: drop items consumed before the split from rankings.
+      text_model: sentence-transformers model name/path (None = the bundled MiniLM).
+      ablation: one of ABLATIONS, or None for the full model and baselines.
+      seed: training seed.
+      min_segment_users: minimum warm and cold test users (the split raises below it).
+      hgnn_overrides / two_tower_overrides: field overrides applied on top of the preset.
+    """
+
+    dataset: str = "movielens1m"
+    scale: str = "tiny"
+    data_seed: int = 0
+    interactions: str | None = None
+    items: str | None = None
+    users: str | None = None
+    test_interactions: str | None = None
+    out_dir: str = "runs"
+    as_of: str | None = None
+    warm_start: bool = False
+    from_stage: str | None = None
+    preset: str = "demo"
+    cut_quantile: float | None = None
+    history_days: Any = AUTO
+    test_days: Any = AUTO
+    targets: tuple[str, ...] = ITEM_TYPES
+    k: int = 10
+    exclude_seen: bool = True
+    text_model: str | None = None
+    ablation: str | None = None
+    seed: int = 0
+    min_segment_users: int = 1
+    hgnn_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    two_tower_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dataset not in ("movielens1m", "synthetic", "files"):
+            raise PipelineError(f"--dataset: {self.dataset!r} is not one of movielens1m, synthetic, files")
+        if self.dataset == "files":
+            missing = [f for f in ("interactions", "items", "users") if not getattr(self, f)]
+            if missing:
+                raise PipelineError(f"--dataset=files needs --{', --'.join(missing)}")
+        if self.from_stage is not None and self.from_stage not in STAGES:
+            raise PipelineError(f"--from_stage: {self.from_stage!r} is not one of {STAGES}")
+        if self.ablation is not None and self.ablation not in ABLATIONS:
+            raise PipelineError(f"--ablation: {self.ablation!r} is not one of {sorted(ABLATIONS)}")
+        if self.preset not in presets():
+            raise PipelineError(f"--preset: {self.preset!r} is not one of {sorted(presets())}")
+        bad = [t for t in self.targets if t not in ITEM_TYPES]
+        if bad or not self.targets:
+            raise PipelineError(f"--targets: {list(self.targets)} must be a non-empty subset of {list(ITEM_TYPES)}")
+        if self.as_of is not None:
+            try:
+                _dt.date.fromisoformat(self.as_of)
+            except ValueError as e:
+                raise PipelineError(f"--as_of: {self.as_of!r} is not an ISO date (YYYY-MM-DD)") from e
+        if self.test_interactions is not None and (self.as_of is not None or self.cut_quantile is not None):
+            raise PipelineError("--test_interactions gives the split: it cannot be combined with --as_of/--cut_quantile")
+
+    # ------------------------------------------------------------------ naming
+    @property
+    def dataset_tag(self) -> str:
+        if self.dataset == "synthetic":
+            return f"synthetic-{self.scale}-s{self.data_seed}"
+        if self.dataset == "files":
+            return "files-" + fingerprint([os.path.abspath(p) for p in (self.interactions, self.items, self.users)])[:8]
+        return self.dataset
+
+    @property
+    def version(self) -> str:
+        return self.as_of or "default"
+
+    def version_dir(self) -> Path:
+        return Path(self.out_dir).resolve() / self.dataset_tag / self.version
+
+
+# ---------------------------------------------------------------------------------- presets
+def presets() -> dict[str, dict[str, dict[str, Any]]]:
+    """Named hyper-parameter presets: ``{name: {"hgnn": {...}, "two_tower": {...}}}``.
+
+    * ``paper`` — PAPER.md: HGNN Adam 1e-3, batch 256 edges, <= 50 epochs, patience 10; 2T batch 128,
+      10 epochs, 512-256-128 towers.
+    * ``demo`` — the README's MovieLens-1M run on a 2-core CPU in well under 20 minutes: smaller
+      dimensions and step/time budgets (recorded as a deviation in BUILD_NOTES.md).
+    * ``tiny`` — tests: seconds per stage on the tiny synthetic data.
+    """
+    return {
+        "paper": {"hgnn": {"preset": "paper"}, "two_tower": {"preset": "paper"}},
+        "demo": {"hgnn": {"preset": "demo"}, "two_tower": {"preset": "demo"}},
+        "tiny": {"hgnn": {"preset": "tiny"}, "two_tower": {"preset": "tiny"}},
+    }
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def load_data(cfg: PipelineConfig) -> Dataset:
+    """The run's dataset (a validated :class:`Dataset`)."""
+    if cfg.dataset == "synthetic":
+        return load_dataset("synthetic", scale=cfg.scale, seed=cfg.data_seed)
+    if cfg.dataset == "files":
+        if cfg.test_interactions is not None:
+            return _external_dataset(cfg)
+        return load_dataset("files", interactions=cfg.interactions, items=cfg.items, users=cfg.users)
+    return load_dataset(cfg.dataset)
+
+
+def _external_dataset(cfg: PipelineConfig) -> Dataset:
+    """Train + test files validated together as one dataset (ids must exist in items/users)."""
+    from twotower_hgnn.data.readers import build_dataset, read_interactions, read_items, read_users
+
+    tr = read_interactions(cfg.interactions)
+    te = read_interactions(cfg.test_interactions)
+    tr["_part"], te["_part"] = 0, 1
+    both = pd.concat([tr, te], ignore_index=True)
+    # Each table was validated by its reader; validate=False keeps the ``_part`` column.
+    return build_dataset(both, read_items(cfg.items), read_users(cfg.users), name="files-external", validate=False,
+                         meta={"train": str(cfg.interactions), "test": str(cfg.test_interactions)})
+
+
+def external_split(ds: Dataset, min_segment_users: int = 1) -> Split:
+    """The split given by the files (``_part`` 0 = train, 1 = test): no cut, no history window."""
+    from twotower_hgnn.data.split import SplitError
+
+    inter = ds.interactions
+    if "_part" not in inter.columns:
+        raise PipelineError("external split requested but the dataset has no train/test parts")
+    train = inter[inter["_part"] == 0].drop(columns="_part").reset_index(drop=True)
+    test = inter[inter["_part"] == 1].drop(columns="_part").reset_index(drop=True)
+    if len(train) == 0 or len(test) == 0:
+        raise SplitError(f"external split: train has {len(train)} rows and test {len(test)}; both must be non-empty")
+    ab_lo, ab_hi = ds.item_type_offsets()[0], ds.item_type_offsets()[1]
+    test_users = np.unique(test["user_idx"].to_numpy()).astype(np.int32)
+    tr_ab = train["item_idx"].to_numpy()
+    ab_users = np.unique(train["user_idx"].to_numpy()[(tr_ab >= ab_lo) & (tr_ab < ab_hi)])
+    warm = np.intersect1d(test_users, ab_users).astype(np.int32)
+    cold = np.setdiff1d(test_users, ab_users).astype(np.int32)
+    sizes = {"train_interactions": int(len(train)), "train_users": int(train["user_idx"].nunique()),
+             "test_interactions": int(len(test)), "test_users": int(test_users.size), "warm_users": int(warm.size),
+             "cold_users": int(cold.size),
+             "warm_users_ab_test": int(np.intersect1d(warm, _ab_stream_users(test, ab_lo, ab_hi)).size),
+             "cold_users_ab_test": int(np.intersect1d(cold, _ab_stream_users(test, ab_lo, ab_hi)).size)}
+    for seg in ("warm_users", "cold_users"):
+        if ab_hi > ab_lo and sizes[seg] < min_segment_users:
+            raise SplitError(f"external split: {sizes[seg]} {seg.replace('_', ' ')} < the minimum {min_segment_users}")
+    return Split(train=train, test=test, cut_time=int(test["timestamp"].min()), history_start=None,
+                 warm_users=warm, cold_users=cold, segment_sizes=sizes, test_end=None)
+
+
+def _ab_stream_users(df: pd.DataFrame, lo: int, hi: int) -> np.ndarray:
+    it = df["item_idx"].to_numpy()
+    m = (it >= lo) & (it < hi) & (df["event"].to_numpy() == "stream")
+    return np.unique(df["user_idx"].to_numpy()[m])
+
+
+def save_split(split: Split, out: Path) -> None:
+    atomic_write_parquet(split.train, out / "train.parquet")
+    atomic_write_parquet(split.test, out / "test.parquet")
+    atomic_save_npy(out / "warm_users.npy", np.asarray(split.warm_users, np.int32))
+    atomic_save_npy(out / "cold_users.npy", np.asarray(split.cold_users, np.int32))
+    atomic_write_json(out / "split.json", {"cut_time": split.cut_time, "history_start": split.history_start,
+                                           "test_end": split.test_end, "segment_sizes": split.segment_sizes})
+
+
+def load_split(path: Path) -> Split:
+    meta = json.loads((path / "split.json").read_text())
+    return Split(train=pd.read_parquet(path / "train.parquet"), test=pd.read_parquet(path / "test.parquet"),
+                 cut_time=int(meta["cut_time"]), history_start=meta["history_start"],
+                 warm_users=np.load(path / "warm_users.npy"), cold_users=np.load(path / "cold_users.npy"),
+                 segment_sizes=meta["segment_sizes"], test_end=meta["test_end"])
+
+
+def strip_weak(split: Split) -> Split:
+    """Ablation B: weak signals removed from everything trained on (graph, user features, labels).
+
+    Segments (warm/cold) and the test part are left as they are, so every variant is scored on the
+    same users and relevant items.
+    """
+    train = split.train[~split.train["event"].isin(WEAK_EVENTS)].reset_index(drop=True)
+    return dataclasses.replace(split, train=train)
+
+
+def ablation_relations(ablation: str | None, type_counts: Mapping[str, int]) -> tuple[tuple[str, str], ...] | None:
+    """Relations the HGNN uses under an ablation (None = all of the graph's)."""
+    rel = {"C": ((AB, AB), (AB, PC)), "D": ((AB, PC), (PC, PC)), "E": ((AB, AB),), "F": ((PC, PC),)}
+    return rel.get(ablation or "")
+
+
+def hgnn_config(cfg: PipelineConfig, relations: Sequence[tuple[str, str]] | None):
+    """The HGNN training config of a run: preset + ablation + overrides."""
+    from twotower_hgnn.models.hgnn import HGNNConfig
+    from twotower_hgnn.train.hgnn import HGNNTrainConfig
+
+    name = presets()[cfg.preset]["hgnn"]["preset"]
+    if name == "paper":
+        base = HGNNTrainConfig(seed=cfg.seed)
+    elif name == "demo":
+        # MovieLens-1M on 2 CPU cores: 128/64-wide, fan-out (10, 5), a 240 s training budget.
+        base = HGNNTrainConfig(model=HGNNConfig(hidden_dim=128, out_dim=64), batch_positives=256, fanouts=(10, 5),
+                               max_epochs=50, patience=10, max_time_s=240.0, val_max_edges=2000, lr=2e-3,
+                               log_every_steps=20, seed=cfg.seed)
+    else:
+        base = HGNNTrainConfig.cpu_small(seed=cfg.seed, max_epochs=6, patience=3)
+    over: dict[str, Any] = {}
+    if relations is not None:
+        over["relations"] = tuple(f"{a}-{b}" for a, b in relations)
+    if cfg.ablation in ("E", "F"):
+        over["model"] = dataclasses.replace(base.model, homogeneous=True)
+    if cfg.ablation == "A":
+        over["balance"] = "off"
+    over.update(cfg.hgnn_overrides)
+    return dataclasses.replace(base, **over)
+
+
+def two_tower_config(cfg: PipelineConfig, target: str, use_hgnn: bool):
+    """The two-tower training config of a run for one target type."""
+    from twotower_hgnn.models.two_tower import TwoTowerConfig
+    from twotower_hgnn.train.two_tower import PRESETS, TwoTowerTrainConfig
+
+    name = presets()[cfg.preset]["two_tower"]["preset"]
+    history = None if cfg.dataset == "movielens1m" or cfg.test_interactions is not None else 90.0
+    if name == "paper":
+        base = PRESETS["paper"]
+    elif name == "demo":
+        # Paper's batch and learning rate; 256-128-64 towers and a 150 s budget per model on 2 cores.
+        base = TwoTowerTrainConfig(batch_size=128, epochs=10, learning_rate=1e-3, time_budget_s=150.0,
+                                   checkpoint_every=1000, log_every=100,
+                                   model=TwoTowerConfig(tower_dims=(256, 128, 64)))
+    else:
+        base = PRESETS["cpu_tiny"]
+    return dataclasses.replace(base, target_type=target, use_hgnn=use_hgnn, seed=cfg.seed, history_days=history,
+                               **dict(cfg.two_tower_overrides))
+
+
+def _previous_version(cfg: PipelineConfig) -> Path | None:
+    """The latest earlier version of this dataset with a complete export (for --warm_start)."""
+    root = cfg.version_dir().parent
+    if not root.exists():
+        return None
+    cands = sorted(p for p in root.iterdir() if p.is_dir() and p.name < cfg.version and (p / "export" / "MANIFEST.json").exists())
+    return cands[-1] if cands else None
+
+
+# ---------------------------------------------------------------------------------- the job
+def _file_identity(paths: Sequence[str | None]) -> list:
+    out = []
+    for p in paths:
+        if p:
+            st = os.stat(p)
+            out.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _save_params(path: Path, params: Any) -> None:
+    """Flattened float32 params as one .npz (keys = pytree paths) — for warm starts."""
+    import jax
+
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    arrays = {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _load_params_like(path: Path, like: Any) -> Any:
+    """Params saved by :func:`_save_params`, shaped like ``like`` (None if the structure differs)."""
+    import jax
+
+    data = np.load(path)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(like)
+    leaves = []
+    for k, v in flat:
+        key = jax.tree_util.keystr(k)
+        if key not in data or data[key].shape != np.shape(v):
+            return None
+        leaves.append(data[key])
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
+    """Runs (or resumes) every stage; returns the evaluation report (``report.json``'s dict)."""
+    t_start = time.time()
+    vdir = cfg.version_dir()
+    pre = f"ablation-{cfg.ablation}/" if cfg.ablation else ""
+    variant = {"graph": cfg.ablation == "B", "hgnn": True, "two_tower": True, "evaluate": True, "export": True}
+    name = {s: (pre + s if cfg.ablation and variant.get(s) else s) for s in STAGES}
+    force = {name[s] for s in STAGES[STAGES.index(cfg.from_stage):]} if cfg.from_stage else set()
+    runner = StageRunner(vdir, force=force)
+    work = vdir / "_work"
+    _log(f"[pipeline] {cfg.dataset_tag} version {cfg.version}{' ablation ' + cfg.ablation if cfg.ablation else ''} "
+         f"-> {vdir}")
+
+    # -- data: validated tables (cached by their loaders); the stage records what was loaded.
+    t0 = time.time()
+    ds = load_data(cfg)
+    from twotower_hgnn.eval.report import dataset_stats
+
+    data_key = {"dataset": cfg.dataset_tag, "files": _file_identity([cfg.interactions, cfg.items, cfg.users,
+                                                                      cfg.test_interactions])}
+    runner.run(name["data"], data_key, lambda out: _write_json(out / "dataset.json", {
+        **dataset_stats(ds), "dropped": dict(ds.dropped), "load_s": time.time() - t0}))
+
+    # -- split
+    split_key = {"cut_quantile": cfg.cut_quantile, "as_of": cfg.as_of, "history_days": repr(cfg.history_days),
+                 "test_days": repr(cfg.test_days), "min_segment_users": cfg.min_segment_users,
+                 "external": cfg.test_interactions is not None}
+
+    def do_split(out: Path) -> dict:
+        if cfg.test_interactions is not None:
+            sp = external_split(ds, cfg.min_segment_users)
+        else:
+            sp = temporal_split(ds, cut_date=cfg.as_of, cut_quantile=cfg.cut_quantile, history_days=cfg.history_days,
+                                test_days=cfg.test_days, min_segment_users=cfg.min_segment_users)
+        save_split(sp, out)
+        _log("[split] " + _split_summary(sp))
+        return dict(sp.segment_sizes)
+
+    r_split = runner.run(name["split"], split_key, do_split, depends=(name["data"],))
+    split = load_split(r_split.path)
+    train_split = strip_weak(split) if cfg.ablation == "B" else split
+
+    # -- graph (item-only co-listening graph of the training part) + 10 % held-out edges
+    from sampler.csr import HeteroCSR
+    from twotower_hgnn.graph import build_graph, default_graph_config, holdout_edges
+
+    gcfg = default_graph_config(ds)
+
+    def do_graph(out: Path) -> dict:
+        g, stats = build_graph(ds, train_split.train, gcfg)
+        g_train, val = holdout_edges(g, frac=0.1, seed=cfg.seed)
+        g_train.save(out / "train_graph")
+        np.savez(out / "val_edges.npz", **{f"{a}-{b}": e for (a, b), e in val.items()})
+        g.save(out / "full_graph")
+        stats = {**stats, "val_edges": {f"{a}-{b}": int(len(e)) for (a, b), e in val.items()}}
+        _write_json(out / "stats.json", stats)
+        _log(f"[graph] " + ", ".join(f"{k}: {v['edges']:,} edges" for k, v in g.stats()["relations"].items()))
+        return {"relations": {k: v["edges"] for k, v in g.stats()["relations"].items()}}
+
+    r_graph = runner.run(name["graph"], {"graph": gcfg.to_dict(), "seed": cfg.seed, "weak": cfg.ablation != "B"},
+                         do_graph, depends=(name["split"],))
+    train_graph = HeteroCSR.load(r_graph.path / "train_graph")
+    full_graph = HeteroCSR.load(r_graph.path / "full_graph")
+    with np.load(r_graph.path / "val_edges.npz") as z:
+        val_edges = {tuple(k.split("-")): z[k] for k in z.files}
+
+    # -- content features (Sentence-BERT in its own process: training never imports torch)
+    def do_content(out: Path) -> dict:
+        emb = compute_content_features(ds, cfg, out)
+        atomic_save_npy(out / "content.npy", emb)
+        return {"shape": list(emb.shape)}
+
+    r_content = runner.run(name["content"], {"model": cfg.text_model, "vectors": ds.item_vectors is not None,
+                                             "n_items": ds.num_items}, do_content, depends=(name["data"],))
+    content = np.load(r_content.path / "content.npy")
+
+    # -- HGNN
+    rels = ablation_relations(cfg.ablation, ds.item_type_counts)
+    hcfg = hgnn_config(cfg, rels)
+    prev = _previous_version(cfg) if cfg.warm_start else None
+
+    def do_hgnn(out: Path) -> dict:
+        from twotower_hgnn.inference import embed_items
+        from twotower_hgnn.train.hgnn import train_hgnn
+
+        kw = {}
+        if prev is not None and (prev / name["hgnn"] / "params.npz").exists():
+            kw["init_params_path"] = str(prev / name["hgnn"] / "params.npz")
+            _log(f"[hgnn] warm start from {prev.name}")
+        res = train_hgnn(train_graph, content, val_edges, hcfg, work / name["hgnn"], **_supported(train_hgnn, kw))
+        g_inf = full_graph if rels is None else full_graph.without_relations(
+            tuple(r for r in full_graph.relations if r not in rels))
+        emb = embed_items(res.params, hcfg.model, g_inf, content)
+        atomic_save_npy(out / "item_embeddings.npy", np.asarray(emb, np.float32))
+        _save_params(out / "params.npz", res.params)
+        _write_json(out / "history.json", {"history": res.history, "baseline": res.baseline,
+                                           "best_metric": res.best_metric, "best_epoch": res.best_epoch,
+                                           "epochs_run": res.epochs_run, "steps": res.steps, "wall_s": res.wall_s,
+                                           "stop_reason": res.stop_reason, "config": hcfg.to_dict()})
+        return {"best_val_mrr": res.best_metric, "epochs": res.epochs_run, "wall_s": res.wall_s,
+                "stop_reason": res.stop_reason}
+
+    r_hgnn = runner.run(name["hgnn"], {"hgnn": hcfg.to_dict(), "warm_start": prev.name if prev else None},
+                        do_hgnn, depends=(name["graph"], name["content"]))
+    hgnn_emb = np.load(r_hgnn.path / "item_embeddings.npy")
+
+    # -- two-tower models
+    variants = [(t, True) for t in cfg.targets] if cfg.ablation else [(t, h) for t in cfg.targets for h in (True, False)]
+    tt_cfgs = {f"{t}-{'hgnn' if h else 'nohgnn'}": two_tower_config(cfg, t, h) for t, h in variants}
+
+    def do_two_tower(out: Path) -> dict:
+        from twotower_hgnn.serving import save_model
+        from twotower_hgnn.train.two_tower import train_two_tower
+
+        summ = {}
+        for tag, tcfg in tt_cfgs.items():
+            _log(f"[two_tower] training {tag}")
+            res = train_two_tower(ds, train_split, content, hgnn_emb if tcfg.use_hgnn else None, tcfg, work / name["two_tower"] / tag)
+            save_model(res, ds, out / tag)
+            summ[tag] = {"steps": res.step, "examples": res.n_examples,
+                         "final_loss": res.history[-1]["loss"] if res.history else None}
+            _write_json(out / tag / "history.json", {"history": res.history})
+        return summ
+
+    r_tt = runner.run(name["two_tower"], {k: v.to_json() for k, v in tt_cfgs.items()}, do_two_tower,
+                      depends=(name["split"], name["hgnn"]))
+
+    # -- evaluation
+    def do_evaluate(out: Path) -> dict:
+        report = evaluate_run(cfg, ds, split, content, hgnn_emb, r_tt.path, tt_cfgs, runner)
+        from twotower_hgnn.eval.plots import plot_report
+        from twotower_hgnn.eval.report import write_report
+
+        write_report(report, out)
+        plot_report(report, out)
+        return {"rows": len(report["results"])}
+
+    r_eval = runner.run(name["evaluate"], {"k": cfg.k, "exclude_seen": cfg.exclude_seen, "targets": list(cfg.targets)},
+                        do_evaluate, depends=(name["two_tower"], name["content"], name["hgnn"]))
+
+    # -- export: item embeddings with ids, the retrieval index per target, the manifest
+    def do_export(out: Path) -> dict:
+        return export_version(cfg, ds, hgnn_emb, r_tt.path, tt_cfgs, runner, name, out)
+
+    runner.run(name["export"], {"targets": list(cfg.targets)}, do_export,
+               depends=(name["hgnn"], name["two_tower"], name["evaluate"]))
+
+    from twotower_hgnn.eval.report import format_console, load_report
+
+    report = load_report(r_eval.path / "report.json")
+    stage_times = {s: round(r.seconds, 1) for s, r in runner.results.items()}
+    _log("[pipeline] stage seconds (0 = skipped): " + json.dumps(stage_times))
+    _log(f"[pipeline] done in {time.time() - t_start:.1f}s; report: {r_eval.path / 'report.md'}")
+    print(format_console(report), flush=True)
+    return report
+
+
+def _supported(fn: Any, kw: dict) -> dict:
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kw.items() if k in params}
+
+
+def _write_json(path: Path, obj: Any) -> dict:
+    atomic_write_json(path, obj)
+    return {}
+
+
+def _split_summary(sp: Split) -> str:
+    try:
+        return sp.summary()
+    except Exception:  # external splits carry fewer fields
+        return json.dumps(sp.segment_sizes)
+
+
+# ---------------------------------------------------------------------------------- stage bodies
+def compute_content_features(ds: Dataset, cfg: PipelineConfig, out: Path) -> np.ndarray:
+    """float32 ``[n_items, d]`` content (Sentence-BERT) features, L2-normalised.
+
+    Datasets that ship content vectors (large synthetic scales) use them; otherwise the item texts are
+    encoded by ``launch/encode_text.py`` in a child process, so that this (training) process never
+    imports torch. The encoder caches by (model, text), so re-runs do not re-encode.
+    """
+    if ds.item_vectors is not None:
+        return np.asarray(ds.item_vectors, np.float32)
+    from twotower_hgnn.text import item_texts
+
+    texts_path = out / "_texts.parquet"
+    atomic_write_parquet(pd.DataFrame({"text": item_texts(ds)}), texts_path)
+    target = out / "_content.npy"
+    cmd = [sys.executable, "-m", "launch.encode_text", f"--texts={texts_path}", f"--out={target}"]
+    if cfg.text_model:
+        cmd.append(f"--model={cfg.text_model}")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(cmd, cwd=root, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"text encoding failed (exit {proc.returncode}): {' '.join(cmd)}")
+    emb = np.load(target)
+    texts_path.unlink()
+    target.unlink()
+    if emb.shape[0] != ds.num_items:
+        raise RuntimeError(f"text encoder returned {emb.shape[0]} rows for {ds.num_items} items")
+    return emb.astype(np.float32)
+
+
+def _model_name(use_hgnn: bool) -> str:
+    return "2T-HGNN" if use_hgnn else "2T"
+
+
+def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.ndarray, hgnn_emb: np.ndarray,
+                 tt_dir: Path, tt_cfgs: Mapping[str, Any], runner: StageRunner) -> dict[str, Any]:
+    """Scores the baselines and the two-tower models under the paper's protocol; the report dict."""
+    from twotower_hgnn.eval.baselines import knn_rankings, popularity_rankings, rank_users
+    from twotower_hgnn.eval.protocol import build_protocol
+    from twotower_hgnn.eval.report import build_report, evaluate_models
+    from twotower_hgnn.serving import load_model
+    from twotower_hgnn.train.two_tower import item_vectors, user_vectors
+
+    train_split = strip_weak(split) if cfg.ablation == "B" else split
+    protocol = build_protocol(ds, split, [t for t in cfg.targets], exclude_seen=cfg.exclude_seen)
+    models: dict[str, dict[str, Any]] = {}
+    training: dict[str, Any] = {}
+    for t, tp in protocol.targets.items():
+        if not cfg.ablation:
+            models.setdefault("Popularity", {})[t] = popularity_rankings(tp)
+            models.setdefault("LLM-KNN", {})[t] = knn_rankings(tp, content)
+            models.setdefault("HGNN", {})[t] = knn_rankings(tp, hgnn_emb)
+        for tag, tcfg in tt_cfgs.items():
+            if tcfg.target_type != t:
+                continue
+            res = load_model(tt_dir / tag)
+            uv = user_vectors(res, ds, train_split.train, tp.users, split.cut_time)
+            iv, ids = item_vectors(res)
+            if not np.array_equal(ids, tp.catalogue):
+                raise RuntimeError(f"two-tower {tag}: item table ({ids.size} items) != the {t} catalogue ({tp.catalogue.size})")
+            models.setdefault(_model_name(tcfg.use_hgnn), {})[t] = rank_users(tp, uv, iv)
+            hist = json.loads((tt_dir / tag / "history.json").read_text())["history"]
+            training[f"two_tower/{tag}"] = {"history": hist}
+    order = ["Popularity", "LLM-KNN", "HGNN", "2T", "2T-HGNN"]
+    models = {m: models[m] for m in order if m in models}
+    evaluation = evaluate_models(models, protocol, k=cfg.k)
+    hgnn_hist = runner.path(_stage_name(cfg, "hgnn")) / "history.json"
+    if hgnn_hist.exists():
+        training["hgnn"] = json.loads(hgnn_hist.read_text())
+    conf = {k: v for k, v in dataclasses.asdict(cfg).items()}
+    conf["history_days"], conf["test_days"] = repr(cfg.history_days), repr(cfg.test_days)
+    conf["hgnn_train"] = hgnn_config(cfg, ablation_relations(cfg.ablation, ds.item_type_counts)).to_dict()
+    conf["two_tower_train"] = {k: v.to_json() for k, v in tt_cfgs.items()}
+    return build_report(evaluation, protocol, k=cfg.k, config=conf, dataset=ds, split=split, training=training)
+
+
+def _stage_name(cfg: PipelineConfig, stage: str) -> str:
+    if cfg.ablation and (stage != "graph" or cfg.ablation == "B") and stage not in ("data", "split", "content"):
+        return f"ablation-{cfg.ablation}/{stage}"
+    return stage
+
+
+def export_version(cfg: PipelineConfig, ds: Dataset, hgnn_emb: np.ndarray, tt_dir: Path, tt_cfgs: Mapping[str, Any],
+                   runner: StageRunner, name: Mapping[str, str], out: Path) -> dict:
+    """Item embeddings with ids, one retrieval index per target type (2T-HGNN item vectors), MANIFEST.json."""
+    from twotower_hgnn.retrieval import make_index
+    from twotower_hgnn.serving import load_model
+    from twotower_hgnn.train.two_tower import item_vectors
+
+    emb_df = pd.DataFrame({"item_id": ds.items["item_id"].to_numpy(), "item_type": ds.items["item_type"].to_numpy()})
+    atomic_write_parquet(emb_df, out / "item_ids.parquet")
+    atomic_save_npy(out / "hgnn_embeddings.npy", np.asarray(hgnn_emb, np.float32))
+    served = {}
+    for tag, tcfg in tt_cfgs.items():
+        if not tcfg.use_hgnn:
+            continue
+        res = load_model(tt_dir / tag)
+        iv, ids = item_vectors(res)
+        make_index("exact", iv).save(out / f"index-{tcfg.target_type}")
+        served[tcfg.target_type] = {"model": str((tt_dir / tag).relative_to(runner.root)),
+                                    "index": f"{out.name}/index-{tcfg.target_type}", "items": int(ids.size)}
+    prev = _previous_version(cfg)
+    new_items: list[str] = []
+    if prev is not None:
+        old = set(pd.read_parquet(prev / "export" / "item_ids.parquet")["item_id"].tolist())
+        new_items = sorted(set(ds.items["item_id"].tolist()) - old)
+    g = json.loads((runner.path(name["graph"]) / "stats.json").read_text())
+    manifest = {
+        "version": cfg.version, "dataset": cfg.dataset_tag, "ablation": cfg.ablation,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "fingerprints": {s: runner.results[name[s]].fingerprint for s in ("graph", "content", "hgnn", "two_tower", "evaluate")},
+        "served": served, "n_items": ds.num_items, "previous_version": prev.name if prev else None,
+        "new_items": new_items, "graph": {k: g.get(k) for k in ("relations",) if k in g},
+    }
+    atomic_write_json(out / "MANIFEST.json", manifest)
+    if new_items:
+        _log(f"[export] {len(new_items)} item(s) new since {prev.name}: {new_items[:5]}{' ...' if len(new_items) > 5 else ''}")
+    return {"served": list(served), "new_items": len(new_items)}
