@@ -434,7 +434,7 @@ def item_feature_table(
 
 def build_training_examples(
     ds: Dataset, split: Any, target_type: str, item_emb: np.ndarray, vocab: FeatureVocab,
-    positive_events: Sequence[str] = ("stream",), first_only: bool = True, chunk_rows: int = 1 << 18,
+    positive_events: Sequence[str] = ("stream",), first_only: bool = False, chunk_rows: int = 1 << 18,
 ) -> TrainingExamples:
     """One example per positive (user, target-type item) interaction of ``split.train``.
 

@@ -66,7 +66,7 @@ class TwoTowerTrainConfig:
     seed: int = 0
     history_days: float | None = 90.0
     positive_events: tuple[str, ...] = ("stream",)
-    first_only: bool = True
+    first_only: bool = False
     q_smoothing: float = 1.0
     checkpoint_every: int = 500
     log_every: int = 50
