@@ -105,3 +105,13 @@ def test_rank_with_vectors_maps_ids_and_checks_shapes(case):
         rank_users(tp, user_vecs, items[:-1])
     with pytest.raises(ValueError, match="exclusion rows"):
         rank_with_vectors(user_vecs, items, exclude=ItemSets.from_lists([[]]))
+
+
+def test_rank_global_order_random_against_loop():
+    rng = np.random.default_rng(3)
+    order = rng.permutation(np.arange(5, 45))  # 40 distinct ids, any order
+    lists = [rng.choice(np.arange(0, 50), rng.integers(0, 30), replace=False) for _ in range(25)]  # some ids not listed
+    got = rank_global_order(order, ItemSets.from_lists(lists), k=20)
+    for u, ex in enumerate(lists):
+        want = [int(i) for i in order if i not in set(ex.tolist())][:20]
+        np.testing.assert_array_equal(got[u], want + [-1] * (20 - len(want)))

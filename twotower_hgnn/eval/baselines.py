@@ -26,7 +26,6 @@ from twotower_hgnn.eval.metrics import ItemSets
 from twotower_hgnn.eval.protocol import Rankings, TargetProtocol
 from twotower_hgnn.retrieval import ExactIndex, ExcludeCSR
 
-_CHUNK_CELLS = 1 << 22  # users x candidates per block of the popularity ranking (bounded memory)
 
 
 def _local_exclude(exclude: ItemSets, item_ids: np.ndarray) -> ExcludeCSR:
@@ -111,20 +110,33 @@ def knn_rankings(tp: TargetProtocol, item_vecs: np.ndarray, k: int = 100, index:
 
 
 def rank_global_order(order: np.ndarray, exclude: ItemSets, k: int = 100) -> np.ndarray:
-    """int64 ``[U, k]``: the global list ``order`` (item ids, best first) minus each user's exclusions."""
+    """int64 ``[U, k]``: the global list ``order`` (distinct item ids, best first) minus each user's
+    exclusions, ``-1`` where the list runs out.
+
+    Without a ``[U, k + max exclusions]`` candidate matrix: with ``p_1 < p_2 < ...`` the positions in
+    ``order`` of user u's excluded items and ``q_i = p_i - (i - 1)``, output slot ``j`` is
+    ``order[j + #{i : q_i <= j}]`` — one binary search per output slot.
+    """
     order = np.asarray(order, dtype=np.int64)
-    n_users = exclude.n_rows
-    m = int(min(order.size, k + (int(exclude.sizes().max()) if n_users else 0)))
-    cand = order[:m]
-    out = np.full((n_users, k), -1, dtype=np.int64)
-    step = max(1, _CHUNK_CELLS // max(m, 1))
-    for lo in range(0, n_users, step):  # blocks of users: memory stays O(step * m)
-        rows = np.arange(lo, min(lo + step, n_users), dtype=np.int64)
-        keep = ~exclude.take(rows).contains(np.arange(rows.size)[:, None], cand[None, :])
-        slot = np.cumsum(keep, axis=1) - 1
-        r, c = np.nonzero(keep & (slot < k))
-        out[rows[r], slot[r, c]] = cand[c]
-    return out
+    n, n_users = order.size, exclude.n_rows
+    if n_users == 0:
+        return np.full((0, k), -1, dtype=np.int64)
+    rank_of = np.full(max(int(order.max()) if n else 0, int(exclude.indices.max()) if exclude.nnz else 0) + 1,
+                      -1, dtype=np.int64)
+    rank_of[order] = np.arange(n, dtype=np.int64)
+    pos = rank_of[exclude.indices]
+    kept = pos >= 0  # excluded ids that are not in the list change nothing
+    big = n + k + 1
+    keys = np.sort(exclude.row_ids()[kept] * big + pos[kept])  # per user, positions ascending
+    counts = np.bincount(exclude.row_ids()[kept], minlength=n_users)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    row = keys // big
+    q = keys % big - (np.arange(keys.size) - starts[row])
+    qkeys = row * big + q  # sorted: q is non-decreasing within a row
+    j = np.arange(k, dtype=np.int64)
+    c = np.searchsorted(qkeys, np.arange(n_users, dtype=np.int64)[:, None] * big + j[None, :], side="right") - starts[:, None]
+    idx = j[None, :] + c
+    return np.where(idx < n, order[np.minimum(idx, max(n - 1, 0))], -1).astype(np.int64)
 
 
 def popularity_order(tp: TargetProtocol) -> np.ndarray:

@@ -172,6 +172,9 @@ def _check_inputs(ranked: np.ndarray, relevant: ItemSets, catalogue: np.ndarray,
 def _isin_sorted(x: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
     if sorted_ids.size == 0:
         return np.zeros(np.shape(x), dtype=bool)
+    lo, hi = int(sorted_ids[0]), int(sorted_ids[-1])
+    if hi - lo + 1 == sorted_ids.size:  # a contiguous id range (every catalogue): two compares
+        return (x >= lo) & (x <= hi)
     pos = np.minimum(np.searchsorted(sorted_ids, x), sorted_ids.size - 1)
     return sorted_ids[pos] == x
 
@@ -183,9 +186,13 @@ def metric_keys(k: int = 10, depth: int = 100) -> tuple[str, ...]:
 
 def coverage(ranked: np.ndarray, items: np.ndarray, depth: int = 100) -> float:
     """Share of ``items`` (sorted unique ids) that appear in some row's top ``depth``."""
-    shown = np.unique(ranked[:, :depth])
-    shown = shown[shown >= 0]
-    return float(_isin_sorted(items, shown).mean()) if items.size else 0.0
+    if items.size == 0:
+        return 0.0
+    top = ranked[:, :depth]
+    top = top[top >= 0]
+    seen = np.zeros(max(int(items.max()), int(top.max()) if top.size else 0) + 1, dtype=bool)
+    seen[top] = True  # a bitmap over ids: O(U * depth), no sort
+    return float(seen[items].mean())
 
 
 def compute_metrics(ranked: np.ndarray, relevant: ItemSets, catalogue: np.ndarray, k: int = 10, depth: int = 100,
