@@ -262,6 +262,26 @@ def _aggregate(nbr_params, cfg, act, h_next, masks_k, layout: Layout, k: int, di
     return total
 
 
+def padded_features(features: np.ndarray, num_nodes: int) -> np.ndarray:
+    """``[N, d]`` or ``[N + 1, d]`` (last row zeros) -> float32 ``[N + 1, d]`` with the padding row."""
+    f = np.asarray(features)
+    if f.ndim != 2 or f.shape[0] not in (num_nodes, num_nodes + 1):
+        raise ValueError(f"features: expected shape [{num_nodes}, d] (one row per graph node), got {list(f.shape)}")
+    if not np.issubdtype(f.dtype, np.floating):
+        raise ValueError(f"features: expected a float array, got dtype {f.dtype}")
+    f = f.astype(np.float32, copy=False)
+    if f.shape[0] == num_nodes + 1:
+        if np.any(f[-1] != 0):
+            raise ValueError("features: N + 1 rows given but the last (padding) row is not zeros")
+        out = f
+    else:
+        out = np.concatenate([f, np.zeros((1, f.shape[1]), np.float32)])
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        raise ValueError(f"features: row {int(np.flatnonzero(bad)[0])} has a NaN/inf value")
+    return out
+
+
 def make_forward(cfg: HGNNConfig, layout: Layout):
     """``jit(lambda params, features, batch: hgnn_forward(...))`` with ``cfg`` / ``layout`` closed over
     (a Layout holds dicts and arrays, so it cannot be a static jit argument)."""
@@ -277,6 +297,7 @@ __all__ = [
     "init_hgnn",
     "hgnn_forward",
     "make_forward",
+    "padded_features",
     "masked_max",
     "l2_normalize",
     "param_key",

@@ -43,7 +43,7 @@ from sampler.batch import PaddedBatch
 from sampler.csr import HeteroCSR, Relation, relation_name
 from sampler.spec import Layout, SamplingSpec, make_spec
 from twotower_hgnn import losses
-from twotower_hgnn.models.hgnn import HGNNConfig, hgnn_forward, init_hgnn
+from twotower_hgnn.models.hgnn import HGNNConfig, hgnn_forward, init_hgnn, padded_features
 from twotower_hgnn.parallel import batch_sharding, block_on_cpu, make_mesh, replicated_sharding, shard_batch
 from twotower_hgnn.rng import jax_key, np_rng
 
@@ -222,26 +222,6 @@ def build_spec(graph: HeteroCSR, cfg: HGNNTrainConfig, sub_batches: int) -> Samp
         replace=cfg.replace, exclude_supervision_edges=cfg.exclude_supervision_edges,
         avoid_known_positives=cfg.avoid_known_positives, seed=cfg.seed,
     )
-
-
-def padded_features(features: np.ndarray, num_nodes: int) -> np.ndarray:
-    """``[N, d]`` or ``[N + 1, d]`` (last row zeros) -> float32 ``[N + 1, d]`` with the padding row."""
-    f = np.asarray(features)
-    if f.ndim != 2 or f.shape[0] not in (num_nodes, num_nodes + 1):
-        raise ValueError(f"features: expected shape [{num_nodes}, d] (one row per graph node), got {list(f.shape)}")
-    if not np.issubdtype(f.dtype, np.floating):
-        raise ValueError(f"features: expected a float array, got dtype {f.dtype}")
-    f = f.astype(np.float32, copy=False)
-    if f.shape[0] == num_nodes + 1:
-        if np.any(f[-1] != 0):
-            raise ValueError("features: N + 1 rows given but the last (padding) row is not zeros")
-        out = f
-    else:
-        out = np.concatenate([f, np.zeros((1, f.shape[1]), np.float32)])
-    bad = ~np.isfinite(out).all(axis=1)
-    if bad.any():
-        raise ValueError(f"features: row {int(np.flatnonzero(bad)[0])} has a NaN/inf value")
-    return out
 
 
 # ---------------------------------------------------------------------------- jitted steps
