@@ -55,7 +55,7 @@ def build_dir_adj(graph: HeteroCSR, direction: Direction) -> DirAdj:
     start[lo : hi + 1] = csr.indptr
     start[hi + 1 :] = csr.indptr[-1]
     deg = np.diff(csr.indptr)
-    return DirAdj(start=start, indices=csr.indices, max_degree=int(deg.max()) if deg.size else 0)
+    return DirAdj(start=start, indices=np.asarray(csr.indices), max_degree=int(deg.max()) if deg.size else 0)
 
 
 def build_dir_adjs(graph: HeteroCSR, directions: Sequence[Direction]) -> dict[Direction, DirAdj]:
@@ -98,11 +98,14 @@ class Holes:
       offsets: int64 ``[U, M]`` positions of the lost neighbours within the row, sorted, padded with
         a huge value.
       counts: int64 ``[U]`` number of real entries per row of ``offsets``.
+      flag: bool ``[num_nodes + 2]`` (global ids), True for the ``nodes``: a 1-byte gather finds the
+        affected frontier rows, so only those pay for the search.
     """
 
     nodes: np.ndarray
     offsets: np.ndarray
     counts: np.ndarray
+    flag: np.ndarray
 
 
 def make_holes(adj: DirAdj, u: np.ndarray, v: np.ndarray) -> Holes | None:
@@ -122,7 +125,9 @@ def make_holes(adj: DirAdj, u: np.ndarray, v: np.ndarray) -> Holes | None:
     rank = np.arange(u.shape[0]) - np.repeat(first, counts)
     offsets = np.full((nodes.shape[0], int(counts.max())), _BIG, dtype=np.int64)
     offsets[np.repeat(np.arange(nodes.shape[0]), counts), rank] = local
-    return Holes(nodes=nodes, offsets=offsets, counts=counts.astype(np.int64))
+    flag = np.zeros(adj.start.shape[0], dtype=bool)
+    flag[nodes] = True
+    return Holes(nodes=nodes, offsets=offsets, counts=counts.astype(np.int64), flag=flag)
 
 
 def sample_rows(
@@ -155,17 +160,13 @@ def sample_rows(
     n = adj.start[rows + 1] - start
     flagged = None
     if holes is not None and R:
-        lo_n, hi_n = holes.nodes[0], holes.nodes[-1]
-        cand = np.flatnonzero((rows >= lo_n) & (rows <= hi_n))
-        if cand.size:
-            k = np.minimum(np.searchsorted(holes.nodes, rows[cand]), holes.nodes.shape[0] - 1)
-            hit = holes.nodes[k] == rows[cand]
-            flagged, k = cand[hit], k[hit]
-            if flagged.size:
-                n = n.copy()
-                n[flagged] -= holes.counts[k]
-            else:
-                flagged = None
+        flagged = np.flatnonzero(holes.flag[rows])
+        if flagged.size:
+            k = np.searchsorted(holes.nodes, rows[flagged])
+            n = n.copy()
+            n[flagged] -= holes.counts[k]
+        else:
+            flagged = None
     u = rng.random((f, R))
     if replace:
         ranks = (u * n).astype(np.int64)
@@ -191,9 +192,12 @@ def sample_rows(
         ranks[:, flagged] = sub
     pos = ranks
     pos += start
-    ids = adj.indices.take(pos, mode="clip")
-    out = np.where(mask, ids, pad_id).astype(np.int32, copy=False)
-    return np.ascontiguousarray(out.T), np.ascontiguousarray(mask.T)
+    ids = adj.indices.take(pos.T, mode="clip")  # [R, f], C order
+    if ids.dtype != np.int32:
+        ids = ids.astype(np.int32)
+    mask = np.ascontiguousarray(mask.T)
+    np.copyto(ids, np.int32(pad_id), where=~mask)
+    return ids, mask
 
 
 def sample_hops(

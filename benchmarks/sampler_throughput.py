@@ -1,0 +1,411 @@
+"""Throughput of the static-shape NumPy sampler vs a naive Python loop, DGL and PyTorch Geometric.
+
+All contenders sample, in one run, on the same cached synthetic power-law graph, for the same seed
+batches: 2 hops, fan-out 10 then 5 per relation direction, without replacement.
+
+Timed scope of the comparable rows ("neighbourhood"): L-hop sampling for given seeds. Ours produces
+the padded static ``[n_dst, fanout]`` global-id arrays + masks; DGL's ``NeighborSampler`` produces
+compacted blocks (it de-duplicates each frontier, so it samples fewer rows than a padded layout);
+PyG's sampler produces relabelled local-id edge lists. Negatives, supervision-edge exclusion, a full
+training batch and the ``Loader`` end to end are timed in separate rows (``scope`` says which).
+
+Run:
+  .venv/bin/python -m benchmarks.sampler_throughput --quick            # < 60 s, small graph
+  .venv/bin/python -m benchmarks.sampler_throughput --json=/tmp/s.json # full: 200K AB + 1M PC, ~20M edges
+Peers come from ``benchmarks/install_peers.sh`` (.peers_venv/dgl, .peers_venv/pyg); a missing peer
+gives a row saying why.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import app, flags
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from sampler.csr import HeteroCSR  # noqa: E402
+from sampler.loader import Loader  # noqa: E402
+from sampler.negatives import draw_negatives  # noqa: E402
+from sampler.neighbors import build_dir_adjs, make_holes, sample_hops  # noqa: E402
+from sampler.numpy_backend import NumpySampler  # noqa: E402
+from sampler.spec import make_spec  # noqa: E402
+from sampler.synthetic import audiobook_podcast_graph, cached_graph  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "small graph and few batches (< 60 s on 2 cores, peers included)")
+flags.DEFINE_integer("n_audiobooks", 200_000, "audiobook nodes")
+flags.DEFINE_integer("n_podcasts", 1_000_000, "podcast nodes")
+flags.DEFINE_integer("num_edges", 20_000_000, "undirected edges over the three relations (5% AB-AB, 25% AB-PC, 70% PC-PC)")
+flags.DEFINE_integer("graph_seed", 0, "synthetic graph seed")
+flags.DEFINE_string("cache_dir", str(ROOT / ".cache" / "sampler_bench"), "where the generated graph is cached")
+flags.DEFINE_integer("batch_seeds", 1024, "seed nodes per batch (split over types in proportion to their sizes)")
+flags.DEFINE_list("fanouts", ["10", "5"], "fan-out per hop (seeds' hop first), per relation direction")
+flags.DEFINE_integer("batches", 30, "timed batches per contender (after warm-up)")
+flags.DEFINE_integer("warmup", 3, "untimed batches first")
+flags.DEFINE_list("workers", ["1", "2"], "worker counts for our sampler")
+flags.DEFINE_list("modes", ["thread", "process"], "parallel modes for our sampler")
+flags.DEFINE_integer("naive_seeds", 48, "seeds of the per-node Python loop subset (extrapolated)")
+flags.DEFINE_list("peers", ["dgl", "pyg"], "peers to run (subprocesses in .peers_venv/<peer>)")
+flags.DEFINE_list("peer_threads", ["1", "2"], "thread counts for the peers")
+flags.DEFINE_string("peers_venv", str(ROOT / ".peers_venv"), "base directory of the peer venvs")
+flags.DEFINE_integer("peer_timeout", 1200, "seconds before a peer run is abandoned (row says so)")
+flags.DEFINE_float("gpu_seeds_per_s", 1.8e6, "seeds/s of one GPU training step (ENV.md), for the workers-needed estimate")
+flags.DEFINE_string("json", None, "write the result JSON here (atomically)")
+
+_DIRS = (("audiobook", "audiobook"), ("audiobook", "podcast"), ("podcast", "audiobook"), ("podcast", "podcast"))
+
+
+# ---------------------------------------------------------------------------- setup
+def _graph_path() -> Path:
+    return Path(FLAGS.cache_dir) / f"ab{FLAGS.n_audiobooks}_pc{FLAGS.n_podcasts}_e{FLAGS.num_edges}_s{FLAGS.graph_seed}"
+
+
+def load_graph() -> tuple[HeteroCSR, Path, float]:
+    path = _graph_path()
+    t0 = time.perf_counter()
+    g = cached_graph(path, lambda: audiobook_podcast_graph(FLAGS.n_audiobooks, FLAGS.n_podcasts, FLAGS.num_edges, seed=FLAGS.graph_seed))
+    return g, path, time.perf_counter() - t0
+
+
+def make_seed_batches(g: HeteroCSR, n_batches: int, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
+    """Uniform seeds within type; per-type counts fixed, proportional to the type sizes."""
+    n = FLAGS.batch_seeds
+    sizes = {t: g.num_nodes_of(t) for t in g.node_types}
+    counts = {t: int(round(n * s / g.num_nodes)) for t, s in sizes.items()}
+    counts[g.node_types[-1]] += n - sum(counts.values())
+    out = []
+    for _ in range(n_batches):
+        b = {}
+        for t in g.node_types:
+            lo, hi = g.type_range(t)
+            b[t] = rng.choice(np.arange(lo, hi, dtype=np.int64), size=counts[t], replace=False).astype(np.int32) if counts[t] else np.zeros(0, np.int32)
+        out.append(b)
+    return out
+
+
+def _fan(L: list[int]) -> list[dict]:
+    return [{d: f for d in _DIRS} for f in L]
+
+
+def _stats(times: list[float], seeds: int, edges: list[int] | None) -> dict[str, Any]:
+    t = np.asarray(times)
+    med = float(np.median(t))
+    row = {"seeds_per_s": seeds / med, "median_ms": med * 1e3, "p10_ms": float(np.percentile(t, 10) * 1e3),
+           "p90_ms": float(np.percentile(t, 90) * 1e3), "n_batches": int(t.size)}
+    row["edges_per_s"] = float(np.median(edges)) / med if edges else None
+    return row
+
+
+# ---------------------------------------------------------------------------- our sampler
+def _time_ours(adjs, g, batches, fan, replace: bool, warmup: int) -> tuple[list[float], list[int]]:
+    rng = np.random.default_rng(0)
+    times, edges = [], []
+    for i, s in enumerate(batches):
+        t0 = time.perf_counter()
+        _, masks = sample_hops(adjs, s, _DIRS, fan, rng, pad_id=g.pad_id, replace=replace)
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt)
+            edges.append(int(sum(m.sum() for h in masks for m in h.values())))
+    return times, edges
+
+
+def _thread_rounds(adjs, g, batches, fan, workers: int, rounds: int) -> tuple[list[float], int]:
+    """Wall time of ``workers`` threads each sampling its share; per round: all batches once."""
+    walls = []
+    for r in range(rounds):
+        shares = [batches[w::workers] for w in range(workers)]
+
+        def run(share, seed):
+            rng = np.random.default_rng(seed)
+            for s in share:
+                sample_hops(adjs, s, _DIRS, fan, rng, pad_id=g.pad_id)
+
+        ts = [threading.Thread(target=run, args=(sh, r * 100 + w)) for w, sh in enumerate(shares)]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        walls.append(time.perf_counter() - t0)
+    return walls, len(batches)
+
+
+_P_STATE: dict[str, Any] = {}
+
+
+def _proc_init(path: str, fan: list[int]) -> None:
+    g = HeteroCSR.load(path)
+    _P_STATE.update(g=g, adjs=build_dir_adjs(g, _DIRS), fan=_fan(fan))
+
+
+def _proc_task(args: tuple[list[dict], int]) -> int:
+    share, seed = args
+    st = _P_STATE
+    rng = np.random.default_rng(seed)
+    n = 0
+    for s in share:
+        _, m = sample_hops(st["adjs"], s, _DIRS, st["fan"], rng, pad_id=st["g"].pad_id)
+        n += len(m)
+    return n
+
+
+def _process_rounds(path: Path, batches, fan_list, workers: int, rounds: int) -> list[float]:
+    ctx = mp.get_context("spawn")
+    walls = []
+    with ctx.Pool(workers, initializer=_proc_init, initargs=(str(path), fan_list)) as pool:
+        pool.map(_proc_task, [(batches[:2], w) for w in range(workers)])  # warm-up: page in the graph
+        for r in range(rounds):
+            tasks = [(batches[w::workers], r * 100 + w) for w in range(workers)]
+            t0 = time.perf_counter()
+            pool.map(_proc_task, tasks, chunksize=1)
+            walls.append(time.perf_counter() - t0)
+    return walls
+
+
+# ---------------------------------------------------------------------------- naive loop
+def _naive_sample(g: HeteroCSR, seeds: dict[str, np.ndarray], fan: list[int], rnd: random.Random) -> int:
+    """Per-node Python loop: the obvious implementation (random.sample per row)."""
+    front = {t: [int(x) for x in v] for t, v in seeds.items()}
+    n_edges = 0
+    for f in fan:
+        nxt: dict[str, list[int]] = {t: [] for t in g.node_types}
+        for d in _DIRS:
+            csr = g.adj[d]
+            lo, _ = g.type_range(d[0])
+            for u in front[d[0]]:
+                a, b = int(csr.indptr[u - lo]), int(csr.indptr[u - lo + 1])
+                deg = b - a
+                picks = range(deg) if deg <= f else rnd.sample(range(deg), f)
+                nb = [int(csr.indices[a + p]) for p in picks]
+                n_edges += len(nb)
+                nxt[d[1]].extend(nb)
+        front = nxt
+    return n_edges
+
+
+# ---------------------------------------------------------------------------- peers
+def run_peer(peer: str, graph_path: Path, seeds_file: Path, threads: int) -> dict[str, Any]:
+    venv = Path(FLAGS.peers_venv) / peer
+    py = venv / "bin" / "python"
+    base = {"name": f"{peer} (peer)", "workers": threads, "replace": False, "seeds_per_s": None, "edges_per_s": None,
+            "scope": "neighbourhood"}
+    if not py.exists() or not (venv / ".ok").exists():
+        return {**base, "status": f"not installed ({venv} missing or incomplete: run benchmarks/install_peers.sh)"}
+    cmd = [str(py), str(ROOT / "benchmarks" / "peers" / f"{peer}_runner.py"), "--graph", str(graph_path), "--seeds", str(seeds_file),
+           "--fanouts", ",".join(FLAGS.fanouts), "--warmup", str(FLAGS.warmup), "--threads", str(threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
+    env.pop("PYTHONPATH", None)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=FLAGS.peer_timeout, env=env, cwd=str(ROOT / "benchmarks" / "peers"))
+    except subprocess.TimeoutExpired:
+        return {**base, "status": f"timed out after {FLAGS.peer_timeout} s"}
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if p.returncode != 0 or not lines:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+        return {**base, "status": f"failed (exit {p.returncode}): {' | '.join(tail)}"}
+    res = json.loads(lines[-1])
+    row = {**base, "name": res["name"], "status": "ok", **_stats(res["times"], res["seeds_per_batch"], res["edges"])}
+    return row
+
+
+# ---------------------------------------------------------------------------- main
+def _meta(argv_flags: dict) -> dict[str, Any]:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:  # noqa: BLE001
+        sha = "unknown"
+    return {
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.2f} at start",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_sha": sha,
+        "args": argv_flags,
+    }
+
+
+def _apply_quick() -> None:
+    if not FLAGS.quick:
+        return
+    for name, val in (("n_audiobooks", 20_000), ("n_podcasts", 100_000), ("num_edges", 2_000_000), ("batches", 20),
+                      ("warmup", 2), ("naive_seeds", 16), ("peer_threads", ["1"]), ("workers", ["1", "2"]),
+                      ("peer_timeout", 40)):
+        if not FLAGS[name].present:
+            FLAGS[name].value = val
+
+
+def _print_table(rows: list[dict]) -> None:
+    print(f"\n{'name':<62} {'wk':>3} {'seeds/s':>10} {'edges/s':>10} {'med ms':>8} {'p10-p90 ms':>15}  scope / status")
+    for r in rows:
+        s = f"{r['seeds_per_s']:>10.0f}" if r.get("seeds_per_s") else f"{'-':>10}"
+        e = f"{r['edges_per_s'] / 1e6:>9.2f}M" if r.get("edges_per_s") else f"{'-':>10}"
+        m = f"{r['median_ms']:>8.2f}" if r.get("median_ms") is not None else f"{'-':>8}"
+        sp = f"{r['p10_ms']:>6.1f}-{r['p90_ms']:<7.1f}" if r.get("p10_ms") is not None else f"{'':>15}"
+        st = r.get("status", "ok")
+        print(f"{r['name']:<62} {r['workers']:>3} {s} {e} {m} {sp}  {r.get('scope', '')}{'' if st == 'ok' else ' / ' + st}")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    _apply_quick()
+    t_start = time.perf_counter()
+    fan_list = [int(x) for x in FLAGS.fanouts]
+    fan = _fan(fan_list)
+    g, gpath, t_graph = load_graph()
+    st = g.stats()
+    print(f"graph {gpath.name}: {st['nodes']} edges " + ", ".join(f"{k}={v['edges']:,}" for k, v in st["relations"].items())
+          + f" (load/build {t_graph:.1f} s)")
+    rng = np.random.default_rng(1234)
+    n_b = FLAGS.warmup + FLAGS.batches
+    batches = make_seed_batches(g, n_b, rng)
+    seeds_file = Path(FLAGS.cache_dir) / f"seeds_{gpath.name}_{FLAGS.batch_seeds}_{n_b}.npz"
+    np.savez(seeds_file, **{t: np.stack([b[t] for b in batches]).astype(np.int64) for t in g.node_types})
+    adjs = build_dir_adjs(g, _DIRS)
+    rows: list[dict] = []
+    nseed = FLAGS.batch_seeds
+
+    # 1. ours, 1 worker, neighbourhood scope
+    times, edges = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
+    ours1 = {"name": "numpy static-shape sampler (this repo)", "workers": 1, "replace": False, "scope": "neighbourhood", **_stats(times, nseed, edges)}
+    rows.append(ours1)
+    times_r, edges_r = _time_ours(adjs, g, batches, fan, True, FLAGS.warmup)
+    rows.append({"name": "numpy static-shape sampler, WITH replacement", "workers": 1, "replace": True, "scope": "neighbourhood",
+                 **_stats(times_r, nseed, edges_r)})
+    edges_per_batch = float(np.median(edges))
+    # 2. ours, N workers
+    rounds = 3 if FLAGS.quick else 5
+    for w in (int(x) for x in FLAGS.workers):
+        if w <= 1:
+            continue
+        timed = batches[FLAGS.warmup:]
+        if "thread" in FLAGS.modes:
+            walls, nb = _thread_rounds(adjs, g, timed, fan, w, rounds)
+            rows.append({"name": "numpy static-shape sampler, threads", "workers": w, "replace": False, "scope": "neighbourhood",
+                         **_stats([x / nb for x in walls], nseed, [edges_per_batch]), "note": "per-batch time = round wall / batches"})
+        if "process" in FLAGS.modes:
+            walls = _process_rounds(gpath, timed, fan_list, w, rounds)
+            rows.append({"name": "numpy static-shape sampler, processes", "workers": w, "replace": False, "scope": "neighbourhood",
+                         **_stats([x / len(timed) for x in walls], nseed, [edges_per_batch]),
+                         "note": "results stay in the workers (no transfer); see Loader rows for end to end"})
+    # 3. separately timed pieces of a training batch: supervision edges, negatives, exclusion
+    P = max(1, nseed // 6)  # 2 + 4 negatives per positive: ~batch_seeds seeds
+    spec = make_spec(g, positives_per_batch=P, fanouts=tuple(fan_list), seed=0)
+    sampler = NumpySampler(g, spec)
+    lay = sampler.layout
+    sampler.batch(0, 0)
+    pieces = {"supervision": [], "negatives": [], "negatives_avoid": [], "exclusion": [], "full": []}
+    avoid = {d: adjs[d] for d in _DIRS}
+    for i in range(FLAGS.batches):
+        t0 = time.perf_counter()
+        pairs = sampler.batch_edges(0, i % sampler.num_batches(0))
+        a, p = sampler.supervision(pairs, np.random.default_rng(i))
+        t1 = time.perf_counter()
+        draw_negatives(g, spec.negatives_per_type, a, sampler._anchor_type, np.random.default_rng(i))
+        t2 = time.perf_counter()
+        draw_negatives(g, spec.negatives_per_type, a, sampler._anchor_type, np.random.default_rng(i), avoid_adj=avoid)
+        t3 = time.perf_counter()
+        sampler.holes(a, p, np.ones(P, bool))
+        t4 = time.perf_counter()
+        sampler.batch(0, i % sampler.num_batches(0))
+        t5 = time.perf_counter()
+        for k, v in zip(pieces, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            pieces[k].append(v)
+    for k, scope in (("supervision", "supervision edges only"), ("negatives", "negatives only"),
+                     ("negatives_avoid", "negatives avoiding known positives only"), ("exclusion", "supervision-edge exclusion (holes) only")):
+        rows.append({"name": f"  piece: {scope}", "workers": 1, "replace": False, "scope": f"piece, {P} positives",
+                     **_stats(pieces[k], lay.num_seeds, None)})
+    rows.append({"name": "NumpySampler.batch (full training batch)", "workers": 1, "replace": False,
+                 "scope": f"full batch: {P} pos x (2+4 neg) = {lay.num_seeds} seeds, exclusion on",
+                 **_stats(pieces["full"], lay.num_seeds, None)})
+    # 4. Loader end to end (full training batches, result delivered to the consumer)
+    n_load = min(sampler.num_batches(0), max(FLAGS.batches, 8))
+    for mode in FLAGS.modes:
+        for w in (int(x) for x in FLAGS.workers):
+            if mode == "process":
+                sl = NumpySampler(HeteroCSR.load(gpath), spec)  # memmapped: pickles by file name
+            else:
+                sl = sampler
+            with Loader(sl, 0, workers=w, mode=mode, prefetch=2 * w) as L:
+                first = time.perf_counter()
+                next(L)  # start-up (process spawn, graph paging) excluded
+                t0 = time.perf_counter()
+                k = 0
+                for _ in L:
+                    k += 1
+                    if k >= n_load:
+                        break
+                wall = time.perf_counter() - t0
+            rows.append({"name": f"Loader end to end, {mode} mode", "workers": w, "replace": False,
+                         "scope": f"full batch ({lay.num_seeds} seeds) delivered to consumer", "seeds_per_s": k * lay.num_seeds / wall,
+                         "edges_per_s": None, "median_ms": wall / k * 1e3, "p10_ms": None, "p90_ms": None, "n_batches": k,
+                         "note": f"start-up {t0 - first:.2f} s excluded"})
+    # 5. naive loop on a subset, extrapolated
+    sub = {t: v[: max(1, int(round(FLAGS.naive_seeds * v.size / nseed)))] for t, v in batches[FLAGS.warmup].items()}
+    ns = sum(v.size for v in sub.values())
+    rnd = random.Random(0)
+    tn = []
+    for rep in range(3):
+        t0 = time.perf_counter()
+        ne = _naive_sample(g, sub, fan_list, rnd)
+        tn.append(time.perf_counter() - t0)
+    med = float(np.median(tn))
+    rows.append({"name": f"naive per-node Python loop ({ns}-seed subset, EXTRAPOLATED)", "workers": 1, "replace": False,
+                 "scope": "neighbourhood", "seeds_per_s": ns / med, "edges_per_s": ne / med, "median_ms": med * nseed / ns * 1e3,
+                 "p10_ms": None, "p90_ms": None, "n_batches": 3})
+    # 6. peers
+    for peer in FLAGS.peers:
+        for th in (int(x) for x in FLAGS.peer_threads):
+            print(f"running {peer} with {th} thread(s) ...", flush=True)
+            rows.append(run_peer(peer, gpath, seeds_file, th))
+    # 7. ours again after the peers: the shared machine's load drifts; a second measurement brackets it
+    times2, edges2 = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
+    ours1b = {"name": "numpy static-shape sampler (this repo), repeated after peers", "workers": 1, "replace": False,
+              "scope": "neighbourhood", **_stats(times2, nseed, edges2)}
+    rows.append(ours1b)
+    # ratios + GPU feeding estimate
+    for r in rows:
+        r.setdefault("status", "ok")
+    summary: dict[str, Any] = {}
+    dgl1 = next((r for r in rows if r["name"].startswith("dgl") and r["workers"] == 1 and r.get("seeds_per_s")), None)
+    pyg1 = next((r for r in rows if r["name"].startswith("pyg") and r["workers"] == 1 and r.get("seeds_per_s")), None)
+    slow = min(ours1["seeds_per_s"], ours1b["seeds_per_s"])  # conservative: the worse of the two runs
+    if dgl1:
+        summary["ours_1worker_over_dgl_1thread"] = slow / dgl1["seeds_per_s"]
+    if pyg1:
+        summary["ours_1worker_over_pyg_1thread"] = slow / pyg1["seeds_per_s"]
+    for r in rows:
+        if r["name"].startswith(("dgl", "pyg")) and r.get("seeds_per_s"):
+            r["ours_1worker_over_this"] = slow / r["seeds_per_s"]
+    full = next(r for r in rows if r["name"].startswith("NumpySampler.batch"))
+    summary["workers_for_gpu_step_neighbourhood"] = FLAGS.gpu_seeds_per_s / ours1["seeds_per_s"]
+    summary["workers_for_gpu_step_full_batch"] = FLAGS.gpu_seeds_per_s / full["seeds_per_s"]
+    summary["load_avg_end"] = os.getloadavg()[0]
+    summary["wall_s"] = time.perf_counter() - t_start
+    _print_table(rows)
+    print("\nsummary:", json.dumps(summary, indent=1))
+    out = {"meta": _meta({f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}),
+           "rows": rows, "summary": summary, "graph": st}
+    if FLAGS.json:
+        path = Path(FLAGS.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(out, indent=1, default=str))
+        os.replace(tmp, path)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)
