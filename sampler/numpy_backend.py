@@ -28,7 +28,7 @@ from sampler import edges as edges_mod
 from sampler.batch import PaddedBatch
 from sampler.csr import Direction, HeteroCSR, Relation, relation_name
 from sampler.negatives import draw_negatives
-from sampler.neighbors import DirAdj, Holes, build_dir_adj, make_holes, sample_hops
+from sampler.neighbors import DirAdj, Holes, build_dir_adj, find_in_rows, make_holes, sample_hops
 from sampler.spec import Layout, SamplingSpec, SpecError
 
 _TAG_BATCH = 0x42415443  # "BATC"
@@ -74,8 +74,15 @@ def remove_edges(graph: HeteroCSR, drop: Mapping[Relation, np.ndarray]) -> tuple
     """The graph without the (canonical) edges in ``drop``; also returns how many were present."""
     n = graph.num_nodes
     new, removed = {}, {}
+    present = {}
+    for rel, d in drop.items():  # cheap check first (bisection per dropped edge): usually none present
+        if rel in graph.edges and d.shape[0]:
+            found, _ = find_in_rows(build_dir_adj(graph, rel), d[:, 0], d[:, 1])
+            present[rel] = bool(found.any())
+    if not any(present.values()):
+        return graph, {r: 0 for r in drop}
     for rel, e in graph.edges.items():
-        if rel in drop and drop[rel].shape[0]:
+        if present.get(rel):
             keys = _edge_keys(np.asarray(e), n)
             hit = np.isin(keys, _edge_keys(drop[rel], n))
             removed[rel] = int(hit.sum())
