@@ -22,6 +22,9 @@ flags.DEFINE_list("variants", ["A", "B", "C", "D", "E", "F"], "Ablations to run 
 
 def main(argv):
     del argv
+    from launch.common import quiet_library_logs
+
+    quiet_library_logs()
     from twotower_hgnn.pipeline import PipelineConfig, PipelineError, run_table1
 
     kw = pipeline_kwargs()

@@ -54,3 +54,10 @@ def pipeline_kwargs() -> dict:
         exclude_seen=FLAGS.exclude_seen, text_model=FLAGS.text_model, seed=FLAGS.seed,
         min_segment_users=FLAGS.min_segment_users,
     )
+
+
+def quiet_library_logs() -> None:
+    """orbax/jax log every checkpoint step at INFO through absl: keep the console to our progress lines."""
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)

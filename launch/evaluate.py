@@ -28,6 +28,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
+    from launch.common import quiet_library_logs
+
+    quiet_library_logs()
     from twotower_hgnn.pipeline import PipelineConfig, PipelineError, run_pipeline
 
     try:

@@ -24,7 +24,10 @@ flags.DEFINE_string("demo_users", "auto", "Print example recommendations for one
 
 def main(argv):
     del argv
-    from twotower_hgnn.pipeline import PipelineConfig, PipelineError, print_examples, run_pipeline
+    from launch.common import quiet_library_logs
+
+    quiet_library_logs()
+    from twotower_hgnn.pipeline import PipelineConfig, PipelineError, print_examples, run_pipeline  # noqa: F401
 
     try:
         cfg = PipelineConfig(ablation=FLAGS.ablation, **pipeline_kwargs())

@@ -693,3 +693,25 @@ def run_table1(cfg: PipelineConfig, variants: Sequence[str]) -> dict[str, Any]:
     atomic_write_text(vdir / "ablations" / "table1.md", text + "\n")
     print(text, flush=True)
     return out
+
+
+# ---------------------------------------------------------------------------------- demo output
+def print_examples(cfg: PipelineConfig, k: int = 5) -> None:
+    """Prints top-``k`` audiobook recommendations (titles, scores) for one warm and one cold test user,
+    served from this version's export (user vector in real time + the exported index)."""
+    from twotower_hgnn.serving import Recommender
+
+    vdir = cfg.version_dir()
+    split = load_split(vdir / "split")
+    target = "audiobook" if "audiobook" in cfg.targets else cfg.targets[0]
+    rec = Recommender.from_version(vdir, target_type=target, dataset=load_data(cfg))
+    ds = rec.dataset
+    for seg, users in (("warm", split.warm_users), ("cold", split.cold_users)):
+        if len(users) == 0:
+            print(f"\n(no {seg} test user)")
+            continue
+        uid = ds.users["user_id"].iloc[int(users[0])]
+        recs = rec.recommend(user_id=uid, k=k, as_of=split.cut_time)
+        print(f"\nTop {k} {target}s for {seg} user {uid}:")
+        for item_id, title, score in recs:
+            print(f"  {score:7.3f}  {title}  [{item_id}]")
