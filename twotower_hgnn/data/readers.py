@@ -162,11 +162,11 @@ def _as_int(col: pd.Series, name: str, source: str, csv: bool) -> np.ndarray:
     nan = ~np.isfinite(v)
     if nan.any():
         r = _first(nan)
-        raise _fail(source, name, r, f"NaN or infinite value ({v[r]})", csv)
+        raise _fail(source, name, r, f"NaN or infinite value ({float(v[r])})", csv)
     frac = v != np.round(v)
     if frac.any():
         r = _first(frac)
-        raise _fail(source, name, r, f"wrong dtype: {v[r]!r} is not an integer", csv)
+        raise _fail(source, name, r, f"wrong dtype: {float(v[r])!r} is not an integer", csv)
     return v.astype(np.int64)
 
 

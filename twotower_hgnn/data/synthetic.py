@@ -247,9 +247,9 @@ def _texts(rng: np.random.Generator, item_topic: np.ndarray, n_ab: int, noise: f
 # ------------------------------------------------------------------------------------- generate
 def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) -> Dataset:
     """Generates a synthetic :class:`Dataset` (see module docstring). ``overrides`` replace config fields."""
-    cfg = SCALES[cfg_or_scale] if isinstance(cfg_or_scale, str) else cfg_or_scale
     if isinstance(cfg_or_scale, str) and cfg_or_scale not in SCALES:
         raise ValueError(f"unknown synthetic scale {cfg_or_scale!r}; choose from {list(SCALES)}")
+    cfg = SCALES[cfg_or_scale] if isinstance(cfg_or_scale, str) else cfg_or_scale
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
     t0 = time.perf_counter()
