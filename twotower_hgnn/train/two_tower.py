@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import os
 import time
@@ -99,8 +100,9 @@ class TwoTowerTrainConfig:
 
 PRESETS: dict[str, TwoTowerTrainConfig] = {
     "paper": TwoTowerTrainConfig(),
-    # 2-core CPU: small towers, a larger learning rate and more epochs on the tiny synthetic data.
-    "cpu_tiny": TwoTowerTrainConfig(batch_size=64, epochs=30, learning_rate=3e-3, checkpoint_every=200, log_every=20,
+    # 2-core CPU: the paper's optimiser settings with smaller towers and batch for the tiny synthetic data
+    # (docs/notes/two_tower.md: 3 data seeds, HR@10 0.81 / 0.80 / 0.80 vs Popularity 0.73 / 0.79 / 0.70).
+    "cpu_tiny": TwoTowerTrainConfig(batch_size=64, epochs=10, learning_rate=1e-3, checkpoint_every=200, log_every=20,
                                     model=TwoTowerConfig(tower_dims=(128, 64, 32))),
 }
 
@@ -240,7 +242,8 @@ def train_two_tower(
     state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
 
     ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=2)
-    meta_fingerprint = {"train_config": cfg.to_json(), "n_examples": len(ex), "n_items": len(table)}
+    # JSON round trip so that tuples compare equal to the lists a restored meta holds.
+    meta_fingerprint = json.loads(json.dumps({"train_config": cfg.to_json(), "n_examples": len(ex), "n_items": len(table)}))
     resumed_from = ckpt.latest_step()
     if resumed_from is not None:
         state, meta = ckpt.restore(state, resumed_from)
