@@ -430,3 +430,39 @@ def holdout_edges(graph: HeteroCSR, frac: float = 0.1, seed: int = 0) -> tuple[H
         keep[rel] = np.ascontiguousarray(e[mask])
     counts = {t: graph.num_nodes_of(t) for t in graph.node_types}
     return HeteroCSR.from_edges(graph.node_types, counts, keep), held
+
+
+def prepare_report(ds: Dataset, split_kwargs: Mapping | None = None, cfg: GraphConfig | None = None,
+                   holdout_frac: float = 0.1, seed: int = 0) -> tuple[dict, HeteroCSR]:
+    """Split + graph + held-out edges with every statistic the data layer records (launch/prepare_data).
+
+    Returns (JSON-serialisable report, full training graph).
+    """
+    from twotower_hgnn.data.split import temporal_split
+
+    t0 = time.perf_counter()
+    sp = temporal_split(ds, **dict(split_kwargs or {}))
+    t_split = time.perf_counter() - t0
+    g, gstats = build_graph(ds, sp.train, cfg)
+    g_train, held = holdout_edges(g, frac=holdout_frac, seed=seed)
+    cur, peak = _rss_mb()
+    it = ds.interactions
+    report = {
+        "dataset": ds.name,
+        "items": {t: int(ds.item_type_counts.get(t, 0)) for t in ITEM_TYPES},
+        "users": ds.num_users,
+        "interactions": int(len(it)),
+        "events": {e: int(c) for e, c in zip(EVENTS, np.bincount(it["event_code"].to_numpy(), minlength=len(EVENTS)))},
+        "dropped": dict(ds.dropped),
+        "content": "item_vectors %s" % (ds.item_vectors.shape,) if ds.item_vectors is not None else "text (encode with launch/encode_text.py)",
+        "split": {"cut_time": sp.cut_time, "history_start": sp.history_start, "test_end": sp.test_end,
+                  "summary": sp.summary(), **sp.segment_sizes, "seconds": t_split},
+        "graph": gstats,
+        "holdout": {relation_name(r): int(e.shape[0]) for r, e in held.items()},
+        "train_graph_edges": {relation_name(r): g_train.num_edges(r) for r in g_train.relations},
+        "rss_mib": cur,
+        "peak_rss_mib": peak,
+    }
+    if "generate_seconds" in ds.meta:
+        report["generate_seconds"] = ds.meta["generate_seconds"]
+    return report, g
