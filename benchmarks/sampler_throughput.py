@@ -101,27 +101,34 @@ def _fan(L: list[int]) -> list[dict]:
     return [{d: f for d in _DIRS} for f in L]
 
 
-def _stats(times: list[float], seeds: int, edges: list[int] | None) -> dict[str, Any]:
+def _stats(times: list[float], seeds: int, edges: list[int] | None, cpu: list[float] | None = None) -> dict[str, Any]:
+    """Wall-clock medians and spread; with ``cpu`` (CPU seconds of the sampling thread/process per
+    batch) also CPU-time throughput, which time slices lost to other tenants of the machine do not inflate."""
     t = np.asarray(times)
     med = float(np.median(t))
     row = {"seeds_per_s": seeds / med, "median_ms": med * 1e3, "p10_ms": float(np.percentile(t, 10) * 1e3),
-           "p90_ms": float(np.percentile(t, 90) * 1e3), "n_batches": int(t.size)}
+           "p90_ms": float(np.percentile(t, 90) * 1e3), "min_ms": float(t.min() * 1e3), "n_batches": int(t.size)}
     row["edges_per_s"] = float(np.median(edges)) / med if edges else None
+    if cpu:
+        c = float(np.median(cpu))
+        row["cpu_median_ms"] = c * 1e3
+        row["seeds_per_cpu_s"] = seeds / c if c > 0 else None
     return row
 
 
 # ---------------------------------------------------------------------------- our sampler
-def _time_ours(adjs, g, batches, fan, replace: bool, warmup: int) -> tuple[list[float], list[int]]:
+def _time_ours(adjs, g, batches, fan, replace: bool, warmup: int) -> tuple[list[float], list[int], list[float]]:
     rng = np.random.default_rng(0)
-    times, edges = [], []
+    times, edges, cpu = [], [], []
     for i, s in enumerate(batches):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         _, masks = sample_hops(adjs, s, _DIRS, fan, rng, pad_id=g.pad_id, replace=replace)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.thread_time() - c0
         if i >= warmup:
             times.append(dt)
+            cpu.append(dc)
             edges.append(int(sum(m.sum() for h in masks for m in h.values())))
-    return times, edges
+    return times, edges, cpu
 
 
 def _thread_rounds(adjs, g, batches, fan, workers: int, rounds: int) -> tuple[list[float], int]:
@@ -219,7 +226,7 @@ def run_peer(peer: str, graph_path: Path, seeds_file: Path, threads: int) -> dic
         tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
         return {**base, "status": f"failed (exit {p.returncode}): {' | '.join(tail)}"}
     res = json.loads(lines[-1])
-    row = {**base, "name": res["name"], "status": "ok", **_stats(res["times"], res["seeds_per_batch"], res["edges"])}
+    row = {**base, "name": res["name"], "status": "ok", **_stats(res["times"], res["seeds_per_batch"], res["edges"], res.get("cpu"))}
     return row
 
 
@@ -248,14 +255,15 @@ def _apply_quick() -> None:
 
 
 def _print_table(rows: list[dict]) -> None:
-    print(f"\n{'name':<62} {'wk':>3} {'seeds/s':>10} {'edges/s':>10} {'med ms':>8} {'p10-p90 ms':>15}  scope / status")
+    print(f"\n{'name':<62} {'wk':>3} {'seeds/s':>10} {'edges/s':>10} {'med ms':>8} {'p10-p90 ms':>15} {'cpu ms':>7}  scope / status")
     for r in rows:
         s = f"{r['seeds_per_s']:>10.0f}" if r.get("seeds_per_s") else f"{'-':>10}"
         e = f"{r['edges_per_s'] / 1e6:>9.2f}M" if r.get("edges_per_s") else f"{'-':>10}"
         m = f"{r['median_ms']:>8.2f}" if r.get("median_ms") is not None else f"{'-':>8}"
         sp = f"{r['p10_ms']:>6.1f}-{r['p90_ms']:<7.1f}" if r.get("p10_ms") is not None else f"{'':>15}"
         st = r.get("status", "ok")
-        print(f"{r['name']:<62} {r['workers']:>3} {s} {e} {m} {sp}  {r.get('scope', '')}{'' if st == 'ok' else ' / ' + st}")
+        c = f"{r['cpu_median_ms']:>7.2f}" if r.get("cpu_median_ms") is not None else f"{'':>7}"
+        print(f"{r['name']:<62} {r['workers']:>3} {s} {e} {m} {sp} {c}  {r.get('scope', '')}{'' if st == 'ok' else ' / ' + st}")
 
 
 def main(argv: list[str]) -> None:
@@ -278,12 +286,12 @@ def main(argv: list[str]) -> None:
     nseed = FLAGS.batch_seeds
 
     # 1. ours, 1 worker, neighbourhood scope
-    times, edges = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
-    ours1 = {"name": "numpy static-shape sampler (this repo)", "workers": 1, "replace": False, "scope": "neighbourhood", **_stats(times, nseed, edges)}
+    times, edges, cpu = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
+    ours1 = {"name": "numpy static-shape sampler (this repo)", "workers": 1, "replace": False, "scope": "neighbourhood", **_stats(times, nseed, edges, cpu)}
     rows.append(ours1)
-    times_r, edges_r = _time_ours(adjs, g, batches, fan, True, FLAGS.warmup)
+    times_r, edges_r, cpu_r = _time_ours(adjs, g, batches, fan, True, FLAGS.warmup)
     rows.append({"name": "numpy static-shape sampler, WITH replacement", "workers": 1, "replace": True, "scope": "neighbourhood",
-                 **_stats(times_r, nseed, edges_r)})
+                 **_stats(times_r, nseed, edges_r, cpu_r)})
     edges_per_batch = float(np.median(edges))
     # 2. ours, N workers
     rounds = 3 if FLAGS.quick else 5
@@ -371,9 +379,9 @@ def main(argv: list[str]) -> None:
             print(f"running {peer} with {th} thread(s) ...", flush=True)
             rows.append(run_peer(peer, gpath, seeds_file, th))
     # 7. ours again after the peers: the shared machine's load drifts; a second measurement brackets it
-    times2, edges2 = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
+    times2, edges2, cpu2 = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
     ours1b = {"name": "numpy static-shape sampler (this repo), repeated after peers", "workers": 1, "replace": False,
-              "scope": "neighbourhood", **_stats(times2, nseed, edges2)}
+              "scope": "neighbourhood", **_stats(times2, nseed, edges2, cpu2)}
     rows.append(ours1b)
     # ratios + GPU feeding estimate
     for r in rows:
@@ -382,10 +390,12 @@ def main(argv: list[str]) -> None:
     dgl1 = next((r for r in rows if r["name"].startswith("dgl") and r["workers"] == 1 and r.get("seeds_per_s")), None)
     pyg1 = next((r for r in rows if r["name"].startswith("pyg") and r["workers"] == 1 and r.get("seeds_per_s")), None)
     slow = min(ours1["seeds_per_s"], ours1b["seeds_per_s"])  # conservative: the worse of the two runs
-    if dgl1:
-        summary["ours_1worker_over_dgl_1thread"] = slow / dgl1["seeds_per_s"]
-    if pyg1:
-        summary["ours_1worker_over_pyg_1thread"] = slow / pyg1["seeds_per_s"]
+    slow_cpu = min(ours1.get("seeds_per_cpu_s") or 0, ours1b.get("seeds_per_cpu_s") or 0)
+    for key, peer in (("dgl", dgl1), ("pyg", pyg1)):
+        if peer:
+            summary[f"ours_1worker_over_{key}_1thread"] = slow / peer["seeds_per_s"]
+            if peer.get("seeds_per_cpu_s") and slow_cpu:
+                summary[f"ours_1worker_over_{key}_1thread_cpu_time"] = slow_cpu / peer["seeds_per_cpu_s"]
     for r in rows:
         if r["name"].startswith(("dgl", "pyg")) and r.get("seeds_per_s"):
             r["ours_1worker_over_this"] = slow / r["seeds_per_s"]

@@ -119,8 +119,9 @@ def make_holes(adj: DirAdj, u: np.ndarray, v: np.ndarray) -> Holes | None:
         return None
     u = np.asarray(u, np.int64)[found]
     local = pos[found] - adj.start[u]
-    key = np.unique(np.stack([u, local], axis=1), axis=0)  # sorted by (u, local), deduplicated
-    u, local = key[:, 0], key[:, 1]
+    width = np.int64(adj.max_degree + 1)
+    key = np.unique(u * width + local)  # sorted by (u, local), deduplicated
+    u, local = key // width, key % width
     nodes, first, counts = np.unique(u, return_index=True, return_counts=True)
     rank = np.arange(u.shape[0]) - np.repeat(first, counts)
     offsets = np.full((nodes.shape[0], int(counts.max())), _BIG, dtype=np.int64)

@@ -36,16 +36,17 @@ for (a, b), e in edges.items():
 fan = [int(x) for x in args.fanouts.split(",")]
 sampler = NeighborSampler(data, num_neighbors={et: fan for et in data.edge_types}, replace=False)  # CSC built here
 batches = load_seeds(args.seeds, node_types, offsets)
-times, counts = [], []
+times, counts, cpu = [], [], []
 for i, s in enumerate(batches):
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     n_e = 0
     for t, v in s.items():
         if v.size:
             out = sampler.sample_from_nodes(NodeSamplerInput(input_id=None, node=torch.from_numpy(v), input_type=t))
             n_e += int(sum(r.numel() for r in out.row.values()))
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     if i >= args.warmup:
         times.append(dt)
+        cpu.append(dc)
         counts.append(n_e)
-emit(f"pyg {torch_geometric.__version__} NeighborSampler (torch-sparse)", times, counts, int(sum(v.size for v in batches[0].values())), args.threads)
+emit(f"pyg {torch_geometric.__version__} NeighborSampler (torch-sparse)", times, counts, int(sum(v.size for v in batches[0].values())), args.threads, cpu=cpu)
