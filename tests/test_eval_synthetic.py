@@ -7,6 +7,7 @@ from twotower_hgnn.data.schema import EVENTS
 from twotower_hgnn.data.split import temporal_split
 from twotower_hgnn.data.synthetic import generate
 from twotower_hgnn.eval.baselines import knn_rankings, popularity_rankings, rank_users
+from twotower_hgnn.eval.metrics import compute_metrics, long_tail_metrics
 from twotower_hgnn.eval.protocol import build_protocol
 from twotower_hgnn.eval.report import build_report, evaluate_models, format_console, load_report, write_report
 
@@ -56,6 +57,16 @@ def test_baselines_report_end_to_end(tiny, tmp_path):
         assert res[("LLM-KNN", seg_t, "warm")]["mrr@100"] > res[("Random", seg_t, "warm")]["mrr@100"]
     # Popularity shows (nearly) the same list to everybody: far below random coverage on 560 podcasts
     assert res[("Popularity", "podcast", "all")]["coverage@100"] < res[("Random", "podcast", "all")]["coverage@100"]
+    # the per-user-once evaluation equals the direct metric functions on each segment's slice
+    lt = {(r["model"], r["target_type"], r["segment"]): r["metrics"] for r in report["long_tail"]}
+    for seg in ("warm", "cold", "all"):
+        tp = proto["audiobook"]
+        pos = tp.segment(seg)
+        ranked = models["Popularity"]["audiobook"].items[pos]  # popularity ranks every user in protocol order
+        assert res[("Popularity", "audiobook", seg)] == pytest.approx(
+            compute_metrics(ranked, tp.relevant.take(pos), tp.catalogue))
+        assert lt[("Popularity", "audiobook", seg)] == pytest.approx(
+            long_tail_metrics(ranked, tp.relevant.take(pos), tp.catalogue, tp.tail_items()))
     paths = write_report(report, tmp_path)
     assert load_report(paths["json"])["meta"]["split"]["cut_time"] == split.cut_time
     assert "Table 3 - audiobook recommendations, cold-start users" in format_console(report)

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, WEAK_EVENTS, Dataset
-from twotower_hgnn.eval.metrics import ItemSets, popularity_tiers
+from twotower_hgnn.eval.metrics import ItemSets, popularity_tiers, sorted_unique
 
 SEGMENTS: tuple[str, ...] = ("all", "warm", "cold")
 
@@ -64,7 +64,7 @@ class Rankings:
         object.__setattr__(self, "items", items)
         if users.ndim != 1 or items.ndim != 2 or items.shape[0] != users.shape[0]:
             raise ValueError(f"Rankings: users {users.shape} and items {items.shape} must be [U] and [U, L]")
-        if np.unique(users).size != users.size:
+        if sorted_unique(users).size != users.size:
             raise ValueError("Rankings: user rows must be unique")
 
     def rows_for(self, users: np.ndarray) -> np.ndarray:
@@ -152,11 +152,14 @@ class EvalProtocol:
         return {t: tp.stats() for t, tp in self.targets.items()}
 
 
-def _event_codes(names: Sequence[str], flag: str) -> np.ndarray:
+def _event_mask(names: Sequence[str], flag: str) -> np.ndarray:
+    """bool ``[len(EVENTS)]`` lookup table of the named events."""
     bad = [n for n in names if n not in EVENTS]
     if bad:
         raise ValueError(f"{flag}: unknown event(s) {bad}; expected a subset of {EVENTS}")
-    return np.array([EVENTS.index(n) for n in names], dtype=np.int64)
+    mask = np.zeros(len(EVENTS), dtype=bool)
+    mask[[EVENTS.index(n) for n in names]] = True
+    return mask
 
 
 def _columns(df: pd.DataFrame, part: str, n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -187,8 +190,8 @@ def build_protocol(dataset: Dataset, split: Any, target_types: Sequence[str] = I
     type_code = dataset.item_type_codes().astype(np.int64)
     off = dataset.item_type_offsets()
     stream = EVENTS.index("stream")
-    excl_codes = _event_codes(exclude_events, "exclude_events")
-    hist_codes = _event_codes(history_events, "history_events")
+    excl_ev = _event_mask(exclude_events, "exclude_events")
+    hist_ev = _event_mask(history_events, "history_events")
     targets: dict[str, TargetProtocol] = {}
     for t in target_types:
         code = ITEM_TYPES.index(t)
@@ -198,17 +201,19 @@ def build_protocol(dataset: Dataset, split: Any, target_types: Sequence[str] = I
         tr_t = type_code[tr_i] == code
         te_t = type_code[te_i] == code
         rel_m = te_t & (te_e == stream)
-        users = np.unique(te_u[rel_m])
-        relevant = _sets(users, te_u[rel_m], te_i[rel_m])
-        ex_m = tr_t & np.isin(tr_e, excl_codes)
-        exclude = _sets(users, tr_u[ex_m], tr_i[ex_m]) if exclude_seen else _sets(users, te_u[:0], te_i[:0])
+        users = sorted_unique(te_u[rel_m])
+        relevant = _sets(users, te_u[rel_m], te_i[rel_m], n_users)
+        ex_m = tr_t & excl_ev[tr_e]
+        exclude = _sets(users, tr_u[ex_m], tr_i[ex_m], n_users) if exclude_seen else _sets(users, te_u[:0], te_i[:0], n_users)
         if exclude_seen:
             relevant = relevant.filter(~exclude.contains(relevant.row_ids(), relevant.indices))
             keep = np.flatnonzero(relevant.sizes() > 0)
             users, relevant, exclude = users[keep], relevant.take(keep), exclude.take(keep)
-        h_m = tr_t & np.isin(tr_e, hist_codes)
-        history = _sets(users, tr_u[h_m], tr_i[h_m])
-        warm = np.isin(users, np.unique(tr_u[h_m]))
+        h_m = tr_t & hist_ev[tr_e]
+        history = _sets(users, tr_u[h_m], tr_i[h_m], n_users)
+        warm = np.zeros(n_users, dtype=bool)
+        warm[tr_u[h_m]] = True
+        warm = warm[users]
         s_m = tr_t & (tr_e == stream)
         train_streams = np.bincount(tr_i[s_m] - off[code], minlength=catalogue.size).astype(np.int64)
         tiers = popularity_tiers(train_streams, n_tiers=n_tiers, mode=tier_mode)
@@ -220,9 +225,10 @@ def build_protocol(dataset: Dataset, split: Any, target_types: Sequence[str] = I
     return EvalProtocol(targets=targets, config=config)
 
 
-def _sets(users: np.ndarray, pair_users: np.ndarray, pair_items: np.ndarray) -> ItemSets:
+def _sets(users: np.ndarray, pair_users: np.ndarray, pair_items: np.ndarray, n_users: int) -> ItemSets:
     """ItemSets with one row per entry of sorted ``users``; pairs of other users are dropped."""
-    pos = np.searchsorted(users, pair_users)
-    ok = (pos < users.size) & (users[np.minimum(pos, max(users.size - 1, 0))] == pair_users) if users.size else \
-        np.zeros(pair_users.shape, bool)
-    return ItemSets.from_pairs(pos[ok], pair_items[ok], int(users.size))
+    row_of = np.full(n_users, -1, dtype=np.int64)  # dense lookup: O(rows), no binary search
+    row_of[users] = np.arange(users.size, dtype=np.int64)
+    rows = row_of[pair_users]
+    ok = rows >= 0
+    return ItemSets.from_pairs(rows[ok], pair_items[ok], int(users.size))

@@ -39,7 +39,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
-from twotower_hgnn.eval.metrics import compute_metrics, long_tail_metrics, metric_keys
+from twotower_hgnn.eval.metrics import check_rankings, metric_keys, restrict, summarise, user_scores
 from twotower_hgnn.eval.protocol import SEGMENTS, EvalProtocol, Rankings
 from twotower_hgnn.io import atomic_write_json, atomic_write_text
 
@@ -57,8 +57,48 @@ class ReportError(ValueError):
     """A report file or a model's rankings do not follow the documented layout / protocol."""
 
 
-def _excluded_hits(rankings: np.ndarray, tp_exclude, rows: np.ndarray) -> np.ndarray:
-    return tp_exclude.take(rows).contains(np.arange(rows.size)[:, None], rankings)
+def _score_model(name: str, target: str, rk: Rankings, protocol: EvalProtocol, k: int, depth: int,
+                 segments: Sequence[str], long_tail: bool, first_tail_tier: int,
+                 out: dict[str, list[dict[str, Any]]]) -> None:
+    """Scores one model on one target type: every covered user once, then one aggregate per segment."""
+    tp = protocol[target]
+    rows = rk.rows_for(tp.users)
+    cpos = np.flatnonzero(rows >= 0)  # protocol positions this model ranks
+    local = np.full(tp.n_users, -1, dtype=np.int64)
+    local[cpos] = np.arange(cpos.size)
+    tag = f"{name}/{target}"
+    ranked = check_rankings(rk.items[rows[cpos]], tp.relevant.take(cpos), tp.catalogue, tag)
+    bad = tp.exclude.take(cpos).contains(np.arange(cpos.size)[:, None], ranked)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise ReportError(f"{tag}: user row {int(tp.users[cpos[r]])} is recommended item {int(ranked[r, c])} at "
+                          f"rank {int(c) + 1}, which the protocol excludes (already streamed before the split)")
+    rel = tp.relevant.take(cpos)
+    scores = user_scores(ranked, rel, k, depth)
+    if long_tail:
+        tail = tp.tail_items(first_tail_tier)
+        rel_tail = restrict(rel, tail)
+        has_tail = rel_tail.sizes() > 0
+        tail_rows = np.flatnonzero(has_tail)
+        tail_scores = np.zeros((cpos.size, 4))
+        tail_scores[tail_rows] = user_scores(ranked[tail_rows], rel_tail.take(tail_rows), k, depth)
+        tiers = list(range(first_tail_tier, int(protocol.config.get("n_tiers", 5)) + 1))
+    for seg in segments:
+        pos = tp.segment(seg)
+        key = {"model": name, "target_type": target, "segment": seg}
+        if pos.size == 0:
+            out["skipped"].append({**key, "reason": "segment has no evaluated user"})
+            continue
+        loc = local[pos]
+        missing = int((loc < 0).sum())
+        if missing:
+            out["skipped"].append({**key, "reason": f"model ranks {pos.size - missing} of {pos.size} users"})
+            continue
+        out["results"].append({**key, "metrics": summarise(scores[loc], ranked[loc], tp.catalogue, k, depth)})
+        if long_tail:
+            lt = loc[has_tail[loc]]
+            out["long_tail"].append({**key, "tiers": tiers,
+                                     "metrics": summarise(tail_scores[lt], ranked[loc], tail, k, depth)})
 
 
 def evaluate_models(models: Mapping[str, Mapping[str, Rankings]], protocol: EvalProtocol, k: int = 10,
@@ -72,11 +112,12 @@ def evaluate_models(models: Mapping[str, Mapping[str, Rankings]], protocol: Eval
       protocol: the :class:`EvalProtocol`.
       k, depth: HR/Recall/NDCG cut-off and MRR/Coverage depth.
       segments: segment names to score.
-      long_tail: also compute the tiers >= ``first_tail_tier`` view.
+      long_tail: also compute the tiers >= ``first_tail_tier`` view (metrics.long_tail_metrics).
 
     Returns ``{"results": [...], "long_tail": [...], "skipped": [...]}`` (rows as in the module
     docstring). Raises :class:`ReportError` if a ranking contains an item the protocol excludes for
-    that user (a model must apply ``TargetProtocol.exclude``) or a target type without a protocol.
+    that user (a model must apply ``TargetProtocol.exclude``) or a target type without a protocol, and
+    ValueError for items outside the catalogue.
     """
     out: dict[str, list[dict[str, Any]]] = {"results": [], "long_tail": [], "skipped": []}
     for name, per_target in models.items():
@@ -84,32 +125,7 @@ def evaluate_models(models: Mapping[str, Mapping[str, Rankings]], protocol: Eval
             if target not in protocol.targets:
                 raise ReportError(f"model {name!r} ranks target type {target!r}, which has no protocol "
                                   f"(have {sorted(protocol.targets)})")
-            tp = protocol[target]
-            for seg in segments:
-                pos = tp.segment(seg)
-                key = {"model": name, "target_type": target, "segment": seg}
-                if pos.size == 0:
-                    out["skipped"].append({**key, "reason": "segment has no evaluated user"})
-                    continue
-                rows = rk.rows_for(tp.users[pos])
-                missing = int((rows < 0).sum())
-                if missing:
-                    out["skipped"].append({**key, "reason": f"model ranks {pos.size - missing} of {pos.size} users"})
-                    continue
-                ranked = rk.items[rows]
-                bad = _excluded_hits(ranked, tp.exclude, pos)
-                if bad.any():
-                    r, c = np.argwhere(bad)[0]
-                    raise ReportError(f"{name}/{target}/{seg}: user row {int(tp.users[pos[r]])} is recommended item "
-                                      f"{int(ranked[r, c])} at rank {int(c) + 1}, which the protocol excludes "
-                                      "(already streamed before the split)")
-                tag = f"{name}/{target}/{seg}"
-                rel = tp.relevant.take(pos)
-                out["results"].append({**key, "metrics": compute_metrics(ranked, rel, tp.catalogue, k, depth, name=tag)})
-                if long_tail:
-                    m = long_tail_metrics(ranked, rel, tp.catalogue, tp.tail_items(first_tail_tier), k, depth, name=tag)
-                    tiers = list(range(first_tail_tier, int(protocol.config.get("n_tiers", 5)) + 1))
-                    out["long_tail"].append({**key, "tiers": tiers, "metrics": m})
+            _score_model(name, target, rk, protocol, k, depth, segments, long_tail, first_tail_tier, out)
     return out
 
 
