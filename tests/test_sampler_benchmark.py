@@ -1,0 +1,37 @@
+"""The throughput benchmark runs end to end on a tiny graph and writes the documented JSON; a peer
+that is not installed yields a row saying so (no crash). Speed itself is never asserted here."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_tiny_run_writes_schema(tmp_path):
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "benchmarks.sampler_throughput", "--n_audiobooks=300", "--n_podcasts=1500",
+           "--num_edges=20000", "--batch_seeds=64", "--batches=3", "--warmup=1", "--workers=1,2", "--modes=thread",
+           "--naive_seeds=8", f"--cache_dir={tmp_path / 'cache'}", f"--peers_venv={tmp_path / 'no_venv'}",
+           "--peer_threads=1", f"--json={out}"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    d = json.loads(out.read_text())
+    assert set(d["meta"]) >= {"machine", "date", "git_sha", "args"}
+    assert d["meta"]["args"]["batch_seeds"] == 64
+    rows = d["rows"]
+    for r in rows:
+        assert set(r) >= {"name", "workers", "seeds_per_s", "edges_per_s", "replace"}, r
+    ours = [r for r in rows if r["name"] == "numpy static-shape sampler (this repo)"]
+    assert len(ours) == 1 and ours[0]["seeds_per_s"] > 0 and ours[0]["edges_per_s"] > 0 and ours[0]["replace"] is False
+    assert any(r["workers"] == 2 and "threads" in r["name"] for r in rows)
+    assert any("EXTRAPOLATED" in r["name"] for r in rows)
+    for peer in ("dgl", "pyg"):
+        pr = [r for r in rows if peer in r["name"]]
+        assert pr and pr[0]["seeds_per_s"] is None and pr[0]["status"].startswith("not installed"), pr
+    # the graph was cached for the next run
+    assert any((tmp_path / "cache").glob("*/meta.json"))
