@@ -35,7 +35,9 @@ def plot_metrics(report: Mapping[str, Any], path: str | Path,
     k, depth = int(report["meta"]["k"]), int(report["meta"]["depth"])
     metrics = list(metrics or (f"hr@{k}", f"mrr@{depth}", f"coverage@{depth}", f"ndcg@{k}"))
     rows = report["results"]
-    groups = list(dict.fromkeys((r["target_type"], r["segment"]) for r in rows))
+    seg_order = {"warm": 0, "cold": 1, "all": 2}  # the paper's tables first: warm, cold; then all
+    groups = sorted(dict.fromkeys((r["target_type"], r["segment"]) for r in rows),
+                    key=lambda g: (g[0] != "audiobook", g[0], seg_order.get(g[1], 3), g[1]))
     if not groups:
         raise ValueError("plot_metrics: the report has no results to plot")
     models = list(dict.fromkeys(r["model"] for r in rows))
