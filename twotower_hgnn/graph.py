@@ -216,12 +216,26 @@ class _PartitionedCounter:
             k, c = _run_lengths(allk[order], allc[order])
         self.keys[p], self.cnts[p] = k, c
 
-    def results(self):
-        """Yields each partition's (sorted unique keys, int32 counts) and frees it."""
+    def collect(self, min_count: int, with_counts: bool) -> tuple[int, np.ndarray, np.ndarray | None]:
+        """(distinct keys, keys with count >= min_count, their counts or None), freeing partitions as
+        they are copied into one preallocated array (no 2x concatenation peak)."""
         for p in range(self.n_parts):
             self._compact(p)
-            yield self.keys[p], self.cnts[p]
-            self.keys[p], self.cnts[p] = np.zeros(0, np.int64), np.zeros(0, np.int32)
+        distinct = int(sum(k.size for k in self.keys))
+        masks = [c >= min_count for c in self.cnts]
+        total = int(sum(int(m.sum()) for m in masks))
+        keys = np.empty(total, np.int64)
+        cnts = np.empty(total, np.int32) if with_counts else None
+        pos = 0
+        for p in range(self.n_parts):
+            m = masks[p]
+            k = int(m.sum())
+            keys[pos: pos + k] = self.keys[p][m]
+            if cnts is not None:
+                cnts[pos: pos + k] = self.cnts[p][m]
+            pos += k
+            self.keys[p], self.cnts[p], masks[p] = np.zeros(0, np.int64), np.zeros(0, np.int32), None
+        return distinct, keys, cnts
 
 
 def _generate_pairs(u: np.ndarray, it: np.ndarray, counts: np.ndarray, window: int | None, n_items: int,
@@ -248,37 +262,43 @@ def _generate_pairs(u: np.ndarray, it: np.ndarray, counts: np.ndarray, window: i
     return total
 
 
-def _topk_keep(a: np.ndarray, b: np.ndarray, c: np.ndarray, k: int, n_items: int, chunk: int) -> np.ndarray:
-    """Mask over pairs: kept if in the top-k (by count desc, then smaller neighbour id) of either endpoint.
+def _topk_pairs(keys: np.ndarray, c: np.ndarray, k: int, n_items: int, chunk: int) -> np.ndarray:
+    """Sorted canonical keys ``min*n + max`` of the pairs in the top-k (by count desc, then smaller
+    neighbour id) of either endpoint.
 
-    Directed pairs are ranked per source with one int64 sort key ``src_local | (C - count) | dst``,
-    processed in blocks of source ids so transient memory stays ~``chunk`` rows.
+    Each directed pair becomes one int64 sort key ``src_local | (C - count) | dst`` (22 + 15 + 22 bits
+    at paper scale), so ranking is one in-place ``np.sort`` per block of source ids; blocks keep the
+    transient memory near ``chunk`` rows.
     """
-    n = a.size
-    keep = np.zeros(n, bool)
-    if n == 0:
-        return keep
+    if keys.size == 0:
+        return np.zeros(0, np.int64)
     cmax = int(min(int(c.max()), 2**15 - 1))
+    n = np.int64(n_items)
+    dt = np.int32 if n_items < 2**31 else np.int64
+    a = (keys // n).astype(dt)
+    b = (keys % n).astype(dt)
     deg = np.bincount(a, minlength=n_items) + np.bincount(b, minlength=n_items)
     cum = np.cumsum(deg)
-    n_blocks = max(1, math.ceil(2 * n / chunk))
+    n_blocks = max(1, math.ceil(2 * keys.size / chunk))
     cuts = np.searchsorted(cum, np.linspace(0, cum[-1], n_blocks + 1)[1:-1])
     bounds = np.unique(np.concatenate([[0], cuts, [n_items]]))
-    cc = np.minimum(c, cmax).astype(np.int64)
+    inv_c = (cmax - np.minimum(c, cmax)).astype(np.int16)
+    kept = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
-        ia = np.flatnonzero((a >= lo) & (a < hi))
-        ib = np.flatnonzero((b >= lo) & (b < hi))
-        pair = np.concatenate([ia, ib])
-        src = np.concatenate([a[ia], b[ib]]) - lo
-        dst = np.concatenate([b[ia], a[ib]])
-        key = (src * (cmax + 1) + (cmax - cc[pair])) * np.int64(n_items) + dst
-        del dst
-        order = np.argsort(key)
-        s = src[order]
-        starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
-        rank = np.arange(s.size) - np.repeat(starts, np.diff(np.append(starts, s.size)))
-        keep[pair[order[rank < k]]] = True
-    return keep
+        ma = (a >= lo) & (a < hi)
+        mb = (b >= lo) & (b < hi)
+        key = np.concatenate([
+            ((a[ma].astype(np.int64) - lo) * (cmax + 1) + inv_c[ma]) * n + b[ma],
+            ((b[mb].astype(np.int64) - lo) * (cmax + 1) + inv_c[mb]) * n + a[mb],
+        ])
+        key.sort()
+        src = key // (n * (cmax + 1))
+        starts = np.flatnonzero(np.concatenate([[True], src[1:] != src[:-1]]))
+        rank = np.arange(src.size) - np.repeat(starts, np.diff(np.append(starts, src.size)))
+        top = rank < k
+        s_, d_ = src[top] + lo, key[top] % n
+        kept.append(np.minimum(s_, d_) * n + np.maximum(s_, d_))
+    return np.unique(np.concatenate(kept))
 
 
 def _degree_distribution(deg: np.ndarray) -> dict:
@@ -341,21 +361,14 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
     assert generated == expected, (generated, expected)
     del u, it
 
-    keys_parts, cnt_parts = [], []
-    distinct = 0
-    min_c = 1 if cfg.rule == "any" else (cfg.min_shared if cfg.rule == "min_shared" else 1)
-    for k, c in counter.results():
-        distinct += int(k.size)
-        m = c >= min_c
-        keys_parts.append(k[m])
-        cnt_parts.append(c[m])
-    keys = np.concatenate(keys_parts) if keys_parts else np.zeros(0, np.int64)
-    cnts = np.concatenate(cnt_parts) if cnt_parts else np.zeros(0, np.int32)
-    del keys_parts, cnt_parts, counter
-    a, b = keys // n_items, keys % n_items
+    min_c = cfg.min_shared if cfg.rule == "min_shared" else 1
+    distinct, keys, cnts = counter.collect(min_c, with_counts=cfg.rule == "topk")
+    del counter
     if cfg.rule == "topk":
-        keep = _topk_keep(a, b, cnts, cfg.topk, n_items, cfg.chunk_pairs)
-        a, b, cnts = a[keep], b[keep], cnts[keep]
+        keys = _topk_pairs(keys, cnts, cfg.topk, n_items, cfg.chunk_pairs)
+    del cnts
+    a, b = keys // n_items, keys % n_items
+    del keys
 
     offsets = ds.item_type_offsets()
     ta = np.searchsorted(offsets, a, side="right") - 1
