@@ -351,3 +351,31 @@ def rank_items(
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     return ids[np.take_along_axis(top, order, axis=1)]
+
+
+def compare_with_popularity(
+    result: TwoTowerResult, ds: Dataset, split: Any, k: int = 10, exclude_seen: bool = True,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Held-out metrics of the model and of Popularity under the evaluation protocol (PAPER.md §5.1).
+
+    Returns ``{"2T"|"Popularity": {segment: compute_metrics(...)}}`` for segments all / warm / cold of
+    the model's target type (Popularity = most-streamed target items of the training part; the
+    protocol's already-streamed exclusions apply to both).
+    """
+    from twotower_hgnn.eval.baselines import popularity_rankings, rank_users
+    from twotower_hgnn.eval.metrics import compute_metrics
+    from twotower_hgnn.eval.protocol import SEGMENTS, build_protocol
+
+    tp = build_protocol(ds, split, [result.cfg.target_type], exclude_seen=exclude_seen)[result.cfg.target_type]
+    uv = user_vectors(result, ds, split.train, tp.users, split.cut_time)
+    iv, _ = item_vectors(result)
+    models = {"2T": rank_users(tp, uv, iv), "Popularity": popularity_rankings(tp)}
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name, r in models.items():
+        ranked = r.items[r.rows_for(tp.users)]
+        out[name] = {}
+        for seg in SEGMENTS:
+            pos = tp.segment(seg)
+            out[name][seg] = compute_metrics(ranked[pos], tp.relevant.take(pos), tp.catalogue, k=k,
+                                             name=f"{name}/{seg}")
+    return out
