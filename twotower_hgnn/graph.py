@@ -354,12 +354,14 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
         raise GraphError(f"interactions: item_idx outside [0, {n_items})")
 
     u, it, counts, cap_dropped = _user_sequences(users, items, cfg.max_items_per_user)
+    phases = {"sequences": time.perf_counter() - t0}
     expected, all_pairs = _pair_counts(counts, cfg.window)
     n_parts = max(1, min(4096, math.ceil(expected / cfg.chunk_pairs)))
     counter = _PartitionedCounter(n_parts, compact_at=max(cfg.chunk_pairs // n_parts, 1))
     generated = _generate_pairs(u, it, counts, cfg.window, n_items, counter, cfg.chunk_pairs)
     assert generated == expected, (generated, expected)
     del u, it
+    phases["pairs_dedup"] = time.perf_counter() - t0 - sum(phases.values())
 
     min_c = cfg.min_shared if cfg.rule == "min_shared" else 1
     distinct, keys, cnts = counter.collect(min_c, with_counts=cfg.rule == "topk")
@@ -367,6 +369,7 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
     if cfg.rule == "topk":
         keys = _topk_pairs(keys, cnts, cfg.topk, n_items, cfg.chunk_pairs)
     del cnts
+    phases["rule"] = time.perf_counter() - t0 - sum(phases.values())
     a, b = keys // n_items, keys % n_items
     del keys
 
@@ -381,6 +384,7 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
         edges[rel] = np.stack([a[m], b[m]], axis=1)
     graph = HeteroCSR.from_edges(ITEM_TYPES, dict(ds.item_type_counts), edges)
     secs = time.perf_counter() - t0
+    phases["csr"] = secs - sum(phases.values())
     cur, peak = _rss_mb()
     rel_stats = {}
     for rel in rels:
@@ -414,6 +418,7 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
         "degree": _degree_distribution(all_deg),
         "relations": rel_stats,
         "build_seconds": secs,
+        "phase_seconds": phases,
         "rss_mib": cur,
         "peak_rss_mib": peak,
     }

@@ -314,6 +314,18 @@ def _codes(col: pd.Series, ids: pd.Index) -> np.ndarray:
     return ids.get_indexer(col).astype(np.int64)
 
 
+def _time_order(ts: np.ndarray, u: np.ndarray, i: np.ndarray, n_users: int, n_items: int) -> np.ndarray:
+    """Permutation sorting by (timestamp, user, item): one int64 key sort when it fits, else lexsort."""
+    if ts.size == 0:
+        return np.zeros(0, np.int64)
+    t0 = int(ts.min())
+    span = int(ts.max()) - t0 + 1
+    if span * max(n_users, 1) * max(n_items, 1) < 2**63:
+        key = ((ts - t0) * np.int64(n_users) + u) * np.int64(n_items) + i
+        return np.argsort(key)  # ties only between identical (ts, user, item) rows
+    return np.lexsort((i, u, ts))
+
+
 def build_dataset(
     interactions: pd.DataFrame,
     items: pd.DataFrame,
@@ -392,7 +404,7 @@ def build_dataset(
         r = _first(ev < 0)
         raise _fail(src_i, "event", r, f"unknown value {interactions['event'].iloc[r]!r} (allowed: {list(EVENTS)})")
     ts = interactions["timestamp"].to_numpy(dtype=np.int64)
-    order = np.lexsort((i_idx, u_idx, ts))
+    order = _time_order(ts, u_idx, i_idx, len(users), len(items))
     inter = interactions.iloc[order].reset_index(drop=True).copy()
     inter["timestamp"] = ts[order]
     inter["user_idx"] = u_idx[order].astype(np.int32)
