@@ -9,10 +9,10 @@ max of Eq. 2 is ``jraph.segment_max``). Per layer:
    it is computed once per node of the source type (in row chunks of ``chunk_size``), then gathered
    per edge. This is the same maths as Eq. 2 with E/N times fewer matmul FLOPs.
 2. **Aggregation per destination chunk.** Destination rows are cut into chunks of ``chunk_size``
-   nodes; the chunk's edges (contiguous in the CSR) are cut into pieces of ``edge_chunk`` edges,
-   padded with a dummy segment; each piece is one ``segment_max`` into ``[chunk_size, d]``, pieces
-   combine with ``max``. Every jitted call has a static shape, so a layer compiles a handful of
-   functions once, whatever the graph.
+   nodes; the chunk's edges (contiguous in the CSR) are cut into pieces of at most ``edge_chunk``
+   edges (rounded to a power of two, padded with a dummy segment); each piece is one
+   ``segment_max`` into ``[chunk_size, d]``, pieces combine with ``max``. Every jitted call has a
+   static shape drawn from a few powers of two, so a layer compiles a handful of functions once.
 3. **Update** ``act(W_self h + sum_r m_r)`` per chunk (no outer act on the last layer unless
    ``final_activation``), then L2 normalisation.
 
@@ -202,6 +202,8 @@ def _aggregate_chunk(k: _Kernels, msg, gt: jraph.GraphsTuple, r0: int, r1: int, 
         return acc
     if acc is None:
         acc = jnp.full((chunk, d_out), -jnp.inf, dt)
+    # Pieces of a power-of-two size <= edge_chunk: little padding on small chunks, few distinct shapes.
+    edge_chunk = min(edge_chunk, 1 << max(int(e1 - e0) - 1, 1).bit_length())
     for a in range(int(e0), int(e1), edge_chunk):
         b = min(a + edge_chunk, int(e1))
         src = np.full(edge_chunk, n_src, np.int32)  # dummy source row (exists: rows are padded)

@@ -428,6 +428,8 @@ def train_hgnn(
     cfg: HGNNTrainConfig,
     workdir: str | os.PathLike | None,
     *,
+    init_params: Any | None = None,
+    init_params_path: str | os.PathLike | None = None,
     fail_after_step: int | None = None,
 ) -> HGNNTrainResult:
     """Trains the HGNN on ``graph`` (the training graph: held-out edges removed) and returns the
@@ -441,6 +443,9 @@ def train_hgnn(
       cfg: training config.
       workdir: checkpoints in ``workdir/checkpoints``, TensorBoard + ``metrics.jsonl`` in ``workdir/logs``.
         An existing checkpoint is resumed. None: no checkpoints, no logs.
+      init_params / init_params_path: warm start (a params pytree, or an ``.npz`` from
+        :func:`save_params`) instead of the random initialisation; ignored when a checkpoint is
+        resumed. Shapes must match the config (error names the first mismatching leaf).
       fail_after_step: test hook; raise :class:`InjectedFailure` once this global step is done
         (after its checkpoint, if one is due).
     """
@@ -475,6 +480,11 @@ def train_hgnn(
     baseline = random_baseline(val_groups, layout, graph.num_nodes, mcfg.out_dim, cfg.margin, cfg.seed, spec.relations)
 
     state = init_state(jax_key(cfg.seed, "hgnn-init"), mcfg, spec, feats_np.shape[1], opt)
+    if init_params_path is not None:
+        init_params = load_params(init_params_path, like=state["params"])
+    if init_params is not None:
+        state = {**state, "params": _conform(init_params, state["params"], "init_params")}
+        state["opt_state"] = opt.init(state["params"])
     best_params = _host(state["params"])
     stopper = EarlyStopping(cfg.patience, mode="max")
     history: list[dict] = []
@@ -584,6 +594,49 @@ def train_hgnn(
     )
 
 
+def _conform(tree: Any, like: Any, what: str) -> Any:
+    """``tree`` as float32 arrays with the structure of ``like``; ValueError naming the first mismatch."""
+    flat_like, treedef = jax.tree_util.tree_flatten_with_path(like)
+    got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    leaves = []
+    for k, v in flat_like:
+        key = jax.tree_util.keystr(k)
+        if key not in got:
+            raise ValueError(f"{what}: missing leaf {key} (has {sorted(got)[:6]}...)")
+        if np.shape(got[key]) != np.shape(v):
+            raise ValueError(f"{what}: leaf {key} has shape {np.shape(got[key])}, the config needs {np.shape(v)}")
+        leaves.append(jnp.asarray(got[key], jnp.float32))
+    if len(got) != len(flat_like):
+        extra = sorted(set(got) - {jax.tree_util.keystr(k) for k, _ in flat_like})
+        raise ValueError(f"{what}: unexpected leaf {extra[0]} (trained with another config?)")
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def save_params(path: str | os.PathLike, params: Any) -> None:
+    """Params as one ``.npz`` keyed by pytree path (``['layer_0']['self']['audiobook']``), atomically."""
+    import io
+
+    from twotower_hgnn.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **{jax.tree_util.keystr(k): np.asarray(v, np.float32) for k, v in jax.tree_util.tree_flatten_with_path(params)[0]})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_params(path: str | os.PathLike, like: Any) -> Any:
+    """Params saved by :func:`save_params` (or any npz keyed by ``keystr`` paths), shaped like ``like``."""
+    with np.load(path, allow_pickle=False) as z:
+        flat = {k: z[k] for k in z.files}
+    flat_like, treedef = jax.tree_util.tree_flatten_with_path(like)
+    tree = jax.tree_util.tree_unflatten(treedef, [flat.get(jax.tree_util.keystr(k), np.zeros((0,))) for k, _ in flat_like])
+    missing = [jax.tree_util.keystr(k) for k, _ in flat_like if jax.tree_util.keystr(k) not in flat]
+    if missing:
+        raise ValueError(f"{path}: no array for leaf {missing[0]} (file has {sorted(flat)[:6]}...)")
+    if len(flat) != len(flat_like):
+        raise ValueError(f"{path}: {len(flat)} arrays but the config has {len(flat_like)} leaves")
+    return _conform(tree, like, str(path))
+
+
 def json_roundtrip(obj: Any) -> Any:
     """What ``obj`` looks like after a JSON save/load (tuples become lists)."""
     import json
@@ -600,6 +653,8 @@ __all__ = [
     "init_state",
     "build_spec",
     "padded_features",
+    "save_params",
+    "load_params",
     "stack_batches",
     "StepSampler",
     "group_eval_batches",
