@@ -268,6 +268,22 @@ def _interactions_frame(interactions: Any) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 # As-of history means (the core; shared by training, evaluation and serving)
 # ----------------------------------------------------------------------------------------------
+def _prefix_sum(x: np.ndarray, block: int = 256) -> np.ndarray:
+    """float64 ``[m + 1, d]`` prefix sums of ``x`` ``[m, d]`` (row 0 = 0).
+
+    Blocked: NumPy's cumsum along axis 0 of a wide C-order array was measured 4-8x slower than a
+    cumsum inside blocks of ``block`` rows plus a cumsum of the block totals.
+    """
+    m, d = x.shape
+    nb = -(-m // block)
+    out = np.zeros((nb * block + 1, d), np.float64)
+    body = out[1:].reshape(nb, block, d)
+    body.reshape(-1, d)[:m] = x
+    np.cumsum(body, axis=1, out=body)
+    body[1:] += np.cumsum(body[:-1, -1, :], axis=0)[:, None, :]
+    return out[: m + 1]
+
+
 def history_means(
     log_user: np.ndarray, log_time: np.ndarray, log_item: np.ndarray, log_type: np.ndarray,
     item_emb: np.ndarray, q_user: np.ndarray, q_time: np.ndarray, window_s: float | None,
@@ -315,7 +331,6 @@ def history_means(
     ustart = np.concatenate([[0], np.flatnonzero(np.diff(u)) + 1, [m]])
     cuts = ustart[np.searchsorted(ustart, np.arange(chunk_rows, m, chunk_rows), side="left")]
     bounds = np.unique(np.concatenate([[0], cuts, [m]]))
-    onehot_types = np.arange(n_types)
     for r0, r1 in zip(bounds[:-1], bounds[1:]):
         cu, ct, ci, cty = u[r0:r1], t[r0:r1], it[r0:r1], ty[r0:r1]
         qa = int(np.searchsorted(qs_user, cu[0], side="left"))
@@ -326,16 +341,17 @@ def history_means(
         qu = qs_user[qa:qb]
         hi = np.searchsorted(key, qu * span + hi_t[qa:qb], side="left")
         lo = np.searchsorted(key, qu * span + lo_t[qa:qb], side="left")
-        sel = (cty[:, None] == onehot_types[None, :])  # [m, T]
-        cnt = np.concatenate([np.zeros((1, n_types), np.int64), np.cumsum(sel, axis=0)], axis=0)
-        emb = np.asarray(item_emb, np.float64)[ci]  # [m, d]
-        csum = np.zeros((len(ci) + 1, n_types, d), np.float64)
-        np.cumsum(sel[:, :, None] * emb[:, None, :], axis=0, out=csum[1:])
-        c = cnt[hi] - cnt[lo]  # [q, T]
-        s = csum[hi] - csum[lo]  # [q, T, d]
         dst = q_order[qa:qb]
-        counts[dst] = c
-        means[dst] = (s / np.maximum(c, 1)[:, :, None]).astype(np.float32)
+        for k in range(n_types):
+            is_k = cty == k
+            cnt = np.concatenate([[0], np.cumsum(is_k)])  # type-k rows among the first r rows
+            c_hi, c_lo = cnt[hi], cnt[lo]
+            c = c_hi - c_lo
+            # prefix sums over this type's rows only; float64 so the difference of two prefixes is exact
+            # enough (float32 would lose ~1e-3 after 1e5 rows). Gather first, then widen: never the table.
+            csum = _prefix_sum(item_emb[ci[is_k]])
+            counts[dst, k] = c
+            means[dst, k] = ((csum[c_hi] - csum[c_lo]) / np.maximum(c, 1)[:, None]).astype(np.float32)
     return means, counts
 
 
