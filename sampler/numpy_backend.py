@@ -227,6 +227,9 @@ class NumpySampler:
         """Batch ``index`` of an evaluation edge set (see :meth:`edge_batches`)."""
         spec = self.spec
         canon = edges if _canon else self._canon_eval(edges)
+        n = self.num_edge_batches(canon)
+        if not 0 <= index < n:
+            raise IndexError(f"edge batch index {index} outside [0, {n}) for this edge set")
         pairs, pmask = {}, np.zeros(spec.num_positives, bool)
         for i, r in enumerate(spec.relations):
             q = int(spec.positives_per_relation[relation_name(r)])
