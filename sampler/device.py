@@ -709,49 +709,53 @@ def batch_key(seed: int, epoch: int, index: int) -> jax.Array:
 # The fused step: sampling inside the trainer's jit, one or many devices
 # ------------------------------------------------------------------------------------------------
 class FusedSampler:
-    """Samples batch ``index`` of an epoch on the device from an epoch *order* uploaded once per epoch.
+    """Samples on the device from an epoch *order* uploaded once per epoch, so that per step only a
+    batch (or step) index and the epoch key cross from the host.
 
-    Per step only ``index`` (a scalar) and the epoch key cross from the host. The epoch order is
-    relation name -> int32 ``[n_r]`` indices into ``DeviceGraph.edges[name]``: either the NumPy
-    backend's draw (:meth:`host_order`, uploaded with :meth:`place_order` — then both backends train
-    on the same supervision edges in the same order) or drawn on the device (:meth:`device_order`).
-    Batch ``b`` takes positions ``(b*q_r + arange(q_r)) % n_r`` of each relation's order — the NumPy
-    backend's ``batch_slice`` — so ``num_batches`` is the same too.
+    The epoch order is relation name -> int32 ``[n_r]`` indices into ``DeviceGraph.edges[name]``:
+    either the NumPy backend's draw (:meth:`host_order`, uploaded with :meth:`place_order` — then
+    both backends train on the same supervision edges in the same batches) or drawn on the device
+    (:meth:`device_order`). Batch ``b`` takes positions ``(b*q_r + arange(q_r)) % n_r`` of each
+    relation's order — the NumPy backend's ``batch_slice`` — so ``num_batches`` is the same too,
+    and its key is ``fold_in(epoch_key, b)`` (:func:`batch_key`).
 
-    With a ``mesh`` (1-D, axis ``axis_name``), every device samples its own contiguous share
-    ``q_r / n_dev`` of each relation's quota (the quotas must divide) against its replica of the
-    CSR (upload the graph with ``DeviceGraph.from_host(..., sharding=NamedSharding(mesh, P()))``),
-    under ``jax.shard_map``. Every output array is then the concatenation along axis 0 of the
-    per-device batches, each laid out by :attr:`local_spec` (sharded ``P(axis_name)``): device ``d``
-    holds a complete batch of the local spec. Use :meth:`local` inside your own ``shard_map``.
+    * ``__call__(g, order, index, key)``: batch ``index`` (``PaddedBatch.as_dict()`` layout).
+    * ``step(g, order, step, key)``: the HGNN trainer's step — ``sub_batches`` consecutive batches
+      ``step*G .. step*G+G-1`` stacked on a leading axis, batches past the epoch's end reusing
+      ``i % num_batches`` with ``positive_mask`` zeroed (exactly ``StepSampler(DeviceSampler, G)``).
+      With a ``mesh`` (1-D), the G axis is split over the devices under ``jax.shard_map``: every
+      device samples its own sub-batches against its replica of the CSR (upload the graph with
+      ``DeviceGraph.from_host(..., sharding=NamedSharding(mesh, P()))``) and the result is already
+      laid out ``P(axis)`` for a data-parallel train step. ``G`` must be a multiple of the devices.
+
+    All methods are pure and jittable (``jax.jit(fused.step)``, or call them inside the train step's
+    own jit: the fused step).
 
     Attributes:
-      spec: the global spec; local_spec: the per-device spec (== spec without a mesh).
-      sizes: relation -> supervision edges per epoch (``n_r``); num_batches: batches per epoch.
+      spec / layout: the per-batch spec; sizes: relation -> supervision edges per epoch (``n_r``);
+      num_batches: batches per epoch; sub_batches: G; mesh / axis_name.
     """
 
-    def __init__(self, spec: SamplingSpec, edge_counts: Mapping[Relation, int], *, mesh: Mesh | None = None):
+    def __init__(
+        self, spec: SamplingSpec, edge_counts: Mapping[Relation, int], *, mesh: Mesh | None = None, sub_batches: int = 1
+    ):
         from sampler.edges import epoch_sizes, num_batches  # NumPy; shared epoch arithmetic
 
-        self.spec = spec
+        self.spec, self.layout = spec, spec.layout()
         self.edge_counts = {r: int(edge_counts[r]) for r in spec.relations}
         self.sizes = epoch_sizes(spec, self.edge_counts)
         self.num_batches = num_batches(spec, self.sizes)
+        self.sub_batches = int(sub_batches)
         self.mesh = mesh
-        self.n_dev = 1 if mesh is None else int(mesh.devices.size)
         if mesh is not None and len(mesh.axis_names) != 1:
             raise ValueError(f"FusedSampler needs a 1-D mesh, got axes {mesh.axis_names}")
         self.axis_name = None if mesh is None else mesh.axis_names[0]
-        local = {}
-        for name, q in spec.positives_per_relation.items():
-            if int(q) % self.n_dev:
-                raise SpecError(
-                    f"positives_per_relation[{name!r}]={q} is not a multiple of the {self.n_dev} devices: "
-                    "every device samples an equal share of each relation's quota"
-                )
-            local[name] = int(q) // self.n_dev
-        self.local_spec = spec if self.n_dev == 1 else dataclasses.replace(spec, positives_per_relation=local)
-        self.local_layout = self.local_spec.layout()
+        n_dev = 1 if mesh is None else int(mesh.devices.size)
+        if self.sub_batches < 1 or self.sub_batches % n_dev:
+            raise SpecError(
+                f"sub_batches={sub_batches} must be a positive multiple of the {n_dev} devices: every device "
+                "samples whole sub-batches"
+            )
 
     # ---------------------------------------------------------------- epoch orders
     def host_order(self, epoch: int) -> dict[str, np.ndarray]:
@@ -776,54 +780,52 @@ class FusedSampler:
         return out
 
     # ---------------------------------------------------------------- sampling
-    def _edges(self, g: DeviceGraph, order: Mapping[str, jax.Array], index: jax.Array, shard: jax.Array | int):
+    def batch_edges(self, g: DeviceGraph, order: Mapping[str, jax.Array], index: jax.Array) -> dict[str, jax.Array]:
+        """Relation name -> int32 ``[q_r, 2]`` supervision edges of batch ``index`` (on the device)."""
         out = {}
         for r in self.spec.relations:
             name = relation_name(r)
-            q, ql = int(self.spec.positives_per_relation[name]), int(self.local_spec.positives_per_relation[name])
-            n = self.sizes[r]
+            q, n = int(self.spec.positives_per_relation[name]), self.sizes[r]
             if g.edges[name].shape[0] != self.edge_counts[r]:
                 raise ValueError(
                     f"DeviceGraph.edges[{name!r}] has {g.edges[name].shape[0]} edges, the sampler expects "
                     f"{self.edge_counts[r]}: upload the training graph with with_edges=True"
                 )
-            pos = (index * q + shard * ql + jnp.arange(ql, dtype=jnp.int32)) % n
+            pos = (index * q + jnp.arange(q, dtype=jnp.int32)) % n
             out[name] = g.edges[name][order[name][pos]]
         return out
 
-    def local(self, g: DeviceGraph, order: Mapping[str, jax.Array], index: jax.Array, key: jax.Array, shard: jax.Array | int = 0) -> dict[str, Any]:
-        """The batch of device ``shard`` (pure; call inside a ``shard_map`` with
-        ``shard = lax.axis_index(axis)``): its share of batch ``index``, key ``fold_in(key, index)``
-        (further folded with ``shard`` when there are several devices)."""
-        index = jnp.asarray(index, jnp.int32)
-        k = jax.random.fold_in(key, index * self.n_dev + shard)  # == fold_in(key, index) on one device
-        return sample_batch(g, self._edges(g, order, index, shard), k, spec=self.local_spec, layout=self.local_layout)
-
     def __call__(self, g: DeviceGraph, order: Mapping[str, jax.Array], index: jax.Array, key: jax.Array) -> dict[str, Any]:
         """Batch ``index`` of the epoch whose order and key are given (pure and jittable)."""
+        index = jnp.asarray(index, jnp.int32)
+        return sample_batch(g, self.batch_edges(g, order, index), jax.random.fold_in(key, index), spec=self.spec, layout=self.layout)
+
+    def _sub_batches(self, g: DeviceGraph, order: Mapping[str, jax.Array], idx: jax.Array, key: jax.Array) -> dict[str, Any]:
+        def one(i):
+            b = self(g, order, i % self.num_batches, key)
+            b["positive_mask"] = b["positive_mask"] & (i < self.num_batches)
+            return b
+
+        return jax.vmap(one)(idx)
+
+    def step(self, g: DeviceGraph, order: Mapping[str, jax.Array], step: jax.Array, key: jax.Array) -> dict[str, Any]:
+        """Step ``step``: G stacked batches (leading axis; split over the mesh's devices if any)."""
+        idx = jnp.asarray(step, jnp.int32) * self.sub_batches + jnp.arange(self.sub_batches, dtype=jnp.int32)
         if self.mesh is None:
-            return self.local(g, order, index, key)
+            return self._sub_batches(g, order, idx, key)
         ax = self.axis_name
-
-        def per_device(g, order, index, key):
-            return self.local(g, order, index, key, jax.lax.axis_index(ax))
-
         return jax.shard_map(
-            per_device, mesh=self.mesh, in_specs=(P(), P(), P(), P()), out_specs=P(ax), check_vma=False
-        )(g, order, index, key)
+            self._sub_batches, mesh=self.mesh, in_specs=(P(), P(), P(ax), P()), out_specs=P(ax), check_vma=False
+        )(g, order, idx, key)
 
-
-def split_devices(batch: Mapping[str, Any], n_dev: int) -> list[dict[str, Any]]:
-    """Host helper: the per-device batches of a multi-device fused output (axis 0 split ``n_dev`` ways)."""
-    return [jax.tree_util.tree_map(lambda a, d=d: np.asarray(a).reshape(n_dev, -1, *a.shape[1:])[d], dict(batch)) for d in range(n_dev)]
+    def num_steps(self) -> int:
+        return math.ceil(self.num_batches / self.sub_batches)
 
 
 # ------------------------------------------------------------------------------------------------
 # The host-facing backend
 # ------------------------------------------------------------------------------------------------
 _TAG_EVAL = 0x4556414C  # "EVAL": key stream of evaluation edge batches
-
-
 _COMPILED: dict[tuple, dict[str, Any]] = {}
 
 
@@ -834,7 +836,7 @@ def _compiled_fns(spec: SamplingSpec, edge_counts: Mapping[Relation, int]) -> di
     fns = _COMPILED.get(key)
     if fns is None:
         fused = FusedSampler(spec, edge_counts)
-        lay = fused.local_layout
+        lay = fused.layout
         traces = {"batch": 0, "draw": 0, "eval": 0}
 
         def counted(name: str, fn: Callable) -> Callable:
@@ -1007,6 +1009,5 @@ __all__ = [
     "batch_key",
     "epoch_key",
     "FusedSampler",
-    "split_devices",
     "DeviceSampler",
 ]

@@ -224,20 +224,36 @@ def test_negatives_uniform_within_type_both_backends(setup):
 
 
 # ------------------------------------------------------------------------------------------------ fused step
-def test_fused_sampler_inside_a_user_jit_equals_the_backend(setup):
+def test_fused_train_step_matches_the_host_path(setup):
+    # The HGNN trainer's step on (a) host-stacked sub-batches of the device backend and (b) the same
+    # sub-batches sampled inside the train step's own jit (only the step index crosses): same loss.
+    from twotower_hgnn.models.hgnn import HGNNConfig
+    from twotower_hgnn.parallel import make_mesh
+    from twotower_hgnn.train.hgnn import StepSampler, init_state, make_steps
+
     g, hold, spec, ns, ds = setup
-    fused = ds.fused
+    G = 2
+    mesh = make_mesh(1)
+    mcfg = HGNNConfig(hidden_dim=8, out_dim=8)
+    train_step, _, opt = make_steps(mcfg, spec, 1e-3, 0.2, mesh)
+    feats = jax.random.normal(jax.random.key(1), (g.num_nodes + 1, 6)).at[-1].set(0.0)
+    state0 = init_state(jax.random.key(2), mcfg, spec, 6, opt)
+    fused = dev.FusedSampler(spec, ds.host.edge_counts, sub_batches=G)
+    last = fused.num_steps() - 1  # the last step has a filler sub-batch when num_batches is odd
+    host = StepSampler(ds, G).batch(1, last)
 
     @jax.jit
-    def step(dgraph, order, index, key):  # what a fused train step does: sample, then compute
-        batch = fused(dgraph, order, index, key)
-        return batch, sum(jnp.sum(m) for h in batch["masks"] for m in h.values())
+    def fused_step(state, feats, dgraph, order, step, key):
+        batch = fused.step(dgraph, order, step, key)
+        return train_step(state, feats, batch), batch
 
-    order = ds.epoch_order(1)
-    batch, n_valid = step(ds.dgraph, order, np.int32(2), dev.epoch_key(spec.seed, 1))
-    ref = _np(ds.batch(1, 2))
-    jax.tree_util.tree_map(np.testing.assert_array_equal, jax.tree_util.tree_map(np.asarray, batch), ref.as_dict())
-    assert int(n_valid) == sum(int(m.sum()) for h in ref.masks for m in h.values())
+    order, ek = ds.epoch_order(1), dev.epoch_key(spec.seed, 1)
+    (_, loss_fused), stacked = fused_step(state0, feats, ds.dgraph, order, np.int32(last), ek)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, jax.tree_util.tree_map(np.asarray, stacked), host)
+    assert not host["positive_mask"][-1].any() if fused.num_batches % G else host["positive_mask"].all()
+    _, loss_host = train_step(state0, feats, host)
+    np.testing.assert_allclose(float(loss_fused), float(loss_host), rtol=1e-6)
+    assert np.isfinite(float(loss_host)) and float(loss_host) > 0
 
 
 def test_device_epoch_draw_is_balanced_and_redrawn(setup):
@@ -258,51 +274,54 @@ def test_device_epoch_draw_is_balanced_and_redrawn(setup):
     assert dd.traces["draw"] == 1 and dd.traces["batch"] == 1  # the batch function is shared with ds
 
 
-def test_fused_sampler_on_8_devices_each_samples_its_shard():
+def test_fused_step_on_8_devices_each_device_samples_its_sub_batches():
     out = run_with_devices(
         """
-        import json, warnings
+        import json
         import jax, numpy as np
         from jax.sharding import NamedSharding, PartitionSpec as P
         from sampler import device as dev
         from sampler.batch import PaddedBatch
         from sampler.spec import make_spec
+        from sampler.numpy_backend import NumpySampler
         from tests.test_device_sampler import small_graph
         from tests.sampler_invariants import batch_supervision_edges, check_batch_invariants
-        from sampler.numpy_backend import NumpySampler
 
         g = small_graph()
-        spec = make_spec(g, positives_per_batch=48, fanouts=(4, 3), seed=3)
+        spec = make_spec(g, positives_per_batch=12, fanouts=(4, 3), seed=3)
         mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
         dg = dev.DeviceGraph.from_host(g, sharding=NamedSharding(mesh, P()))
-        fused = dev.FusedSampler(spec, {r: g.num_edges(r) for r in spec.relations}, mesh=mesh)
+        fused = dev.FusedSampler(spec, {r: g.num_edges(r) for r in spec.relations}, mesh=mesh, sub_batches=8)
         traces = []
-        step = jax.jit(lambda *a: (traces.append(1), fused(*a))[1])
+        step = jax.jit(lambda *a: (traces.append(1), fused.step(*a))[1])
         order = fused.place_order(fused.host_order(0))
         ns = NumpySampler(g, spec)
-        res = {"n_dev": len(jax.devices()), "shards": [], "sup_ok": True}
-        for index in (0, 1, 2):
-            b = step(dg, order, np.int32(index), dev.epoch_key(spec.seed, 0))
+        ek = dev.epoch_key(spec.seed, 0)
+        single = jax.jit(fused.__call__)  # one device: the reference for every sub-batch
+        res = {"n_dev": len(jax.devices()), "shards": [], "sup_ok": True, "same_as_single": True}
+        for s in (0, 1):
+            b = step(dg, order, np.int32(s), ek)
             jax.block_until_ready(b)
-            leaf = b["nbrs"][0]["audiobook<-podcast"]
-            res["shards"].append(len(leaf.sharding.device_set))
-            sup = {r: [] for r in spec.relations}
-            for d, local in enumerate(dev.split_devices(b, 8)):
-                lb = PaddedBatch.from_dict(local)
-                check_batch_invariants(g, fused.local_spec, lb)
-                for r, e in batch_supervision_edges(fused.local_spec, lb).items():
-                    sup[r].append(np.sort(e, axis=1))
-            for r, e in ns.batch_edges(0, index).items():
-                res["sup_ok"] &= bool(np.array_equal(np.concatenate(sup[r]), np.sort(e, axis=1)))
+            leaf = b["nbrs"][1]["podcast<-podcast"]
+            res["shards"].append([len(leaf.sharding.device_set), [sh.data.shape[0] for sh in leaf.addressable_shards][:2]])
+            host = jax.tree_util.tree_map(np.asarray, b)
+            for j in range(8):
+                sub = jax.tree_util.tree_map(lambda x: x[j], host)
+                lb = PaddedBatch.from_dict(sub)
+                check_batch_invariants(g, spec, lb)
+                i = s * 8 + j
+                for r, e in batch_supervision_edges(spec, lb).items():
+                    res["sup_ok"] &= bool(np.array_equal(np.sort(e, 1), np.sort(ns.batch_edges(0, i)[r], 1)))
+                ref = jax.tree_util.tree_map(np.asarray, single(dg, order, np.int32(i), ek))
+                res["same_as_single"] &= all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(sub), jax.tree_util.tree_leaves(ref)))
         res["traces"] = len(traces)
-        res["local_q"] = fused.local_spec.positives_per_relation
         print(json.dumps(res))
         """
     )
-    assert out["n_dev"] == 8 and out["shards"] == [8, 8, 8]
-    assert out["sup_ok"], "the devices' shards together must be the global batch's supervision edges"
+    assert out["n_dev"] == 8 and out["shards"] == [[8, [1, 1]], [8, [1, 1]]]  # one sub-batch per device
+    assert out["sup_ok"], "sub-batch j of step s must hold the NumPy backend's batch s*8+j"
+    assert out["same_as_single"], "a device's sub-batch must equal the same batch sampled alone"
     assert out["traces"] == 1
-    assert set(out["local_q"].values()) == {2}
 
 
 # ------------------------------------------------------------------------------------------------ errors, limits
@@ -354,13 +373,13 @@ def test_memory_limit_is_a_clear_error():
     assert dg.nbytes() == need
 
 
-def test_quotas_must_split_over_devices():
+def test_sub_batches_must_split_over_devices():
     g = small_graph()
-    spec = make_spec(g, positives_per_batch=12, fanouts=(2,))  # quotas of 4
+    spec = make_spec(g, positives_per_batch=12, fanouts=(2,))
 
     class Mesh8:
         devices = np.empty(8, object)
         axis_names = ("data",)
 
     with pytest.raises(SpecError, match="multiple of the 8 devices"):
-        dev.FusedSampler(spec, {r: g.num_edges(r) for r in spec.relations}, mesh=Mesh8())
+        dev.FusedSampler(spec, {r: g.num_edges(r) for r in spec.relations}, mesh=Mesh8(), sub_batches=12)
