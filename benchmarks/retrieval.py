@@ -164,17 +164,19 @@ def configs(quick: bool) -> list[tuple[str, dict, list[tuple[str, dict]]]]:
     """(index kind, build params, [(row name, search params), ...]): one build per index."""
     groups = [
         ("exact", {"chunk_size": 16384}, [("exact_f32", {})]),
+        ("none", {}, [("tower_only", {})]),  # the request path without search: the machine's noise floor
         ("exact_bf16", {"chunk_size": 16384}, [("exact_bf16", {})]),
         ("flat", {}, [("faiss_flat_f32", {})]),
         ("flat_fp16", {}, [("faiss_flat_fp16", {})]),
         ("flat_sq8", {}, [("faiss_flat_sq8", {})]),
+        ("hnsw", {"M": 16, "ef_construction": 100}, [(f"hnsw_M16_ef{ef}", {"ef_search": ef}) for ef in (256, 512)]),
         ("hnsw", {"M": 32, "ef_construction": 200}, [(f"hnsw_M32_ef{ef}", {"ef_search": ef}) for ef in (128, 256, 512)]),
-        ("ivf_flat", {}, [(f"ivf_flat_np{n}", {"nprobe": n}) for n in (8, 16, 32, 64)]),
-        ("ivf_sq8", {}, [(f"ivf_sq8_np{n}", {"nprobe": n}) for n in (16, 32, 64)]),
+        ("ivf_flat", {}, [(f"ivf_flat_np{n}", {"nprobe": n}) for n in (8, 16, 32, 48, 64)]),
+        ("ivf_sq8", {}, [(f"ivf_sq8_np{n}", {"nprobe": n}) for n in (16, 32, 48, 64, 96)]),
     ]
     if quick:  # smoke run: cheap builds only
-        groups = [g for g in groups if g[0] in ("exact", "flat_sq8", "ivf_flat")]
-        groups[-1] = ("ivf_flat", {}, [("ivf_flat_np32", {"nprobe": 32})])
+        groups = [g for g in groups if g[0] in ("exact", "none", "flat_sq8", "ivf_sq8")]
+        groups[-1] = ("ivf_sq8", {}, [("ivf_sq8_np48", {"nprobe": 48})])
     return groups
 
 
@@ -208,7 +210,7 @@ def main(argv):
 
     faiss.omp_set_num_threads(1)
     from twotower_hgnn.io import atomic_write_json
-    from twotower_hgnn.retrieval import make_index
+    from twotower_hgnn.retrieval import DEFAULT_KIND, DEFAULT_PARAMS, make_index
 
     quick = FLAGS.quick
     n_items = 50_000 if quick and FLAGS.num_items == 250_000 else FLAGS.num_items
@@ -233,69 +235,94 @@ def main(argv):
 
     def measure(name, kind, params, index, build_s):
         # Recall set (vs exact f32, same exclusions), in batches of 256.
-        found = np.concatenate([index.search(q_rec[i : i + 256], k, rows_slice(ex_rec, i, min(i + 256, n_rec)))[1]
-                                for i in range(0, n_rec, 256)])
-        # Single-user requests: features -> tower -> search with the user's exclusions.
+        found = None
+        if index is not None:
+            found = np.concatenate([index.search(q_rec[i : i + 256], k, rows_slice(ex_rec, i, min(i + 256, n_rec)))[1]
+                                    for i in range(0, n_rec, 256)])
+
+        def request(u):  # features -> tower -> search with the user's exclusions
+            q = tower(feats[u : u + 1])
+            if index is not None:
+                index.search(q, k, rows_slice(exclude, u, u + 1))
+
         for u in req_users[:5]:
-            index.search(tower(feats[u : u + 1]), k, rows_slice(exclude, u, u + 1))
-        lat, start = [], time.perf_counter()
+            request(u)
+        lat, cpu, start = [], [], time.perf_counter()
         for u in req_users:
-            ts = time.perf_counter()
-            index.search(tower(feats[u : u + 1]), k, rows_slice(exclude, u, u + 1))
+            ts, tc = time.perf_counter(), time.process_time()
+            request(u)
             lat.append(time.perf_counter() - ts)
+            cpu.append(time.process_time() - tc)  # excludes time this process was preempted
             if len(lat) >= 100 and time.perf_counter() - start > FLAGS.max_row_s:
                 break  # slow configurations: at least 100 requests, then the time budget
         # Batch scoring throughput.
         ex_b = rows_slice(exclude, bat_users[0], bat_users[-1] + 1)
-        index.search(tower(feats[bat_users]), k, ex_b)
+        batch = lambda: index.search(tower(feats[bat_users]), k, ex_b) if index is not None else tower(feats[bat_users])
+        batch()
         n_done, tt = 0, time.perf_counter()
         while n_done == 0 or time.perf_counter() - tt < thr_s:
-            index.search(tower(feats[bat_users]), k, ex_b)
+            batch()
             n_done += len(bat_users)
-        lat_ms = np.asarray(lat) * 1e3
+        lat_ms, cpu_ms = np.asarray(lat) * 1e3, np.asarray(cpu) * 1e3
+        serving_default = kind == DEFAULT_KIND and all(params.get(key) == v for key, v in DEFAULT_PARAMS.items())
         return {"name": name, "kind": kind, "params": params, "p50_ms": float(np.percentile(lat_ms, 50)),
                 "p99_ms": float(np.percentile(lat_ms, 99)), "users_per_s": float(n_done / (time.perf_counter() - tt)),
-                "requests": len(lat), "build_s": round(build_s, 2), "_found": found}
+                "recall_at_100": None, "p50_cpu_ms": float(np.percentile(cpu_ms, 50)), "p99_cpu_ms": float(np.percentile(cpu_ms, 99)),
+                "requests": len(lat), "build_s": round(build_s, 2), "serving_default": serving_default, "_found": found}
 
     truth = None
     rows = []
     wanted = set(FLAGS.configs)
     for kind, build_params, variants in configs(quick):
-        variants = [v for v in variants if not wanted or v[0] in wanted or v[0] == "exact_f32"]
+        variants = [v for v in variants if not wanted or v[0] in wanted or v[0] in ("exact_f32", "tower_only")]
         if not variants:
             continue
         # Builds are offline work: they may use every allowed core; measurement is on one core.
         os.sched_setaffinity(0, all_cores)
         faiss.omp_set_num_threads(len(all_cores))
         tb = time.perf_counter()
-        index = make_index(kind, items, **build_params)
+        index = None if kind == "none" else make_index(kind, items, **build_params)
         build_s = time.perf_counter() - tb
         os.sched_setaffinity(0, {core})
         faiss.omp_set_num_threads(1)
         for name, search_params in variants:
             if search_params:
                 index.set_search_params(**search_params)
-            rows.append(measure(name, kind, {**build_params, **search_params}, index, build_s))
+            r = measure(name, kind, {**build_params, **search_params}, index, build_s)
+            found = r.pop("_found")
             if truth is None:
-                truth = rows[-1].pop("_found")
-            rows[-1]["recall_at_100"] = recall_at(rows[-1].pop("_found", truth), truth)
-            r = rows[-1]
-            print(f"{name:18s} p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  {r['users_per_s']:8.0f} users/s  "
-                  f"recall@{k} {r['recall_at_100']:.4f}  build {build_s:6.1f} s  ({r['requests']} requests)", flush=True)
+                truth = found
+            if found is not None:
+                r["recall_at_100"] = recall_at(found, truth)
+            rows.append(r)
+            rec = "   n/a" if r["recall_at_100"] is None else f"{r['recall_at_100']:.4f}"
+            print(f"{name:18s} p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  (cpu p50 {r['p50_cpu_ms']:6.2f} p99 "
+                  f"{r['p99_cpu_ms']:6.2f})  {r['users_per_s']:8.0f} users/s  recall@{k} {rec}  build {build_s:6.1f} s  "
+                  f"({r['requests']} requests)", flush=True)
         del index
 
-    ok = [r for r in rows if r["name"] != "exact_f32" and r["recall_at_100"] >= FLAGS.min_recall and r["p99_ms"] < FLAGS.max_p99_ms]
+    def meets(r, key):
+        return r["recall_at_100"] is not None and r["recall_at_100"] >= FLAGS.min_recall and r[key] < FLAGS.max_p99_ms
+
+    ok = [r for r in rows if r["name"] != "exact_f32" and meets(r, "p99_ms")]
     best = min(ok, key=lambda r: r["p99_ms"]) if ok else None
     for r in rows:
-        r["meets_goal"] = bool(r["recall_at_100"] >= FLAGS.min_recall and r["p99_ms"] < FLAGS.max_p99_ms)
+        r["meets_goal"] = bool(meets(r, "p99_ms"))
+        r["meets_goal_cpu_time"] = bool(meets(r, "p99_cpu_ms"))
         r["fastest_meeting_goal"] = best is not None and r is best
-    print("\n| name | p50 ms | p99 ms | users/s | recall@100 | build s | goal |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\n| name | p50 ms | p99 ms | p99 cpu ms | users/s | recall@{k} | build s | goal (wall / cpu) |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        mark = "yes" + (" (fastest)" if r["fastest_meeting_goal"] else "") if r["meets_goal"] else "no"
-        print(f"| {r['name']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['users_per_s']:.0f} | {r['recall_at_100']:.4f} | {r['build_s']:.1f} | {mark} |")
-    if best is None:
-        print(f"\nMISS: no configuration reached p99 < {FLAGS.max_p99_ms} ms with recall@{k} >= {FLAGS.min_recall}")
+        rec = "n/a" if r["recall_at_100"] is None else f"{r['recall_at_100']:.4f}"
+        mark = ("yes" if r["meets_goal"] else "no") + " / " + ("yes" if r["meets_goal_cpu_time"] else "no")
+        name = r["name"] + (" **(serving default)**" if r["serving_default"] else "")
+        print(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p99_cpu_ms']:.2f} | {r['users_per_s']:.0f} | {rec} | "
+              f"{r['build_s']:.1f} | {mark} |")
+    dflt = [r for r in rows if r["serving_default"]]
+    if dflt and not dflt[0]["meets_goal"]:
+        d = dflt[0]
+        print(f"\nMISS: serving default {d['name']}: p99 {d['p99_ms']:.2f} ms (cpu-time p99 {d['p99_cpu_ms']:.2f} ms), "
+              f"recall@{k} {d['recall_at_100']:.4f}; goal p99 < {FLAGS.max_p99_ms} ms with recall >= {FLAGS.min_recall}")
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -314,6 +341,8 @@ def main(argv):
         "data": "topic-model items (500 Zipf topics, 32-d latent -> 128-d + noise, L2-normalised); "
                 "users with 1-3 topics, 5-40 history items excluded; stand-in 352-512-256-128 tower",
         "fastest_meeting_goal": best["name"] if best else None,
+        "serving_default": {"kind": DEFAULT_KIND, **DEFAULT_PARAMS},
+        "cpu_time_note": "p*_cpu_ms = process CPU time per request (excludes time preempted by other processes)",
         "total_s": round(time.perf_counter() - t0, 1),
     }
     if FLAGS.json:
