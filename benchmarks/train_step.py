@@ -20,6 +20,8 @@ power-law audiobook/podcast graph), the same weights, the same maths (Eq. 2-3 + 
 
 Run:
   .venv/bin/python -m benchmarks.train_step --quick                 # < 60 s on the 2-core CPU box
+  .venv/bin/python -m benchmarks.train_step --quick --torch_compile # + torch.compile rows (inductor
+                                                                    #   compiles for minutes on 2 cores)
   .venv/bin/python -m benchmarks.train_step --json=/tmp/step.json   # full sizes (GPU)
 """
 from __future__ import annotations
@@ -56,7 +58,7 @@ from twotower_hgnn.parallel import make_mesh, replicate, shard_batch  # noqa: E4
 from twotower_hgnn.train.hgnn import StepSampler, init_state, make_steps, stack_batches  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "small graph, dims and repetitions (< 60 s on 2 CPU cores)")
+flags.DEFINE_bool("quick", False, "256 edges, small graph/dims, 3 reps, no torch.compile unless asked (< 60 s on 2 CPU cores)")
 flags.DEFINE_list("edges", ["256", "2048"], "positive edges per step")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "compute dtypes")
 flags.DEFINE_integer("negatives", 4, "K negatives per positive (spread over the two types)")
@@ -79,7 +81,7 @@ flags.DEFINE_string("cache_dir", str(ROOT / ".cache" / "train_step_bench"), "gra
 flags.DEFINE_string("json", None, "write results here")
 
 QUICK = dict(edges=["256"], n_audiobooks=4000, n_podcasts=16000, num_edges=200_000, feat_dim=64, hidden_dim=32,
-             out_dim=32, reps=3, warmup=1, workers=1, inference_chunk=8192)
+             out_dim=32, reps=3, warmup=1, workers=1, inference_chunk=8192, torch_compile=False)
 
 
 # ---------------------------------------------------------------------------- PyTorch twin
@@ -183,7 +185,7 @@ def time_torch(model, feats, batches, layout, dtype: str, compiled: bool, lr: fl
         if dev == "cuda":
             torch.cuda.synchronize()
         else:
-            float(loss)
+            float(loss.detach())
         times.append(time.perf_counter() - t0)
     return float(np.median(times)) * 1e3, first
 

@@ -115,6 +115,17 @@ class _Kernels:
         self.update = jax.jit(update, static_argnames="last")
 
 
+_KERNELS: dict[tuple, _Kernels] = {}
+
+
+def _kernels(cfg: HGNNConfig, chunk: int, dt) -> _Kernels:
+    """Per-process cache: a second ``embed_items`` call with the same config compiles nothing."""
+    key = (cfg, int(chunk), str(dt))
+    if key not in _KERNELS:
+        _KERNELS[key] = _Kernels(cfg, chunk, dt)
+    return _KERNELS[key]
+
+
 def embed_items(
     params: Mapping[str, Any],
     cfg: HGNNConfig,
@@ -146,7 +157,7 @@ def embed_items(
     x = padded_features(features, graph.num_nodes)[:-1]
     dt = jnp.dtype(cfg.compute_dtype)
     dirs = _inference_directions(params, cfg, graph, relations)
-    k = _Kernels(cfg, chunk_size, dt)
+    k = _kernels(cfg, chunk_size, dt)
     types = [t for t in graph.node_types]
     gts = {d: direction_graph(graph, d, max_neighbors, seed) for d in dirs}
     ranges = {t: graph.type_range(t) for t in types}
