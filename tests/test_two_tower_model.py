@@ -84,14 +84,14 @@ def test_towers_shapes_normalisation_and_hgnn_flag():
     u, it = _features(3, 7)
     cfg = TwoTowerConfig(tower_dims=(16, 8), n_countries=4, n_languages=3, n_genres=5)
     model = TwoTowerModel(cfg)
-    params = model.init(jax.random.key(0), u, it)
-    uv, iv = model.apply(params, u, it)
+    params = jax.jit(model.init)(jax.random.key(0), u, it)
+    uv, iv = jax.jit(model.apply)(params, u, it)
     assert uv.shape == (3, 8) and iv.shape == (7, 8)
     np.testing.assert_allclose(np.linalg.norm(uv, axis=1), 1.0, rtol=1e-5)
     # 2T baseline: the HGNN input does not exist in the item tower's first layer
     k_hgnn = params["params"]["item"]["mlp"]["dense_0"]["kernel"].shape[0]
     cfg2 = TwoTowerConfig(tower_dims=(16, 8), use_hgnn=False, n_countries=4, n_languages=3, n_genres=5)
-    p2 = TwoTowerModel(cfg2).init(jax.random.key(0), u, it)
+    p2 = jax.jit(TwoTowerModel(cfg2).init)(jax.random.key(0), u, it)
     assert p2["params"]["item"]["mlp"]["dense_0"]["kernel"].shape[0] == k_hgnn - 4
     it_changed = ItemFeatures(it.item_idx, it.language, it.genre, it.content, it.hgnn + 5.0)
     iv1 = TwoTowerModel(cfg2).apply(p2, it, method=TwoTowerModel.encode_item)

@@ -38,13 +38,17 @@ def full_run(data, tmp_path_factory):
 
 def test_one_compile_across_padded_epoch_boundary(data, tmp_path):
     ds, sp, content, hgnn = data
-    res = train_two_tower(ds, sp, content, None, dataclasses.replace(SMALL, use_hgnn=False, epochs=1, checkpoint_every=1000), tmp_path)
-    spe = -(-res.n_examples // SMALL.batch_size)
-    assert res.n_examples % SMALL.batch_size != 0, "the last batch must be a padded one for this test"
-    assert res.step == spe and res.n_compiles == 1
+    # batch 128: ~10 steps per epoch; run one step into epoch 2 so a padded batch and a reshuffle are crossed
+    n_ex = 1185  # tiny seed 0, audiobook streams of the training part
+    cfg = dataclasses.replace(SMALL, use_hgnn=False, batch_size=128, epochs=2, max_steps=-(-n_ex // 128) + 1,
+                              checkpoint_every=1000)
+    res = train_two_tower(ds, sp, content, None, cfg, tmp_path)
+    assert res.n_examples == n_ex and n_ex % 128 != 0, "the last batch of an epoch must be a padded one"
+    spe = -(-n_ex // 128)
+    assert res.step == spe + 1 and res.n_compiles == 1
     assert all(np.isfinite(h["loss"]) for h in res.history)
     rows = [json.loads(l) for l in (tmp_path / "tb" / "metrics.jsonl").read_text().splitlines()]
-    assert {r["tag"] for r in rows} >= {"2t/loss", "2t/epoch"} and rows[-1]["step"] == spe
+    assert {r["tag"] for r in rows} >= {"2t/loss", "2t/epoch"} and rows[-1]["step"] == spe + 1
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
     assert res.item_table.hgnn.shape[1] == 0  # 2T baseline: no HGNN input
 
@@ -81,7 +85,7 @@ def test_eight_devices_same_loss_and_step_as_one():
         from twotower_hgnn import features as F
         from twotower_hgnn.models.two_tower import TwoTowerConfig, TwoTowerModel
         from twotower_hgnn.parallel import make_mesh, replicate, shard_batch
-        from twotower_hgnn.train.two_tower import make_loss_fn, make_train_step
+        from twotower_hgnn.train.two_tower import make_train_step
         rng = np.random.default_rng(0)
         B, N = 16, 12
         user = F.UserFeatures(age_bucket=rng.integers(0, 8, B).astype(np.int32), country=rng.integers(0, 3, B).astype(np.int32),
@@ -95,25 +99,24 @@ def test_eight_devices_same_loss_and_step_as_one():
         mask = np.ones(B, np.float32); mask[-3:] = 0
         batch = F.TwoTowerBatch(user=user, item_row=item_row, log_q=np.log(rng.uniform(0.05, 0.3, B)).astype(np.float32), mask=mask)
         cfg = TwoTowerConfig(tower_dims=(16, 8), n_countries=3, n_languages=2, n_genres=3)
-        params = jax.device_get(TwoTowerModel(cfg).init(jax.random.key(0), user, table))  # host copy: steps donate
+        params = jax.device_get(jax.jit(TwoTowerModel(cfg).init)(jax.random.key(0), user, table))  # host copy: steps donate
         tx = optax.adam(1e-2)
         res = {}
         for n in (1, 8):
             mesh = make_mesh(n)
-            loss = jax.jit(make_loss_fn(cfg))(replicate(params, mesh), replicate(table, mesh), shard_batch(batch, mesh))
             state = replicate({"params": params, "opt_state": tx.init(params), "step": np.int32(0)}, mesh)
             step = make_train_step(cfg, tx, mesh, [0])
             losses = []
             for _ in range(3):
                 state, l = step(state, replicate(table, mesh), shard_batch(batch, mesh))
                 jax.block_until_ready(l); losses.append(float(l))
-            res[n] = dict(loss=float(loss), losses=losses,
+            res[n] = dict(losses=losses,
                           flat=np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(jax.device_get(state["params"]))]).tolist(),
                           shards=len(shard_batch(batch, mesh).item_row.sharding.device_set))
         print(json.dumps(res))
     """)
     one, eight = out["1"], out["8"]
     assert eight["shards"] == 8 and one["shards"] == 1
-    assert eight["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    assert len(set(one["losses"])) == 3  # the steps really moved the parameters
     np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5)
     np.testing.assert_allclose(eight["flat"], one["flat"], rtol=1e-4, atol=1e-6)
