@@ -14,7 +14,7 @@ onto ``dir``, so a reader sees the old model or the complete new one):
     interactions.parquet user_idx, item_idx, timestamp, event_code: the log the user histories and the
                         consumed-item exclusions are read from (rows older than the history window
                         before ``as_of`` that are not streams of the target type are dropped)
-    index/              exact retrieval index over the item-tower vectors (``retrieval.ExactIndex``)
+    index/              retrieval index over the item-tower vectors (``retrieval``; exact by default)
 
 ``load_model(dir)`` returns a :class:`~twotower_hgnn.train.two_tower.TwoTowerResult` (for
 ``user_vectors`` / ``item_vectors``); :meth:`Recommender.from_model_dir` builds the full server.
@@ -70,8 +70,14 @@ def _serving_log(ds: Dataset, result: TwoTowerResult, as_of: int) -> pd.DataFram
     return df.loc[recent | consumed].reset_index(drop=True)
 
 
-def save_model(result: TwoTowerResult, ds: Dataset, directory: str | os.PathLike, with_store: bool = True) -> Path:
-    """Writes the export format (module docstring) atomically; returns the directory."""
+def save_model(result: TwoTowerResult, ds: Dataset, directory: str | os.PathLike, with_store: bool = True,
+               index_kind: str = "exact", **index_kw: Any) -> Path:
+    """Writes the export format (module docstring) atomically; returns the directory.
+
+    ``index_kind`` / ``index_kw`` go to ``retrieval.make_index`` (exact by default: the audiobook
+    catalogue is small and the paper serves it by brute force; approximate kinds need enough items to
+    train on).
+    """
     as_of = _snapshot_time(ds)
     flat = traverse_util.flatten_dict(result.params, sep="/")
     iv, _ = item_vectors(result)
@@ -91,7 +97,7 @@ def save_model(result: TwoTowerResult, ds: Dataset, directory: str | os.PathLike
             if ds.music is not None:
                 np.save(d / "music.npy", np.asarray(ds.music, np.float32))
             _serving_log(ds, result, as_of).to_parquet(d / "interactions.parquet", index=False)
-        make_index("exact", iv).save(d / "index")
+        make_index(index_kind, iv, **index_kw).save(d / "index")
         (d / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return Path(directory)
 
