@@ -120,3 +120,13 @@ def test_eight_devices_same_loss_and_step_as_one():
     assert len(set(one["losses"])) == 3  # the steps really moved the parameters
     np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5)
     np.testing.assert_allclose(eight["flat"], one["flat"], rtol=1e-4, atol=1e-6)
+
+
+def test_podcast_target(data, tmp_path):
+    ds, sp, content, hgnn = data
+    cfg = dataclasses.replace(SMALL, target_type="podcast", batch_size=64, max_steps=3, model=TwoTowerConfig(tower_dims=(16, 8)))
+    res = train_two_tower(ds, sp, content, hgnn, cfg, tmp_path)
+    v, ids = item_vectors(res)
+    assert v.shape == (ds.item_type_counts["podcast"], 8) and res.step == 3 and res.n_compiles == 1
+    assert (ds.items.item_type.iloc[ids] == "podcast").all()
+    assert res.n_examples > 5 * 1185  # podcast streams dominate the log
