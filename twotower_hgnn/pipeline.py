@@ -317,31 +317,6 @@ def _file_identity(paths: Sequence[str | None]) -> list:
     return out
 
 
-def _save_params(path: Path, params: Any) -> None:
-    """Flattened float32 params as one .npz (keys = pytree paths) — for warm starts."""
-    import jax
-
-    flat = jax.tree_util.tree_flatten_with_path(params)[0]
-    arrays = {jax.tree_util.keystr(k): np.asarray(v) for k, v in flat}
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-
-
-def _load_params_like(path: Path, like: Any) -> Any:
-    """Params saved by :func:`_save_params`, shaped like ``like`` (None if the structure differs)."""
-    import jax
-
-    data = np.load(path)
-    flat, treedef = jax.tree_util.tree_flatten_with_path(like)
-    leaves = []
-    for k, v in flat:
-        key = jax.tree_util.keystr(k)
-        if key not in data or data[key].shape != np.shape(v):
-            return None
-        leaves.append(data[key])
-    return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     """Runs (or resumes) every stage; returns the evaluation report (``report.json``'s dict)."""
     t_start = time.time()
@@ -431,17 +406,17 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     def do_hgnn(out: Path) -> dict:
         from twotower_hgnn.inference import embed_items
-        from twotower_hgnn.train.hgnn import train_hgnn
+        from twotower_hgnn.train.hgnn import save_params, train_hgnn
 
         kw = {}
         if prev is not None and (prev / name["hgnn"] / "params.npz").exists():
             kw["init_params_path"] = str(prev / name["hgnn"] / "params.npz")
             _log(f"[hgnn] warm start from {prev.name}")
-        res = train_hgnn(train_graph, content, val_edges, hcfg, work / name["hgnn"], **_supported(train_hgnn, kw))
+        res = train_hgnn(train_graph, content, val_edges, hcfg, work / name["hgnn"], **kw)
         # Full graph (train + held-out edges): every co-listen known at the cut carries messages.
         emb = embed_items(res.params, hcfg.model, full_graph, content, relations=rels)
         atomic_save_npy(out / "item_embeddings.npy", np.asarray(emb, np.float32))
-        _save_params(out / "params.npz", res.params)
+        save_params(out / "params.npz", res.params)
         _write_json(out / "history.json", {"history": res.history, "baseline": res.baseline,
                                            "best_metric": res.best_metric, "best_epoch": res.best_epoch,
                                            "epochs_run": res.epochs_run, "steps": res.steps, "wall_s": res.wall_s,
@@ -502,13 +477,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     _log(f"[pipeline] done in {time.time() - t_start:.1f}s; report: {r_eval.path / 'report.md'}")
     print(format_console(report), flush=True)
     return report
-
-
-def _supported(fn: Any, kw: dict) -> dict:
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in kw.items() if k in params}
 
 
 def _write_json(path: Path, obj: Any) -> dict:
