@@ -1,7 +1,6 @@
 """Serving: export round trip, real-time user vectors (known, raw, brand-new users), top-K, clear errors."""
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
@@ -10,7 +9,6 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from twotower_hgnn.data.schema import EVENTS
 from twotower_hgnn.data.split import temporal_split
 from twotower_hgnn.data.synthetic import generate
 from twotower_hgnn.models.two_tower import TwoTowerConfig
