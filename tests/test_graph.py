@@ -160,3 +160,40 @@ def test_synthetic_density_bound_and_linear_pairs():
     e = {r: g.num_edges(r) for r in g.relations}
     assert e[PP] > 5 * e[AP] and e[PP] > 5 * e[AA]
     assert ITEM_TYPES == ("audiobook", "podcast")
+
+
+def test_topk_matches_brute_force_on_random_log():
+    """Random log, small k, ties everywhere: the vectorised top-k equals a Python reference."""
+    from collections import Counter
+    from itertools import combinations
+
+    rng = np.random.default_rng(7)
+    n_users, n_items = 40, 25
+    rows = []
+    for u in range(n_users):
+        for t, i in enumerate(rng.choice(n_items, size=rng.integers(1, 9), replace=False)):
+            rows.append((f"u{u}", f"i{i:02d}", t, "stream"))
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"])
+    items = pd.DataFrame({"item_id": [f"i{i:02d}" for i in range(n_items)],
+                          "item_type": ["audiobook"] * 5 + ["podcast"] * (n_items - 5),
+                          "title": "t", "description": "", "language": "", "genre": ""})
+    users = pd.DataFrame({"user_id": [f"u{u}" for u in range(n_users)], "age": 1, "country": ""})
+    d = build_dataset(inter, items, users, name="rand")
+    seqs = d.interactions.groupby("user_idx")["item_idx"].apply(list)
+    cnt = Counter()
+    for s in seqs:
+        for a, b in combinations(sorted(set(s)), 2):
+            cnt[(a, b)] += 1
+    for k in (1, 2, 3):
+        nbrs = {i: [] for i in range(n_items)}
+        for (a, b), c in cnt.items():
+            nbrs[a].append((-c, b))
+            nbrs[b].append((-c, a))
+        ref = set()
+        for i, lst in nbrs.items():
+            for _, j in sorted(lst)[:k]:
+                ref.add((min(i, j), max(i, j)))
+        for chunk in (10**6, 7):
+            g, _ = build_graph(d, None, GraphConfig(rule="topk", topk=k, window=None, max_items_per_user=None, chunk_pairs=chunk))
+            got = {tuple(e) for rel in g.edges.values() for e in np.asarray(rel).tolist()}
+            assert got == ref, (k, chunk)

@@ -262,43 +262,60 @@ def _generate_pairs(u: np.ndarray, it: np.ndarray, counts: np.ndarray, window: i
     return total
 
 
+def _directed_keys(keys: np.ndarray, c: np.ndarray, n: np.int64, cmax: int, src_is_min: bool, chunk: int) -> np.ndarray:
+    """int64 ``(src * (C+1) + (C - count)) * n + dst`` per undirected key ``min*n + max`` (in chunks)."""
+    out = np.empty(keys.size, np.int64)
+    for s in range(0, keys.size, chunk):
+        k = keys[s: s + chunk]
+        lo, hi = k // n, k % n
+        src, dst = (lo, hi) if src_is_min else (hi, lo)
+        out[s: s + chunk] = (src * (cmax + 1) + (cmax - np.minimum(c[s: s + chunk], cmax))) * n + dst
+    return out
+
+
+def _top_ranked(pk: np.ndarray, k: int, per_src: np.int64, chunk: int) -> np.ndarray:
+    """Entries of a *sorted* directed-key array with rank < k within their source (chunked scan)."""
+    kept = []
+    s, n = 0, pk.size
+    while s < n:
+        e = min(s + chunk, n)
+        if e < n:  # extend to the end of the last source so ranks never straddle chunks
+            e = int(np.searchsorted(pk, (pk[e - 1] // per_src + 1) * per_src, side="left"))
+        src = pk[s:e] // per_src
+        starts = np.flatnonzero(np.concatenate([[True], src[1:] != src[:-1]]))
+        rank = np.arange(src.size) - np.repeat(starts, np.diff(np.append(starts, src.size)))
+        kept.append(pk[s:e][rank < k])
+        s = e
+    return np.concatenate(kept) if kept else np.zeros(0, np.int64)
+
+
 def _topk_pairs(keys: np.ndarray, c: np.ndarray, k: int, n_items: int, chunk: int) -> np.ndarray:
     """Sorted canonical keys ``min*n + max`` of the pairs in the top-k (by count desc, then smaller
     neighbour id) of either endpoint.
 
-    Each directed pair becomes one int64 sort key ``src_local | (C - count) | dst`` (22 + 15 + 22 bits
-    at paper scale), so ranking is one in-place ``np.sort`` per block of source ids; blocks keep the
-    transient memory near ``chunk`` rows.
+    A directed pair is one int64 key ``src | (C - count) | dst`` (22 + 15 + 22 bits at paper scale), so
+    ranking is an in-place ``np.sort``. An item's neighbours split into those with a larger id (it is
+    the pair's min) and a smaller id (it is the max); the top-k of the union is the top-k of the two
+    sides' top-k candidates, so each side is sorted and ranked alone (one key array in memory at a
+    time) and only <= 2k candidates per item are ranked again.
     """
     if keys.size == 0:
         return np.zeros(0, np.int64)
     cmax = int(min(int(c.max()), 2**15 - 1))
     n = np.int64(n_items)
-    dt = np.int32 if n_items < 2**31 else np.int64
-    a = (keys // n).astype(dt)
-    b = (keys % n).astype(dt)
-    deg = np.bincount(a, minlength=n_items) + np.bincount(b, minlength=n_items)
-    cum = np.cumsum(deg)
-    n_blocks = max(1, math.ceil(2 * keys.size / chunk))
-    cuts = np.searchsorted(cum, np.linspace(0, cum[-1], n_blocks + 1)[1:-1])
-    bounds = np.unique(np.concatenate([[0], cuts, [n_items]]))
-    inv_c = (cmax - np.minimum(c, cmax)).astype(np.int16)
-    kept = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
-        ma = (a >= lo) & (a < hi)
-        mb = (b >= lo) & (b < hi)
-        key = np.concatenate([
-            ((a[ma].astype(np.int64) - lo) * (cmax + 1) + inv_c[ma]) * n + b[ma],
-            ((b[mb].astype(np.int64) - lo) * (cmax + 1) + inv_c[mb]) * n + a[mb],
-        ])
-        key.sort()
-        src = key // (n * (cmax + 1))
-        starts = np.flatnonzero(np.concatenate([[True], src[1:] != src[:-1]]))
-        rank = np.arange(src.size) - np.repeat(starts, np.diff(np.append(starts, src.size)))
-        top = rank < k
-        s_, d_ = src[top] + lo, key[top] % n
-        kept.append(np.minimum(s_, d_) * n + np.maximum(s_, d_))
-    return np.unique(np.concatenate(kept))
+    per_src = n * np.int64(cmax + 1)
+    cands = []
+    for src_is_min in (True, False):
+        pk = _directed_keys(keys, c, n, cmax, src_is_min, chunk)
+        pk.sort()
+        cands.append(_top_ranked(pk, k, per_src, chunk))
+        del pk
+    pk = np.concatenate(cands)
+    del cands
+    pk.sort()
+    top = _top_ranked(pk, k, per_src, chunk)
+    src, dst = top // per_src, top % n
+    return np.unique(np.minimum(src, dst) * n + np.maximum(src, dst))
 
 
 def _degree_distribution(deg: np.ndarray) -> dict:
