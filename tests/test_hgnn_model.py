@@ -149,7 +149,7 @@ def test_isolated_seed_uses_features_only(setup):
     g, spec, lay, batch, x, feats = setup
     cfg = HGNNConfig(hidden_dim=8, out_dim=4)
     params = init_hgnn(jax.random.key(1), cfg, spec, TYPES, 5)
-    z = np.asarray(hgnn_forward(params, cfg, feats, batch.as_dict(), lay))
+    z = np.asarray(make_forward(cfg, lay)(params, feats, batch.as_dict()))
     # node 6 (audiobook) has no edges: z = normalise(W1_self relu(W0_self x))
     pos = int(np.flatnonzero(batch.seeds["audiobook"] == 6)[0])
     P = jax.tree_util.tree_map(np.asarray, params)
@@ -162,8 +162,8 @@ def test_bf16_close_to_f32_and_output_f32(setup):
     c32 = HGNNConfig(hidden_dim=16, out_dim=8)
     c16 = HGNNConfig(hidden_dim=16, out_dim=8, compute_dtype="bfloat16")
     params = init_hgnn(jax.random.key(2), c32, spec, TYPES, 5)
-    z32 = np.asarray(hgnn_forward(params, c32, feats, batch.as_dict(), lay))
-    z16 = hgnn_forward(params, c16, jnp.asarray(feats, jnp.bfloat16), batch.as_dict(), lay)
+    z32 = np.asarray(make_forward(c32, lay)(params, feats, batch.as_dict()))
+    z16 = make_forward(c16, lay)(params, jnp.asarray(feats, jnp.bfloat16), batch.as_dict())
     assert z16.dtype == jnp.float32
     cos = np.sum(z32 * np.asarray(z16), axis=1)
     assert cos.min() > 0.98, cos.min()
