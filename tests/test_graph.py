@@ -197,3 +197,20 @@ def test_topk_matches_brute_force_on_random_log():
             g, _ = build_graph(d, None, GraphConfig(rule="topk", topk=k, window=None, max_items_per_user=None, chunk_pairs=chunk))
             got = {tuple(e) for rel in g.edges.values() for e in np.asarray(rel).tolist()}
             assert got == ref, (k, chunk)
+
+
+def test_prepare_report_on_tiny():
+    from twotower_hgnn.data.synthetic import generate
+    from twotower_hgnn.graph import prepare_report
+
+    d = generate("tiny", seed=0)
+    rep, g = prepare_report(d, {"min_segment_users": 5}, None, holdout_frac=0.1, seed=0)
+    assert rep["split"]["warm_users"] >= 5 and rep["split"]["cold_users"] >= 5
+    for rel in g.relations:
+        name = f"{rel[0]}-{rel[1]}"
+        assert rep["holdout"][name] == int(round(0.1 * g.num_edges(rel)))
+        assert rep["train_graph_edges"][name] == g.num_edges(rel) - rep["holdout"][name]
+    assert rep["calibration"]["podcasts_per_audiobook"] == 14.0
+    assert rep["graph"]["config"]["rule"] == "topk"
+    import json
+    json.dumps(rep, default=str)  # JSON-serialisable for stats.json
