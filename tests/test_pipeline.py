@@ -55,7 +55,7 @@ def day_files(tmp_path_factory):
     inter = ds.interactions[["user_id", "item_id", "timestamp", "event"]].copy()
     cut2 = int(pd.Timestamp(DAY2, tz="UTC").timestamp())
     ab = ds.items.loc[ds.items["item_type"] == "audiobook", "item_id"]
-    first = inter.groupby("item_id")["timestamp"].min()
+    first = inter.groupby("item_id", observed=True)["timestamp"].min()
     # an audiobook streamed only after day 2's cut (or never): new on day 2
     late = [i for i in ab if first.get(i, cut2) >= cut2]
     new_item = late[0] if late else ab.iloc[-1]

@@ -440,14 +440,18 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         summ = {}
         for tag, tcfg in tt_cfgs.items():
             _log(f"[two_tower] training {tag}")
-            res = train_two_tower(ds, train_split, content, hgnn_emb if tcfg.use_hgnn else None, tcfg, work / name["two_tower"] / tag)
+            init = prev / name["two_tower"] / tag / "params.npz" if prev is not None else None
+            res = train_two_tower(ds, train_split, content, hgnn_emb if tcfg.use_hgnn else None, tcfg,
+                                  work / name["two_tower"] / tag,
+                                  init_params_path=init if init is not None and init.exists() else None)
             save_model(res, ds, out / tag)
             summ[tag] = {"steps": res.step, "examples": res.n_examples,
                          "final_loss": res.history[-1]["loss"] if res.history else None}
             _write_json(out / tag / "history.json", {"history": res.history})
         return summ
 
-    r_tt = runner.run(name["two_tower"], {k: v.to_json() for k, v in tt_cfgs.items()}, do_two_tower,
+    r_tt = runner.run(name["two_tower"], {"models": {k: v.to_json() for k, v in tt_cfgs.items()},
+                                          "warm_start": prev.name if prev else None}, do_two_tower,
                       depends=(name["split"], name["hgnn"]))
 
     # -- evaluation

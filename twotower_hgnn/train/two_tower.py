@@ -215,9 +215,28 @@ def prepare(ds: Dataset, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, c
     return model_cfg, vocab, table, hist
 
 
+def warm_start_params(params: Any, path: str | os.PathLike) -> tuple[Any, int, int]:
+    """Copies every leaf of an exported ``params.npz`` (``serving.save_model``) whose path and shape
+    match into ``params``; leaves whose shape changed (e.g. a vocabulary grew) keep their fresh init.
+
+    Returns ``(params, n_copied, n_leaves)``.
+    """
+    from flax import traverse_util
+
+    with np.load(path, allow_pickle=False) as z:
+        saved = {k: z[k] for k in z.files}
+    flat = traverse_util.flatten_dict(jax.device_get(params), sep="/")
+    n_ok = 0
+    for k, v in flat.items():
+        if k in saved and saved[k].shape == np.shape(v):
+            flat[k] = saved[k].astype(np.asarray(v).dtype)
+            n_ok += 1
+    return traverse_util.unflatten_dict(flat, sep="/"), n_ok, len(flat)
+
+
 def train_two_tower(
     ds: Dataset, split: Any, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, cfg: TwoTowerTrainConfig,
-    workdir: str | os.PathLike,
+    workdir: str | os.PathLike, *, init_params_path: str | os.PathLike | None = None,
 ) -> TwoTowerResult:
     """Trains (or resumes training of) a two-tower model; checkpoints under ``workdir/checkpoints``,
     metrics (TensorBoard + metrics.jsonl) under ``workdir/tb``."""
@@ -247,6 +266,11 @@ def train_two_tower(
     # JSON round trip so that tuples compare equal to the lists a restored meta holds.
     meta_fingerprint = json.loads(json.dumps({"train_config": cfg.to_json(), "n_examples": len(ex), "n_items": len(table)}))
     resumed_from = ckpt.latest_step()
+    if resumed_from is None and init_params_path is not None:
+        # Warm start (a new daily version from the previous one): weights only, fresh optimiser state.
+        params, n_ok, n_all = warm_start_params(params, init_params_path)
+        state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+        print(f"[2T] warm start: {n_ok}/{n_all} parameter arrays from {init_params_path}", flush=True)
     if resumed_from is not None:
         state, meta = ckpt.restore(state, resumed_from)
         saved = meta.get("fingerprint")
