@@ -361,23 +361,25 @@ class Exclusion:
       g_rank: int ``[m]``, ``ex[k] - k`` = kept entries before ``ex[k]`` (non-decreasing; sentinel
         where ``ex`` is) — for the general rank -> position map :func:`_kept_position`.
       row_before: int32 ``[R + 2]`` removed positions in all rows before each global row (an
-        exclusive prefix sum: ``ex[row_before[r] : row_before[r] + row_count[r]]`` are row r's).
-      row_count: int32 ``[R + 2]`` removed positions inside each global row.
+        exclusive prefix sum: ``ex[row_before[r] : row_before[r] + row_count[r]]`` are row r's), or
+        None: then each sampled row binary-searches ``ex`` (cheaper when a batch samples far fewer
+        rows than the graph has, see :func:`batch_exclusions`).
+      row_count: int32 ``[R + 2]`` removed positions inside each global row, or None.
     """
 
     ex: jax.Array
     g_rank: jax.Array
-    row_before: jax.Array
-    row_count: jax.Array
+    row_before: jax.Array | None
+    row_count: jax.Array | None
 
 
-def exclusion_table(g: DeviceGraph, rows: jax.Array, v: jax.Array, valid: jax.Array) -> Exclusion:
+def exclusion_table(g: DeviceGraph, rows: jax.Array, v: jax.Array, valid: jax.Array, per_row: bool = True) -> Exclusion:
     """The removed CSR positions of the directed pairs (global row ``rows[i]`` loses neighbour ``v[i]``).
 
-    Pairs absent from the graph (e.g. held-out edges), invalid, or duplicated are ignored. Per-row
-    counts come from one scatter-add over the row space and a prefix sum (``O(R)`` per batch, a few
-    microseconds on an accelerator), so a sampled row finds its removed entries with two gathers
-    instead of a binary search per slot.
+    Pairs absent from the graph (e.g. held-out edges), invalid, or duplicated are ignored. With
+    ``per_row``, per-row counts come from one scatter-add over the row space and a prefix sum
+    (``O(R)`` per batch), so a sampled row finds its removed entries with two gathers; without, each
+    sampled row runs two binary searches over ``ex`` (``O(rows * log m)``).
     """
     found, pos = find_in_rows(g, rows, v)
     sentinel = jnp.asarray(_I32_MAX, pos.dtype)
@@ -388,6 +390,8 @@ def exclusion_table(g: DeviceGraph, rows: jax.Array, v: jax.Array, valid: jax.Ar
     order = jnp.argsort(jnp.where(keep, ex, sentinel))
     ex, keep, rows_s = jnp.where(keep, ex, sentinel)[order], keep[order], rows_s[order]
     g_rank = jnp.where(keep, ex - jnp.arange(ex.shape[0], dtype=ex.dtype), sentinel)
+    if not per_row:
+        return Exclusion(ex=ex, g_rank=g_rank, row_before=None, row_count=None)
     n_rows = g.indptr.shape[0]  # R + 2
     count = jnp.zeros(n_rows, jnp.int32).at[jnp.where(keep, rows_s, n_rows - 1)].add(keep.astype(jnp.int32))
     before = jnp.cumsum(count) - count
@@ -476,8 +480,12 @@ def sample_global_rows(
     pool = key if isinstance(key, _BitPool) else _BitPool(key, 2 * rows.shape[0] * fanout)
     lo, hi = g.indptr[rows], g.indptr[rows + 1]
     if exclusion is not None:
-        before = exclusion.row_before[rows].astype(lo.dtype)
-        inside = exclusion.row_count[rows].astype(lo.dtype)
+        if exclusion.row_before is not None:
+            before = exclusion.row_before[rows].astype(lo.dtype)
+            inside = exclusion.row_count[rows].astype(lo.dtype)
+        else:
+            before = jnp.searchsorted(exclusion.ex, lo, side="left").astype(lo.dtype)
+            inside = jnp.searchsorted(exclusion.ex, hi, side="left").astype(lo.dtype) - before
         deg = hi - lo - inside
     else:
         deg = hi - lo
@@ -515,8 +523,14 @@ def batch_exclusions(
     relations: tuple[Relation, ...],
     edges: Mapping[str, jax.Array],
     valid: Mapping[str, jax.Array] | None = None,
+    sampled_rows: int | None = None,
 ) -> Exclusion | None:
-    """The exclusion table of canonical edges (relation name -> ``[q, 2]``), both directions."""
+    """The exclusion table of canonical edges (relation name -> ``[q, 2]``), both directions.
+
+    ``sampled_rows`` (static: rows the batch will sample over all hops) picks how rows find their
+    removed entries: per-row tables over the graph's row space (``3 R`` work) when that is cheaper
+    than two binary searches per sampled row (``2 log2(m)`` each), else the searches; None: tables.
+    """
     rows, vs, oks = [], [], []
     for rel in relations:
         name = relation_name(rel)
@@ -532,7 +546,9 @@ def batch_exclusions(
                 oks.append(ok)
     if not rows:
         return None
-    return exclusion_table(g, jnp.concatenate(rows), jnp.concatenate(vs), jnp.concatenate(oks))
+    rows, vs, oks = jnp.concatenate(rows), jnp.concatenate(vs), jnp.concatenate(oks)
+    per_row = sampled_rows is None or 3 * g.indptr.shape[0] < 2 * sampled_rows * max(1, int(rows.shape[0]).bit_length())
+    return exclusion_table(g, rows, vs, oks, per_row=per_row)
 
 
 def sample_neighbourhoods(
@@ -561,7 +577,14 @@ def sample_neighbourhoods(
             raise ValueError(f"direction {direction_name(d)} is not on the device (uploaded: {list(g.directions)})")
     excl = None
     if spec.exclude_supervision_edges and exclude_pairs:
-        excl = batch_exclusions(g, spec.relations, exclude_pairs, exclude_valid)
+        sizes, n_rows = {t: jnp.shape(seeds_by_type[t])[0] for t in spec.node_types}, 0
+        for k in range(spec.num_hops):  # static row count of the whole batch
+            n_rows += sum(sizes[d[0]] for d in lay.directions)
+            nxt = {t: 0 for t in spec.node_types}
+            for d in lay.directions:
+                nxt[d[1]] += sizes[d[0]] * lay.fanout[k][d]
+            sizes = nxt
+        excl = batch_exclusions(g, spec.relations, exclude_pairs, exclude_valid, sampled_rows=n_rows)
     frontier = {t: jnp.asarray(seeds_by_type[t]).astype(jnp.int32) for t in spec.node_types}
     own = not isinstance(key, _BitPool)
     pool = _BitPool(key, _neighbourhood_bits(spec, lay, {t: v.shape[0] for t, v in frontier.items()})) if own else key
