@@ -117,6 +117,7 @@ def test_pipeline_kill_resume_and_next_day(day_files, tmp_path):
     vdir2 = version_root / DAY2
     man2 = json.loads((vdir2 / "export" / "MANIFEST.json").read_text())
     assert man2["previous_version"] == DAY1
+    assert f"[hgnn] warm start from {DAY1}" in res.stdout and "[2T] warm start:" in res.stdout, res.stdout[-2000:]
     assert man2["new_items"] == [new_item]
     ids = pd.read_parquet(vdir2 / "export" / "item_ids.parquet")["item_id"].tolist()
     row = ids.index(new_item)
