@@ -430,6 +430,7 @@ def train_hgnn(
     *,
     init_params: Any | None = None,
     init_params_path: str | os.PathLike | None = None,
+    sampler_factory: Callable[..., Any] | None = None,
     fail_after_step: int | None = None,
 ) -> HGNNTrainResult:
     """Trains the HGNN on ``graph`` (the training graph: held-out edges removed) and returns the
@@ -446,6 +447,9 @@ def train_hgnn(
       init_params / init_params_path: warm start (a params pytree, or an ``.npz`` from
         :func:`save_params`) instead of the random initialisation; ignored when a checkpoint is
         resumed. Shapes must match the config (error names the first mismatching leaf).
+      sampler_factory: ``f(graph, spec, holdout) -> sampler`` with the ``NumpySampler`` interface
+        (``num_batches``, ``batch(epoch, i)`` pure in (seed, epoch, i), ``edge_batches``); default
+        ``NumpySampler``. The seam for another sampling backend.
       fail_after_step: test hook; raise :class:`InjectedFailure` once this global step is done
         (after its checkpoint, if one is due).
     """
@@ -471,7 +475,7 @@ def train_hgnn(
     feats = jax.device_put(jnp.asarray(feats_np, fdtype), repl)
     train_step, eval_step, opt = make_steps(mcfg, spec, cfg.lr, cfg.margin, mesh)
 
-    sampler = _make_sampler(graph, spec, val_edges)
+    sampler = (sampler_factory or _make_sampler)(graph, spec, val_edges)
     steps_src = StepSampler(sampler, G, local)
     val = cap_edges(val_edges, spec.relations, cfg.val_max_edges, cfg.seed)
     if sum(e.shape[0] for e in val.values()) == 0:
