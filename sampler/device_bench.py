@@ -199,4 +199,64 @@ def bench_device_rows(
     return rows
 
 
-__all__ = ["bench_device_rows", "platform_label"]
+def bench_fused_train_rows(
+    train_step,
+    state: Any,
+    features: jax.Array,
+    graph: HeteroCSR,
+    spec,
+    *,
+    steps: int,
+    warmup: int = 2,
+    device_only_ms: float | None = None,
+) -> list[dict[str, Any]]:
+    """End-to-end training steps/s with the device backend, for ``benchmarks/train_step.py``.
+
+    ``train_step(state, features, batch) -> (state, loss)`` is the HGNN trainer's jitted step
+    (``make_steps``; batch = one sub-batch stacked on a leading axis); injected so this floor-1
+    module imports nothing from ``twotower_hgnn``. Two rows, each timing ``steps`` consecutive steps
+    of epoch 1 (after ``warmup`` untimed ones, compile included there):
+
+    * ``fused``: sampling inside the train step's jit — per step only the step index crosses;
+    * ``two jits``: a jitted ``FusedSampler.step`` then the train step (no host round trip either).
+
+    With ``device_only_ms`` (the same step on pre-placed batches) each row carries the ratio
+    ``e2e_over_device_only`` — the issue's goal is >= 0.95 (f32) / 0.90 (bf16) on a GPU.
+    """
+    label = f"device ({platform_label()})"
+    ds = dev.DeviceSampler(graph, spec)
+    fused = dev.FusedSampler(spec, ds.host.edge_counts, sub_batches=1)
+    order, ek = ds.epoch_order(1), dev.epoch_key(spec.seed, 1)
+    n = fused.num_steps()
+
+    @jax.jit
+    def fused_step(st, f, g, o, j, k):
+        return train_step(st, f, fused.step(g, o, j, k))
+
+    sample = jax.jit(fused.step)
+    variants = {
+        "fused": lambda st, j: fused_step(st, features, ds.dgraph, order, np.int32(j % n), ek),
+        "two jits": lambda st, j: train_step(st, features, sample(ds.dgraph, order, np.int32(j % n), ek)),
+    }
+    rows = []
+    for name, fn in variants.items():
+        st = state
+        t0 = time.perf_counter()
+        for j in range(warmup):
+            st, loss = fn(st, j)
+        jax.block_until_ready(loss)
+        warm_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for j in range(steps):
+            st, loss = fn(st, warmup + j)
+        jax.block_until_ready(loss)
+        wall = time.perf_counter() - t0
+        row = {"name": f"jax_e2e_{label} sampler, {name}", "median_ms": wall / steps * 1e3, "steps_per_s": steps / wall,
+               "warmup_s": warm_s, "note": f"{steps} steps, mean; sampling on the device, only the step index crosses"}
+        if device_only_ms:
+            row["e2e_over_device_only"] = row["steps_per_s"] / (1e3 / device_only_ms)
+        rows.append(row)
+    return rows
+
+
+__all__ = ["bench_device_rows", "bench_fused_train_rows", "platform_label"]
