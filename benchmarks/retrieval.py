@@ -176,7 +176,7 @@ def configs(quick: bool) -> list[tuple[str, dict, list[tuple[str, dict]]]]:
     ]
     if quick:  # smoke run: cheap builds only
         groups = [g for g in groups if g[0] in ("exact", "none", "flat_sq8", "ivf_sq8")]
-        groups[-1] = ("ivf_sq8", {}, [("ivf_sq8_np48", {"nprobe": 48})])
+        groups[-1] = ("ivf_sq8", {}, [("ivf_sq8_np64", {"nprobe": 64})])
     return groups
 
 
@@ -273,6 +273,9 @@ def main(argv):
     truth = None
     rows = []
     wanted = set(FLAGS.configs)
+    known = {name for _, _, variants in configs(False) for name, _ in variants}
+    if wanted - known:
+        raise app.UsageError(f"--configs: unknown {sorted(wanted - known)}; known: {sorted(known)}")
     for kind, build_params, variants in configs(quick):
         variants = [v for v in variants if not wanted or v[0] in wanted or v[0] in ("exact_f32", "tower_only")]
         if not variants:
