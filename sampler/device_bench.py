@@ -78,6 +78,7 @@ def bench_device_rows(
     full_batch_seeds: Sequence[int] = (1024, 12288),
     epoch_batches: int = 0,
     numpy_batches: int = 10,
+    epoch_draw_rows: bool = True,
 ) -> list[dict[str, Any]]:
     """Device-backend rows on the harness's graph and seed batches.
 
@@ -93,6 +94,7 @@ def bench_device_rows(
        length when only part of it ran (the row says so); next to it the NumPy backend's epoch
        estimate from ``numpy_batches`` full batches of the same spec in the same run (1 worker, and
        divided by the core count: ideal scaling over every host core, a lower bound).
+    ``epoch_draw_rows=False`` skips step 3 (the device permutation is slow to compile on XLA:CPU).
     """
     label = f"device ({platform_label()})"
     rows: list[dict[str, Any]] = []
@@ -136,7 +138,7 @@ def bench_device_rows(
         rows.append(full)
         # epoch draws (host permutation + upload vs on device), for the largest size only; a
         # sort-based device permutation of a large relation is slow on XLA:CPU: fewer repetitions
-        if size == max(full_batch_seeds):
+        if epoch_draw_rows and size == max(full_batch_seeds):
             reps = 3 if sum(ds.fused.edge_counts.values()) <= 2_000_000 else 1
             th, td = [], []
             draw = ds._draw
