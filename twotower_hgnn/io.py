@@ -100,8 +100,10 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     """Yields a temporary directory next to ``path``; on success it replaces ``path`` whole.
 
     An existing ``path`` is moved aside first and deleted only after the new directory is in
-    place, so a crash leaves either the old directory or the new one (plus a stale ``.old``
-    sibling at worst). On an exception the temporary directory is removed and ``path`` untouched.
+    place. Readers never see a partly written directory; a crash between the two renames (a
+    microsecond window) leaves the old directory intact under a ``.<name>.*.old`` sibling instead
+    of at ``path``. On an exception in the body the temporary directory is removed and ``path``
+    is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
