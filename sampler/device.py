@@ -2,25 +2,25 @@
 
 The heterogeneous CSR lives on the device (:class:`DeviceGraph`); one jitted function turns a batch
 of supervision edges and a PRNG key into the arrays of a :class:`~sampler.batch.PaddedBatch` with
-exactly the NumPy backend's layout (shapes, dtypes, seed layout, frontier order, padding id
-``num_nodes``, masks). Only the random draws differ (``jax.random`` instead of NumPy streams).
+exactly the NumPy backend's layout and conventions (shapes, dtypes, seed layout, frontier order,
+padding id ``num_nodes``, masks, valid slots not necessarily first). Only the random streams differ.
 
 Pieces, from the bottom:
 
-* :func:`sample_rows` — fan-out for one direction: every row at once, uniformly **without**
-  replacement by a vectorised Floyd's algorithm (``f`` static iterations per row), rows of degree
-  below the fan-out get all their neighbours followed by padding. Supervision edges of the batch are
-  removed exactly: their CSR positions are sorted once per batch and every draw is made over the
-  *remaining* neighbours, then mapped back to a CSR position with one ``searchsorted`` (see
-  :func:`exclusion_table`). No rejection loop, no bound on exclusions per row.
-* :func:`sample_neighbourhoods` — all hops and directions for given seeds.
+* :func:`sample_global_rows` / :func:`sample_rows` — fan-out for any mix of rows (all directions
+  share one row space and one position space): every row at once, uniformly **without**
+  replacement by a vectorised Floyd's algorithm (``f`` static iterations). The batch's supervision
+  edges are removed exactly: each draw is over the row's *remaining* neighbours, then mapped back to
+  a CSR position by skipping the row's removed positions (:func:`exclusion_table`). No rejection
+  loop, no bound on removed edges per row.
+* :func:`sample_neighbourhoods` — all hops for given seeds (one draw per hop and distinct fan-out).
 * :func:`sample_batch` — seeds (anchors, positives, negatives) in the spec's layout + neighbourhoods.
   Pure and jittable: an HGNN train step can call it inside its own ``jax.jit`` (the fused step).
-* :class:`FusedSampler` — the fused-step helper: the epoch's supervision edge ids go to the device
-  once per epoch, then each step only passes a batch index (and a key); with a mesh, every device
-  samples its own shard of the edges against its replica of the CSR (``jax.shard_map``).
-* :class:`DeviceSampler` — the host-facing backend with NumPy backend's methods
-  (``num_batches``, ``epoch_edges``, ``batch``).
+* :class:`FusedSampler` — the epoch's order of supervision edges goes to the device once per epoch;
+  per step only a batch/step index (and the epoch key) crosses. ``step`` returns the HGNN trainer's
+  G stacked sub-batches; with a mesh every device samples its own sub-batches against its replica
+  of the CSR (``jax.shard_map``).
+* :class:`DeviceSampler` — the host-facing backend with the NumPy backend's methods.
 
 Uniformity (Floyd): for a row with ``d`` candidates and fan-out ``f < d``, iteration ``m`` draws
 ``t`` uniform in ``[0, j]`` with ``j = d - f + m`` and adds ``t`` unless already taken, else ``j``.
@@ -30,23 +30,23 @@ not containing ``j`` from exactly one, and ``(m+1) / C(j+1, m+1)`` times the uni
 the previous set equals ``1 / C(j+1, m+1)``. The map from "index among the remaining neighbours" to
 CSR position is a bijection, so the sampled *set* is uniform over the f-subsets of the remaining
 neighbours. (The order inside a row is not exchangeable; consumers aggregate over the fan-out axis
-with a permutation-invariant reduction.) Integers come from ``jax.random.randint``: a 64-bit draw
-reduced modulo the span, exact to ~span/2**64 for spans below 2**16 (every fan-out draw in
-practice); for larger spans (negatives over a million-node type) the modulo wraps at 32 bits and the
-relative bias is below span/2**32 (2.4e-4 at 1M nodes).
+with a permutation-invariant reduction.) Integers are reduced from 64 random bits modulo the span
+like ``jax.random.randint``: exact to ~span/2**64 for spans below 2**16 (every fan-out draw in
+practice); for larger spans (negatives over a million-node type) the product wraps at 32 bits and
+the relative bias is below span/2**32 (2.4e-4 at 1M nodes).
 
 Integer widths: jax is 32-bit unless ``jax_enable_x64`` is set. Node ids (and ``pad_id``) must be
-below 2**31 - 1 (the PaddedBatch contract is int32); CSR positions (``indptr`` values) per direction
-must be below 2**31 - 1 with 32-bit jax — :class:`DeviceGraph` raises a clear error beyond that (or
-uses int64 positions when x64 is enabled).
+below 2**31 - 1 (the PaddedBatch contract is int32); CSR positions of all directions in use together
+(2 per undirected edge: about 1.07e9 undirected edges) must stay below 2**31 - 2 with 32-bit jax —
+:class:`DeviceGraph` raises a clear error beyond that (or uses int64 positions when x64 is enabled).
 
 Memory: each device holds the whole CSR of the relations in use: 4 bytes per directed entry
 (``indices``) + 4 per row (``indptr``) + 8 per canonical edge (the edge list, for the fused step),
-i.e. about 16 bytes per undirected edge plus 4-8 bytes per node and direction —
-:func:`device_bytes`. :meth:`DeviceGraph.from_host` compares it with the device's memory limit when
-the platform reports one and raises a clear error instead of an out-of-memory crash in the middle of
-an upload. Beyond the limit use the NumPy backend (host sampler); the CSR is not partitioned across
-devices here (each device samples from its own full replica).
+i.e. about 16 bytes per undirected edge plus 4 bytes per node and direction — :func:`device_bytes`.
+:meth:`DeviceGraph.from_host` compares it with the device's free memory when the platform reports
+it and raises a clear error instead of an out-of-memory crash in the middle of an upload. Beyond the
+limit use the NumPy backend (host sampler); the CSR is not partitioned across devices (each device
+samples from its own full replica).
 """
 from __future__ import annotations
 
