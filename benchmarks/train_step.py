@@ -75,6 +75,7 @@ flags.DEFINE_bool("torch", True, "PyTorch rows")
 flags.DEFINE_bool("torch_compile", True, "torch.compile rows")
 flags.DEFINE_bool("e2e", True, "end-to-end rows with the sampler + loader")
 flags.DEFINE_integer("workers", 2, "loader worker threads for the end-to-end rows")
+flags.DEFINE_bool("train_rows", True, "training-step rows (off: inference row only)")
 flags.DEFINE_bool("inference", True, "full-graph inference row")
 flags.DEFINE_integer("inference_chunk", 65536, "embed_items chunk_size")
 flags.DEFINE_string("cache_dir", str(ROOT / ".cache" / "train_step_bench"), "graph cache")
@@ -281,7 +282,7 @@ def main(argv) -> None:
     device = f"{jax.devices()[0].platform}:{jax.devices()[0].device_kind}"
     rows: list[dict] = []
     lr, margin = 1e-3, 0.2
-    ceilings = {dt: measure_ceilings(dt) for dt in FLAGS.dtypes}
+    ceilings = {dt: measure_ceilings(dt) for dt in FLAGS.dtypes} if FLAGS.train_rows else {}
 
     def add(row: dict) -> None:
         rows.append(row)
@@ -290,7 +291,7 @@ def main(argv) -> None:
               f"floor={row.get('floor_ms') or float('nan'):8.2f} ms  x floor={r if r is not None else float('nan'):6.1f}  "
               f"steps/s={row['steps_per_s']:8.2f}" + (f"  {row['note']}" if row.get("note") else ""), flush=True)
 
-    for e in [int(x) for x in FLAGS.edges]:
+    for e in [int(x) for x in FLAGS.edges] if FLAGS.train_rows else []:
         negs = {"audiobook": FLAGS.negatives // 2, "podcast": FLAGS.negatives - FLAGS.negatives // 2}
         spec = make_spec(g, positives_per_batch=e, fanouts=fan, negatives_per_type=negs)
         lay = spec.layout()
@@ -368,7 +369,8 @@ def main(argv) -> None:
         "git_sha": _git_sha(),
         "args": {k: FLAGS[k].value for k in ("quick", "edges", "dtypes", "negatives", "fanouts", "n_audiobooks", "n_podcasts",
                                               "num_edges", "feat_dim", "hidden_dim", "out_dim", "reps", "warmup", "workers",
-                                              "torch", "torch_compile", "e2e", "inference")},
+                                              "torch", "torch_compile", "e2e", "train_rows", "inference",
+                                              "inference_chunk")},
         "ceilings": ceilings,
         "graph": {"nodes": g.num_nodes, "edges": {f"{a}-{b}": int(v.shape[0]) for (a, b), v in g.edges.items()}},
         "wall_s": time.perf_counter() - t_all,

@@ -78,3 +78,20 @@ def test_bad_inputs_raise_clear_errors(data, tmp_path):
         HGNNTrainConfig(fanouts=(10,))
     with pytest.raises(ValueError, match="not divisible"):
         trainer.build_spec(g, _cfg(batch_positives=63), 2)
+
+
+def test_step_budget_and_warm_start(data, uninterrupted, tmp_path):
+    g, x, val = data
+    ref, _ = uninterrupted
+    # warm start from the trained params: the pre-training validation equals the trained model's
+    trainer.save_params(tmp_path / "p.npz", ref.params)
+    res = train_hgnn(g, x, val, _cfg(max_steps=3), tmp_path / "run", init_params_path=tmp_path / "p.npz")
+    assert res.stop_reason == "max_steps" and res.steps == 3 and res.traces == {"train": 0, "eval": 0}
+    assert res.history[0]["val_mrr"] == pytest.approx(ref.history[ref.best_epoch]["val_mrr"], rel=1e-6)
+    assert [h["step"] for h in res.history] == [0, 3]  # the budget stop validates the partial epoch
+    # resuming with the same budget does nothing more
+    again = train_hgnn(g, x, val, _cfg(max_steps=3), tmp_path / "run")
+    assert again.resumed_from == 3 and again.steps == 3 and len(again.history) == 2
+    bad = jax.tree_util.tree_map(lambda a: a[..., :1], ref.params)
+    with pytest.raises(ValueError, match=r"init_params: leaf \['layer_0'\]"):
+        train_hgnn(g, x, val, _cfg(), None, init_params=bad)

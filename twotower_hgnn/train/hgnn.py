@@ -546,6 +546,12 @@ def train_hgnn(
             if stopper.should_stop:
                 reason = "early_stopping"
                 break
+            if cfg.max_steps is not None and step >= cfg.max_steps:  # e.g. resumed with a spent budget
+                reason = "max_steps"
+                break
+            if cfg.max_time_s is not None and elapsed() >= cfg.max_time_s:
+                reason = "max_time"
+                break
             n_steps = steps_src.num_batches(epoch)
             t_ep, n_here, done_here, loss_acc, budget_hit = time.perf_counter(), 0, 0, None, None
             loader = _loader(steps_src, epoch, start, cfg, put)
