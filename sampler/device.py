@@ -356,7 +356,7 @@ class Exclusion:
     """The CSR positions removed from message passing for one batch.
 
     Attributes:
-      ex: int ``[m]`` sorted removed positions; a sentinel (``_I32_MAX``) pads the end (pairs absent
+      ex: int ``[m]`` sorted removed positions; a sentinel (the dtype's max) pads the end (pairs absent
         from the graph, invalid or duplicated).
       g_rank: int ``[m]``, ``ex[k] - k`` = kept entries before ``ex[k]`` (non-decreasing; sentinel
         where ``ex`` is) — for the general rank -> position map :func:`_kept_position`.
@@ -382,7 +382,7 @@ def exclusion_table(g: DeviceGraph, rows: jax.Array, v: jax.Array, valid: jax.Ar
     sampled row runs two binary searches over ``ex`` (``O(rows * log m)``).
     """
     found, pos = find_in_rows(g, rows, v)
-    sentinel = jnp.asarray(_I32_MAX, pos.dtype)
+    sentinel = jnp.asarray(jnp.iinfo(pos.dtype).max, pos.dtype)  # above any position (int32 or x64 int64)
     order = jnp.argsort(jnp.where(found & valid, pos, sentinel))
     ex, rows_s = jnp.where(found & valid, pos, sentinel)[order], rows[order]
     dup = jnp.concatenate([jnp.zeros((1,), bool), ex[1:] == ex[:-1]])
