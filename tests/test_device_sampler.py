@@ -19,7 +19,7 @@ from scipy import stats
 
 from sampler import device as dev
 from sampler.batch import PaddedBatch
-from sampler.csr import HeteroCSR, direction_name, relation_name
+from sampler.csr import HeteroCSR
 from sampler.neighbors import build_dir_adj, make_holes, sample_rows as np_sample_rows
 from sampler.numpy_backend import NumpySampler
 from sampler.spec import SpecError, make_spec
