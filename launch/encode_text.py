@@ -51,5 +51,19 @@ def main(argv):
     print(f"wrote {FLAGS.out}: {emb.shape[0]:,} x {emb.shape[1]} float32")
 
 
+def _main(argv):
+    """Data/encoder errors end the run with their one-line message, not a traceback."""
+    import sys
+
+    from twotower_hgnn.data.readers import DataError
+    from twotower_hgnn.text import TextError
+
+    try:
+        main(argv)
+    except (DataError, TextError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(_main)

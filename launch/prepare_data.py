@@ -86,5 +86,20 @@ def main(argv):
         print(f"wrote {out}/graph and {out}/stats.json")
 
 
+def _main(argv):
+    """Data errors end the run with their one-line message, not a traceback."""
+    import sys
+
+    from twotower_hgnn.data.readers import DataError
+    from twotower_hgnn.data.split import SplitError
+    from twotower_hgnn.graph import GraphError
+
+    try:
+        main(argv)
+    except (DataError, SplitError, GraphError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(_main)
