@@ -69,6 +69,8 @@ class PipelineConfig:
       ablation: one of ABLATIONS, or None for the full model and baselines.
       seed: training seed.
       min_segment_users: minimum warm and cold test users (the split raises below it).
+      table1: the full model as Table 1's reference row: its two-tower/evaluation/export stages live
+        under ``ablation-full/`` so that they never replace the main run's (they differ in targets).
       hgnn_overrides / two_tower_overrides: field overrides applied on top of the preset.
     """
 
@@ -94,6 +96,7 @@ class PipelineConfig:
     ablation: str | None = None
     seed: int = 0
     min_segment_users: int = 1
+    table1: bool = False
     hgnn_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     two_tower_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -322,13 +325,12 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     """Runs (or resumes) every stage; returns the evaluation report (``report.json``'s dict)."""
     t_start = time.time()
     vdir = cfg.version_dir()
-    pre = f"ablation-{cfg.ablation}/" if cfg.ablation else ""
-    variant = {"graph": cfg.ablation == "B", "hgnn": True, "two_tower": True, "evaluate": True, "export": True}
-    name = {s: (pre + s if cfg.ablation and variant.get(s) else s) for s in STAGES}
+    name = stage_names(cfg)
     force = {name[s] for s in STAGES[STAGES.index(cfg.from_stage):]} if cfg.from_stage else set()
     runner = StageRunner(vdir, force=force)
     work = vdir / "_work"
-    _log(f"[pipeline] {cfg.dataset_tag} version {cfg.version}{' ablation ' + cfg.ablation if cfg.ablation else ''} "
+    _log(f"[pipeline] {cfg.dataset_tag} version {cfg.version}{' ablation ' + cfg.ablation if cfg.ablation else ''}"
+         f"{' (Table 1 reference)' if cfg.table1 else ''} "
          f"-> {vdir}")
 
     # -- data: validated tables (cached by their loaders); the stage records what was loaded.
@@ -563,7 +565,7 @@ def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.nda
     order = ["Popularity", "LLM-KNN", "HGNN", "2T", "2T-HGNN"]
     models = {m: models[m] for m in order if m in models}
     evaluation = evaluate_models(models, protocol, k=cfg.k)
-    hgnn_hist = runner.path(_stage_name(cfg, "hgnn")) / "history.json"
+    hgnn_hist = runner.path(stage_names(cfg)["hgnn"]) / "history.json"
     if hgnn_hist.exists():
         training["hgnn"] = json.loads(hgnn_hist.read_text())
     conf = {k: v for k, v in dataclasses.asdict(cfg).items()}
@@ -573,10 +575,17 @@ def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.nda
     return build_report(evaluation, protocol, k=cfg.k, config=conf, dataset=ds, split=split, training=training)
 
 
-def _stage_name(cfg: PipelineConfig, stage: str) -> str:
-    if cfg.ablation and (stage != "graph" or cfg.ablation == "B") and stage not in ("data", "split", "content"):
-        return f"ablation-{cfg.ablation}/{stage}"
-    return stage
+def stage_names(cfg: PipelineConfig) -> dict[str, str]:
+    """Stage -> directory (relative to the version dir). Ablation X keeps its own graph (B only), HGNN,
+    two-tower, evaluation and export under ``ablation-X/``; Table 1's reference run keeps its own
+    two-tower/evaluation/export under ``ablation-full/``; everything else is shared."""
+    if cfg.ablation:
+        own, pre = {"hgnn", "two_tower", "evaluate", "export"} | ({"graph"} if cfg.ablation == "B" else set()), f"ablation-{cfg.ablation}/"
+    elif cfg.table1:
+        own, pre = {"two_tower", "evaluate", "export"}, "ablation-full/"
+    else:
+        own, pre = set(), ""
+    return {s: pre + s if s in own else s for s in STAGES}
 
 
 def export_version(cfg: PipelineConfig, ds: Dataset, hgnn_emb: np.ndarray, tt_dir: Path, tt_cfgs: Mapping[str, Any],
@@ -633,10 +642,10 @@ def run_table1(cfg: PipelineConfig, variants: Sequence[str]) -> dict[str, Any]:
     bad = [v for v in variants if v not in ABLATIONS]
     if bad:
         raise PipelineError(f"--variants: unknown ablation(s) {bad}; known {sorted(ABLATIONS)}")
-    cfg = dataclasses.replace(cfg, targets=("audiobook",), ablation=None)
+    cfg = dataclasses.replace(cfg, targets=("audiobook",), ablation=None, table1=True)
     reports = {"2T-HGNN": run_pipeline(cfg)}
     for v in variants:
-        reports[f"{v}) {ABLATIONS[v]}"] = run_pipeline(dataclasses.replace(cfg, ablation=v))
+        reports[f"{v}) {ABLATIONS[v]}"] = run_pipeline(dataclasses.replace(cfg, ablation=v, table1=False))
     rows = table1_rows(reports)
     vdir = cfg.version_dir()
     hist = {}
