@@ -23,6 +23,7 @@ flags.DEFINE_integer("k", 10, "Cut-off of HR/Recall/NDCG.")
 flags.DEFINE_boolean("exclude_seen", True, "Exclude items consumed in the training part from rankings.")
 flags.DEFINE_string("text_model", None, "sentence-transformers model name or path.")
 flags.DEFINE_integer("seed", 0, "Training seed.")
+flags.DEFINE_enum("sampler", "auto", ["auto", "numpy", "device"], "HGNN batch sampling backend (auto: device on GPU/TPU).")
 FLAGS = flags.FLAGS
 
 
@@ -37,7 +38,8 @@ def main(argv):
         cfg = PipelineConfig(dataset="files", interactions=FLAGS.train_interactions,
                              test_interactions=FLAGS.test_interactions, items=FLAGS.items, users=FLAGS.users,
                              out_dir=FLAGS.out_dir, preset=FLAGS.preset, targets=tuple(FLAGS.targets), k=FLAGS.k,
-                             exclude_seen=FLAGS.exclude_seen, text_model=FLAGS.text_model, seed=FLAGS.seed)
+                             exclude_seen=FLAGS.exclude_seen, text_model=FLAGS.text_model, seed=FLAGS.seed,
+                             sampler=FLAGS.sampler)
     except PipelineError as e:
         sys.exit(f"error: {e}")
     run_pipeline(cfg)

@@ -69,6 +69,8 @@ class PipelineConfig:
       ablation: one of ABLATIONS, or None for the full model and baselines.
       seed: training seed.
       min_segment_users: minimum warm and cold test users (the split raises below it).
+      sampler: where HGNN training batches are sampled: "numpy" (host), "device" (jitted, CSR on the
+        accelerator) or "auto" (device on GPU/TPU, NumPy on CPU-only machines).
       table1: the full model as Table 1's reference row: its two-tower/evaluation/export stages live
         under ``ablation-full/`` so that they never replace the main run's (they differ in targets).
       hgnn_overrides / two_tower_overrides: field overrides applied on top of the preset.
@@ -97,6 +99,7 @@ class PipelineConfig:
     seed: int = 0
     min_segment_users: int = 1
     table1: bool = False
+    sampler: str = "auto"
     hgnn_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     two_tower_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -111,6 +114,8 @@ class PipelineConfig:
             raise PipelineError(f"--from_stage: {self.from_stage!r} is not one of {STAGES}")
         if self.ablation is not None and self.ablation not in ABLATIONS:
             raise PipelineError(f"--ablation: {self.ablation!r} is not one of {sorted(ABLATIONS)}")
+        if self.sampler not in ("auto", "numpy", "device"):
+            raise PipelineError(f"--sampler: {self.sampler!r} is not one of auto, numpy, device")
         if self.preset not in presets():
             raise PipelineError(f"--preset: {self.preset!r} is not one of {sorted(presets())}")
         bad = [t for t in self.targets if t not in ITEM_TYPES]
@@ -302,6 +307,27 @@ def two_tower_config(cfg: PipelineConfig, target: str, use_hgnn: bool):
                                **dict(cfg.two_tower_overrides))
 
 
+def resolve_sampler(choice: str) -> str:
+    """"auto" -> "device" when jax's default backend is an accelerator, else "numpy"."""
+    if choice != "auto":
+        return choice
+    import jax
+
+    return "device" if jax.default_backend() in ("gpu", "tpu") else "numpy"
+
+
+def sampler_factory(choice: str):
+    """``train_hgnn``'s ``sampler_factory`` for a backend choice (None = the trainer's NumPy default)."""
+    if resolve_sampler(choice) == "numpy":
+        return None
+    from sampler.device import DeviceSampler
+
+    def make(graph, spec, holdout):
+        return DeviceSampler(graph, spec, holdout={r: e for r, e in holdout.items() if r in graph.edges})
+
+    return make
+
+
 def _previous_version(cfg: PipelineConfig) -> Path | None:
     """The latest earlier version of this dataset with a complete export (for --warm_start)."""
     root = cfg.version_dir().parent
@@ -411,7 +437,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         from twotower_hgnn.inference import embed_items
         from twotower_hgnn.train.hgnn import save_params, train_hgnn
 
-        kw = {}
+        kw: dict[str, Any] = {"sampler_factory": sampler_factory(cfg.sampler)}
         if prev is not None and (prev / name["hgnn"] / "params.npz").exists():
             kw["init_params_path"] = str(prev / name["hgnn"] / "params.npz")
             _log(f"[hgnn] warm start from {prev.name}")
@@ -427,7 +453,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         return {"best_val_mrr": res.best_metric, "epochs": res.epochs_run, "wall_s": res.wall_s,
                 "stop_reason": res.stop_reason}
 
-    r_hgnn = runner.run(name["hgnn"], {"hgnn": hcfg.to_dict(), "warm_start": prev.name if prev else None},
+    r_hgnn = runner.run(name["hgnn"], {"hgnn": hcfg.to_dict(), "warm_start": prev.name if prev else None,
+                                       "sampler": resolve_sampler(cfg.sampler)},
                         do_hgnn, depends=(name["graph"], name["content"]))
     hgnn_emb = np.load(r_hgnn.path / "item_embeddings.npy")
 
