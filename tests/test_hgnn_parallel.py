@@ -1,5 +1,6 @@
-"""Data parallelism: 8 fake CPU devices and 2 jax.distributed CPU processes give the same loss and
-update as 1 device for the same global batch (same stacked sub-batches)."""
+"""Data parallelism: 8 fake CPU devices give the same loss and update as 1 device for the same global
+batch (same stacked sub-batches); 2 jax.distributed CPU processes train (with checkpoints) to the
+same params as 1 process."""
 from __future__ import annotations
 
 import json
@@ -25,7 +26,7 @@ from twotower_hgnn.models.hgnn import padded_features
 from twotower_hgnn.rng import jax_key
 from sampler.numpy_backend import NumpySampler
 
-def run(num_devices, G, local, with_eval=True):
+def run(num_devices, G, local):
     ds = generate("tiny", 0)
     g, _ = build_graph(ds)
     g, _ = holdout_edges(g, 0.1, 0)
@@ -41,18 +42,12 @@ def run(num_devices, G, local, with_eval=True):
         state, loss = train_step(state, feats, shard_batch(src.batch(1, j), mesh))
         block_on_cpu(loss)
         losses.append(float(loss))
-    ev = eval_step(state["params"], feats, shard_batch(src.batch(1, 2), mesh)) if with_eval else {"hinge": 0.0, "rr": 0.0}
+    ev = eval_step(state["params"], feats, shard_batch(src.batch(1, 2), mesh))
     leaves = jax.tree_util.tree_leaves(jax.device_get(state["params"]))
     return {"losses": losses, "checksum": float(sum(np.abs(np.asarray(l, np.float64)).sum() for l in leaves)),
             "first": np.asarray(leaves[0]).ravel()[:8].tolist(), "eval_hinge": float(ev["hinge"]), "eval_rr": float(ev["rr"]),
             "devices": len(jax.devices()), "processes": jax.process_count()}
 """
-
-
-def _reference(G: int) -> dict:
-    ns: dict = {}
-    exec(textwrap.dedent(_BODY), ns)
-    return ns["run"](1, G, slice(0, G), with_eval=False)
 
 
 def _close(a: dict, b: dict) -> None:
@@ -76,26 +71,48 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one_process():
-    """jax.distributed over 2 local CPU processes (gloo collectives), 1 device each; each process
-    samples only its own sub-batch of the G = 2 global batch."""
+_TRAIN = """
+import json, sys, numpy as np, jax
+from twotower_hgnn.data.synthetic import generate
+from twotower_hgnn.graph import build_graph, holdout_edges
+from twotower_hgnn.train.hgnn import HGNNTrainConfig, train_hgnn
+
+def train(workdir, num_devices):
+    ds = generate("tiny", 0)
+    g, _ = build_graph(ds)
+    g, val = holdout_edges(g, 0.1, 0)
+    cfg = HGNNTrainConfig.cpu_small(sub_batches=2, num_devices=num_devices, max_steps=4, ckpt_every_steps=2, val_max_edges=64)
+    r = train_hgnn(g, ds.item_vectors, val, cfg, workdir)
+    leaves = jax.tree_util.tree_leaves(r.last_params)
+    return {"steps": r.steps, "val": [[h["val_loss"], h["val_mrr"]] for h in r.history],
+            "checksum": float(sum(np.abs(np.asarray(l, np.float64)).sum() for l in leaves)),
+            "first": np.asarray(leaves[0]).ravel()[:8].tolist(), "processes": jax.process_count(),
+            "devices": len(jax.devices()), "ckpt_steps": r.resumed_from}
+"""
+
+
+def test_two_processes_equal_one_process(tmp_path):
+    """``train_hgnn`` under jax.distributed with 2 local CPU processes (gloo collectives, 1 device
+    each, each sampling its own sub-batch of every G = 2 step, one shared checkpoint directory)
+    ends with the same params and validation metrics as 1 process with G = 2."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("XLA_FLAGS", None)
     errors = []
-    for _attempt in range(2):  # one retry: on a loaded 2-core box the coordinator start-up can time out
+    for attempt in range(2):  # one retry: on a loaded 2-core box the coordinator start-up can time out
         port = _free_port()
-        code = _BODY + textwrap.dedent(f"""
+        wd = tmp_path / f"mp{attempt}"
+        code = _TRAIN + textwrap.dedent(f"""
             from twotower_hgnn.parallel import init_distributed
             pid = int(sys.argv[1])
             init_distributed("127.0.0.1:{port}", num_processes=2, process_id=pid)
-            print(json.dumps(run(None, 2, slice(pid, pid + 1), with_eval=False)))
+            print(json.dumps(train("{wd}", None)))
         """)
         procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True) for i in range(2)]
         outs = []
         try:
             for p in procs:
-                so, se = p.communicate(timeout=240)
+                so, se = p.communicate(timeout=300)
                 if p.returncode != 0:
                     errors.append(f"process failed (rc={p.returncode}):\n{se[-3000:]}")
                     break
@@ -108,7 +125,12 @@ def test_two_processes_equal_one_process():
         if len(outs) == 2:
             break
     assert len(outs) == 2, "\n".join(errors)
-    ref = _reference(2)
+    ns: dict = {}
+    exec(textwrap.dedent(_TRAIN), ns)
+    ref = ns["train"](str(tmp_path / "single"), 1)
+    assert sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit())[-1] == 4
     for o in outs:
-        assert o["processes"] == 2 and o["devices"] == 2
-        _close(o, ref)
+        assert o["processes"] == 2 and o["devices"] == 2 and o["steps"] == ref["steps"] == 4
+        np.testing.assert_allclose(o["val"], ref["val"], rtol=1e-5)
+        np.testing.assert_allclose(o["checksum"], ref["checksum"], rtol=1e-5)
+        np.testing.assert_allclose(o["first"], ref["first"], rtol=1e-4, atol=1e-6)

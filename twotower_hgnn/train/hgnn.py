@@ -496,11 +496,11 @@ def train_hgnn(
     best_epoch, resumed_from = 0, None
     ckpt = _checkpointer(workdir, cfg)
     if ckpt is not None and ckpt.latest_step() is not None:
-        restored, meta = ckpt.restore({"state": state, "best_params": best_params})
+        restored, meta = ckpt.restore({"state": _host(state), "best_params": best_params})
         if meta.get("spec") != json_roundtrip(spec.to_dict()):
             raise ValueError(f"checkpoint in {ckpt.directory} was written for a different sampling spec; "
                              "use a new workdir or the same config")
-        state, best_params = restored["state"], _host(restored["best_params"])
+        state, best_params = _host(restored["state"]), _host(restored["best_params"])
         stopper.load_state_dict(meta["early_stopping"])
         history, epoch, start = list(meta["history"]), int(meta["epoch"]), int(meta["next_step"])
         epoch_loss, epoch_steps, wall_prev = float(meta["epoch_loss"]), int(meta["epoch_steps"]), float(meta["wall_s"])
@@ -518,7 +518,9 @@ def train_hgnn(
         meta = {"epoch": epoch, "next_step": start, "epoch_loss": epoch_loss, "epoch_steps": epoch_steps,
                 "early_stopping": stopper.state_dict(), "history": history, "wall_s": elapsed(),
                 "best_epoch": best_epoch, "spec": spec.to_dict(), "config": cfg.to_dict(), "seed": cfg.seed}
-        ckpt.save(step, {"state": state, "best_params": best_params}, meta, metric=metric, overwrite=True)
+        # Host copies: the replicated state is a global array spanning every process, which orbax
+        # cannot save as such (multi-process CPU run: "input arrays must have one shard each").
+        ckpt.save(step, {"state": _host(state), "best_params": best_params}, meta, metric=metric, overwrite=True)
 
     def validate(ep: int, train_loss: float | None, steps_per_s: float | None) -> dict:
         nonlocal best_params, best_epoch
