@@ -1,0 +1,337 @@
+"""The paper-shaped experiment (issue 6, item 9): do PAPER.md's orderings hold on synthetic data, over seeds?
+
+For each seed s (``data_seed = seed = s``: the synthetic data differs per seed, so the spread includes
+data variation, not only training noise) this runs, as subprocesses of the daily job:
+
+* the main pipeline (Tables 2-4: Popularity, LLM-KNN, HGNN, 2T, 2T-HGNN on audiobooks and podcasts)::
+
+      python -m launch.pipeline --dataset=synthetic --scale=S --preset=P --data_seed=s --seed=s --out_dir=D
+
+* ablation A (balanced sampler off), audiobook target only (Table 1 is warm/audiobook)::
+
+      python -m launch.pipeline ... --ablation=A --targets=audiobook
+
+  Why not ``launch.ablations``: ``run_table1`` forces ``targets=("audiobook",)`` on the *full* model,
+  which changes the fingerprint of the version's shared ``two_tower``/``evaluate``/``export`` stages and
+  so retrains them and overwrites the two-target report of the main run. ``--ablation=A`` writes
+  only under ``ablation-A/`` and reuses data/split/graph/content.
+
+Valid stages are skipped by the pipeline, so rerunning this script after the runs exist only
+collects (``--norun`` does not even start the subprocesses). It then reads every
+``evaluate/report.json`` and ``hgnn/history.json`` and reports:
+
+* mean, sample std (ddof=1), min and max over seeds per model x target x segment x metric;
+* the paper's orderings on HR@K -- warm audiobooks 2T-HGNN > HGNN > 2T > Popularity, cold audiobooks
+  2T-HGNN > Popularity > 2T -- checked per seed (every adjacent pair) and on the means;
+* ablation A vs the full model: HR@K / MRR / Coverage deltas on warm audiobooks, and the HGNN training
+  wall-clock to its stop (early stop or budget) and to a fixed validation MRR (0.95 x the lower of the
+  two best values, the rule of ``pipeline.run_table1``), plus steps, epochs and steps/s;
+* per-run diagnostics for the "why": HGNN best val MRR vs its random baseline and stop reason,
+  two-tower steps/examples, stage seconds.
+
+Run:
+  .venv/bin/python -m benchmarks.paper_experiment --scale=small --preset=demo --seeds=0,1,2 \\
+      --out_dir=runs_experiment --json=runs_experiment/paper_experiment.json
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from absl import app, flags
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from twotower_hgnn.eval.report import load_report  # noqa: E402
+from twotower_hgnn.io import atomic_write_json  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("scale", "small", "Synthetic scale.")
+flags.DEFINE_enum("preset", "demo", ["demo", "tiny", "paper"], "Pipeline hyper-parameter preset.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data_seed = seed).")
+flags.DEFINE_string("out_dir", "runs_experiment", "Pipeline out_dir (versions live under it).")
+flags.DEFINE_list("targets", ["audiobook", "podcast"], "Targets of the main runs.")
+flags.DEFINE_boolean("ablation_a", True, "Also run and summarise ablation A.")
+flags.DEFINE_boolean("run", True, "Start the pipeline subprocesses (valid stages are skipped); "
+                     "--norun only collects existing reports.")
+flags.DEFINE_integer("timeout_s", 1500, "Wall-clock limit of one pipeline subprocess.")
+flags.DEFINE_string("json", None, "Write the summary here (atomically).")
+
+METRICS = ("hr@{k}", "mrr@100", "coverage@100", "recall@{k}", "ndcg@{k}")
+# (name, target, segment, chain best -> worst) on HR@K, PAPER.md Tables 2-3.
+ORDERINGS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("warm", "audiobook", "warm", ("2T-HGNN", "HGNN", "2T", "Popularity")),
+    ("cold", "audiobook", "cold", ("2T-HGNN", "Popularity", "2T")),
+)
+
+
+# ------------------------------------------------------------------------------------- running
+def version_dir(out_dir: str, scale: str, seed: int) -> Path:
+    """Mirrors ``PipelineConfig.version_dir`` for synthetic data (tag ``synthetic-<scale>-s<seed>``)."""
+    return Path(out_dir).resolve() / f"synthetic-{scale}-s{seed}" / "default"
+
+
+def pipeline_cmd(scale: str, preset: str, seed: int, out_dir: str, targets: Sequence[str],
+                 ablation: str | None) -> list[str]:
+    cmd = [sys.executable, "-m", "launch.pipeline", "--dataset=synthetic", f"--scale={scale}", f"--preset={preset}",
+           f"--data_seed={seed}", f"--seed={seed}", f"--out_dir={Path(out_dir).resolve()}",
+           f"--targets={','.join(targets)}", "--demo_users=none"]
+    if ablation:
+        cmd.append(f"--ablation={ablation}")
+    return cmd
+
+
+def run_one(cmd: list[str], log_path: Path, timeout_s: int) -> float:
+    """Runs one pipeline subprocess, output to ``log_path``; returns its wall seconds."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    t0 = time.time()
+    print(f"[experiment] {' '.join(cmd[1:])}  (log: {log_path})", flush=True)
+    with open(log_path, "a") as log:
+        try:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"pipeline ran past --timeout_s={timeout_s}: {' '.join(cmd)} (log: {log_path})") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"pipeline failed (exit {proc.returncode}): {' '.join(cmd)}; see {log_path}")
+    secs = time.time() - t0
+    print(f"[experiment]   done in {secs:.0f}s", flush=True)
+    return secs
+
+
+# ------------------------------------------------------------------------------------- collecting
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing (run without --norun first)")
+    return json.loads(path.read_text())
+
+
+def stage_seconds(vdir: Path, prefix: str = "") -> dict[str, float]:
+    """Seconds each stage took when it last ran (from its ``_STAGE.json`` marker)."""
+    out = {}
+    for stage in ("data", "split", "graph", "content", "hgnn", "two_tower", "evaluate", "export"):
+        m = vdir / prefix / stage / "_STAGE.json"
+        if m.exists():
+            out[stage] = round(float(json.loads(m.read_text())["seconds"]), 1)
+    return out
+
+
+def hgnn_summary(hist: Mapping[str, Any]) -> dict[str, Any]:
+    h = hist["history"]
+    sps = [r["steps_per_s"] for r in h if r.get("steps_per_s")]
+    return {"best_val_mrr": hist["best_metric"], "random_val_mrr": hist["baseline"].get("val_mrr"),
+            "untrained_val_mrr": h[0].get("val_mrr") if h else None, "best_epoch": hist["best_epoch"],
+            "epochs_run": hist["epochs_run"], "steps": hist["steps"], "wall_s": hist["wall_s"],
+            "stop_reason": hist["stop_reason"], "steps_per_s": float(np.mean(sps)) if sps else None,
+            "n_validations": len(h)}
+
+
+def time_to_metric(history: Sequence[Mapping[str, Any]], threshold: float, key: str = "val_mrr") -> float | None:
+    """Training wall-clock at the first validation reaching ``threshold`` (None = never); the rule of
+    ``pipeline.time_to_metric`` (not imported: benchmarks sit below the pipeline's floor)."""
+    for h in history:
+        if h.get(key) is not None and h[key] >= threshold:
+            return float(h.get("wall_s", 0.0))
+    return None
+
+
+def collect_seed(vdir: Path, with_a: bool) -> dict[str, Any]:
+    rep = load_report(vdir / "evaluate" / "report.json")
+    k = int(rep["meta"]["k"])
+    res = {(r["model"], r["target_type"], r["segment"]): r["metrics"] for r in rep["results"]}
+    tt = {}
+    for stage in ("two_tower",):
+        marker = vdir / stage / "_STAGE.json"
+        if marker.exists():
+            tt = json.loads(marker.read_text()).get("summary", {})
+    hist = _read_json(vdir / "hgnn" / "history.json")
+    out: dict[str, Any] = {
+        "k": k, "results": res, "stage_seconds": stage_seconds(vdir), "hgnn": hgnn_summary(hist),
+        "two_tower": tt, "protocol_stats": rep["meta"].get("protocol_stats", {}),
+        "split": rep["meta"].get("split", {}), "dataset": rep["meta"].get("dataset", {}),
+    }
+    if with_a:
+        rep_a = load_report(vdir / "ablation-A" / "evaluate" / "report.json")
+        hist_a = _read_json(vdir / "ablation-A" / "hgnn" / "history.json")
+        full_row = res[("2T-HGNN", "audiobook", "warm")]
+        a_row = {(r["model"], r["target_type"], r["segment"]): r["metrics"] for r in rep_a["results"]}
+        a_row = a_row[("2T-HGNN", "audiobook", "warm")]
+        thr = 0.95 * min(hist["best_metric"], hist_a["best_metric"])
+        out["ablation_A"] = {
+            "full": full_row, "A": a_row,
+            "delta": {m: a_row[m] - full_row[m] for m in (f"hr@{k}", "mrr@100", "coverage@100")},
+            "hgnn_full": {**hgnn_summary(hist), "wall_s_to_threshold": time_to_metric(hist["history"], thr)},
+            "hgnn_A": {**hgnn_summary(hist_a), "wall_s_to_threshold": time_to_metric(hist_a["history"], thr)},
+            "val_mrr_threshold": thr, "stage_seconds": stage_seconds(vdir, "ablation-A"),
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------------- summarising
+def stats(values: Sequence[float]) -> dict[str, float | int]:
+    v = np.asarray([x for x in values if x is not None], np.float64)
+    if v.size == 0:
+        return {"n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+def aggregate(per_seed: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """mean/std/min/max over seeds for every (model, target, segment, metric) present in all seeds."""
+    seeds = list(per_seed)
+    k = per_seed[seeds[0]]["k"]
+    keys = set.intersection(*(set(per_seed[s]["results"]) for s in seeds))
+    order = ["Popularity", "LLM-KNN", "HGNN", "2T", "2T-HGNN"]
+    rows = []
+    for key in sorted(keys, key=lambda x: (x[1], ["warm", "cold", "all"].index(x[2]) if x[2] in ("warm", "cold", "all")
+                                           else 9, order.index(x[0]) if x[0] in order else 9)):
+        row = {"model": key[0], "target_type": key[1], "segment": key[2], "metrics": {}}
+        for m in (t.format(k=k) for t in METRICS):
+            row["metrics"][m] = {**stats([per_seed[s]["results"][key][m] for s in seeds]),
+                                 "per_seed": [per_seed[s]["results"][key][m] for s in seeds]}
+        row["n_users"] = [per_seed[s]["results"][key].get("n_users") for s in seeds]
+        rows.append(row)
+    return rows
+
+
+def check_orderings(per_seed: Mapping[int, Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Each paper ordering on HR@K: per adjacent pair, the seeds where it holds, and on the means."""
+    seeds = list(per_seed)
+    k = per_seed[seeds[0]]["k"]
+    hr = f"hr@{k}"
+    mean = {(r["model"], r["target_type"], r["segment"]): r["metrics"][hr]["mean"] for r in rows}
+    out = []
+    for name, target, seg, chain in ORDERINGS:
+        if any((m, target, seg) not in mean for m in chain):
+            out.append({"ordering": name, "chain": list(chain), "error": "a model is missing from the reports"})
+            continue
+        pairs = []
+        for a, b in zip(chain[:-1], chain[1:]):
+            per = {s: per_seed[s]["results"][(a, target, seg)][hr] > per_seed[s]["results"][(b, target, seg)][hr]
+                   for s in seeds}
+            pairs.append({"pair": f"{a} > {b}", "holds_seeds": [s for s in seeds if per[s]],
+                          "holds_in_mean": bool(mean[(a, target, seg)] > mean[(b, target, seg)]),
+                          "mean_diff": mean[(a, target, seg)] - mean[(b, target, seg)]})
+        full_seed = [s for s in seeds if all(
+            per_seed[s]["results"][(a, target, seg)][hr] > per_seed[s]["results"][(b, target, seg)][hr]
+            for a, b in zip(chain[:-1], chain[1:]))]
+        mean_order = sorted(chain, key=lambda m: -mean[(m, target, seg)])
+        out.append({"ordering": name, "target_type": target, "segment": seg, "metric": hr, "chain": list(chain),
+                    "pairs": pairs, "holds_seeds": full_seed, "holds_in_mean": all(p["holds_in_mean"] for p in pairs),
+                    "mean_order": mean_order})
+    return out
+
+
+def summarise_ablation(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    seeds = [s for s in per_seed if "ablation_A" in per_seed[s]]
+    if not seeds:
+        return {}
+    a = {s: per_seed[s]["ablation_A"] for s in seeds}
+    out: dict[str, Any] = {"seeds": seeds, "delta_A_minus_full": {}, "full": {}, "A": {}, "hgnn": {}}
+    for m in a[seeds[0]]["delta"]:
+        out["delta_A_minus_full"][m] = stats([a[s]["delta"][m] for s in seeds])
+        out["full"][m] = stats([a[s]["full"][m] for s in seeds])
+        out["A"][m] = stats([a[s]["A"][m] for s in seeds])
+    for side in ("hgnn_full", "hgnn_A"):
+        fields = ("wall_s", "wall_s_to_threshold", "steps", "epochs_run", "steps_per_s", "best_val_mrr")
+        out["hgnn"][side] = {f: stats([a[s][side][f] for s in seeds]) for f in fields}
+        out["hgnn"][side]["stop_reasons"] = [a[s][side]["stop_reason"] for s in seeds]
+        out["hgnn"][side]["reached_threshold"] = [a[s][side]["wall_s_to_threshold"] is not None for s in seeds]
+    out["val_mrr_threshold"] = [a[s]["val_mrr_threshold"] for s in seeds]
+    return out
+
+
+# ------------------------------------------------------------------------------------- printing
+def _pm(st: Mapping[str, Any], scale: float = 1.0, digits: int = 3) -> str:
+    if not st.get("n"):
+        return "-"
+    return f"{st['mean'] * scale:.{digits}f} ± {st['std'] * scale:.{digits}f}"
+
+
+def format_tables(rows: Sequence[Mapping[str, Any]], orderings: Sequence[Mapping[str, Any]],
+                  abl: Mapping[str, Any], k: int, n_seeds: int) -> str:
+    lines = [f"Mean ± std over {n_seeds} seeds (min..max of HR@{k} in brackets); coverage in %"]
+    titles = {("audiobook", "warm"): "Table 2 - audiobooks, warm users", ("audiobook", "cold"):
+              "Table 3 - audiobooks, cold users", ("podcast", "all"): "Table 4 - podcasts, all users",
+              ("podcast", "warm"): "podcasts, warm users", ("podcast", "cold"): "podcasts, cold users",
+              ("audiobook", "all"): "audiobooks, all users"}
+    groups: dict[tuple[str, str], list] = {}
+    for r in rows:
+        groups.setdefault((r["target_type"], r["segment"]), []).append(r)
+    for key in [k_ for k_ in titles if k_ in groups]:
+        lines.append(f"\n{titles[key]}")
+        lines.append(f"  {'model':<11} {'HR@' + str(k):<28} {'MRR@100':<17} {'Coverage@100 %':<17} {'NDCG@' + str(k):<17}")
+        for r in groups[key]:
+            mt = r["metrics"]
+            hr = mt[f"hr@{k}"]
+            hr_txt = f"{_pm(hr)} [{hr['min']:.3f}..{hr['max']:.3f}]"
+            lines.append(f"  {r['model']:<11} {hr_txt:<28} "
+                         f"{_pm(mt['mrr@100']):<17} {_pm(mt['coverage@100'], 100, 1):<17} {_pm(mt[f'ndcg@{k}']):<17}")
+    lines.append("\nPaper orderings on HR@%d:" % k)
+    for o in orderings:
+        if "error" in o:
+            lines.append(f"  {o['ordering']}: {o['error']}")
+            continue
+        lines.append(f"  {o['ordering']:<5} {' > '.join(o['chain'])}: holds in mean: {o['holds_in_mean']}; "
+                     f"all pairs hold in seeds {o['holds_seeds']} of {n_seeds}; mean order: {' > '.join(o['mean_order'])}")
+        for p in o["pairs"]:
+            lines.append(f"        {p['pair']:<24} seeds {p['holds_seeds']}  mean diff {p['mean_diff']:+.4f}")
+    if abl:
+        lines.append("\nAblation A (balanced sampler off) vs full 2T-HGNN, warm audiobooks:")
+        for m, st in abl["delta_A_minus_full"].items():
+            lines.append(f"  {m:<13} full {_pm(abl['full'][m])}  A {_pm(abl['A'][m])}  A-full {_pm(st, digits=4)}")
+        lines.append("  HGNN training:")
+        for side in ("hgnn_full", "hgnn_A"):
+            h = abl["hgnn"][side]
+            lines.append(f"    {side[5:]:<5} to stop {_pm(h['wall_s'], digits=0)} s ({', '.join(h['stop_reasons'])}); "
+                         f"to val MRR >= 0.95*min(best): {_pm(h['wall_s_to_threshold'], digits=0)} s "
+                         f"(reached {h['reached_threshold']}); steps {_pm(h['steps'], digits=0)}; "
+                         f"epochs {_pm(h['epochs_run'], digits=1)}; steps/s {_pm(h['steps_per_s'], digits=2)}; "
+                         f"best val MRR {_pm(h['best_val_mrr'])}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    seeds = [int(s) for s in FLAGS.seeds]
+    out_dir = str(Path(FLAGS.out_dir).resolve())
+    timings: dict[int, dict[str, float]] = {}
+    if FLAGS.run:
+        for s in seeds:
+            logs = Path(out_dir) / "logs"
+            timings[s] = {"main_s": run_one(pipeline_cmd(FLAGS.scale, FLAGS.preset, s, out_dir, FLAGS.targets, None),
+                                            logs / f"{FLAGS.scale}-s{s}-main.log", FLAGS.timeout_s)}
+            if FLAGS.ablation_a:
+                timings[s]["ablation_A_s"] = run_one(
+                    pipeline_cmd(FLAGS.scale, FLAGS.preset, s, out_dir, ["audiobook"], "A"),
+                    logs / f"{FLAGS.scale}-s{s}-ablation-A.log", FLAGS.timeout_s)
+    per_seed = {s: collect_seed(version_dir(out_dir, FLAGS.scale, s), FLAGS.ablation_a) for s in seeds}
+    rows = aggregate(per_seed)
+    orderings = check_orderings(per_seed, rows)
+    abl = summarise_ablation(per_seed) if FLAGS.ablation_a else {}
+    k = per_seed[seeds[0]]["k"]
+    print(format_tables(rows, orderings, abl, k, len(seeds)), flush=True)
+    if FLAGS.json:
+        def _plain(d):
+            return {"|".join(key) if isinstance(key, tuple) else key: v for key, v in d.items()}
+        seeds_out = {str(s): {**v, "results": _plain(v["results"])} for s, v in per_seed.items()}
+        atomic_write_json(Path(FLAGS.json), {
+            "config": {"scale": FLAGS.scale, "preset": FLAGS.preset, "seeds": seeds, "out_dir": out_dir,
+                       "targets": list(FLAGS.targets), "std": "sample std, ddof=1",
+                       "seed_meaning": "data_seed = training seed: spread includes data variation"},
+            "results": rows, "orderings": orderings, "ablation_A": abl, "per_seed": seeds_out,
+            "subprocess_seconds": {str(s): t for s, t in timings.items()},
+        })
+        print(f"[experiment] wrote {FLAGS.json}", flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)
