@@ -11,10 +11,11 @@ data variation, not only training noise) this runs, as subprocesses of the daily
 
       python -m launch.pipeline ... --ablation=A --targets=audiobook
 
-  Why not ``launch.ablations``: ``run_table1`` forces ``targets=("audiobook",)`` on the *full* model,
-  which changes the fingerprint of the version's shared ``two_tower``/``evaluate``/``export`` stages and
-  so retrains them and overwrites the two-target report of the main run. ``--ablation=A`` writes
-  only under ``ablation-A/`` and reuses data/split/graph/content.
+  ``--ablation=A`` writes only under ``ablation-A/`` and reuses data/split/graph/content, and A is
+  compared with the main run's 2T-HGNN (same HGNN, same audiobook two-tower config). Not
+  ``launch.ablations``: its ``run_table1`` trains one more audiobook-only reference two-tower (under
+  ``ablation-full/`` since commit 6a83e9e; before it, that reference replaced the main run's two-target
+  ``two_tower``/``evaluate`` stages).
 
 Valid stages are skipped by the pipeline, so rerunning this script after the runs exist only
 collects (``--norun`` does not even start the subprocesses). It then reads every
@@ -27,7 +28,11 @@ collects (``--norun`` does not even start the subprocesses). It then reads every
   wall-clock to its stop (early stop or budget) and to a fixed validation MRR (0.95 x the lower of the
   two best values, the rule of ``pipeline.run_table1``), plus steps, epochs and steps/s;
 * per-run diagnostics for the "why": HGNN best val MRR vs its random baseline and stop reason,
-  two-tower steps/examples, stage seconds.
+  two-tower steps/examples, stage seconds (of the stage's last (re)run: a resumed stage records only
+  the resume), and with ``--diagnose`` the data behind the audiobook tables: how concentrated the
+  relevant items are on the 10 most-streamed audiobooks, history sizes, how often a relevant item is
+  in one of the user's true taste topics (generator ground truth), and a *topic oracle* ranking
+  (popular audiobooks of the user's true topics first) as a reference ceiling for HR@K.
 
 Run:
   .venv/bin/python -m benchmarks.paper_experiment --scale=small --preset=demo --seeds=0,1,2 \\
@@ -64,6 +69,7 @@ flags.DEFINE_boolean("run", True, "Start the pipeline subprocesses (valid stages
                      "--norun only collects existing reports.")
 flags.DEFINE_integer("timeout_s", 1500, "Wall-clock limit of one pipeline subprocess.")
 flags.DEFINE_string("json", None, "Write the summary here (atomically).")
+flags.DEFINE_boolean("diagnose", True, "Compute the data diagnostics (regenerates each seed's synthetic data).")
 
 METRICS = ("hr@{k}", "mrr@100", "coverage@100", "recall@{k}", "ndcg@{k}")
 # (name, target, segment, chain best -> worst) on HR@K, PAPER.md Tables 2-3.
@@ -175,6 +181,77 @@ def collect_seed(vdir: Path, with_a: bool) -> dict[str, Any]:
     return out
 
 
+# ------------------------------------------------------------------------------------- diagnostics
+def _split_parts(vdir: Path):
+    """The run's split as the protocol reads it (train/test tables, from the split stage)."""
+    import types
+
+    import pandas as pd
+
+    return types.SimpleNamespace(train=pd.read_parquet(vdir / "split" / "train.parquet"),
+                                 test=pd.read_parquet(vdir / "split" / "test.parquet"))
+
+
+def diagnose(vdir: Path, scale: str, seed: int, k: int = 10) -> dict[str, Any]:
+    """Audiobook-side facts behind Tables 2-3 for one run (module docstring), per segment."""
+    from twotower_hgnn.data import load_dataset
+    from twotower_hgnn.data.schema import ITEM_TYPES
+    from twotower_hgnn.eval.baselines import rank_users
+    from twotower_hgnn.eval.metrics import compute_metrics
+    from twotower_hgnn.eval.protocol import build_protocol
+
+    ds = load_dataset("synthetic", scale=scale, seed=seed)
+    if ds.truth is None:
+        raise ValueError(f"{scale}/seed {seed}: the dataset carries no generator ground truth")
+    split = _split_parts(vdir)
+    tp = build_protocol(ds, split, ["audiobook"], exclude_seen=True)["audiobook"]
+    item_topic = np.asarray(ds.truth["item_topic"], np.int64)
+    tastes = np.asarray(ds.truth["user_topics"], np.int64)  # [n_users, 3] topic ids
+    n_topics = int(max(item_topic.max(), tastes.max())) + 1
+    cat_topic = item_topic[tp.catalogue]
+    top10 = tp.catalogue[np.argsort(-tp.train_streams, kind="stable")[:k]]
+    # Distinct podcasts each evaluated user streamed/engaged with in the train part.
+    tr = split.train
+    pc_code = ITEM_TYPES.index("podcast")
+    is_pc = ds.item_type_codes()[tr["item_idx"].to_numpy()] == pc_code
+    pairs = np.unique(tr.loc[is_pc, ["user_idx", "item_idx"]].to_numpy(np.int64), axis=0)
+    n_pc = np.bincount(pairs[:, 0], minlength=ds.num_users)
+    # Topic oracle: score = (# of the user's taste slots on the item's topic + 1e-3) x (train streams + 1).
+    uvec = np.zeros((ds.num_users, n_topics + 1), np.float32)
+    np.add.at(uvec, (np.repeat(np.arange(ds.num_users), tastes.shape[1]), tastes.ravel()), 1.0)
+    uvec[:, n_topics] = 1e-3
+    ivec = np.zeros((tp.catalogue.size, n_topics + 1), np.float32)
+    pop = (tp.train_streams + 1).astype(np.float32)
+    ivec[np.arange(tp.catalogue.size), cat_topic] = pop
+    ivec[:, n_topics] = pop
+    out: dict[str, Any] = {"catalogue": int(tp.catalogue.size),
+                           "top10_share_of_train_streams": float(np.sort(tp.train_streams)[::-1][:k].sum()
+                                                                 / max(tp.train_streams.sum(), 1))}
+    for seg in ("warm", "cold"):
+        pos = tp.segment(seg)
+        rel = tp.relevant.take(pos)
+        users = tp.users[pos]
+        rel_user = users[rel.row_ids()]
+        in_taste = (tastes[rel_user] == item_topic[rel.indices][:, None]).any(1)
+        ranked = rank_users(tp, uvec[users], ivec, pos).items
+        oracle = compute_metrics(ranked, rel, tp.catalogue, k=k, name=f"topic-oracle/audiobook/{seg}")
+        hist = tp.history.take(pos).sizes()
+        out[seg] = {
+            "users": int(pos.size), "relevant_per_user": float(rel.sizes().mean()) if pos.size else None,
+            "relevant_in_top10_popular": float(np.isin(rel.indices, top10).mean()) if rel.nnz else None,
+            "users_with_a_top10_popular_relevant": float(np.bincount(rel.row_ids()[np.isin(rel.indices, top10)],
+                                                                     minlength=pos.size).astype(bool).mean())
+            if pos.size else None,
+            "relevant_in_user_taste_topics": float(in_taste.mean()) if rel.nnz else None,
+            "audiobook_history_mean": float(hist.mean()) if pos.size else None,
+            "audiobook_history_median": float(np.median(hist)) if pos.size else None,
+            "podcast_history_mean": float(n_pc[users].mean()) if pos.size else None,
+            "users_with_podcast_history": float((n_pc[users] > 0).mean()) if pos.size else None,
+            "topic_oracle": {m: oracle[m] for m in (f"hr@{k}", "mrr@100", "coverage@100")},
+        }
+    return out
+
+
 # ------------------------------------------------------------------------------------- summarising
 def stats(values: Sequence[float]) -> dict[str, float | int]:
     v = np.asarray([x for x in values if x is not None], np.float64)
@@ -249,6 +326,24 @@ def summarise_ablation(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, A
     return out
 
 
+def summarise_diagnostics(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """mean/std over seeds of every numeric diagnostic (and of the HGNN's val MRR vs its baselines)."""
+    seeds = list(per_seed)
+    out: dict[str, Any] = {"hgnn": {f: stats([per_seed[s]["hgnn"][f] for s in seeds])
+                                    for f in ("best_val_mrr", "random_val_mrr", "untrained_val_mrr", "epochs_run",
+                                              "steps", "wall_s", "steps_per_s")}}
+    out["hgnn"]["stop_reasons"] = [per_seed[s]["hgnn"]["stop_reason"] for s in seeds]
+    if all("diagnostics" in per_seed[s] for s in seeds):
+        d = {s: per_seed[s]["diagnostics"] for s in seeds}
+        out["top10_share_of_train_streams"] = stats([d[s]["top10_share_of_train_streams"] for s in seeds])
+        for seg in ("warm", "cold"):
+            fields = [f for f, v in d[seeds[0]][seg].items() if isinstance(v, (int, float))]
+            out[seg] = {f: stats([d[s][seg][f] for s in seeds]) for f in fields}
+            out[seg]["topic_oracle"] = {m: stats([d[s][seg]["topic_oracle"][m] for s in seeds])
+                                        for m in d[seeds[0]][seg]["topic_oracle"]}
+    return out
+
+
 # ------------------------------------------------------------------------------------- printing
 def _pm(st: Mapping[str, Any], scale: float = 1.0, digits: int = 3) -> str:
     if not st.get("n"):
@@ -257,7 +352,7 @@ def _pm(st: Mapping[str, Any], scale: float = 1.0, digits: int = 3) -> str:
 
 
 def format_tables(rows: Sequence[Mapping[str, Any]], orderings: Sequence[Mapping[str, Any]],
-                  abl: Mapping[str, Any], k: int, n_seeds: int) -> str:
+                  abl: Mapping[str, Any], k: int, n_seeds: int, diag: Mapping[str, Any] | None = None) -> str:
     lines = [f"Mean ± std over {n_seeds} seeds (min..max of HR@{k} in brackets); coverage in %"]
     titles = {("audiobook", "warm"): "Table 2 - audiobooks, warm users", ("audiobook", "cold"):
               "Table 3 - audiobooks, cold users", ("podcast", "all"): "Table 4 - podcasts, all users",
@@ -296,6 +391,22 @@ def format_tables(rows: Sequence[Mapping[str, Any]], orderings: Sequence[Mapping
                          f"(reached {h['reached_threshold']}); steps {_pm(h['steps'], digits=0)}; "
                          f"epochs {_pm(h['epochs_run'], digits=1)}; steps/s {_pm(h['steps_per_s'], digits=2)}; "
                          f"best val MRR {_pm(h['best_val_mrr'])}")
+    if diag:
+        h = diag["hgnn"]
+        lines.append(f"\nHGNN (main runs): best val MRR {_pm(h['best_val_mrr'])} vs untrained {_pm(h['untrained_val_mrr'])} "
+                     f"vs random embeddings {_pm(h['random_val_mrr'])}; epochs {_pm(h['epochs_run'], digits=1)}, "
+                     f"steps {_pm(h['steps'], digits=0)}, stop {h['stop_reasons']}")
+        if "warm" in diag:
+            lines.append(f"Data (audiobooks): the 10 most-streamed audiobooks hold "
+                         f"{_pm(diag['top10_share_of_train_streams'], 100, 1)} % of train audiobook streams")
+            for seg in ("warm", "cold"):
+                g = diag[seg]
+                lines.append(f"  {seg}: users {_pm(g['users'], digits=0)}; relevant/user {_pm(g['relevant_per_user'], digits=2)}; "
+                             f"relevant in top-10 popular {_pm(g['relevant_in_top10_popular'], 100, 1)} %; "
+                             f"relevant in user's taste topics {_pm(g['relevant_in_user_taste_topics'], 100, 1)} %; "
+                             f"audiobook history {_pm(g['audiobook_history_mean'], digits=1)}; podcast history "
+                             f"{_pm(g['podcast_history_mean'], digits=1)} (users with any {_pm(g['users_with_podcast_history'], 100, 1)} %); "
+                             f"topic-oracle HR@{k} {_pm(g['topic_oracle'][f'hr@{k}'])}, MRR {_pm(g['topic_oracle']['mrr@100'])}")
     return "\n".join(lines)
 
 
@@ -314,11 +425,16 @@ def main(argv):
                     pipeline_cmd(FLAGS.scale, FLAGS.preset, s, out_dir, ["audiobook"], "A"),
                     logs / f"{FLAGS.scale}-s{s}-ablation-A.log", FLAGS.timeout_s)
     per_seed = {s: collect_seed(version_dir(out_dir, FLAGS.scale, s), FLAGS.ablation_a) for s in seeds}
+    if FLAGS.diagnose:
+        for s in seeds:
+            per_seed[s]["diagnostics"] = diagnose(version_dir(out_dir, FLAGS.scale, s), FLAGS.scale, s,
+                                                  per_seed[s]["k"])
     rows = aggregate(per_seed)
     orderings = check_orderings(per_seed, rows)
     abl = summarise_ablation(per_seed) if FLAGS.ablation_a else {}
     k = per_seed[seeds[0]]["k"]
-    print(format_tables(rows, orderings, abl, k, len(seeds)), flush=True)
+    diag = summarise_diagnostics(per_seed)
+    print(format_tables(rows, orderings, abl, k, len(seeds), diag), flush=True)
     if FLAGS.json:
         def _plain(d):
             return {"|".join(key) if isinstance(key, tuple) else key: v for key, v in d.items()}
@@ -327,7 +443,7 @@ def main(argv):
             "config": {"scale": FLAGS.scale, "preset": FLAGS.preset, "seeds": seeds, "out_dir": out_dir,
                        "targets": list(FLAGS.targets), "std": "sample std, ddof=1",
                        "seed_meaning": "data_seed = training seed: spread includes data variation"},
-            "results": rows, "orderings": orderings, "ablation_A": abl, "per_seed": seeds_out,
+            "results": rows, "orderings": orderings, "ablation_A": abl, "diagnostics": diag, "per_seed": seeds_out,
             "subprocess_seconds": {str(s): t for s, t in timings.items()},
         })
         print(f"[experiment] wrote {FLAGS.json}", flush=True)
