@@ -67,6 +67,9 @@ flags.DEFINE_list("targets", ["audiobook", "podcast"], "Targets of the main runs
 flags.DEFINE_boolean("ablation_a", True, "Also run and summarise ablation A.")
 flags.DEFINE_boolean("run", True, "Start the pipeline subprocesses (valid stages are skipped); "
                      "--norun only collects existing reports.")
+flags.DEFINE_boolean("rerun_existing", False, "Also start the pipeline for runs whose report exists. Off by default: "
+                     "a code change that alters a stage fingerprint makes the pipeline resume the time-budgeted "
+                     "two-tower training with a fresh budget, so a re-run would train those models longer.")
 flags.DEFINE_integer("timeout_s", 1500, "Wall-clock limit of one pipeline subprocess.")
 flags.DEFINE_string("json", None, "Write the summary here (atomically).")
 flags.DEFINE_boolean("diagnose", True, "Compute the data diagnostics (regenerates each seed's synthetic data).")
@@ -417,13 +420,17 @@ def main(argv):
     timings: dict[int, dict[str, float]] = {}
     if FLAGS.run:
         for s in seeds:
-            logs = Path(out_dir) / "logs"
-            timings[s] = {"main_s": run_one(pipeline_cmd(FLAGS.scale, FLAGS.preset, s, out_dir, FLAGS.targets, None),
-                                            logs / f"{FLAGS.scale}-s{s}-main.log", FLAGS.timeout_s)}
+            logs, vdir = Path(out_dir) / "logs", version_dir(out_dir, FLAGS.scale, s)
+            timings[s] = {}
+            jobs = [("main_s", None, FLAGS.targets, vdir / "evaluate" / "report.json")]
             if FLAGS.ablation_a:
-                timings[s]["ablation_A_s"] = run_one(
-                    pipeline_cmd(FLAGS.scale, FLAGS.preset, s, out_dir, ["audiobook"], "A"),
-                    logs / f"{FLAGS.scale}-s{s}-ablation-A.log", FLAGS.timeout_s)
+                jobs.append(("ablation_A_s", "A", ["audiobook"], vdir / "ablation-A" / "evaluate" / "report.json"))
+            for key, abl, targets, report in jobs:
+                if report.exists() and not FLAGS.rerun_existing:
+                    print(f"[experiment] seed {s} {abl or 'main'}: {report} exists, not re-run", flush=True)
+                    continue
+                timings[s][key] = run_one(pipeline_cmd(FLAGS.scale, FLAGS.preset, s, out_dir, targets, abl),
+                                          logs / f"{FLAGS.scale}-s{s}-{abl or 'main'}.log", FLAGS.timeout_s)
     per_seed = {s: collect_seed(version_dir(out_dir, FLAGS.scale, s), FLAGS.ablation_a) for s in seeds}
     if FLAGS.diagnose:
         for s in seeds:
