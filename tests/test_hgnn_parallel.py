@@ -84,7 +84,7 @@ def train(workdir, num_devices):
     cfg = HGNNTrainConfig.cpu_small(sub_batches=2, num_devices=num_devices, max_steps=4, ckpt_every_steps=2, val_max_edges=64)
     r = train_hgnn(g, ds.item_vectors, val, cfg, workdir)
     leaves = jax.tree_util.tree_leaves(r.last_params)
-    return {"steps": r.steps, "val": [[h["val_loss"], h["val_mrr"]] for h in r.history],
+    return {"steps": r.steps, "val": [[h["val_loss"], h["val_mrr"]] for h in r.history] + [[r.baseline["val_loss"], r.baseline["val_mrr"]]],
             "checksum": float(sum(np.abs(np.asarray(l, np.float64)).sum() for l in leaves)),
             "first": np.asarray(leaves[0]).ravel()[:8].tolist(), "processes": jax.process_count(),
             "devices": len(jax.devices()), "ckpt_steps": r.resumed_from}

@@ -480,8 +480,11 @@ def train_hgnn(
     val = cap_edges(val_edges, spec.relations, cfg.val_max_edges, cfg.seed)
     if sum(e.shape[0] for e in val.values()) == 0:
         raise ValueError(f"val_edges: no held-out edges for the relations in use {[relation_name(r) for r in spec.relations]}")
-    val_groups = group_eval_batches(list(sampler.edge_batches(val, cfg.seed)), G, local)
-    baseline = random_baseline(val_groups, layout, graph.num_nodes, mcfg.out_dim, cfg.margin, cfg.seed, spec.relations)
+    val_batches = list(sampler.edge_batches(val, cfg.seed))
+    val_groups = group_eval_batches(val_batches, G, local)
+    # the baseline over *all* sub-batches, so every process reports the same global figure
+    baseline = random_baseline(val_groups if n_proc == 1 else group_eval_batches(val_batches, G), layout,
+                               graph.num_nodes, mcfg.out_dim, cfg.margin, cfg.seed, spec.relations)
 
     state = init_state(jax_key(cfg.seed, "hgnn-init"), mcfg, spec, feats_np.shape[1], opt)
     if init_params_path is not None:
