@@ -227,6 +227,13 @@ def diagnose(vdir: Path, scale: str, seed: int, k: int = 10) -> dict[str, Any]:
     pop = (tp.train_streams + 1).astype(np.float32)
     ivec[np.arange(tp.catalogue.size), cat_topic] = pop
     ivec[:, n_topics] = pop
+    # (user, item) keys of train weak signals (preview/follow/intent) on audiobooks: the generator
+    # converts many of them into later streams of the same item, which are not excluded (not streamed).
+    from twotower_hgnn.data.schema import WEAK_EVENTS
+
+    ab_code = ITEM_TYPES.index("audiobook")
+    weak_m = (ds.item_type_codes()[tr["item_idx"].to_numpy()] == ab_code) & tr["event"].astype(str).isin(WEAK_EVENTS).to_numpy()
+    weak_keys = np.unique(tr["user_idx"].to_numpy(np.int64)[weak_m] * ds.num_items + tr["item_idx"].to_numpy(np.int64)[weak_m])
     out: dict[str, Any] = {"catalogue": int(tp.catalogue.size),
                            "top10_share_of_train_streams": float(np.sort(tp.train_streams)[::-1][:k].sum()
                                                                  / max(tp.train_streams.sum(), 1))}
@@ -236,6 +243,7 @@ def diagnose(vdir: Path, scale: str, seed: int, k: int = 10) -> dict[str, Any]:
         users = tp.users[pos]
         rel_user = users[rel.row_ids()]
         in_taste = (tastes[rel_user] == item_topic[rel.indices][:, None]).any(1)
+        from_weak = np.isin(rel_user * ds.num_items + rel.indices, weak_keys)
         ranked = rank_users(tp, uvec[users], ivec, pos).items
         oracle = compute_metrics(ranked, rel, tp.catalogue, k=k, name=f"topic-oracle/audiobook/{seg}")
         hist = tp.history.take(pos).sizes()
@@ -246,6 +254,9 @@ def diagnose(vdir: Path, scale: str, seed: int, k: int = 10) -> dict[str, Any]:
                                                                      minlength=pos.size).astype(bool).mean())
             if pos.size else None,
             "relevant_in_user_taste_topics": float(in_taste.mean()) if rel.nnz else None,
+            "relevant_with_train_weak_signal": float(from_weak.mean()) if rel.nnz else None,
+            "users_with_a_weak_signal_relevant": float(np.bincount(rel.row_ids()[from_weak], minlength=pos.size)
+                                                       .astype(bool).mean()) if pos.size else None,
             "audiobook_history_mean": float(hist.mean()) if pos.size else None,
             "audiobook_history_median": float(np.median(hist)) if pos.size else None,
             "podcast_history_mean": float(n_pc[users].mean()) if pos.size else None,
@@ -407,6 +418,8 @@ def format_tables(rows: Sequence[Mapping[str, Any]], orderings: Sequence[Mapping
                 lines.append(f"  {seg}: users {_pm(g['users'], digits=0)}; relevant/user {_pm(g['relevant_per_user'], digits=2)}; "
                              f"relevant in top-10 popular {_pm(g['relevant_in_top10_popular'], 100, 1)} %; "
                              f"relevant in user's taste topics {_pm(g['relevant_in_user_taste_topics'], 100, 1)} %; "
+                             f"users with a relevant item they had a train weak signal on "
+                             f"{_pm(g['users_with_a_weak_signal_relevant'], 100, 1)} %; "
                              f"audiobook history {_pm(g['audiobook_history_mean'], digits=1)}; podcast history "
                              f"{_pm(g['podcast_history_mean'], digits=1)} (users with any {_pm(g['users_with_podcast_history'], 100, 1)} %); "
                              f"topic-oracle HR@{k} {_pm(g['topic_oracle'][f'hr@{k}'])}, MRR {_pm(g['topic_oracle']['mrr@100'])}")
