@@ -42,6 +42,8 @@ flags.DEFINE_float("max_time_s", None, "Time budget in seconds.")
 flags.DEFINE_list("relations", None, "Relations in use, e.g. audiobook-audiobook,podcast-podcast.")
 flags.DEFINE_enum("balance", None, ["equal", "ratios", "off"], "Override: balance policy.")
 flags.DEFINE_integer("workers", None, "Sampler loader workers.")
+flags.DEFINE_enum("sampler", "auto", ["auto", "numpy", "device"],
+                  "Batch sampling backend: host NumPy or jitted on the device (auto: device on GPU/TPU, NumPy on CPU).")
 flags.DEFINE_integer("seed", 0, "Training seed.")
 flags.DEFINE_integer("max_neighbors", None, "Inference: cap neighbours per node/direction (default: full).")
 flags.DEFINE_string("export", None, "Embeddings .npz (default WORKDIR/item_embeddings.npz).")
@@ -62,7 +64,7 @@ def main(argv) -> None:
     from twotower_hgnn.graph import build_graph, holdout_edges
     from twotower_hgnn.inference import embed_items, export_embeddings
     from twotower_hgnn.io import atomic_write_json
-    from twotower_hgnn.train.hgnn import HGNNTrainConfig, save_params, train_hgnn
+    from twotower_hgnn.train.hgnn import HGNNTrainConfig, sampler_factory, save_params, train_hgnn
 
     if not FLAGS.dataset and not (FLAGS.graph_dir and FLAGS.features):
         raise app.UsageError("give --dataset, or both --graph_dir and --features")
@@ -92,7 +94,7 @@ def main(argv) -> None:
         "max_steps": FLAGS.max_steps, "max_time_s": FLAGS.max_time_s, "balance": FLAGS.balance, "workers": FLAGS.workers,
         "relations": tuple(FLAGS.relations) if FLAGS.relations else None}.items() if v is not None}
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model), seed=FLAGS.seed, **over)
-    res = train_hgnn(train_graph, feats, val, cfg, FLAGS.workdir)
+    res = train_hgnn(train_graph, feats, val, cfg, FLAGS.workdir, sampler_factory=sampler_factory(FLAGS.sampler))
     print(f"[hgnn] {res.stop_reason} after {res.epochs_run} epochs / {res.steps} steps, {res.wall_s:.0f} s; "
           f"best val_mrr {res.best_metric:.4f} (epoch {res.best_epoch}), random baseline {res.baseline['val_mrr']:.4f}")
     if FLAGS.process_id != 0:

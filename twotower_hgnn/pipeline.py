@@ -307,27 +307,6 @@ def two_tower_config(cfg: PipelineConfig, target: str, use_hgnn: bool):
                                **dict(cfg.two_tower_overrides))
 
 
-def resolve_sampler(choice: str) -> str:
-    """"auto" -> "device" when jax's default backend is an accelerator, else "numpy"."""
-    if choice != "auto":
-        return choice
-    import jax
-
-    return "device" if jax.default_backend() in ("gpu", "tpu") else "numpy"
-
-
-def sampler_factory(choice: str):
-    """``train_hgnn``'s ``sampler_factory`` for a backend choice (None = the trainer's NumPy default)."""
-    if resolve_sampler(choice) == "numpy":
-        return None
-    from sampler.device import DeviceSampler
-
-    def make(graph, spec, holdout):
-        return DeviceSampler(graph, spec, holdout={r: e for r, e in holdout.items() if r in graph.edges})
-
-    return make
-
-
 def _previous_version(cfg: PipelineConfig) -> Path | None:
     """The latest earlier version of this dataset with a complete export (for --warm_start)."""
     root = cfg.version_dir().parent
@@ -429,18 +408,25 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     content = np.load(r_content.path / "content.npy")
 
     # -- HGNN
+    from twotower_hgnn.train.hgnn import resolve_sampler
+
     rels = ablation_relations(cfg.ablation, ds.item_type_counts)
     hcfg = hgnn_config(cfg, rels)
     prev = _previous_version(cfg) if cfg.warm_start else None
 
     def do_hgnn(out: Path) -> dict:
         from twotower_hgnn.inference import embed_items
-        from twotower_hgnn.train.hgnn import save_params, train_hgnn
+        from twotower_hgnn.train.hgnn import save_params, sampler_factory, train_hgnn
 
         kw: dict[str, Any] = {"sampler_factory": sampler_factory(cfg.sampler)}
         if prev is not None and (prev / name["hgnn"] / "params.npz").exists():
-            kw["init_params_path"] = str(prev / name["hgnn"] / "params.npz")
-            _log(f"[hgnn] warm start from {prev.name}")
+            prev_model = json.loads((prev / name["hgnn"] / "history.json").read_text())["config"]["model"]
+            if prev_model == hcfg.model.to_dict():
+                kw["init_params_path"] = str(prev / name["hgnn"] / "params.npz")
+                _log(f"[hgnn] warm start from {prev.name}")
+            else:
+                _log(f"[hgnn] no warm start: the model config changed since {prev.name} ({prev_model} -> "
+                     f"{hcfg.model.to_dict()})")
         res = train_hgnn(train_graph, content, val_edges, hcfg, work / name["hgnn"], **kw)
         # Full graph (train + held-out edges): every co-listen known at the cut carries messages.
         emb = embed_items(res.params, hcfg.model, full_graph, content, relations=rels)

@@ -409,6 +409,30 @@ def _make_sampler(graph: HeteroCSR, spec: SamplingSpec, holdout: Mapping[Relatio
     return NumpySampler(graph, spec, holdout={r: e for r, e in holdout.items() if r in graph.edges})
 
 
+def _make_device_sampler(graph: HeteroCSR, spec: SamplingSpec, holdout: Mapping[Relation, np.ndarray]):
+    from sampler.device import DeviceSampler
+
+    return DeviceSampler(graph, spec, holdout={r: e for r, e in holdout.items() if r in graph.edges})
+
+
+SAMPLER_BACKENDS = ("auto", "numpy", "device")
+
+
+def resolve_sampler(choice: str) -> str:
+    """``"auto"`` -> ``"device"`` when jax's default backend is an accelerator, else ``"numpy"``."""
+    if choice not in SAMPLER_BACKENDS:
+        raise ValueError(f"sampler backend {choice!r} is not one of {SAMPLER_BACKENDS}")
+    if choice != "auto":
+        return choice
+    return "device" if jax.default_backend() in ("gpu", "tpu") else "numpy"
+
+
+def sampler_factory(choice: str) -> Callable[..., Any]:
+    """``train_hgnn``'s ``sampler_factory`` for ``--sampler=auto|numpy|device``: the host NumPy
+    backend or the jitted device backend (CSR resident on the accelerator), same spec and batches."""
+    return _make_device_sampler if resolve_sampler(choice) == "device" else _make_sampler
+
+
 def _loader(step_sampler: StepSampler, epoch: int, start: int, cfg: HGNNTrainConfig, put: Callable):
     from sampler.loader import Loader
 
