@@ -143,13 +143,22 @@ def hgnn_summary(hist: Mapping[str, Any]) -> dict[str, Any]:
             "n_validations": len(h)}
 
 
-def time_to_metric(history: Sequence[Mapping[str, Any]], threshold: float, key: str = "val_mrr") -> float | None:
-    """Training wall-clock at the first validation reaching ``threshold`` (None = never); the rule of
-    ``pipeline.time_to_metric`` (not imported: benchmarks sit below the pipeline's floor)."""
+def time_to_metric(history: Sequence[Mapping[str, Any]], threshold: float, key: str = "val_mrr",
+                   clock: str = "wall_s") -> float | None:
+    """Training wall-clock (or ``clock="step"``: steps) at the first validation reaching ``threshold``
+    (None = never); the rule of ``pipeline.time_to_metric`` (not imported: benchmarks sit below the
+    pipeline's floor). Resolution = one validation (an epoch, or the budget's end)."""
     for h in history:
         if h.get(key) is not None and h[key] >= threshold:
-            return float(h.get("wall_s", 0.0))
+            return float(h.get(clock, 0.0))
     return None
+
+
+def best_val_losses(hist: Mapping[str, Any]) -> dict[str, float]:
+    """Per-relation validation losses at the best validation (which relations the training favoured)."""
+    h = hist["history"]
+    best = max(h, key=lambda r: r.get("val_mrr") if r.get("val_mrr") is not None else -1.0)
+    return {k: v for k, v in best.items() if k.startswith("val_loss/")}
 
 
 def collect_seed(vdir: Path, with_a: bool) -> dict[str, Any]:
@@ -177,8 +186,12 @@ def collect_seed(vdir: Path, with_a: bool) -> dict[str, Any]:
         out["ablation_A"] = {
             "full": full_row, "A": a_row,
             "delta": {m: a_row[m] - full_row[m] for m in (f"hr@{k}", "mrr@100", "coverage@100")},
-            "hgnn_full": {**hgnn_summary(hist), "wall_s_to_threshold": time_to_metric(hist["history"], thr)},
-            "hgnn_A": {**hgnn_summary(hist_a), "wall_s_to_threshold": time_to_metric(hist_a["history"], thr)},
+            "hgnn_full": {**hgnn_summary(hist), "wall_s_to_threshold": time_to_metric(hist["history"], thr),
+                          "steps_to_threshold": time_to_metric(hist["history"], thr, clock="step"),
+                          "best_val_losses": best_val_losses(hist)},
+            "hgnn_A": {**hgnn_summary(hist_a), "wall_s_to_threshold": time_to_metric(hist_a["history"], thr),
+                       "steps_to_threshold": time_to_metric(hist_a["history"], thr, clock="step"),
+                       "best_val_losses": best_val_losses(hist_a)},
             "val_mrr_threshold": thr, "stage_seconds": stage_seconds(vdir, "ablation-A"),
         }
     return out
@@ -332,8 +345,11 @@ def summarise_ablation(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, A
         out["full"][m] = stats([a[s]["full"][m] for s in seeds])
         out["A"][m] = stats([a[s]["A"][m] for s in seeds])
     for side in ("hgnn_full", "hgnn_A"):
-        fields = ("wall_s", "wall_s_to_threshold", "steps", "epochs_run", "steps_per_s", "best_val_mrr")
+        fields = ("wall_s", "wall_s_to_threshold", "steps_to_threshold", "steps", "epochs_run", "steps_per_s",
+                  "best_val_mrr")
         out["hgnn"][side] = {f: stats([a[s][side][f] for s in seeds]) for f in fields}
+        out["hgnn"][side]["best_val_losses"] = {r: stats([a[s][side]["best_val_losses"].get(r) for s in seeds])
+                                                for r in a[seeds[0]][side]["best_val_losses"]}
         out["hgnn"][side]["stop_reasons"] = [a[s][side]["stop_reason"] for s in seeds]
         out["hgnn"][side]["reached_threshold"] = [a[s][side]["wall_s_to_threshold"] is not None for s in seeds]
     out["val_mrr_threshold"] = [a[s]["val_mrr_threshold"] for s in seeds]
@@ -402,9 +418,11 @@ def format_tables(rows: Sequence[Mapping[str, Any]], orderings: Sequence[Mapping
             h = abl["hgnn"][side]
             lines.append(f"    {side[5:]:<5} to stop {_pm(h['wall_s'], digits=0)} s ({', '.join(h['stop_reasons'])}); "
                          f"to val MRR >= 0.95*min(best): {_pm(h['wall_s_to_threshold'], digits=0)} s "
-                         f"(reached {h['reached_threshold']}); steps {_pm(h['steps'], digits=0)}; "
+                         f"(reached {h['reached_threshold']}; steps to it {_pm(h['steps_to_threshold'], digits=0)}); "
+                         f"steps {_pm(h['steps'], digits=0)}; "
                          f"epochs {_pm(h['epochs_run'], digits=1)}; steps/s {_pm(h['steps_per_s'], digits=2)}; "
-                         f"best val MRR {_pm(h['best_val_mrr'])}")
+                         f"best val MRR {_pm(h['best_val_mrr'])}; val loss at best: "
+                         + ", ".join(f"{r[9:]} {_pm(v)}" for r, v in h["best_val_losses"].items()))
     if diag:
         h = diag["hgnn"]
         lines.append(f"\nHGNN (main runs): best val MRR {_pm(h['best_val_mrr'])} vs untrained {_pm(h['untrained_val_mrr'])} "
