@@ -65,3 +65,14 @@ def test_failed_stage_leaves_previous_outputs_and_no_marker(tmp_path):
 def test_dependency_must_run_first(tmp_path):
     with pytest.raises(RuntimeError, match="have not run yet"):
         _runner(tmp_path).run("b", {}, lambda out: {}, depends=("a",))
+
+
+def test_work_dir_is_keyed_by_fingerprint(tmp_path):
+    r = _runner(tmp_path)
+    seen = {}
+    r.run("a", {"p": 1}, lambda out: seen.setdefault(1, r.work_dir("a")) and {})
+    r2 = _runner(tmp_path)
+    r2.run("a", {"p": 2}, lambda out: seen.setdefault(2, r2.work_dir("a")) and {})
+    assert seen[1] != seen[2] and seen[1].parent == seen[2].parent == tmp_path / "_work" / "a"
+    with pytest.raises(RuntimeError, match="only available while a stage runs"):
+        _runner(tmp_path / "x").work_dir("a")

@@ -333,7 +333,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     name = stage_names(cfg)
     force = {name[s] for s in STAGES[STAGES.index(cfg.from_stage):]} if cfg.from_stage else set()
     runner = StageRunner(vdir, force=force)
-    work = vdir / "_work"
     _log(f"[pipeline] {cfg.dataset_tag} version {cfg.version}{' ablation ' + cfg.ablation if cfg.ablation else ''}"
          f"{' (Table 1 reference)' if cfg.table1 else ''} "
          f"-> {vdir}")
@@ -427,7 +426,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
             else:
                 _log(f"[hgnn] no warm start: the model config changed since {prev.name} ({prev_model} -> "
                      f"{hcfg.model.to_dict()})")
-        res = train_hgnn(train_graph, content, val_edges, hcfg, work / name["hgnn"], **kw)
+        res = train_hgnn(train_graph, content, val_edges, hcfg, runner.work_dir(name["hgnn"]), **kw)
         # Full graph (train + held-out edges): every co-listen known at the cut carries messages.
         emb = embed_items(res.params, hcfg.model, full_graph, content, relations=rels)
         atomic_save_npy(out / "item_embeddings.npy", np.asarray(emb, np.float32))
@@ -457,7 +456,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
             _log(f"[two_tower] training {tag}")
             init = prev / name["two_tower"] / tag / "params.npz" if prev is not None else None
             res = train_two_tower(ds, train_split, content, hgnn_emb if tcfg.use_hgnn else None, tcfg,
-                                  work / name["two_tower"] / tag,
+                                  runner.work_dir(name["two_tower"]) / tag,
                                   init_params_path=init if init is not None and init.exists() else None)
             save_model(res, ds, out / tag)
             summ[tag] = {"steps": res.step, "examples": res.n_examples,

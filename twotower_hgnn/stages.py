@@ -65,6 +65,14 @@ class StageRunner:
         self.force = set(force or ())
         self.log = log
         self.results: dict[str, StageResult] = {}
+        self.current_fingerprint: str | None = None
+
+    def work_dir(self, name: str) -> Path:
+        """Scratch space of the running stage (checkpoints, TensorBoard logs), keyed by its
+        fingerprint: a killed stage resumes from it; a changed configuration starts afresh."""
+        if self.current_fingerprint is None:
+            raise RuntimeError("work_dir() is only available while a stage runs")
+        return self.root / "_work" / name / self.current_fingerprint
 
     def path(self, name: str) -> Path:
         return self.root / name
@@ -98,6 +106,7 @@ class StageRunner:
             self.results[name] = res
             return res
         print(f"[stage] {name:<14} running ...", file=self.log, flush=True)
+        self.current_fingerprint = fp  # lets a stage key resumable work (checkpoints) by its inputs
         t0 = time.time()
         with atomic_dir(self.path(name)) as tmp:
             summary = fn(Path(tmp)) or {}
