@@ -244,6 +244,14 @@ def load_split(path: Path) -> Split:
                  segment_sizes=meta["segment_sizes"], test_end=meta["test_end"])
 
 
+def known_at_cut(ds: Dataset, split: Split) -> Dataset:
+    """The dataset as the system knows it at the split: interactions before the cut (the training
+    part of an external split). Exported models serve from this snapshot."""
+    inter = ds.interactions
+    keep = inter["_part"].to_numpy() == 0 if "_part" in inter.columns else inter["timestamp"].to_numpy() < split.cut_time
+    return dataclasses.replace(ds, interactions=inter[keep].reset_index(drop=True))
+
+
 def strip_weak(split: Split) -> Split:
     """Ablation B: weak signals removed from everything trained on (graph, user features, labels).
 
@@ -452,13 +460,14 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         from twotower_hgnn.train.two_tower import train_two_tower
 
         summ = {}
+        snapshot = known_at_cut(ds, split)  # the served user store: nothing from after the cut
         for tag, tcfg in tt_cfgs.items():
             _log(f"[two_tower] training {tag}")
             init = prev / name["two_tower"] / tag / "params.npz" if prev is not None else None
             res = train_two_tower(ds, train_split, content, hgnn_emb if tcfg.use_hgnn else None, tcfg,
                                   runner.work_dir(name["two_tower"]) / tag,
                                   init_params_path=init if init is not None and init.exists() else None)
-            save_model(res, ds, out / tag)
+            save_model(res, snapshot, out / tag)
             summ[tag] = {"steps": res.step, "examples": res.n_examples,
                          "final_loss": res.history[-1]["loss"] if res.history else None}
             _write_json(out / tag / "history.json", {"history": res.history})
