@@ -72,6 +72,9 @@ flags.DEFINE_boolean("rerun_existing", False, "Also start the pipeline for runs 
                      "two-tower training with a fresh budget, so a re-run would train those models longer.")
 flags.DEFINE_integer("timeout_s", 1500, "Wall-clock limit of one pipeline subprocess.")
 flags.DEFINE_string("json", None, "Write the summary here (atomically).")
+flags.DEFINE_boolean("equal_steps", False, "Ablation A at equal steps: retrain A's HGNN (no checkpoints) for exactly "
+                     "the steps the full model had at its first validation and compare val MRR there "
+                     "(load-independent; A's own runs validate only once, at the budget's end).")
 flags.DEFINE_boolean("diagnose", True, "Compute the data diagnostics (regenerates each seed's synthetic data).")
 
 METRICS = ("hr@{k}", "mrr@100", "coverage@100", "recall@{k}", "ndcg@{k}")
@@ -195,6 +198,34 @@ def collect_seed(vdir: Path, with_a: bool) -> dict[str, Any]:
             "val_mrr_threshold": thr, "stage_seconds": stage_seconds(vdir, "ablation-A"),
         }
     return out
+
+
+# ------------------------------------------------------------------------------------- ablation A, equal steps
+def equal_steps_a(vdir: Path) -> dict[str, Any]:
+    """Trains ablation A's HGNN config for the full model's steps at its first validation (same graph,
+    features, held-out edges, seed; no time budget, no checkpoints); returns both val MRRs there."""
+    import dataclasses
+
+    from sampler.csr import HeteroCSR
+    from twotower_hgnn.train.hgnn import HGNNTrainConfig, train_hgnn
+
+    full = _read_json(vdir / "hgnn" / "history.json")
+    a_hist = _read_json(vdir / "ablation-A" / "hgnn" / "history.json")
+    first = next(r for r in full["history"] if r["step"] > 0)
+    cfg = HGNNTrainConfig.from_dict(a_hist["config"])
+    cfg = dataclasses.replace(cfg, max_steps=int(first["step"]), max_time_s=None, progress=False)
+    graph = HeteroCSR.load(vdir / "graph" / "train_graph")
+    content = np.load(vdir / "content" / "content.npy")
+    with np.load(vdir / "graph" / "val_edges.npz") as z:
+        val = {tuple(k.split("-")): z[k] for k in z.files}
+    t0 = time.time()
+    res = train_hgnn(graph, content, val, cfg, None)
+    last = res.history[-1]
+    return {"steps": int(first["step"]), "full_val_mrr": float(first["val_mrr"]), "A_val_mrr": float(last["val_mrr"]),
+            "A_untrained_val_mrr": float(res.history[0]["val_mrr"]), "full_untrained_val_mrr": float(full["history"][0]["val_mrr"]),
+            "A_val_losses": {k: v for k, v in last.items() if k.startswith("val_loss/")},
+            "full_val_losses": {k: v for k, v in first.items() if k.startswith("val_loss/")},
+            "A_wall_s": time.time() - t0}
 
 
 # ------------------------------------------------------------------------------------- diagnostics
@@ -353,6 +384,12 @@ def summarise_ablation(per_seed: Mapping[int, Mapping[str, Any]]) -> dict[str, A
         out["hgnn"][side]["stop_reasons"] = [a[s][side]["stop_reason"] for s in seeds]
         out["hgnn"][side]["reached_threshold"] = [a[s][side]["wall_s_to_threshold"] is not None for s in seeds]
     out["val_mrr_threshold"] = [a[s]["val_mrr_threshold"] for s in seeds]
+    if all("equal_steps" in a[s] for s in seeds):
+        e = {s: a[s]["equal_steps"] for s in seeds}
+        out["equal_steps"] = {"steps": [e[s]["steps"] for s in seeds],
+                              "full_val_mrr": stats([e[s]["full_val_mrr"] for s in seeds]),
+                              "A_val_mrr": stats([e[s]["A_val_mrr"] for s in seeds]),
+                              "A_minus_full": stats([e[s]["A_val_mrr"] - e[s]["full_val_mrr"] for s in seeds])}
     return out
 
 
@@ -423,6 +460,10 @@ def format_tables(rows: Sequence[Mapping[str, Any]], orderings: Sequence[Mapping
                          f"epochs {_pm(h['epochs_run'], digits=1)}; steps/s {_pm(h['steps_per_s'], digits=2)}; "
                          f"best val MRR {_pm(h['best_val_mrr'])}; val loss at best: "
                          + ", ".join(f"{r[9:]} {_pm(v)}" for r, v in h["best_val_losses"].items()))
+    if abl.get("equal_steps"):
+        e = abl["equal_steps"]
+        lines.append(f"  equal steps ({e['steps']}): val MRR full {_pm(e['full_val_mrr'])}, A {_pm(e['A_val_mrr'])}, "
+                     f"A-full {_pm(e['A_minus_full'], digits=4)}")
     if diag:
         h = diag["hgnn"]
         lines.append(f"\nHGNN (main runs): best val MRR {_pm(h['best_val_mrr'])} vs untrained {_pm(h['untrained_val_mrr'])} "
@@ -467,6 +508,9 @@ def main(argv):
         for s in seeds:
             per_seed[s]["diagnostics"] = diagnose(version_dir(out_dir, FLAGS.scale, s), FLAGS.scale, s,
                                                   per_seed[s]["k"])
+    if FLAGS.equal_steps and FLAGS.ablation_a:
+        for s in seeds:
+            per_seed[s]["ablation_A"]["equal_steps"] = equal_steps_a(version_dir(out_dir, FLAGS.scale, s))
     rows = aggregate(per_seed)
     orderings = check_orderings(per_seed, rows)
     abl = summarise_ablation(per_seed) if FLAGS.ablation_a else {}
