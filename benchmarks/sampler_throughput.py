@@ -252,7 +252,9 @@ def _apply_quick() -> None:
         return
     for name, val in (("n_audiobooks", 20_000), ("n_podcasts", 100_000), ("num_edges", 2_000_000), ("batches", 20),
                       ("warmup", 2), ("naive_seeds", 16), ("peer_threads", ["1"]), ("workers", ["1", "2"]),
-                      ("peer_timeout", 40), ("device_epoch_batches", 5)):
+                      ("peer_timeout", 40), ("device_epoch_batches", 5),
+                      # the 12x-seed device batch alone costs ~40 s on XLA:CPU: keep --quick under 60 s
+                      ("device_full_batch_seeds", [str(FLAGS.batch_seeds)])):
         if not FLAGS[name].present:
             FLAGS[name].value = val
 
