@@ -35,7 +35,7 @@ def _spec(**kw):
     (dict(positives_per_relation={"audiobook-audiobook": 4}), "missing quota for relation 'audiobook-podcast'"),
     (dict(positives_per_relation={"audiobook-audiobook": 0, "audiobook-podcast": 4}), "quota must be positive"),
     (dict(balance="sometimes"), "balance"),
-    (dict(balance="ratios"), r"ratios\['audiobook-audiobook'\]"),
+    (dict(balance="ratios"), r"ratios\['audiobook-(audiobook|podcast)'\]: balance='ratios' needs a positive ratio"),
     (dict(relations=((PC, AB),)), "node_types order"),
     (dict(negatives_per_type={AB: 0, PC: 0}), "at least one negative"),
 ])
