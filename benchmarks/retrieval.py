@@ -199,9 +199,7 @@ def main(argv):
     all_cores = sorted(os.sched_getaffinity(0))
     core, how = pin_one_core(FLAGS.core)
     import datetime
-    import json
     import platform
-    import subprocess
     import time
 
     import faiss
@@ -326,10 +324,9 @@ def main(argv):
         d = dflt[0]
         print(f"\nMISS: serving default {d['name']}: p99 {d['p99_ms']:.2f} ms (cpu-time p99 {d['p99_cpu_ms']:.2f} ms), "
               f"recall@{k} {d['recall_at_100']:.4f}; goal p99 < {FLAGS.max_p99_ms} ms with recall >= {FLAGS.min_recall}")
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        sha = "unknown"
+    from twotower_hgnn.provenance import git_sha
+
+    sha = git_sha()
     meta = {
         "machine": FLAGS.machine,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -17,7 +17,6 @@ gives a row saying why.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import multiprocessing as mp
 import os
@@ -40,7 +39,7 @@ if str(ROOT) not in sys.path:
 from sampler.csr import HeteroCSR  # noqa: E402
 from sampler.loader import Loader  # noqa: E402
 from sampler.negatives import draw_negatives  # noqa: E402
-from sampler.neighbors import build_dir_adjs, make_holes, sample_hops  # noqa: E402
+from sampler.neighbors import build_dir_adjs, sample_hops  # noqa: E402
 from sampler.numpy_backend import NumpySampler  # noqa: E402
 from sampler.spec import make_spec  # noqa: E402
 from sampler.synthetic import audiobook_podcast_graph, cached_graph  # noqa: E402
@@ -235,14 +234,12 @@ def run_peer(peer: str, graph_path: Path, seeds_file: Path, threads: int) -> dic
 
 # ---------------------------------------------------------------------------- main
 def _meta(argv_flags: dict) -> dict[str, Any]:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-    except Exception:  # noqa: BLE001
-        sha = "unknown"
+    from twotower_hgnn.provenance import git_sha, utc_now
+
     return {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.2f} at start",
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_sha": sha,
+        "date": utc_now(),
+        "git_sha": git_sha(ROOT),
         "args": argv_flags,
     }
 

@@ -26,12 +26,9 @@ Run:
 """
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +45,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from sampler.csr import direction_name  # noqa: E402
+from twotower_hgnn.provenance import git_sha, utc_now  # noqa: E402
 from sampler.loader import Loader  # noqa: E402
 from sampler.numpy_backend import NumpySampler  # noqa: E402
 from sampler.spec import Layout, make_spec  # noqa: E402
@@ -365,8 +363,8 @@ def main(argv) -> None:
     meta = {
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})",
         "device": device,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_sha": _git_sha(),
+        "date": utc_now(),
+        "git_sha": git_sha(ROOT),
         "args": {k: FLAGS[k].value for k in ("quick", "edges", "dtypes", "negatives", "fanouts", "n_audiobooks", "n_podcasts",
                                               "num_edges", "feat_dim", "hidden_dim", "out_dim", "reps", "warmup", "workers",
                                               "torch", "torch_compile", "e2e", "train_rows", "inference",
@@ -379,13 +377,6 @@ def main(argv) -> None:
           + ", ".join(f"{k} {v['matmul_flops'] / 1e9:.0f} GFLOP/s {v['copy_bytes_per_s'] / 1e9:.1f} GB/s" for k, v in ceilings.items()))
     if FLAGS.json:
         atomic_write_json(FLAGS.json, {"meta": meta, "rows": rows})
-
-
-def _git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ callers can log it; on real graphs the first round already leaves almost none).
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 

@@ -71,13 +71,10 @@ def test_supervision_edges_removed_even_when_they_would_be_sampled(graph):
     s = NumpySampler(graph, spec)
     b = s.batch(0, 0)
     sup = batch_supervision_edges(spec, b)
-    lay = spec.layout()
-    anchors = np.concatenate([b.seeds[t] for t in spec.node_types])[lay.anchor]
     # each anchor's hop-0 row in its relation direction lacks exactly its positive(s)
     for i, (a, c) in enumerate(spec.relations):
         e = sup[(a, c)]
         name = f"{a}<-{c}"
-        off = lay.seed_offsets[a]
         row_of = {int(x): j for j, x in enumerate(b.seeds[a])}
         for u, v in e[:3]:
             j = row_of[int(u)]

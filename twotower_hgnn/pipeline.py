@@ -394,7 +394,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         g.save(out / "full_graph")
         stats = {**stats, "val_edges": {f"{a}-{b}": int(len(e)) for (a, b), e in val.items()}}
         _write_json(out / "stats.json", stats)
-        _log(f"[graph] " + ", ".join(f"{k}: {v['edges']:,} edges" for k, v in g.stats()["relations"].items()))
+        _log("[graph] " + ", ".join(f"{k}: {v['edges']:,} edges" for k, v in g.stats()["relations"].items()))
         return {"relations": {k: v["edges"] for k, v in g.stats()["relations"].items()}}
 
     r_graph = runner.run(name["graph"], {"graph": gcfg.to_dict(), "seed": cfg.seed, "weak": cfg.ablation != "B"},

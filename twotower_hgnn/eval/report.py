@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import subprocess
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -42,6 +41,7 @@ from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
 from twotower_hgnn.eval.metrics import check_rankings, metric_keys, restrict, summarise, user_scores
 from twotower_hgnn.eval.protocol import SEGMENTS, EvalProtocol, Rankings
 from twotower_hgnn.io import atomic_write_json, atomic_write_text
+from twotower_hgnn.provenance import git_sha  # noqa: F401  (re-exported: report meta)
 
 SCHEMA_VERSION = 1
 # (title, target_type, segment) of the paper's tables, in print order.
@@ -127,16 +127,6 @@ def evaluate_models(models: Mapping[str, Mapping[str, Rankings]], protocol: Eval
                                   f"(have {sorted(protocol.targets)})")
             _score_model(name, target, rk, protocol, k, depth, segments, long_tail, first_tail_tier, out)
     return out
-
-
-def git_sha(repo: str | Path | None = None) -> str:
-    """HEAD commit of the repository holding this package, or 'unknown'."""
-    cwd = Path(repo) if repo else Path(__file__).resolve().parent
-    try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return res.stdout.strip() if res.returncode == 0 else "unknown"
 
 
 def dataset_stats(dataset: Dataset) -> dict[str, Any]:
