@@ -233,7 +233,6 @@ def main(argv) -> None:
     # steady rate: requests between the 5th and the last batch (the queue is full, so requests follow steps)
     i5 = next(j for j, (i, _, _) in enumerate(req) if i == 4)
     steady_sps = (len(req) - 1 - i5) / max(req[-1][1] - req[i5][1], 1e-9) / n_sub
-    hg = phases[-1]
     setup_s = t_first - (t_origin + sum(p.wall_s for p in phases[:-1]))  # trainer setup + initial validation
     val_s = [h for h in res.history if h["epoch"] == 0]
     mid = next((s for s in series if s["batch"] >= 10), series[0])
