@@ -57,8 +57,12 @@ def test_resume_matches_uninterrupted_run(data, full_run, tmp_path):
     ds, sp, content, hgnn = data
     part = train_two_tower(ds, sp, content, hgnn, dataclasses.replace(SMALL, max_steps=6), tmp_path)
     assert part.step == 6 and part.resumed_from is None
+    # the time budget is a total over resumes: one already spent allows no further step
+    spent = train_two_tower(ds, sp, content, hgnn, dataclasses.replace(SMALL, max_steps=10, time_budget_s=1e-6), tmp_path)
+    assert spent.resumed_from == 6 and spent.step == 6
     resumed = train_two_tower(ds, sp, content, hgnn, dataclasses.replace(SMALL, max_steps=10), tmp_path)
     assert resumed.resumed_from == 6 and resumed.step == 10 == full_run.step
+    assert resumed.history[:len(part.history)] == part.history  # history survives the resume
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                            resumed.params, full_run.params)
     with pytest.raises(CheckpointError, match="different config"):

@@ -117,7 +117,7 @@ class TwoTowerResult:
       vocab: categorical vocabularies and feature sizes.
       item_table: ItemFeatures of every target-type item (row r = global id ``item_table.item_idx[r]``).
       history_emb: float32 ``[n_items, d_hist]`` embedding the user history means are built from.
-      history: list of ``{"step", "loss"}`` logged during this run.
+      history: list of ``{"step", "loss"}`` logged so far (including before a resume).
       step: steps done in total (including resumed ones); n_examples: training examples;
       n_compiles: traces of the train step in this run (1 with static shapes).
     """
@@ -271,8 +271,11 @@ def train_two_tower(
         params, n_ok, n_all = warm_start_params(params, init_params_path)
         state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
         print(f"[2T] warm start: {n_ok}/{n_all} parameter arrays from {init_params_path}", flush=True)
+    prior_s, history = 0.0, []
     if resumed_from is not None:
         state, meta = ckpt.restore(state, resumed_from)
+        # The time budget and the loss history are totals over resumes, like the step budget.
+        prior_s, history = float(meta.get("train_s", 0.0)), list(meta.get("history", []))
         saved = meta.get("fingerprint")
         ignore = ("max_steps", "time_budget_s", "checkpoint_every", "log_every", "progress", "epochs")
         strip = lambda f: {**f, "train_config": {k: v for k, v in f["train_config"].items() if k not in ignore}}  # noqa: E731
@@ -284,14 +287,16 @@ def train_two_tower(
     counter = [0]
     step_fn = make_train_step(model_cfg, tx, mesh, counter)
     start = int(jax.device_get(state["step"]))
-    history: list[dict] = []
     cache: dict = {}
     t0 = time.perf_counter()
+    spent = lambda: prior_s + time.perf_counter() - t0  # noqa: E731
     window: list[jax.Array] = []
     with MetricWriter(workdir / "tb") as writer, Progress(total - start, desc=f"2T {cfg.target_type}",
                                                            enabled=cfg.progress) as prog:
         step = start
         while step < total:
+            if cfg.time_budget_s is not None and spent() > cfg.time_budget_s:
+                break  # resumed with the budget already spent: no extra step
             rows = batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache)
             batch = shard_batch(make_batch(ex, rows, log_q_items, cfg.batch_size), mesh)
             state, loss = step_fn(state, table_dev, batch)
@@ -306,9 +311,10 @@ def train_two_tower(
                 history.append({"step": step, "loss": mean_loss})
                 writer.scalars({"2t/loss": mean_loss, "2t/epoch": step / spe}, step)
                 prog.update(cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every, loss=mean_loss)
-            timed_out = cfg.time_budget_s is not None and time.perf_counter() - t0 > cfg.time_budget_s
+            timed_out = cfg.time_budget_s is not None and spent() > cfg.time_budget_s
             if step % cfg.checkpoint_every == 0 or step == total or timed_out:
-                ckpt.save(step, state, meta={"fingerprint": meta_fingerprint, "epoch": step / spe}, overwrite=True)
+                ckpt.save(step, state, meta={"fingerprint": meta_fingerprint, "epoch": step / spe, "train_s": spent(),
+                                             "history": history}, overwrite=True)
             if timed_out:
                 break
     ckpt.close()
