@@ -648,11 +648,11 @@ def export_version(cfg: PipelineConfig, ds: Dataset, hgnn_emb: np.ndarray, tt_di
 
 
 # ---------------------------------------------------------------------------------- Table 1
-def time_to_metric(history: Sequence[Mapping[str, Any]], threshold: float, key: str = "val_mrr") -> float | None:
-    """Training wall-clock (s) at the first validation reaching ``threshold`` (None if never)."""
+def time_to_metric(history: Sequence[Mapping[str, Any]], threshold: float, key: str = "val_mrr") -> dict | None:
+    """``{"wall_s", "step", "epoch"}`` at the first validation reaching ``threshold`` (None if never)."""
     for h in history:
         if h.get(key) is not None and h[key] >= threshold:
-            return float(h.get("wall_s", 0.0))
+            return {"wall_s": float(h.get("wall_s", 0.0)), "step": h.get("step"), "epoch": h.get("epoch")}
     return None
 
 
@@ -676,12 +676,15 @@ def run_table1(cfg: PipelineConfig, variants: Sequence[str]) -> dict[str, Any]:
             hist[key] = json.loads(p.read_text())
     timing = {}
     if "full" in hist and "A" in hist:
-        thr = 0.95 * min(hist["full"]["best_metric"], hist["A"]["best_metric"])
+        # The fixed level: the lower of the two best validation MRRs — both runs reach it, so the
+        # comparison is time (and steps) to the same quality. (0.95 x that was passed by both within
+        # the first epoch on synthetic data: too loose to separate them.)
+        thr = min(hist["full"]["best_metric"], hist["A"]["best_metric"])
         for key in ("full", "A"):
             h = hist[key]
-            timing[key] = {"wall_s_to_stop": h["wall_s"], "epochs": h["epochs_run"], "stop_reason": h["stop_reason"],
-                           "best_val_mrr": h["best_metric"], "val_mrr_threshold": thr,
-                           "wall_s_to_threshold": time_to_metric(h["history"], thr)}
+            timing[key] = {"wall_s_to_stop": h["wall_s"], "steps_to_stop": h["steps"], "epochs": h["epochs_run"],
+                           "stop_reason": h["stop_reason"], "best_val_mrr": h["best_metric"],
+                           "val_mrr_threshold": thr, "to_threshold": time_to_metric(h["history"], thr)}
     out = {"rows": rows, "hgnn_training_time": timing, "config": {"dataset": cfg.dataset_tag, "preset": cfg.preset}}
     from twotower_hgnn.io import atomic_write_text
 
@@ -690,9 +693,12 @@ def run_table1(cfg: PipelineConfig, variants: Sequence[str]) -> dict[str, Any]:
     if timing:
         text += "\n\nHGNN training wall-clock, balanced sampler (full) vs all edges (A):\n"
         for key, t in timing.items():
-            to_thr = "never" if t["wall_s_to_threshold"] is None else f"{t['wall_s_to_threshold']:.1f}s"
-            text += (f"  {key:<5} to early stop {t['wall_s_to_stop']:.1f}s ({t['epochs']} epochs, {t['stop_reason']}); "
-                     f"to val MRR >= {t['val_mrr_threshold']:.3f}: {to_thr}\n")
+            thr = t["to_threshold"]
+            to_thr = "never" if thr is None else f"{thr['wall_s']:.1f}s / step {thr['step']}"
+            text += (f"  {key:<5} to stop {t['wall_s_to_stop']:.1f}s / {t['steps_to_stop']} steps ({t['epochs']} epochs, "
+                     f"{t['stop_reason']}); to val MRR >= {t['val_mrr_threshold']:.3f}: {to_thr}\n")
+        text += ("  (wall-clock budgets on a shared machine make seconds noisy; steps are the robust figure; "
+                 "validation runs once per epoch, so an all-edges epoch (A) reports its level late)\n")
     atomic_write_text(vdir / "ablations" / "table1.md", text + "\n")
     print(text, flush=True)
     return out
