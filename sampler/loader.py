@@ -7,7 +7,7 @@ worker in flight) are held, and — because ``sampler.batch(epoch, i)`` is a pur
 ``(seed, epoch, i)`` — the stream is identical for any number of workers and either mode.
 
 * ``mode="thread"``: workers share the sampler; NumPy releases the GIL in its large kernels but not
-  between the many small calls, so threads scale sub-linearly (measured: docs/notes/sampler.md).
+  between the many small calls, so threads scale sub-linearly (measured: BUILD_NOTES.md, appendix C).
 * ``mode="process"``: ``spawn``ed workers (never ``fork``: the parent usually runs JAX threads); the
   sampler is pickled once per worker, memory-mapped graph arrays by file name (cheap), so load the
   graph with ``HeteroCSR.load`` for big graphs. Batches come back pickled through the queues.

@@ -56,7 +56,7 @@ def test_default_split_and_graph_density(ml):
     assert s["test_users"] > 1500 and s["warm_users"] > 800 and s["cold_users"] > 500
     cfg = default_graph_config(ds)
     g, st = build_graph(ds, sp.train, cfg)
-    # the paper's rule over all pairs joins ~46 % of all item pairs here (docs/notes/data.md);
+    # the paper's rule over all pairs joins ~46 % of all item pairs here (BUILD_NOTES.md, appendix A);
     # the default must stay informative: density < 2 %, bounded median degree, every relation used
     assert st["density"] < 0.02
     assert st["degree"]["median"] <= 3 * cfg.topk

@@ -1,7 +1,7 @@
 """Done-when check of issue 5: on tiny synthetic data the two-tower model beats Popularity on held-out HR@10.
 
 The model uses content (SBERT-like) features here: the HGNN variant needs a trained HGNN, which the
-pipeline tests cover; its numbers are recorded in docs/notes/two_tower.md.
+pipeline tests cover; its numbers are recorded in BUILD_NOTES.md, appendix E.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ difference of two large prefix sums does not lose precision.
 
 Each interaction row counts once (a user who streamed a podcast five times weights it five times):
 repeated engagement is signal, and a distinct-items-within-a-sliding-window mean cannot be done with
-prefix sums. Documented in docs/notes/two_tower.md.
+prefix sums. Documented in BUILD_NOTES.md, appendix E.
 
 Encodings (PAPER.md §9 leaves them open):
 * age -> bucket id: 0 unknown (age < 0), 1 "<18", 2 "18-24", 3 "25-34", 4 "35-44", 5 "45-54",

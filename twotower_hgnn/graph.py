@@ -20,7 +20,7 @@ Pair generation is linear in the log and fully vectorised:
    the ``topk`` most co-listened neighbours of each item (an edge survives if either end keeps it;
    ties broken by the smaller neighbour id).
 
-Per-dataset defaults: :func:`default_graph_config` (numbers behind the choices: docs/notes/data.md).
+Per-dataset defaults: :func:`default_graph_config` (numbers behind the choices: BUILD_NOTES.md, appendix A).
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ class GraphConfig:
         return d
 
 
-# Per-dataset defaults; the measurements behind them are in docs/notes/data.md. The paper's rule ("any
+# Per-dataset defaults; the measurements behind them are in BUILD_NOTES.md, appendix A. The paper's rule ("any
 # shared user", all pairs) joins 46 % of MovieLens-1M item pairs (median degree ~2,000) and makes a
 # sampled neighbourhood random; "min_shared" leaves thousands of items isolated. Top-20 co-listened
 # neighbours over a 20-item window keeps every co-listened item connected at density < 1 % and gives

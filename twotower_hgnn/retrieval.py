@@ -14,7 +14,7 @@ an approximate index that found fewer), the tail is ``-inf`` / ``-1``.
   (approximate) and ``flat``, ``flat_sq8``, ``flat_fp16`` (exact scans, the last two at reduced
   precision). Exclusions by over-fetching ``k + max excluded`` and filtering.
 
-Which kind serves by default is chosen by ``benchmarks/retrieval.py`` (see docs/notes/infra.md).
+Which kind serves by default is chosen by ``benchmarks/retrieval.py`` (see BUILD_NOTES.md, appendix B).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from twotower_hgnn.io import atomic_dir
 
-# The default serving index, chosen by measurement (benchmarks/retrieval.py; docs/notes/infra.md):
+# The default serving index, chosen by measurement (benchmarks/retrieval.py; BUILD_NOTES.md, appendix B):
 # IVF (nlist ~ 4 sqrt(N), a power of two) over 8-bit scalar-quantised vectors, 64 lists probed:
 # recall@100 0.978 at 0.8 ms p50 on one core over 250K x 128 (HNSW: slower at equal recall and a
 # 3-7 min build; IVF-flat: 4x the bytes per probed vector; nprobe 48 only reached 0.965 — too

@@ -10,7 +10,7 @@
 * **2T / 2T-HGNN** — their user and item vectors go through :func:`rank_users` / :func:`rank_with_vectors`.
 
 Distinct items, not interaction counts: the paper says "the average of the vectors of the audiobooks
-the user interacted with". (The two-tower user features weight by interaction; docs/notes/eval.md.)
+the user interacted with". (The two-tower user features weight by interaction; BUILD_NOTES.md, appendix F.)
 All nearest-neighbour search goes through :mod:`twotower_hgnn.retrieval` (``ExactIndex`` by default,
 any object with ``search(queries, k, exclude)`` may be passed). HGNN-w-users (users as graph nodes) is
 not implemented.

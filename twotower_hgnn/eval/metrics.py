@@ -135,7 +135,7 @@ def sorted_unique(x: np.ndarray) -> np.ndarray:
     """Sorted distinct values of a 1-d array by sort + neighbour compare.
 
     NumPy 2.4's ``np.unique`` goes through a hash table that measured ~8x slower than this on 4M int64
-    keys (docs/notes/eval.md).
+    keys (BUILD_NOTES.md, appendix F).
     """
     x = np.sort(np.asarray(x).ravel())
     if x.size == 0:

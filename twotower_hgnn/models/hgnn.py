@@ -6,7 +6,7 @@ from ``s``-type neighbours into ``t``)::
     m_r  = max_{j in sampled N(c, r), valid} act(W_r h_j + b_r)          (Eq. 2; zeros if no valid j)
     h_c' = act(W_self[t] h_c + sum_r m_r)                                (Eq. 3)
 
-and ``z_c = h_c^L / ||h_c^L||``. Choices the paper leaves open (docs/notes/hgnn.md):
+and ``z_c = h_c^L / ||h_c^L||``. Choices the paper leaves open (BUILD_NOTES.md, appendix D):
 
 * ``W_r, b_r`` per *direction* (``audiobook<-podcast`` and ``podcast<-audiobook`` are different
   matrices); ``W_self`` per node type with no bias (Eq. 3 has none).

@@ -57,7 +57,7 @@ class InjectedFailure(RuntimeError):
 @dataclasses.dataclass
 class HGNNTrainConfig:
     """Training hyper-parameters. Defaults follow the paper where it gives a value (Adam, lr 1e-3,
-    batch 256, <= 50 epochs, patience 10); the rest are our documented choices (docs/notes/hgnn.md).
+    batch 256, <= 50 epochs, patience 10); the rest are our documented choices (BUILD_NOTES.md, appendix D).
 
     Attributes:
       model: the HGNN config (dims, layers, activation, compute dtype).

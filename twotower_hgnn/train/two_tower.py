@@ -101,7 +101,7 @@ class TwoTowerTrainConfig:
 PRESETS: dict[str, TwoTowerTrainConfig] = {
     "paper": TwoTowerTrainConfig(),
     # 2-core CPU: the paper's optimiser settings with smaller towers and batch for the tiny synthetic data
-    # (docs/notes/two_tower.md: 3 data seeds, HR@10 0.81 / 0.80 / 0.80 vs Popularity 0.73 / 0.79 / 0.70).
+    # (BUILD_NOTES.md, appendix E: 3 data seeds, HR@10 0.81 / 0.80 / 0.80 vs Popularity 0.73 / 0.79 / 0.70).
     "cpu_tiny": TwoTowerTrainConfig(batch_size=64, epochs=10, learning_rate=1e-3, checkpoint_every=200, log_every=20,
                                     model=TwoTowerConfig(tower_dims=(128, 64, 32))),
 }
