@@ -40,12 +40,10 @@ def main(argv):
             raise app.UsageError(f"--texts={path}: no 'text' column (found {list(df.columns)})")
         texts = df["text"].astype(str).tolist()
     else:
-        from twotower_hgnn.data import load_dataset
+        from twotower_hgnn.data import load_from_flags
 
-        kw = {"scale": FLAGS.scale, "seed": FLAGS.seed} if FLAGS.dataset == "synthetic" else {}
-        if FLAGS.dataset == "files":
-            kw = {"interactions": FLAGS.interactions, "items": FLAGS.items, "users": FLAGS.users}
-        texts = item_texts(load_dataset(FLAGS.dataset, **kw))
+        texts = item_texts(load_from_flags(FLAGS.dataset, scale=FLAGS.scale, seed=FLAGS.seed, interactions=FLAGS.interactions,
+                                           items=FLAGS.items, users=FLAGS.users))
     emb = encode_texts(texts, model=FLAGS.model, cache_dir=FLAGS.cache_dir, batch_size=FLAGS.batch_size, progress=True)
     atomic_save_npy(FLAGS.out, emb)
     print(f"wrote {FLAGS.out}: {emb.shape[0]:,} x {emb.shape[1]} float32")

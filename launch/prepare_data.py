@@ -49,15 +49,14 @@ def main(argv):
     import dataclasses
     from pathlib import Path
 
-    from twotower_hgnn.data import load_dataset
+    from twotower_hgnn.data import load_from_flags
     from twotower_hgnn.data.split import AUTO
     from twotower_hgnn.graph import default_graph_config, prepare_report
     from twotower_hgnn.io import atomic_write_json
 
-    kw = {"files": dict(interactions=FLAGS.interactions, items=FLAGS.items, users=FLAGS.users),
-          "synthetic": dict(scale=FLAGS.scale, seed=FLAGS.seed)}.get(FLAGS.dataset, {})
     t0 = time.perf_counter()
-    ds = load_dataset(FLAGS.dataset, **kw)
+    ds = load_from_flags(FLAGS.dataset, scale=FLAGS.scale, seed=FLAGS.seed, interactions=FLAGS.interactions,
+                         items=FLAGS.items, users=FLAGS.users)
     load_s = time.perf_counter() - t0
     split_kw = {"min_segment_users": FLAGS.min_segment_users}
     for name in ("history_days", "test_days"):

@@ -70,12 +70,10 @@ def main(argv) -> None:
         raise app.UsageError("give --dataset, or both --graph_dir and --features")
     ds = None
     if FLAGS.dataset:
-        from twotower_hgnn.data import load_dataset
+        from twotower_hgnn.data import load_from_flags
 
-        kw = {"scale": FLAGS.scale, "seed": FLAGS.data_seed} if FLAGS.dataset == "synthetic" else {}
-        if FLAGS.dataset == "files":
-            kw = {"interactions": FLAGS.interactions, "items": FLAGS.items, "users": FLAGS.users}
-        ds = load_dataset(FLAGS.dataset, **kw)
+        ds = load_from_flags(FLAGS.dataset, scale=FLAGS.scale, seed=FLAGS.data_seed, interactions=FLAGS.interactions,
+                             items=FLAGS.items, users=FLAGS.users)
     graph = HeteroCSR.load(FLAGS.graph_dir) if FLAGS.graph_dir else build_graph(ds)[0]
     if FLAGS.features:
         feats = np.load(FLAGS.features)

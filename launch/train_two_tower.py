@@ -64,7 +64,7 @@ def main(argv) -> None:
     from launch.common import quiet_library_logs
 
     quiet_library_logs()
-    from twotower_hgnn.data import load_dataset
+    from twotower_hgnn.data import load_from_flags
     from twotower_hgnn.data.split import temporal_split
     from twotower_hgnn.serving import save_model
     from twotower_hgnn.text import item_features
@@ -72,10 +72,8 @@ def main(argv) -> None:
 
     if FLAGS.use_hgnn and not FLAGS.hgnn_embeddings:
         raise app.UsageError("--hgnn_embeddings is required unless --nouse_hgnn (the 2T baseline)")
-    kw = {"scale": FLAGS.scale, "seed": FLAGS.data_seed} if FLAGS.dataset == "synthetic" else {}
-    if FLAGS.dataset == "files":
-        kw = {"interactions": FLAGS.interactions, "items": FLAGS.items, "users": FLAGS.users}
-    ds = load_dataset(FLAGS.dataset, **kw)
+    ds = load_from_flags(FLAGS.dataset, scale=FLAGS.scale, seed=FLAGS.data_seed, interactions=FLAGS.interactions,
+                         items=FLAGS.items, users=FLAGS.users)
     split = temporal_split(ds)
     print(split.summary())
     content = item_features(ds, model=FLAGS.text_model)

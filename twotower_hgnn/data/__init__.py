@@ -37,7 +37,19 @@ def load_dataset(name: str, **kwargs) -> Dataset:
     raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}")
 
 
+def load_from_flags(name: str, *, scale: str = "tiny", seed: int = 0, interactions: str | None = None,
+                    items: str | None = None, users: str | None = None) -> Dataset:
+    """:func:`load_dataset` from the launch scripts' common flags: each source takes the ones it uses
+    (synthetic: scale and seed; files: the three paths; movielens1m: none)."""
+    kw: dict = {}
+    if name == "synthetic":
+        kw = {"scale": scale, "seed": seed}
+    elif name == "files":
+        kw = {"interactions": interactions, "items": items, "users": users}
+    return load_dataset(name, **kw)
+
+
 __all__ = [
     "DATASETS", "DataError", "Dataset", "EVENTS", "ITEM_TYPES", "WEAK_EVENTS", "build_dataset", "load_dataset",
-    "load_files", "read_interactions", "read_items", "read_users",
+    "load_files", "load_from_flags", "read_interactions", "read_items", "read_users",
 ]
