@@ -64,7 +64,7 @@ def main(argv) -> None:
     from twotower_hgnn.graph import build_graph, holdout_edges
     from twotower_hgnn.inference import embed_items, export_embeddings
     from twotower_hgnn.io import atomic_write_json
-    from twotower_hgnn.train.hgnn import HGNNTrainConfig, sampler_factory, save_params, train_hgnn
+    from twotower_hgnn.train.hgnn import HGNNTrainConfig, resolve_sampler, sampler_factory, save_params, train_hgnn
 
     if not FLAGS.dataset and not (FLAGS.graph_dir and FLAGS.features):
         raise app.UsageError("give --dataset, or both --graph_dir and --features")
@@ -91,6 +91,8 @@ def main(argv) -> None:
         "margin": FLAGS.margin, "lr": FLAGS.lr, "max_epochs": FLAGS.epochs, "patience": FLAGS.patience,
         "max_steps": FLAGS.max_steps, "max_time_s": FLAGS.max_time_s, "balance": FLAGS.balance, "workers": FLAGS.workers,
         "relations": tuple(FLAGS.relations) if FLAGS.relations else None}.items() if v is not None}
+    # the device backend samples inside the jitted step (only step indices cross from the host)
+    over["fused_sampling"] = resolve_sampler(FLAGS.sampler) == "device" and FLAGS.num_processes == 1
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model), seed=FLAGS.seed, **over)
     res = train_hgnn(train_graph, feats, val, cfg, FLAGS.workdir, sampler_factory=sampler_factory(FLAGS.sampler))
     print(f"[hgnn] {res.stop_reason} after {res.epochs_run} epochs / {res.steps} steps, {res.wall_s:.0f} s; "

@@ -291,6 +291,10 @@ def hgnn_config(cfg: PipelineConfig, relations: Sequence[tuple[str, str]] | None
         over["model"] = dataclasses.replace(base.model, homogeneous=True)
     if cfg.ablation == "A":
         over["balance"] = "off"
+    from twotower_hgnn.train.hgnn import resolve_sampler
+
+    # the device backend samples inside the jitted train step (only step indices cross from the host)
+    over["fused_sampling"] = resolve_sampler(cfg.sampler) == "device"
     over.update(cfg.hgnn_overrides)
     return dataclasses.replace(base, **over)
 

@@ -77,6 +77,9 @@ class HGNNTrainConfig:
       val_max_edges: cap on held-out edges per relation used for validation (random, seeded); None = all.
       workers / prefetch / loader_mode: host sampler workers, prefetched steps, "thread" or
         "process" (sampler ``Loader``).
+      fused_sampling: with the device sampler (``sampler_factory("device")``), sample each step's
+        batches *inside* the jitted train step (``sampler.device.FusedSampler``): only the step index
+        crosses from the host; one epoch order is uploaded per epoch. Single-process only.
       seed: initialisation, sampling and validation seed.
       ckpt_every_steps: also checkpoint every n steps mid-epoch (0 = only at epoch ends).
       max_to_keep: latest checkpoints kept (plus the best).
@@ -107,6 +110,7 @@ class HGNNTrainConfig:
     workers: int = 1
     prefetch: int = 4
     loader_mode: str = "thread"
+    fused_sampling: bool = False
     seed: int = 0
     ckpt_every_steps: int = 0
     max_to_keep: int = 2
@@ -440,6 +444,46 @@ def _loader(step_sampler: StepSampler, epoch: int, start: int, cfg: HGNNTrainCon
                   device_put=put)
 
 
+class _Indices:
+    """Step indices ``start .. stop-1`` with the loader's ``close()`` (the fused path's "loader")."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self._it = iter(range(start, stop))
+
+    def __iter__(self):
+        return self._it
+
+    def close(self) -> None:
+        pass
+
+
+class _FusedStep:
+    """The train step with its batches sampled on the device inside the same jit."""
+
+    def __init__(self, sampler: Any, spec: SamplingSpec, mesh, sub_batches: int, train_step: Callable) -> None:
+        from sampler.device import DeviceGraph, FusedSampler
+
+        self.fused = FusedSampler(spec, sampler.host.edge_counts, mesh=mesh, sub_batches=sub_batches)
+        # every device samples its own sub-batches against its replica of the CSR
+        self.dgraph = DeviceGraph.from_host(sampler.graph, relations=spec.relations, sharding=replicated_sharding(mesh))
+        self.seed = spec.seed
+        fused = self.fused
+        self.step = jax.jit(lambda st, f, g, o, j, k: train_step(st, f, fused.step(g, o, j, k)))
+
+    def epoch_runner(self, epoch: int, feats: Any) -> Callable:
+        from sampler.device import epoch_key
+
+        order = self.fused.place_order(self.fused.host_order(epoch))  # the NumPy backend's draw, once per epoch
+        key = epoch_key(self.seed, epoch)
+        return lambda st, j: self.step(st, feats, self.dgraph, order, np.int32(j), key)
+
+
+def _fused_step(sampler: Any, spec: SamplingSpec, mesh, sub_batches: int, train_step: Callable) -> _FusedStep:
+    if not hasattr(sampler, "dgraph"):
+        raise ValueError("fused_sampling needs the device sampler backend (sampler_factory('device') / --sampler=device)")
+    return _FusedStep(sampler, spec, mesh, sub_batches, train_step)
+
+
 def _host(tree: Any) -> Any:
     """A host (NumPy) copy: survives buffer donation of the device state."""
     return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
@@ -501,6 +545,9 @@ def train_hgnn(
 
     sampler = (sampler_factory or _make_sampler)(graph, spec, val_edges)
     steps_src = StepSampler(sampler, G, local)
+    if cfg.fused_sampling and n_proc > 1:
+        raise ValueError("fused_sampling is single-process: each process would need its own slice of the step")
+    fused = _fused_step(sampler, spec, mesh, G, train_step) if cfg.fused_sampling else None
     val = cap_edges(val_edges, spec.relations, cfg.val_max_edges, cfg.seed)
     if sum(e.shape[0] for e in val.values()) == 0:
         raise ValueError(f"val_edges: no held-out edges for the relations in use {[relation_name(r) for r in spec.relations]}")
@@ -583,10 +630,15 @@ def train_hgnn(
                 break
             n_steps = steps_src.num_batches(epoch)
             t_ep, n_here, done_here, loss_acc, budget_hit = time.perf_counter(), 0, 0, None, None
-            loader = _loader(steps_src, epoch, start, cfg, put)
+            if fused is None:
+                loader = _loader(steps_src, epoch, start, cfg, put)
+                run_step = lambda st, b: train_step(st, feats, b)  # noqa: E731
+            else:  # the step's batches are sampled inside its jit; only the step index crosses
+                loader = _Indices(start, n_steps)
+                run_step = fused.epoch_runner(epoch, feats)
             try:
                 for batch in loader:
-                    state, loss = train_step(state, feats, batch)
+                    state, loss = run_step(state, batch)
                     block_on_cpu(loss)
                     loss_acc = loss if loss_acc is None else loss_acc + loss
                     step, start, done_here, n_here = step + 1, start + 1, done_here + 1, n_here + 1
