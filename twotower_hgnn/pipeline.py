@@ -31,7 +31,7 @@ from twotower_hgnn.data.split import AUTO, Split, temporal_split
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
 from twotower_hgnn.stages import StageRunner, fingerprint
 
-STAGES: tuple[str, ...] = ("data", "split", "graph", "content", "hgnn", "two_tower", "evaluate", "export")
+STAGES: tuple[str, ...] = ("data", "split", "graph", "content", "hgnn", "hgnn_users", "two_tower", "evaluate", "export")
 ABLATIONS: dict[str, str] = {
     "A": "w/o multi-edge opt. (balanced sampler off)",
     "B": "w/o weak signals",
@@ -71,6 +71,8 @@ class PipelineConfig:
       min_segment_users: minimum warm and cold test users (the split raises below it).
       sampler: where HGNN training batches are sampled: "numpy" (host), "device" (jitted, CSR on the
         accelerator) or "auto" (device on GPU/TPU, NumPy on CPU-only machines).
+      with_hgnn_users: also train and evaluate the HGNN-w-users baseline (an HGNN on the tripartite
+        user–item graph; `user_graph.py`). Off by default: it roughly doubles the HGNN time of the demo.
       table1: the full model as Table 1's reference row: its two-tower/evaluation/export stages live
         under ``ablation-full/`` so that they never replace the main run's (they differ in targets).
       hgnn_overrides / two_tower_overrides: field overrides applied on top of the preset.
@@ -100,6 +102,7 @@ class PipelineConfig:
     min_segment_users: int = 1
     table1: bool = False
     sampler: str = "auto"
+    with_hgnn_users: bool = False
     hgnn_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     two_tower_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -455,6 +458,32 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
                         do_hgnn, depends=(name["graph"], name["content"]))
     hgnn_emb = np.load(r_hgnn.path / "item_embeddings.npy")
 
+    # -- HGNN-w-users baseline (users as graph nodes), optional
+    users_emb = None
+    if cfg.with_hgnn_users and not cfg.ablation:
+        ucfg = dataclasses.replace(hgnn_config(cfg, None), relations=None)
+
+        def do_hgnn_users(out: Path) -> dict:
+            from twotower_hgnn.inference import embed_items
+            from twotower_hgnn.train.hgnn import sampler_factory, train_hgnn
+            from twotower_hgnn.user_graph import tripartite_graph, user_node_features
+
+            g = tripartite_graph(ds, split.train)
+            g_train, val = holdout_edges(g, frac=0.1, seed=cfg.seed)
+            feats = user_node_features(ds, g, content)
+            res = train_hgnn(g_train, feats, val, ucfg, runner.work_dir(name["hgnn_users"]),
+                             sampler_factory=sampler_factory(cfg.sampler))
+            atomic_save_npy(out / "node_embeddings.npy", np.asarray(embed_items(res.params, ucfg.model, g, feats), np.float32))
+            _write_json(out / "history.json", {"history": res.history, "baseline": res.baseline,
+                                               "best_metric": res.best_metric, "wall_s": res.wall_s,
+                                               "stop_reason": res.stop_reason, "config": ucfg.to_dict(),
+                                               "graph": g.stats()})
+            return {"best_val_mrr": res.best_metric, "wall_s": res.wall_s}
+
+        r_hu = runner.run(name["hgnn_users"], {"hgnn": ucfg.to_dict(), "sampler": resolve_sampler(cfg.sampler)},
+                          do_hgnn_users, depends=(name["split"], name["content"]))
+        users_emb = np.load(r_hu.path / "node_embeddings.npy")
+
     # -- two-tower models
     variants = [(t, True) for t in cfg.targets] if cfg.ablation else [(t, h) for t in cfg.targets for h in (True, False)]
     tt_cfgs = {f"{t}-{'hgnn' if h else 'nohgnn'}": two_tower_config(cfg, t, h) for t, h in variants}
@@ -483,7 +512,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     # -- evaluation
     def do_evaluate(out: Path) -> dict:
-        report = evaluate_run(cfg, ds, split, content, hgnn_emb, r_tt.path, tt_cfgs, runner)
+        report = evaluate_run(cfg, ds, split, content, hgnn_emb, r_tt.path, tt_cfgs, runner, users_emb)
         from twotower_hgnn.eval.plots import plot_report
         from twotower_hgnn.eval.report import write_report
 
@@ -492,7 +521,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         return {"rows": len(report["results"])}
 
     r_eval = runner.run(name["evaluate"], {"k": cfg.k, "exclude_seen": cfg.exclude_seen, "targets": list(cfg.targets)},
-                        do_evaluate, depends=(name["two_tower"], name["content"], name["hgnn"]))
+                        do_evaluate, depends=(name["two_tower"], name["content"], name["hgnn"])
+                        + ((name["hgnn_users"],) if users_emb is not None else ()))
 
     # -- export: item embeddings with ids, the retrieval index per target, the manifest
     def do_export(out: Path) -> dict:
@@ -559,8 +589,13 @@ def _model_name(use_hgnn: bool) -> str:
 
 
 def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.ndarray, hgnn_emb: np.ndarray,
-                 tt_dir: Path, tt_cfgs: Mapping[str, Any], runner: StageRunner) -> dict[str, Any]:
-    """Scores the baselines and the two-tower models under the paper's protocol; the report dict."""
+                 tt_dir: Path, tt_cfgs: Mapping[str, Any], runner: StageRunner,
+                 users_emb: np.ndarray | None = None) -> dict[str, Any]:
+    """Scores the baselines and the two-tower models under the paper's protocol; the report dict.
+
+    ``users_emb`` (``[N + U, d]``, the HGNN-w-users node embeddings) adds that baseline: a user's
+    own node embedding against the target items' embeddings (users with no training stream have
+    a features-only embedding of zeros input, so they are ranked but essentially at random)."""
     from twotower_hgnn.eval.baselines import knn_rankings, popularity_rankings, rank_users
     from twotower_hgnn.eval.protocol import build_protocol
     from twotower_hgnn.eval.report import build_report, evaluate_models
@@ -576,6 +611,9 @@ def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.nda
             models.setdefault("Popularity", {})[t] = popularity_rankings(tp)
             models.setdefault("LLM-KNN", {})[t] = knn_rankings(tp, content)
             models.setdefault("HGNN", {})[t] = knn_rankings(tp, hgnn_emb)
+            if users_emb is not None:
+                models.setdefault("HGNN-w-users", {})[t] = rank_users(
+                    tp, users_emb[ds.num_items + tp.users], users_emb[tp.catalogue])
         for tag, tcfg in tt_cfgs.items():
             if tcfg.target_type != t:
                 continue
@@ -587,7 +625,7 @@ def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.nda
             models.setdefault(_model_name(tcfg.use_hgnn), {})[t] = rank_users(tp, uv, iv)
             hist = json.loads((tt_dir / tag / "history.json").read_text())["history"]
             training[f"two_tower/{tag}"] = {"history": hist}
-    order = ["Popularity", "LLM-KNN", "HGNN", "2T", "2T-HGNN"]
+    order = ["Popularity", "LLM-KNN", "HGNN", "HGNN-w-users", "2T", "2T-HGNN"]
     models = {m: models[m] for m in order if m in models}
     evaluation = evaluate_models(models, protocol, k=cfg.k)
     hgnn_hist = runner.path(stage_names(cfg)["hgnn"]) / "history.json"

@@ -1,0 +1,67 @@
+"""The HGNN-w-users baseline's graph (PAPER.md §5.1): a *tripartite* user–item graph.
+
+Unlike the co-listening graph (items only), users are nodes here: an edge joins a user and an item
+the user streamed (the paper: "an edge when a user streams an item"). Node ids follow the HeteroCSR
+convention: items keep their global ids ``0..N-1`` (audiobooks, then podcasts) and user ``j`` is node
+``N + j``; relations are ``audiobook-user`` and ``podcast-user`` (types in ``USER_NODE_TYPES`` order).
+User nodes have no text, so their input features are the mean content vector of the items they
+streamed (zeros when none) — the same space as the items' features.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from sampler.csr import HeteroCSR
+from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
+
+USER = "user"
+USER_NODE_TYPES: tuple[str, ...] = ITEM_TYPES + (USER,)
+
+
+def tripartite_graph(ds: Dataset, interactions: pd.DataFrame, events: tuple[str, ...] = ("stream",)) -> HeteroCSR:
+    """User–item graph of ``interactions`` (one edge per distinct (user, item) with an event in ``events``).
+
+    Item types without items get no relation (homogeneous catalogues).
+    """
+    codes = [EVENTS.index(e) for e in events]
+    m = np.isin(interactions["event_code"].to_numpy(), codes)
+    u = interactions["user_idx"].to_numpy()[m].astype(np.int64)
+    it = interactions["item_idx"].to_numpy()[m].astype(np.int64)
+    n_items = ds.num_items
+    key = np.unique(it * np.int64(ds.num_users) + u)  # distinct pairs, sorted
+    it, u = key // ds.num_users, key % ds.num_users
+    off = ds.item_type_offsets()
+    counts = {t: int(ds.item_type_counts.get(t, 0)) for t in ITEM_TYPES}
+    counts[USER] = ds.num_users
+    edges = {}
+    for t_i, t in enumerate(ITEM_TYPES):
+        if counts[t] == 0:
+            continue
+        sel = (it >= off[t_i]) & (it < off[t_i + 1])
+        edges[(t, USER)] = np.stack([it[sel], n_items + u[sel]], axis=1)
+    return HeteroCSR.from_edges(USER_NODE_TYPES, counts, edges)
+
+
+def user_node_features(ds: Dataset, graph: HeteroCSR, item_features: np.ndarray) -> np.ndarray:
+    """float32 ``[N + U, d]``: item rows = ``item_features``; user rows = mean over the user's items in
+    ``graph`` of each type, averaged over the types the user has (zeros for a user without edges)."""
+    item_features = np.asarray(item_features, np.float32)
+    n, d = item_features.shape
+    if n != ds.num_items:
+        raise ValueError(f"item_features has {n} rows for {ds.num_items} items")
+    import scipy.sparse as sp
+
+    # one sparse (users x items) row-normalised incidence matrix per item type, summed
+    users = np.zeros((ds.num_users, d), np.float32)
+    for (dst, _), csr in graph.adj.items():
+        if dst != USER:
+            continue
+        deg = np.diff(csr.indptr)
+        w = np.repeat(1.0 / np.maximum(deg, 1), deg).astype(np.float32)
+        users += np.asarray(sp.csr_matrix((w, np.asarray(csr.indices), csr.indptr), shape=(ds.num_users, n)) @ item_features)
+    # a user with edges of both types averages the two per-type means (equal weight per type)
+    n_types = sum(1 for (dst, _), c in graph.adj.items() if dst == USER and c.nnz)
+    both = sum((np.diff(c.indptr) > 0).astype(np.float32) for (dst, _), c in graph.adj.items() if dst == USER) if n_types else 0
+    users /= np.maximum(both, 1.0)[:, None] if n_types else 1.0
+    return np.concatenate([item_features, users]).astype(np.float32)
