@@ -380,7 +380,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
             sp = temporal_split(ds, cut_date=cfg.as_of, cut_quantile=cfg.cut_quantile, history_days=cfg.history_days,
                                 test_days=cfg.test_days, min_segment_users=cfg.min_segment_users)
         save_split(sp, out)
-        _log("[split] " + _split_summary(sp))
+        _log("[split] " + sp.summary())
         return dict(sp.segment_sizes)
 
     r_split = runner.run(name["split"], split_key, do_split, depends=(name["data"],))
@@ -544,13 +544,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 def _write_json(path: Path, obj: Any) -> dict:
     atomic_write_json(path, obj)
     return {}
-
-
-def _split_summary(sp: Split) -> str:
-    try:
-        return sp.summary()
-    except Exception:  # external splits carry fewer fields
-        return json.dumps(sp.segment_sizes)
 
 
 # ---------------------------------------------------------------------------------- stage bodies
