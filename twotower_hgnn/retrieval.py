@@ -131,6 +131,15 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
+def _search_inputs(queries: Any, k: int, exclude: ExcludeLike, dim: int, num_items: int):
+    """Validated ``(k, queries float32 [B, d], exclusions or None, longest exclusion row)`` of a search."""
+    k = _check_k(k)
+    q = _check_queries(queries, dim)
+    ex = _as_exclude(exclude, q.shape[0], num_items) if q.shape[0] else None
+    longest = int(ex.row_lengths().max()) if ex is not None and ex.num_rows else 0
+    return k, q, ex, longest
+
+
 def next_pow2(n: int, minimum: int = 1) -> int:
     n = max(int(n), minimum)
     return 1 << (n - 1).bit_length()
@@ -233,13 +242,10 @@ class ExactIndex:
     def search(self, queries: Any, k: int, exclude: ExcludeLike = None) -> tuple[np.ndarray, np.ndarray]:
         import jax
 
-        k = _check_k(k)
-        q = _check_queries(queries, self.dim)
+        k, q, ex, max_len = _search_inputs(queries, k, exclude, self.dim, self.num_items)
         b = q.shape[0]
         if b == 0:
             return _empty_result(0, k)
-        ex = _as_exclude(exclude, b, self.num_items)
-        max_len = int(ex.row_lengths().max()) if ex is not None and ex.num_rows else 0
         width = next_pow2(max_len, self.min_exclude_width)
         bucket = min(next_pow2(b), self.max_batch)
         n_blocks = -(-b // bucket)
@@ -352,13 +358,10 @@ class FaissIndex:
                 faiss.extract_index_ivf(self._index).nprobe = int(nprobe)
 
     def search(self, queries: Any, k: int, exclude: ExcludeLike = None) -> tuple[np.ndarray, np.ndarray]:
-        k = _check_k(k)
-        q = _check_queries(queries, self.dim)
+        k, q, ex, extra = _search_inputs(queries, k, exclude, self.dim, self.num_items)
         b = q.shape[0]
         if b == 0:
             return _empty_result(0, k)
-        ex = _as_exclude(exclude, b, self.num_items)
-        extra = int(ex.row_lengths().max()) if ex is not None and ex.num_rows else 0
         fetch = min(k + extra, self.num_items)
         if self.kind == "hnsw":  # HNSW returns at most efSearch candidates: keep ef >= fetch
             self._index.hnsw.efSearch = max(self.params["ef_search"], fetch)
