@@ -29,6 +29,8 @@ def define_pipeline_flags() -> None:
     flags.DEFINE_string("text_model", None, "sentence-transformers model name or path (default: bundled MiniLM).")
     flags.DEFINE_integer("seed", 0, "Training seed.")
     flags.DEFINE_integer("min_segment_users", 1, "Minimum warm and cold test users.")
+    flags.DEFINE_float("valid_frac", 0.1, "Fraction of the training part held out by the validation split "
+                       "(temporal: its last part in time).")
     flags.DEFINE_boolean("hgnn_users", False, "Also train/evaluate the HGNN-w-users baseline (users as graph nodes).")
     flags.DEFINE_enum("sampler", "auto", ["auto", "numpy", "device"],
                       "HGNN batch sampling backend: host NumPy or jitted on the device (auto: device on GPU/TPU).")
@@ -55,7 +57,8 @@ def pipeline_kwargs() -> dict:
         cut_quantile=FLAGS.cut_quantile, history_days=_days(FLAGS.history_days, "history_days"),
         test_days=_days(FLAGS.test_days, "test_days"), targets=tuple(FLAGS.targets), k=FLAGS.k,
         exclude_seen=FLAGS.exclude_seen, text_model=FLAGS.text_model, seed=FLAGS.seed,
-        min_segment_users=FLAGS.min_segment_users, sampler=FLAGS.sampler, with_hgnn_users=FLAGS.hgnn_users,
+        min_segment_users=FLAGS.min_segment_users, valid_frac=FLAGS.valid_frac, sampler=FLAGS.sampler,
+        with_hgnn_users=FLAGS.hgnn_users,
     )
 
 

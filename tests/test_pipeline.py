@@ -99,7 +99,7 @@ def test_pipeline_kill_resume_and_next_day(day_files, tmp_path):
 
     res = subprocess.run(_cmd(paths, out, DAY1, False), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    for stage in ("data", "split", "graph", "content"):
+    for stage in ("data", "split", "valid", "graph", "content"):
         assert f"[stage] {stage:<14} skipped" in res.stdout, res.stdout[-2000:]
     assert "[stage] hgnn           done" in res.stdout
     man1 = json.loads((vdir / "export" / "MANIFEST.json").read_text())

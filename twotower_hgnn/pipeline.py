@@ -1,4 +1,4 @@
-"""The daily job: data -> split -> graph -> content features -> HGNN -> two-tower -> evaluation -> export.
+"""The daily job: data -> split -> validation split -> graph -> content features -> HGNN -> two-tower -> evaluation -> export.
 
 Every stage writes atomically into the *version directory* ``<out_dir>/<dataset tag>/<version>/``
 (``version`` = the ``--as_of`` date, or ``default``) and is skipped when its valid outputs exist
@@ -27,11 +27,13 @@ import pandas as pd
 
 from twotower_hgnn.data import load_dataset
 from twotower_hgnn.data.schema import ITEM_TYPES, WEAK_EVENTS, Dataset
-from twotower_hgnn.data.split import AUTO, Split, temporal_split
+from twotower_hgnn.data.split import (  # noqa: F401  (save_split/external_split re-exported for callers)
+    AUTO, Split, external_dataset, external_split, known_at_cut, load_split, save_split, split_from_files,
+    temporal_split, validation_split)
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
 from twotower_hgnn.stages import StageRunner, fingerprint
 
-STAGES: tuple[str, ...] = ("data", "split", "graph", "content", "hgnn", "hgnn_users", "two_tower", "evaluate", "export")
+STAGES: tuple[str, ...] = ("data", "split", "valid", "graph", "content", "hgnn", "hgnn_users", "two_tower", "evaluate", "export")
 ABLATIONS: dict[str, str] = {
     "A": "w/o multi-edge opt. (balanced sampler off)",
     "B": "w/o weak signals",
@@ -56,7 +58,13 @@ class PipelineConfig:
       scale / data_seed: synthetic generator scale and seed.
       interactions / items / users: paths for ``dataset="files"``.
       test_interactions: external test split (``launch/evaluate.py``): ``interactions`` is then the
-        training part and no time cut or history window is applied.
+        training part and no time cut or history window is applied; each user's features are computed
+        as of their last training interaction (``data.split.split_from_files``).
+      valid_interactions: with ``test_interactions``: a validation file (same schema and ids). Its
+        rows belong to the training part of the split and form the validation split's held-out part.
+      valid_frac: without a validation file, the fraction of the training part held out by the
+        ``valid`` stage (the last ``valid_frac`` of training time for a temporal split; a seeded
+        per-user random ``valid_frac`` of each user's rows for an external one).
       out_dir: root of all versions.
       as_of: ISO date; the split cut and the version name (rolling history window ending there).
       warm_start: initialise the HGNN and two-tower from the latest earlier version of this dataset.
@@ -85,6 +93,8 @@ class PipelineConfig:
     items: str | None = None
     users: str | None = None
     test_interactions: str | None = None
+    valid_interactions: str | None = None
+    valid_frac: float = 0.1
     out_dir: str = "runs"
     as_of: str | None = None
     warm_start: bool = False
@@ -131,6 +141,10 @@ class PipelineConfig:
                 raise PipelineError(f"--as_of: {self.as_of!r} is not an ISO date (YYYY-MM-DD)") from e
         if self.test_interactions is not None and (self.as_of is not None or self.cut_quantile is not None):
             raise PipelineError("--test_interactions gives the split: it cannot be combined with --as_of/--cut_quantile")
+        if self.valid_interactions is not None and self.test_interactions is None:
+            raise PipelineError("--valid_interactions needs an external split (--test_interactions, launch/evaluate.py)")
+        if not 0.0 < float(self.valid_frac) < 1.0:
+            raise PipelineError(f"--valid_frac: {self.valid_frac} is not in (0, 1)")
 
     # ------------------------------------------------------------------ naming
     @property
@@ -177,82 +191,10 @@ def load_data(cfg: PipelineConfig) -> Dataset:
         return load_dataset("synthetic", scale=cfg.scale, seed=cfg.data_seed)
     if cfg.dataset == "files":
         if cfg.test_interactions is not None:
-            return _external_dataset(cfg)
+            return external_dataset(cfg.interactions, cfg.test_interactions, cfg.items, cfg.users,
+                                    valid=cfg.valid_interactions)
         return load_dataset("files", interactions=cfg.interactions, items=cfg.items, users=cfg.users)
     return load_dataset(cfg.dataset)
-
-
-def _external_dataset(cfg: PipelineConfig) -> Dataset:
-    """Train + test files validated together as one dataset (ids must exist in items/users)."""
-    from twotower_hgnn.data.readers import build_dataset, read_interactions, read_items, read_users
-
-    tr = read_interactions(cfg.interactions)
-    te = read_interactions(cfg.test_interactions)
-    tr["_part"], te["_part"] = 0, 1
-    both = pd.concat([tr, te], ignore_index=True)
-    # Each table was validated by its reader; validate=False keeps the ``_part`` column.
-    return build_dataset(both, read_items(cfg.items), read_users(cfg.users), name="files-external", validate=False,
-                         meta={"train": str(cfg.interactions), "test": str(cfg.test_interactions)})
-
-
-def external_split(ds: Dataset, min_segment_users: int = 1) -> Split:
-    """The split given by the files (``_part`` 0 = train, 1 = test): no cut, no history window."""
-    from twotower_hgnn.data.split import SplitError
-
-    inter = ds.interactions
-    if "_part" not in inter.columns:
-        raise PipelineError("external split requested but the dataset has no train/test parts")
-    train = inter[inter["_part"] == 0].drop(columns="_part").reset_index(drop=True)
-    test = inter[inter["_part"] == 1].drop(columns="_part").reset_index(drop=True)
-    if len(train) == 0 or len(test) == 0:
-        raise SplitError(f"external split: train has {len(train)} rows and test {len(test)}; both must be non-empty")
-    ab_lo, ab_hi = ds.item_type_offsets()[0], ds.item_type_offsets()[1]
-    test_users = np.unique(test["user_idx"].to_numpy()).astype(np.int32)
-    tr_ab = train["item_idx"].to_numpy()
-    ab_users = np.unique(train["user_idx"].to_numpy()[(tr_ab >= ab_lo) & (tr_ab < ab_hi)])
-    warm = np.intersect1d(test_users, ab_users).astype(np.int32)
-    cold = np.setdiff1d(test_users, ab_users).astype(np.int32)
-    sizes = {"train_interactions": int(len(train)), "train_users": int(train["user_idx"].nunique()),
-             "test_interactions": int(len(test)), "test_users": int(test_users.size), "warm_users": int(warm.size),
-             "cold_users": int(cold.size),
-             "warm_users_ab_test": int(np.intersect1d(warm, _ab_stream_users(test, ab_lo, ab_hi)).size),
-             "cold_users_ab_test": int(np.intersect1d(cold, _ab_stream_users(test, ab_lo, ab_hi)).size)}
-    for seg in ("warm_users", "cold_users"):
-        if ab_hi > ab_lo and sizes[seg] < min_segment_users:
-            raise SplitError(f"external split: {sizes[seg]} {seg.replace('_', ' ')} < the minimum {min_segment_users}")
-    return Split(train=train, test=test, cut_time=int(test["timestamp"].min()), history_start=None,
-                 warm_users=warm, cold_users=cold, segment_sizes=sizes, test_end=None)
-
-
-def _ab_stream_users(df: pd.DataFrame, lo: int, hi: int) -> np.ndarray:
-    it = df["item_idx"].to_numpy()
-    m = (it >= lo) & (it < hi) & (df["event"].to_numpy() == "stream")
-    return np.unique(df["user_idx"].to_numpy()[m])
-
-
-def save_split(split: Split, out: Path) -> None:
-    atomic_write_parquet(split.train, out / "train.parquet")
-    atomic_write_parquet(split.test, out / "test.parquet")
-    atomic_save_npy(out / "warm_users.npy", np.asarray(split.warm_users, np.int32))
-    atomic_save_npy(out / "cold_users.npy", np.asarray(split.cold_users, np.int32))
-    atomic_write_json(out / "split.json", {"cut_time": split.cut_time, "history_start": split.history_start,
-                                           "test_end": split.test_end, "segment_sizes": split.segment_sizes})
-
-
-def load_split(path: Path) -> Split:
-    meta = json.loads((path / "split.json").read_text())
-    return Split(train=pd.read_parquet(path / "train.parquet"), test=pd.read_parquet(path / "test.parquet"),
-                 cut_time=int(meta["cut_time"]), history_start=meta["history_start"],
-                 warm_users=np.load(path / "warm_users.npy"), cold_users=np.load(path / "cold_users.npy"),
-                 segment_sizes=meta["segment_sizes"], test_end=meta["test_end"])
-
-
-def known_at_cut(ds: Dataset, split: Split) -> Dataset:
-    """The dataset as the system knows it at the split: interactions before the cut (the training
-    part of an external split). Exported models serve from this snapshot."""
-    inter = ds.interactions
-    keep = inter["_part"].to_numpy() == 0 if "_part" in inter.columns else inter["timestamp"].to_numpy() < split.cut_time
-    return dataclasses.replace(ds, interactions=inter[keep].reset_index(drop=True))
 
 
 def strip_weak(split: Split) -> Split:
@@ -364,18 +306,20 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     from twotower_hgnn.eval.report import dataset_stats
 
     data_key = {"dataset": cfg.dataset_tag, "files": _file_identity([cfg.interactions, cfg.items, cfg.users,
-                                                                      cfg.test_interactions])}
+                                                                      cfg.test_interactions, cfg.valid_interactions])}
     runner.run(name["data"], data_key, lambda out: _write_json(out / "dataset.json", {
         **dataset_stats(ds), "dropped": dict(ds.dropped), "load_s": time.time() - t0}))
 
-    # -- split
+    # -- split (format 2: per-user as-of times of external splits are saved with the split)
     split_key = {"cut_quantile": cfg.cut_quantile, "as_of": cfg.as_of, "history_days": repr(cfg.history_days),
                  "test_days": repr(cfg.test_days), "min_segment_users": cfg.min_segment_users,
-                 "external": cfg.test_interactions is not None}
+                 "external": cfg.test_interactions is not None, "valid_file": cfg.valid_interactions is not None,
+                 "format": 2}
 
     def do_split(out: Path) -> dict:
         if cfg.test_interactions is not None:
-            sp = external_split(ds, cfg.min_segment_users)
+            sp = split_from_files(ds, cfg.interactions, cfg.test_interactions, valid=cfg.valid_interactions,
+                                  min_segment_users=cfg.min_segment_users)
         else:
             sp = temporal_split(ds, cut_date=cfg.as_of, cut_quantile=cfg.cut_quantile, history_days=cfg.history_days,
                                 test_days=cfg.test_days, min_segment_users=cfg.min_segment_users)
@@ -385,6 +329,19 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     r_split = runner.run(name["split"], split_key, do_split, depends=(name["data"],))
     split = load_split(r_split.path)
+
+    # -- validation split: the training part split again (early stopping / tuning; see data.split)
+    def do_valid(out: Path) -> dict:
+        from twotower_hgnn.data.readers import read_interactions
+
+        rows = read_interactions(cfg.valid_interactions) if cfg.valid_interactions is not None else None
+        vs = validation_split(ds, split, valid_interactions=rows, frac=cfg.valid_frac, seed=cfg.seed)
+        save_split(vs, out)
+        _log("[valid] " + vs.summary())
+        return dict(vs.segment_sizes)
+
+    runner.run(name["valid"], {"frac": cfg.valid_frac, "seed": cfg.seed, "file": cfg.valid_interactions is not None},
+               do_valid, depends=(name["split"],))
     train_split = strip_weak(split) if cfg.ablation == "B" else split
 
     # -- graph (item-only co-listening graph of the training part) + 10 % held-out edges
@@ -611,7 +568,7 @@ def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.nda
             if tcfg.target_type != t:
                 continue
             res = load_model(tt_dir / tag)
-            uv = user_vectors(res, ds, train_split.train, tp.users, split.cut_time)
+            uv = user_vectors(res, ds, train_split.train, tp.users, split.user_as_of(tp.users))
             iv, ids = item_vectors(res)
             if not np.array_equal(ids, tp.catalogue):
                 raise RuntimeError(f"two-tower {tag}: item table ({ids.size} items) != the {t} catalogue ({tp.catalogue.size})")
@@ -748,14 +705,15 @@ def print_examples(cfg: PipelineConfig, k: int = 5) -> None:
     vdir = cfg.version_dir()
     split = load_split(vdir / "split")
     target = "audiobook" if "audiobook" in cfg.targets else cfg.targets[0]
-    rec = Recommender.from_version(vdir, target_type=target, dataset=load_data(cfg))
+    # the user store as known at the split (an external split's test rows can predate a user's as-of)
+    rec = Recommender.from_version(vdir, target_type=target, dataset=known_at_cut(load_data(cfg), split))
     ds = rec.dataset
     for seg, users in (("warm", split.warm_users), ("cold", split.cold_users)):
         if len(users) == 0:
             print(f"\n(no {seg} test user)")
             continue
         uid = ds.users["user_id"].iloc[int(users[0])]
-        recs = rec.recommend(user_id=uid, k=k, as_of=split.cut_time)
+        recs = rec.recommend(user_id=uid, k=k, as_of=int(split.user_as_of([int(users[0])])[0]))
         print(f"\nTop {k} {target}s for {seg} user {uid}:")
         for item_id, title, score in recs:
             print(f"  {score:7.3f}  {title}  [{item_id}]")

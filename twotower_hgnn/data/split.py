@@ -1,25 +1,46 @@
-"""Global temporal split and warm/cold user segments (PAPER.md §5.1).
+"""Splits of the interaction log, warm/cold user segments (PAPER.md §5.1), and validation splits.
 
-One cut time for everybody: training interactions are those before the cut (inside an optional
-history window, 90 days in the paper), test interactions those at/after it (up to an optional test
-window, 14 days in the paper). Test users are labelled **warm** if their training interactions (the
-history the model can see) contain any audiobook interaction of any event, **cold** otherwise.
+**Temporal split** (:func:`temporal_split`): one cut time for everybody: training interactions are
+those before the cut (inside an optional history window, 90 days in the paper), test interactions
+those at/after it (up to an optional test window, 14 days in the paper). Every user's features are
+computed as of the cut.
+
+**External split** (:func:`split_from_files`, :func:`external_split`): the train and test parts are
+given (files of ``launch/evaluate.py``); no cut and no history window. Each user's features are
+computed as of *their own* last training interaction + 1 s (:meth:`Split.user_as_of`), so a per-user
+random (non-temporal) split still gives every user with training rows a history.
+
+**Validation split** (:func:`validation_split`): the training part of a split split once more, for
+early stopping and tuning: the last ``frac`` of the training time range (temporal splits), a given
+validation file, or a seeded per-user random ``frac`` of each user's training rows (external splits).
+
+Test users are labelled **warm** if their training interactions (the history the model can see)
+contain any audiobook interaction of any event, **cold** otherwise.
 
 Dataset defaults (``Dataset.meta["split"]``, used when the caller gives neither a cut date nor a
 quantile): synthetic data cuts 14 days before its end with a 90-day history; MovieLens-1M cuts at the
 0.8 interaction quantile with no history window, because 90 % of its ratings fall in the first 8 of
 34 months and a day-based cut leaves almost no test users (DATA.md).
+
+Splits persist with :func:`save_split` / :func:`load_split` (a reloaded split behaves the same,
+per-user as-of times included).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import json
 import logging
+import os
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
+from twotower_hgnn.rng import np_rng
 
 DAY = 86_400
 _log = logging.getLogger(__name__)
@@ -39,17 +60,22 @@ AUTO = _Auto()
 
 @dataclasses.dataclass
 class Split:
-    """A temporal split of ``Dataset.interactions``.
+    """A train/test split of ``Dataset.interactions``.
 
     Attributes:
-      train: interactions with ``history_start <= timestamp < cut_time`` (same columns as the dataset).
-      test: interactions with ``cut_time <= timestamp < test_end`` (all events; evaluation picks streams).
-      cut_time: int Unix seconds of the cut.
+      train: the training interactions (same columns as the dataset, sorted by time): temporal splits
+        ``history_start <= timestamp < cut_time``; external splits the given training rows.
+      test: the test interactions (all events; evaluation picks streams): temporal splits
+        ``cut_time <= timestamp < test_end``; external splits the given test rows.
+      cut_time: int Unix seconds of the cut (external splits: the earliest test second, informative
+        only; features use :meth:`user_as_of`).
       history_start: first training second, or None (no history window).
       test_end: first second after the test window, or None (to the end of the log).
       warm_users: int32 ``[n_warm]`` sorted user_idx of test users with an audiobook interaction in ``train``.
       cold_users: int32 ``[n_cold]`` sorted user_idx of the other test users.
-      segment_sizes: counts of every segment (see :func:`temporal_split`), JSON-serialisable.
+      segment_sizes: counts of every segment (see :func:`segments`), JSON-serialisable.
+      as_of_times: int64 ``[num_users]`` per-user as-of second (external splits: the user's last
+        training second + 1, 0 without training rows), or None: everybody as of ``cut_time``.
     """
 
     train: pd.DataFrame
@@ -60,12 +86,28 @@ class Split:
     cold_users: np.ndarray
     segment_sizes: dict
     test_end: int | None = None
+    as_of_times: np.ndarray | None = None
+
+    @property
+    def external(self) -> bool:
+        """True for a split with per-user as-of times (given parts), False for one global cut."""
+        return self.as_of_times is not None
+
+    def user_as_of(self, user_idx: Any) -> np.ndarray:
+        """int64 ``[U]``: the second each user's features are computed at (exclusive): ``cut_time`` for
+        a temporal split; the user's last training second + 1 for an external one (0 = no history)."""
+        u = np.asarray(user_idx, np.int64).reshape(-1)
+        if self.as_of_times is None:
+            return np.full(u.shape, int(self.cut_time), np.int64)
+        return np.asarray(self.as_of_times, np.int64)[u]
 
     def summary(self) -> str:
         s = self.segment_sizes
         iso = lambda t: _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if t is not None else "-"  # noqa: E731
+        head = ("given parts, features as of each user's last training interaction" if self.external else
+                f"cut {iso(self.cut_time)} UTC (history from {iso(self.history_start)}, test until {iso(self.test_end)})")
         return (
-            f"cut {iso(self.cut_time)} UTC (history from {iso(self.history_start)}, test until {iso(self.test_end)}): "
+            f"{head}: "
             f"train {s['train_interactions']:,} interactions / {s['train_users']:,} users; "
             f"test {s['test_interactions']:,} interactions / {s['test_users']:,} users "
             f"(warm {s['warm_users']:,}, cold {s['cold_users']:,}; with audiobook streams in test: "
@@ -147,11 +189,33 @@ def temporal_split(
     train = inter.iloc[lo:mid].reset_index(drop=True)
     test = inter.iloc[mid:hi].reset_index(drop=True)
 
-    n_ab = int(ds.item_type_counts.get("audiobook", 0))
+    warm, cold, sizes = segments(ds, train, test)
+    sizes.update(dropped_before_history=int(lo), after_test_window=int(len(ts) - hi))
+    split = Split(train, test, cut, hist, warm, cold, sizes, test_end)
+    _log.info("%s: %s", ds.name, split.summary())
+    small = [k for k in ("train_interactions", "test_interactions", "warm_users", "cold_users") if sizes[k] < min_segment_users]
+    if small:
+        raise SplitError(
+            f"{ds.name}: split at {cut} leaves segment(s) {', '.join(f'{k}={sizes[k]}' for k in small)} below "
+            f"min_segment_users={min_segment_users}; move the cut (cut_date/cut_quantile) or widen the windows. "
+            f"All sizes: {sizes}"
+        )
+    return split
+
+
+# ---------------------------------------------------------------------------------- segments
+def segments(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(warm, cold, sizes)`` of a train/test pair (index-coded tables).
+
+    warm / cold: int32 sorted user_idx of the test users with / without an audiobook interaction (any
+    event) in ``train``. ``sizes`` keys: train_interactions, train_users, test_interactions,
+    test_users, warm_users, cold_users, warm_users_ab_test / cold_users_ab_test (test users with an
+    audiobook stream in ``test``: the users audiobook metrics are computed on).
+    """
+    n_ab = int(ds.item_type_counts.get("audiobook", 0))  # audiobooks are global ids [0, n_ab)
     tr_u = train["user_idx"].to_numpy()
-    tr_ab = train["item_idx"].to_numpy() < n_ab
     has_ab = np.zeros(ds.num_users, bool)
-    has_ab[tr_u[tr_ab]] = True
+    has_ab[tr_u[train["item_idx"].to_numpy() < n_ab]] = True
     te_u = test["user_idx"].to_numpy()
     test_users = np.unique(te_u).astype(np.int32)
     warm = test_users[has_ab[test_users]]
@@ -168,16 +232,195 @@ def temporal_split(
         "cold_users": int(cold.shape[0]),
         "warm_users_ab_test": int(ab_test[warm].sum()),
         "cold_users_ab_test": int(ab_test[cold].sum()),
-        "dropped_before_history": int(lo),
-        "after_test_window": int(len(ts) - hi),
     }
-    split = Split(train, test, cut, hist, warm, cold, sizes, test_end)
+    return warm, cold, sizes
+
+
+def last_train_times(num_users: int, train: pd.DataFrame) -> np.ndarray:
+    """int64 ``[num_users]``: each user's last training second + 1 (0 for users without training rows)."""
+    out = np.zeros(num_users, np.int64)
+    np.maximum.at(out, train["user_idx"].to_numpy(np.int64), train["timestamp"].to_numpy(np.int64) + 1)
+    return out
+
+
+# ---------------------------------------------------------------------------------- external splits
+def encode_interactions(ds: Dataset, df: pd.DataFrame, name: str = "part") -> pd.DataFrame:
+    """A validated raw interactions table (``user_id``, ``item_id``, ``timestamp``, ``event``)
+    index-coded against ``ds`` (``user_idx``, ``item_idx``, ``event_code`` added; sorted by time),
+    exactly as :func:`~twotower_hgnn.data.readers.build_dataset` codes ``ds.interactions``. A table
+    that already carries ``user_idx`` is returned as is. Unknown ids raise ``DataError``."""
+    from twotower_hgnn.data.readers import build_dataset
+
+    if "user_idx" in df.columns:
+        return df
+    return build_dataset(df, ds.items, ds.users, name=name, validate=False).interactions
+
+
+def external_dataset(train: str | os.PathLike, test: str | os.PathLike, items: str | os.PathLike,
+                     users: str | os.PathLike, valid: str | os.PathLike | None = None) -> Dataset:
+    """The dataset of an external split: every interactions file (train, optional validation, test)
+    read, validated (schema, ids present in ``items``/``users``) and index-coded together. The parts
+    are given to :func:`split_from_files`; the dataset itself carries no part labels."""
+    from twotower_hgnn.data.readers import build_dataset, read_interactions, read_items, read_users
+
+    parts = [read_interactions(p) for p in (train, valid, test) if p is not None]
+    meta = {"train": str(train), "test": str(test), **({"valid": str(valid)} if valid is not None else {})}
+    # each table was validated by its reader; build_dataset checks the ids against items/users
+    return build_dataset(pd.concat(parts, ignore_index=True), read_items(items), read_users(users),
+                         name="files-external", validate=False, meta=meta)
+
+
+def split_from_files(ds: Dataset, train: str | os.PathLike, test: str | os.PathLike, *,
+                     valid: str | os.PathLike | None = None, min_segment_users: int = 1) -> Split:
+    """The external split of ``ds`` (:func:`external_dataset`) given by its files.
+
+    The training part is ``train`` plus ``valid`` (validation rows are training data the final models
+    may see; :func:`validation_split` with the same file holds them out again); the test part is
+    ``test``.
+    """
+    from twotower_hgnn.data.readers import read_interactions
+
+    tr = pd.concat([read_interactions(p) for p in (train, valid) if p is not None], ignore_index=True)
+    return external_split(ds, tr, read_interactions(test), min_segment_users=min_segment_users)
+
+
+def external_split(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, *, min_segment_users: int = 1) -> Split:
+    """A split with given train/test parts (raw validated tables or index-coded ones): no cut, no
+    history window; each user's features as of their last training second + 1.
+
+    Raises:
+      SplitError: an empty part, or (catalogue with audiobooks) a warm/cold segment below ``min_segment_users``.
+    """
+    train, test = _by_time(encode_interactions(ds, train, "train")), _by_time(encode_interactions(ds, test, "test"))
+    if len(train) == 0 or len(test) == 0:
+        raise SplitError(f"external split: train has {len(train)} rows and test {len(test)}; both must be non-empty")
+    warm, cold, sizes = segments(ds, train, test)
+    if int(ds.item_type_counts.get("audiobook", 0)) > 0:
+        small = [k for k in ("warm_users", "cold_users") if sizes[k] < min_segment_users]
+        if small:
+            raise SplitError(f"external split: {', '.join(f'{k}={sizes[k]}' for k in small)} below "
+                             f"min_segment_users={min_segment_users}")
+    split = Split(train=train, test=test, cut_time=int(test["timestamp"].min()), history_start=None,
+                  warm_users=warm, cold_users=cold, segment_sizes=sizes, test_end=None,
+                  as_of_times=last_train_times(ds.num_users, train))
     _log.info("%s: %s", ds.name, split.summary())
-    small = [k for k in ("train_interactions", "test_interactions", "warm_users", "cold_users") if sizes[k] < min_segment_users]
-    if small:
-        raise SplitError(
-            f"{ds.name}: split at {cut} leaves segment(s) {', '.join(f'{k}={sizes[k]}' for k in small)} below "
-            f"min_segment_users={min_segment_users}; move the cut (cut_date/cut_quantile) or widen the windows. "
-            f"All sizes: {sizes}"
-        )
     return split
+
+
+def _by_time(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` sorted by timestamp (stable; the Dataset order), with a fresh index."""
+    if not df["timestamp"].is_monotonic_increasing:
+        df = df.sort_values("timestamp", kind="stable")
+    return df.reset_index(drop=True)
+
+
+def known_at_cut(ds: Dataset, split: Split) -> Dataset:
+    """The dataset as the system knows it at the split: interactions before the cut (temporal), the
+    training part (external). Exported models serve from this snapshot."""
+    if split.external:
+        return dataclasses.replace(ds, interactions=split.train.reset_index(drop=True))
+    keep = ds.interactions["timestamp"].to_numpy() < split.cut_time
+    return dataclasses.replace(ds, interactions=ds.interactions[keep].reset_index(drop=True))
+
+
+# ---------------------------------------------------------------------------------- validation
+def validation_split(ds: Dataset, split: Split, *, valid_interactions: pd.DataFrame | None = None,
+                     frac: float = 0.1, seed: int = 0) -> Split:
+    """The training part of ``split`` split again: ``train`` = training rows minus the validation
+    rows, ``test`` = the validation rows; warm/cold segments against the reduced ``train``.
+
+    * ``valid_interactions`` given (a validated raw table, e.g. ``read_interactions(path)``, or an
+      index-coded one): those rows are the validation part; they are removed from the training part
+      (as a multiset: each validation row removes at most one identical training row). Features as
+      of each user's last reduced-training second + 1.
+    * temporal ``split``: a temporal split of the training part at its ``1 - frac`` timestamp quantile
+      (``cut_time`` = that second, ``test_end`` = the original cut, same history window).
+    * external ``split``: a seeded per-user random ``frac`` of each user's training rows (stochastic
+      rounding of ``frac * n``, so ``frac`` of the rows in expectation; a user keeps >= 1 row in train).
+
+    Raises:
+      SplitError: ``frac`` outside (0, 1), or an empty validation or reduced training part.
+    """
+    if not 0.0 < float(frac) < 1.0:
+        raise SplitError(f"validation frac must be in (0, 1), got {frac}")
+    tr = split.train
+    if valid_interactions is not None:
+        test = _by_time(encode_interactions(ds, valid_interactions, "valid"))
+        train = tr[~_multiset_member(tr, test)].reset_index(drop=True)
+    elif not split.external:
+        ts = tr["timestamp"].to_numpy()
+        if len(ts) == 0:
+            raise SplitError("validation split: the training part is empty")
+        vcut = int(np.quantile(ts, 1.0 - float(frac), method="lower"))
+        mid = int(np.searchsorted(ts, vcut, side="left"))  # train is time-sorted
+        train, test = tr.iloc[:mid].reset_index(drop=True), tr.iloc[mid:].reset_index(drop=True)
+        return _make_validation(ds, train, test, vcut, split.history_start, split.cut_time, None)
+    else:
+        hold = _random_holdout(tr["user_idx"].to_numpy(np.int64), ds.num_users, float(frac), seed)
+        train, test = tr[~hold].reset_index(drop=True), tr[hold].reset_index(drop=True)
+    return _make_validation(ds, train, test, int(test["timestamp"].min()) if len(test) else 0, None, None,
+                            last_train_times(ds.num_users, train))
+
+
+def _make_validation(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, cut: int, hist: int | None,
+                     end: int | None, as_of: np.ndarray | None) -> Split:
+    if len(train) == 0 or len(test) == 0:
+        raise SplitError(f"validation split: reduced train has {len(train)} rows and validation {len(test)}; "
+                         "both must be non-empty (change frac or the validation file)")
+    warm, cold, sizes = segments(ds, train, test)
+    sp = Split(train, test, cut, hist, warm, cold, sizes, end, as_of)
+    _log.info("%s validation: %s", ds.name, sp.summary())
+    return sp
+
+
+def _random_holdout(users: np.ndarray, num_users: int, frac: float, seed: int) -> np.ndarray:
+    """bool ``[n]``: a seeded random ``floor(frac * n_u + U[0, 1))`` (at most ``n_u - 1``) of each user's rows."""
+    rng = np_rng(seed, "validation-split")
+    key = rng.random(users.size)
+    counts = np.bincount(users, minlength=num_users)
+    n_val = np.minimum(np.floor(frac * counts + rng.random(num_users)), np.maximum(counts - 1, 0)).astype(np.int64)
+    order = np.lexsort((key, users))  # by user, random within user
+    starts = np.cumsum(counts) - counts
+    pos = np.arange(users.size) - starts[users[order]]
+    hold = np.zeros(users.size, bool)
+    hold[order] = pos < n_val[users[order]]
+    return hold
+
+
+def _multiset_member(rows: pd.DataFrame, remove: pd.DataFrame) -> np.ndarray:
+    """bool ``[len(rows)]``: row matched by a row of ``remove`` on (user, item, timestamp, event),
+    each row of ``remove`` matching at most one row (the k-th duplicate matches the k-th)."""
+    cols = ["user_idx", "item_idx", "timestamp", "event_code"]
+    a, b = rows[cols].copy(), remove[cols].copy()
+    a["_k"], b["_k"] = a.groupby(cols, sort=False).cumcount(), b.groupby(cols, sort=False).cumcount()
+    a["_row"] = np.arange(len(a))
+    hit = a.merge(b, on=cols + ["_k"], how="inner")["_row"].to_numpy()
+    out = np.zeros(len(rows), bool)
+    out[hit] = True
+    return out
+
+
+# ---------------------------------------------------------------------------------- persistence
+def save_split(split: Split, out: str | os.PathLike) -> None:
+    """Writes ``split`` into directory ``out`` (parquet parts, segment arrays, per-user as-of times)."""
+    out = Path(out)
+    atomic_write_parquet(split.train, out / "train.parquet")
+    atomic_write_parquet(split.test, out / "test.parquet")
+    atomic_save_npy(out / "warm_users.npy", np.asarray(split.warm_users, np.int32))
+    atomic_save_npy(out / "cold_users.npy", np.asarray(split.cold_users, np.int32))
+    if split.external:
+        atomic_save_npy(out / "as_of_times.npy", np.asarray(split.as_of_times, np.int64))
+    atomic_write_json(out / "split.json", {"cut_time": split.cut_time, "history_start": split.history_start,
+                                           "test_end": split.test_end, "segment_sizes": split.segment_sizes,
+                                           "external": split.external})
+
+
+def load_split(path: str | os.PathLike) -> Split:
+    """The split :func:`save_split` wrote into ``path``."""
+    path = Path(path)
+    meta = json.loads((path / "split.json").read_text())
+    as_of = np.load(path / "as_of_times.npy") if meta.get("external") else None
+    return Split(train=pd.read_parquet(path / "train.parquet"), test=pd.read_parquet(path / "test.parquet"),
+                 cut_time=int(meta["cut_time"]), history_start=meta["history_start"],
+                 warm_users=np.load(path / "warm_users.npy"), cold_users=np.load(path / "cold_users.npy"),
+                 segment_sizes=meta["segment_sizes"], test_end=meta["test_end"], as_of_times=as_of)
