@@ -72,8 +72,15 @@ class HGNNTrainConfig:
       relations: relation names in use ("audiobook-podcast"...); None = all of the graph's.
       balance / ratios: the sampler's balance policy ("equal" = paper, "off" = ablation A).
       replace / exclude_supervision_edges / avoid_known_positives: passed to the sampling spec.
-      max_epochs / patience: early stopping on ``val_mrr`` (paper: 50 / 10).
-      max_steps / max_time_s: optional budget (total over resumes); the run validates and saves, then stops.
+      max_epochs / patience: early stopping on ``val_mrr`` (paper: 50 / 10): stop after ``patience``
+        validations without improvement (validations = epochs unless ``val_every_steps`` is set).
+      val_every_steps: also validate (and checkpoint) every n global steps inside an epoch, so early
+        stopping and the best model work within a step budget shorter than an epoch (0 = at epoch
+        ends only).
+      max_steps: optional step budget (total over resumes); the run validates and saves, then stops.
+        Steps, epochs and early stopping are the reproducible budgets (same seed, same params).
+      max_time_s: wall-clock safety net (total over resumes; None = none): where it ends a run the
+        result depends on machine speed, so ``stop_reason`` is ``"max_time"`` and the trainer says so.
       val_max_edges: cap on held-out edges per relation used for validation (random, seeded); None = all.
       workers / prefetch / loader_mode: host sampler workers, prefetched steps, "thread" or
         "process" (sampler ``Loader``).
@@ -106,6 +113,7 @@ class HGNNTrainConfig:
     patience: int = 10
     max_steps: int | None = None
     max_time_s: float | None = None
+    val_every_steps: int = 0
     val_max_edges: int | None = 20_000
     workers: int = 1
     prefetch: int = 4
@@ -133,6 +141,7 @@ class HGNNTrainConfig:
             "sub_batches": self.sub_batches is None or self.sub_batches >= 1,
             "max_steps": self.max_steps is None or self.max_steps >= 1,
             "max_time_s": self.max_time_s is None or self.max_time_s > 0,
+            "val_every_steps": self.val_every_steps >= 0,
             "val_max_edges": self.val_max_edges is None or self.val_max_edges >= 1,
             "log_every_steps": self.log_every_steps >= 1,
         }
@@ -653,7 +662,15 @@ def train_hgnn(
                         budget_hit = "max_time"
                     if budget_hit or start >= n_steps:
                         break
-                    if cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0:
+                    if cfg.val_every_steps and step % cfg.val_every_steps == 0:  # mid-epoch validation
+                        epoch_loss, epoch_steps = epoch_loss + float(loss_acc), epoch_steps + done_here
+                        loss_acc, done_here = None, 0
+                        rec = validate(epoch, epoch_loss / max(epoch_steps, 1), n_here / max(time.perf_counter() - t_ep, 1e-9))
+                        save(rec["val_mrr"])
+                        if stopper.should_stop:
+                            budget_hit = "early_stopping"
+                            break
+                    elif cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0:
                         epoch_loss, epoch_steps = epoch_loss + float(loss_acc), epoch_steps + done_here
                         loss_acc, done_here = None, 0
                         save(None)
@@ -664,11 +681,15 @@ def train_hgnn(
             sps = n_here / max(time.perf_counter() - t_ep, 1e-9) if n_here else None
             if loss_acc is not None:
                 epoch_loss, epoch_steps = epoch_loss + float(loss_acc), epoch_steps + done_here
-            rec = validate(epoch, epoch_loss / max(epoch_steps, 1), sps)
+            # validate unless this step was just validated (early stopping inside the epoch)
+            rec = history[-1] if history and history[-1]["step"] == step else validate(epoch, epoch_loss / max(epoch_steps, 1), sps)
             if start >= n_steps:  # epoch complete: the next position is the start of the next epoch
                 epoch, start, epoch_loss, epoch_steps = epoch + 1, 0, 0.0, 0
             save(rec["val_mrr"])
             reason = budget_hit
+            if reason == "max_time" and p_idx == 0:
+                print(f"[hgnn] stopped by the wall-clock safety net max_time_s={cfg.max_time_s} at step {step} "
+                      "(not reproducible: set step/epoch budgets)", flush=True)
             if fail_after_step is not None and step >= fail_after_step:
                 raise InjectedFailure(f"injected failure after step {step}")
     finally:
