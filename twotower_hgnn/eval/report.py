@@ -20,12 +20,20 @@
       "long_tail": [                               # same rows, metrics restricted to tiers 3-5
         {"model", "target_type", "segment", "tiers": [3, 4, 5], "metrics": {...}}, ...],
       "skipped": [{"model", "target_type", "segment", "reason"}, ...],   # e.g. LLM-KNN on cold users
+      "intervals": {target_type: {segment: {model: {      # only when evaluate_models got `baselines`
+          "vs": "EASE", "metric": "hr@10",               # the segment's best baseline (highest HR@10)
+          "diff": 0.03, "lo": 0.01, "hi": 0.05,          # HR@10(model) - HR@10(vs), 95% paired bootstrap
+          "significant": true, "n_users": 1234}}}},      # interval excludes 0; users both models rank
+      "flags": [{"model", "target_type", "segment", "metric", "value", "reference", "rel_change"}, ...],
+                                                   # metrics > 20% (relative) below a reference report
       "ablations": [ rows shaped like "results" ],  # Table 1, when given (audiobook / warm rows)
       "training": {stage: {"history": [{"step": 0, "loss": ...}, ...], ...}, ...}  # free-form per stage
     }
 
 Metric definitions: :mod:`twotower_hgnn.eval.metrics`; Coverage values are fractions (the tables
-print them as percentages). The paper's tables: Table 2 = (audiobook, warm), Table 3 = (audiobook,
+print them as percentages). ``intervals`` and ``flags`` may be absent in older reports. Per-user hit@K
+and reciprocal rank behind every result row go to ``per_user.parquet`` (columns ``target, segment,
+model, user_idx, hit, rr``; :func:`write_report`), not into the JSON. The paper's tables: Table 2 = (audiobook, warm), Table 3 = (audiobook,
 cold), Table 4 = (podcast, all), Table 1 = ``ablations``.
 """
 from __future__ import annotations
@@ -33,14 +41,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
 from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
+from twotower_hgnn.eval.bootstrap import best_baseline_intervals, per_user_frame
 from twotower_hgnn.eval.metrics import check_rankings, metric_keys, restrict, summarise, user_scores
 from twotower_hgnn.eval.protocol import SEGMENTS, EvalProtocol, Rankings
-from twotower_hgnn.io import atomic_write_json, atomic_write_text
+from twotower_hgnn.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 from twotower_hgnn.provenance import git_sha  # noqa: F401  (re-exported: report meta)
 
 SCHEMA_VERSION = 1
@@ -51,6 +60,17 @@ PAPER_TABLES: tuple[tuple[str, str, str], ...] = (
     ("Table 4 - podcast recommendations, all users", "podcast", "all"),
 )
 TABLE1_TITLE = "Table 1 - ablations (warm-start users, audiobooks)"
+# The baseline models of the paper plus the item-CF baselines (eval.item_baselines): a typical
+# ``baselines`` argument of evaluate_models.
+DEFAULT_BASELINES: frozenset[str] = frozenset({"Popularity", "ItemKNN", "EASE", "LLM-KNN", "HGNN", "HGNN-w-users"})
+FLAG_DROP = 0.2  # relative drop below the reference report that is flagged
+
+
+class EvalReport(dict):
+    """The report dict (plain JSON content) plus ``per_user``: the per-user DataFrame that
+    :func:`write_report` saves as ``per_user.parquet`` (None when unknown, e.g. a loaded report)."""
+
+    per_user: Any = None
 
 
 class ReportError(ValueError):
@@ -75,6 +95,8 @@ def _score_model(name: str, target: str, rk: Rankings, protocol: EvalProtocol, k
                           f"rank {int(c) + 1}, which the protocol excludes (already streamed before the split)")
     rel = tp.relevant.take(cpos)
     scores = user_scores(ranked, rel, k, depth)
+    out["per_user"].append({"model": name, "target_type": target, "positions": cpos,
+                            "hit": scores[:, 0], "rr": scores[:, 1]})
     if long_tail:
         tail = tp.tail_items(first_tail_tier)
         rel_tail = restrict(rel, tail)
@@ -103,7 +125,8 @@ def _score_model(name: str, target: str, rk: Rankings, protocol: EvalProtocol, k
 
 def evaluate_models(models: Mapping[str, Mapping[str, Rankings]], protocol: EvalProtocol, k: int = 10,
                     depth: int = 100, segments: Sequence[str] = SEGMENTS, long_tail: bool = True,
-                    first_tail_tier: int = 3) -> dict[str, list[dict[str, Any]]]:
+                    first_tail_tier: int = 3, baselines: Collection[str] | None = None, n_boot: int = 1000,
+                    seed: int = 0) -> dict[str, Any]:
     """Scores every model on every target type it ranks and every segment it fully covers.
 
     Args:
@@ -113,19 +136,26 @@ def evaluate_models(models: Mapping[str, Mapping[str, Rankings]], protocol: Eval
       k, depth: HR/Recall/NDCG cut-off and MRR/Coverage depth.
       segments: segment names to score.
       long_tail: also compute the tiers >= ``first_tail_tier`` view (metrics.long_tail_metrics).
+      baselines: names of the baseline models (e.g. :data:`DEFAULT_BASELINES`); given, every model's
+        HR@K difference from the best baseline of each segment gets a paired-bootstrap interval
+        (``n_boot`` resamples, ``seed``; :func:`twotower_hgnn.eval.bootstrap.best_baseline_intervals`).
 
-    Returns ``{"results": [...], "long_tail": [...], "skipped": [...]}`` (rows as in the module
-    docstring). Raises :class:`ReportError` if a ranking contains an item the protocol excludes for
+    Returns ``{"results": [...], "long_tail": [...], "skipped": [...], "intervals": {...}, "per_user":
+    [...]}`` (rows as in the module docstring; ``intervals`` is empty without ``baselines``;
+    ``per_user`` holds per (model, target) the protocol positions of the ranked users and their hit@K
+    and reciprocal rank, NumPy arrays, not JSON). Raises :class:`ReportError` if a ranking contains an item the protocol excludes for
     that user (a model must apply ``TargetProtocol.exclude``) or a target type without a protocol, and
     ValueError for items outside the catalogue.
     """
-    out: dict[str, list[dict[str, Any]]] = {"results": [], "long_tail": [], "skipped": []}
+    out: dict[str, Any] = {"results": [], "long_tail": [], "skipped": [], "per_user": []}
     for name, per_target in models.items():
         for target, rk in per_target.items():
             if target not in protocol.targets:
                 raise ReportError(f"model {name!r} ranks target type {target!r}, which has no protocol "
                                   f"(have {sorted(protocol.targets)})")
             _score_model(name, target, rk, protocol, k, depth, segments, long_tail, first_tail_tier, out)
+    out["intervals"] = (best_baseline_intervals(out["per_user"], out["results"], protocol, baselines, k, n_boot, seed)
+                        if baselines else {})
     return out
 
 
@@ -164,8 +194,16 @@ def _jsonable(obj: Any) -> Any:
 def build_report(evaluation: Mapping[str, Any], protocol: EvalProtocol, *, k: int = 10, depth: int = 100,
                  config: Mapping[str, Any] | None = None, dataset: Dataset | None = None, split: Any = None,
                  training: Mapping[str, Any] | None = None, ablations: Sequence[Mapping[str, Any]] | None = None,
-                 created_utc: str | None = None) -> dict[str, Any]:
-    """Assembles the ``report.json`` dict (module docstring) from :func:`evaluate_models`' output."""
+                 created_utc: str | None = None, reference: Mapping[str, Any] | None = None,
+                 flag_drop: float = FLAG_DROP) -> EvalReport:
+    """Assembles the ``report.json`` dict (module docstring) from :func:`evaluate_models`' output.
+
+    ``reference``: an earlier report (e.g. the previous version's ``report.json``); rows whose
+    Coverage@depth or long-tail HR@K is more than ``flag_drop`` (relative) below the same model /
+    target / segment there are listed in ``flags`` (:func:`reference_flags`). Returns an
+    :class:`EvalReport` whose ``per_user`` is the per-user table of the scored rows (None when the
+    evaluation carries no per-user data).
+    """
     meta = {"created_utc": created_utc or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "git_sha": git_sha(), "k": int(k), "depth": int(depth), "config": _jsonable(dict(config or {})),
             "dataset": dataset_stats(dataset) if dataset is not None else {},
@@ -173,9 +211,35 @@ def build_report(evaluation: Mapping[str, Any], protocol: EvalProtocol, *, k: in
             "protocol": _jsonable(dict(protocol.config)), "protocol_stats": protocol.stats()}
     report = {"schema_version": SCHEMA_VERSION, "meta": meta, "results": list(evaluation.get("results", [])),
               "long_tail": list(evaluation.get("long_tail", [])), "skipped": list(evaluation.get("skipped", [])),
-              "ablations": list(ablations or []), "training": _jsonable(dict(training or {}))}
+              "ablations": list(ablations or []), "training": _jsonable(dict(training or {})),
+              "intervals": _jsonable(dict(evaluation.get("intervals", {}))), "flags": []}
+    if reference is not None:
+        report["flags"] = reference_flags(report, reference, flag_drop)
     validate_report(report)
-    return report
+    out = EvalReport(report)
+    if evaluation.get("per_user"):
+        out.per_user = per_user_frame(evaluation["per_user"], report["results"], protocol)
+    return out
+
+
+def reference_flags(report: Mapping[str, Any], reference: Mapping[str, Any],
+                    drop: float = FLAG_DROP) -> list[dict[str, Any]]:
+    """Rows of ``report`` whose Coverage@depth (``results``) or HR@K (``long_tail``, named
+    ``long_tail/hr@K``) is below ``(1 - drop)`` x the same (model, target, segment) row of ``reference``
+    (rows missing there, or with a zero reference value, are not compared)."""
+    k, depth = int(report["meta"]["k"]), int(report["meta"]["depth"])
+    flags = []
+    for section, metric, label in (("results", f"coverage@{depth}", f"coverage@{depth}"),
+                                   ("long_tail", f"hr@{k}", f"long_tail/hr@{k}")):
+        ref = {(r["model"], r["target_type"], r["segment"]): r["metrics"] for r in reference.get(section, [])}
+        for r in report.get(section, []):
+            key = (r["model"], r["target_type"], r["segment"])
+            rv = float(ref.get(key, {}).get(metric, 0.0))
+            v = float(r["metrics"][metric])
+            if rv > 0 and v < (1.0 - drop) * rv:
+                flags.append({"model": key[0], "target_type": key[1], "segment": key[2], "metric": label,
+                              "value": v, "reference": rv, "rel_change": v / rv - 1.0})
+    return flags
 
 
 def table1_rows(reports: Mapping[str, Mapping[str, Any]], model: str = "2T-HGNN") -> list[dict[str, Any]]:
@@ -210,12 +274,20 @@ def validate_report(report: Mapping[str, Any], source: str = "report") -> None:
                 raise ReportError(f"{source}: {section}[{i}] is missing {miss}")
 
 
-def write_report(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
-    """Writes ``report.json`` and ``report.md`` atomically into ``out_dir``; returns their paths."""
+def write_report(report: Mapping[str, Any], out_dir: str | Path, per_user: Any = None) -> dict[str, Path]:
+    """Writes ``report.json``, ``report.md`` and (when known) ``per_user.parquet`` atomically into
+    ``out_dir``; returns their paths (keys ``json``, ``md``, ``per_user``).
+
+    ``per_user``: the per-user DataFrame (default: ``report.per_user`` of an :class:`EvalReport`).
+    """
     validate_report(report)
     out_dir = Path(out_dir)
-    return {"json": atomic_write_json(out_dir / "report.json", report),
-            "md": atomic_write_text(out_dir / "report.md", format_markdown(report))}
+    per_user = per_user if per_user is not None else getattr(report, "per_user", None)
+    paths = {"json": atomic_write_json(out_dir / "report.json", report),
+             "md": atomic_write_text(out_dir / "report.md", format_markdown(report))}
+    if per_user is not None:
+        paths["per_user"] = atomic_write_parquet(per_user, out_dir / "per_user.parquet", index=False)
+    return paths
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
@@ -247,11 +319,46 @@ def _fmt(v: Any, kind: str) -> str:
     return f"{float(v):.3f}"
 
 
-def _table_rows(rows: Sequence[Mapping[str, Any]], k: int, depth: int) -> tuple[list[str], list[list[str]]]:
+def _table_rows(rows: Sequence[Mapping[str, Any]], k: int, depth: int,
+                report: Mapping[str, Any] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and body of one table. With ``report`` (rows of one target / segment): a paired-bootstrap
+    column after HR@K when the report has intervals there, and a long-tail HR@K column when it has
+    long-tail rows there."""
     cols = _columns(k, depth)
     header = ["Model"] + [c[0] for c in cols]
     body = [[r["model"]] + [_fmt(r["metrics"][key], kind) for _, key, kind in cols] for r in rows]
+    if report is None or not rows:
+        return header, body
+    target, seg = rows[0]["target_type"], rows[0]["segment"]
+    ivs = report.get("intervals", {}).get(target, {}).get(seg, {})
+    if ivs:
+        best = next(iter(ivs.values()))["vs"]
+        header.insert(2, f"dHR@{k} vs {best} [95% CI]")
+        for r, line in zip(rows, body):
+            line.insert(2, _interval_cell(ivs.get(r["model"]), r["model"] == best))
+    lt = {r["model"]: r["metrics"] for r in _select(report.get("long_tail", []), target, seg)}
+    if lt:
+        header.append(f"LT HR@{k}")
+        for r, line in zip(rows, body):
+            line.append(_fmt(lt[r["model"]][f"hr@{k}"], "num") if r["model"] in lt else "-")
+    flagged = {f["model"] for f in report.get("flags", []) if (f["target_type"], f["segment"]) == (target, seg)}
+    for line in body:
+        line[0] += " (!)" if line[0] in flagged else ""
     return header, body
+
+
+def _interval_cell(iv: Mapping[str, Any] | None, is_best: bool) -> str:
+    if is_best:
+        return "(best baseline)"
+    if iv is None:
+        return "-"
+    return f"{iv['diff']:+.3f} [{iv['lo']:+.3f}, {iv['hi']:+.3f}]" + (" *" if iv["significant"] else "")
+
+
+def format_flags(report: Mapping[str, Any]) -> list[str]:
+    """One line per reference flag (empty without flags)."""
+    return [f"(!) {f['model']} / {f['target_type']} / {f['segment']}: {f['metric']} {f['value']:.3f} is "
+            f"{-100.0 * f['rel_change']:.0f}% below the reference ({f['reference']:.3f})" for f in report.get("flags", [])]
 
 
 def _select(rows: Sequence[Mapping[str, Any]], target: str, segment: str) -> list[Mapping[str, Any]]:
@@ -279,13 +386,23 @@ def paper_tables(report: Mapping[str, Any]) -> list[tuple[str, list[str], list[l
     for title, target, seg in PAPER_TABLES:
         rows = _select(report["results"], target, seg)
         if rows:
-            out.append((title, *_table_rows(rows, k, depth)))
+            out.append((title, *_table_rows(rows, k, depth, report)))
     return out
 
 
+_LEGEND = ("dHR: HR@{k} minus the segment's best baseline, 95% paired-bootstrap interval over users; "
+           "* = the interval excludes 0. LT HR@{k}: HR@{k} on long-tail relevant items. (!) = flagged "
+           "against the reference report.")
+
+
 def format_console(report: Mapping[str, Any]) -> str:
-    """The paper-shaped tables as plain text (what the pipeline prints last)."""
-    return "\n\n".join(f"{title}\n{_text_table(h, b)}" for title, h, b in paper_tables(report))
+    """The paper-shaped tables as plain text (what the pipeline prints last), then the reference flags."""
+    parts = [f"{title}\n{_text_table(h, b)}" for title, h, b in paper_tables(report)]
+    if report.get("intervals") or report.get("flags"):
+        parts.append(_LEGEND.format(k=report["meta"]["k"]))
+    if report.get("flags"):
+        parts.append("\n".join(format_flags(report)))
+    return "\n\n".join(parts)
 
 
 def format_markdown(report: Mapping[str, Any]) -> str:
@@ -307,7 +424,12 @@ def format_markdown(report: Mapping[str, Any]) -> str:
                     key=lambda g: (g[0], SEGMENTS.index(g[1]) if g[1] in SEGMENTS else 99, g[1]))
     parts += ["## All results", ""]
     for target, seg in groups:
-        parts += [f"### {target} / {seg}", "", _markdown_table(*_table_rows(_select(report["results"], target, seg), k, depth)), ""]
+        parts += [f"### {target} / {seg}", "",
+                  _markdown_table(*_table_rows(_select(report["results"], target, seg), k, depth, report)), ""]
+    if report.get("intervals") or report.get("flags"):
+        parts += [_LEGEND.format(k=k), ""]
+    if report.get("flags"):
+        parts += ["## Flags (vs the reference report)", ""] + [f"- {line}" for line in format_flags(report)] + [""]
     if report["long_tail"]:
         parts += ["## Long tail (relevant items in popularity tiers "
                   f"{report['long_tail'][0].get('tiers')}; Coverage = share of tail items shown)", ""]
