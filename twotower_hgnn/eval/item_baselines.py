@@ -170,7 +170,10 @@ class ItemKNN:
             den = self.norms[:, None] * self.norms[None, c] + np.float32(shrink)
             sim = np.divide(num, den, out=np.zeros(num.shape, np.float32), where=den > 0)
             sim[c, np.arange(c.size)] = 0.0  # no self-similarity
-            top = np.argpartition(-sim, kk - 1, axis=0)[:kk] if kk < n else np.broadcast_to(np.arange(n)[:, None], sim.shape)
+            if kk < n:
+                top = np.argpartition(-sim, kk - 1, axis=0)[:kk]
+            else:
+                top = np.broadcast_to(np.arange(n)[:, None], sim.shape)
             v = np.take_along_axis(sim, top, axis=0)  # [kk, c]
             keep = v > 0
             rows.append(top[keep])
@@ -305,7 +308,8 @@ def ease_fit_rank(protocol: EvalProtocol, X: sp.spmatrix, depth: int = 100) -> C
 def tuned_item_baselines(dataset: Any, split: Any, protocol: EvalProtocol, *, depth: int = 100, k: int = 10,
                          val_frac: float = 0.1, events: Sequence[str] | None = None,
                          knn_grid: Sequence[Mapping[str, Any]] = KNN_GRID,
-                         ease_grid: Sequence[Mapping[str, Any]] = EASE_GRID) -> tuple[dict[str, dict[str, Rankings]], dict[str, Any]]:
+                         ease_grid: Sequence[Mapping[str, Any]] = EASE_GRID,
+                         ) -> tuple[dict[str, dict[str, Rankings]], dict[str, Any]]:
     """ItemKNN and EASE tuned on a validation split of ``split.train`` and refitted on all of it.
 
     The validation split is :func:`twotower_hgnn.data.split.validation_split` (last ``val_frac`` of the

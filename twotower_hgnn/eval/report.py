@@ -33,8 +33,8 @@
 Metric definitions: :mod:`twotower_hgnn.eval.metrics`; Coverage values are fractions (the tables
 print them as percentages). ``intervals`` and ``flags`` may be absent in older reports. Per-user hit@K
 and reciprocal rank behind every result row go to ``per_user.parquet`` (columns ``target, segment,
-model, user_idx, hit, rr``; :func:`write_report`), not into the JSON. The paper's tables: Table 2 = (audiobook, warm), Table 3 = (audiobook,
-cold), Table 4 = (podcast, all), Table 1 = ``ablations``.
+model, user_idx, hit, rr``; :func:`write_report`), not into the JSON. The paper's tables: Table 2 =
+(audiobook, warm), Table 3 = (audiobook, cold), Table 4 = (podcast, all), Table 1 = ``ablations``.
 """
 from __future__ import annotations
 
@@ -143,9 +143,9 @@ def evaluate_models(models: Mapping[str, Mapping[str, Rankings]], protocol: Eval
     Returns ``{"results": [...], "long_tail": [...], "skipped": [...], "intervals": {...}, "per_user":
     [...]}`` (rows as in the module docstring; ``intervals`` is empty without ``baselines``;
     ``per_user`` holds per (model, target) the protocol positions of the ranked users and their hit@K
-    and reciprocal rank, NumPy arrays, not JSON). Raises :class:`ReportError` if a ranking contains an item the protocol excludes for
-    that user (a model must apply ``TargetProtocol.exclude``) or a target type without a protocol, and
-    ValueError for items outside the catalogue.
+    and reciprocal rank, NumPy arrays, not JSON). Raises :class:`ReportError` if a ranking contains an
+    item the protocol excludes for that user (a model must apply ``TargetProtocol.exclude``) or a target
+    type without a protocol, and ValueError for items outside the catalogue.
     """
     out: dict[str, Any] = {"results": [], "long_tail": [], "skipped": [], "per_user": []}
     for name, per_target in models.items():
@@ -358,7 +358,8 @@ def _interval_cell(iv: Mapping[str, Any] | None, is_best: bool) -> str:
 def format_flags(report: Mapping[str, Any]) -> list[str]:
     """One line per reference flag (empty without flags)."""
     return [f"(!) {f['model']} / {f['target_type']} / {f['segment']}: {f['metric']} {f['value']:.3f} is "
-            f"{-100.0 * f['rel_change']:.0f}% below the reference ({f['reference']:.3f})" for f in report.get("flags", [])]
+            f"{-100.0 * f['rel_change']:.0f}% below the reference ({f['reference']:.3f})"
+            for f in report.get("flags", [])]
 
 
 def _select(rows: Sequence[Mapping[str, Any]], target: str, segment: str) -> list[Mapping[str, Any]]:
