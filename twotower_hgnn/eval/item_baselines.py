@@ -127,8 +127,8 @@ class ItemKNN:
     """Cosine item-kNN over a binary ``X [n_users, n_items]`` (module docstring).
 
     Holds the item norms and caches the co-occurrence columns ``X^T X[:, columns]`` of each catalogue
-    (when they fit in :data:`_CACHE` elements), so a grid over ``n_neighbors`` x ``shrink`` pays for the
-    sparse product once.
+    (up to :data:`_CACHE` elements over all catalogues, oldest evicted first), so a grid over
+    ``n_neighbors`` x ``shrink`` pays for the sparse product once per target type.
     """
 
     def __init__(self, X: sp.spmatrix):
@@ -150,7 +150,9 @@ class ItemKNN:
             return self._cache[key]
         block = np.asarray((self.XT @ self.Xc[:, columns]).toarray(), dtype=np.float32)
         if cache and block.size <= _CACHE:
-            self._cache = {key: block}  # one catalogue at a time: bounded memory
+            while self._cache and sum(b.size for b in self._cache.values()) + block.size > _CACHE:
+                self._cache.pop(next(iter(self._cache)))  # oldest first: at most _CACHE elements in all
+            self._cache[key] = block
         return block
 
     def weights(self, columns: np.ndarray, n_neighbors: int, shrink: float) -> sp.csr_matrix:
