@@ -73,6 +73,9 @@ class UserFeatures:
         podcasts (index 1) in the window; zeros where the user has none of that type.
       has_history: float32 ``[B, 2]`` 1.0 where the user has >= 1 interaction of that type.
       history_count: float32 ``[B, 2]`` log1p of the number of interactions of that type.
+      history_ids: int32 ``[B, 2, L]`` id tokens (global item id + 1; 0 = padding) of the user's ``L``
+        most recent audiobooks (index 0) and podcasts (index 1) in the window, newest first, for the
+        learned item-id embedding shared with the item tower; ``L = 0`` when the model has none.
     """
 
     age_bucket: Any
@@ -82,6 +85,7 @@ class UserFeatures:
     history_mean: Any
     has_history: Any
     history_count: Any
+    history_ids: Any = None
 
     def __len__(self) -> int:
         return int(np.shape(self.age_bucket)[0])
@@ -98,6 +102,8 @@ class ItemFeatures:
       genre: int32 ``[N]`` (0 = OOV/unknown).
       content: float32 ``[N, d_content]`` text (SBERT) embedding.
       hgnn: float32 ``[N, d_hgnn]`` HGNN embedding; ``d_hgnn == 0`` for the 2T baseline.
+      id_token: int32 ``[N]`` token of the learned item-id embedding (global id + 1), 0 for items with
+        no training interaction (their id vector would be untrained noise) or when ids are off.
     """
 
     item_idx: Any
@@ -105,6 +111,7 @@ class ItemFeatures:
     genre: Any
     content: Any
     hgnn: Any
+    id_token: Any = None
 
     def __len__(self) -> int:
         return int(np.shape(self.item_idx)[0])
@@ -142,6 +149,9 @@ class FeatureVocab:
       d_hist: history-embedding dimension.
       history_days: window length in days (None = unbounded).
       history_events: events that count as history.
+      id_history_len: L, the number of most recent history items per type fed to the learned
+        item-id embedding (0 = no item-id features).
+      n_items: size of the item-id vocabulary without the padding token (0 = no item-id features).
     """
 
     countries: tuple[str, ...]
@@ -151,6 +161,8 @@ class FeatureVocab:
     d_hist: int
     history_days: float | None = 90.0
     history_events: tuple[str, ...] = DEFAULT_HISTORY_EVENTS
+    id_history_len: int = 0
+    n_items: int = 0
 
     @property
     def n_countries(self) -> int:
@@ -230,7 +242,7 @@ def age_buckets(ages: Any) -> np.ndarray:
 
 def build_vocab(
     ds: Dataset, target_type: str, d_hist: int, history_days: float | None = 90.0,
-    history_events: Sequence[str] = DEFAULT_HISTORY_EVENTS,
+    history_events: Sequence[str] = DEFAULT_HISTORY_EVENTS, id_history_len: int = 0,
 ) -> FeatureVocab:
     """Vocabularies from the dataset (countries of all users; language/genre of target-type items)."""
     _check_target_type(target_type)
@@ -246,6 +258,8 @@ def build_vocab(
         d_hist=int(d_hist),
         history_days=None if history_days is None else float(history_days),
         history_events=tuple(history_events),
+        id_history_len=int(id_history_len),
+        n_items=int(ds.num_items) if id_history_len > 0 else 0,
     )
 
 
@@ -355,6 +369,47 @@ def history_means(
     return means, counts
 
 
+def history_id_tokens(
+    log_user: np.ndarray, log_time: np.ndarray, log_item: np.ndarray, log_type: np.ndarray,
+    q_user: np.ndarray, q_time: np.ndarray, window_s: float | None, length: int,
+    n_types: int = len(ITEM_TYPES),
+) -> np.ndarray:
+    """int32 ``[Q, n_types, length]``: per query and type, the ``length`` most recent log items with time
+    in ``[q_time - window, q_time)`` as tokens (global id + 1), newest first, 0-padded.
+
+    Same as-of rule as :func:`history_means` (strictly before ``q_time``); ties in time keep log order.
+    """
+    q_user = np.asarray(q_user, np.int64)
+    q_time = np.asarray(q_time, np.int64)
+    out = np.zeros((q_user.shape[0], n_types, int(length)), np.int32)
+    if length == 0 or q_user.size == 0 or len(log_user) == 0:
+        return out
+    order = np.lexsort((np.asarray(log_time), np.asarray(log_user)))
+    u = np.asarray(log_user, np.int64)[order]
+    t = np.asarray(log_time, np.int64)[order]
+    it = np.asarray(log_item, np.int64)[order]
+    ty = np.asarray(log_type, np.int64)[order]
+    t0 = int(t.min())
+    span = int(t.max()) - t0 + 2
+    if (int(max(u.max(), q_user.max())) + 1) * span >= 2**62:
+        raise FeatureError("user count x time span overflows the int64 (user, time) key")
+    hi_q = q_user * span + np.clip(q_time - t0, 0, span - 1)
+    lo_t = np.zeros_like(q_time) if window_s is None else np.clip(q_time - int(np.ceil(window_s)) - t0, 0, span - 1)
+    lo_q = q_user * span + lo_t
+    back = np.arange(1, int(length) + 1, dtype=np.int64)
+    for k in range(n_types):
+        rows = np.flatnonzero(ty == k)
+        if rows.size == 0:
+            continue
+        key = u[rows] * span + (t[rows] - t0)
+        hi = np.searchsorted(key, hi_q, side="left")
+        lo = np.searchsorted(key, lo_q, side="left")
+        pos = hi[:, None] - back[None, :]
+        ok = pos >= lo[:, None]
+        out[:, k, :] = np.where(ok, it[rows][np.maximum(pos, 0)] + 1, 0)
+    return out
+
+
 def _counted_log(df: pd.DataFrame, ds: Dataset, history_events: Sequence[str]) -> tuple[np.ndarray, ...]:
     codes = np.asarray([EVENTS.index(e) for e in history_events], np.int64)
     keep = np.isin(df["event_code"].to_numpy(), codes)
@@ -374,9 +429,11 @@ def _music_rows(ds: Dataset, user_idx: np.ndarray, d_music: int) -> tuple[np.nda
 
 def assemble_user_features(
     vocab: FeatureVocab, ages: Any, countries: Any, music: np.ndarray, has_music: np.ndarray,
-    means: np.ndarray, counts: np.ndarray,
+    means: np.ndarray, counts: np.ndarray, ids: np.ndarray | None = None,
 ) -> UserFeatures:
-    """Encodes raw demographics + history means into a :class:`UserFeatures` bundle."""
+    """Encodes raw demographics + history means (+ id tokens ``[B, T, L]``) into a :class:`UserFeatures`."""
+    if ids is None:
+        ids = np.zeros(counts.shape + (vocab.id_history_len,), np.int32)
     return UserFeatures(
         age_bucket=age_buckets(np.asarray(ages, np.int64)),
         country=encode_vocab(vocab.countries, countries),
@@ -385,6 +442,7 @@ def assemble_user_features(
         history_mean=np.asarray(means, np.float32),
         has_history=(counts > 0).astype(np.float32),
         history_count=np.log1p(counts).astype(np.float32),
+        history_ids=np.asarray(ids, np.int32),
     )
 
 
@@ -408,10 +466,11 @@ def user_features_as_of(
     lu, lt, li, lty = _counted_log(df, ds, vocab.history_events)
     window = None if vocab.history_days is None else vocab.history_days * DAY_S
     means, counts = history_means(lu, lt, li, lty, item_emb, user_idx, as_of, window, chunk_rows=chunk_rows)
+    ids = history_id_tokens(lu, lt, li, lty, user_idx, as_of, window, vocab.id_history_len)
     music, has_music = _music_rows(ds, user_idx, vocab.d_music)
     users = ds.users
     return assemble_user_features(vocab, users["age"].to_numpy()[user_idx], users["country"].to_numpy()[user_idx],
-                                  music, has_music, means, counts)
+                                  music, has_music, means, counts, ids)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -427,8 +486,13 @@ def target_item_range(ds: Dataset, target_type: str) -> tuple[int, int]:
 
 def item_feature_table(
     ds: Dataset, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, target_type: str, vocab: FeatureVocab,
+    known_items: np.ndarray | None = None,
 ) -> ItemFeatures:
-    """Item-tower inputs of every target-type item; ``hgnn_emb=None`` gives ``d_hgnn = 0`` (2T)."""
+    """Item-tower inputs of every target-type item; ``hgnn_emb=None`` gives ``d_hgnn = 0`` (2T).
+
+    ``known_items`` (global ids with a training interaction) get an id token when the vocabulary has
+    item-id features; the others get token 0 (no id vector: content/HGNN inputs only).
+    """
     start, stop = target_item_range(ds, target_type)
     for name, e in (("content_emb", content_emb), ("hgnn_emb", hgnn_emb)):
         if e is None:
@@ -445,19 +509,35 @@ def item_feature_table(
         genre=encode_vocab(vocab.genres, rows["genre"]),
         content=np.asarray(content_emb[start:stop], np.float32),
         hgnn=hg,
+        id_token=_id_tokens(np.arange(start, stop), vocab, known_items),
     )
+
+
+def _id_tokens(item_idx: np.ndarray, vocab: FeatureVocab, known_items: np.ndarray | None) -> np.ndarray:
+    if vocab.n_items == 0:
+        return np.zeros(len(item_idx), np.int32)
+    ok = np.ones(len(item_idx), bool) if known_items is None else np.isin(item_idx, known_items)
+    return np.where(ok, np.asarray(item_idx, np.int64) + 1, 0).astype(np.int32)
 
 
 def build_training_examples(
     ds: Dataset, split: Any, target_type: str, item_emb: np.ndarray, vocab: FeatureVocab,
     positive_events: Sequence[str] = ("stream",), first_only: bool = False, chunk_rows: int = 1 << 18,
+    example_history: str = "as_of",
 ) -> TrainingExamples:
     """One example per positive (user, target-type item) interaction of ``split.train``.
 
     Positives are ``positive_events`` of target-type items (streams by default: the paper's "user-
     audiobook pairs the user listened to"). ``first_only`` keeps the first such interaction of each
     (user, item) pair — the discovery we want to predict; later re-streams would add duplicate pairs.
-    Features are computed as of each example's timestamp from ``split.train`` (strictly before it).
+
+    ``example_history`` is the history each example's user features are built from:
+      * ``"as_of"`` — everything in ``split.train`` strictly before the example's timestamp (the
+        next-item view; the paper's real-time setting).
+      * ``"leave_one_out"`` — the user's whole training history (as of the end of ``split.train``)
+        without the target item (every row of it removed): the held-out-item view, whose features
+        match those the model sees at evaluation/serving time (a full history), and which does not
+        learn the within-session rating order of logs such as MovieLens. Uses only training rows.
     """
     train = _interactions_frame(getattr(split, "train", split))
     start, stop = target_item_range(ds, target_type)
@@ -471,11 +551,48 @@ def build_training_examples(
     u = pos["user_idx"].to_numpy(np.int64)
     ts = pos["timestamp"].to_numpy(np.int64)
     row = (pos["item_idx"].to_numpy(np.int64) - start).astype(np.int32)
-    feats = user_features_as_of(ds, train, u, ts, item_emb, vocab, chunk_rows=chunk_rows)
+    if example_history == "as_of":
+        feats = user_features_as_of(ds, train, u, ts, item_emb, vocab, chunk_rows=chunk_rows)
+    elif example_history == "leave_one_out":
+        feats = _leave_one_out_features(ds, train, u, row.astype(np.int64) + start, item_emb, vocab, target_type)
+    else:
+        raise FeatureError(f"example_history must be 'as_of' or 'leave_one_out', got {example_history!r}")
     return TrainingExamples(
         user=feats, user_idx=u.astype(np.int32), item_row=row, timestamp=ts,
         item_counts=np.bincount(row, minlength=stop - start).astype(np.int64),
     )
+
+
+def _leave_one_out_features(
+    ds: Dataset, train: pd.DataFrame, users: np.ndarray, items: np.ndarray, item_emb: np.ndarray,
+    vocab: FeatureVocab, target_type: str,
+) -> UserFeatures:
+    """Features of ``users[e]`` from their whole training history minus every row of ``items[e]`` ``[E]``."""
+    end = int(train["timestamp"].max()) + 1 if len(train) else 0
+    uniq, inv = np.unique(users, return_inverse=True)
+    f = take_users(user_features_as_of(ds, train, uniq, end, item_emb, vocab), inv)
+    lu, lt, li, _ = _counted_log(train, ds, vocab.history_events)
+    if vocab.history_days is not None:
+        inside = lt >= end - int(np.ceil(vocab.history_days * DAY_S))
+        lu, li = lu[inside], li[inside]
+    # rows of (user, target item) in the counted history: removed from the target type's mean and count
+    n_items = int(ds.num_items)
+    pair_keys, pair_counts = np.unique(lu * n_items + li, return_counts=True)
+    q = users.astype(np.int64) * n_items + items
+    n_ui = np.zeros(len(q), np.int64)
+    if pair_keys.size:
+        pos = np.minimum(np.searchsorted(pair_keys, q), pair_keys.size - 1)
+        n_ui = np.where(pair_keys[pos] == q, pair_counts[pos], 0)
+    k = ITEM_TYPES.index(target_type)
+    c = np.rint(np.expm1(f.history_count[:, k])).astype(np.int64)
+    rest = c - n_ui
+    total = f.history_mean[:, k] * c[:, None] - n_ui[:, None] * np.asarray(item_emb, np.float32)[items]
+    f.history_mean[:, k] = np.where(rest[:, None] > 0, total / np.maximum(rest, 1)[:, None], 0.0)
+    f.history_count[:, k] = np.log1p(rest).astype(np.float32)
+    f.has_history[:, k] = (rest > 0).astype(np.float32)
+    if f.history_ids.shape[-1]:
+        f.history_ids[:, k] = np.where(f.history_ids[:, k] == (items + 1)[:, None], 0, f.history_ids[:, k])
+    return f
 
 
 def smoothed_log_q(item_counts: np.ndarray, alpha: float = 1.0) -> np.ndarray:

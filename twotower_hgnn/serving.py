@@ -298,10 +298,11 @@ class Recommender:
         vocab = self.result.vocab
         keep = np.isin(ev, [EVENTS.index(e) for e in vocab.history_events])
         window = None if vocab.history_days is None else vocab.history_days * F.DAY_S
-        means, counts = F.history_means(np.zeros(int(keep.sum()), np.int64), ts[keep], item[keep],
-                                        self.dataset.item_type_codes()[item[keep]].astype(np.int64),
-                                        self.result.history_emb, np.zeros(1, np.int64), np.array([as_of]), window)
-        return F.assemble_user_features(vocab, [age], [country], music[None, :], [has_music], means, counts)
+        log = (np.zeros(int(keep.sum()), np.int64), ts[keep], item[keep],
+               self.dataset.item_type_codes()[item[keep]].astype(np.int64))
+        means, counts = F.history_means(*log, self.result.history_emb, np.zeros(1, np.int64), np.array([as_of]), window)
+        ids = F.history_id_tokens(*log, np.zeros(1, np.int64), np.array([as_of]), window, vocab.id_history_len)
+        return F.assemble_user_features(vocab, [age], [country], music[None, :], [has_music], means, counts, ids)
 
     def _resolve(self, user_id: Any, age: Any, country: Any, music: Any, interactions: Any, as_of: Any):
         if user_id is not None:

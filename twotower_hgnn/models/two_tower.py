@@ -12,7 +12,14 @@ negatives weighted by inverse item frequency. Choices where the paper is silent 
   (``correction="logq"``, default: subtract log q_j from every logit of column j). The paper's
   per-example inverse-frequency weighting is ``correction="inverse_frequency"``; ``"none"`` is the
   plain in-batch softmax.
+* **Negatives**: ``negatives="in_batch"`` (the paper: the other examples' items, with the correction
+  above) or ``"full"`` — an exact softmax over every item of the catalogue (:func:`full_softmax_loss`;
+  no sampling, so no correction), affordable when the catalogue has up to some 10^4 items.
 * **Categoricals**: learned embeddings (age bucket 8-d, country / language / genre 16-d each).
+* **Item ids** (``id_dim > 0``; off in the paper preset): one learned item-id embedding table shared
+  by both towers — the item tower reads its item's row, the user tower the mean of the rows of the
+  user's most recent history items per type (``UserFeatures.history_ids``). Token 0 (padding, or an
+  item with no training interaction) contributes nothing. No per-user free embedding.
 
 Multi-device: the loss is written on the global batch. Under ``jax.jit`` with the batch sharded
 over a mesh, ``user_vecs @ item_vecs.T`` makes XLA all-gather the item vectors, so every device
@@ -30,6 +37,7 @@ import jax.numpy as jnp
 from twotower_hgnn.features import N_AGE_BUCKETS, ItemFeatures, UserFeatures
 
 CORRECTIONS: tuple[str, ...] = ("logq", "inverse_frequency", "none")
+NEGATIVES: tuple[str, ...] = ("in_batch", "full")
 _NEG = -1e9  # masked logit; finite so that a fully masked row cannot produce NaN gradients
 
 
@@ -54,8 +62,13 @@ class TwoTowerConfig:
     n_countries: int = 1
     n_languages: int = 1
     n_genres: int = 1
+    id_dim: int = 0
+    n_item_tokens: int = 1
+    negatives: str = "in_batch"
 
     def __post_init__(self) -> None:
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"negatives must be one of {NEGATIVES}, got {self.negatives!r}")
         if self.correction not in CORRECTIONS:
             raise ValueError(f"correction must be one of {CORRECTIONS}, got {self.correction!r}")
         if not self.tower_dims or any(int(d) <= 0 for d in self.tower_dims):
@@ -85,10 +98,18 @@ def _l2n(x: jax.Array) -> jax.Array:
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
 
 
+def pooled_ids(table: nn.Module, tokens: jax.Array) -> jax.Array:
+    """Mean id embedding over the non-zero tokens of the last axis: int ``[..., L]`` -> ``[..., d]``."""
+    mask = (tokens > 0).astype(jnp.float32)[..., None]
+    e = table(tokens) * mask
+    return jnp.sum(e, axis=-2) / jnp.maximum(jnp.sum(mask, axis=-2), 1.0)
+
+
 class UserTower(nn.Module):
     """UserFeatures ``[B]`` -> float32 ``[B, out_dim]``."""
 
     cfg: TwoTowerConfig
+    ids: nn.Module | None = None
 
     @nn.compact
     def __call__(self, u: UserFeatures) -> jax.Array:
@@ -100,6 +121,8 @@ class UserTower(nn.Module):
             u.music, u.has_music[:, None],
             u.history_mean.reshape(b, -1), u.has_history, u.history_count,
         ]
+        if self.ids is not None:
+            parts.append(pooled_ids(self.ids, u.history_ids).reshape(b, -1))
         x = MLP(c.tower_dims, name="mlp")(jnp.concatenate(parts, axis=-1).astype(jnp.float32))
         return _l2n(x) if c.normalize else x
 
@@ -108,6 +131,7 @@ class ItemTower(nn.Module):
     """ItemFeatures ``[N]`` -> float32 ``[N, out_dim]``; the HGNN input is dropped unless ``use_hgnn``."""
 
     cfg: TwoTowerConfig
+    ids: nn.Module | None = None
 
     @nn.compact
     def __call__(self, it: ItemFeatures) -> jax.Array:
@@ -119,18 +143,22 @@ class ItemTower(nn.Module):
         ]
         if c.use_hgnn:
             parts.append(it.hgnn)
+        if self.ids is not None:
+            parts.append(self.ids(it.id_token) * (it.id_token > 0).astype(jnp.float32)[:, None])
         x = MLP(c.tower_dims, name="mlp")(jnp.concatenate(parts, axis=-1).astype(jnp.float32))
         return _l2n(x) if c.normalize else x
 
 
 class TwoTowerModel(nn.Module):
-    """Both towers under one parameter tree: ``{"user": ..., "item": ...}``."""
+    """Both towers under one parameter tree: ``{"user": ..., "item": ...}`` (+ ``"item_ids"``, shared)."""
 
     cfg: TwoTowerConfig
 
     def setup(self) -> None:
-        self.user = UserTower(self.cfg)
-        self.item = ItemTower(self.cfg)
+        self.item_ids = (nn.Embed(self.cfg.n_item_tokens, self.cfg.id_dim, embedding_init=nn.initializers.normal(0.05))
+                         if self.cfg.id_dim > 0 else None)
+        self.user = UserTower(self.cfg, ids=self.item_ids)
+        self.item = ItemTower(self.cfg, ids=self.item_ids)
 
     def __call__(self, u: UserFeatures, it: ItemFeatures) -> tuple[jax.Array, jax.Array]:
         return self.user(u), self.item(it)
@@ -179,4 +207,18 @@ def in_batch_softmax_loss(
         # Scale-free: only ratios of 1/q matter; shift by the min log_q of valid rows so weights lie in (0, 1].
         lq = jnp.where(valid, log_q, jnp.inf)
         w = w * jnp.exp(jnp.min(lq) - log_q)
+    return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
+
+
+def full_softmax_loss(user_vecs: jax.Array, all_item_vecs: jax.Array, item_row: jax.Array, temperature: float,
+                      mask: jax.Array | None = None) -> jax.Array:
+    """Mean softmax cross-entropy over the whole catalogue.
+
+    Args:
+      user_vecs: float ``[B, d]``; all_item_vecs: float ``[N, d]`` (every catalogue item).
+      item_row: int ``[B]`` row of each example's positive item; mask: ``[B]`` (1 = real example).
+    """
+    logits = jnp.dot(user_vecs, all_item_vecs.T, precision=jax.lax.Precision.HIGHEST) / temperature
+    ce = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, item_row[:, None], axis=-1)[:, 0]
+    w = jnp.ones_like(ce) if mask is None else jnp.asarray(mask, jnp.float32)
     return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)

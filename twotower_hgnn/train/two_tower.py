@@ -24,7 +24,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,7 @@ import optax
 from twotower_hgnn import features as F
 from twotower_hgnn.checkpoint import Checkpointer, CheckpointError
 from twotower_hgnn.data.schema import Dataset
-from twotower_hgnn.models.two_tower import TwoTowerConfig, TwoTowerModel, in_batch_softmax_loss
+from twotower_hgnn.models.two_tower import TwoTowerConfig, TwoTowerModel, full_softmax_loss, in_batch_softmax_loss
 from twotower_hgnn.parallel import block_on_cpu, make_mesh, replicate, shard_batch
 from twotower_hgnn.rng import jax_key, np_rng
 from twotower_hgnn.tracking import MetricWriter, Progress
@@ -50,7 +50,15 @@ class TwoTowerTrainConfig:
       target_type: "audiobook" (Tables 2-3) or "podcast" (Table 4).
       use_hgnn: False = the paper's "2T" baseline (no HGNN inputs anywhere).
       batch_size: global batch (split over devices; must be a multiple of the device count).
-      max_steps / time_budget_s: stop early at whichever comes first (None = no limit).
+      max_steps: step budget (None = ``epochs`` epochs). time_budget_s: a wall-clock safety net only
+        (None by default; its hit is the logged stop reason "time_cap" and makes runs machine-dependent).
+      patience / eval_every: with a ``validate`` hook, validate every ``eval_every`` steps (None = once
+        per epoch) and stop after ``patience`` validations without improvement; the best parameters
+        are returned (early stopping).
+      example_history: "as_of" (paper: history strictly before each example) or "leave_one_out" (the
+        whole training history minus the target item; ``features.build_training_examples``).
+      id_history_len: most recent history items per type fed to the item-id embedding (``model.id_dim``
+        > 0 turns the shared item-id embedding on; 0 here then means "item tower ids only").
       history_days: user-history window (None = unbounded); positive_events: events that are positives.
       q_smoothing: additive smoothing of the item frequency q behind the logQ / inverse weights.
       checkpoint_every: steps between checkpoints (and one at the end); log_every: steps between logs.
@@ -69,6 +77,10 @@ class TwoTowerTrainConfig:
     positive_events: tuple[str, ...] = ("stream",)
     first_only: bool = False
     q_smoothing: float = 1.0
+    patience: int = 2
+    eval_every: int | None = None
+    id_history_len: int = 0
+    example_history: str = "as_of"
     checkpoint_every: int = 500
     log_every: int = 50
     num_devices: int | None = None
@@ -133,6 +145,9 @@ class TwoTowerResult:
     n_examples: int
     n_compiles: int = 0
     resumed_from: int | None = None
+    stop_reason: str = "epochs"
+    best_step: int | None = None
+    val_history: list[dict] = dataclasses.field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------------ steps
@@ -142,6 +157,9 @@ def make_loss_fn(model_cfg: TwoTowerConfig):
 
     def loss_fn(params: Any, item_table: F.ItemFeatures, batch: F.TwoTowerBatch) -> jax.Array:
         u = model.apply(params, batch.user, method=TwoTowerModel.encode_user)
+        if model_cfg.negatives == "full":
+            v_all = model.apply(params, item_table, method=TwoTowerModel.encode_item)
+            return full_softmax_loss(u, v_all, batch.item_row, model_cfg.temperature, mask=batch.mask)
         items = jax.tree_util.tree_map(lambda a: a[batch.item_row], item_table)
         v = model.apply(params, items, method=TwoTowerModel.encode_item)
         return in_batch_softmax_loss(u, v, batch.item_row, batch.log_q, model_cfg, mask=batch.mask)
@@ -204,14 +222,23 @@ def _check_embeddings(ds: Dataset, content_emb: Any, hgnn_emb: Any, use_hgnn: bo
         raise ValueError("use_hgnn=True needs hgnn_emb; pass use_hgnn=False for the 2T baseline")
 
 
-def prepare(ds: Dataset, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, cfg: TwoTowerTrainConfig):
-    """(model_cfg, vocab, item_table, history_emb) for a dataset and config (no training)."""
+def prepare(ds: Dataset, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, cfg: TwoTowerTrainConfig,
+            known_items: np.ndarray | None = None):
+    """(model_cfg, vocab, item_table, history_emb) for a dataset and config (no training).
+
+    ``known_items``: global ids with a training interaction (the only ones given an id vector)."""
     _check_embeddings(ds, content_emb, hgnn_emb, cfg.use_hgnn)
     hist = np.asarray(hgnn_emb if cfg.use_hgnn else content_emb, np.float32)
-    vocab = F.build_vocab(ds, cfg.target_type, d_hist=hist.shape[1], history_days=cfg.history_days)
+    ids_on = cfg.model.id_dim > 0
+    vocab = F.build_vocab(ds, cfg.target_type, d_hist=hist.shape[1], history_days=cfg.history_days,
+                          id_history_len=cfg.id_history_len if ids_on else 0)
+    if ids_on:
+        vocab = dataclasses.replace(vocab, n_items=int(ds.num_items))
     model_cfg = dataclasses.replace(cfg.model, use_hgnn=cfg.use_hgnn, n_countries=vocab.n_countries,
-                                    n_languages=vocab.n_languages, n_genres=vocab.n_genres)
-    table = F.item_feature_table(ds, content_emb, hgnn_emb if cfg.use_hgnn else None, cfg.target_type, vocab)
+                                    n_languages=vocab.n_languages, n_genres=vocab.n_genres,
+                                    n_item_tokens=int(ds.num_items) + 1 if ids_on else 1)
+    table = F.item_feature_table(ds, content_emb, hgnn_emb if cfg.use_hgnn else None, cfg.target_type, vocab,
+                                 known_items=known_items)
     return model_cfg, vocab, table, hist
 
 
@@ -234,25 +261,61 @@ def warm_start_params(params: Any, path: str | os.PathLike) -> tuple[Any, int, i
     return traverse_util.unflatten_dict(flat, sep="/"), n_ok, len(flat)
 
 
+def _known_items(split: Any) -> np.ndarray:
+    train = getattr(split, "train", split)
+    return np.unique(train["item_idx"].to_numpy(np.int64))
+
+
+def _restore(ckpt: Checkpointer, state: dict, meta_fingerprint: dict, workdir: Path):
+    """(state, meta) of the latest checkpoint, refusing one written by a different config/dataset."""
+    step = ckpt.latest_step()
+    state, meta = ckpt.restore(state, step)
+    saved = meta.get("fingerprint")
+    ignore = ("max_steps", "time_budget_s", "checkpoint_every", "log_every", "progress", "epochs", "patience")
+    strip = lambda f: {**f, "train_config": {k: v for k, v in f["train_config"].items() if k not in ignore}}  # noqa: E731
+    if saved is None or strip(saved) != strip(meta_fingerprint):
+        raise CheckpointError(f"checkpoint in {workdir / 'checkpoints'} was written by a different config or "
+                              "dataset; use a fresh workdir")
+    return state, meta
+
+
+@dataclasses.dataclass
+class _LoopState:
+    """Everything the loop carries besides the jitted state: checkpointed in the meta as one."""
+
+    history: list = dataclasses.field(default_factory=list)
+    val_history: list = dataclasses.field(default_factory=list)
+    best_metric: float = -math.inf
+    best_step: int = 0
+    bad_evals: int = 0
+    train_s: float = 0.0
+
+
 def train_two_tower(
     ds: Dataset, split: Any, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, cfg: TwoTowerTrainConfig,
     workdir: str | os.PathLike, *, init_params_path: str | os.PathLike | None = None,
+    validate: Callable[[TwoTowerResult], float] | None = None,
 ) -> TwoTowerResult:
     """Trains (or resumes training of) a two-tower model; checkpoints under ``workdir/checkpoints``,
-    metrics (TensorBoard + metrics.jsonl) under ``workdir/tb``."""
+    metrics (TensorBoard + metrics.jsonl) under ``workdir/tb``.
+
+    ``validate(result) -> float`` (higher is better; e.g. validation HR@10 of a result carrying the
+    current parameters) turns on early stopping: the returned parameters are the best validated ones.
+    Stops on ``epochs`` / ``max_steps`` / early stopping; ``time_budget_s`` is only a safety net.
+    """
     workdir = Path(workdir).expanduser().resolve()
-    model_cfg, vocab, table, hist = prepare(ds, content_emb, hgnn_emb, cfg)
+    model_cfg, vocab, table, hist = prepare(ds, content_emb, hgnn_emb, cfg, known_items=_known_items(split))
     ex = F.build_training_examples(ds, split, cfg.target_type, hist, vocab, positive_events=cfg.positive_events,
-                                   first_only=cfg.first_only)
+                                   first_only=cfg.first_only, example_history=cfg.example_history)
     if len(ex) == 0:
         raise ValueError(f"no training examples: no {cfg.positive_events} of {cfg.target_type}s in the training part")
     log_q_items = F.smoothed_log_q(ex.item_counts, cfg.q_smoothing)
     mesh = make_mesh(cfg.num_devices)
-    n_dev = mesh.devices.size
-    if cfg.batch_size % n_dev:
-        raise ValueError(f"batch_size={cfg.batch_size} is not a multiple of the {n_dev} devices of the mesh")
+    if cfg.batch_size % mesh.devices.size:
+        raise ValueError(f"batch_size={cfg.batch_size} is not a multiple of the {mesh.devices.size} devices of the mesh")
     spe = math.ceil(len(ex) / cfg.batch_size)
     total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, int(cfg.max_steps))
+    eval_every = spe if cfg.eval_every is None else int(cfg.eval_every)
 
     model = TwoTowerModel(model_cfg)
     tx = optax.adam(cfg.learning_rate)
@@ -261,45 +324,44 @@ def train_two_tower(
     params = jax.device_get(jax.jit(model.init)(jax_key(cfg.seed, "2t-init"), first.user,
                                                 jax.tree_util.tree_map(lambda a: a[:2], table)))
     state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    best = params
 
     ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=2)
     # JSON round trip so that tuples compare equal to the lists a restored meta holds.
     meta_fingerprint = json.loads(json.dumps({"train_config": cfg.to_json(), "n_examples": len(ex), "n_items": len(table)}))
     resumed_from = ckpt.latest_step()
+    loop = _LoopState()
     if resumed_from is None and init_params_path is not None:
         # Warm start (a new daily version from the previous one): weights only, fresh optimiser state.
         params, n_ok, n_all = warm_start_params(params, init_params_path)
         state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+        best = params
         print(f"[2T] warm start: {n_ok}/{n_all} parameter arrays from {init_params_path}", flush=True)
-    prior_s, history = 0.0, []
     if resumed_from is not None:
-        state, meta = ckpt.restore(state, resumed_from)
-        # The time budget and the loss history are totals over resumes, like the step budget.
-        prior_s, history = float(meta.get("train_s", 0.0)), list(meta.get("history", []))
-        saved = meta.get("fingerprint")
-        ignore = ("max_steps", "time_budget_s", "checkpoint_every", "log_every", "progress", "epochs")
-        strip = lambda f: {**f, "train_config": {k: v for k, v in f["train_config"].items() if k not in ignore}}  # noqa: E731
-        if saved is None or strip(saved) != strip(meta_fingerprint):
-            raise CheckpointError(f"checkpoint in {workdir / 'checkpoints'} was written by a different config or "
-                                  "dataset; use a fresh workdir")
+        both, meta = _restore(ckpt, {**state, "best": best}, meta_fingerprint, workdir)
+        best = both.pop("best")
+        state, loop = both, _LoopState(**meta.get("loop", {}))
+    result = lambda p, st: TwoTowerResult(  # noqa: E731
+        params=jax.device_get(p), cfg=cfg, model_cfg=model_cfg, vocab=vocab, item_table=table, history_emb=hist,
+        history=loop.history, step=st, n_examples=len(ex))
     state = replicate(state, mesh)
-    table_dev = replicate(table, mesh)
     counter = [0]
     step_fn = make_train_step(model_cfg, tx, mesh, counter)
-    start = int(jax.device_get(state["step"]))
+    step = int(jax.device_get(state["step"]))
+    reason = "max_steps" if cfg.max_steps is not None and total == int(cfg.max_steps) else "epochs"
     cache: dict = {}
     t0 = time.perf_counter()
-    spent = lambda: prior_s + time.perf_counter() - t0  # noqa: E731
+    spent = lambda: loop.train_s + time.perf_counter() - t0  # noqa: E731
+    table_dev = replicate(table, mesh)
     window: list[jax.Array] = []
-    with MetricWriter(workdir / "tb") as writer, Progress(total - start, desc=f"2T {cfg.target_type}",
+    with MetricWriter(workdir / "tb") as writer, Progress(total - step, desc=f"2T {cfg.target_type}",
                                                            enabled=cfg.progress) as prog:
-        step = start
         while step < total:
             if cfg.time_budget_s is not None and spent() > cfg.time_budget_s:
-                break  # resumed with the budget already spent: no extra step
+                reason = "time_cap"  # e.g. resumed with the safety-net budget already spent: no extra step
+                break
             rows = batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache)
-            batch = shard_batch(make_batch(ex, rows, log_q_items, cfg.batch_size), mesh)
-            state, loss = step_fn(state, table_dev, batch)
+            state, loss = step_fn(state, table_dev, shard_batch(make_batch(ex, rows, log_q_items, cfg.batch_size), mesh))
             block_on_cpu(loss)
             window.append(loss)
             step += 1
@@ -308,21 +370,47 @@ def train_two_tower(
                 window = []
                 if not math.isfinite(mean_loss):
                     raise FloatingPointError(f"two-tower loss is {mean_loss} at step {step}")
-                history.append({"step": step, "loss": mean_loss})
+                loop.history.append({"step": step, "loss": mean_loss})
                 writer.scalars({"2t/loss": mean_loss, "2t/epoch": step / spe}, step)
                 prog.update(cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every, loss=mean_loss)
-            timed_out = cfg.time_budget_s is not None and spent() > cfg.time_budget_s
-            if step % cfg.checkpoint_every == 0 or step == total or timed_out:
-                ckpt.save(step, state, meta={"fingerprint": meta_fingerprint, "epoch": step / spe, "train_s": spent(),
-                                             "history": history}, overwrite=True)
-            if timed_out:
+            stop = None
+            if validate is not None and (step % eval_every == 0 or step == total):
+                stop = _validate_step(validate, result(state["params"], step), step, loop, cfg, writer)
+                if loop.best_step == step:
+                    best = jax.device_get(state["params"])
+            if stop is None and cfg.time_budget_s is not None and spent() > cfg.time_budget_s:
+                stop = "time_cap"
+            if step % cfg.checkpoint_every == 0 or step == total or stop:
+                loop.train_s = spent()
+                t0 = time.perf_counter()
+                ckpt.save(step, {**state, "best": best}, meta={"fingerprint": meta_fingerprint, "epoch": step / spe,
+                                             "loop": dataclasses.asdict(loop)}, overwrite=True)
+            if stop:
+                reason = stop
                 break
     ckpt.close()
-    return TwoTowerResult(
-        params=jax.device_get(state["params"]), cfg=cfg, model_cfg=model_cfg, vocab=vocab, item_table=table,
-        history_emb=hist, history=history, step=int(jax.device_get(state["step"])), n_examples=len(ex),
-        n_compiles=counter[0], resumed_from=resumed_from,
-    )
+    final = best if validate is not None else state["params"]
+    out = result(final, step)
+    out.n_compiles, out.resumed_from, out.stop_reason = counter[0], resumed_from, reason
+    out.best_step, out.val_history = (loop.best_step if validate is not None else None), loop.val_history
+    print(f"[2T] {cfg.target_type}: stopped at step {step} ({step / spe:.2f} epochs): {reason}"
+          + (f"; best validation {loop.best_metric:.4f} at step {loop.best_step}" if validate is not None else ""),
+          flush=True)
+    return out
+
+
+def _validate_step(validate: Callable, res: TwoTowerResult, step: int, loop: _LoopState,
+                   cfg: TwoTowerTrainConfig, writer: MetricWriter) -> str | None:
+    """Runs the validation hook; updates the best metric; returns "early_stopping" when patience is spent."""
+    metric = float(validate(res))
+    loop.val_history.append({"step": step, "val": metric})
+    writer.scalars({"2t/val": metric}, step)
+    print(f"[2T] {cfg.target_type} step {step}: validation {metric:.4f}", flush=True)
+    if metric > loop.best_metric:
+        loop.best_metric, loop.best_step, loop.bad_evals = metric, step, 0
+        return None
+    loop.bad_evals += 1
+    return "early_stopping" if loop.bad_evals >= cfg.patience else None
 
 
 # ------------------------------------------------------------------------------------------ encode
