@@ -104,6 +104,8 @@ class ItemFeatures:
       hgnn: float32 ``[N, d_hgnn]`` HGNN embedding; ``d_hgnn == 0`` for the 2T baseline.
       id_token: int32 ``[N]`` token of the learned item-id embedding (global id + 1), 0 for items with
         no training interaction (their id vector would be untrained noise) or when ids are off.
+      log_prior: float32 ``[N]`` log of the smoothed training frequency of the item (the popularity prior
+        of the item-bias coordinate; zeros until the trainer fills it in).
     """
 
     item_idx: Any
@@ -112,6 +114,7 @@ class ItemFeatures:
     content: Any
     hgnn: Any
     id_token: Any = None
+    log_prior: Any = None
 
     def __len__(self) -> int:
         return int(np.shape(self.item_idx)[0])
@@ -128,12 +131,15 @@ class TwoTowerBatch:
       log_q: float32 ``[B]`` log of the smoothed training frequency of the positive item.
       mask: float32 ``[B]`` 1.0 for real examples, 0.0 for padding (padding is neither a row nor a
         negative column of the loss).
+      weight: float32 ``[B]`` loss weight of each example (1.0 unless recency weighting is on; 0 on
+        padding); the loss is ``sum(weight * ce) / sum(mask)``.
     """
 
     user: UserFeatures
     item_row: Any
     log_q: Any
     mask: Any
+    weight: Any = None
 
     def __len__(self) -> int:
         return int(np.shape(self.item_row)[0])
@@ -510,6 +516,7 @@ def item_feature_table(
         content=np.asarray(content_emb[start:stop], np.float32),
         hgnn=hg,
         id_token=_id_tokens(np.arange(start, stop), vocab, known_items),
+        log_prior=np.zeros(stop - start, np.float32),
     )
 
 

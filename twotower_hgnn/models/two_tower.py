@@ -12,6 +12,13 @@ negatives weighted by inverse item frequency. Choices where the paper is silent 
   (``correction="logq"``, default: subtract log q_j from every logit of column j). The paper's
   per-example inverse-frequency weighting is ``correction="inverse_frequency"``; ``"none"`` is the
   plain in-batch softmax.
+* **Item bias** (``item_bias``; off in the paper preset): one more output coordinate, 1 for users and
+  ``temperature * log_prior + delta`` for items, so that a logit is ``<u, v> / temperature + log_prior
+  + delta / temperature``: the score starts from the item's log training frequency (the popularity prior,
+  ``ItemFeatures.log_prior``) and a learned per-item correction ``delta`` (zero-initialised, an item-id
+  embedding of width 1) moves it. Retrieval stays one dot product. ``personal_scale_init`` multiplies the
+  user vector by a learned scale starting there (e.g. the temperature: personal logits start in [-1, 1]
+  instead of [-1/t, 1/t], so that training starts from the prior rather than from random scores).
 * **Negatives**: ``negatives="in_batch"`` (the paper: the other examples' items, with the correction
   above) or ``"full"`` — an exact softmax over every item of the catalogue (:func:`full_softmax_loss`;
   no sampling, so no correction), affordable when the catalogue has up to some 10^4 items.
@@ -65,6 +72,8 @@ class TwoTowerConfig:
     id_dim: int = 0
     n_item_tokens: int = 1
     negatives: str = "in_batch"
+    item_bias: bool = False
+    personal_scale_init: float | None = None
 
     def __post_init__(self) -> None:
         if self.negatives not in NEGATIVES:
@@ -79,7 +88,7 @@ class TwoTowerConfig:
 
     @property
     def out_dim(self) -> int:
-        return self.tower_dims[-1]
+        return self.tower_dims[-1] + (1 if self.item_bias else 0)
 
 
 class MLP(nn.Module):
@@ -124,7 +133,12 @@ class UserTower(nn.Module):
         if self.ids is not None:
             parts.append(pooled_ids(self.ids, u.history_ids).reshape(b, -1))
         x = MLP(c.tower_dims, name="mlp")(jnp.concatenate(parts, axis=-1).astype(jnp.float32))
-        return _l2n(x) if c.normalize else x
+        x = _l2n(x) if c.normalize else x
+        if c.personal_scale_init is not None:
+            # learned scale of the personal part <u, v>, starting small so that the item-bias prior leads
+            log_s = self.param("log_scale", lambda _: jnp.log(jnp.asarray(c.personal_scale_init, jnp.float32)))
+            x = x * jnp.exp(log_s)
+        return jnp.concatenate([x, jnp.ones((b, 1), x.dtype)], axis=-1) if c.item_bias else x
 
 
 class ItemTower(nn.Module):
@@ -146,7 +160,14 @@ class ItemTower(nn.Module):
         if self.ids is not None:
             parts.append(self.ids(it.id_token) * (it.id_token > 0).astype(jnp.float32)[:, None])
         x = MLP(c.tower_dims, name="mlp")(jnp.concatenate(parts, axis=-1).astype(jnp.float32))
-        return _l2n(x) if c.normalize else x
+        x = _l2n(x) if c.normalize else x
+        if not c.item_bias:
+            return x
+        # Item bias in the last coordinate (the user tower's is 1): logit += log_prior + delta / temperature,
+        # i.e. the model starts from the popularity prior and learns each known item's correction.
+        delta = nn.Embed(c.n_item_tokens, 1, embedding_init=nn.initializers.zeros, name="bias")(it.id_token)[:, 0]
+        delta = delta * (it.id_token > 0).astype(jnp.float32)
+        return jnp.concatenate([x, (c.temperature * it.log_prior + delta)[:, None]], axis=-1)
 
 
 class TwoTowerModel(nn.Module):
@@ -172,7 +193,7 @@ class TwoTowerModel(nn.Module):
 
 def in_batch_softmax_loss(
     user_vecs: jax.Array, item_vecs: jax.Array, item_ids: jax.Array, log_q: jax.Array, cfg: TwoTowerConfig,
-    mask: jax.Array | None = None,
+    mask: jax.Array | None = None, weight: jax.Array | None = None,
 ) -> jax.Array:
     """Mean in-batch sampled-softmax cross-entropy over the valid rows of the (global) batch.
 
@@ -182,6 +203,8 @@ def in_batch_softmax_loss(
       log_q: float ``[B]`` log sampling probability of each example's item.
       cfg: ``temperature``, ``correction`` and ``mask_accidental_hits`` are read.
       mask: float/bool ``[B]`` (1 = real example); padding is neither a row nor a negative column.
+      weight: float ``[B]`` per-example loss weights (e.g. recency); the mean is then
+        ``sum(weight * ce) / sum(mask)`` (``none``/``logq`` modes).
 
     logits[i, j] = <u_i, v_j> / temperature, then per mode:
       * ``logq``: logits[i, j] -= log_q[j]; loss_i = CE(logits[i], i); mean over valid rows.
@@ -203,6 +226,8 @@ def in_batch_softmax_loss(
     logits = jnp.where(keep, logits, _NEG)
     ce = jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits)
     w = valid.astype(jnp.float32)
+    if weight is not None and cfg.correction != "inverse_frequency":
+        return jnp.sum(w * weight * ce) / jnp.maximum(jnp.sum(w), 1e-12)
     if cfg.correction == "inverse_frequency":
         # Scale-free: only ratios of 1/q matter; shift by the min log_q of valid rows so weights lie in (0, 1].
         lq = jnp.where(valid, log_q, jnp.inf)
@@ -211,14 +236,16 @@ def in_batch_softmax_loss(
 
 
 def full_softmax_loss(user_vecs: jax.Array, all_item_vecs: jax.Array, item_row: jax.Array, temperature: float,
-                      mask: jax.Array | None = None) -> jax.Array:
-    """Mean softmax cross-entropy over the whole catalogue.
+                      mask: jax.Array | None = None, weight: jax.Array | None = None) -> jax.Array:
+    """Mean softmax cross-entropy over the whole catalogue: ``sum(weight * ce) / sum(mask)``.
 
     Args:
       user_vecs: float ``[B, d]``; all_item_vecs: float ``[N, d]`` (every catalogue item).
-      item_row: int ``[B]`` row of each example's positive item; mask: ``[B]`` (1 = real example).
+      item_row: int ``[B]`` row of each example's positive item; mask: ``[B]`` (1 = real example);
+      weight: ``[B]`` per-example loss weights (default: the mask).
     """
     logits = jnp.dot(user_vecs, all_item_vecs.T, precision=jax.lax.Precision.HIGHEST) / temperature
     ce = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, item_row[:, None], axis=-1)[:, 0]
-    w = jnp.ones_like(ce) if mask is None else jnp.asarray(mask, jnp.float32)
-    return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
+    m = jnp.ones_like(ce) if mask is None else jnp.asarray(mask, jnp.float32)
+    w = m if weight is None else jnp.asarray(weight, jnp.float32) * m
+    return jnp.sum(w * ce) / jnp.maximum(jnp.sum(m), 1e-12)

@@ -57,6 +57,10 @@ class TwoTowerTrainConfig:
         are returned (early stopping).
       example_history: "as_of" (paper: history strictly before each example) or "leave_one_out" (the
         whole training history minus the target item; ``features.build_training_examples``).
+      recency_halflife_days: per-example loss weight halving every this many days before the last
+        training example (None = uniform, the paper): recent behaviour counts more.
+      prior_days: the item-bias prior (``model.item_bias``) is the log frequency of the positives of the
+        last ``prior_days`` days of training (None = all of it): what is popular now.
       id_history_len: most recent history items per type fed to the item-id embedding (``model.id_dim``
         > 0 turns the shared item-id embedding on; 0 here then means "item tower ids only").
       history_days: user-history window (None = unbounded); positive_events: events that are positives.
@@ -81,6 +85,9 @@ class TwoTowerTrainConfig:
     eval_every: int | None = None
     id_history_len: int = 0
     example_history: str = "as_of"
+    recency_halflife_days: float | None = None
+    weight_decay: float = 0.0
+    prior_days: float | None = None
     checkpoint_every: int = 500
     log_every: int = 50
     num_devices: int | None = None
@@ -159,10 +166,12 @@ def make_loss_fn(model_cfg: TwoTowerConfig):
         u = model.apply(params, batch.user, method=TwoTowerModel.encode_user)
         if model_cfg.negatives == "full":
             v_all = model.apply(params, item_table, method=TwoTowerModel.encode_item)
-            return full_softmax_loss(u, v_all, batch.item_row, model_cfg.temperature, mask=batch.mask)
+            return full_softmax_loss(u, v_all, batch.item_row, model_cfg.temperature, mask=batch.mask,
+                                     weight=batch.weight)
         items = jax.tree_util.tree_map(lambda a: a[batch.item_row], item_table)
         v = model.apply(params, items, method=TwoTowerModel.encode_item)
-        return in_batch_softmax_loss(u, v, batch.item_row, batch.log_q, model_cfg, mask=batch.mask)
+        return in_batch_softmax_loss(u, v, batch.item_row, batch.log_q, model_cfg, mask=batch.mask,
+                                     weight=batch.weight)
 
     return loss_fn
 
@@ -184,16 +193,34 @@ def make_train_step(model_cfg: TwoTowerConfig, tx: optax.GradientTransformation,
     return jax.jit(step, in_shardings=(rep, rep, bat), out_shardings=(rep, rep), donate_argnums=(0,))
 
 
-def make_batch(ex: F.TrainingExamples, rows: np.ndarray, log_q_items: np.ndarray, batch_size: int) -> F.TwoTowerBatch:
-    """Host batch of ``rows`` padded to ``batch_size`` (mask 0 on padding)."""
+def make_batch(ex: F.TrainingExamples, rows: np.ndarray, log_q_items: np.ndarray, batch_size: int,
+               weights: np.ndarray | None = None) -> F.TwoTowerBatch:
+    """Host batch of ``rows`` padded to ``batch_size`` (mask 0 on padding); ``weights`` ``[E]`` per example."""
     n = len(rows)
     pad = batch_size - n
     item_row = np.concatenate([ex.item_row[rows], np.zeros(pad, np.int32)]).astype(np.int32)
     mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    w = mask if weights is None else np.concatenate([weights[rows], np.zeros(pad)]).astype(np.float32)
     return F.TwoTowerBatch(
         user=F.pad_users(F.take_users(ex.user, rows), batch_size), item_row=item_row,
-        log_q=(log_q_items[item_row] * mask).astype(np.float32), mask=mask,
+        log_q=(log_q_items[item_row] * mask).astype(np.float32), mask=mask, weight=w,
     )
+
+
+def prior_log_frequency(ex: F.TrainingExamples, days: float | None, alpha: float = 1.0) -> np.ndarray:
+    """float32 ``[N]`` smoothed log frequency of each item row among the examples of the last ``days``."""
+    keep = np.ones(len(ex), bool) if days is None else ex.timestamp >= ex.timestamp.max() - days * F.DAY_S
+    counts = np.bincount(ex.item_row[keep], minlength=len(ex.item_counts))
+    return F.smoothed_log_q(counts, alpha)
+
+
+def recency_weights(timestamps: np.ndarray, halflife_days: float | None) -> np.ndarray | None:
+    """float64 ``[E]`` example weights ``2^(-(t_last - t) / halflife)`` normalised to mean 1 (None = uniform)."""
+    if halflife_days is None:
+        return None
+    ts = np.asarray(timestamps, np.float64)
+    w = np.exp2(-(ts.max() - ts) / (float(halflife_days) * F.DAY_S))
+    return w / w.mean()
 
 
 def batch_rows(n_examples: int, batch_size: int, seed: int, step: int, _cache: dict | None = None) -> np.ndarray:
@@ -229,9 +256,9 @@ def prepare(ds: Dataset, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, c
     ``known_items``: global ids with a training interaction (the only ones given an id vector)."""
     _check_embeddings(ds, content_emb, hgnn_emb, cfg.use_hgnn)
     hist = np.asarray(hgnn_emb if cfg.use_hgnn else content_emb, np.float32)
-    ids_on = cfg.model.id_dim > 0
+    ids_on = cfg.model.id_dim > 0 or cfg.model.item_bias
     vocab = F.build_vocab(ds, cfg.target_type, d_hist=hist.shape[1], history_days=cfg.history_days,
-                          id_history_len=cfg.id_history_len if ids_on else 0)
+                          id_history_len=cfg.id_history_len if cfg.model.id_dim > 0 else 0)
     if ids_on:
         vocab = dataclasses.replace(vocab, n_items=int(ds.num_items))
     model_cfg = dataclasses.replace(cfg.model, use_hgnn=cfg.use_hgnn, n_countries=vocab.n_countries,
@@ -310,6 +337,8 @@ def train_two_tower(
     if len(ex) == 0:
         raise ValueError(f"no training examples: no {cfg.positive_events} of {cfg.target_type}s in the training part")
     log_q_items = F.smoothed_log_q(ex.item_counts, cfg.q_smoothing)
+    table.log_prior = prior_log_frequency(ex, cfg.prior_days, cfg.q_smoothing)
+    weights = recency_weights(ex.timestamp, cfg.recency_halflife_days)
     mesh = make_mesh(cfg.num_devices)
     if cfg.batch_size % mesh.devices.size:
         raise ValueError(f"batch_size={cfg.batch_size} is not a multiple of the {mesh.devices.size} devices of the mesh")
@@ -318,8 +347,8 @@ def train_two_tower(
     eval_every = spe if cfg.eval_every is None else int(cfg.eval_every)
 
     model = TwoTowerModel(model_cfg)
-    tx = optax.adam(cfg.learning_rate)
-    first = make_batch(ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, 0), log_q_items, cfg.batch_size)
+    tx = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(cfg.learning_rate)
+    first = make_batch(ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, 0), log_q_items, cfg.batch_size, weights)
     # jitted init: eager Flax init compiles every initialiser op separately (65 compiles, ~10 s on 2 cores)
     params = jax.device_get(jax.jit(model.init)(jax_key(cfg.seed, "2t-init"), first.user,
                                                 jax.tree_util.tree_map(lambda a: a[:2], table)))
@@ -361,7 +390,7 @@ def train_two_tower(
                 reason = "time_cap"  # e.g. resumed with the safety-net budget already spent: no extra step
                 break
             rows = batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache)
-            state, loss = step_fn(state, table_dev, shard_batch(make_batch(ex, rows, log_q_items, cfg.batch_size), mesh))
+            state, loss = step_fn(state, table_dev, shard_batch(make_batch(ex, rows, log_q_items, cfg.batch_size, weights), mesh))
             block_on_cpu(loss)
             window.append(loss)
             step += 1
