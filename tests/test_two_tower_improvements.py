@@ -1,0 +1,123 @@
+"""The two-tower's quality options against slow references: history id tokens, leave-one-out example
+histories, the full-catalogue softmax, the item-bias coordinate, recency weights and early stopping."""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.test_features import small_dataset
+from twotower_hgnn import features as F
+from twotower_hgnn.data.schema import EVENTS
+from twotower_hgnn.data.split import temporal_split
+from twotower_hgnn.data.synthetic import generate
+from twotower_hgnn.models.two_tower import TwoTowerConfig, TwoTowerModel, full_softmax_loss
+from twotower_hgnn.train.two_tower import TwoTowerTrainConfig, recency_weights, train_two_tower
+
+DAY = 86_400
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return small_dataset(seed=3)
+
+
+@pytest.mark.parametrize("window_days", [None, 30])
+def test_history_id_tokens_match_a_slow_reference(ds, window_days):
+    log = ds.interactions
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, ds.num_users, 40)
+    times = log["timestamp"].to_numpy()[rng.integers(0, len(log), 40)]
+    u, t, it = (log[c].to_numpy() for c in ("user_idx", "timestamp", "item_idx"))
+    ty = ds.item_type_codes()[it]
+    window = None if window_days is None else window_days * DAY
+    got = F.history_id_tokens(u, t, it, ty, users, times, window, length=4)
+    order = np.lexsort((t, u))  # the same order the function sorts by (stable in time ties)
+    for q, (uq, tq) in enumerate(zip(users, times)):
+        for k in range(2):
+            rows = [r for r in order if u[r] == uq and ty[r] == k and t[r] < tq and (window is None or t[r] >= tq - window)]
+            want = [it[r] + 1 for r in rows[::-1][:4]]
+            np.testing.assert_array_equal(got[q, k], want + [0] * (4 - len(want)))
+
+
+def test_leave_one_out_features_drop_only_the_target_item(ds):
+    sp = temporal_split(ds, cut_quantile=0.9, history_days=None, min_segment_users=0)
+    emb = np.random.default_rng(0).normal(size=(ds.num_items, 3)).astype(np.float32)
+    vocab = F.build_vocab(ds, "podcast", d_hist=3, history_days=None, id_history_len=3)
+    ex = F.build_training_examples(ds, sp, "podcast", emb, vocab, example_history="leave_one_out")
+    start, _ = F.target_item_range(ds, "podcast")
+    tr = sp.train
+    codes = [EVENTS.index(e) for e in vocab.history_events]
+    tc = ds.item_type_codes()
+    k = 1  # podcast
+    for e in range(0, len(ex), 7):
+        user, item = int(ex.user_idx[e]), int(ex.item_row[e]) + start
+        rows = tr[(tr["user_idx"] == user) & tr["event_code"].isin(codes)]
+        rows = rows[(tc[rows["item_idx"].to_numpy()] == k) & (rows["item_idx"] != item)]
+        assert np.expm1(ex.user.history_count[e, k]) == pytest.approx(len(rows), abs=1e-3)
+        want = emb[rows["item_idx"].to_numpy()].mean(axis=0) if len(rows) else np.zeros(3)
+        np.testing.assert_allclose(ex.user.history_mean[e, k], want, atol=1e-5)
+        assert item + 1 not in ex.user.history_ids[e, k]  # the target never in its own input
+    with pytest.raises(F.FeatureError, match="example_history"):
+        F.build_training_examples(ds, sp, "podcast", emb, vocab, example_history="future")
+
+
+def test_full_softmax_loss_equals_numpy_and_weights_scale_rows():
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(size=(6, 4)), rng.normal(size=(9, 4))
+    rows = rng.integers(0, 9, 6)
+    mask = np.array([1, 1, 1, 1, 1, 0], np.float32)
+    w = np.array([2, 1, 0.5, 1, 1, 7], np.float32)
+    logits = u @ v.T / 0.1
+    ce = np.log(np.exp(logits).sum(1)) - logits[np.arange(6), rows]
+    got = full_softmax_loss(jnp.asarray(u), jnp.asarray(v), jnp.asarray(rows), 0.1, jnp.asarray(mask), jnp.asarray(w))
+    assert float(got) == pytest.approx(float((ce * w * mask).sum() / mask.sum()), rel=1e-5)
+
+
+def test_item_bias_coordinate_starts_at_the_prior():
+    cfg = TwoTowerConfig(tower_dims=(8, 4), item_bias=True, personal_scale_init=0.05, n_item_tokens=6)
+    model = TwoTowerModel(cfg)
+    b, n = 3, 5
+    u = F.UserFeatures(age_bucket=np.zeros(b, np.int32), country=np.zeros(b, np.int32),
+                       music=np.zeros((b, 0), np.float32), has_music=np.zeros(b, np.float32),
+                       history_mean=np.ones((b, 2, 2), np.float32), has_history=np.ones((b, 2), np.float32),
+                       history_count=np.ones((b, 2), np.float32), history_ids=np.zeros((b, 2, 0), np.int32))
+    prior = np.log(np.array([0.5, 0.2, 0.1, 0.1, 0.1], np.float32))
+    it = F.ItemFeatures(item_idx=np.arange(n, dtype=np.int32), language=np.zeros(n, np.int32),
+                        genre=np.zeros(n, np.int32), content=np.ones((n, 3), np.float32),
+                        hgnn=np.ones((n, 2), np.float32), id_token=np.array([1, 2, 3, 0, 5], np.int32),
+                        log_prior=prior)
+    params = model.init(jax.random.PRNGKey(0), u, it)
+    uv, iv = model.apply(params, u, it)
+    assert uv.shape == (b, 5) and iv.shape == (n, 5) and cfg.out_dim == 5
+    np.testing.assert_allclose(uv[:, -1], 1.0)
+    np.testing.assert_allclose(iv[:, -1], cfg.temperature * prior, rtol=1e-6)  # delta starts at zero
+    np.testing.assert_allclose(np.linalg.norm(uv[:, :-1], axis=1), 0.05, rtol=1e-5)  # personal scale
+
+
+def test_recency_weights_halve_per_halflife():
+    ts = np.array([0, 10, 20], np.int64) * DAY
+    w = recency_weights(ts, 10.0)
+    assert w.mean() == pytest.approx(1.0) and w[2] / w[1] == pytest.approx(2.0) and w[1] / w[0] == pytest.approx(2.0)
+    assert recency_weights(ts, None) is None
+
+
+def test_early_stopping_returns_the_best_validated_parameters(tmp_path):
+    ds = generate("tiny", 0)
+    sp = temporal_split(ds)
+    cfg = TwoTowerTrainConfig(batch_size=32, epochs=20, checkpoint_every=1000, log_every=2, progress=False,
+                              eval_every=2, patience=2, example_history="leave_one_out", id_history_len=3,
+                              model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True,
+                                                   personal_scale_init=0.05, id_dim=4))
+    scripted = iter([0.1, 0.3, 0.2, 0.25, 0.9])  # best at the 2nd validation (step 4), patience 2 -> stop at step 8
+    res = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(cfg, use_hgnn=False),
+                          tmp_path / "a", validate=lambda r: next(scripted))
+    assert res.stop_reason == "early_stopping" and res.step == 8 and res.best_step == 4 and res.n_compiles == 1
+    assert [v["step"] for v in res.val_history] == [2, 4, 6, 8]
+    again = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(cfg, use_hgnn=False, max_steps=4),
+                            tmp_path / "b")
+    assert again.stop_reason == "max_steps"
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), res.params, again.params)
