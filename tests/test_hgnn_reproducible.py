@@ -56,7 +56,7 @@ def test_presets_stop_on_steps_not_wall_clock():
         h = hgnn_config(PipelineConfig(dataset="synthetic", preset=preset), None)
         assert h.max_time_s is None or h.max_time_s >= 600, (preset, h.max_time_s)  # a safety net only
     demo = hgnn_config(PipelineConfig(preset="demo"), None)
-    assert demo.max_steps == 280 and demo.val_every_steps == 50 and demo.patience == 5
+    assert demo.max_steps == 400 and demo.val_every_steps == 50 and demo.patience == 5
 
 
 def test_same_seed_gives_bit_identical_params_across_processes(tmp_path):

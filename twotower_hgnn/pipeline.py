@@ -224,11 +224,12 @@ def hgnn_config(cfg: PipelineConfig, relations: Sequence[tuple[str, str]] | None
         base = HGNNTrainConfig(seed=cfg.seed)
     elif name == "demo":
         # MovieLens-1M on 2 CPU cores: 64-wide, fan-out (5, 3), 128 positives per step. Reproducible
-        # budgets: 280 steps (~2.6 balanced epochs of 106 steps, ~3 min at ~1.6 steps/s incl. validation),
-        # validation every 50 steps (patience 5 validations); 900 s is only a logged safety net.
+        # budgets: 400 steps (3.8 balanced epochs of 106 steps), validation every 50 steps (patience 5
+        # validations); 900 s is only a logged safety net. Measured incl. validation on the shared 2-core
+        # box: 1.6-1.8 steps/s at load ~6, 2.3-2.9 at load ~4 (~2.5-3 min), 3.5-4 when it is idle.
         # (fan-out (10, 5) / 256 / 128-wide ran at 0.16 steps/s on the shared dev box vs 1.24 for this.)
         base = HGNNTrainConfig(model=HGNNConfig(hidden_dim=64, out_dim=64), batch_positives=128, fanouts=(5, 3),
-                               max_epochs=50, max_steps=280, val_every_steps=50, patience=5, max_time_s=900.0,
+                               max_epochs=50, max_steps=400, val_every_steps=50, patience=5, max_time_s=900.0,
                                val_max_edges=500, lr=2e-3, log_every_steps=20, seed=cfg.seed)
     else:
         base = HGNNTrainConfig.cpu_small(seed=cfg.seed, max_epochs=6, patience=3)
@@ -343,8 +344,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         _log("[valid] " + vs.summary())
         return dict(vs.segment_sizes)
 
-    runner.run(name["valid"], {"frac": cfg.valid_frac, "seed": cfg.seed, "file": cfg.valid_interactions is not None},
-               do_valid, depends=(name["split"],))
+    # later stages: ``load_split(r_valid.path)`` (strip_weak it under ablation B; add name["valid"] to depends)
+    r_valid = runner.run(name["valid"], {"frac": cfg.valid_frac, "seed": cfg.seed,
+                                         "file": cfg.valid_interactions is not None},
+                         do_valid, depends=(name["split"],))
     train_split = strip_weak(split) if cfg.ablation == "B" else split
 
     # -- graph (item-only co-listening graph of the training part) + 10 % held-out edges
