@@ -19,7 +19,7 @@ def define_pipeline_flags() -> None:
     flags.DEFINE_string("as_of", None, "Run as of this ISO date (the split cut; names the version).")
     flags.DEFINE_boolean("warm_start", False, "Initialise from the latest earlier version.")
     flags.DEFINE_string("from_stage", None, "Recompute this stage and every later one.")
-    flags.DEFINE_enum("preset", "demo", ["demo", "tiny", "paper"], "Hyper-parameter preset.")
+    flags.DEFINE_enum("preset", "demo", ["demo", "demo_faithful", "tiny", "paper"], "Hyper-parameter preset.")
     flags.DEFINE_float("cut_quantile", None, "Split at this interaction-time quantile (default: the dataset's).")
     flags.DEFINE_string("history_days", "auto", "History window in days before the cut; 'none' = no window.")
     flags.DEFINE_string("test_days", "auto", "Test window in days after the cut; 'none' = to the end.")

@@ -26,7 +26,7 @@ flags.DEFINE_float("valid_frac", 0.1, "Without --valid_interactions: the per-use
 flags.DEFINE_string("items", None, "Items table.", required=True)
 flags.DEFINE_string("users", None, "Users table.", required=True)
 flags.DEFINE_string("out_dir", "runs", "Output root.")
-flags.DEFINE_enum("preset", "demo", ["demo", "tiny", "paper"], "Hyper-parameter preset.")
+flags.DEFINE_enum("preset", "demo", ["demo", "demo_faithful", "tiny", "paper"], "Hyper-parameter preset.")
 flags.DEFINE_list("targets", ["audiobook", "podcast"], "Target item types (types without items are skipped).")
 flags.DEFINE_integer("k", 10, "Cut-off of HR/Recall/NDCG.")
 flags.DEFINE_boolean("exclude_seen", True, "Exclude items consumed in the training part from rankings.")

@@ -90,8 +90,8 @@ def test_item_bias_coordinate_starts_at_the_prior():
                         genre=np.zeros(n, np.int32), content=np.ones((n, 3), np.float32),
                         hgnn=np.ones((n, 2), np.float32), id_token=np.array([1, 2, 3, 0, 5], np.int32),
                         log_prior=prior)
-    params = model.init(jax.random.PRNGKey(0), u, it)
-    uv, iv = model.apply(params, u, it)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), u, it)
+    uv, iv = jax.jit(model.apply)(params, u, it)
     assert uv.shape == (b, 5) and iv.shape == (n, 5) and cfg.out_dim == 5
     np.testing.assert_allclose(uv[:, -1], 1.0)
     np.testing.assert_allclose(iv[:, -1], cfg.temperature * prior, rtol=1e-6)  # delta starts at zero

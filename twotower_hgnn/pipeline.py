@@ -171,13 +171,17 @@ def presets() -> dict[str, dict[str, dict[str, Any]]]:
       10 epochs, 512-256-128 towers.
     * ``demo`` — the README's MovieLens-1M run on a 2-core CPU in well under 20 minutes: smaller
       dimensions and budgets (recorded as a deviation in BUILD_NOTES.md); the HGNN's are steps and
-      early stopping (reproducible), see :func:`hgnn_config`.
+      early stopping (reproducible), see :func:`hgnn_config`; the two-towers with the quality options
+      (``train.two_tower.PRESETS["demo"]``).
+    * ``demo_faithful`` — the demo's sizes with the paper's two-tower recipe (in-batch negatives with
+      logQ, as-of example histories), reported beside the improved models.
     * ``tiny`` — tests: seconds per stage on the tiny synthetic data.
     """
     return {
         "paper": {"hgnn": {"preset": "paper"}, "two_tower": {"preset": "paper"}},
         "demo": {"hgnn": {"preset": "demo"}, "two_tower": {"preset": "demo"}},
-        "tiny": {"hgnn": {"preset": "tiny"}, "two_tower": {"preset": "tiny"}},
+        "demo_faithful": {"hgnn": {"preset": "demo"}, "two_tower": {"preset": "demo_faithful"}},
+        "tiny": {"hgnn": {"preset": "tiny"}, "two_tower": {"preset": "cpu_tiny"}},
     }
 
 
@@ -249,23 +253,35 @@ def hgnn_config(cfg: PipelineConfig, relations: Sequence[tuple[str, str]] | None
 
 
 def two_tower_config(cfg: PipelineConfig, target: str, use_hgnn: bool):
-    """The two-tower training config of a run for one target type."""
-    from twotower_hgnn.models.two_tower import TwoTowerConfig
-    from twotower_hgnn.train.two_tower import PRESETS, TwoTowerTrainConfig
+    """The two-tower training config of a run for one target type (preset + overrides)."""
+    from twotower_hgnn.train.two_tower import PRESETS
 
     name = presets()[cfg.preset]["two_tower"]["preset"]
+    # MovieLens and external splits: no history window (DATA.md: 90 % of MovieLens is in 8 months)
     history = None if cfg.dataset == "movielens1m" or cfg.test_interactions is not None else 90.0
-    if name == "paper":
-        base = PRESETS["paper"]
-    elif name == "demo":
-        # Paper's batch and learning rate; 256-128-64 towers and a 90 s budget per model on 2 cores.
-        base = TwoTowerTrainConfig(batch_size=128, epochs=10, learning_rate=1e-3, time_budget_s=90.0,
-                                   checkpoint_every=1000, log_every=100,
-                                   model=TwoTowerConfig(tower_dims=(256, 128, 64)))
-    else:
-        base = PRESETS["cpu_tiny"]
-    return dataclasses.replace(base, target_type=target, use_hgnn=use_hgnn, seed=cfg.seed, history_days=history,
-                               **dict(cfg.two_tower_overrides))
+    return dataclasses.replace(PRESETS[name], target_type=target, use_hgnn=use_hgnn, seed=cfg.seed,
+                               history_days=history, **dict(cfg.two_tower_overrides))
+
+
+def fit_two_tower(ds: Dataset, split: Split, valid: Split, content: np.ndarray, hgnn_emb: np.ndarray | None,
+                  tcfg: Any, workdir: Path, k: int, init: Path | None = None):
+    """Selects the training length on the validation split, then refits on the whole training part.
+
+    1. Train on ``valid.train`` with early stopping on validation HR@``k`` (``eval.validation``).
+    2. Train a fresh model on ``split.train`` for the best number of steps (same seed and config).
+    Returns ``(final, selection)`` results; both runs are checkpointed (and resumed) under ``workdir``.
+    """
+    from twotower_hgnn.eval.validation import two_tower_validator
+    from twotower_hgnn.train.two_tower import train_two_tower
+
+    emb = hgnn_emb if tcfg.use_hgnn else None
+    init_path = init if init is not None and init.exists() else None
+    score = two_tower_validator(ds, valid, tcfg.target_type, k=k)
+    sel = train_two_tower(ds, valid, content, emb, tcfg, workdir / "select", init_params_path=init_path,
+                          validate=score)
+    final = train_two_tower(ds, split, content, emb, dataclasses.replace(tcfg, max_steps=max(1, sel.best_step)),
+                            workdir / "final", init_params_path=init_path)
+    return final, sel
 
 
 def _previous_version(cfg: PipelineConfig) -> Path | None:
@@ -456,29 +472,33 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     def do_two_tower(out: Path) -> dict:
         from twotower_hgnn.serving import save_model
-        from twotower_hgnn.train.two_tower import train_two_tower
 
         summ = {}
         snapshot = known_at_cut(ds, split)  # the served user store: nothing from after the cut
+        valid = load_split(r_valid.path)
+        valid = strip_weak(valid) if cfg.ablation == "B" else valid
         for tag, tcfg in tt_cfgs.items():
-            _log(f"[two_tower] training {tag}")
+            _log(f"[two_tower] training {tag}: selecting the length on validation, then refitting")
             init = prev / name["two_tower"] / tag / "params.npz" if prev is not None else None
-            res = train_two_tower(ds, train_split, content, hgnn_emb if tcfg.use_hgnn else None, tcfg,
-                                  runner.work_dir(name["two_tower"]) / tag,
-                                  init_params_path=init if init is not None and init.exists() else None)
+            res, sel = fit_two_tower(ds, train_split, valid, content, hgnn_emb, tcfg,
+                                     runner.work_dir(name["two_tower"]) / tag, cfg.k, init)
             save_model(res, snapshot, out / tag)
-            summ[tag] = {"steps": res.step, "examples": res.n_examples,
-                         "final_loss": res.history[-1]["loss"] if res.history else None}
-            _write_json(out / tag / "history.json", {"history": res.history})
+            summ[tag] = {"steps": res.step, "examples": res.n_examples, "selection_stop": sel.stop_reason,
+                         "best_val": max((v["val"] for v in sel.val_history), default=None)}
+            _write_json(out / tag / "history.json", {
+                "history": res.history, "val_history": sel.val_history, "selection_history": sel.history,
+                "stop_reason": sel.stop_reason, "best_step": sel.best_step, "best_val": summ[tag]["best_val"],
+                "refit_steps": res.step})
         return summ
 
     r_tt = runner.run(name["two_tower"], {"models": {k: v.to_json() for k, v in tt_cfgs.items()},
                                           "warm_start": prev.name if prev else None}, do_two_tower,
-                      depends=(name["split"], name["hgnn"]))
+                      depends=(name["split"], name["valid"], name["hgnn"]))
 
     # -- evaluation
     def do_evaluate(out: Path) -> dict:
-        report = evaluate_run(cfg, ds, split, content, hgnn_emb, r_tt.path, tt_cfgs, runner, users_emb)
+        report = evaluate_run(cfg, ds, split, content, hgnn_emb, r_tt.path, tt_cfgs, runner, users_emb,
+                              valid=load_split(r_valid.path))
         from twotower_hgnn.eval.plots import plot_report
         from twotower_hgnn.eval.report import write_report
 
@@ -487,7 +507,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         return {"rows": len(report["results"])}
 
     r_eval = runner.run(name["evaluate"], {"k": cfg.k, "exclude_seen": cfg.exclude_seen, "targets": list(cfg.targets)},
-                        do_evaluate, depends=(name["two_tower"], name["content"], name["hgnn"])
+                        do_evaluate, depends=(name["two_tower"], name["valid"], name["content"], name["hgnn"])
                         + ((name["hgnn_users"],) if users_emb is not None else ()))
 
     # -- export: item embeddings with ids, the retrieval index per target, the manifest
@@ -549,8 +569,12 @@ def _model_name(use_hgnn: bool) -> str:
 
 def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.ndarray, hgnn_emb: np.ndarray,
                  tt_dir: Path, tt_cfgs: Mapping[str, Any], runner: StageRunner,
-                 users_emb: np.ndarray | None = None) -> dict[str, Any]:
+                 users_emb: np.ndarray | None = None, valid: Split | None = None) -> dict[str, Any]:
     """Scores the baselines and the two-tower models under the paper's protocol; the report dict.
+
+    Besides the paper's baselines, ItemKNN and EASE (``eval.item_baselines``) are tuned on ``valid`` (the
+    run's validation split) and refitted on the training part; every model's HR@K gets a paired-bootstrap
+    interval of its difference from the best baseline of its segment.
 
     ``users_emb`` (``[N + U, d]``, the HGNN-w-users node embeddings) adds that baseline: a user's
     own node embedding against the target items' embeddings (users with no training stream have
@@ -582,11 +606,21 @@ def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.nda
             if not np.array_equal(ids, tp.catalogue):
                 raise RuntimeError(f"two-tower {tag}: item table ({ids.size} items) != the {t} catalogue ({tp.catalogue.size})")
             models.setdefault(_model_name(tcfg.use_hgnn), {})[t] = rank_users(tp, uv, iv)
-            hist = json.loads((tt_dir / tag / "history.json").read_text())["history"]
-            training[f"two_tower/{tag}"] = {"history": hist}
-    order = ["Popularity", "LLM-KNN", "HGNN", "HGNN-w-users", "2T", "2T-HGNN"]
+            hist = json.loads((tt_dir / tag / "history.json").read_text())
+            training[f"two_tower/{tag}"] = {k: hist.get(k) for k in ("history", "val_history", "stop_reason",
+                                                                      "best_step", "best_val", "refit_steps")}
+    if not cfg.ablation:
+        from twotower_hgnn.eval.item_baselines import tuned_item_baselines
+
+        cf, cf_info = tuned_item_baselines(ds, train_split, protocol, k=cfg.k, valid_split=valid)
+        models.update(cf)
+        training["item_baselines"] = {m: {k: v for k, v in i.items() if k != "table"} for m, i in cf_info.items()
+                                      if isinstance(i, dict)}
+    order = ["Popularity", "ItemKNN", "EASE", "LLM-KNN", "HGNN", "HGNN-w-users", "2T", "2T-HGNN"]
     models = {m: models[m] for m in order if m in models}
-    evaluation = evaluate_models(models, protocol, k=cfg.k)
+    from twotower_hgnn.eval.report import DEFAULT_BASELINES
+
+    evaluation = evaluate_models(models, protocol, k=cfg.k, baselines=DEFAULT_BASELINES)
     hgnn_hist = runner.path(stage_names(cfg)["hgnn"]) / "history.json"
     if hgnn_hist.exists():
         training["hgnn"] = json.loads(hgnn_hist.read_text())

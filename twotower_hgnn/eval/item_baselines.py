@@ -310,12 +310,13 @@ def ease_fit_rank(protocol: EvalProtocol, X: sp.spmatrix, depth: int = 100) -> C
 def tuned_item_baselines(dataset: Any, split: Any, protocol: EvalProtocol, *, depth: int = 100, k: int = 10,
                          val_frac: float = 0.1, events: Sequence[str] | None = None,
                          knn_grid: Sequence[Mapping[str, Any]] = KNN_GRID,
-                         ease_grid: Sequence[Mapping[str, Any]] = EASE_GRID,
+                         ease_grid: Sequence[Mapping[str, Any]] = EASE_GRID, valid_split: Any = None,
                          ) -> tuple[dict[str, dict[str, Rankings]], dict[str, Any]]:
     """ItemKNN and EASE tuned on a validation split of ``split.train`` and refitted on all of it.
 
-    The validation split is :func:`twotower_hgnn.data.split.validation_split` (last ``val_frac`` of the
-    training time range for temporal splits) with the protocol settings of ``protocol``. Returns
+    The validation split is ``valid_split`` (the pipeline's, shared with every model), else
+    :func:`twotower_hgnn.data.split.validation_split` (last ``val_frac`` of the training time range for
+    temporal splits) with the protocol settings of ``protocol``. Returns
     (models ``{"ItemKNN": {target: Rankings}, "EASE": {...}}`` ready for ``evaluate_models``, info
     ``{"ItemKNN": {"best", "table", "fit_seconds"}, "EASE": {...} or {"skipped": reason}}``).
     """
@@ -327,7 +328,7 @@ def tuned_item_baselines(dataset: Any, split: Any, protocol: EvalProtocol, *, de
                     n_tiers=cfg.get("n_tiers", 5), tier_mode=cfg.get("tier_mode", "count"))
     if "history_events" in cfg:
         proto_kw["history_events"] = cfg["history_events"]
-    vsplit = validation_split(dataset, split, frac=val_frac)
+    vsplit = validation_split(dataset, split, frac=val_frac) if valid_split is None else valid_split
     vproto = build_protocol(dataset, vsplit, list(protocol.targets), **proto_kw)
     n_u, n_i = dataset.num_users, dataset.num_items
     Xv = interaction_matrix(vsplit.train, n_u, n_i, events)
