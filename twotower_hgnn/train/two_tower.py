@@ -135,7 +135,7 @@ PRESETS: dict[str, TwoTowerTrainConfig] = {
                                          checkpoint_every=1000, log_every=100,
                                          model=TwoTowerConfig(tower_dims=(256, 128, 64))),
     # tests: seconds on the tiny synthetic data, every quality option on
-    "cpu_tiny": TwoTowerTrainConfig(batch_size=64, epochs=6, learning_rate=1e-3, checkpoint_every=200, log_every=20,
+    "cpu_tiny": TwoTowerTrainConfig(batch_size=128, epochs=4, learning_rate=2e-3, checkpoint_every=200, log_every=20,
                                     patience=2, id_history_len=8, **_IMPROVED,
                                     model=TwoTowerConfig(tower_dims=(64, 32), id_dim=8, **_IMPROVED_MODEL)),
 }
