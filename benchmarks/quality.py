@@ -24,6 +24,7 @@ synthetic data with the ``tiny`` preset and one seed: a smoke run for the test s
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
@@ -57,7 +58,10 @@ K = 10
 GOALS: dict[str, list[tuple[str, str, str, str]]] = {
     "demo": [("audiobook", "warm", "2T-HGNN", "Popularity"), ("audiobook", "warm", "2T-HGNN", "ItemKNN"),
              ("audiobook", "warm", "2T-HGNN", "2T"), ("audiobook", "cold", "2T-HGNN", "Popularity"),
-             ("podcast", "all", "2T-HGNN", "Popularity")],
+             ("podcast", "all", "2T-HGNN", "Popularity"),
+             # beyond the goals: the strongest simple baselines found (reported, not required)
+             ("audiobook", "warm", "2T-HGNN", "EASE"), ("audiobook", "warm", "2T-HGNN", "RecentPop"),
+             ("audiobook", "cold", "2T-HGNN", "RecentPop"), ("podcast", "all", "2T-HGNN", "RecentPop")],
     "random": [("audiobook", "all", "2T-HGNN", "ItemKNN"), ("audiobook", "all", "2T-HGNN", "EASE"),
                ("audiobook", "all", "2T-HGNN", "Popularity"), ("audiobook", "all", "2T-HGNN", "2T")],
     "synthetic": [("audiobook", "warm", "2T-HGNN", "HGNN"), ("audiobook", "warm", "HGNN", "2T"),
@@ -109,7 +113,7 @@ def pipeline_config(setting: str, seed: int, out_dir: Path, preset: str, quick: 
     f = random_split_files(out_dir / "movielens1m-random-split")
     return PipelineConfig(dataset="files", interactions=f["train"], valid_interactions=f["valid"],
                           test_interactions=f["test"], items=f["items"], users=f["users"], preset=preset,
-                          targets=("audiobook",), seed=seed, out_dir=str(out_dir))
+                          targets=("audiobook",), seed=seed, out_dir=str(out_dir), min_segment_users=0)
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -121,6 +125,8 @@ def run_seed(cfg) -> dict[str, Any]:
     report = run_pipeline(cfg)
     ev = cfg.version_dir() / stage_names(cfg)["evaluate"]
     per_user = pd.read_parquet(ev / "per_user.parquet")
+    # the next seed overwrites the version's stages: keep this seed's per-user metrics beside it
+    atomic_write_parquet(per_user, cfg.version_dir().parent / f"per_user-seed{cfg.seed}.parquet", index=False)
     rows = [{k: r.get(k) for k in ("model", "target", "segment", f"hr@{K}", "mrr@100", "coverage@100",
                                    f"lt_hr@{K}", "n_users")} for r in report["results"]]
     return {"rows": rows, "per_user": per_user, "wall_s": round(time.time() - t0, 1),
@@ -219,8 +225,15 @@ def main(argv):
             "seeds": {s: {k: v for k, v in r.items() if k != "per_user"} for s, r in per_seed.items()},
             "goals": goals}
     print("\n\n".join(texts), flush=True)
-    Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(FLAGS.json), out)
+    path = Path(FLAGS.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not FLAGS.quick:  # settings run separately accumulate in one file
+        old = json.loads(path.read_text())
+        out["settings"] = {**old.get("settings", {}), **out["settings"]}
+        out["machine_by_setting"] = {**old.get("machine_by_setting", {}), **{s: out["machine"] for s in settings}}
+    else:
+        out["machine_by_setting"] = {s: out["machine"] for s in settings}
+    atomic_write_json(path, out)
     print(f"wrote {FLAGS.json}", flush=True)
 
 

@@ -259,7 +259,11 @@ def two_tower_config(cfg: PipelineConfig, target: str, use_hgnn: bool):
     name = presets()[cfg.preset]["two_tower"]["preset"]
     # MovieLens and external splits: no history window (DATA.md: 90 % of MovieLens is in 8 months)
     history = None if cfg.dataset == "movielens1m" or cfg.test_interactions is not None else 90.0
-    return dataclasses.replace(PRESETS[name], target_type=target, use_hgnn=use_hgnn, seed=cfg.seed,
+    base = PRESETS[name]
+    if cfg.test_interactions is not None and base.prior_days is not None:
+        # a split given as files need not be temporal: "popular lately" means nothing there
+        base = dataclasses.replace(base, prior_days=None)
+    return dataclasses.replace(base, target_type=target, use_hgnn=use_hgnn, seed=cfg.seed,
                                history_days=history, **dict(cfg.two_tower_overrides))
 
 
@@ -616,7 +620,7 @@ def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.nda
         models.update(cf)
         training["item_baselines"] = {m: {k: v for k, v in i.items() if k != "table"} for m, i in cf_info.items()
                                       if isinstance(i, dict)}
-    order = ["Popularity", "ItemKNN", "EASE", "LLM-KNN", "HGNN", "HGNN-w-users", "2T", "2T-HGNN"]
+    order = ["Popularity", "RecentPop", "ItemKNN", "EASE", "LLM-KNN", "HGNN", "HGNN-w-users", "2T", "2T-HGNN"]
     models = {m: models[m] for m in order if m in models}
     from twotower_hgnn.eval.report import DEFAULT_BASELINES
 

@@ -307,12 +307,41 @@ def ease_fit_rank(protocol: EvalProtocol, X: sp.spmatrix, depth: int = 100) -> C
     return lambda p: {t: ease.rankings(tp, p["lam"], depth) for t, tp in protocol.targets.items()}
 
 
+RECENT_GRID: tuple[dict[str, Any], ...] = tuple({"days": d} for d in (3.0, 7.0, 14.0, 30.0, 90.0, None))
+
+
+def recent_popularity_rankings(tp: TargetProtocol, train_df: Any, days: float | None, depth: int = 100) -> Rankings:
+    """Popularity of the last ``days`` of the training part (streams; ties by all-time streams, then id).
+
+    "What is popular lately": the strongest simple baseline of a temporal split whose test period
+    follows trends. ``days=None`` is the all-time Popularity order.
+    """
+    from twotower_hgnn.data.schema import EVENTS
+    from twotower_hgnn.eval.baselines import rank_global_order
+
+    ev = train_df["event_code"].to_numpy() == EVENTS.index("stream")
+    ts = train_df["timestamp"].to_numpy()
+    if days is not None and len(ts):
+        ev &= ts >= ts.max() - float(days) * 86_400
+    items = train_df["item_idx"].to_numpy()[ev]
+    n = int(max(tp.catalogue.max() if tp.catalogue.size else 0, items.max() if items.size else 0)) + 1
+    recent = np.bincount(items, minlength=n)[tp.catalogue]
+    order = tp.catalogue[np.lexsort((tp.catalogue, -tp.train_streams, -recent))]
+    return Rankings(users=tp.users, items=rank_global_order(order, tp.exclude, depth))
+
+
+def recent_fit_rank(protocol: EvalProtocol, train_df: Any, depth: int = 100) -> Callable[[dict], dict[str, Rankings]]:
+    """``fit_rank`` for :func:`tune`: recent popularity for every target type of ``protocol``."""
+    return lambda p: {t: recent_popularity_rankings(tp, train_df, p["days"], depth) for t, tp in protocol.targets.items()}
+
+
 def tuned_item_baselines(dataset: Any, split: Any, protocol: EvalProtocol, *, depth: int = 100, k: int = 10,
                          val_frac: float = 0.1, events: Sequence[str] | None = None,
                          knn_grid: Sequence[Mapping[str, Any]] = KNN_GRID,
                          ease_grid: Sequence[Mapping[str, Any]] = EASE_GRID, valid_split: Any = None,
                          ) -> tuple[dict[str, dict[str, Rankings]], dict[str, Any]]:
-    """ItemKNN and EASE tuned on a validation split of ``split.train`` and refitted on all of it.
+    """RecentPop (popularity of the last N days), ItemKNN and EASE tuned on a validation split of
+    ``split.train`` and refitted on all of it.
 
     The validation split is ``valid_split`` (the pipeline's, shared with every model), else
     :func:`twotower_hgnn.data.split.validation_split` (last ``val_frac`` of the training time range for
@@ -336,7 +365,9 @@ def tuned_item_baselines(dataset: Any, split: Any, protocol: EvalProtocol, *, de
     models: dict[str, dict[str, Rankings]] = {}
     info: dict[str, Any] = {"validation": {"train_rows": int(len(vsplit.train)), "test_rows": int(len(vsplit.test)),
                                            "protocol": vproto.stats()}}
-    specs = [("ItemKNN", knn_fit_rank, knn_grid, True), ("EASE", ease_fit_rank, ease_grid, ease_applicable(n_i))]
+    specs = [("RecentPop", lambda p, _x, d: recent_fit_rank(p, vsplit.train if p is vproto else split.train, d),
+              RECENT_GRID, True),
+             ("ItemKNN", knn_fit_rank, knn_grid, True), ("EASE", ease_fit_rank, ease_grid, ease_applicable(n_i))]
     for name, factory, grid, ok in specs:
         if not ok:
             info[name] = {"skipped": ease_skip_reason(n_i)}

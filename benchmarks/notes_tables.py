@@ -1,0 +1,79 @@
+"""Prints BUILD_NOTES.md's quality tables (Markdown) from the JSON in ``benchmarks/results/``.
+
+    .venv/bin/python -m benchmarks.notes_tables            # quality.json + quality_changes.json
+
+The tables in BUILD_NOTES.md are pasted from this output; rerun it after a benchmark run.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEGMENTS = [("audiobook", "warm"), ("audiobook", "cold"), ("podcast", "all"), ("audiobook", "all")]
+
+
+def _hr_table(setting: Mapping[str, Any]) -> list[str]:
+    seeds = setting["seeds"]
+    rows: dict[tuple, dict[str, list[float]]] = {}
+    for res in seeds.values():
+        for r in res["rows"]:
+            rows.setdefault((r["target"], r["segment"]), {}).setdefault(r["model"], []).append(r["hr@10"])
+    out = []
+    for key in [k for k in SEGMENTS if k in rows]:
+        models = rows[key]
+        out.append(f"| {key[0]} / {key[1]} | " + " | ".join(
+            f"{m} {np.mean(v):.3f}" + (f" [{min(v):.3f}..{max(v):.3f}]" if len(v) > 1 else "")
+            for m, v in models.items()) + " |")
+    return out
+
+
+def quality_tables(q: Mapping[str, Any]) -> str:
+    lines = [f"Measured {q['machine']['date_utc']} at git {str(q['machine']['git_sha'])[:10]} on "
+             f"{q['machine']['cpus']} CPUs ({q['machine']['platform']}), preset `{q['preset']}`.", ""]
+    for name, setting in q["settings"].items():
+        lines += [f"**{name}** (seeds {', '.join(map(str, setting['seeds']))}): HR@10, mean [min..max] over seeds", "",
+                  "| target / segment | models |", "|---|---|"] + _hr_table(setting) + [""]
+        lines += ["| goal | verdict | per seed: difference [95 % paired-bootstrap interval] |", "|---|---|---|"]
+        for g in setting["goals"]:
+            verdict = ("met" if g["significant_every_seed"] else
+                       "above in every seed, not significant in all" if g["holds_every_seed"] else "missed")
+            per = "; ".join("n/a" if c is None else f"s{s}: {c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]"
+                            for s, c in g["per_seed"].items())
+            lines.append(f"| {g['goal']} | {verdict} | {per} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def changes_table(c: Mapping[str, Any]) -> str:
+    lines = [c["what"] + ".", "", "| change | decision | val HR@10 | test HR@10 warm / cold / all | cov@100 |",
+             "|---|---|---|---|---|"]
+    for ch in c["changes"]:
+        t = ch["test_hr10"]
+        lines.append(f"| {ch['change']} (`{ch['run']}`) | {ch['decision']}: {ch['why']} | {ch['val_hr10']:.3f} | "
+                     f"{t['warm']:.3f} / {t['cold']:.3f} / {t['all']:.3f} | {ch['coverage100_all']:.2f} |")
+    b = c["baselines_test_hr10"]
+    lines += ["", "Baselines on the same test users (warm / cold / all): " + "; ".join(
+        f"{m} {v['warm']:.3f} / {v['cold']:.3f} / {v['all']:.3f}" for m, v in b.items()) + "."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parts = []
+    q = RESULTS / "quality.json"
+    if q.exists():
+        parts.append(quality_tables(json.loads(q.read_text())))
+    c = RESULTS / "quality_changes.json"
+    if c.exists():
+        parts.append(changes_table(json.loads(c.read_text())))
+    if not parts:
+        sys.exit(f"no results in {RESULTS}")
+    print("\n\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()
