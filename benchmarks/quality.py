@@ -104,8 +104,10 @@ def pipeline_config(setting: str, seed: int, out_dir: Path, preset: str, quick: 
     """The pipeline configuration of one setting and training seed."""
     from twotower_hgnn.pipeline import PipelineConfig
 
-    if quick:
-        return PipelineConfig(dataset="synthetic", scale="tiny", preset="tiny", seed=seed, out_dir=str(out_dir))
+    if quick:  # seconds: tiny data, one target, a few HGNN steps, one two-tower epoch
+        return PipelineConfig(dataset="synthetic", scale="tiny", preset="tiny", seed=seed, out_dir=str(out_dir),
+                              targets=("audiobook",), hgnn_overrides={"max_steps": 6, "val_max_edges": 64},
+                              two_tower_overrides={"epochs": 1})
     if setting == "demo":
         return PipelineConfig(dataset="movielens1m", preset=preset, seed=seed, out_dir=str(out_dir))
     if setting == "synthetic":
