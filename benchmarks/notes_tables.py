@@ -52,10 +52,14 @@ def quality_tables(q: Mapping[str, Any]) -> str:
 def changes_table(c: Mapping[str, Any]) -> str:
     lines = [c["what"] + ".", "", "| change | decision | val HR@10 | test HR@10 warm / cold / all | cov@100 |",
              "|---|---|---|---|---|"]
+    ref_cov = c["changes"][0]["coverage100_all"]
     for ch in c["changes"]:
         t = ch["test_hr10"]
+        drop = ch["coverage100_all"] < 0.8 * ref_cov  # > 20 % relative below the reference row
         lines.append(f"| {ch['change']} (`{ch['run']}`) | {ch['decision']}: {ch['why']} | {ch['val_hr10']:.3f} | "
-                     f"{t['warm']:.3f} / {t['cold']:.3f} / {t['all']:.3f} | {ch['coverage100_all']:.2f} |")
+                     f"{t['warm']:.3f} / {t['cold']:.3f} / {t['all']:.3f} | {ch['coverage100_all']:.2f}"
+                     f"{' (!)' if drop else ''} |")
+    lines += ["", f"(!) = Coverage@100 more than 20 % (relative) below the reference row ({ref_cov:.2f})."]
     b = c["baselines_test_hr10"]
     lines += ["", "Baselines on the same test users (warm / cold / all): " + "; ".join(
         f"{m} {v['warm']:.3f} / {v['cold']:.3f} / {v['all']:.3f}" for m, v in b.items()) + "."]
