@@ -111,7 +111,9 @@ def pipeline_config(setting: str, seed: int, out_dir: Path, preset: str, quick: 
     if setting == "demo":
         return PipelineConfig(dataset="movielens1m", preset=preset, seed=seed, out_dir=str(out_dir))
     if setting == "synthetic":
-        return PipelineConfig(dataset="synthetic", scale="small", preset=preset, seed=seed, out_dir=str(out_dir))
+        # the paper's orderings are about audiobooks; a 14K-podcast softmax is slow on 2 CPU cores
+        return PipelineConfig(dataset="synthetic", scale="small", preset=preset, seed=seed, out_dir=str(out_dir),
+                              targets=("audiobook",))
     f = random_split_files(out_dir / "movielens1m-random-split")
     return PipelineConfig(dataset="files", interactions=f["train"], valid_interactions=f["valid"],
                           test_interactions=f["test"], items=f["items"], users=f["users"], preset=preset,
