@@ -135,8 +135,11 @@ def run_seed(cfg) -> dict[str, Any]:
     per_user = pd.read_parquet(ev / "per_user.parquet")
     # the next seed overwrites the version's stages: keep this seed's per-user metrics beside it
     atomic_write_parquet(per_user, cfg.version_dir().parent / f"per_user-seed{cfg.seed}.parquet", index=False)
-    rows = [{k: r.get(k) for k in ("model", "target", "segment", f"hr@{K}", "mrr@100", "coverage@100",
-                                   f"lt_hr@{K}", "n_users")} for r in report["results"]]
+    lt = {(r["model"], r["target_type"], r["segment"]): r["metrics"] for r in report.get("long_tail", [])}
+    rows = [{"model": r["model"], "target": r["target_type"], "segment": r["segment"],
+             **{m: r["metrics"].get(m) for m in (f"hr@{K}", "mrr@100", "coverage@100", "n_users")},
+             f"lt_hr@{K}": lt.get((r["model"], r["target_type"], r["segment"]), {}).get(f"hr@{K}")}
+            for r in report["results"]]
     return {"rows": rows, "per_user": per_user, "wall_s": round(time.time() - t0, 1),
             "intervals": report.get("intervals", {}), "training": _training_summary(report)}
 
@@ -144,7 +147,9 @@ def run_seed(cfg) -> dict[str, Any]:
 def _training_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for key, val in (report.get("training") or {}).items():
-        if isinstance(val, dict):
+        if key == "item_baselines":
+            out[key] = {m: i.get("best", i.get("skipped")) for m, i in val.items() if isinstance(i, dict)}
+        elif isinstance(val, dict):
             out[key] = {k: val.get(k) for k in ("stop_reason", "best_step", "steps", "best_metric", "best_val")
                         if val.get(k) is not None}
     return out

@@ -510,7 +510,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         plot_report(report, out)
         return {"rows": len(report["results"])}
 
-    r_eval = runner.run(name["evaluate"], {"k": cfg.k, "exclude_seen": cfg.exclude_seen, "targets": list(cfg.targets)},
+    r_eval = runner.run(name["evaluate"], {"k": cfg.k, "exclude_seen": cfg.exclude_seen, "targets": list(cfg.targets),
+                                           "baselines": ["Popularity", "RecentPop", "ItemKNN", "EASE"]},
                         do_evaluate, depends=(name["two_tower"], name["valid"], name["content"], name["hgnn"])
                         + ((name["hgnn_users"],) if users_emb is not None else ()))
 
