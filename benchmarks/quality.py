@@ -51,6 +51,8 @@ flags.DEFINE_boolean("quick", False, "Tiny synthetic smoke run (tiny preset, one
 flags.DEFINE_string("out_dir", "runs_quality", "Root of the pipeline runs of this benchmark.")
 flags.DEFINE_string("json", str(ROOT / "benchmarks" / "results" / "quality.json"), "Where to write the JSON.")
 flags.DEFINE_string("preset", "demo", "Pipeline preset of the models.")
+flags.DEFINE_boolean("collect", False, "Only read the finished runs of the seeds from --out_dir (the last seed run "
+                     "per setting is what a version directory holds).")
 FLAGS = flags.FLAGS
 
 K = 10
@@ -130,8 +132,13 @@ def run_seed(cfg) -> dict[str, Any]:
     from twotower_hgnn.pipeline import run_pipeline, stage_names
 
     t0 = time.time()
-    report = run_pipeline(cfg)
     ev = cfg.version_dir() / stage_names(cfg)["evaluate"]
+    if FLAGS.collect:  # the seed's finished run, as it is on disk (no stage is run or checked)
+        report = json.loads((ev / "report.json").read_text())
+        if report["meta"]["config"]["seed"] != cfg.seed:
+            raise app.UsageError(f"--collect: {ev} holds seed {report['meta']['config']['seed']}, not {cfg.seed}")
+    else:
+        report = run_pipeline(cfg)
     per_user = pd.read_parquet(ev / "per_user.parquet")
     # the next seed overwrites the version's stages: keep this seed's per-user metrics beside it
     atomic_write_parquet(per_user, cfg.version_dir().parent / f"per_user-seed{cfg.seed}.parquet", index=False)
