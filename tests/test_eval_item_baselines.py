@@ -5,7 +5,8 @@ import pytest
 import scipy.sparse as sp
 
 from twotower_hgnn.data.schema import EVENTS
-from twotower_hgnn.eval.item_baselines import (EASE, EASE_GRID, KNN_GRID, ItemKNN, ease_applicable, ease_rankings,
+from twotower_hgnn.eval.item_baselines import (
+    RECENT_GRID, recent_popularity_rankings,EASE, EASE_GRID, KNN_GRID, ItemKNN, ease_applicable, ease_rankings,
                                                ease_skip_reason, interaction_matrix, item_knn_rankings, rank_scores,
                                                tune, tuned_item_baselines)
 from twotower_hgnn.eval.metrics import ItemSets, popularity_tiers
@@ -157,11 +158,34 @@ def test_tuned_item_baselines_on_the_synthetic_tiny_dataset():
     split = temporal_split(ds)
     proto = build_protocol(ds, split)
     models, info = tuned_item_baselines(ds, split, proto, knn_grid=KNN_GRID[:2], ease_grid=EASE_GRID[:2])
-    assert set(models) == {"ItemKNN", "EASE"} and set(models["EASE"]) == set(proto.targets)
+    assert set(models) == {"RecentPop", "ItemKNN", "EASE"} and set(models["EASE"]) == set(proto.targets)
     assert info["ItemKNN"]["best"] in list(KNN_GRID[:2]) and len(info["EASE"]["table"]) == 2
+    assert info["RecentPop"]["best"] in list(RECENT_GRID)
     for name in models:
         for t, tp in proto.targets.items():
             rk = models[name][t]
             np.testing.assert_array_equal(rk.users, tp.users)
             assert not tp.exclude.contains(np.arange(tp.n_users)[:, None], rk.items).any()
             assert np.isin(rk.items[rk.items >= 0], tp.catalogue).all()
+
+
+def test_recent_popularity_ranks_by_the_last_days_then_all_time():
+    from twotower_hgnn.data import load_dataset
+    from twotower_hgnn.data.schema import EVENTS
+    from twotower_hgnn.data.split import temporal_split
+    from twotower_hgnn.eval.protocol import build_protocol
+
+    ds = load_dataset("synthetic", scale="tiny", seed=0)
+    split = temporal_split(ds)
+    tp = build_protocol(ds, split)["podcast"]
+    tr = split.train
+    last = tr["timestamp"].max()
+    recent = tr[(tr["event_code"] == EVENTS.index("stream")) & (tr["timestamp"] >= last - 3 * 86_400)]
+    counts = recent["item_idx"].value_counts()
+    top = int(counts.index[0])  # the most streamed podcast of the last 3 days
+    rk = recent_popularity_rankings(tp, tr, 3.0)
+    free = ~tp.exclude.contains(np.arange(tp.n_users), np.full(tp.n_users, top))
+    assert (rk.items[free, 0] == top).all()  # first for everyone who has not streamed it yet
+    allt = recent_popularity_rankings(tp, tr, None)
+    from twotower_hgnn.eval.baselines import popularity_rankings
+    np.testing.assert_array_equal(allt.items, popularity_rankings(tp).items)  # days=None is Popularity
