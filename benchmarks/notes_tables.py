@@ -33,10 +33,12 @@ def _hr_table(setting: Mapping[str, Any]) -> list[str]:
 
 
 def quality_tables(q: Mapping[str, Any]) -> str:
-    lines = [f"Measured {q['machine']['date_utc']} at git {str(q['machine']['git_sha'])[:10]} on "
-             f"{q['machine']['cpus']} CPUs ({q['machine']['platform']}), preset `{q['preset']}`.", ""]
+    lines = []
     for name, setting in q["settings"].items():
-        lines += [f"**{name}** (seeds {', '.join(map(str, setting['seeds']))}): HR@10, mean [min..max] over seeds", "",
+        m = q.get("machine_by_setting", {}).get(name, q["machine"])
+        lines += [f"**{name}** (seeds {', '.join(map(str, setting['seeds']))}; written {m['date_utc']} at git "
+                  f"{str(m['git_sha'])[:10]} on {m['cpus']} CPUs, preset `{q['preset']}`): HR@10, mean [min..max] "
+                  "over seeds", "",
                   "| target / segment | models |", "|---|---|"] + _hr_table(setting) + [""]
         lines += ["| goal | verdict | per seed: difference [95 % paired-bootstrap interval] |", "|---|---|---|"]
         for g in setting["goals"]:
