@@ -304,6 +304,21 @@ def _prefix_sum(x: np.ndarray, block: int = 256) -> np.ndarray:
     return out[: m + 1]
 
 
+def _sorted_log(log_user, log_time, log_item, log_type, q_user: np.ndarray):
+    """The log sorted by (user, time) as int64 arrays, plus ``t0`` and ``span`` of the composite key.
+
+    Composite key ``user * span + (time - t0)``: sorted because rows are sorted by (user, time). Query
+    times are clipped into ``[0, span - 1]``, which keeps "strictly before" exact (span > t_max - t0 + 1).
+    """
+    order = np.lexsort((np.asarray(log_time), np.asarray(log_user)))
+    u, t, it, ty = (np.asarray(a, np.int64)[order] for a in (log_user, log_time, log_item, log_type))
+    t0 = int(t.min())
+    span = int(t.max()) - t0 + 2
+    if (int(max(u.max(), q_user.max())) + 1) * span >= 2**62:
+        raise FeatureError("user count x time span overflows the int64 (user, time) key")
+    return u, t, it, ty, t0, span
+
+
 def history_means(
     log_user: np.ndarray, log_time: np.ndarray, log_item: np.ndarray, log_type: np.ndarray,
     item_emb: np.ndarray, q_user: np.ndarray, q_time: np.ndarray, window_s: float | None,
@@ -328,17 +343,7 @@ def history_means(
     counts = np.zeros((Q, n_types), np.int64)
     if Q == 0 or len(log_user) == 0:
         return means, counts
-    order = np.lexsort((np.asarray(log_time), np.asarray(log_user)))
-    u = np.asarray(log_user, np.int64)[order]
-    t = np.asarray(log_time, np.int64)[order]
-    it = np.asarray(log_item, np.int64)[order]
-    ty = np.asarray(log_type, np.int64)[order]
-    # Composite key user * span + (time - t0): sorted because rows are sorted by (user, time). Query
-    # times are clipped into [0, span - 1] which keeps "strictly before" exact (span > t_max - t0 + 1).
-    t0 = int(t.min())
-    span = int(t.max()) - t0 + 2
-    if (int(max(u.max(), q_user.max())) + 1) * span >= 2**62:
-        raise FeatureError("user count x time span overflows the int64 (user, time) key")
+    u, t, it, ty, t0, span = _sorted_log(log_user, log_time, log_item, log_type, q_user)
     q_order = np.argsort(q_user, kind="stable")
     qs_user = q_user[q_order]
     hi_t = np.clip(q_time[q_order] - t0, 0, span - 1)
@@ -390,15 +395,7 @@ def history_id_tokens(
     out = np.zeros((q_user.shape[0], n_types, int(length)), np.int32)
     if length == 0 or q_user.size == 0 or len(log_user) == 0:
         return out
-    order = np.lexsort((np.asarray(log_time), np.asarray(log_user)))
-    u = np.asarray(log_user, np.int64)[order]
-    t = np.asarray(log_time, np.int64)[order]
-    it = np.asarray(log_item, np.int64)[order]
-    ty = np.asarray(log_type, np.int64)[order]
-    t0 = int(t.min())
-    span = int(t.max()) - t0 + 2
-    if (int(max(u.max(), q_user.max())) + 1) * span >= 2**62:
-        raise FeatureError("user count x time span overflows the int64 (user, time) key")
+    u, t, it, ty, t0, span = _sorted_log(log_user, log_time, log_item, log_type, q_user)
     hi_q = q_user * span + np.clip(q_time - t0, 0, span - 1)
     lo_t = np.zeros_like(q_time) if window_s is None else np.clip(q_time - int(np.ceil(window_s)) - t0, 0, span - 1)
     lo_q = q_user * span + lo_t
