@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from twotower_hgnn.pipeline import PipelineConfig, hgnn_config
+from tests.test_hgnn_train import data  # noqa: F401  (the tiny graph fixture)
 from twotower_hgnn.train.hgnn import HGNNTrainConfig, save_params, train_hgnn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,17 +67,6 @@ def test_same_seed_gives_bit_identical_params_across_processes(tmp_path):
     for k in best_a:
         np.testing.assert_array_equal(best_a[k], best_b[k], err_msg=k)
         np.testing.assert_array_equal(last_a[k], last_b[k], err_msg=k)
-
-
-@pytest.fixture(scope="module")
-def data():
-    from twotower_hgnn.data.synthetic import generate
-    from twotower_hgnn.graph import build_graph, holdout_edges
-
-    ds = generate("tiny", 0)
-    g, _ = build_graph(ds)
-    train_g, val = holdout_edges(g, 0.1, 0)
-    return train_g, ds.item_vectors, val
 
 
 def test_mid_epoch_validation_and_early_stopping(data, tmp_path):

@@ -265,7 +265,6 @@ def build_vocab(
         history_days=None if history_days is None else float(history_days),
         history_events=tuple(history_events),
         id_history_len=int(id_history_len),
-        n_items=int(ds.num_items) if id_history_len > 0 else 0,
     )
 
 

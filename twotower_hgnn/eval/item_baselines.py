@@ -365,17 +365,19 @@ def tuned_item_baselines(dataset: Any, split: Any, protocol: EvalProtocol, *, de
     models: dict[str, dict[str, Rankings]] = {}
     info: dict[str, Any] = {"validation": {"train_rows": int(len(vsplit.train)), "test_rows": int(len(vsplit.test)),
                                            "protocol": vproto.stats()}}
-    specs = [("RecentPop", lambda p, _x, d: recent_fit_rank(p, vsplit.train if p is vproto else split.train, d),
-              RECENT_GRID, True),
-             ("ItemKNN", knn_fit_rank, knn_grid, True), ("EASE", ease_fit_rank, ease_grid, ease_applicable(n_i))]
-    for name, factory, grid, ok in specs:
+    # (name, fit_rank factory, grid, applicable, (validation data, training data)) — the factories take
+    # (protocol, data, depth): an interaction matrix for ItemKNN/EASE, the interaction table for RecentPop
+    specs = [("RecentPop", recent_fit_rank, RECENT_GRID, True, (vsplit.train, split.train)),
+             ("ItemKNN", knn_fit_rank, knn_grid, True, (Xv, X)),
+             ("EASE", ease_fit_rank, ease_grid, ease_applicable(n_i), (Xv, X))]
+    for name, factory, grid, ok, (val_data, data) in specs:
         if not ok:
             info[name] = {"skipped": ease_skip_reason(n_i)}
             continue
         t0 = time.perf_counter()
-        best, table = tune(factory(vproto, Xv, depth), grid, vproto, k)
+        best, table = tune(factory(vproto, val_data, depth), grid, vproto, k)
         t1 = time.perf_counter()
-        models[name] = factory(protocol, X, depth)(best)
+        models[name] = factory(protocol, data, depth)(best)
         info[name] = {"best": best, "table": table, "tune_seconds": round(t1 - t0, 3),
                       "fit_seconds": round(time.perf_counter() - t1, 3)}
     return models, info

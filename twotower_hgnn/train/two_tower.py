@@ -389,8 +389,8 @@ def train_two_tower(
         best = params
         print(f"[2T] warm start: {n_ok}/{n_all} parameter arrays from {init_params_path}", flush=True)
     if resumed_from is not None:
-        both, meta = _restore(ckpt, {**state, "best": best}, meta_fingerprint, workdir)
-        best = both.pop("best")
+        both, meta = _restore(ckpt, _with_best(state, best, validate), meta_fingerprint, workdir)
+        best = both.pop("best", best)
         state, loop = both, _LoopState(**meta.get("loop", {}))
     result = lambda p, st: TwoTowerResult(  # noqa: E731
         params=jax.device_get(p), cfg=cfg, model_cfg=model_cfg, vocab=vocab, item_table=table, history_emb=hist,
@@ -434,7 +434,7 @@ def train_two_tower(
             if step % cfg.checkpoint_every == 0 or step == total or stop:
                 loop.train_s = spent()
                 t0 = time.perf_counter()
-                ckpt.save(step, {**state, "best": best}, meta={"fingerprint": meta_fingerprint, "epoch": step / spe,
+                ckpt.save(step, _with_best(state, best, validate), meta={"fingerprint": meta_fingerprint, "epoch": step / spe,
                                              "loop": dataclasses.asdict(loop)}, overwrite=True)
             if stop:
                 reason = stop
@@ -448,6 +448,11 @@ def train_two_tower(
           + (f"; best validation {loop.best_metric:.4f} at step {loop.best_step}" if validate is not None else ""),
           flush=True)
     return out
+
+
+def _with_best(state: dict, best: Any, validate: Callable | None) -> dict:
+    """The checkpointed tree: the train state, plus the best validated parameters when early stopping."""
+    return {**state, "best": best} if validate is not None else state
 
 
 def _validate_step(validate: Callable, res: TwoTowerResult, step: int, loop: _LoopState,
