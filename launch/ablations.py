@@ -17,6 +17,7 @@ from absl import app, flags
 from launch.common import FLAGS, define_pipeline_flags, pipeline_kwargs
 
 define_pipeline_flags()
+flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the shared flags too
 flags.DEFINE_list("variants", ["A", "B", "C", "D", "E", "F"], "Ablations to run beside the full model.")
 
 

@@ -17,6 +17,7 @@ from absl import app, flags
 from launch.common import FLAGS, define_pipeline_flags, pipeline_kwargs
 
 define_pipeline_flags()
+flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the shared flags too
 flags.DEFINE_string("ablation", None, "Table 1 variant: A, B, C, D, E or F (default: the full model + baselines).")
 flags.DEFINE_string("demo_users", "auto", "Print example recommendations for one warm and one cold user "
                     "('auto' picks them; 'none' skips).")
