@@ -37,6 +37,7 @@ FLAGS = flags.FLAGS
 _BASE = dict(batch_size=128, epochs=10, eval_every=None, patience=2)
 _LOO = dict(batch_size=512, epochs=10, eval_every=24, patience=5, example_history="leave_one_out")
 _BEST = dict(_LOO, m_negatives="full", m_item_bias=True, m_personal_scale_init=0.05)
+_DEMO = dict(_BEST, id_history_len=50, m_id_dim=32, prior_days=14)  # the demo preset
 # name -> (target, use_hgnn, settings); "m_" settings go to the model config
 VARIANTS: dict[str, tuple[str, bool, dict[str, Any]]] = {
     "base": ("audiobook", True, _BASE),
@@ -54,6 +55,12 @@ VARIANTS: dict[str, tuple[str, bool, dict[str, Any]]] = {
     "loo-full-bias-ps-ids": ("audiobook", True, dict(_BEST, id_history_len=50, m_id_dim=32)),
     "ids-p14-s0": ("audiobook", True, dict(_BEST, id_history_len=50, m_id_dim=32, prior_days=14)),
     "ids-p14-s2": ("audiobook", True, dict(_BEST, id_history_len=50, m_id_dim=32, prior_days=14, seed=2)),
+    "asof-p14": ("audiobook", True, dict(_DEMO, prior_as_of=True)),
+    "asof-p7": ("audiobook", True, dict(_DEMO, prior_as_of=True, prior_days=7)),
+    "asof-p30": ("audiobook", True, dict(_DEMO, prior_as_of=True, prior_days=30)),
+    "2T-asof-p14": ("audiobook", False, dict(_DEMO, prior_as_of=True)),
+    "podcast-demo": ("podcast", True, _DEMO),
+    "podcast-asof-p14": ("podcast", True, dict(_DEMO, prior_as_of=True)),
     "ids-lr2e-3-s2": ("audiobook", True, dict(_BEST, id_history_len=50, m_id_dim=32, learning_rate=2e-3, seed=2)),
 }
 

@@ -121,3 +121,39 @@ def test_early_stopping_returns_the_best_validated_parameters(tmp_path):
                             tmp_path / "b")
     assert again.stop_reason == "max_steps"
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), res.params, again.params)
+
+
+def test_prior_table_counts_the_window_before_each_slot():
+    # items 0..2; days: 0 0 1 3 3 5 (item 0,1,0,2,2,2)
+    ts = np.array([0, 0, 1, 3, 3, 5], np.int64) * DAY + 100
+    rows = np.array([0, 1, 0, 2, 2, 2])
+    pt = F.prior_table(ts, rows, 3, window_days=2, alpha=1.0)
+    assert pt.slot.tolist() == [0, 0, 1, 3, 3, 5] and pt.log_prior.shape == (7, 3)
+
+    def expect(counts):
+        c = np.asarray(counts, np.float64)
+        return np.log((c + 1) / (c.sum() + 3))
+
+    np.testing.assert_allclose(pt.log_prior[0], expect([0, 0, 0]), rtol=1e-6)  # nothing before day 0
+    np.testing.assert_allclose(pt.log_prior[2], expect([2, 1, 0]), rtol=1e-6)  # days 0-1
+    np.testing.assert_allclose(pt.log_prior[3], expect([1, 0, 0]), rtol=1e-6)  # days 1-2: never its own day
+    np.testing.assert_allclose(pt.log_prior[5], expect([0, 0, 2]), rtol=1e-6)  # days 3-4
+    np.testing.assert_allclose(pt.at_end, expect([0, 0, 1]), rtol=1e-6)  # days 4-5: the serving prior
+    wide = F.prior_table(ts, rows, 3, window_days=2, max_cells=9)  # 6 days x 3 items > 9 cells: 2-day slots
+    assert wide.slot_days == 2.0 and wide.slot.tolist() == [0, 0, 0, 1, 1, 2]
+
+
+def test_time_aware_prior_trains_once_compiled_and_serves_the_end_prior(tmp_path):
+    ds = generate("tiny", 0)
+    sp = temporal_split(ds)
+    cfg = TwoTowerTrainConfig(batch_size=32, max_steps=6, checkpoint_every=1000, log_every=2, progress=False,
+                              use_hgnn=False, example_history="leave_one_out", prior_days=7, prior_as_of=True,
+                              model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True,
+                                                   personal_scale_init=0.05))
+    res = train_two_tower(ds, sp, ds.item_vectors, None, cfg, tmp_path / "a")
+    ex_ts = sp.train["timestamp"].to_numpy()
+    assert res.n_compiles == 1 and res.step == 6
+    assert np.isfinite(res.item_table.log_prior).all() and res.item_table.log_prior.std() > 0
+    assert res.item_table.log_prior.max() < 0 and ex_ts.max() < sp.cut_time  # a log frequency, as of the cut
+    with pytest.raises(ValueError, match="prior_as_of needs"):
+        dataclasses.replace(cfg, prior_days=None)

@@ -112,7 +112,7 @@ def test_eight_devices_same_loss_and_step_as_one():
             step = make_train_step(cfg, tx, mesh, [0])
             losses = []
             for _ in range(3):
-                state, l = step(state, replicate(table, mesh), shard_batch(batch, mesh))
+                state, l = step(state, replicate(table, mesh), shard_batch(batch, mesh), None)
                 jax.block_until_ready(l); losses.append(float(l))
             res[n] = dict(losses=losses,
                           flat=np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(jax.device_get(state["params"]))]).tolist(),

@@ -133,6 +133,8 @@ class TwoTowerBatch:
         negative column of the loss).
       weight: float32 ``[B]`` loss weight of each example (1.0 unless recency weighting is on; 0 on
         padding); the loss is ``sum(weight * ce) / sum(mask)``.
+      prior_slot: int32 ``[B]`` row of each example's time slot in the time-aware popularity prior
+        (:class:`PriorTable`); None when the prior is static.
     """
 
     user: UserFeatures
@@ -140,6 +142,7 @@ class TwoTowerBatch:
     log_q: Any
     mask: Any
     weight: Any = None
+    prior_slot: Any = None
 
     def __len__(self) -> int:
         return int(np.shape(self.item_row)[0])
@@ -596,6 +599,53 @@ def _leave_one_out_features(
     if f.history_ids.shape[-1]:
         f.history_ids[:, k] = np.where(f.history_ids[:, k] == (items + 1)[:, None], 0, f.history_ids[:, k])
     return f
+
+
+@dataclasses.dataclass
+class PriorTable:
+    """Time-aware popularity prior: the log frequency of each item among the positives of a trailing window.
+
+    Time is cut into slots of ``slot_days`` days from the first example; row ``s`` of ``log_prior`` is
+    the smoothed log frequency (:func:`smoothed_log_q`) of every item over the ``window_slots`` slots
+    *before* slot ``s`` — what was popular just before an example of slot ``s``, never including it.
+    The last row (slot ``n_slots``, just after the training data) is the prior at serving time.
+
+    Attributes:
+      log_prior: float32 ``[n_slots + 1, N]``; slot: int32 ``[E]`` each example's slot.
+    """
+
+    log_prior: np.ndarray
+    slot: np.ndarray
+    slot_days: float
+
+    @property
+    def at_end(self) -> np.ndarray:
+        """float32 ``[N]``: the prior just after the training data (for serving / evaluation)."""
+        return self.log_prior[-1]
+
+
+def prior_table(timestamps: np.ndarray, item_row: np.ndarray, n_items: int, window_days: float,
+                alpha: float = 1.0, max_cells: int = 1 << 25) -> PriorTable:
+    """:class:`PriorTable` of examples (``timestamps`` int64 ``[E]`` seconds, ``item_row`` ``[E]``).
+
+    Slots are one day unless ``n_slots * n_items`` would exceed ``max_cells`` (then the slot widens so
+    that the table stays under it); the window is ``ceil(window_days / slot_days)`` slots.
+    """
+    ts = np.asarray(timestamps, np.int64)
+    if ts.size == 0:
+        return PriorTable(np.full((1, n_items), -np.log(max(n_items, 1)), np.float32), np.zeros(0, np.int32), 1.0)
+    span_days = (int(ts.max()) - int(ts.min())) / DAY_S + 1
+    slot_days = max(1.0, float(np.ceil(span_days * n_items / max_cells)))
+    slot = ((ts - ts.min()) // int(slot_days * DAY_S)).astype(np.int64)
+    n_slots = int(slot.max()) + 1
+    counts = np.zeros((n_slots + 1, n_items), np.float64)
+    np.add.at(counts, (slot + 1, np.asarray(item_row, np.int64)), 1.0)
+    cum = np.cumsum(counts, axis=0)  # cum[s] = examples in slots < s
+    w = max(1, int(np.ceil(window_days / slot_days)))
+    lagged = np.concatenate([np.zeros((w, n_items)), cum[:-w]]) if w <= n_slots else np.zeros_like(cum)
+    window = cum - lagged  # examples in slots [s - w, s)
+    log_prior = np.log((window + alpha) / (window.sum(1, keepdims=True) + alpha * n_items)).astype(np.float32)
+    return PriorTable(log_prior, slot.astype(np.int32), slot_days)
 
 
 def smoothed_log_q(item_counts: np.ndarray, alpha: float = 1.0) -> np.ndarray:

@@ -262,7 +262,7 @@ def two_tower_config(cfg: PipelineConfig, target: str, use_hgnn: bool):
     base = PRESETS[name]
     if cfg.test_interactions is not None and base.prior_days is not None:
         # a split given as files need not be temporal: "popular lately" means nothing there
-        base = dataclasses.replace(base, prior_days=None)
+        base = dataclasses.replace(base, prior_days=None, prior_as_of=False)
     return dataclasses.replace(base, target_type=target, use_hgnn=use_hgnn, seed=cfg.seed,
                                history_days=history, **dict(cfg.two_tower_overrides))
 

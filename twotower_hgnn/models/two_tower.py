@@ -193,7 +193,7 @@ class TwoTowerModel(nn.Module):
 
 def in_batch_softmax_loss(
     user_vecs: jax.Array, item_vecs: jax.Array, item_ids: jax.Array, log_q: jax.Array, cfg: TwoTowerConfig,
-    mask: jax.Array | None = None, weight: jax.Array | None = None,
+    mask: jax.Array | None = None, weight: jax.Array | None = None, logit_offset: jax.Array | None = None,
 ) -> jax.Array:
     """Mean in-batch sampled-softmax cross-entropy over the valid rows of the (global) batch.
 
@@ -205,6 +205,8 @@ def in_batch_softmax_loss(
       mask: float/bool ``[B]`` (1 = real example); padding is neither a row nor a negative column.
       weight: float ``[B]`` per-example loss weights (e.g. recency); the mean is then
         ``sum(weight * ce) / sum(mask)`` (``none``/``logq`` modes).
+      logit_offset: float ``[B, B]`` added to the logits (e.g. each example's time-aware popularity
+        prior of every column's item).
 
     logits[i, j] = <u_i, v_j> / temperature, then per mode:
       * ``logq``: logits[i, j] -= log_q[j]; loss_i = CE(logits[i], i); mean over valid rows.
@@ -217,6 +219,8 @@ def in_batch_softmax_loss(
     b = user_vecs.shape[0]
     valid = jnp.ones((b,), bool) if mask is None else jnp.asarray(mask).astype(bool)
     logits = jnp.dot(user_vecs, item_vecs.T, precision=jax.lax.Precision.HIGHEST) / cfg.temperature
+    if logit_offset is not None:
+        logits = logits + logit_offset
     if cfg.correction == "logq":
         logits = logits - log_q[None, :]
     eye = jnp.eye(b, dtype=bool)
@@ -236,15 +240,19 @@ def in_batch_softmax_loss(
 
 
 def full_softmax_loss(user_vecs: jax.Array, all_item_vecs: jax.Array, item_row: jax.Array, temperature: float,
-                      mask: jax.Array | None = None, weight: jax.Array | None = None) -> jax.Array:
+                      mask: jax.Array | None = None, weight: jax.Array | None = None,
+                      logit_offset: jax.Array | None = None) -> jax.Array:
     """Mean softmax cross-entropy over the whole catalogue: ``sum(weight * ce) / sum(mask)``.
 
     Args:
       user_vecs: float ``[B, d]``; all_item_vecs: float ``[N, d]`` (every catalogue item).
       item_row: int ``[B]`` row of each example's positive item; mask: ``[B]`` (1 = real example);
       weight: ``[B]`` per-example loss weights (default: the mask).
+      logit_offset: float ``[B, N]`` added to the logits (e.g. each example's time-aware prior).
     """
     logits = jnp.dot(user_vecs, all_item_vecs.T, precision=jax.lax.Precision.HIGHEST) / temperature
+    if logit_offset is not None:
+        logits = logits + logit_offset
     ce = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, item_row[:, None], axis=-1)[:, 0]
     m = jnp.ones_like(ce) if mask is None else jnp.asarray(mask, jnp.float32)
     w = m if weight is None else jnp.asarray(weight, jnp.float32) * m

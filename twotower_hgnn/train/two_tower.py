@@ -88,6 +88,7 @@ class TwoTowerTrainConfig:
     recency_halflife_days: float | None = None
     weight_decay: float = 0.0
     prior_days: float | None = None
+    prior_as_of: bool = False
     checkpoint_every: int = 500
     log_every: int = 50
     num_devices: int | None = None
@@ -102,6 +103,8 @@ class TwoTowerTrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.prior_as_of and (self.prior_days is None or not self.model.item_bias):
+            raise ValueError("prior_as_of needs prior_days and model.item_bias")
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -175,43 +178,50 @@ class TwoTowerResult:
 
 # ------------------------------------------------------------------------------------------ steps
 def make_loss_fn(model_cfg: TwoTowerConfig):
-    """``loss(params, item_table, batch) -> scalar`` on the global batch."""
+    """``loss(params, item_table, batch, prior=None) -> scalar`` on the global batch.
+
+    ``prior`` (float32 ``[S, N]``, ``features.PriorTable.log_prior``) with ``batch.prior_slot``: the
+    time-aware popularity prior, added to each example's logits (the item table's ``log_prior`` is then
+    zero, so the item-bias coordinate carries only the learned correction)."""
     model = TwoTowerModel(model_cfg)
 
-    def loss_fn(params: Any, item_table: F.ItemFeatures, batch: F.TwoTowerBatch) -> jax.Array:
+    def loss_fn(params: Any, item_table: F.ItemFeatures, batch: F.TwoTowerBatch, prior: Any = None) -> jax.Array:
         u = model.apply(params, batch.user, method=TwoTowerModel.encode_user)
+        offset = None if prior is None else prior[batch.prior_slot]  # [B, N]
         if model_cfg.negatives == "full":
             v_all = model.apply(params, item_table, method=TwoTowerModel.encode_item)
             return full_softmax_loss(u, v_all, batch.item_row, model_cfg.temperature, mask=batch.mask,
-                                     weight=batch.weight)
+                                     weight=batch.weight, logit_offset=offset)
         items = jax.tree_util.tree_map(lambda a: a[batch.item_row], item_table)
         v = model.apply(params, items, method=TwoTowerModel.encode_item)
+        offset = None if offset is None else offset[:, batch.item_row]
         return in_batch_softmax_loss(u, v, batch.item_row, batch.log_q, model_cfg, mask=batch.mask,
-                                     weight=batch.weight)
+                                     weight=batch.weight, logit_offset=offset)
 
     return loss_fn
 
 
 def make_train_step(model_cfg: TwoTowerConfig, tx: optax.GradientTransformation, mesh: Any, counter: list[int]):
-    """Jitted ``step(state, item_table, batch) -> (state, loss)``; ``counter[0]`` += 1 per trace."""
+    """Jitted ``step(state, item_table, batch, prior) -> (state, loss)``; ``counter[0]`` += 1 per trace."""
     loss_fn = make_loss_fn(model_cfg)
     from twotower_hgnn.parallel import batch_sharding, replicated_sharding
 
     rep, bat = replicated_sharding(mesh), batch_sharding(mesh)
 
-    def step(state: dict, item_table: F.ItemFeatures, batch: F.TwoTowerBatch) -> tuple[dict, jax.Array]:
+    def step(state: dict, item_table: F.ItemFeatures, batch: F.TwoTowerBatch, prior: Any) -> tuple[dict, jax.Array]:
         counter[0] += 1  # Python side effect: runs only while tracing
-        loss, grads = jax.value_and_grad(loss_fn)(state["params"], item_table, batch)
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"], item_table, batch, prior)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
 
-    return jax.jit(step, in_shardings=(rep, rep, bat), out_shardings=(rep, rep), donate_argnums=(0,))
+    return jax.jit(step, in_shardings=(rep, rep, bat, rep), out_shardings=(rep, rep), donate_argnums=(0,))
 
 
 def make_batch(ex: F.TrainingExamples, rows: np.ndarray, log_q_items: np.ndarray, batch_size: int,
-               weights: np.ndarray | None = None) -> F.TwoTowerBatch:
-    """Host batch of ``rows`` padded to ``batch_size`` (mask 0 on padding); ``weights`` ``[E]`` per example."""
+               weights: np.ndarray | None = None, prior_slot: np.ndarray | None = None) -> F.TwoTowerBatch:
+    """Host batch of ``rows`` padded to ``batch_size`` (mask 0 on padding); ``weights`` ``[E]`` per example,
+    ``prior_slot`` ``[E]`` each example's slot of the time-aware prior (None = static prior)."""
     n = len(rows)
     pad = batch_size - n
     item_row = np.concatenate([ex.item_row[rows], np.zeros(pad, np.int32)]).astype(np.int32)
@@ -220,6 +230,7 @@ def make_batch(ex: F.TrainingExamples, rows: np.ndarray, log_q_items: np.ndarray
     return F.TwoTowerBatch(
         user=F.pad_users(F.take_users(ex.user, rows), batch_size), item_row=item_row,
         log_q=(log_q_items[item_row] * mask).astype(np.float32), mask=mask, weight=w,
+        prior_slot=None if prior_slot is None else np.concatenate([prior_slot[rows], np.zeros(pad, np.int32)]).astype(np.int32),
     )
 
 
@@ -359,7 +370,13 @@ def train_two_tower(
     if len(ex) == 0:
         raise ValueError(f"no training examples: no {cfg.positive_events} of {cfg.target_type}s in the training part")
     log_q_items = F.smoothed_log_q(ex.item_counts, cfg.q_smoothing)
-    table.log_prior = prior_log_frequency(ex, cfg.prior_days, cfg.q_smoothing)
+    train_table, prior, slots = table, None, None
+    if cfg.prior_as_of:
+        pt = F.prior_table(ex.timestamp, ex.item_row, len(table), cfg.prior_days, cfg.q_smoothing)
+        table.log_prior, prior, slots = pt.at_end, pt.log_prior, pt.slot
+        train_table = dataclasses.replace(table, log_prior=np.zeros_like(pt.at_end))
+    else:
+        table.log_prior = prior_log_frequency(ex, cfg.prior_days, cfg.q_smoothing)
     weights = recency_weights(ex.timestamp, cfg.recency_halflife_days)
     mesh = make_mesh(cfg.num_devices)
     if cfg.batch_size % mesh.devices.size:
@@ -370,7 +387,7 @@ def train_two_tower(
 
     model = TwoTowerModel(model_cfg)
     tx = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(cfg.learning_rate)
-    first = make_batch(ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, 0), log_q_items, cfg.batch_size, weights)
+    first = make_batch(ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, 0), log_q_items, cfg.batch_size, weights, slots)
     # jitted init: eager Flax init compiles every initialiser op separately (65 compiles, ~10 s on 2 cores)
     params = jax.device_get(jax.jit(model.init)(jax_key(cfg.seed, "2t-init"), first.user,
                                                 jax.tree_util.tree_map(lambda a: a[:2], table)))
@@ -403,7 +420,7 @@ def train_two_tower(
     cache: dict = {}
     t0 = time.perf_counter()
     spent = lambda: loop.train_s + time.perf_counter() - t0  # noqa: E731
-    table_dev = replicate(table, mesh)
+    table_dev, prior_dev = replicate(train_table, mesh), (None if prior is None else replicate(prior, mesh))
     window: list[jax.Array] = []
     with MetricWriter(workdir / "tb") as writer, Progress(total - step, desc=f"2T {cfg.target_type}",
                                                            enabled=cfg.progress) as prog:
@@ -412,7 +429,8 @@ def train_two_tower(
                 reason = "time_cap"  # e.g. resumed with the safety-net budget already spent: no extra step
                 break
             rows = batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache)
-            state, loss = step_fn(state, table_dev, shard_batch(make_batch(ex, rows, log_q_items, cfg.batch_size, weights), mesh))
+            batch = shard_batch(make_batch(ex, rows, log_q_items, cfg.batch_size, weights, slots), mesh)
+            state, loss = step_fn(state, table_dev, batch, prior_dev)
             block_on_cpu(loss)
             window.append(loss)
             step += 1
