@@ -64,7 +64,7 @@ flags.DEFINE_string("peers_venv", str(ROOT / ".peers_venv"), "base directory of 
 flags.DEFINE_integer("peer_timeout", 1200, "seconds before a peer run is abandoned (row says so)")
 flags.DEFINE_float("gpu_seeds_per_s", 1.8e6, "seeds/s of one GPU training step (ENV.md), for the workers-needed estimate")
 flags.DEFINE_string("json", None, "write the result JSON here (atomically)")
-flags.DEFINE_bool("device", True, "device-backend rows (sampler/device_bench.py), labelled with the platform, e.g. 'device (XLA:CPU)'")
+flags.DEFINE_bool("device", True, "device-backend rows (benchmarks/device_sampler.py), labelled with the platform, e.g. 'device (XLA:CPU)'")
 flags.DEFINE_list("device_full_batch_seeds", None, "full-batch sizes for the device rows (default: batch_seeds and 12 x batch_seeds)")
 flags.DEFINE_integer("device_epoch_batches", 20, "batches timed for the device whole-epoch row (0 = the whole epoch; else extrapolated)")
 
@@ -375,9 +375,9 @@ def main(argv: list[str]) -> None:
     rows.append({"name": f"naive per-node Python loop ({ns}-seed subset, EXTRAPOLATED)", "workers": 1, "replace": False,
                  "scope": "neighbourhood", "seeds_per_s": ns / med, "edges_per_s": ne / med, "median_ms": med * nseed / ns * 1e3,
                  "p10_ms": None, "p90_ms": None, "n_batches": 3})
-    # 5b. the device backend (sampler/device_bench.py, owned by the device-sampler area)
+    # 5b. the device backend (benchmarks/device_sampler.py, owned by the device-sampler area)
     if FLAGS.device:
-        from sampler.device_bench import bench_device_rows
+        from benchmarks.device_sampler import bench_device_rows
 
         sizes = [int(x) for x in (FLAGS.device_full_batch_seeds or [nseed, 12 * nseed])]
         rows.extend(bench_device_rows(g, batches, fanouts=fan_list, batches=FLAGS.batches, warmup=FLAGS.warmup,
