@@ -16,7 +16,7 @@ setting and reused (the pipeline's stage cache), every seed retrains the HGNN an
 Differences are paired (per-user) bootstraps of HR@10 on the users both models rank (1,000 resamples).
 The JSON (``--json``, default ``benchmarks/results/quality.json``) carries the machine, date and git sha,
 every model's metrics per seed, every comparison and every goal's verdict. ``--quick`` runs the tiny
-synthetic data with the ``tiny`` preset and one seed: a smoke run for the test suite.
+synthetic data with the ``test`` configuration and one seed: a smoke run for the test suite.
 
     .venv/bin/python -m benchmarks.quality                      # all three settings, seeds 0,1,2
     .venv/bin/python -m benchmarks.quality --setting=demo --seeds=0
@@ -47,10 +47,10 @@ from twotower_hgnn.io import atomic_write_json, atomic_write_parquet  # noqa: E4
 SETTINGS = ("demo", "random", "synthetic")
 flags.DEFINE_enum("setting", "all", ("all",) + SETTINGS, "Which setting to run.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds.")
-flags.DEFINE_boolean("quick", False, "Tiny synthetic smoke run (tiny preset, one seed).")
+flags.DEFINE_boolean("quick", False, "Tiny synthetic smoke run (test configuration, one seed).")
 flags.DEFINE_string("out_dir", "runs_quality", "Root of the pipeline runs of this benchmark.")
 flags.DEFINE_string("json", str(ROOT / "benchmarks" / "results" / "quality.json"), "Where to write the JSON.")
-flags.DEFINE_string("preset", "demo", "Pipeline preset of the models.")
+flags.DEFINE_string("config", "demo", "Run configuration (preset name or .py file) of the models.")
 flags.DEFINE_boolean("collect", False, "Only read the finished runs of the seeds from --out_dir (the last seed run "
                      "per setting is what a version directory holds).")
 FLAGS = flags.FLAGS
@@ -104,26 +104,28 @@ def random_split_files(out: Path, seed: int = 0) -> dict[str, str]:
 
 def pipeline_config(setting: str, seed: int, out_dir: Path, preset: str, quick: bool):
     """The pipeline configuration of one setting and training seed."""
+    from twotower_hgnn import configs
     from twotower_hgnn.pipeline import PipelineConfig
 
     if quick:  # seconds: tiny data, one target, a few HGNN steps, one two-tower epoch
-        return PipelineConfig(dataset="synthetic", scale="tiny", preset="tiny", seed=seed, out_dir=str(out_dir),
-                              targets=("audiobook",), hgnn_overrides={"max_steps": 6, "val_max_edges": 64},
-                              two_tower_overrides={"epochs": 1})
+        return PipelineConfig(dataset="synthetic", scale="tiny", seed=seed, out_dir=str(out_dir), config=configs.load(
+            "test", {"eval.targets": ("audiobook",), "hgnn.max_steps": 6, "hgnn.val_max_edges": 64,
+                     "two_tower.epochs": 1}))
     if setting == "demo":
-        return PipelineConfig(dataset="movielens1m", preset=preset, seed=seed, out_dir=str(out_dir))
+        return PipelineConfig(dataset="movielens1m", seed=seed, out_dir=str(out_dir), config=configs.load(preset))
     if setting == "synthetic":
         # the paper's orderings are about audiobooks; a 14K-podcast softmax is slow on 2 CPU cores
-        return PipelineConfig(dataset="synthetic", scale="small", preset=preset, seed=seed, out_dir=str(out_dir),
-                              targets=("audiobook",))
+        return PipelineConfig(dataset="synthetic", scale="small", seed=seed, out_dir=str(out_dir),
+                              config=configs.load(preset, {"eval.targets": ("audiobook",)}))
     f = random_split_files(out_dir / "movielens1m-random-split")
+    # 671K examples x a 3.7K-item softmax on 2 cores: batch 2,048 amortises the item tower (computed once per
+    # step); a 1,000-step budget (~3 epochs) keeps a seed under ~30 min
     return PipelineConfig(dataset="files", interactions=f["train"], valid_interactions=f["valid"],
-                          test_interactions=f["test"], items=f["items"], users=f["users"], preset=preset,
-                          targets=("audiobook",), seed=seed, out_dir=str(out_dir), min_segment_users=0,
-                          # 671K examples x a 3.7K-item softmax on 2 cores: batch 2,048 amortises the item tower
-                          # (computed once per step); a 1,000-step budget (~3 epochs) keeps a seed under ~30 min
-                          two_tower_overrides={"batch_size": 2048, "max_steps": 1000, "eval_every": 50,
-                                               "learning_rate": 2e-3})
+                          test_interactions=f["test"], items=f["items"], users=f["users"], seed=seed,
+                          out_dir=str(out_dir), config=configs.load(preset, {
+                              "eval.targets": ("audiobook",), "split.min_segment_users": 0,
+                              "two_tower.batch_size": 2048, "two_tower.max_steps": 1000, "two_tower.eval_every": 50,
+                              "two_tower.learning_rate": 2e-3}))
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -231,14 +233,14 @@ def main(argv):
     quiet_library_logs()
     settings = ("synthetic",) if FLAGS.quick else (SETTINGS if FLAGS.setting == "all" else (FLAGS.setting,))
     seeds = [0] if FLAGS.quick else [int(s) for s in FLAGS.seeds]
-    out: dict[str, Any] = {"machine": machine(), "k": K, "preset": "tiny" if FLAGS.quick else FLAGS.preset,
+    out: dict[str, Any] = {"machine": machine(), "k": K, "preset": "test" if FLAGS.quick else FLAGS.config,
                            "quick": FLAGS.quick, "settings": {}}
     texts = []
     for setting in settings:
         per_seed = {}
         root = Path(FLAGS.out_dir).resolve() / setting
         for s in seeds:
-            per_seed[s] = run_seed(pipeline_config(setting, s, root, FLAGS.preset, FLAGS.quick))
+            per_seed[s] = run_seed(pipeline_config(setting, s, root, FLAGS.config, FLAGS.quick))
         goals = check_goals(setting, per_seed)
         texts.append(format_setting(setting, per_seed, goals))
         out["settings"][setting] = {

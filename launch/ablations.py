@@ -1,7 +1,7 @@
 """Table 1: the full 2T-HGNN and its ablations A-F on warm users / audiobooks, side by side.
 
-    python -m launch.ablations                       # MovieLens-1M, demo preset
-    python -m launch.ablations --dataset=synthetic --scale=tiny --preset=tiny --variants=A,C
+    python -m launch.ablations                       # MovieLens-1M, demo configuration
+    python -m launch.ablations --dataset=synthetic --scale=tiny --config=test --variants=A,C
 
 Each variant is a pipeline run (shared data/split/content stages; its own graph/HGNN/two-tower/
 evaluation under ``ablation-<X>/``), so reruns skip what is done. Writes ``ablations/table1.{json,md}``
@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from launch.common import FLAGS, define_pipeline_flags, pipeline_kwargs
+from launch.common import FLAGS, define_pipeline_flags, pipeline_kwargs, run_main
 
 define_pipeline_flags()
 flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the shared flags too
@@ -28,14 +28,13 @@ def main(argv):
     quiet_library_logs()
     from twotower_hgnn.pipeline import PipelineConfig, PipelineError, run_table1
 
-    kw = pipeline_kwargs()
-    kw["targets"] = ("audiobook",)
     try:
-        cfg = PipelineConfig(**kw)
+        cfg = PipelineConfig(**pipeline_kwargs())  # run_table1 sets the target to audiobooks
     except PipelineError as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     run_table1(cfg, [v.strip().upper() for v in FLAGS.variants])
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

@@ -1,16 +1,55 @@
-"""absl flags shared by the pipeline entry points (pipeline, evaluate, ablations)."""
+"""absl flags shared by the entry points: the run configuration (``--config``, ``--config.<path>=``)
+and the pipeline's inputs, outputs and run identity.
+
+Every hyper-parameter and budget is a field of :class:`twotower_hgnn.configs.RunConfig`:
+``--config=demo`` picks a preset (``paper``, ``demo``, ``demo_faithful``, ``test``) or a ``.py`` file
+with ``get_config()``, and ``--config.<path>=value`` overrides any field, e.g.
+``--config.hgnn.fanouts=10,5 --config.two_tower.max_steps=100 --config.eval.k=20``. ``--print_config``
+prints the resolved configuration and exits. The previous round's hyper-parameter flags (``--preset``,
+``--k``, ``--targets`` ...) still work for this round and print one deprecation line each.
+"""
 from __future__ import annotations
 
-from absl import flags
+import sys
+from typing import Any, Callable
 
-from twotower_hgnn.data.split import AUTO
+from absl import app, flags
 
 FLAGS = flags.FLAGS
+_OVERRIDES: list[tuple[str, str]] = []  # (dotted path, value) from --config.<path>=value, in order
+
+# old flag -> config path (None: the flag chose the preset)
+DEPRECATED: dict[str, str | None] = {
+    "preset": None, "k": "eval.k", "targets": "eval.targets", "exclude_seen": "eval.exclude_seen",
+    "hgnn_users": "eval.with_hgnn_users", "text_model": "text.model", "cut_quantile": "split.cut_quantile",
+    "history_days": "split.history_days", "test_days": "split.test_days",
+    "min_segment_users": "split.min_segment_users", "valid_frac": "split.valid_frac", "sampler": "sampler",
+}
+
+
+_ALIASES: dict[str, str | None] = {}  # the deprecated aliases this program defined
+
+
+def define_config_flags(default: str = "demo", deprecated: tuple[str, ...] = tuple(DEPRECATED),
+                        aliases: dict[str, str | None] | None = None) -> None:
+    """``--config``, ``--print_config`` and deprecated aliases: the names in ``deprecated`` (of
+    :data:`DEPRECATED`) and ``aliases`` (``{old flag: config path, or None for the preset}``)."""
+    _ALIASES.update({n: DEPRECATED[n] for n in deprecated})
+    _ALIASES.update(aliases or {})
+    flags.DEFINE_string("config", default, "Run configuration: a preset (paper, demo, demo_faithful, test) or a .py "
+                        "file with get_config(). Override any field with --config.<path>=value, e.g. "
+                        "--config.hgnn.fanouts=10,5 --config.two_tower.max_steps=100 (fields: --print_config).")
+    flags.DEFINE_boolean("print_config", False, "Print the resolved configuration (JSON) and exit.")
+    for name, path in _ALIASES.items():
+        flags.DEFINE_string(name, None, f"Deprecated: use --config{'=' if path is None else '.'}"
+                            f"{'<preset>' if path is None else path + '=VALUE'}")
 
 
 def define_pipeline_flags() -> None:
+    """Inputs, outputs and run identity of a pipeline run (plus the configuration flags)."""
+    define_config_flags()
     flags.DEFINE_enum("dataset", "movielens1m", ["movielens1m", "synthetic", "files"], "Data source.")
-    flags.DEFINE_string("scale", "tiny", "Synthetic scale (tiny, small, medium, large, xlarge, paper).")
+    flags.DEFINE_enum("scale", "tiny", ["tiny", "small", "medium", "large", "xlarge", "paper"], "Synthetic scale.")
     flags.DEFINE_integer("data_seed", 0, "Synthetic generator seed.")
     flags.DEFINE_string("interactions", None, "--dataset=files: interactions CSV/Parquet.")
     flags.DEFINE_string("items", None, "--dataset=files: items CSV/Parquet.")
@@ -18,34 +57,63 @@ def define_pipeline_flags() -> None:
     flags.DEFINE_string("out_dir", "runs", "Root of all pipeline versions.")
     flags.DEFINE_string("as_of", None, "Run as of this ISO date (the split cut; names the version).")
     flags.DEFINE_boolean("warm_start", False, "Initialise from the latest earlier version.")
-    flags.DEFINE_string("from_stage", None, "Recompute this stage and every later one.")
-    flags.DEFINE_enum("preset", "demo", ["demo", "demo_faithful", "tiny", "paper"], "Hyper-parameter preset.")
-    flags.DEFINE_float("cut_quantile", None, "Split at this interaction-time quantile (default: the dataset's).")
-    flags.DEFINE_string("history_days", "auto", "History window in days before the cut; 'none' = no window.")
-    flags.DEFINE_string("test_days", "auto", "Test window in days after the cut; 'none' = to the end.")
-    flags.DEFINE_list("targets", ["audiobook", "podcast"], "Target item types to train and evaluate.")
-    flags.DEFINE_integer("k", 10, "Cut-off of HR/Recall/NDCG.")
-    flags.DEFINE_boolean("exclude_seen", True, "Exclude items consumed before the split from rankings.")
-    flags.DEFINE_string("text_model", None, "sentence-transformers model name or path (default: bundled MiniLM).")
+    flags.DEFINE_enum("from_stage", None, ["data", "split", "valid", "graph", "content", "hgnn", "hgnn_users",
+                                           "two_tower", "evaluate", "export"], "Recompute this stage and every later one.")
     flags.DEFINE_integer("seed", 0, "Training seed.")
-    flags.DEFINE_integer("min_segment_users", 1, "Minimum warm and cold test users.")
-    flags.DEFINE_float("valid_frac", 0.1, "Fraction of the training part held out by the validation split "
-                       "(temporal: its last part in time).")
-    flags.DEFINE_boolean("hgnn_users", False, "Also train/evaluate the HGNN-w-users baseline (users as graph nodes).")
-    flags.DEFINE_enum("sampler", "auto", ["auto", "numpy", "device"],
-                      "HGNN batch sampling backend: host NumPy or jitted on the device (auto: device on GPU/TPU).")
 
 
-def _days(value: str, flag: str):
-    v = value.strip().lower()
-    if v == "auto":
-        return AUTO
-    if v == "none":
-        return None
+def parse_flags_with_config(argv: list[str]) -> list[str]:
+    """absl flags parser (``app.run(main, flags_parser=...)``): takes every ``--config.<path>=value`` (or
+    ``--config.<path> value``) out of ``argv`` before absl parses the rest."""
+    rest = [argv[0]]
+    args = iter(argv[1:])
+    for a in args:
+        if a == "--":
+            rest.append(a)
+            rest.extend(args)
+            break
+        if a.startswith("--config."):
+            key, eq, value = a[len("--config."):].partition("=")
+            if not eq:
+                value = next(args, None)
+                if value is None:
+                    raise SystemExit(f"error: --config.{key} needs a value (--config.{key}=VALUE)")
+            _OVERRIDES.append((key, value))
+        else:
+            rest.append(a)
+    return app.parse_flags_with_usage(rest)
+
+
+def run_config():
+    """The resolved :class:`RunConfig` of the parsed flags (exits 2 with one line on a bad value)."""
+    from twotower_hgnn import configs
+
+    spec = FLAGS.config
+    over: dict[str, Any] = {}
+    for name, path in _ALIASES.items():
+        if FLAGS[name].present:
+            value = FLAGS[name].value
+            print(f"warning: --{name} is deprecated; use --config{'=' + value if path is None else '.' + path + '=' + value}",
+                  file=sys.stderr)
+            if path is None:
+                spec = value
+            else:
+                over[path] = value
+    over.update(dict(_OVERRIDES))
     try:
-        return float(v)
-    except ValueError:
-        raise flags.ValidationError(f"--{flag}: {value!r} is not a number of days, 'auto' or 'none'") from None
+        cfg = configs.load(spec, over)
+    except configs.ConfigError as e:
+        raise SystemExit(2) from _fail(e)
+    if FLAGS.print_config:
+        import json
+
+        print(json.dumps(cfg.to_dict(), indent=1))
+        raise SystemExit(0)
+    return cfg
+
+
+def _fail(e: Exception) -> None:
+    print(f"error: {e}", file=sys.stderr)
 
 
 def pipeline_kwargs() -> dict:
@@ -53,13 +121,13 @@ def pipeline_kwargs() -> dict:
     return dict(
         dataset=FLAGS.dataset, scale=FLAGS.scale, data_seed=FLAGS.data_seed, interactions=FLAGS.interactions,
         items=FLAGS.items, users=FLAGS.users, out_dir=FLAGS.out_dir, as_of=FLAGS.as_of,
-        warm_start=FLAGS.warm_start, from_stage=FLAGS.from_stage, preset=FLAGS.preset,
-        cut_quantile=FLAGS.cut_quantile, history_days=_days(FLAGS.history_days, "history_days"),
-        test_days=_days(FLAGS.test_days, "test_days"), targets=tuple(FLAGS.targets), k=FLAGS.k,
-        exclude_seen=FLAGS.exclude_seen, text_model=FLAGS.text_model, seed=FLAGS.seed,
-        min_segment_users=FLAGS.min_segment_users, valid_frac=FLAGS.valid_frac, sampler=FLAGS.sampler,
-        with_hgnn_users=FLAGS.hgnn_users,
+        warm_start=FLAGS.warm_start, from_stage=FLAGS.from_stage, seed=FLAGS.seed, config=run_config(),
     )
+
+
+def run_main(main: Callable[[list[str]], Any]) -> None:
+    """``app.run`` with the ``--config.<path>`` parser."""
+    app.run(main, flags_parser=parse_flags_with_config)
 
 
 def quiet_library_logs() -> None:

@@ -1,7 +1,8 @@
 """The daily job: data -> split -> graph -> content -> HGNN -> two-tower -> evaluation -> export.
 
-    python -m launch.pipeline                                   # MovieLens-1M, demo preset
-    python -m launch.pipeline --dataset=synthetic --scale=tiny --preset=tiny
+    python -m launch.pipeline                                   # MovieLens-1M, demo configuration
+    python -m launch.pipeline --dataset=synthetic --scale=tiny --config=test
+    python -m launch.pipeline --config.two_tower.max_steps=50 --config.hgnn.fanouts=10,5   # any field
     python -m launch.pipeline --dataset=files --interactions=i.parquet --items=it.csv --users=u.csv
     python -m launch.pipeline --as_of=2026-03-02 --warm_start    # a daily version
     python -m launch.pipeline --ablation=C                       # one Table 1 variant
@@ -14,11 +15,12 @@ import sys
 
 from absl import app, flags
 
-from launch.common import FLAGS, define_pipeline_flags, pipeline_kwargs
+from launch.common import FLAGS, define_pipeline_flags, pipeline_kwargs, run_main
 
 define_pipeline_flags()
 flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the shared flags too
-flags.DEFINE_string("ablation", None, "Table 1 variant: A, B, C, D, E or F (default: the full model + baselines).")
+flags.DEFINE_enum("ablation", None, ["A", "B", "C", "D", "E", "F"],
+                  "Table 1 variant (default: the full model + baselines).")
 flags.DEFINE_string("demo_users", "auto", "Print example recommendations for one warm and one cold user "
                     "('auto' picks them; 'none' skips).")
 
@@ -33,11 +35,12 @@ def main(argv):
     try:
         cfg = PipelineConfig(ablation=FLAGS.ablation, **pipeline_kwargs())
     except PipelineError as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     run_pipeline(cfg)
     if FLAGS.demo_users != "none" and cfg.ablation is None:
         print_examples(cfg)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

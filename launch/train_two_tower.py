@@ -2,7 +2,7 @@
 
   python launch/train_two_tower.py --dataset=synthetic --scale=tiny --workdir=/tmp/2t --nouse_hgnn --evaluate
   python launch/train_two_tower.py --dataset=synthetic --workdir=/tmp/2t --hgnn_embeddings=/tmp/hgnn/item_embeddings.npz
-  python launch/train_two_tower.py ... --target_type=podcast --preset=paper --batch_size=128 --epochs=10
+  python launch/train_two_tower.py ... --target_type=podcast --config=paper --config.two_tower.epochs=5
 
 The split is the dataset's temporal split (training part = history window before the cut). An existing
 run in --workdir is resumed. The model is exported to --export (default WORKDIR/model), readable by
@@ -19,6 +19,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from absl import app, flags
 
+from launch.common import define_config_flags, run_config, run_main
+
 flags.DEFINE_enum("dataset", "synthetic", ["movielens1m", "synthetic", "files"], "Data source.")
 flags.DEFINE_string("scale", "tiny", "Synthetic scale.")
 flags.DEFINE_integer("data_seed", 0, "Synthetic seed.")
@@ -30,17 +32,14 @@ flags.DEFINE_string("export", None, "Exported model directory (default WORKDIR/m
 flags.DEFINE_string("hgnn_embeddings", None, "HGNN item embeddings .npz (inference.export_embeddings).")
 flags.DEFINE_boolean("use_hgnn", True, "False: the paper's 2T baseline (no HGNN inputs).")
 flags.DEFINE_string("text_model", None, "sentence-transformers model for content features (when the data has none).")
-flags.DEFINE_enum("preset", "cpu_tiny", ["cpu_tiny", "paper"], "Base config (train.two_tower.PRESETS).")
 flags.DEFINE_enum("target_type", "audiobook", ["audiobook", "podcast"], "Item type to recommend.")
-flags.DEFINE_integer("batch_size", None, "Override: global batch.")
-flags.DEFINE_integer("epochs", None, "Override: epochs.")
-flags.DEFINE_float("learning_rate", None, "Override: Adam learning rate.")
-flags.DEFINE_list("tower_dims", None, "Override: tower layer widths, e.g. 512,256,128.")
-flags.DEFINE_enum("correction", None, ["logq", "inverse_frequency", "none"], "Override: sampling-bias correction.")
-flags.DEFINE_float("temperature", None, "Override: softmax temperature.")
-flags.DEFINE_integer("max_steps", None, "Step budget.")
-flags.DEFINE_float("time_budget_s", None, "Time budget in seconds.")
-flags.DEFINE_integer("num_devices", None, "Devices of the data mesh (default all).")
+define_config_flags("test", deprecated=(), aliases={
+    "preset": None, "batch_size": "two_tower.batch_size", "epochs": "two_tower.epochs",
+    "learning_rate": "two_tower.learning_rate", "tower_dims": "two_tower.model.tower_dims",
+    "correction": "two_tower.model.correction", "temperature": "two_tower.model.temperature",
+    "max_steps": "two_tower.max_steps", "time_budget_s": "two_tower.time_budget_s",
+    "num_devices": "two_tower.num_devices"})
+flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the configuration flags too
 flags.DEFINE_integer("seed", 0, "Training seed.")
 flags.DEFINE_boolean("evaluate", False, "Print held-out HR@10/MRR of the model and of Popularity.")
 FLAGS = flags.FLAGS
@@ -68,8 +67,10 @@ def main(argv) -> None:
     from twotower_hgnn.data.split import temporal_split
     from twotower_hgnn.serving import save_model
     from twotower_hgnn.text import item_features
-    from twotower_hgnn.train.two_tower import PRESETS, compare_with_popularity, train_two_tower
+    from twotower_hgnn.train.two_tower import compare_with_popularity, train_two_tower
 
+    cfg = dataclasses.replace(run_config().two_tower, target_type=FLAGS.target_type, use_hgnn=FLAGS.use_hgnn,
+                              seed=FLAGS.seed)
     if FLAGS.use_hgnn and not FLAGS.hgnn_embeddings:
         raise app.UsageError("--hgnn_embeddings is required unless --nouse_hgnn (the 2T baseline)")
     ds = load_from_flags(FLAGS.dataset, scale=FLAGS.scale, seed=FLAGS.data_seed, interactions=FLAGS.interactions,
@@ -78,17 +79,6 @@ def main(argv) -> None:
     print(split.summary())
     content = item_features(ds, model=FLAGS.text_model)
     hgnn = _hgnn_rows(FLAGS.hgnn_embeddings, ds) if FLAGS.use_hgnn else None
-    cfg = PRESETS[FLAGS.preset]
-    model = {k: v for k, v in {"tower_dims": tuple(int(d) for d in FLAGS.tower_dims) if FLAGS.tower_dims else None,
-                                "correction": FLAGS.correction, "temperature": FLAGS.temperature}.items() if v is not None}
-    over = {k: v for k, v in {"batch_size": FLAGS.batch_size, "epochs": FLAGS.epochs, "learning_rate": FLAGS.learning_rate,
-                              "max_steps": FLAGS.max_steps, "time_budget_s": FLAGS.time_budget_s,
-                              "num_devices": FLAGS.num_devices}.items() if v is not None}
-    try:
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model), target_type=FLAGS.target_type,
-                                  use_hgnn=FLAGS.use_hgnn, seed=FLAGS.seed, **over)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
     res = train_two_tower(ds, split, content, hgnn, cfg, FLAGS.workdir)
     last = f"last loss {res.history[-1]['loss']:.4f}" if res.history else "no new steps"
     print(f"[2T] {res.step} steps on {res.n_examples:,} examples (resumed from {res.resumed_from}); {last}")
@@ -103,4 +93,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_main(main)

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from twotower_hgnn import configs
 from twotower_hgnn.data import load_dataset
 from twotower_hgnn.data.split import load_split, split_from_files
 from twotower_hgnn.pipeline import PipelineConfig, load_data, run_pipeline
@@ -37,9 +38,10 @@ def _cfg(paths, out, targets):
     valid = str(paths["valid"]) if "valid" in paths else None
     return PipelineConfig(dataset="files", interactions=str(paths["train"]), test_interactions=str(paths["test"]),
                           valid_interactions=valid,
-                          items=str(paths["items"]), users=str(paths["users"]), out_dir=str(out), preset="tiny",
-                          targets=targets, hgnn_overrides={"max_epochs": 1, "val_max_edges": 32},
-                          two_tower_overrides={"max_steps": 10, "epochs": 1})
+                          items=str(paths["items"]), users=str(paths["users"]), out_dir=str(out),
+                          config=configs.load("test", {"eval.targets": tuple(targets), "hgnn.max_epochs": 1,
+                                                       "hgnn.val_max_edges": 32, "two_tower.max_steps": 10,
+                                                       "two_tower.epochs": 1}))
 
 
 def test_external_split_keeps_the_given_parts(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_report.json"
-VOLATILE = ("wall_s", "seconds", "load_s", "train_s", "out_dir", "created_utc", "elapsed_s", "per_s")
+VOLATILE = ("wall_s", "seconds", "load_s", "train_s", "out_dir", "created_utc", "elapsed_s", "per_s", "git_sha", "git_dirty")
 
 
 def normalise(x, key: str = ""):
@@ -43,10 +43,12 @@ def _diff(a, b, path="") -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_report(tmp_path_factory):
+    from twotower_hgnn import configs
     from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
 
     out = tmp_path_factory.mktemp("golden")
-    return run_pipeline(PipelineConfig(dataset="synthetic", scale="tiny", preset="tiny", sampler="numpy", out_dir=str(out)))
+    return run_pipeline(PipelineConfig(dataset="synthetic", scale="tiny", out_dir=str(out),
+                                       config=configs.load("test", {"sampler": "numpy"})))
 
 
 def test_tiny_report_equals_the_golden_copy(tiny_report):

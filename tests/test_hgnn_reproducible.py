@@ -19,16 +19,17 @@ from twotower_hgnn.train.hgnn import HGNNTrainConfig, save_params, train_hgnn
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = {"max_steps": 16, "val_every_steps": 5, "val_max_edges": 128, "progress": False}
 
-# The stage as the pipeline runs it: tiny synthetic data, its temporal split and graph, preset "tiny".
+# The stage as the pipeline runs it: tiny synthetic data, its temporal split and graph, configuration "test".
 RUN = """
 import sys, json
 from twotower_hgnn.data import load_dataset
 from twotower_hgnn.data.split import temporal_split
 from twotower_hgnn.graph import build_graph, default_graph_config, holdout_edges
+from twotower_hgnn import configs
 from twotower_hgnn.pipeline import PipelineConfig, hgnn_config
 from twotower_hgnn.train.hgnn import save_params, sampler_factory, train_hgnn
-cfg = PipelineConfig(dataset="synthetic", scale="tiny", preset="tiny", sampler="numpy",
-                     hgnn_overrides=json.loads(sys.argv[1]))
+over = {"hgnn." + k: v for k, v in json.loads(sys.argv[1]).items()}
+cfg = PipelineConfig(dataset="synthetic", scale="tiny", config=configs.load("test", {"sampler": "numpy", **over}))
 ds = load_dataset("synthetic", scale="tiny", seed=0)
 g, _ = build_graph(ds, temporal_split(ds).train, default_graph_config(ds))
 g_train, val = holdout_edges(g, frac=0.1, seed=cfg.seed)
@@ -53,10 +54,13 @@ def _run(tmp: Path, tag: str) -> tuple[dict, dict]:
 
 
 def test_presets_stop_on_steps_not_wall_clock():
-    for preset in ("tiny", "demo", "paper"):
-        h = hgnn_config(PipelineConfig(dataset="synthetic", preset=preset), None)
+    from twotower_hgnn import configs
+
+    for preset in configs.PRESETS:
+        h = hgnn_config(PipelineConfig(dataset="synthetic", config=configs.load(preset)), None)
         assert h.max_time_s is None or h.max_time_s >= 600, (preset, h.max_time_s)  # a safety net only
-    demo = hgnn_config(PipelineConfig(preset="demo"), None)
+        assert configs.load(preset).two_tower.time_budget_s is None, preset
+    demo = hgnn_config(PipelineConfig(), None)
     assert demo.max_steps == 400 and demo.val_every_steps == 50 and demo.patience == 5
 
 

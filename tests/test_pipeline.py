@@ -25,12 +25,13 @@ RUN = """
 import sys, json
 from launch.common import quiet_library_logs
 quiet_library_logs()
+from twotower_hgnn import configs
 from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
 cfg = PipelineConfig(dataset="files", interactions=sys.argv[1], items=sys.argv[2], users=sys.argv[3],
-                     out_dir=sys.argv[4], as_of=sys.argv[5], warm_start=sys.argv[6] == "1", preset="tiny",
-                     targets=("audiobook",),
-                     hgnn_overrides={"max_epochs": 2, "patience": 1, "val_max_edges": 64},
-                     two_tower_overrides={"max_steps": 20, "epochs": 2})
+                     out_dir=sys.argv[4], as_of=sys.argv[5], warm_start=sys.argv[6] == "1",
+                     config=configs.load("test", {"eval.targets": ("audiobook",), "hgnn.max_epochs": 2,
+                                                  "hgnn.patience": 1, "hgnn.val_max_edges": 64,
+                                                  "two_tower.max_steps": 20, "two_tower.epochs": 2}))
 rep = run_pipeline(cfg)
 print("RESULT " + json.dumps({"rows": len(rep["results"])}))
 """
@@ -133,11 +134,12 @@ def test_pipeline_kill_resume_and_next_day(day_files, tmp_path):
 
 
 def test_hgnn_with_users_baseline_in_report(tmp_path):
+    from twotower_hgnn import configs
     from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
 
-    cfg = PipelineConfig(dataset="synthetic", scale="tiny", preset="tiny", targets=("audiobook",), out_dir=str(tmp_path),
-                         with_hgnn_users=True, hgnn_overrides={"max_epochs": 1, "val_max_edges": 32},
-                         two_tower_overrides={"max_steps": 10, "epochs": 1})
+    cfg = PipelineConfig(dataset="synthetic", scale="tiny", out_dir=str(tmp_path), config=configs.load("test", {
+        "eval.targets": ("audiobook",), "eval.with_hgnn_users": True, "hgnn.max_epochs": 1, "hgnn.val_max_edges": 32,
+        "two_tower.max_steps": 10, "two_tower.epochs": 1}))
     rep = run_pipeline(cfg)
     rows = {(r["model"], r["segment"]): r["metrics"] for r in rep["results"]}
     # users are graph nodes, so the baseline also serves cold users (the paper's Table 3 has it)

@@ -157,3 +157,20 @@ def test_time_aware_prior_trains_once_compiled_and_serves_the_end_prior(tmp_path
     assert res.item_table.log_prior.max() < 0 and ex_ts.max() < sp.cut_time  # a log frequency, as of the cut
     with pytest.raises(ValueError, match="prior_as_of needs"):
         dataclasses.replace(cfg, prior_days=None)
+
+
+def test_ema_parameters_are_the_moving_average(tmp_path):
+    ds = generate("tiny", 0)
+    sp = temporal_split(ds)
+    base = TwoTowerTrainConfig(batch_size=32, max_steps=4, checkpoint_every=1000, log_every=2, progress=False,
+                               use_hgnn=False, model=TwoTowerConfig(tower_dims=(16, 8)))
+    raw = train_two_tower(ds, sp, ds.item_vectors, None, base, tmp_path / "raw")
+    same = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(base, ema_decay=0.0), tmp_path / "d0")
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), raw.params, same.params)
+    avg = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(base, ema_decay=0.5), tmp_path / "d5")
+    assert avg.n_compiles == 1
+    leaves = lambda p: np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(p)])  # noqa: E731
+    init = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(base, max_steps=0, epochs=1), tmp_path / "i")
+    # ema_4 = 0.5^4 init + sum_k 0.5^(5-k) p_k: strictly between the start and the end of training
+    d_start, d_end = np.linalg.norm(leaves(avg.params) - leaves(init.params)), np.linalg.norm(leaves(avg.params) - leaves(raw.params))
+    assert 0 < d_start and 0 < d_end < np.linalg.norm(leaves(raw.params) - leaves(init.params))

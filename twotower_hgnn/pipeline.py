@@ -26,10 +26,12 @@ import numpy as np
 import pandas as pd
 
 from twotower_hgnn.data import load_dataset
-from twotower_hgnn.data.schema import ITEM_TYPES, WEAK_EVENTS, Dataset
+from twotower_hgnn.data.schema import WEAK_EVENTS, Dataset
 from twotower_hgnn.data.split import (  # noqa: F401  (save_split/external_split re-exported for callers)
     AUTO, Split, external_dataset, external_split, known_at_cut, load_split, save_split, split_from_files,
     temporal_split, validation_split)
+from twotower_hgnn import configs
+from twotower_hgnn.configs import RunConfig
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
 from twotower_hgnn.stages import StageRunner, fingerprint
 
@@ -51,7 +53,7 @@ class PipelineError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    """One pipeline run.
+    """One pipeline run: its inputs, outputs and identity, and the :class:`RunConfig` it runs with.
 
     Attributes:
       dataset: "movielens1m" | "synthetic" | "files".
@@ -62,28 +64,15 @@ class PipelineConfig:
         as of their last training interaction (``data.split.split_from_files``).
       valid_interactions: with ``test_interactions``: a validation file (same schema and ids). Its
         rows belong to the training part of the split and form the validation split's held-out part.
-      valid_frac: without a validation file, the fraction of the training part held out by the
-        ``valid`` stage (the last ``valid_frac`` of training time for a temporal split; a seeded
-        per-user random ``valid_frac`` of each user's rows for an external one).
       out_dir: root of all versions.
       as_of: ISO date; the split cut and the version name (rolling history window ending there).
       warm_start: initialise the HGNN and two-tower from the latest earlier version of this dataset.
       from_stage: recompute this stage and every later one.
-      preset: hyper-parameter preset ("demo", "tiny", "paper"; see :func:`presets`).
-      cut_quantile / history_days / test_days: split overrides (None/AUTO = dataset default).
-      targets: target item types to train and evaluate two-towers for.
-      k: HR/Recall/NDCG cut-off; exclude_seen: drop items consumed before the split from rankings.
-      text_model: sentence-transformers model name/path (None = the bundled MiniLM).
       ablation: one of ABLATIONS, or None for the full model and baselines.
-      seed: training seed.
-      min_segment_users: minimum warm and cold test users (the split raises below it).
-      sampler: where HGNN training batches are sampled: "numpy" (host), "device" (jitted, CSR on the
-        accelerator) or "auto" (device on GPU/TPU, NumPy on CPU-only machines).
-      with_hgnn_users: also train and evaluate the HGNN-w-users baseline (an HGNN on the tripartite
-        user–item graph; `user_graph.py`). Off by default: it roughly doubles the HGNN time of the demo.
+      seed: training seed (HGNN, two-towers, validation split).
       table1: the full model as Table 1's reference row: its two-tower/evaluation/export stages live
         under ``ablation-full/`` so that they never replace the main run's (they differ in targets).
-      hgnn_overrides / two_tower_overrides: field overrides applied on top of the preset.
+      config: every hyper-parameter and budget (``twotower_hgnn.configs``; default: the demo preset).
     """
 
     dataset: str = "movielens1m"
@@ -94,27 +83,14 @@ class PipelineConfig:
     users: str | None = None
     test_interactions: str | None = None
     valid_interactions: str | None = None
-    valid_frac: float = 0.1
     out_dir: str = "runs"
     as_of: str | None = None
     warm_start: bool = False
     from_stage: str | None = None
-    preset: str = "demo"
-    cut_quantile: float | None = None
-    history_days: Any = AUTO
-    test_days: Any = AUTO
-    targets: tuple[str, ...] = ITEM_TYPES
-    k: int = 10
-    exclude_seen: bool = True
-    text_model: str | None = None
     ablation: str | None = None
     seed: int = 0
-    min_segment_users: int = 1
     table1: bool = False
-    sampler: str = "auto"
-    with_hgnn_users: bool = False
-    hgnn_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    two_tower_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    config: RunConfig = dataclasses.field(default_factory=lambda: configs.load("demo"))
 
     def __post_init__(self) -> None:
         if self.dataset not in ("movielens1m", "synthetic", "files"):
@@ -127,24 +103,18 @@ class PipelineConfig:
             raise PipelineError(f"--from_stage: {self.from_stage!r} is not one of {STAGES}")
         if self.ablation is not None and self.ablation not in ABLATIONS:
             raise PipelineError(f"--ablation: {self.ablation!r} is not one of {sorted(ABLATIONS)}")
-        if self.sampler not in ("auto", "numpy", "device"):
-            raise PipelineError(f"--sampler: {self.sampler!r} is not one of auto, numpy, device")
-        if self.preset not in presets():
-            raise PipelineError(f"--preset: {self.preset!r} is not one of {sorted(presets())}")
-        bad = [t for t in self.targets if t not in ITEM_TYPES]
-        if bad or not self.targets:
-            raise PipelineError(f"--targets: {list(self.targets)} must be a non-empty subset of {list(ITEM_TYPES)}")
+        if not isinstance(self.config, RunConfig):
+            raise PipelineError(f"config must be a twotower_hgnn.configs.RunConfig, got {type(self.config).__name__}")
         if self.as_of is not None:
             try:
                 _dt.date.fromisoformat(self.as_of)
             except ValueError as e:
                 raise PipelineError(f"--as_of: {self.as_of!r} is not an ISO date (YYYY-MM-DD)") from e
-        if self.test_interactions is not None and (self.as_of is not None or self.cut_quantile is not None):
-            raise PipelineError("--test_interactions gives the split: it cannot be combined with --as_of/--cut_quantile")
+        if self.test_interactions is not None and (self.as_of is not None or self.config.split.cut_quantile is not None):
+            raise PipelineError("--test_interactions gives the split: it cannot be combined with --as_of/"
+                                "--config.split.cut_quantile")
         if self.valid_interactions is not None and self.test_interactions is None:
             raise PipelineError("--valid_interactions needs an external split (--test_interactions, launch/evaluate.py)")
-        if not 0.0 < float(self.valid_frac) < 1.0:
-            raise PipelineError(f"--valid_frac: {self.valid_frac} is not in (0, 1)")
 
     # ------------------------------------------------------------------ naming
     @property
@@ -163,29 +133,24 @@ class PipelineConfig:
         return Path(self.out_dir).resolve() / self.dataset_tag / self.version
 
 
-# ---------------------------------------------------------------------------------- presets
-def presets() -> dict[str, dict[str, dict[str, Any]]]:
-    """Named hyper-parameter presets: ``{name: {"hgnn": {...}, "two_tower": {...}}}``.
-
-    * ``paper`` — PAPER.md: HGNN Adam 1e-3, batch 256 edges, <= 50 epochs, patience 10; 2T batch 128,
-      10 epochs, 512-256-128 towers.
-    * ``demo`` — the README's MovieLens-1M run on a 2-core CPU in well under 20 minutes: smaller
-      dimensions and budgets (recorded as a deviation in BUILD_NOTES.md); the HGNN's are steps and
-      early stopping (reproducible), see :func:`hgnn_config`; the two-towers with the quality options
-      (``train.two_tower.PRESETS["demo"]``).
-    * ``demo_faithful`` — the demo's sizes with the paper's two-tower recipe (in-batch negatives with
-      logQ, as-of example histories), reported beside the improved models.
-    * ``tiny`` — tests: seconds per stage on the tiny synthetic data.
-    """
-    return {
-        "paper": {"hgnn": {"preset": "paper"}, "two_tower": {"preset": "paper"}},
-        "demo": {"hgnn": {"preset": "demo"}, "two_tower": {"preset": "demo"}},
-        "demo_faithful": {"hgnn": {"preset": "demo"}, "two_tower": {"preset": "demo_faithful"}},
-        "tiny": {"hgnn": {"preset": "tiny"}, "two_tower": {"preset": "cpu_tiny"}},
-    }
-
-
 # ---------------------------------------------------------------------------------- helpers
+def _days(value: Any) -> Any:
+    """A configuration's day count for the split functions ("auto" -> AUTO)."""
+    return AUTO if value == "auto" else value
+
+
+def with_targets(cfg: PipelineConfig, targets: Sequence[str]) -> PipelineConfig:
+    """``cfg`` with ``config.eval.targets`` replaced."""
+    ev = dataclasses.replace(cfg.config.eval, targets=tuple(targets))
+    return dataclasses.replace(cfg, config=dataclasses.replace(cfg.config, eval=ev))
+
+
+def run_config_dict(cfg: PipelineConfig) -> dict[str, Any]:
+    """The resolved configuration of a run as saved (``<version>/config.json``, report.json's meta)."""
+    ident = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "config"}
+    return {**ident, "config": cfg.config.to_dict()}
+
+
 def _log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -219,52 +184,29 @@ def ablation_relations(ablation: str | None, type_counts: Mapping[str, int]) -> 
 
 
 def hgnn_config(cfg: PipelineConfig, relations: Sequence[tuple[str, str]] | None):
-    """The HGNN training config of a run: preset + ablation + overrides."""
-    from twotower_hgnn.models.hgnn import HGNNConfig
-    from twotower_hgnn.train.hgnn import HGNNTrainConfig
+    """The HGNN training config of a run: the configuration's, with the run's seed and ablation."""
+    from twotower_hgnn.train.hgnn import resolve_sampler
 
-    name = presets()[cfg.preset]["hgnn"]["preset"]
-    if name == "paper":
-        base = HGNNTrainConfig(seed=cfg.seed)
-    elif name == "demo":
-        # MovieLens-1M on 2 CPU cores: 64-wide, fan-out (5, 3), 128 positives per step. Reproducible
-        # budgets: 400 steps (3.8 balanced epochs of 106 steps), validation every 50 steps (patience 5
-        # validations); 900 s is only a logged safety net. Measured incl. validation on the shared 2-core
-        # box: 1.6-1.8 steps/s at load ~6, 2.3-2.9 at load ~4 (~2.5-3 min), 3.5-4 when it is idle.
-        # (fan-out (10, 5) / 256 / 128-wide ran at 0.16 steps/s on the shared dev box vs 1.24 for this.)
-        base = HGNNTrainConfig(model=HGNNConfig(hidden_dim=64, out_dim=64), batch_positives=128, fanouts=(5, 3),
-                               max_epochs=50, max_steps=400, val_every_steps=50, patience=5, max_time_s=900.0,
-                               val_max_edges=500, lr=2e-3, log_every_steps=20, seed=cfg.seed)
-    else:
-        base = HGNNTrainConfig.cpu_small(seed=cfg.seed, max_epochs=6, patience=3)
-    over: dict[str, Any] = {}
+    base = cfg.config.hgnn
+    over: dict[str, Any] = {"seed": cfg.seed}
     if relations is not None:
         over["relations"] = tuple(f"{a}-{b}" for a, b in relations)
     if cfg.ablation in ("E", "F"):
         over["model"] = dataclasses.replace(base.model, homogeneous=True)
     if cfg.ablation == "A":
         over["balance"] = "off"
-    from twotower_hgnn.train.hgnn import resolve_sampler
-
     # the device backend samples inside the jitted train step (only step indices cross from the host)
-    over["fused_sampling"] = resolve_sampler(cfg.sampler) == "device"
-    over.update(cfg.hgnn_overrides)
+    over["fused_sampling"] = resolve_sampler(cfg.config.sampler) == "device"
     return dataclasses.replace(base, **over)
 
 
 def two_tower_config(cfg: PipelineConfig, target: str, use_hgnn: bool):
-    """The two-tower training config of a run for one target type (preset + overrides)."""
-    from twotower_hgnn.train.two_tower import PRESETS
-
-    name = presets()[cfg.preset]["two_tower"]["preset"]
-    # MovieLens and external splits: no history window (DATA.md: 90 % of MovieLens is in 8 months)
-    history = None if cfg.dataset == "movielens1m" or cfg.test_interactions is not None else 90.0
-    base = PRESETS[name]
-    if cfg.test_interactions is not None and base.prior_days is not None:
-        # a split given as files need not be temporal: "popular lately" means nothing there
-        base = dataclasses.replace(base, prior_days=None, prior_as_of=False)
-    return dataclasses.replace(base, target_type=target, use_hgnn=use_hgnn, seed=cfg.seed,
-                               history_days=history, **dict(cfg.two_tower_overrides))
+    """The two-tower training config of one model of a run (the configuration's template)."""
+    base = cfg.config.two_tower
+    if cfg.test_interactions is not None:
+        # a split given as files need not be temporal: no history window, and "popular lately" means nothing
+        base = dataclasses.replace(base, history_days=None, prior_days=None, prior_as_of=False)
+    return dataclasses.replace(base, target_type=target, use_hgnn=use_hgnn, seed=cfg.seed)
 
 
 def fit_two_tower(ds: Dataset, split: Split, valid: Split, content: np.ndarray, hgnn_emb: np.ndarray | None,
@@ -321,12 +263,14 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     # -- data: validated tables (cached by their loaders); the stage records what was loaded.
     t0 = time.time()
     ds = load_data(cfg)
-    targets = tuple(t for t in cfg.targets if int(ds.item_type_counts.get(t, 0)) > 0)
+    wanted = cfg.config.eval.targets
+    targets = tuple(t for t in wanted if int(ds.item_type_counts.get(t, 0)) > 0)
     if not targets:
-        raise PipelineError(f"--targets: the dataset has no items of type {list(cfg.targets)}")
-    if targets != cfg.targets:
-        _log(f"[pipeline] no items of type {sorted(set(cfg.targets) - set(targets))}: evaluating {list(targets)} only")
-        cfg = dataclasses.replace(cfg, targets=targets)
+        raise PipelineError(f"--config.eval.targets: the dataset has no items of type {list(wanted)}")
+    if targets != wanted:
+        _log(f"[pipeline] no items of type {sorted(set(wanted) - set(targets))}: evaluating {list(targets)} only")
+        cfg = with_targets(cfg, targets)
+    atomic_write_json(vdir / (name["evaluate"].rpartition("/")[0] or ".") / "config.json", run_config_dict(cfg))
     from twotower_hgnn.eval.report import dataset_stats
 
     data_key = {"dataset": cfg.dataset_tag, "files": _file_identity([cfg.interactions, cfg.items, cfg.users,
@@ -335,18 +279,19 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         **dataset_stats(ds), "dropped": dict(ds.dropped), "load_s": time.time() - t0}))
 
     # -- split (format 2: per-user as-of times of external splits are saved with the split)
-    split_key = {"cut_quantile": cfg.cut_quantile, "as_of": cfg.as_of, "history_days": repr(cfg.history_days),
-                 "test_days": repr(cfg.test_days), "min_segment_users": cfg.min_segment_users,
+    sc = cfg.config.split
+    split_key = {"cut_quantile": sc.cut_quantile, "as_of": cfg.as_of, "history_days": repr(_days(sc.history_days)),
+                 "test_days": repr(_days(sc.test_days)), "min_segment_users": sc.min_segment_users,
                  "external": cfg.test_interactions is not None, "valid_file": cfg.valid_interactions is not None,
                  "format": 2}
 
     def do_split(out: Path) -> dict:
         if cfg.test_interactions is not None:
             sp = split_from_files(ds, cfg.interactions, cfg.test_interactions, valid=cfg.valid_interactions,
-                                  min_segment_users=cfg.min_segment_users)
+                                  min_segment_users=sc.min_segment_users)
         else:
-            sp = temporal_split(ds, cut_date=cfg.as_of, cut_quantile=cfg.cut_quantile, history_days=cfg.history_days,
-                                test_days=cfg.test_days, min_segment_users=cfg.min_segment_users)
+            sp = temporal_split(ds, cut_date=cfg.as_of, cut_quantile=sc.cut_quantile, history_days=_days(sc.history_days),
+                                test_days=_days(sc.test_days), min_segment_users=sc.min_segment_users)
         save_split(sp, out)
         _log("[split] " + sp.summary())
         return dict(sp.segment_sizes)
@@ -359,13 +304,13 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         from twotower_hgnn.data.readers import read_interactions
 
         rows = read_interactions(cfg.valid_interactions) if cfg.valid_interactions is not None else None
-        vs = validation_split(ds, split, valid_interactions=rows, frac=cfg.valid_frac, seed=cfg.seed)
+        vs = validation_split(ds, split, valid_interactions=rows, frac=sc.valid_frac, seed=cfg.seed)
         save_split(vs, out)
         _log("[valid] " + vs.summary())
         return dict(vs.segment_sizes)
 
     # later stages: ``load_split(r_valid.path)`` (strip_weak it under ablation B; add name["valid"] to depends)
-    r_valid = runner.run(name["valid"], {"frac": cfg.valid_frac, "seed": cfg.seed,
+    r_valid = runner.run(name["valid"], {"frac": sc.valid_frac, "seed": cfg.seed,
                                          "file": cfg.valid_interactions is not None},
                          do_valid, depends=(name["split"],))
     train_split = strip_weak(split) if cfg.ablation == "B" else split
@@ -400,7 +345,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         atomic_save_npy(out / "content.npy", emb)
         return {"shape": list(emb.shape)}
 
-    r_content = runner.run(name["content"], {"model": cfg.text_model, "vectors": ds.item_vectors is not None,
+    r_content = runner.run(name["content"], {"model": cfg.config.text.model, "vectors": ds.item_vectors is not None,
                                              "n_items": ds.num_items}, do_content, depends=(name["data"],))
     content = np.load(r_content.path / "content.npy")
 
@@ -415,7 +360,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         from twotower_hgnn.inference import embed_items
         from twotower_hgnn.train.hgnn import save_params, sampler_factory, train_hgnn
 
-        kw: dict[str, Any] = {"sampler_factory": sampler_factory(cfg.sampler)}
+        kw: dict[str, Any] = {"sampler_factory": sampler_factory(cfg.config.sampler)}
         if prev is not None and (prev / name["hgnn"] / "params.npz").exists():
             prev_model = json.loads((prev / name["hgnn"] / "history.json").read_text())["config"]["model"]
             if prev_model == hcfg.model.to_dict():
@@ -440,13 +385,13 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
                 "stop_reason": res.stop_reason}
 
     r_hgnn = runner.run(name["hgnn"], {"hgnn": hcfg.to_dict(), "warm_start": prev.name if prev else None,
-                                       "sampler": resolve_sampler(cfg.sampler)},
+                                       "sampler": resolve_sampler(cfg.config.sampler)},
                         do_hgnn, depends=(name["graph"], name["content"]))
     hgnn_emb = np.load(r_hgnn.path / "item_embeddings.npy")
 
     # -- HGNN-w-users baseline (users as graph nodes), optional
     users_emb = None
-    if cfg.with_hgnn_users and not cfg.ablation:
+    if cfg.config.eval.with_hgnn_users and not cfg.ablation:
         ucfg = dataclasses.replace(hgnn_config(cfg, None), relations=None)
 
         def do_hgnn_users(out: Path) -> dict:
@@ -458,7 +403,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
             g_train, val = holdout_edges(g, frac=0.1, seed=cfg.seed)
             feats = user_node_features(ds, g, content)
             res = train_hgnn(g_train, feats, val, ucfg, runner.work_dir(name["hgnn_users"]),
-                             sampler_factory=sampler_factory(cfg.sampler))
+                             sampler_factory=sampler_factory(cfg.config.sampler))
             atomic_save_npy(out / "node_embeddings.npy", np.asarray(embed_items(res.params, ucfg.model, g, feats), np.float32))
             _write_json(out / "history.json", {"history": res.history, "baseline": res.baseline,
                                                "best_metric": res.best_metric, "wall_s": res.wall_s,
@@ -466,12 +411,12 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
                                                "graph": g.stats()})
             return {"best_val_mrr": res.best_metric, "wall_s": res.wall_s}
 
-        r_hu = runner.run(name["hgnn_users"], {"hgnn": ucfg.to_dict(), "sampler": resolve_sampler(cfg.sampler)},
+        r_hu = runner.run(name["hgnn_users"], {"hgnn": ucfg.to_dict(), "sampler": resolve_sampler(cfg.config.sampler)},
                           do_hgnn_users, depends=(name["split"], name["content"]))
         users_emb = np.load(r_hu.path / "node_embeddings.npy")
 
     # -- two-tower models
-    variants = [(t, True) for t in cfg.targets] if cfg.ablation else [(t, h) for t in cfg.targets for h in (True, False)]
+    variants = [(t, True) for t in cfg.config.eval.targets] if cfg.ablation else [(t, h) for t in cfg.config.eval.targets for h in (True, False)]
     tt_cfgs = {f"{t}-{'hgnn' if h else 'nohgnn'}": two_tower_config(cfg, t, h) for t, h in variants}
 
     def do_two_tower(out: Path) -> dict:
@@ -485,7 +430,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
             _log(f"[two_tower] training {tag}: selecting the length on validation, then refitting")
             init = prev / name["two_tower"] / tag / "params.npz" if prev is not None else None
             res, sel = fit_two_tower(ds, train_split, valid, content, hgnn_emb, tcfg,
-                                     runner.work_dir(name["two_tower"]) / tag, cfg.k, init)
+                                     runner.work_dir(name["two_tower"]) / tag, cfg.config.eval.k, init)
             save_model(res, snapshot, out / tag)
             summ[tag] = {"steps": res.step, "examples": res.n_examples, "selection_stop": sel.stop_reason,
                          "best_val": max((v["val"] for v in sel.val_history), default=None)}
@@ -510,7 +455,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
         plot_report(report, out)
         return {"rows": len(report["results"])}
 
-    r_eval = runner.run(name["evaluate"], {"k": cfg.k, "exclude_seen": cfg.exclude_seen, "targets": list(cfg.targets),
+    r_eval = runner.run(name["evaluate"], {"k": cfg.config.eval.k, "exclude_seen": cfg.config.eval.exclude_seen, "targets": list(cfg.config.eval.targets),
                                            "baselines": ["Popularity", "RecentPop", "ItemKNN", "EASE"]},
                         do_evaluate, depends=(name["two_tower"], name["valid"], name["content"], name["hgnn"])
                         + ((name["hgnn_users"],) if users_emb is not None else ()))
@@ -519,7 +464,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     def do_export(out: Path) -> dict:
         return export_version(cfg, ds, hgnn_emb, r_tt.path, tt_cfgs, runner, name, out)
 
-    runner.run(name["export"], {"targets": list(cfg.targets)}, do_export,
+    runner.run(name["export"], {"targets": list(cfg.config.eval.targets)}, do_export,
                depends=(name["hgnn"], name["two_tower"], name["evaluate"]))
 
     from twotower_hgnn.eval.report import format_console, load_report
@@ -553,8 +498,8 @@ def compute_content_features(ds: Dataset, cfg: PipelineConfig, out: Path) -> np.
     atomic_write_parquet(pd.DataFrame({"text": item_texts(ds)}), texts_path)
     target = out / "_content.npy"
     cmd = [sys.executable, "-m", "launch.encode_text", f"--texts={texts_path}", f"--out={target}"]
-    if cfg.text_model:
-        cmd.append(f"--model={cfg.text_model}")
+    if cfg.config.text.model:
+        cmd.append(f"--model={cfg.config.text.model}")
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.run(cmd, cwd=root, env=env)
@@ -591,7 +536,7 @@ def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.nda
     from twotower_hgnn.train.two_tower import item_vectors, user_vectors
 
     train_split = strip_weak(split) if cfg.ablation == "B" else split
-    protocol = build_protocol(ds, split, [t for t in cfg.targets], exclude_seen=cfg.exclude_seen)
+    protocol = build_protocol(ds, split, [t for t in cfg.config.eval.targets], exclude_seen=cfg.config.eval.exclude_seen)
     models: dict[str, dict[str, Any]] = {}
     training: dict[str, Any] = {}
     for t, tp in protocol.targets.items():
@@ -617,7 +562,7 @@ def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.nda
     if not cfg.ablation:
         from twotower_hgnn.eval.item_baselines import tuned_item_baselines
 
-        cf, cf_info = tuned_item_baselines(ds, train_split, protocol, k=cfg.k, valid_split=valid)
+        cf, cf_info = tuned_item_baselines(ds, train_split, protocol, k=cfg.config.eval.k, valid_split=valid)
         models.update(cf)
         training["item_baselines"] = {m: {k: v for k, v in i.items() if k != "table"} for m, i in cf_info.items()
                                       if isinstance(i, dict)}
@@ -625,15 +570,14 @@ def evaluate_run(cfg: PipelineConfig, ds: Dataset, split: Split, content: np.nda
     models = {m: models[m] for m in order if m in models}
     from twotower_hgnn.eval.report import DEFAULT_BASELINES
 
-    evaluation = evaluate_models(models, protocol, k=cfg.k, baselines=DEFAULT_BASELINES)
+    evaluation = evaluate_models(models, protocol, k=cfg.config.eval.k, baselines=DEFAULT_BASELINES)
     hgnn_hist = runner.path(stage_names(cfg)["hgnn"]) / "history.json"
     if hgnn_hist.exists():
         training["hgnn"] = json.loads(hgnn_hist.read_text())
-    conf = {k: v for k, v in dataclasses.asdict(cfg).items()}
-    conf["history_days"], conf["test_days"] = repr(cfg.history_days), repr(cfg.test_days)
+    conf = run_config_dict(cfg)
     conf["hgnn_train"] = hgnn_config(cfg, ablation_relations(cfg.ablation, ds.item_type_counts)).to_dict()
     conf["two_tower_train"] = {k: v.to_json() for k, v in tt_cfgs.items()}
-    return build_report(evaluation, protocol, k=cfg.k, config=conf, dataset=ds, split=split, training=training)
+    return build_report(evaluation, protocol, k=cfg.config.eval.k, config=conf, dataset=ds, split=split, training=training)
 
 
 def stage_names(cfg: PipelineConfig) -> dict[str, str]:
@@ -703,7 +647,7 @@ def run_table1(cfg: PipelineConfig, variants: Sequence[str]) -> dict[str, Any]:
     bad = [v for v in variants if v not in ABLATIONS]
     if bad:
         raise PipelineError(f"--variants: unknown ablation(s) {bad}; known {sorted(ABLATIONS)}")
-    cfg = dataclasses.replace(cfg, targets=("audiobook",), ablation=None, table1=True)
+    cfg = dataclasses.replace(with_targets(cfg, ("audiobook",)), ablation=None, table1=True)
     reports = {"2T-HGNN": run_pipeline(cfg)}
     for v in variants:
         reports[f"{v}) {ABLATIONS[v]}"] = run_pipeline(dataclasses.replace(cfg, ablation=v, table1=False))
@@ -725,11 +669,11 @@ def run_table1(cfg: PipelineConfig, variants: Sequence[str]) -> dict[str, Any]:
             timing[key] = {"wall_s_to_stop": h["wall_s"], "steps_to_stop": h["steps"], "epochs": h["epochs_run"],
                            "stop_reason": h["stop_reason"], "best_val_mrr": h["best_metric"],
                            "val_mrr_threshold": thr, "to_threshold": time_to_metric(h["history"], thr)}
-    out = {"rows": rows, "hgnn_training_time": timing, "config": {"dataset": cfg.dataset_tag, "preset": cfg.preset}}
+    out = {"rows": rows, "hgnn_training_time": timing, "config": {"dataset": cfg.dataset_tag, "preset": cfg.config.name}}
     from twotower_hgnn.io import atomic_write_text
 
     atomic_write_json(vdir / "ablations" / "table1.json", out)
-    text = format_console({"meta": {"k": cfg.k, "depth": 100}, "ablations": rows, "results": []})
+    text = format_console({"meta": {"k": cfg.config.eval.k, "depth": 100}, "ablations": rows, "results": []})
     if timing:
         text += "\n\nHGNN training wall-clock, balanced sampler (full) vs all edges (A):\n"
         for key, t in timing.items():
@@ -752,7 +696,7 @@ def print_examples(cfg: PipelineConfig, k: int = 5) -> None:
 
     vdir = cfg.version_dir()
     split = load_split(vdir / "split")
-    target = "audiobook" if "audiobook" in cfg.targets else cfg.targets[0]
+    target = "audiobook" if "audiobook" in cfg.config.eval.targets else cfg.config.eval.targets[0]
     # the user store as known at the split (an external split's test rows can predate a user's as-of)
     rec = Recommender.from_version(vdir, target_type=target, dataset=known_at_cut(load_data(cfg), split))
     ds = rec.dataset

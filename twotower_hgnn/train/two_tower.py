@@ -89,6 +89,7 @@ class TwoTowerTrainConfig:
     weight_decay: float = 0.0
     prior_days: float | None = None
     prior_as_of: bool = False
+    ema_decay: float | None = None
     checkpoint_every: int = 500
     log_every: int = 50
     num_devices: int | None = None
@@ -120,28 +121,6 @@ class TwoTowerTrainConfig:
         return cls(model=TwoTowerConfig(**m), **d)
 
 
-# The quality options (BUILD_NOTES.md, "Two-tower quality"): held-out-item example histories, an exact
-# softmax over the catalogue, an item-bias coordinate from the recent popularity prior with a learned
-# correction, a learned personal scale starting small, a shared item-id embedding, early stopping.
-_IMPROVED = dict(example_history="leave_one_out", prior_days=14.0)
-_IMPROVED_MODEL = dict(negatives="full", item_bias=True, personal_scale_init=0.05)
-
-PRESETS: dict[str, TwoTowerTrainConfig] = {
-    # the paper (PAPER.md section 4): in-batch negatives with logQ, batch 128, 10 epochs, 512-256-128
-    "paper": TwoTowerTrainConfig(patience=3),
-    # MovieLens-1M on 2 CPU cores: the quality options, 256-128-64 towers, batch 512, validation every 24 steps
-    "demo": TwoTowerTrainConfig(batch_size=512, epochs=10, learning_rate=1e-3, eval_every=24, patience=5,
-                                id_history_len=50, checkpoint_every=1000, log_every=100, **_IMPROVED,
-                                model=TwoTowerConfig(tower_dims=(256, 128, 64), id_dim=32, **_IMPROVED_MODEL)),
-    # the demo's sizes with the paper's training recipe (reported beside the improved one)
-    "demo_faithful": TwoTowerTrainConfig(batch_size=128, epochs=10, learning_rate=1e-3, patience=2,
-                                         checkpoint_every=1000, log_every=100,
-                                         model=TwoTowerConfig(tower_dims=(256, 128, 64))),
-    # tests: seconds on the tiny synthetic data, every quality option on
-    "cpu_tiny": TwoTowerTrainConfig(batch_size=128, epochs=4, learning_rate=2e-3, checkpoint_every=200, log_every=20,
-                                    patience=2, id_history_len=8, **_IMPROVED,
-                                    model=TwoTowerConfig(tower_dims=(64, 32), id_dim=8, **_IMPROVED_MODEL)),
-}
 FULL_SOFTMAX_MAX_ITEMS = 20_000  # above this catalogue size "full" negatives fall back to in-batch + logQ
 
 
@@ -201,8 +180,12 @@ def make_loss_fn(model_cfg: TwoTowerConfig):
     return loss_fn
 
 
-def make_train_step(model_cfg: TwoTowerConfig, tx: optax.GradientTransformation, mesh: Any, counter: list[int]):
-    """Jitted ``step(state, item_table, batch, prior) -> (state, loss)``; ``counter[0]`` += 1 per trace."""
+def make_train_step(model_cfg: TwoTowerConfig, tx: optax.GradientTransformation, mesh: Any, counter: list[int],
+                    ema_decay: float | None = None):
+    """Jitted ``step(state, item_table, batch, prior) -> (state, loss)``; ``counter[0]`` += 1 per trace.
+
+    With ``ema_decay`` the state carries ``"ema"``, an exponential moving average of the parameters
+    (``ema <- d * ema + (1 - d) * params`` after every update)."""
     loss_fn = make_loss_fn(model_cfg)
     from twotower_hgnn.parallel import batch_sharding, replicated_sharding
 
@@ -213,7 +196,10 @@ def make_train_step(model_cfg: TwoTowerConfig, tx: optax.GradientTransformation,
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], item_table, batch, prior)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, loss
+        out = {"params": params, "opt_state": opt_state, "step": state["step"] + 1}
+        if ema_decay is not None:
+            out["ema"] = optax.incremental_update(params, state["ema"], 1.0 - ema_decay)
+        return out, loss
 
     return jax.jit(step, in_shardings=(rep, rep, bat, rep), out_shardings=(rep, rep), donate_argnums=(0,))
 
@@ -391,7 +377,7 @@ def train_two_tower(
     # jitted init: eager Flax init compiles every initialiser op separately (65 compiles, ~10 s on 2 cores)
     params = jax.device_get(jax.jit(model.init)(jax_key(cfg.seed, "2t-init"), first.user,
                                                 jax.tree_util.tree_map(lambda a: a[:2], table)))
-    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    state = _fresh_state(params, tx, cfg.ema_decay)
     best = params
 
     ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=2)
@@ -402,7 +388,7 @@ def train_two_tower(
     if resumed_from is None and init_params_path is not None:
         # Warm start (a new daily version from the previous one): weights only, fresh optimiser state.
         params, n_ok, n_all = warm_start_params(params, init_params_path)
-        state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+        state = _fresh_state(params, tx, cfg.ema_decay)
         best = params
         print(f"[2T] warm start: {n_ok}/{n_all} parameter arrays from {init_params_path}", flush=True)
     if resumed_from is not None:
@@ -414,7 +400,8 @@ def train_two_tower(
         history=loop.history, step=st, n_examples=len(ex))
     state = replicate(state, mesh)
     counter = [0]
-    step_fn = make_train_step(model_cfg, tx, mesh, counter)
+    step_fn = make_train_step(model_cfg, tx, mesh, counter, cfg.ema_decay)
+    served = "params" if cfg.ema_decay is None else "ema"  # the parameters validated and returned
     step = int(jax.device_get(state["step"]))
     reason = "max_steps" if cfg.max_steps is not None and total == int(cfg.max_steps) else "epochs"
     cache: dict = {}
@@ -444,9 +431,9 @@ def train_two_tower(
                 prog.update(cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every, loss=mean_loss)
             stop = None
             if validate is not None and (step % eval_every == 0 or step == total):
-                stop = _validate_step(validate, result(state["params"], step), step, loop, cfg, writer)
+                stop = _validate_step(validate, result(state[served], step), step, loop, cfg, writer)
                 if loop.best_step == step:
-                    best = jax.device_get(state["params"])
+                    best = jax.device_get(state[served])
             if stop is None and cfg.time_budget_s is not None and spent() > cfg.time_budget_s:
                 stop = "time_cap"
             if step % cfg.checkpoint_every == 0 or step == total or stop:
@@ -458,7 +445,7 @@ def train_two_tower(
                 reason = stop
                 break
     ckpt.close()
-    final = best if validate is not None else state["params"]
+    final = best if validate is not None else state[served]
     out = result(final, step)
     out.n_compiles, out.resumed_from, out.stop_reason = counter[0], resumed_from, reason
     out.best_step, out.val_history = (loop.best_step if validate is not None else None), loop.val_history
@@ -466,6 +453,13 @@ def train_two_tower(
           + (f"; best validation {loop.best_metric:.4f} at step {loop.best_step}" if validate is not None else ""),
           flush=True)
     return out
+
+
+def _fresh_state(params: Any, tx: optax.GradientTransformation, ema_decay: float | None) -> dict:
+    state = {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+    if ema_decay is not None:
+        state["ema"] = jax.tree_util.tree_map(np.copy, params)
+    return state
 
 
 def _with_best(state: dict, best: Any, validate: Callable | None) -> dict:

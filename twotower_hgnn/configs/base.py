@@ -1,0 +1,141 @@
+"""The typed configuration of a run: one frozen dataclass per concern, composed in :class:`RunConfig`.
+
+Inputs (data files, the dataset name), outputs (``out_dir``) and run identity (``as_of``, ``seed``,
+``ablation``) are command-line flags; every hyper-parameter and budget lives here. A preset
+(``configs/<name>.py``, ``get_config()``) builds a ``RunConfig``; ``--config.<path>=value`` overrides any
+field (:mod:`twotower_hgnn.configs.overrides`); the resolved configuration is saved with every run
+(``<version>/config.json``) and in ``report.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from twotower_hgnn.graph import GraphConfig
+from twotower_hgnn.train.hgnn import HGNNTrainConfig
+from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
+
+SAMPLERS = ("auto", "numpy", "device")
+INDEX_KINDS = ("exact",)
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot run; the message names the ``--config.<path>``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitConfig:
+    """The temporal hold-out and the validation split.
+
+    Attributes:
+      cut_quantile: cut at this quantile of interaction time (None = the dataset's default).
+      history_days / test_days: history window before and test window after the cut, in days;
+        "auto" = the dataset's default, None = unbounded.
+      min_segment_users: fewest warm and cold test users a split may have.
+      valid_frac: fraction of the training part held out for validation (temporal splits: its last
+        part in time; external splits: a seeded per-user random fraction).
+    """
+
+    cut_quantile: float | None = None
+    history_days: float | str | None = "auto"
+    test_days: float | str | None = "auto"
+    min_segment_users: int = 1
+    valid_frac: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.cut_quantile is not None and not 0.0 < float(self.cut_quantile) < 1.0:
+            raise ConfigError(f"split.cut_quantile: {self.cut_quantile} is not in (0, 1)")
+        for name in ("history_days", "test_days"):
+            v = getattr(self, name)
+            if isinstance(v, str) and v != "auto":
+                raise ConfigError(f"split.{name}: {v!r} is not a number of days, 'auto' or None")
+            if isinstance(v, (int, float)) and not v > 0:
+                raise ConfigError(f"split.{name}: {v} must be > 0")
+        if int(self.min_segment_users) < 0:
+            raise ConfigError(f"split.min_segment_users: {self.min_segment_users} must be >= 0")
+        if not 0.0 < float(self.valid_frac) < 1.0:
+            raise ConfigError(f"split.valid_frac: {self.valid_frac} is not in (0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """Content features. model: sentence-transformers name or path (None = the bundled MiniLM)."""
+
+    model: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation (PAPER.md's protocol is cited in ``eval/protocol.py``).
+
+    Attributes:
+      k: HR/Recall/NDCG cut-off; exclude_seen: drop items consumed before the split from rankings.
+      targets: target item types trained and evaluated (types without items are skipped).
+      with_hgnn_users: also train and score the HGNN-w-users baseline (users as graph nodes).
+    """
+
+    k: int = 10
+    exclude_seen: bool = True
+    targets: tuple[str, ...] = ("audiobook", "podcast")
+    with_hgnn_users: bool = False
+
+    def __post_init__(self) -> None:
+        from twotower_hgnn.data.schema import ITEM_TYPES
+
+        if int(self.k) < 1:
+            raise ConfigError(f"eval.k: {self.k} must be >= 1")
+        bad = [t for t in self.targets if t not in ITEM_TYPES]
+        if bad or not self.targets:
+            raise ConfigError(f"eval.targets: {list(self.targets)} must be a non-empty subset of {list(ITEM_TYPES)}")
+        object.__setattr__(self, "targets", tuple(self.targets))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """The served artefacts. index: nearest-neighbour index kind of the export."""
+
+    index: str = "exact"
+
+    def __post_init__(self) -> None:
+        if self.index not in INDEX_KINDS:
+            raise ConfigError(f"export.index: {self.index!r} is not one of {INDEX_KINDS}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything a pipeline run is configured by, besides its inputs, outputs and identity.
+
+    Attributes:
+      name: the preset this configuration was built from (informative).
+      sampler: where HGNN training batches are sampled: "numpy" (host), "device" (jitted, CSR on the
+        accelerator) or "auto" (device on GPU/TPU, NumPy on CPU-only machines).
+      split / graph / text / hgnn / eval / export: see each section.
+      two_tower: the two-tower training template; the pipeline fills in the target type, whether the
+        HGNN inputs are used (2T-HGNN vs 2T) and the seed for each model it trains.
+    """
+
+    name: str = "custom"
+    sampler: str = "auto"
+    split: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+    graph: GraphConfig = dataclasses.field(default_factory=GraphConfig)
+    text: TextConfig = dataclasses.field(default_factory=TextConfig)
+    hgnn: HGNNTrainConfig = dataclasses.field(default_factory=HGNNTrainConfig)
+    two_tower: TwoTowerTrainConfig = dataclasses.field(default_factory=TwoTowerTrainConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler: {self.sampler!r} is not one of {SAMPLERS}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready nested dict (tuples as lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x

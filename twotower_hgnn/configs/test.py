@@ -1,0 +1,20 @@
+"""Tests and smoke runs: the whole pipeline on the tiny synthetic data in seconds, every quality option on."""
+from __future__ import annotations
+
+from twotower_hgnn.configs.base import RunConfig
+from twotower_hgnn.configs.demo import IMPROVED, IMPROVED_MODEL
+from twotower_hgnn.models.hgnn import HGNNConfig
+from twotower_hgnn.models.two_tower import TwoTowerConfig
+from twotower_hgnn.train.hgnn import HGNNTrainConfig
+from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
+
+
+def get_config() -> RunConfig:
+    return RunConfig(
+        name="test",
+        hgnn=HGNNTrainConfig(model=HGNNConfig(hidden_dim=64, out_dim=32), batch_positives=64, fanouts=(5, 3),
+                             max_epochs=6, patience=3, val_max_edges=256, lr=5e-3, progress=False, log_every_steps=5),
+        two_tower=TwoTowerTrainConfig(batch_size=128, epochs=4, learning_rate=2e-3, checkpoint_every=200, log_every=20,
+                                      patience=2, id_history_len=8, **IMPROVED,
+                                      model=TwoTowerConfig(tower_dims=(64, 32), id_dim=8, **IMPROVED_MODEL)),
+    )
