@@ -33,7 +33,7 @@ def main(argv):
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    run_table1(cfg, [v.strip().upper() for v in FLAGS.variants])
+    print(run_table1(cfg, [v.strip().upper() for v in FLAGS.variants])["text"], flush=True)
 
 
 if __name__ == "__main__":

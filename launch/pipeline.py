@@ -30,7 +30,7 @@ def main(argv):
     from launch.common import quiet_library_logs
 
     quiet_library_logs()
-    from twotower_hgnn.pipeline import PipelineConfig, PipelineError, print_examples, run_pipeline  # noqa: F401
+    from twotower_hgnn.pipeline import PipelineConfig, PipelineError, run_pipeline
 
     try:
         cfg = PipelineConfig(ablation=FLAGS.ablation, **pipeline_kwargs())
@@ -40,6 +40,31 @@ def main(argv):
     run_pipeline(cfg)
     if FLAGS.demo_users != "none" and cfg.ablation is None:
         print_examples(cfg)
+
+
+def print_examples(cfg, k: int = 5) -> None:
+    """Prints top-``k`` recommendations (titles, scores) for one warm and one cold test user, served from
+    the version's export (user vector in real time + the exported index)."""
+    from twotower_hgnn.data.split import known_at_cut, load_split
+    from twotower_hgnn.pipeline import load_data
+    from twotower_hgnn.serving import Recommender
+
+    vdir = cfg.version_dir()
+    split = load_split(vdir / "split")
+    targets = cfg.config.eval.targets
+    target = "audiobook" if "audiobook" in targets else targets[0]
+    # the user store as known at the split (an external split's test rows can predate a user's as-of)
+    rec = Recommender.from_version(vdir, target_type=target, dataset=known_at_cut(load_data(cfg), split))
+    ds = rec.dataset
+    for seg, users in (("warm", split.warm_users), ("cold", split.cold_users)):
+        if len(users) == 0:
+            print(f"\n(no {seg} test user)")
+            continue
+        uid = ds.users["user_id"].iloc[int(users[0])]
+        recs = rec.recommend(user_id=uid, k=k, as_of=int(split.user_as_of([int(users[0])])[0]))
+        print(f"\nTop {k} {target}s for {seg} user {uid}:")
+        for item_id, title, score in recs:
+            print(f"  {score:7.3f}  {title}  [{item_id}]")
 
 
 if __name__ == "__main__":

@@ -14,3 +14,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One finished pipeline run of the ``test`` configuration on the tiny synthetic data:
+    ``(PipelineConfig, report dict)``, shared by the golden-report and stage tests."""
+    from twotower_hgnn import configs
+    from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
+
+    cfg = PipelineConfig(dataset="synthetic", scale="tiny", out_dir=str(tmp_path_factory.mktemp("tiny_run")),
+                         config=configs.load("test", {"sampler": "numpy"}))
+    return cfg, run_pipeline(cfg)

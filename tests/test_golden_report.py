@@ -41,18 +41,8 @@ def _diff(a, b, path="") -> list[str]:
     return [] if a == b else [f"{path}: golden {json.dumps(a)[:80]} != {json.dumps(b)[:80]}"]
 
 
-@pytest.fixture(scope="session")
-def tiny_report(tmp_path_factory):
-    from twotower_hgnn import configs
-    from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
-
-    out = tmp_path_factory.mktemp("golden")
-    return run_pipeline(PipelineConfig(dataset="synthetic", scale="tiny", out_dir=str(out),
-                                       config=configs.load("test", {"sampler": "numpy"})))
-
-
-def test_tiny_report_equals_the_golden_copy(tiny_report):
-    got = normalise(json.loads(json.dumps(tiny_report)))
+def test_tiny_report_equals_the_golden_copy(tiny_run):
+    got = normalise(json.loads(json.dumps(tiny_run[1])))
     if os.environ.get("UPDATE_GOLDEN") == "1":
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")

@@ -117,6 +117,10 @@ def test_early_stopping_returns_the_best_validated_parameters(tmp_path):
                           tmp_path / "a", validate=lambda r: next(scripted))
     assert res.stop_reason == "early_stopping" and res.step == 8 and res.best_step == 4 and res.n_compiles == 1
     assert [v["step"] for v in res.val_history] == [2, 4, 6, 8]
+    rerun = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(cfg, use_hgnn=False), tmp_path / "a",
+                            validate=lambda r: pytest.fail("an early-stopped run resumed must not train or validate"))
+    assert (rerun.step, rerun.best_step, rerun.stop_reason, rerun.val_history) == (8, 4, "early_stopping", res.val_history)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), res.params, rerun.params)
     again = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(cfg, use_hgnn=False, max_steps=4),
                             tmp_path / "b")
     assert again.stop_reason == "max_steps"

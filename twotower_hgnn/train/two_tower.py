@@ -334,6 +334,7 @@ class _LoopState:
     best_metric: float = -math.inf
     best_step: int = 0
     bad_evals: int = 0
+    stopped: str | None = None  # why the run stopped early (a resumed stopped run does not train on)
     train_s: float = 0.0
 
 
@@ -403,7 +404,7 @@ def train_two_tower(
     step_fn = make_train_step(model_cfg, tx, mesh, counter, cfg.ema_decay)
     served = "params" if cfg.ema_decay is None else "ema"  # the parameters validated and returned
     step = int(jax.device_get(state["step"]))
-    reason = "max_steps" if cfg.max_steps is not None and total == int(cfg.max_steps) else "epochs"
+    reason = loop.stopped or ("max_steps" if cfg.max_steps is not None and total == int(cfg.max_steps) else "epochs")
     cache: dict = {}
     t0 = time.perf_counter()
     spent = lambda: loop.train_s + time.perf_counter() - t0  # noqa: E731
@@ -411,7 +412,7 @@ def train_two_tower(
     window: list[jax.Array] = []
     with MetricWriter(workdir / "tb") as writer, Progress(total - step, desc=f"2T {cfg.target_type}",
                                                            enabled=cfg.progress) as prog:
-        while step < total:
+        while step < total and loop.stopped is None:
             if cfg.time_budget_s is not None and spent() > cfg.time_budget_s:
                 reason = "time_cap"  # e.g. resumed with the safety-net budget already spent: no extra step
                 break
@@ -436,6 +437,7 @@ def train_two_tower(
                     best = jax.device_get(state[served])
             if stop is None and cfg.time_budget_s is not None and spent() > cfg.time_budget_s:
                 stop = "time_cap"
+            loop.stopped = stop if stop == "early_stopping" else None  # a time cap may be raised on resume
             if step % cfg.checkpoint_every == 0 or step == total or stop:
                 loop.train_s = spent()
                 t0 = time.perf_counter()

@@ -1,0 +1,219 @@
+"""A pipeline run's inputs, outputs and identity (:class:`PipelineConfig`), and the per-model training
+configurations derived from it and its :class:`~twotower_hgnn.configs.RunConfig`."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from twotower_hgnn import configs
+from twotower_hgnn.configs import RunConfig
+from twotower_hgnn.data import load_dataset
+from twotower_hgnn.data.schema import WEAK_EVENTS, Dataset
+from twotower_hgnn.data.split import AUTO, Split, external_dataset
+from twotower_hgnn.stages import fingerprint
+
+STAGES: tuple[str, ...] = ("data", "split", "valid", "graph", "content", "hgnn", "hgnn_users", "two_tower", "evaluate",
+                          "export")
+ABLATIONS: dict[str, str] = {
+    "A": "w/o multi-edge opt. (balanced sampler off)",
+    "B": "w/o weak signals",
+    "C": "w/o PC-PC edges",
+    "D": "w/o AB-AB edges",
+    "E": "2T-GNN, AB-AB only (homogeneous)",
+    "F": "2T-GNN, PC-PC only (homogeneous; audiobooks inductive)",
+}
+AB, PC = "audiobook", "podcast"
+
+
+class PipelineError(ValueError):
+    """A pipeline configuration or input that cannot run (names the flag)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """One pipeline run: its inputs, outputs and identity, and the :class:`RunConfig` it runs with.
+
+    Attributes:
+      dataset: "movielens1m" | "synthetic" | "files".
+      scale / data_seed: synthetic generator scale and seed.
+      interactions / items / users: paths for ``dataset="files"``.
+      test_interactions: external test split (``launch/evaluate.py``): ``interactions`` is then the
+        training part and no time cut or history window is applied; each user's features are computed
+        as of their last training interaction (``data.split.split_from_files``).
+      valid_interactions: with ``test_interactions``: a validation file (same schema and ids). Its
+        rows belong to the training part of the split and form the validation split's held-out part.
+      out_dir: root of all versions.
+      as_of: ISO date; the split cut and the version name (rolling history window ending there).
+      warm_start: initialise the HGNN and two-tower from the latest earlier version of this dataset.
+      from_stage: recompute this stage and every later one.
+      ablation: one of ABLATIONS, or None for the full model and baselines.
+      seed: training seed (HGNN, two-towers, validation split).
+      table1: the full model as Table 1's reference row: its two-tower/evaluation/export stages live
+        under ``ablation-full/`` so that they never replace the main run's (they differ in targets).
+      config: every hyper-parameter and budget (``twotower_hgnn.configs``; default: the demo preset).
+    """
+
+    dataset: str = "movielens1m"
+    scale: str = "tiny"
+    data_seed: int = 0
+    interactions: str | None = None
+    items: str | None = None
+    users: str | None = None
+    test_interactions: str | None = None
+    valid_interactions: str | None = None
+    out_dir: str = "runs"
+    as_of: str | None = None
+    warm_start: bool = False
+    from_stage: str | None = None
+    ablation: str | None = None
+    seed: int = 0
+    table1: bool = False
+    config: RunConfig = dataclasses.field(default_factory=lambda: configs.load("demo"))
+
+    def __post_init__(self) -> None:
+        if self.dataset not in ("movielens1m", "synthetic", "files"):
+            raise PipelineError(f"--dataset: {self.dataset!r} is not one of movielens1m, synthetic, files")
+        if self.dataset == "files":
+            missing = [f for f in ("interactions", "items", "users") if not getattr(self, f)]
+            if missing:
+                raise PipelineError(f"--dataset=files needs --{', --'.join(missing)}")
+        if self.from_stage is not None and self.from_stage not in STAGES:
+            raise PipelineError(f"--from_stage: {self.from_stage!r} is not one of {STAGES}")
+        if self.ablation is not None and self.ablation not in ABLATIONS:
+            raise PipelineError(f"--ablation: {self.ablation!r} is not one of {sorted(ABLATIONS)}")
+        if not isinstance(self.config, RunConfig):
+            raise PipelineError(f"config must be a twotower_hgnn.configs.RunConfig, got {type(self.config).__name__}")
+        if self.as_of is not None:
+            try:
+                _dt.date.fromisoformat(self.as_of)
+            except ValueError as e:
+                raise PipelineError(f"--as_of: {self.as_of!r} is not an ISO date (YYYY-MM-DD)") from e
+        if self.test_interactions is not None and (self.as_of is not None or self.config.split.cut_quantile is not None):
+            raise PipelineError("--test_interactions gives the split: it cannot be combined with --as_of/"
+                                "--config.split.cut_quantile")
+        if self.valid_interactions is not None and self.test_interactions is None:
+            raise PipelineError("--valid_interactions needs an external split (--test_interactions, launch/evaluate.py)")
+
+    # ------------------------------------------------------------------ naming
+    @property
+    def dataset_tag(self) -> str:
+        if self.dataset == "synthetic":
+            return f"synthetic-{self.scale}-s{self.data_seed}"
+        if self.dataset == "files":
+            return "files-" + fingerprint([os.path.abspath(p) for p in (self.interactions, self.items, self.users)])[:8]
+        return self.dataset
+
+    @property
+    def version(self) -> str:
+        return self.as_of or "default"
+
+    def version_dir(self) -> Path:
+        return Path(self.out_dir).resolve() / self.dataset_tag / self.version
+
+
+# ---------------------------------------------------------------------------------- helpers
+def days_arg(value: Any) -> Any:
+    """A configuration's day count for the split functions ("auto" -> AUTO)."""
+    return AUTO if value == "auto" else value
+
+
+def with_targets(cfg: PipelineConfig, targets: Sequence[str]) -> PipelineConfig:
+    """``cfg`` with ``config.eval.targets`` replaced."""
+    ev = dataclasses.replace(cfg.config.eval, targets=tuple(targets))
+    return dataclasses.replace(cfg, config=dataclasses.replace(cfg.config, eval=ev))
+
+
+def run_config_dict(cfg: PipelineConfig) -> dict[str, Any]:
+    """The resolved configuration of a run as saved (``<version>/config.json``, report.json's meta)."""
+    ident = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "config"}
+    return {**ident, "config": cfg.config.to_dict()}
+
+
+def load_data(cfg: PipelineConfig) -> Dataset:
+    """The run's dataset (a validated :class:`Dataset`)."""
+    if cfg.dataset == "synthetic":
+        return load_dataset("synthetic", scale=cfg.scale, seed=cfg.data_seed)
+    if cfg.dataset == "files":
+        if cfg.test_interactions is not None:
+            return external_dataset(cfg.interactions, cfg.test_interactions, cfg.items, cfg.users,
+                                    valid=cfg.valid_interactions)
+        return load_dataset("files", interactions=cfg.interactions, items=cfg.items, users=cfg.users)
+    return load_dataset(cfg.dataset)
+
+
+def strip_weak(split: Split) -> Split:
+    """Ablation B: weak signals removed from everything trained on (graph, user features, labels).
+
+    Segments (warm/cold) and the test part are left as they are, so every variant is scored on the
+    same users and relevant items.
+    """
+    train = split.train[~split.train["event"].isin(WEAK_EVENTS)].reset_index(drop=True)
+    return dataclasses.replace(split, train=train)
+
+
+def ablation_relations(ablation: str | None, type_counts: Mapping[str, int]) -> tuple[tuple[str, str], ...] | None:
+    """Relations the HGNN uses under an ablation (None = all of the graph's)."""
+    rel = {"C": ((AB, AB), (AB, PC)), "D": ((AB, PC), (PC, PC)), "E": ((AB, AB),), "F": ((PC, PC),)}
+    return rel.get(ablation or "")
+
+
+def hgnn_config(cfg: PipelineConfig, relations: Sequence[tuple[str, str]] | None):
+    """The HGNN training config of a run: the configuration's, with the run's seed and ablation."""
+    from twotower_hgnn.train.hgnn import resolve_sampler
+
+    base = cfg.config.hgnn
+    over: dict[str, Any] = {"seed": cfg.seed}
+    if relations is not None:
+        over["relations"] = tuple(f"{a}-{b}" for a, b in relations)
+    if cfg.ablation in ("E", "F"):
+        over["model"] = dataclasses.replace(base.model, homogeneous=True)
+    if cfg.ablation == "A":
+        over["balance"] = "off"
+    # the device backend samples inside the jitted train step (only step indices cross from the host)
+    over["fused_sampling"] = resolve_sampler(cfg.config.sampler) == "device"
+    return dataclasses.replace(base, **over)
+
+
+def two_tower_config(cfg: PipelineConfig, target: str, use_hgnn: bool):
+    """The two-tower training config of one model of a run (the configuration's template)."""
+    base = cfg.config.two_tower
+    if cfg.test_interactions is not None:
+        # a split given as files need not be temporal: no history window, and "popular lately" means nothing
+        base = dataclasses.replace(base, history_days=None, prior_days=None, prior_as_of=False)
+    return dataclasses.replace(base, target_type=target, use_hgnn=use_hgnn, seed=cfg.seed)
+
+
+
+def previous_version(cfg: PipelineConfig) -> Path | None:
+    """The latest earlier version of this dataset with a complete export (for --warm_start)."""
+    root = cfg.version_dir().parent
+    if not root.exists():
+        return None
+    cands = sorted(p for p in root.iterdir() if p.is_dir() and p.name < cfg.version and (p / "export" / "MANIFEST.json").exists())
+    return cands[-1] if cands else None
+
+
+# ---------------------------------------------------------------------------------- the job
+def file_identity(paths: Sequence[str | None]) -> list:
+    out = []
+    for p in paths:
+        if p:
+            st = os.stat(p)
+            out.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def stage_names(cfg: PipelineConfig) -> dict[str, str]:
+    """Stage -> directory (relative to the version dir). Ablation X keeps its own graph (B only), HGNN,
+    two-tower, evaluation and export under ``ablation-X/``; Table 1's reference run keeps its own
+    two-tower/evaluation/export under ``ablation-full/``; everything else is shared."""
+    if cfg.ablation:
+        own, pre = {"hgnn", "two_tower", "evaluate", "export"} | ({"graph"} if cfg.ablation == "B" else set()), f"ablation-{cfg.ablation}/"
+    elif cfg.table1:
+        own, pre = {"two_tower", "evaluate", "export"}, "ablation-full/"
+    else:
+        own, pre = set(), ""
+    return {s: pre + s if s in own else s for s in STAGES}

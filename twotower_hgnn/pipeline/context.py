@@ -1,0 +1,130 @@
+"""What the stages of one run share: the configuration, the dataset, the stage runner, and lazy loaders
+of every stage's outputs (so that each stage is a plain function of the context and its output folder)."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twotower_hgnn.data.schema import Dataset
+from twotower_hgnn.data.split import Split, load_split
+from twotower_hgnn.io import atomic_write_json
+from twotower_hgnn.pipeline.config import (
+    STAGES, PipelineConfig, PipelineError, ablation_relations, hgnn_config, load_data, previous_version,
+    run_config_dict, stage_names, strip_weak, two_tower_config, with_targets)
+from twotower_hgnn.stages import StageRunner
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+@dataclasses.dataclass
+class RunContext:
+    """One run: ``cfg`` (targets narrowed to the types the data has), its dataset and stage runner.
+
+    Attributes:
+      names: stage -> directory relative to the version directory (``config.stage_names``).
+      prev: the previous version directory (warm start), or None.
+      load_s: seconds spent loading and validating the data.
+    """
+
+    cfg: PipelineConfig
+    ds: Dataset
+    runner: StageRunner
+    names: dict[str, str]
+    prev: Path | None
+    load_s: float = 0.0
+
+    # ------------------------------------------------------------------ places
+    def path(self, stage: str) -> Path:
+        """The output folder of ``stage``."""
+        return self.runner.path(self.names[stage])
+
+    def work_dir(self, stage: str) -> Path:
+        """Resumable scratch space (checkpoints) of the running ``stage``."""
+        return self.runner.work_dir(self.names[stage])
+
+    # ------------------------------------------------------------------ derived configuration
+    @functools.cached_property
+    def relations(self):
+        return ablation_relations(self.cfg.ablation, self.ds.item_type_counts)
+
+    @functools.cached_property
+    def hgnn_cfg(self):
+        return hgnn_config(self.cfg, self.relations)
+
+    @functools.cached_property
+    def two_tower_cfgs(self) -> dict[str, Any]:
+        """``{"<target>-hgnn"|"<target>-nohgnn": TwoTowerTrainConfig}`` (ablations: the HGNN models only)."""
+        targets = self.cfg.config.eval.targets
+        variants = [(t, True) for t in targets] if self.cfg.ablation else [(t, h) for t in targets for h in (True, False)]
+        return {f"{t}-{'hgnn' if h else 'nohgnn'}": two_tower_config(self.cfg, t, h) for t, h in variants}
+
+    # ------------------------------------------------------------------ stage outputs
+    @functools.cached_property
+    def split(self) -> Split:
+        return load_split(self.path("split"))
+
+    @property
+    def train_split(self) -> Split:
+        """The split models train on (ablation B: weak signals removed)."""
+        return strip_weak(self.split) if self.cfg.ablation == "B" else self.split
+
+    @functools.cached_property
+    def valid(self) -> Split:
+        """The validation split (ablation B: weak signals removed from its training part)."""
+        vs = load_split(self.path("valid"))
+        return strip_weak(vs) if self.cfg.ablation == "B" else vs
+
+    @functools.cached_property
+    def graphs(self):
+        """(train graph, full graph, held-out validation edges per relation)."""
+        from sampler.csr import HeteroCSR
+
+        d = self.path("graph")
+        with np.load(d / "val_edges.npz") as z:
+            val = {tuple(k.split("-")): z[k] for k in z.files}
+        return HeteroCSR.load(d / "train_graph"), HeteroCSR.load(d / "full_graph"), val
+
+    @functools.cached_property
+    def content(self) -> np.ndarray:
+        return np.load(self.path("content") / "content.npy")
+
+    @functools.cached_property
+    def hgnn_emb(self) -> np.ndarray:
+        return np.load(self.path("hgnn") / "item_embeddings.npy")
+
+    @functools.cached_property
+    def users_emb(self) -> np.ndarray | None:
+        """HGNN-w-users node embeddings when that stage is on, else None."""
+        return np.load(self.path("hgnn_users") / "node_embeddings.npy") if with_hgnn_users(self) else None
+
+
+def with_hgnn_users(ctx: RunContext) -> bool:
+    return bool(ctx.cfg.config.eval.with_hgnn_users) and not ctx.cfg.ablation
+
+
+def open_run(cfg: PipelineConfig) -> RunContext:
+    """Loads and validates the data, narrows the targets to the item types present, saves the resolved
+    configuration (``config.json`` beside the run's stages) and returns the run's context."""
+    t0 = time.time()
+    ds = load_data(cfg)
+    wanted = cfg.config.eval.targets
+    targets = tuple(t for t in wanted if int(ds.item_type_counts.get(t, 0)) > 0)
+    if not targets:
+        raise PipelineError(f"--config.eval.targets: the dataset has no items of type {list(wanted)}")
+    if targets != wanted:
+        log(f"[pipeline] no items of type {sorted(set(wanted) - set(targets))}: evaluating {list(targets)} only")
+        cfg = with_targets(cfg, targets)
+    vdir = cfg.version_dir()
+    names = stage_names(cfg)
+    force = {names[s] for s in STAGES[STAGES.index(cfg.from_stage):]} if cfg.from_stage else set()
+    runner = StageRunner(vdir, force=force)
+    atomic_write_json(vdir / (names["evaluate"].rpartition("/")[0] or ".") / "config.json", run_config_dict(cfg))
+    prev = previous_version(cfg) if cfg.warm_start else None
+    return RunContext(cfg=cfg, ds=ds, runner=runner, names=names, prev=prev, load_s=time.time() - t0)

@@ -1,0 +1,145 @@
+"""The evaluation and serving floors of the pipeline: the report (every model and baseline under the
+paper's protocol, with bootstrap intervals) and the export (index, ids, manifest)."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
+from twotower_hgnn.pipeline.config import previous_version, run_config_dict
+from twotower_hgnn.pipeline.context import RunContext, log
+
+BASELINES = ("Popularity", "RecentPop", "ItemKNN", "EASE")
+MODEL_ORDER = ("Popularity", "RecentPop", "ItemKNN", "EASE", "LLM-KNN", "HGNN", "HGNN-w-users", "2T", "2T-HGNN")
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+def evaluate_key(ctx: RunContext) -> dict:
+    ev = ctx.cfg.config.eval
+    return {"k": ev.k, "exclude_seen": ev.exclude_seen, "targets": list(ev.targets), "baselines": list(BASELINES)}
+
+
+def evaluate_stage(ctx: RunContext, out: Path) -> dict:
+    """``report.{json,md}``, ``per_user.parquet`` and plots (``eval.report``)."""
+    from twotower_hgnn.eval.plots import plot_report
+    from twotower_hgnn.eval.report import write_report
+
+    report = evaluate_run(ctx)
+    write_report(report, out)
+    plot_report(report, out)
+    return {"rows": len(report["results"])}
+
+
+def _knn_baselines(ctx: RunContext, t: str, tp: Any, models: dict[str, dict[str, Any]]) -> None:
+    """Popularity and the paper's embedding-KNN baselines of target ``t`` (full runs only)."""
+    from twotower_hgnn.eval.baselines import knn_rankings, popularity_rankings, rank_users
+
+    models.setdefault("Popularity", {})[t] = popularity_rankings(tp)
+    models.setdefault("LLM-KNN", {})[t] = knn_rankings(tp, ctx.content)
+    models.setdefault("HGNN", {})[t] = knn_rankings(tp, ctx.hgnn_emb)
+    if ctx.users_emb is not None:
+        # a user's own node embedding against the target items' (users with no training stream have a
+        # features-only embedding, so they are ranked but essentially at random)
+        models.setdefault("HGNN-w-users", {})[t] = rank_users(tp, ctx.users_emb[ctx.ds.num_items + tp.users],
+                                                              ctx.users_emb[tp.catalogue])
+
+
+def _two_tower_rankings(ctx: RunContext, t: str, tp: Any, models: dict, training: dict) -> None:
+    """The trained two-tower models of target ``t``: user vectors as of each user's cut, exact ranking."""
+    from twotower_hgnn.eval.baselines import rank_users
+    from twotower_hgnn.serving import load_model
+    from twotower_hgnn.train.two_tower import item_vectors, user_vectors
+
+    tt_dir = ctx.path("two_tower")
+    for tag, tcfg in ctx.two_tower_cfgs.items():
+        if tcfg.target_type != t:
+            continue
+        res = load_model(tt_dir / tag)
+        uv = user_vectors(res, ctx.ds, ctx.train_split.train, tp.users, ctx.split.user_as_of(tp.users))
+        iv, ids = item_vectors(res)
+        if not np.array_equal(ids, tp.catalogue):
+            raise RuntimeError(f"two-tower {tag}: item table ({ids.size} items) != the {t} catalogue ({tp.catalogue.size})")
+        models.setdefault("2T-HGNN" if tcfg.use_hgnn else "2T", {})[t] = rank_users(tp, uv, iv)
+        hist = json.loads((tt_dir / tag / "history.json").read_text())
+        training[f"two_tower/{tag}"] = {k: hist.get(k) for k in ("history", "val_history", "stop_reason",
+                                                                  "best_step", "best_val", "refit_steps")}
+
+
+def evaluate_run(ctx: RunContext) -> dict[str, Any]:
+    """Scores the baselines and the two-tower models under the paper's protocol; the report dict.
+
+    Besides the paper's baselines, RecentPop, ItemKNN and EASE (``eval.item_baselines``) are tuned on the
+    run's validation split and refitted on the training part; every model's HR@K gets a paired-bootstrap
+    interval of its difference from the best baseline of its segment."""
+    from twotower_hgnn.eval.item_baselines import tuned_item_baselines
+    from twotower_hgnn.eval.protocol import build_protocol
+    from twotower_hgnn.eval.report import DEFAULT_BASELINES, build_report, evaluate_models
+
+    cfg, ev = ctx.cfg, ctx.cfg.config.eval
+    protocol = build_protocol(ctx.ds, ctx.split, list(ev.targets), exclude_seen=ev.exclude_seen)
+    models: dict[str, dict[str, Any]] = {}
+    training: dict[str, Any] = {}
+    for t, tp in protocol.targets.items():
+        if not cfg.ablation:
+            _knn_baselines(ctx, t, tp, models)
+        _two_tower_rankings(ctx, t, tp, models, training)
+    if not cfg.ablation:
+        cf, cf_info = tuned_item_baselines(ctx.ds, ctx.train_split, protocol, k=ev.k, valid_split=ctx.valid)
+        models.update(cf)
+        training["item_baselines"] = {m: {k: v for k, v in i.items() if k != "table"} for m, i in cf_info.items()
+                                      if isinstance(i, dict)}
+    models = {m: models[m] for m in MODEL_ORDER if m in models}
+    evaluation = evaluate_models(models, protocol, k=ev.k, baselines=DEFAULT_BASELINES)
+    hgnn_hist = ctx.path("hgnn") / "history.json"
+    if hgnn_hist.exists():
+        training["hgnn"] = json.loads(hgnn_hist.read_text())
+    conf = run_config_dict(cfg)
+    conf["hgnn_train"] = ctx.hgnn_cfg.to_dict()
+    conf["two_tower_train"] = {k: v.to_json() for k, v in ctx.two_tower_cfgs.items()}
+    return build_report(evaluation, protocol, k=ev.k, config=conf, dataset=ctx.ds, split=ctx.split, training=training)
+
+
+# ------------------------------------------------------------------------------------------ export
+def export_key(ctx: RunContext) -> dict:
+    return {"targets": list(ctx.cfg.config.eval.targets)}
+
+
+def export_stage(ctx: RunContext, out: Path) -> dict:
+    """Item ids and HGNN embeddings, one retrieval index per target type (2T-HGNN item vectors), MANIFEST.json."""
+    from twotower_hgnn.retrieval import make_index
+    from twotower_hgnn.serving import load_model
+    from twotower_hgnn.train.two_tower import item_vectors
+
+    ds, cfg, runner = ctx.ds, ctx.cfg, ctx.runner
+    emb_df = pd.DataFrame({"item_id": ds.items["item_id"].to_numpy(), "item_type": ds.items["item_type"].to_numpy()})
+    atomic_write_parquet(emb_df, out / "item_ids.parquet")
+    atomic_save_npy(out / "hgnn_embeddings.npy", np.asarray(ctx.hgnn_emb, np.float32))
+    served = {}
+    for tag, tcfg in ctx.two_tower_cfgs.items():
+        if not tcfg.use_hgnn:
+            continue
+        iv, ids = item_vectors(load_model(ctx.path("two_tower") / tag))
+        make_index(cfg.config.export.index, iv).save(out / f"index-{tcfg.target_type}")
+        served[tcfg.target_type] = {"model": str((ctx.path("two_tower") / tag).relative_to(runner.root)),
+                                    "index": f"{ctx.names['export']}/index-{tcfg.target_type}", "items": int(ids.size)}
+    prev = previous_version(cfg)
+    new_items: list[str] = []
+    if prev is not None:
+        old = set(pd.read_parquet(prev / "export" / "item_ids.parquet")["item_id"].tolist())
+        new_items = sorted(set(ds.items["item_id"].tolist()) - old)
+    g = json.loads((ctx.path("graph") / "stats.json").read_text())
+    atomic_write_json(out / "MANIFEST.json", {
+        "version": cfg.version, "dataset": cfg.dataset_tag, "ablation": cfg.ablation,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "fingerprints": {s: runner.results[ctx.names[s]].fingerprint for s in ("graph", "content", "hgnn", "two_tower",
+                                                                                "evaluate")},
+        "served": served, "n_items": ds.num_items, "previous_version": prev.name if prev else None,
+        "new_items": new_items, "graph": {k: g.get(k) for k in ("relations",) if k in g}})
+    if new_items:
+        log(f"[export] {len(new_items)} item(s) new since {prev.name}: {new_items[:5]}{' ...' if len(new_items) > 5 else ''}")
+    return {"served": list(served), "new_items": len(new_items)}
