@@ -1,8 +1,10 @@
-"""Prints BUILD_NOTES.md's quality tables (Markdown) from the JSON in ``benchmarks/results/``.
+"""BUILD_NOTES.md's generated quality tables (Markdown) from the JSON in ``benchmarks/results/``.
 
-    .venv/bin/python -m benchmarks.notes_tables            # quality.json + quality_changes.json
+    .venv/bin/python -m benchmarks.notes_tables            # print them (quality.json + quality_changes.json)
+    .venv/bin/python -m benchmarks.notes_tables --write    # replace BUILD_NOTES.md's generated block
 
-The tables in BUILD_NOTES.md are pasted from this output; rerun it after a benchmark run.
+The block sits between ``<!-- BEGIN generated -->`` and ``<!-- END generated -->``; rerun after a
+benchmark run.
 """
 from __future__ import annotations
 
@@ -68,6 +70,21 @@ def changes_table(c: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+NOTES = Path(__file__).resolve().parents[1] / "BUILD_NOTES.md"
+BEGIN, END = "<!-- BEGIN generated -->", "<!-- END generated -->"
+
+
+def write_notes(text: str, notes: Path = NOTES) -> None:
+    """Replaces the generated block of ``notes`` with ``text`` (atomically)."""
+    from twotower_hgnn.io import atomic_write_text
+
+    doc = notes.read_text()
+    if doc.count(BEGIN) != 1 or doc.count(END) != 1:
+        sys.exit(f"{notes}: needs exactly one {BEGIN} ... {END} block")
+    head, rest = doc.split(BEGIN)
+    atomic_write_text(notes, head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+
+
 def main() -> None:
     parts = []
     q = RESULTS / "quality.json"
@@ -78,7 +95,12 @@ def main() -> None:
         parts.append(changes_table(json.loads(c.read_text())))
     if not parts:
         sys.exit(f"no results in {RESULTS}")
-    print("\n\n".join(parts))
+    text = "\n\n".join(parts)
+    if "--write" in sys.argv[1:]:
+        write_notes(text)
+        print(f"wrote the generated block of {NOTES}")
+    else:
+        print(text)
 
 
 if __name__ == "__main__":

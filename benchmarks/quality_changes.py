@@ -66,6 +66,8 @@ VARIANTS: dict[str, tuple[str, bool, dict[str, Any]]] = {
                                                                     seed=sd))
        for d in (0.9, 0.95, 0.98) for sd in (0, 1, 2)},
     **{f"ema95-s{sd}": ("audiobook", True, dict(_DEMO, ema_decay=0.95, seed=sd)) for sd in (0, 1, 2)},
+    **{f"asof-p14-ema95-s{sd}": ("audiobook", True, dict(_DEMO, prior_as_of=True, ema_decay=0.95, seed=sd))
+       for sd in (0, 1, 2)},
     "2T-asof-p7-ema95-s0": ("audiobook", False, dict(_DEMO, prior_as_of=True, prior_days=7, ema_decay=0.95)),
     "2T-asof-p14": ("audiobook", False, dict(_DEMO, prior_as_of=True)),
     "podcast-demo": ("podcast", True, _DEMO),
