@@ -65,9 +65,10 @@ def main(argv) -> None:
     quiet_library_logs()
     from twotower_hgnn.data import load_from_flags
     from twotower_hgnn.data.split import temporal_split
+    from twotower_hgnn.eval.compare import compare_with_popularity
     from twotower_hgnn.serving import save_model
     from twotower_hgnn.text import item_features
-    from twotower_hgnn.train.two_tower import compare_with_popularity, train_two_tower
+    from twotower_hgnn.train.two_tower import train_two_tower
 
     cfg = dataclasses.replace(run_config().two_tower, target_type=FLAGS.target_type, use_hgnn=FLAGS.use_hgnn,
                               seed=FLAGS.seed)

@@ -10,7 +10,8 @@ import dataclasses
 from twotower_hgnn.data.split import temporal_split
 from twotower_hgnn.data.synthetic import generate
 from twotower_hgnn import configs
-from twotower_hgnn.train.two_tower import compare_with_popularity, train_two_tower
+from twotower_hgnn.eval.compare import compare_with_popularity
+from twotower_hgnn.train.two_tower import train_two_tower
 
 
 def test_two_tower_beats_popularity_on_tiny(tmp_path):

@@ -13,7 +13,8 @@ from twotower_hgnn.checkpoint import CheckpointError
 from twotower_hgnn.data.split import temporal_split
 from twotower_hgnn.data.synthetic import generate
 from twotower_hgnn.models.two_tower import TwoTowerConfig
-from twotower_hgnn.train.two_tower import TwoTowerTrainConfig, item_vectors, train_two_tower, user_vectors
+from twotower_hgnn.models.encode import item_vectors, user_vectors
+from twotower_hgnn.train.two_tower import FailAfter, InjectedFault, TwoTowerTrainConfig, train_two_tower
 
 SMALL = TwoTowerTrainConfig(batch_size=32, epochs=3, checkpoint_every=4, log_every=2, progress=False,
                             model=TwoTowerConfig(tower_dims=(32, 16)))
@@ -67,6 +68,18 @@ def test_resume_matches_uninterrupted_run(data, full_run, tmp_path):
                            resumed.params, full_run.params)
     with pytest.raises(CheckpointError, match="different config"):
         train_two_tower(ds, sp, content, hgnn, dataclasses.replace(SMALL, max_steps=12, learning_rate=0.01), tmp_path)
+
+
+def test_run_killed_by_a_fault_and_resumed_equals_the_uninterrupted_run(data, full_run, tmp_path):
+    ds, sp, content, hgnn = data
+    cfg = dataclasses.replace(SMALL, max_steps=10)
+    # killed after step 7, before its checkpoint: the last checkpoint is step 4 (checkpoint_every=4)
+    with pytest.raises(InjectedFault, match="after step 7"):
+        train_two_tower(ds, sp, content, hgnn, cfg, tmp_path, hooks=[FailAfter(7)])
+    resumed = train_two_tower(ds, sp, content, hgnn, cfg, tmp_path)
+    assert resumed.resumed_from == 4 and resumed.step == 10 == full_run.step
+    assert resumed.history == full_run.history and resumed.stop_reason == full_run.stop_reason == "max_steps"
+    jax.tree_util.tree_map(np.testing.assert_array_equal, resumed.params, full_run.params)  # bit-identical
 
 
 def test_encoders_and_errors(data, full_run):

@@ -17,7 +17,7 @@ onto ``dir``, so a reader sees the old model or the complete new one):
     index/              retrieval index over the item-tower vectors (``retrieval``; exact by default)
 
 ``load_model(dir)`` returns a :class:`~twotower_hgnn.train.two_tower.TwoTowerResult` (for
-``user_vectors`` / ``item_vectors``); :meth:`Recommender.from_model_dir` builds the full server.
+``models.encode.user_vectors`` / ``item_vectors``); :meth:`Recommender.from_model_dir` builds the full server.
 
 **Requests.** ``Recommender.recommend(user_id=...)`` reads a known user's demographics, music vector
 and log from the store; ``recommend(age=..., country=..., music=..., interactions=...)`` takes raw
@@ -42,9 +42,10 @@ from flax import traverse_util
 from twotower_hgnn import features as F
 from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
 from twotower_hgnn.io import atomic_dir
+from twotower_hgnn.models.encode import encode_chunked, item_vectors
 from twotower_hgnn.models.two_tower import TwoTowerConfig
 from twotower_hgnn.retrieval import ExcludeCSR, load_index, make_index
-from twotower_hgnn.train.two_tower import TwoTowerResult, TwoTowerTrainConfig, encode_chunked, item_vectors
+from twotower_hgnn.train.two_tower import TwoTowerResult, TwoTowerTrainConfig
 
 FORMAT = "twotower_hgnn.two_tower/v1"
 

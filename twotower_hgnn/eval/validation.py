@@ -14,7 +14,7 @@ from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.eval.baselines import rank_users
 from twotower_hgnn.eval.metrics import compute_metrics
 from twotower_hgnn.eval.protocol import build_protocol
-from twotower_hgnn.train.two_tower import TwoTowerResult, item_vectors, user_vectors
+from twotower_hgnn.models.encode import EncodableModel, item_vectors, user_vectors
 
 
 class ValidationError(ValueError):
@@ -22,7 +22,7 @@ class ValidationError(ValueError):
 
 
 def two_tower_validator(ds: Dataset, valid: Any, target: str, k: int = 10,
-                        exclude_seen: bool = True) -> Callable[[TwoTowerResult], float]:
+                        exclude_seen: bool = True) -> Callable[[EncodableModel], float]:
     """``score(result) -> float``: HR@``k`` of a two-tower result on the validation users of ``target``
     (all segments), user features as of each user's validation as-of time."""
     tp = build_protocol(ds, valid, [target], exclude_seen=exclude_seen).targets.get(target)
@@ -31,7 +31,7 @@ def two_tower_validator(ds: Dataset, valid: Any, target: str, k: int = 10,
                               "use a larger validation fraction or file")
     as_of = valid.user_as_of(tp.users)
 
-    def score(res: TwoTowerResult) -> float:
+    def score(res: EncodableModel) -> float:
         uv = user_vectors(res, ds, valid.train, tp.users, as_of)
         iv, _ = item_vectors(res)
         ranked = rank_users(tp, uv, iv).items

@@ -52,8 +52,8 @@ def _knn_baselines(ctx: RunContext, t: str, tp: Any, models: dict[str, dict[str,
 def _two_tower_rankings(ctx: RunContext, t: str, tp: Any, models: dict, training: dict) -> None:
     """The trained two-tower models of target ``t``: user vectors as of each user's cut, exact ranking."""
     from twotower_hgnn.eval.baselines import rank_users
+    from twotower_hgnn.models.encode import item_vectors, user_vectors
     from twotower_hgnn.serving import load_model
-    from twotower_hgnn.train.two_tower import item_vectors, user_vectors
 
     tt_dir = ctx.path("two_tower")
     for tag, tcfg in ctx.two_tower_cfgs.items():
@@ -111,9 +111,9 @@ def export_key(ctx: RunContext) -> dict:
 
 def export_stage(ctx: RunContext, out: Path) -> dict:
     """Item ids and HGNN embeddings, one retrieval index per target type (2T-HGNN item vectors), MANIFEST.json."""
+    from twotower_hgnn.models.encode import item_vectors
     from twotower_hgnn.retrieval import make_index
     from twotower_hgnn.serving import load_model
-    from twotower_hgnn.train.two_tower import item_vectors
 
     ds, cfg, runner = ctx.ds, ctx.cfg, ctx.runner
     emb_df = pd.DataFrame({"item_id": ds.items["item_id"].to_numpy(), "item_type": ds.items["item_type"].to_numpy()})

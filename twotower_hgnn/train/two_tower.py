@@ -9,22 +9,26 @@ PAPER.md §4: Adam, learning rate 1e-3, batch 128, 10 epochs. One example per fi
 * **Data parallelism.** Parameters/optimiser state/item table replicated, the batch split over the
   mesh (``parallel.shard_batch``); the loss is written on the global batch so negatives are shared
   across devices (XLA all-gathers the item vectors) and the gradient all-reduce is implicit.
+* **Loop and hooks.** ``run_loop`` calls the jitted step, then hooks with one job each: logging,
+  validation/early stopping, the time-cap safety net, checkpointing (``LoopState`` is checkpointed as
+  one) and, for tests, fault injection (``FailAfter``).
 * **Resume.** The example order of epoch e is a permutation from ``rng.np_rng(seed, "2t-shuffle", e)``
   and step s covers rows ``[s mod spe * B, ...)`` of epoch ``s // spe``: a run resumed from a
   checkpoint sees exactly the batches the uninterrupted run would have seen.
+* **Encoding** (``user_vectors``, ``item_vectors``, ``rank_items``) lives in ``models.encode``, re-exported
+  here for old imports.
 * **2T baseline.** ``use_hgnn=False`` drops the HGNN input of the item tower and builds the user
   history means from the content embeddings instead (the paper's production 2T has no HGNN at all).
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -34,12 +38,12 @@ import optax
 from twotower_hgnn import features as F
 from twotower_hgnn.checkpoint import Checkpointer, CheckpointError
 from twotower_hgnn.data.schema import Dataset
+from twotower_hgnn.models.encode import (  # noqa: F401  (re-exported: encoding moved to models.encode)
+    ENCODE_CHUNK, _encoder, encode_chunked, item_vectors, rank_items, user_vectors)
 from twotower_hgnn.models.two_tower import TwoTowerConfig, TwoTowerModel, full_softmax_loss, in_batch_softmax_loss
 from twotower_hgnn.parallel import block_on_cpu, make_mesh, replicate, shard_batch
 from twotower_hgnn.rng import jax_key, np_rng
 from twotower_hgnn.tracking import MetricWriter, Progress
-
-ENCODE_CHUNK = 1024  # rows per jitted tower call at evaluation time (one static shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,46 +316,12 @@ def _known_items(split: Any) -> np.ndarray:
     return np.unique(train["item_idx"].to_numpy(np.int64))
 
 
-def _restore(ckpt: Checkpointer, state: dict, meta_fingerprint: dict, workdir: Path):
-    """(state, meta) of the latest checkpoint, refusing one written by a different config/dataset."""
-    step = ckpt.latest_step()
-    state, meta = ckpt.restore(state, step)
-    saved = meta.get("fingerprint")
-    ignore = ("max_steps", "time_budget_s", "checkpoint_every", "log_every", "progress", "epochs", "patience")
-    strip = lambda f: {**f, "train_config": {k: v for k, v in f["train_config"].items() if k not in ignore}}  # noqa: E731
-    if saved is None or strip(saved) != strip(meta_fingerprint):
-        raise CheckpointError(f"checkpoint in {workdir / 'checkpoints'} was written by a different config or "
-                              "dataset; use a fresh workdir")
-    return state, meta
+def _training_data(ds: Dataset, split: Any, cfg: TwoTowerTrainConfig, vocab: F.FeatureVocab,
+                   table: F.ItemFeatures, hist: np.ndarray):
+    """(examples, ``host_batch(step)``: the padded host batch of global step ``step``, train_table, prior).
 
-
-@dataclasses.dataclass
-class _LoopState:
-    """Everything the loop carries besides the jitted state: checkpointed in the meta as one."""
-
-    history: list = dataclasses.field(default_factory=list)
-    val_history: list = dataclasses.field(default_factory=list)
-    best_metric: float = -math.inf
-    best_step: int = 0
-    bad_evals: int = 0
-    stopped: str | None = None  # why the run stopped early (a resumed stopped run does not train on)
-    train_s: float = 0.0
-
-
-def train_two_tower(
-    ds: Dataset, split: Any, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, cfg: TwoTowerTrainConfig,
-    workdir: str | os.PathLike, *, init_params_path: str | os.PathLike | None = None,
-    validate: Callable[[TwoTowerResult], float] | None = None,
-) -> TwoTowerResult:
-    """Trains (or resumes training of) a two-tower model; checkpoints under ``workdir/checkpoints``,
-    metrics (TensorBoard + metrics.jsonl) under ``workdir/tb``.
-
-    ``validate(result) -> float`` (higher is better; e.g. validation HR@10 of a result carrying the
-    current parameters) turns on early stopping: the returned parameters are the best validated ones.
-    Stops on ``epochs`` / ``max_steps`` / early stopping; ``time_budget_s`` is only a safety net.
-    """
-    workdir = Path(workdir).expanduser().resolve()
-    model_cfg, vocab, table, hist = prepare(ds, content_emb, hgnn_emb, cfg, known_items=_known_items(split))
+    Sets ``table.log_prior`` (float32 ``[N]``, the served prior); with ``prior_as_of`` the step reads
+    ``train_table`` (``log_prior`` zeroed) and ``prior`` (float32 ``[S, N]``), else ``table`` and None."""
     ex = F.build_training_examples(ds, split, cfg.target_type, hist, vocab, positive_events=cfg.positive_events,
                                    first_only=cfg.first_only, example_history=cfg.example_history)
     if len(ex) == 0:
@@ -365,96 +335,23 @@ def train_two_tower(
     else:
         table.log_prior = prior_log_frequency(ex, cfg.prior_days, cfg.q_smoothing)
     weights = recency_weights(ex.timestamp, cfg.recency_halflife_days)
-    mesh = make_mesh(cfg.num_devices)
-    if cfg.batch_size % mesh.devices.size:
-        raise ValueError(f"batch_size={cfg.batch_size} is not a multiple of the {mesh.devices.size} devices of the mesh")
-    spe = math.ceil(len(ex) / cfg.batch_size)
-    total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, int(cfg.max_steps))
-    eval_every = spe if cfg.eval_every is None else int(cfg.eval_every)
-
-    model = TwoTowerModel(model_cfg)
-    tx = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(cfg.learning_rate)
-    first = make_batch(ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, 0), log_q_items, cfg.batch_size, weights, slots)
-    # jitted init: eager Flax init compiles every initialiser op separately (65 compiles, ~10 s on 2 cores)
-    params = jax.device_get(jax.jit(model.init)(jax_key(cfg.seed, "2t-init"), first.user,
-                                                jax.tree_util.tree_map(lambda a: a[:2], table)))
-    state = _fresh_state(params, tx, cfg.ema_decay)
-    best = params
-
-    ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=2)
-    # JSON round trip so that tuples compare equal to the lists a restored meta holds.
-    meta_fingerprint = json.loads(json.dumps({"train_config": cfg.to_json(), "n_examples": len(ex), "n_items": len(table)}))
-    resumed_from = ckpt.latest_step()
-    loop = _LoopState()
-    if resumed_from is None and init_params_path is not None:
-        # Warm start (a new daily version from the previous one): weights only, fresh optimiser state.
-        params, n_ok, n_all = warm_start_params(params, init_params_path)
-        state = _fresh_state(params, tx, cfg.ema_decay)
-        best = params
-        print(f"[2T] warm start: {n_ok}/{n_all} parameter arrays from {init_params_path}", flush=True)
-    if resumed_from is not None:
-        both, meta = _restore(ckpt, _with_best(state, best, validate), meta_fingerprint, workdir)
-        best = both.pop("best", best)
-        state, loop = both, _LoopState(**meta.get("loop", {}))
-    result = lambda p, st: TwoTowerResult(  # noqa: E731
-        params=jax.device_get(p), cfg=cfg, model_cfg=model_cfg, vocab=vocab, item_table=table, history_emb=hist,
-        history=loop.history, step=st, n_examples=len(ex))
-    state = replicate(state, mesh)
-    counter = [0]
-    step_fn = make_train_step(model_cfg, tx, mesh, counter, cfg.ema_decay)
-    served = "params" if cfg.ema_decay is None else "ema"  # the parameters validated and returned
-    step = int(jax.device_get(state["step"]))
-    reason = loop.stopped or ("max_steps" if cfg.max_steps is not None and total == int(cfg.max_steps) else "epochs")
     cache: dict = {}
-    t0 = time.perf_counter()
-    spent = lambda: loop.train_s + time.perf_counter() - t0  # noqa: E731
-    table_dev, prior_dev = replicate(train_table, mesh), (None if prior is None else replicate(prior, mesh))
-    window: list[jax.Array] = []
-    with MetricWriter(workdir / "tb") as writer, Progress(total - step, desc=f"2T {cfg.target_type}",
-                                                           enabled=cfg.progress) as prog:
-        while step < total and loop.stopped is None:
-            if cfg.time_budget_s is not None and spent() > cfg.time_budget_s:
-                reason = "time_cap"  # e.g. resumed with the safety-net budget already spent: no extra step
-                break
-            rows = batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache)
-            batch = shard_batch(make_batch(ex, rows, log_q_items, cfg.batch_size, weights, slots), mesh)
-            state, loss = step_fn(state, table_dev, batch, prior_dev)
-            block_on_cpu(loss)
-            window.append(loss)
-            step += 1
-            if step % cfg.log_every == 0 or step == total:
-                mean_loss = float(np.mean(jax.device_get(window)))
-                window = []
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(f"two-tower loss is {mean_loss} at step {step}")
-                loop.history.append({"step": step, "loss": mean_loss})
-                writer.scalars({"2t/loss": mean_loss, "2t/epoch": step / spe}, step)
-                prog.update(cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every, loss=mean_loss)
-            stop = None
-            if validate is not None and (step % eval_every == 0 or step == total):
-                stop = _validate_step(validate, result(state[served], step), step, loop, cfg, writer)
-                if loop.best_step == step:
-                    best = jax.device_get(state[served])
-            if stop is None and cfg.time_budget_s is not None and spent() > cfg.time_budget_s:
-                stop = "time_cap"
-            loop.stopped = stop if stop == "early_stopping" else None  # a time cap may be raised on resume
-            if step % cfg.checkpoint_every == 0 or step == total or stop:
-                loop.train_s = spent()
-                t0 = time.perf_counter()
-                ckpt.save(step, _with_best(state, best, validate), meta={"fingerprint": meta_fingerprint, "epoch": step / spe,
-                                             "loop": dataclasses.asdict(loop)}, overwrite=True)
-            if stop:
-                reason = stop
-                break
-    ckpt.close()
-    final = best if validate is not None else state[served]
-    out = result(final, step)
-    out.n_compiles, out.resumed_from, out.stop_reason = counter[0], resumed_from, reason
-    out.best_step, out.val_history = (loop.best_step if validate is not None else None), loop.val_history
-    print(f"[2T] {cfg.target_type}: stopped at step {step} ({step / spe:.2f} epochs): {reason}"
-          + (f"; best validation {loop.best_metric:.4f} at step {loop.best_step}" if validate is not None else ""),
-          flush=True)
-    return out
+    host_batch = lambda step: make_batch(ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache),  # noqa: E731
+                                         log_q_items, cfg.batch_size, weights, slots)
+    return ex, host_batch, train_table, prior
+
+
+def _restore(ckpt: Checkpointer, state: dict, meta_fingerprint: dict, workdir: Path):
+    """(state, meta) of the latest checkpoint, refusing one written by a different config/dataset."""
+    step = ckpt.latest_step()
+    state, meta = ckpt.restore(state, step)
+    saved = meta.get("fingerprint")
+    ignore = ("max_steps", "time_budget_s", "checkpoint_every", "log_every", "progress", "epochs", "patience")
+    strip = lambda f: {**f, "train_config": {k: v for k, v in f["train_config"].items() if k not in ignore}}  # noqa: E731
+    if saved is None or strip(saved) != strip(meta_fingerprint):
+        raise CheckpointError(f"checkpoint in {workdir / 'checkpoints'} was written by a different config or "
+                              "dataset; use a fresh workdir")
+    return state, meta
 
 
 def _fresh_state(params: Any, tx: optax.GradientTransformation, ema_decay: float | None) -> dict:
@@ -464,108 +361,228 @@ def _fresh_state(params: Any, tx: optax.GradientTransformation, ema_decay: float
     return state
 
 
-def _with_best(state: dict, best: Any, validate: Callable | None) -> dict:
+def _with_best(state: dict, best: Any, keep_best: bool) -> dict:
     """The checkpointed tree: the train state, plus the best validated parameters when early stopping."""
-    return {**state, "best": best} if validate is not None else state
+    return {**state, "best": best} if keep_best else state
 
 
-def _validate_step(validate: Callable, res: TwoTowerResult, step: int, loop: _LoopState,
-                   cfg: TwoTowerTrainConfig, writer: MetricWriter) -> str | None:
-    """Runs the validation hook; updates the best metric; returns "early_stopping" when patience is spent."""
-    metric = float(validate(res))
-    loop.val_history.append({"step": step, "val": metric})
-    writer.scalars({"2t/val": metric}, step)
-    print(f"[2T] {cfg.target_type} step {step}: validation {metric:.4f}", flush=True)
-    if metric > loop.best_metric:
-        loop.best_metric, loop.best_step, loop.bad_evals = metric, step, 0
-        return None
-    loop.bad_evals += 1
-    return "early_stopping" if loop.bad_evals >= cfg.patience else None
+# ------------------------------------------------------------------------------------------ loop
+@dataclasses.dataclass
+class LoopState:
+    """Everything the loop carries besides the jitted state: checkpointed as one (``meta["loop"]``)."""
+
+    history: list = dataclasses.field(default_factory=list)
+    val_history: list = dataclasses.field(default_factory=list)
+    best_metric: float = -math.inf
+    best_step: int = 0
+    bad_evals: int = 0
+    stopped: str | None = None  # why the run stopped early (a resumed stopped run does not train on)
+    train_s: float = 0.0
 
 
-# ------------------------------------------------------------------------------------------ encode
-@functools.lru_cache(maxsize=16)
-def _encoder(model_cfg: TwoTowerConfig, method: str):
-    model = TwoTowerModel(model_cfg)
-    fn = TwoTowerModel.encode_user if method == "user" else TwoTowerModel.encode_item
-    return jax.jit(lambda params, x: model.apply(params, x, method=fn))
+@dataclasses.dataclass
+class TrainRun:
+    """What the hooks of one run read and change: ``step`` (global, resumes included), ``total`` (budget),
+    ``spe`` (steps per epoch), the replicated jitted ``state`` (its ``served`` key is validated and
+    returned), ``loop``, ``best`` (host parameters of the best validation), ``result(params, step)`` (a
+    TwoTowerResult carrying them) and ``stop`` (why the run ends after this step; None = go on)."""
+
+    cfg: TwoTowerTrainConfig
+    spe: int
+    total: int
+    step: int
+    state: dict
+    served: str
+    loop: LoopState
+    best: Any
+    result: Callable[[Any, int], TwoTowerResult]
+    stop: str | None = None
+    t0: float = 0.0  # time.perf_counter() when loop.train_s was last brought up to date
+
+    def spent(self) -> float:
+        """Training seconds summed over resumes."""
+        return self.loop.train_s + time.perf_counter() - self.t0
 
 
-def encode_chunked(model_cfg: TwoTowerConfig, params: Any, bundle: Any, which: str, chunk: int = ENCODE_CHUNK) -> np.ndarray:
-    """Runs a tower over a host bundle in fixed-size padded chunks (one compiled shape)."""
-    n = len(bundle)
-    enc = _encoder(model_cfg, which)
-    size = min(chunk, max(1, n))
-    out = []
-    for s in range(0, n, size):
-        part = jax.tree_util.tree_map(lambda a: np.asarray(a)[s:s + size], bundle)
-        m = len(part)
-        if m < size:
-            part = jax.tree_util.tree_map(lambda a: np.concatenate([a, np.zeros((size - m,) + a.shape[1:], a.dtype)]), part)
-        out.append(np.asarray(enc(params, part))[:m])
-    return np.concatenate(out) if out else np.zeros((0, model_cfg.out_dim), np.float32)
+class Hook:
+    """One job of the loop: ``before_step(run)`` (a ``run.stop`` set here ends the run without the step)
+    and ``after_step(run, loss)`` (``loss``: the step's scalar) around each step."""
+
+    def before_step(self, run: TrainRun) -> None:
+        pass
+
+    def after_step(self, run: TrainRun, loss: jax.Array) -> None:
+        pass
 
 
-def user_vectors(result: TwoTowerResult, ds: Dataset, interactions: Any, user_idx: Any, as_of: Any) -> np.ndarray:
-    """float32 ``[Q, d]`` user vectors as of ``as_of`` (history read from ``interactions``)."""
-    feats = F.user_features_as_of(ds, interactions, user_idx, as_of, result.history_emb, result.vocab)
-    return encode_chunked(result.model_cfg, result.params, feats, "user")
+@dataclasses.dataclass
+class LogHook(Hook):
+    """Every ``log_every`` steps and at the end: the window's mean loss -> ``loop.history``, TensorBoard
+    (``2t/loss``, ``2t/epoch``), the progress bar; a non-finite mean raises FloatingPointError."""
+
+    writer: MetricWriter
+    prog: Progress
+    window: list = dataclasses.field(default_factory=list)
+
+    def after_step(self, run: TrainRun, loss: jax.Array) -> None:
+        self.window.append(loss)
+        step, every = run.step, run.cfg.log_every
+        if step % every == 0 or step == run.total:
+            mean_loss = float(np.mean(jax.device_get(self.window)))
+            self.window = []
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(f"two-tower loss is {mean_loss} at step {step}")
+            run.loop.history.append({"step": step, "loss": mean_loss})
+            self.writer.scalars({"2t/loss": mean_loss, "2t/epoch": step / run.spe}, step)
+            self.prog.update(every if step % every == 0 else step % every, loss=mean_loss)
 
 
-def item_vectors(result: TwoTowerResult) -> tuple[np.ndarray, np.ndarray]:
-    """(float32 ``[N, d]`` item vectors, int64 ``[N]`` global item ids) of the target type."""
-    return (encode_chunked(result.model_cfg, result.params, result.item_table, "item"),
-            np.asarray(result.item_table.item_idx, np.int64))
+@dataclasses.dataclass
+class ValidationHook(Hook):
+    """Every ``eval_every`` steps and at the end: ``validate(result)`` (higher is better); keeps the best
+    parameters in ``run.best``; stops after ``patience`` validations without improvement (recorded in
+    ``loop.stopped``: a resumed early-stopped run does not train on)."""
+
+    validate: Callable[[TwoTowerResult], float]
+    writer: MetricWriter
+    eval_every: int
+
+    def after_step(self, run: TrainRun, loss: jax.Array) -> None:
+        step, loop = run.step, run.loop
+        if step % self.eval_every and step != run.total:
+            return
+        metric = float(self.validate(run.result(run.state[run.served], step)))
+        loop.val_history.append({"step": step, "val": metric})
+        self.writer.scalars({"2t/val": metric}, step)
+        print(f"[2T] {run.cfg.target_type} step {step}: validation {metric:.4f}", flush=True)
+        if metric > loop.best_metric:
+            loop.best_metric, loop.best_step, loop.bad_evals = metric, step, 0
+            run.best = jax.device_get(run.state[run.served])
+        else:
+            loop.bad_evals += 1
+            if loop.bad_evals >= run.cfg.patience:
+                run.stop = loop.stopped = "early_stopping"
 
 
-def rank_items(
-    result: TwoTowerResult, ds: Dataset, interactions: Any, user_idx: Any, as_of: Any, depth: int = 100,
-    exclude: Any = None,
-) -> np.ndarray:
-    """int64 ``[U, min(depth, N)]`` global ids of the top target-type items per user, best first.
+class TimeCapHook(Hook):
+    """The safety net: stops ("time_cap") once ``time_budget_s`` of training is spent, before a step (a
+    resume with the budget gone makes none) or after one (unless already stopping)."""
 
-    ``exclude`` (an ``eval.metrics.ItemSets`` with one row per user, global ids, or None) removes items
-    from each user's ranking (e.g. already-streamed ones). Brute-force NumPy scoring for offline
-    evaluation; serving uses the retrieval index.
+    def before_step(self, run: TrainRun) -> None:
+        if run.stop is None and run.cfg.time_budget_s is not None and run.spent() > run.cfg.time_budget_s:
+            run.stop = "time_cap"
+
+    def after_step(self, run: TrainRun, loss: jax.Array) -> None:
+        self.before_step(run)
+
+
+@dataclasses.dataclass
+class CheckpointHook(Hook):
+    """Saves the state (and ``run.best`` when ``keep_best``) with the LoopState in ``meta["loop"]`` every
+    ``checkpoint_every`` steps, at the end and when the run stops."""
+
+    ckpt: Checkpointer
+    fingerprint: dict
+    keep_best: bool
+
+    def after_step(self, run: TrainRun, loss: jax.Array) -> None:
+        if run.step % run.cfg.checkpoint_every == 0 or run.step == run.total or run.stop:
+            run.loop.train_s, run.t0 = run.spent(), time.perf_counter()
+            meta = {"fingerprint": self.fingerprint, "epoch": run.step / run.spe, "loop": dataclasses.asdict(run.loop)}
+            self.ckpt.save(run.step, _with_best(run.state, run.best, self.keep_best), meta=meta, overwrite=True)
+
+
+class InjectedFault(RuntimeError):
+    """The simulated crash of :class:`FailAfter`."""
+
+
+@dataclasses.dataclass
+class FailAfter(Hook):
+    """Fault injection (tests): raises InjectedFault after global step ``step``, before its checkpoint."""
+
+    step: int
+
+    def after_step(self, run: TrainRun, loss: jax.Array) -> None:
+        if run.step == self.step:
+            raise InjectedFault(f"injected fault after step {run.step}")
+
+
+def run_loop(run: TrainRun, step_fn: Callable[[dict, int], tuple[dict, jax.Array]], hooks: Sequence[Hook]) -> None:
+    """Until ``run.total`` or a stop: every ``before_step``, ``step_fn(state, step) -> (state, loss)`` (global
+    step ``step``, its batch included), every ``after_step``; hooks in list order."""
+    while run.step < run.total and run.stop is None and run.loop.stopped is None:
+        for hook in hooks:
+            hook.before_step(run)
+        if run.stop is not None:
+            break
+        run.state, loss = step_fn(run.state, run.step)
+        block_on_cpu(loss)
+        run.step += 1
+        for hook in hooks:
+            hook.after_step(run, loss)
+
+
+# ------------------------------------------------------------------------------------------ train
+def train_two_tower(
+    ds: Dataset, split: Any, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, cfg: TwoTowerTrainConfig,
+    workdir: str | os.PathLike, *, init_params_path: str | os.PathLike | None = None,
+    validate: Callable[[TwoTowerResult], float] | None = None, hooks: Sequence[Hook] = (),
+) -> TwoTowerResult:
+    """Trains (or resumes training of) a two-tower model; checkpoints under ``workdir/checkpoints``,
+    metrics (TensorBoard + metrics.jsonl) under ``workdir/tb``.
+
+    ``validate(result) -> float`` (higher is better; e.g. validation HR@10 of a result carrying the
+    current parameters) turns on early stopping: the returned parameters are the best validated ones.
+    Stops on ``epochs`` / ``max_steps`` / early stopping; ``time_budget_s`` is only a safety net.
+    ``run_loop`` calls the hooks logging, validation, time cap, then ``hooks`` (e.g. ``FailAfter``), then
+    checkpointing (so a stop a hook asks for is checkpointed).
     """
-    u = user_vectors(result, ds, interactions, user_idx, as_of)
-    v, ids = item_vectors(result)
-    scores = u @ v.T
-    if exclude is not None:
-        if exclude.n_rows != len(u):
-            raise ValueError(f"exclude has {exclude.n_rows} rows for {len(u)} users")
-        local = np.asarray(exclude.indices, np.int64) - int(ids[0])
-        ok = (local >= 0) & (local < len(ids))
-        scores[exclude.row_ids()[ok], local[ok]] = -np.inf
-    k = min(depth, len(ids))
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-    return ids[np.take_along_axis(top, order, axis=1)]
-
-
-def compare_with_popularity(
-    result: TwoTowerResult, ds: Dataset, split: Any, k: int = 10, exclude_seen: bool = True,
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Held-out metrics of the model and of Popularity under the evaluation protocol (PAPER.md §5.1).
-
-    Returns ``{"2T"|"Popularity": {segment: compute_metrics(...)}}`` for segments all / warm / cold of
-    the model's target type (Popularity = most-streamed target items of the training part; the
-    protocol's already-streamed exclusions apply to both).
-    """
-    from twotower_hgnn.eval.baselines import popularity_rankings, rank_users
-    from twotower_hgnn.eval.metrics import compute_metrics
-    from twotower_hgnn.eval.protocol import SEGMENTS, build_protocol
-
-    tp = build_protocol(ds, split, [result.cfg.target_type], exclude_seen=exclude_seen)[result.cfg.target_type]
-    uv = user_vectors(result, ds, split.train, tp.users, split.user_as_of(tp.users))
-    iv, _ = item_vectors(result)
-    models = {"2T": rank_users(tp, uv, iv), "Popularity": popularity_rankings(tp)}
-    out: dict[str, dict[str, dict[str, float]]] = {}
-    for name, r in models.items():
-        ranked = r.items[r.rows_for(tp.users)]
-        out[name] = {}
-        for seg in SEGMENTS:
-            pos = tp.segment(seg)
-            out[name][seg] = compute_metrics(ranked[pos], tp.relevant.take(pos), tp.catalogue, k=k,
-                                             name=f"{name}/{seg}")
+    workdir = Path(workdir).expanduser().resolve()
+    model_cfg, vocab, table, hist = prepare(ds, content_emb, hgnn_emb, cfg, known_items=_known_items(split))
+    ex, host_batch, train_table, prior = _training_data(ds, split, cfg, vocab, table, hist)
+    mesh = make_mesh(cfg.num_devices)
+    if cfg.batch_size % mesh.devices.size:
+        raise ValueError(f"batch_size={cfg.batch_size} is not a multiple of the {mesh.devices.size} devices of the mesh")
+    spe = math.ceil(len(ex) / cfg.batch_size)
+    total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, int(cfg.max_steps))
+    tx = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(cfg.learning_rate)
+    # jitted init: eager Flax init compiles every initialiser op separately (65 compiles, ~10 s on 2 cores)
+    params = jax.device_get(jax.jit(TwoTowerModel(model_cfg).init)(
+        jax_key(cfg.seed, "2t-init"), host_batch(0).user, jax.tree_util.tree_map(lambda a: a[:2], table)))
+    keep_best = validate is not None
+    ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=2)
+    # JSON round trip so that tuples compare equal to the lists a restored meta holds.
+    fingerprint = json.loads(json.dumps({"train_config": cfg.to_json(), "n_examples": len(ex), "n_items": len(table)}))
+    resumed_from = ckpt.latest_step()
+    if resumed_from is None and init_params_path is not None:
+        # Warm start (a new daily version from the previous one): weights only, fresh optimiser state.
+        params, n_ok, n_all = warm_start_params(params, init_params_path)
+        print(f"[2T] warm start: {n_ok}/{n_all} parameter arrays from {init_params_path}", flush=True)
+    state, best, loop = _fresh_state(params, tx, cfg.ema_decay), params, LoopState()
+    if resumed_from is not None:
+        both, meta = _restore(ckpt, _with_best(state, best, keep_best), fingerprint, workdir)
+        best = both.pop("best", best)
+        state, loop = both, LoopState(**meta.get("loop", {}))
+    result = lambda p, st: TwoTowerResult(  # noqa: E731
+        params=jax.device_get(p), cfg=cfg, model_cfg=model_cfg, vocab=vocab, item_table=table, history_emb=hist,
+        history=loop.history, step=st, n_examples=len(ex))
+    counter = [0]
+    jitted = make_train_step(model_cfg, tx, mesh, counter, cfg.ema_decay)
+    table_dev, prior_dev = replicate(train_table, mesh), (None if prior is None else replicate(prior, mesh))
+    step_fn = lambda st, s: jitted(st, table_dev, shard_batch(host_batch(s), mesh), prior_dev)  # noqa: E731
+    run = TrainRun(cfg=cfg, spe=spe, total=total, step=int(state["step"]), state=replicate(state, mesh),
+                   served="params" if cfg.ema_decay is None else "ema", loop=loop, best=best, result=result)
+    eval_every = spe if cfg.eval_every is None else int(cfg.eval_every)
+    with ckpt, MetricWriter(workdir / "tb") as writer, Progress(total - run.step, desc=f"2T {cfg.target_type}",
+                                                                 enabled=cfg.progress) as prog:
+        validation = [ValidationHook(validate, writer, eval_every)] if keep_best else []
+        run.t0 = time.perf_counter()
+        run_loop(run, step_fn, [LogHook(writer, prog), *validation, TimeCapHook(), *hooks,
+                                CheckpointHook(ckpt, fingerprint, keep_best)])
+    reason = run.stop or loop.stopped or ("max_steps" if cfg.max_steps is not None and total == int(cfg.max_steps) else "epochs")
+    out = result(run.best if keep_best else run.state[run.served], run.step)
+    out.n_compiles, out.resumed_from, out.stop_reason = counter[0], resumed_from, reason
+    out.best_step, out.val_history = (loop.best_step if keep_best else None), loop.val_history
+    print(f"[2T] {cfg.target_type}: stopped at step {run.step} ({run.step / spe:.2f} epochs): {reason}"
+          + (f"; best validation {loop.best_metric:.4f} at step {loop.best_step}" if keep_best else ""), flush=True)
     return out
