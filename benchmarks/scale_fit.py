@@ -193,7 +193,8 @@ def main(argv) -> None:
     from twotower_hgnn.data.synthetic import SCALES, generate
     from twotower_hgnn.graph import build_graph, default_graph_config, holdout_edges
     from twotower_hgnn.io import atomic_write_json
-    from twotower_hgnn.train.hgnn import _make_sampler, train_hgnn
+    from sampler.factory import numpy_sampler
+    from twotower_hgnn.train.hgnn import train_hgnn
 
     if FLAGS.scale not in SCALES:
         raise app.UsageError(f"--scale={FLAGS.scale!r} is not one of {list(SCALES)}")
@@ -216,7 +217,7 @@ def main(argv) -> None:
     samplers: list[TimedSampler] = []
 
     def factory(g, spec, holdout):
-        s = TimedSampler(_make_sampler(g, spec, holdout), rss)
+        s = TimedSampler(numpy_sampler(g, spec, holdout), rss)
         samplers.append(s)
         return s
 

@@ -56,10 +56,12 @@ def main(argv) -> None:
     import numpy as np
 
     from sampler.csr import HeteroCSR
+    from sampler.factory import resolve_sampler, sampler_factory
+    from twotower_hgnn.checkpoint import save_params
     from twotower_hgnn.graph import build_graph, holdout_edges
     from twotower_hgnn.inference import embed_items, export_embeddings
     from twotower_hgnn.io import atomic_write_json
-    from twotower_hgnn.train.hgnn import resolve_sampler, sampler_factory, save_params, train_hgnn
+    from twotower_hgnn.train.hgnn import train_hgnn
 
     if not FLAGS.dataset and not (FLAGS.graph_dir and FLAGS.features):
         raise app.UsageError("give --dataset, or both --graph_dir and --features")

@@ -8,6 +8,10 @@ says where seeds and neighbours sit; every backend returns the same :class:`Padd
   :class:`FusedSampler` for sampling inside the train step's jit);
 * :func:`to_graphs_tuple` — a batch hop as a ``jraph.GraphsTuple``.
 
+Choosing a backend (:mod:`sampler.factory`): :func:`resolve_sampler` (``auto|numpy|device``) and
+:func:`sampler_factory` give a ``f(graph, spec, holdout) ->`` :class:`TrainSampler` — the interface
+a trainer uses; :func:`fused_parts` gives the device backend's pieces of a fused train step.
+
 The graph contract is :class:`HeteroCSR` (:mod:`sampler.csr`). The NumPy-only names are imported
 here eagerly; the jax/jraph ones (:mod:`sampler.device`, :mod:`sampler.jraph_convert`) on first use,
 so ``import sampler`` stays light and never imports jax.
@@ -19,6 +23,7 @@ from typing import Any
 
 from sampler.batch import PaddedBatch, batch_shapes
 from sampler.csr import CSR, Direction, HeteroCSR, Relation, direction_name, relation_name
+from sampler.factory import SAMPLER_BACKENDS, SamplerFactory, TrainSampler, fused_parts, resolve_sampler, sampler_factory
 from sampler.loader import Loader
 from sampler.numpy_backend import NumpySampler
 from sampler.spec import Layout, SamplingSpec, SpecError, make_spec
@@ -60,6 +65,12 @@ __all__ = [
     "batch_shapes",
     "NumpySampler",
     "Loader",
+    "SAMPLER_BACKENDS",
+    "TrainSampler",
+    "SamplerFactory",
+    "resolve_sampler",
+    "sampler_factory",
+    "fused_parts",
     "DeviceGraph",
     "DeviceGraphError",
     "DeviceSampler",

@@ -9,7 +9,7 @@ from twotower_hgnn.data.synthetic import generate
 from twotower_hgnn.graph import build_graph, holdout_edges
 from twotower_hgnn.tracking import read_metrics_jsonl
 from twotower_hgnn.train import hgnn as trainer
-from twotower_hgnn.train.hgnn import HGNNTrainConfig, InjectedFailure, train_hgnn
+from twotower_hgnn.train.hgnn import FailAfterStep, HGNNTrainConfig, InjectedFailure, train_hgnn
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_resume_after_injected_failure_equals_uninterrupted(data, uninterrupted,
     g, x, val = data
     ref, _ = uninterrupted
     with pytest.raises(InjectedFailure):
-        train_hgnn(g, x, val, _cfg(), tmp_path, fail_after_step=17)  # mid epoch 2; last checkpoint at step 15
+        train_hgnn(g, x, val, _cfg(), tmp_path, hooks=[FailAfterStep(17)])  # mid epoch 2; last checkpoint at step 15
     res = train_hgnn(g, x, val, _cfg(), tmp_path)
     assert res.resumed_from == 15
     assert res.traces == {"train": 0, "eval": 0}  # same process: the compiled steps are reused

@@ -22,3 +22,17 @@ def test_resolve_and_factories():
 
     assert isinstance(sampler_factory("numpy")(g, spec, {}), NumpySampler)
     assert isinstance(sampler_factory("device")(g, spec, {}), DeviceSampler)
+
+
+def test_factory_home_and_fused_needs_device_backend():
+    """One factory, in the sampler package (re-exported by the trainer); only the device backend fuses."""
+    import sampler
+    from sampler import factory
+    from twotower_hgnn.train import hgnn
+
+    assert hgnn.sampler_factory is factory.sampler_factory is sampler.sampler_factory
+    assert hgnn.resolve_sampler is factory.resolve_sampler is sampler.resolve_sampler
+    g = HeteroCSR.from_edges(("audiobook",), {"audiobook": 3}, {("audiobook", "audiobook"): np.array([[0, 1], [1, 2]])})
+    spec = make_spec(g, positives_per_batch=2, fanouts=(2,))
+    with pytest.raises(ValueError, match="needs the device sampler"):
+        factory.fused_parts(factory.numpy_sampler(g, spec, {}))

@@ -9,6 +9,9 @@ policies), so a resume point and the best model both survive.
 
 Orbax traps handled here (ENV.md): relative paths fail; restoring without an abstract target
 returns plain dicts; saving an existing step is silently skipped (here: an error, or ``overwrite``).
+
+Parameter files (no orbax): :func:`save_params` writes a params pytree as one ``.npz`` keyed by
+pytree path, :func:`load_params` reads it back shaped like a reference tree (:func:`conform_params`).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
@@ -257,3 +261,54 @@ class Checkpointer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+# ------------------------------------------------------------------------------ parameter files
+def conform_params(tree: Any, like: Any, what: str) -> Any:
+    """``tree`` as float32 arrays with the structure of ``like``; ValueError naming the first mismatch."""
+    flat_like, treedef = jax.tree_util.tree_flatten_with_path(like)
+    got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    leaves = []
+    for k, v in flat_like:
+        key = jax.tree_util.keystr(k)
+        if key not in got:
+            raise ValueError(f"{what}: missing leaf {key} (has {sorted(got)[:6]}...)")
+        if np.shape(got[key]) != np.shape(v):
+            raise ValueError(f"{what}: leaf {key} has shape {np.shape(got[key])}, the config needs {np.shape(v)}")
+        leaves.append(jnp.asarray(got[key], jnp.float32))
+    if len(got) != len(flat_like):
+        extra = sorted(set(got) - {jax.tree_util.keystr(k) for k, _ in flat_like})
+        raise ValueError(f"{what}: unexpected leaf {extra[0]} (trained with another config?)")
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def save_params(path: str | os.PathLike, params: Any) -> None:
+    """Params as one ``.npz`` keyed by pytree path (``['layer_0']['self']['audiobook']``), atomically."""
+    import io
+
+    from twotower_hgnn.io import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, **{jax.tree_util.keystr(k): np.asarray(v, np.float32) for k, v in jax.tree_util.tree_flatten_with_path(params)[0]})
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_params(path: str | os.PathLike, like: Any) -> Any:
+    """Params saved by :func:`save_params` (or any npz keyed by ``keystr`` paths), shaped like ``like``."""
+    with np.load(path, allow_pickle=False) as z:
+        flat = {k: z[k] for k in z.files}
+    flat_like, treedef = jax.tree_util.tree_flatten_with_path(like)
+    tree = jax.tree_util.tree_unflatten(treedef, [flat.get(jax.tree_util.keystr(k), np.zeros((0,))) for k, _ in flat_like])
+    missing = [jax.tree_util.keystr(k) for k, _ in flat_like if jax.tree_util.keystr(k) not in flat]
+    if missing:
+        raise ValueError(f"{path}: no array for leaf {missing[0]} (file has {sorted(flat)[:6]}...)")
+    if len(flat) != len(flat_like):
+        raise ValueError(f"{path}: {len(flat)} arrays but the config has {len(flat_like)} leaves")
+    return conform_params(tree, like, str(path))
+
+
+def json_roundtrip(obj: Any) -> Any:
+    """What ``obj`` looks like after a JSON save/load (tuples become lists)."""
+    import json
+
+    return json.loads(json.dumps(obj))

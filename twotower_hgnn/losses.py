@@ -6,12 +6,18 @@ output for a batch's seeds); ``anchor`` / ``positive`` ``[P]`` and ``negative`` 
 positions in it (``Layout.anchor`` etc.). ``mask`` ``[P]`` drops filler positives (partial batches).
 
 Data-parallel training needs a global mean over shards, so :func:`max_margin_terms` returns the
-(sum, count) pair and :func:`max_margin_loss` is their ratio.
+(sum, count) pair and :func:`max_margin_loss` is their ratio. The HGNN trainer's step and
+validation add up :func:`ranking_sums` (jax) over sub-batches and shards, then
+:func:`ranking_metrics` turns the totals into ``val_loss`` / ``val_mrr`` / ``val_hits1``;
+:func:`ranking_sums_np` is the same sums in NumPy (the random-embedding baseline).
 """
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def triple_scores(z: jax.Array, anchor: jax.Array, positive: jax.Array, negative: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -89,6 +95,62 @@ def rank_of_positive(s_pos: jax.Array, s_neg: jax.Array) -> jax.Array:
     return 1 + jnp.sum(s_neg >= s_pos[:, None], axis=1)
 
 
+def ranking_sums(
+    z: jax.Array, anchor: jax.Array, positive: jax.Array, negative: jax.Array, margin: float, mask: jax.Array,
+    relation: np.ndarray, num_relations: int,
+) -> dict[str, jax.Array]:
+    """Sums over the valid positives of one batch (``mask`` ``[P]``, ``relation`` ``[P]`` in
+    ``[0, R)``), to be added across batches and shards: ``hinge`` (hinge over all triples), ``count``
+    (valid triples), ``pos`` (valid positives), ``rr`` (reciprocal ranks), ``hits1``, and
+    ``rel_hinge`` / ``rel_count`` ``[R]`` per relation. All float32 scalars unless noted."""
+    s_pos, s_neg = triple_scores(z, anchor, positive, negative)
+    w = mask.astype(jnp.float32)
+    h = hinge(s_pos, s_neg, margin)
+    per_pos = jnp.sum(h, axis=1) * w
+    rank = rank_of_positive(s_pos, s_neg)
+    k = s_neg.shape[1]
+    rel = jnp.asarray(relation)
+    return {
+        "hinge": jnp.sum(per_pos), "count": jnp.sum(w) * k, "pos": jnp.sum(w),
+        "rr": jnp.sum(w / rank), "hits1": jnp.sum(w * (rank == 1)),
+        "rel_hinge": jax.ops.segment_sum(per_pos, rel, num_relations),
+        "rel_count": jax.ops.segment_sum(w * k, rel, num_relations),
+    }
+
+
+def ranking_sums_np(
+    z: np.ndarray, anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray, margin: float, mask: np.ndarray,
+    relation: np.ndarray, num_relations: int,
+) -> dict[str, np.ndarray]:
+    """:func:`ranking_sums` in NumPy (float64 weights) for fixed embeddings ``z`` ``[n, d]``; the
+    scores are :func:`triple_scores`' own."""
+    s_pos, s_neg = (np.asarray(x) for x in triple_scores(z, anchor, positive, negative))
+    w = np.asarray(mask).astype(np.float64)
+    h = np.maximum(0.0, s_neg - s_pos[:, None] + margin)
+    rank = 1 + np.sum(s_neg >= s_pos[:, None], axis=1)
+    k = s_neg.shape[1]
+    return {
+        "hinge": np.sum(h.sum(1) * w), "count": w.sum() * k, "pos": w.sum(), "rr": np.sum(w / rank),
+        "hits1": np.sum(w * (rank == 1)),
+        "rel_hinge": np.bincount(relation, h.sum(1) * w, num_relations),
+        "rel_count": np.bincount(relation, w * k, num_relations),
+    }
+
+
+def ranking_metrics(sums: Mapping[str, np.ndarray], relation_names: Sequence[str]) -> dict[str, float]:
+    """Totals of :func:`ranking_sums` -> ``val_loss``, ``val_mrr``, ``val_hits1`` and
+    ``val_loss/<relation>`` (``relation_names[r]`` for relation index r)."""
+    pos = max(float(sums["pos"]), 1.0)
+    out = {
+        "val_loss": float(sums["hinge"]) / max(float(sums["count"]), 1.0),
+        "val_mrr": float(sums["rr"]) / pos,
+        "val_hits1": float(sums["hits1"]) / pos,
+    }
+    for i, name in enumerate(relation_names):
+        out[f"val_loss/{name}"] = float(sums["rel_hinge"][i]) / max(float(sums["rel_count"][i]), 1.0)
+    return out
+
+
 __all__ = [
     "triple_scores",
     "hinge",
@@ -97,4 +159,7 @@ __all__ = [
     "per_relation_terms",
     "per_relation_loss",
     "rank_of_positive",
+    "ranking_sums",
+    "ranking_sums_np",
+    "ranking_metrics",
 ]

@@ -16,7 +16,7 @@ from twotower_hgnn.pipeline.context import RunContext, log
 
 # ------------------------------------------------------------------------------------------ hgnn
 def hgnn_key(ctx: RunContext) -> dict:
-    from twotower_hgnn.train.hgnn import resolve_sampler
+    from sampler.factory import resolve_sampler
 
     return {"hgnn": ctx.hgnn_cfg.to_dict(), "warm_start": ctx.prev.name if ctx.prev else None,
             "sampler": resolve_sampler(ctx.cfg.config.sampler)}
@@ -39,8 +39,10 @@ def _hgnn_warm_start(ctx: RunContext) -> dict[str, Any]:
 def hgnn_stage(ctx: RunContext, out: Path) -> dict:
     """Trains the HGNN on the training graph; embeds every item over the full graph (train + held-out
     edges: every co-listen known at the cut carries messages)."""
+    from sampler.factory import sampler_factory
+    from twotower_hgnn.checkpoint import save_params
     from twotower_hgnn.inference import embed_items
-    from twotower_hgnn.train.hgnn import sampler_factory, save_params, train_hgnn
+    from twotower_hgnn.train.hgnn import train_hgnn
 
     hcfg = ctx.hgnn_cfg
     train_graph, full_graph, val_edges = ctx.graphs
@@ -69,16 +71,17 @@ def users_hgnn_cfg(ctx: RunContext):
 
 
 def hgnn_users_key(ctx: RunContext) -> dict:
-    from twotower_hgnn.train.hgnn import resolve_sampler
+    from sampler.factory import resolve_sampler
 
     return {"hgnn": users_hgnn_cfg(ctx).to_dict(), "sampler": resolve_sampler(ctx.cfg.config.sampler)}
 
 
 def hgnn_users_stage(ctx: RunContext, out: Path) -> dict:
     """The HGNN-w-users baseline: an HGNN on the tripartite user-item graph (``user_graph.py``)."""
+    from sampler.factory import sampler_factory
     from twotower_hgnn.graph import holdout_edges
     from twotower_hgnn.inference import embed_items
-    from twotower_hgnn.train.hgnn import sampler_factory, train_hgnn
+    from twotower_hgnn.train.hgnn import train_hgnn
     from twotower_hgnn.user_graph import tripartite_graph, user_node_features
 
     ucfg = users_hgnn_cfg(ctx)

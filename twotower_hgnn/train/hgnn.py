@@ -20,10 +20,14 @@ graph, so held-out edges never carry messages). Also logged: ``val_loss`` (Eq. 4
 triples), ``val_hits1`` and the per-relation loss. A random-embedding baseline on the same triples
 is computed once (``HGNNTrainResult.baseline``); with K = 4 its MRR is about 0.46.
 
-**Resume.** Everything random after initialisation is a pure function of ``(seed, epoch, batch
-index)`` (the sampler contract), so a checkpoint that stores params, Adam state, the step, the best
-params, the early-stopping state and the sampler position ``(epoch, next step)`` resumes to exactly
-the same trajectory: a run killed and resumed ends with the same params as an uninterrupted one.
+**Loop and resume** (:mod:`twotower_hgnn.train.hgnn_loop`): a flat loop over steps — the jitted
+step, then hooks with one job each (validation + early stopping + budgets, logging, checkpointing,
+fault injection; ``train_hgnn(..., hooks=[...])`` appends more). Everything random after
+initialisation is a pure function of ``(seed, epoch, batch index)`` (the sampler contract), so a
+checkpoint of the loop state (params, Adam state, step, best params, early stopping, sampler
+position ``(epoch, next step)``) resumes to exactly the trajectory of an uninterrupted run. Moved
+out, re-exported here: sampler choice (:mod:`sampler.factory`), parameter files
+(:mod:`twotower_hgnn.checkpoint`).
 """
 from __future__ import annotations
 
@@ -41,17 +45,19 @@ import optax
 
 from sampler.batch import PaddedBatch
 from sampler.csr import HeteroCSR, Relation, relation_name
+from sampler.factory import (  # noqa: F401  (resolve_sampler, sampler_factory, SAMPLER_BACKENDS: re-exported)
+    SAMPLER_BACKENDS, SamplerFactory, TrainSampler, numpy_sampler, resolve_sampler, sampler_factory,
+)
 from sampler.spec import Layout, SamplingSpec, make_spec
 from twotower_hgnn import losses
 from twotower_hgnn.models.hgnn import HGNNConfig, hgnn_forward, init_hgnn, padded_features
-from twotower_hgnn.parallel import batch_sharding, block_on_cpu, make_mesh, replicated_sharding, shard_batch
+from twotower_hgnn.parallel import batch_sharding, make_mesh, replicated_sharding
 from twotower_hgnn.rng import jax_key, np_rng
-
-STOP_REASONS = ("max_epochs", "early_stopping", "max_steps", "max_time")
-
-
-class InjectedFailure(RuntimeError):
-    """Raised by ``train_hgnn(..., fail_after_step=n)`` (a test hook simulating a crash)."""
+from twotower_hgnn.tracking import EarlyStopping
+from twotower_hgnn.train.hgnn_loop import (  # noqa: F401  (evaluate, random_baseline, InjectedFailure...: re-exported)
+    STOP_REASONS, CheckpointHook, FailAfterStep, Hook, InjectedFailure, LoggingHook, LoopState, TrainContext,
+    ValidationHook, FusedStep, evaluate, host_copy, random_baseline, run_loop,
+)
 
 
 @dataclasses.dataclass
@@ -243,19 +249,10 @@ _STEP_CACHE: dict[tuple, tuple[Callable, Callable]] = {}
 
 
 def _sub_batch_terms(params, mcfg: HGNNConfig, layout: Layout, margin: float, features, b, n_rel: int):
+    """``losses.ranking_sums`` of one sub-batch ``b`` (``as_dict`` layout, ``positive_mask`` ``[P]``)."""
     z = hgnn_forward(params, mcfg, features, b, layout)
-    s_pos, s_neg = losses.triple_scores(z, layout.anchor, layout.positive, layout.negative)
-    w = b["positive_mask"].astype(jnp.float32)
-    h = losses.hinge(s_pos, s_neg, margin)
-    per_pos = jnp.sum(h, axis=1) * w
-    rank = losses.rank_of_positive(s_pos, s_neg)
-    k = s_neg.shape[1]
-    rel = jnp.asarray(layout.positive_relation)
-    return {
-        "hinge": jnp.sum(per_pos), "count": jnp.sum(w) * k, "pos": jnp.sum(w),
-        "rr": jnp.sum(w / rank), "hits1": jnp.sum(w * (rank == 1)),
-        "rel_hinge": jax.ops.segment_sum(per_pos, rel, n_rel), "rel_count": jax.ops.segment_sum(w * k, rel, n_rel),
-    }
+    return losses.ranking_sums(z, layout.anchor, layout.positive, layout.negative, margin, b["positive_mask"],
+                               layout.positive_relation, n_rel)
 
 
 def make_steps(mcfg: HGNNConfig, spec: SamplingSpec, lr: float, margin: float, mesh) -> tuple[Callable, Callable, optax.GradientTransformation]:
@@ -298,6 +295,7 @@ def make_steps(mcfg: HGNNConfig, spec: SamplingSpec, lr: float, margin: float, m
 
 
 def init_state(key: jax.Array, mcfg: HGNNConfig, spec: SamplingSpec, in_dim: int, opt: optax.GradientTransformation) -> dict:
+    """``{"params", "opt_state", "step"}`` (``step`` int32 ``[]``) of a fresh model for ``in_dim``-wide features."""
     params = init_hgnn(key, mcfg, spec, spec.node_types, in_dim)
     return {"params": params, "opt_state": opt.init(params), "step": jnp.zeros((), jnp.int32)}
 
@@ -321,7 +319,7 @@ class StepSampler:
     (``shard_batch`` assembles the global array in process order).
     """
 
-    def __init__(self, sampler: Any, sub_batches: int, local: slice | None = None) -> None:
+    def __init__(self, sampler: TrainSampler, sub_batches: int, local: slice | None = None) -> None:
         self.sampler, self.g = sampler, int(sub_batches)
         self.local = local or slice(0, self.g)
 
@@ -360,142 +358,55 @@ def cap_edges(val_edges: Mapping[Relation, np.ndarray], relations: Sequence[Rela
     return out
 
 
-def summarize(sums: Mapping[str, np.ndarray], relations: Sequence[Relation]) -> dict[str, float]:
-    """Eval sums -> metrics: val_loss, val_mrr, val_hits1, val_loss/<relation>."""
-    pos = max(float(sums["pos"]), 1.0)
-    out = {
-        "val_loss": float(sums["hinge"]) / max(float(sums["count"]), 1.0),
-        "val_mrr": float(sums["rr"]) / pos,
-        "val_hits1": float(sums["hits1"]) / pos,
-    }
-    for i, r in enumerate(relations):
-        out[f"val_loss/{relation_name(r)}"] = float(sums["rel_hinge"][i]) / max(float(sums["rel_count"][i]), 1.0)
-    return out
+# ---------------------------------------------------------------------------- setup and entry point
+def _setup(graph: HeteroCSR, features: np.ndarray, val_edges: Mapping[Relation, np.ndarray], cfg: HGNNTrainConfig,
+           make_sampler: SamplerFactory | None, t_start: float) -> tuple[TrainContext, optax.GradientTransformation, int, dict]:
+    """A run's fixed parts: ``(ctx, optimizer, feature width d, random baseline metrics)``."""
+    mesh = make_mesh(cfg.num_devices)
+    n_dev = mesh.devices.size
+    G = cfg.sub_batches or n_dev
+    if G % n_dev:
+        raise ValueError(f"sub_batches={G} must be a multiple of the {n_dev} mesh devices")
+    n_proc, p_idx = jax.process_count(), jax.process_index()
+    g_local = G // n_proc
+    local = slice(p_idx * g_local, (p_idx + 1) * g_local)
+    spec = build_spec(graph, cfg, G)
+    feats_np = padded_features(features, graph.num_nodes)
+    mcfg = cfg.model
+    fdtype = jnp.bfloat16 if (mcfg.compute_dtype == "bfloat16" and cfg.features_in_compute_dtype) else jnp.float32
+    feats = jax.device_put(jnp.asarray(feats_np, fdtype), replicated_sharding(mesh))
+    train_step, eval_step, opt = make_steps(mcfg, spec, cfg.lr, cfg.margin, mesh)
+
+    sampler = (make_sampler or numpy_sampler)(graph, spec, val_edges)
+    if cfg.fused_sampling and n_proc > 1:
+        raise ValueError("fused_sampling is single-process: each process would need its own slice of the step")
+    fused = FusedStep(sampler, mesh, G, train_step) if cfg.fused_sampling else None
+    val = cap_edges(val_edges, spec.relations, cfg.val_max_edges, cfg.seed)
+    if sum(e.shape[0] for e in val.values()) == 0:
+        raise ValueError(f"val_edges: no held-out edges for the relations in use {[relation_name(r) for r in spec.relations]}")
+    val_batches = list(sampler.edge_batches(val, cfg.seed))
+    val_groups = group_eval_batches(val_batches, G, local)
+    # the baseline over *all* sub-batches, so every process reports the same global figure
+    baseline = random_baseline(val_groups if n_proc == 1 else group_eval_batches(val_batches, G), spec.layout(),
+                               graph.num_nodes, mcfg.out_dim, cfg.margin, cfg.seed, spec.relations)
+    ctx = TrainContext(cfg, spec, mesh, feats, train_step, eval_step, StepSampler(sampler, G, local), fused, val_groups,
+                       p_idx, t_start)
+    return ctx, opt, feats_np.shape[1], baseline
 
 
-def random_baseline(batches: Sequence[dict], layout: Layout, num_nodes: int, dim: int, margin: float, seed: int,
-                    relations: Sequence[Relation]) -> dict[str, float]:
-    """Validation metrics of random unit embeddings (one fixed random vector per node)."""
-    emb = np_rng(seed, "random-baseline").normal(size=(num_nodes + 1, dim)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    tot: dict[str, Any] = {}
-    for grp in batches:
-        for g in range(grp["positive_mask"].shape[0]):
-            ids = np.concatenate([grp["seeds"][t][g] for t in layout.seeds_per_type])
-            z = emb[ids]
-            s_pos, s_neg = (np.asarray(x) for x in losses.triple_scores(z, layout.anchor, layout.positive, layout.negative))
-            w = grp["positive_mask"][g].astype(np.float64)
-            h = np.maximum(0.0, s_neg - s_pos[:, None] + margin)
-            rank = 1 + np.sum(s_neg >= s_pos[:, None], axis=1)
-            k = s_neg.shape[1]
-            part = {
-                "hinge": np.sum(h.sum(1) * w), "count": w.sum() * k, "pos": w.sum(), "rr": np.sum(w / rank),
-                "hits1": np.sum(w * (rank == 1)),
-                "rel_hinge": np.bincount(layout.positive_relation, h.sum(1) * w, len(relations)),
-                "rel_count": np.bincount(layout.positive_relation, w * k, len(relations)),
-            }
-            tot = part if not tot else {k2: tot[k2] + part[k2] for k2 in tot}
-    return summarize(tot, relations)
+def _initial_state(ctx: TrainContext, opt: optax.GradientTransformation, in_dim: int, init_params: Any | None,
+                   init_params_path: str | os.PathLike | None) -> LoopState:
+    """The state of a fresh run: random initialisation, or the warm-start params with a fresh Adam state."""
+    from twotower_hgnn.checkpoint import conform_params, load_params
 
-
-def evaluate(eval_step: Callable, params, features, groups: Sequence[dict], mesh, relations) -> dict[str, float]:
-    tot = None
-    for grp in groups:
-        sums = eval_step(params, features, shard_batch(grp, mesh))
-        block_on_cpu(sums)
-        tot = sums if tot is None else jax.tree_util.tree_map(jnp.add, tot, sums)
-    return summarize(jax.device_get(tot), relations)
-
-
-# ---------------------------------------------------------------------------- the loop
-def _checkpointer(workdir: Path | None, cfg: HGNNTrainConfig):
-    if workdir is None:
-        return None
-    from twotower_hgnn.checkpoint import Checkpointer
-
-    return Checkpointer(workdir / "checkpoints", max_to_keep=cfg.max_to_keep, best_metric_mode="max")
-
-
-def _make_sampler(graph: HeteroCSR, spec: SamplingSpec, holdout: Mapping[Relation, np.ndarray]):
-    from sampler.numpy_backend import NumpySampler
-
-    return NumpySampler(graph, spec, holdout={r: e for r, e in holdout.items() if r in graph.edges})
-
-
-def _make_device_sampler(graph: HeteroCSR, spec: SamplingSpec, holdout: Mapping[Relation, np.ndarray]):
-    from sampler.device import DeviceSampler
-
-    return DeviceSampler(graph, spec, holdout={r: e for r, e in holdout.items() if r in graph.edges})
-
-
-SAMPLER_BACKENDS = ("auto", "numpy", "device")
-
-
-def resolve_sampler(choice: str) -> str:
-    """``"auto"`` -> ``"device"`` when jax's default backend is an accelerator, else ``"numpy"``."""
-    if choice not in SAMPLER_BACKENDS:
-        raise ValueError(f"sampler backend {choice!r} is not one of {SAMPLER_BACKENDS}")
-    if choice != "auto":
-        return choice
-    return "device" if jax.default_backend() in ("gpu", "tpu") else "numpy"
-
-
-def sampler_factory(choice: str) -> Callable[..., Any]:
-    """``train_hgnn``'s ``sampler_factory`` for ``--sampler=auto|numpy|device``: the host NumPy
-    backend or the jitted device backend (CSR resident on the accelerator), same spec and batches."""
-    return _make_device_sampler if resolve_sampler(choice) == "device" else _make_sampler
-
-
-def _loader(step_sampler: StepSampler, epoch: int, start: int, cfg: HGNNTrainConfig, put: Callable):
-    from sampler.loader import Loader
-
-    return Loader(step_sampler, epoch, start=start, workers=cfg.workers, prefetch=cfg.prefetch, mode=cfg.loader_mode,
-                  device_put=put)
-
-
-class _Indices:
-    """Step indices ``start .. stop-1`` with the loader's ``close()`` (the fused path's "loader")."""
-
-    def __init__(self, start: int, stop: int) -> None:
-        self._it = iter(range(start, stop))
-
-    def __iter__(self):
-        return self._it
-
-    def close(self) -> None:
-        pass
-
-
-class _FusedStep:
-    """The train step with its batches sampled on the device inside the same jit."""
-
-    def __init__(self, sampler: Any, spec: SamplingSpec, mesh, sub_batches: int, train_step: Callable) -> None:
-        from sampler.device import DeviceGraph, FusedSampler
-
-        self.fused = FusedSampler(spec, sampler.host.edge_counts, mesh=mesh, sub_batches=sub_batches)
-        # every device samples its own sub-batches against its replica of the CSR
-        self.dgraph = DeviceGraph.from_host(sampler.graph, relations=spec.relations, sharding=replicated_sharding(mesh))
-        self.seed = spec.seed
-        fused = self.fused
-        self.step = jax.jit(lambda st, f, g, o, j, k: train_step(st, f, fused.step(g, o, j, k)))
-
-    def epoch_runner(self, epoch: int, feats: Any) -> Callable:
-        from sampler.device import epoch_key
-
-        order = self.fused.place_order(self.fused.host_order(epoch))  # the NumPy backend's draw, once per epoch
-        key = epoch_key(self.seed, epoch)
-        return lambda st, j: self.step(st, feats, self.dgraph, order, np.int32(j), key)
-
-
-def _fused_step(sampler: Any, spec: SamplingSpec, mesh, sub_batches: int, train_step: Callable) -> _FusedStep:
-    if not hasattr(sampler, "dgraph"):
-        raise ValueError("fused_sampling needs the device sampler backend (sampler_factory('device') / --sampler=device)")
-    return _FusedStep(sampler, spec, mesh, sub_batches, train_step)
-
-
-def _host(tree: Any) -> Any:
-    """A host (NumPy) copy: survives buffer donation of the device state."""
-    return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+    cfg = ctx.cfg
+    state = init_state(jax_key(cfg.seed, "hgnn-init"), cfg.model, ctx.spec, in_dim, opt)
+    if init_params_path is not None:
+        init_params = load_params(init_params_path, like=state["params"])
+    if init_params is not None:
+        state = {**state, "params": conform_params(init_params, state["params"], "init_params")}
+        state["opt_state"] = opt.init(state["params"])
+    return LoopState(train=state, best_params=host_copy(state["params"]), stopper=EarlyStopping(cfg.patience, mode="max"))
 
 
 def train_hgnn(
@@ -507,8 +418,9 @@ def train_hgnn(
     *,
     init_params: Any | None = None,
     init_params_path: str | os.PathLike | None = None,
-    sampler_factory: Callable[..., Any] | None = None,
+    sampler_factory: SamplerFactory | None = None,
     fail_after_step: int | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> HGNNTrainResult:
     """Trains the HGNN on ``graph`` (the training graph: held-out edges removed) and returns the
     best params by ``val_mrr``.
@@ -522,245 +434,59 @@ def train_hgnn(
       workdir: checkpoints in ``workdir/checkpoints``, TensorBoard + ``metrics.jsonl`` in ``workdir/logs``.
         An existing checkpoint is resumed. None: no checkpoints, no logs.
       init_params / init_params_path: warm start (a params pytree, or an ``.npz`` from
-        :func:`save_params`) instead of the random initialisation; ignored when a checkpoint is
-        resumed. Shapes must match the config (error names the first mismatching leaf).
-      sampler_factory: ``f(graph, spec, holdout) -> sampler`` with the ``NumpySampler`` interface
-        (``num_batches``, ``batch(epoch, i)`` pure in (seed, epoch, i), ``edge_batches``); default
-        ``NumpySampler``. The seam for another sampling backend.
-      fail_after_step: test hook; raise :class:`InjectedFailure` once this global step is done
-        (after its checkpoint, if one is due).
+        :func:`~twotower_hgnn.checkpoint.save_params`) instead of the random initialisation; ignored
+        when a checkpoint is resumed. Shapes must match the config (error names the first mismatching leaf).
+      sampler_factory: ``f(graph, spec, holdout) ->`` :class:`~sampler.factory.TrainSampler`; default
+        the NumPy backend (``sampler.factory.sampler_factory(name)`` makes one by name). The seam for
+        another sampling backend.
+      fail_after_step: shorthand for ``hooks=[FailAfterStep(n)]`` (a test hook simulating a crash).
+      hooks: more :class:`Hook` s, run after the built-in ones (validation, logging, checkpointing).
     """
-    from twotower_hgnn.tracking import EarlyStopping, MetricWriter, Progress
-
     t_start = time.perf_counter()
     traces0 = dict(_TRACES)
     workdir = Path(workdir).expanduser().resolve() if workdir is not None else None
-    mesh = make_mesh(cfg.num_devices)
-    n_dev = mesh.devices.size
-    G = cfg.sub_batches or n_dev
-    if G % n_dev:
-        raise ValueError(f"sub_batches={G} must be a multiple of the {n_dev} mesh devices")
-    n_proc, p_idx = jax.process_count(), jax.process_index()
-    g_local = G // n_proc
-    local = slice(p_idx * g_local, (p_idx + 1) * g_local)
-    spec = build_spec(graph, cfg, G)
-    layout = spec.layout()
-    feats_np = padded_features(features, graph.num_nodes)
-    mcfg = cfg.model
-    fdtype = jnp.bfloat16 if (mcfg.compute_dtype == "bfloat16" and cfg.features_in_compute_dtype) else jnp.float32
-    repl = replicated_sharding(mesh)
-    feats = jax.device_put(jnp.asarray(feats_np, fdtype), repl)
-    train_step, eval_step, opt = make_steps(mcfg, spec, cfg.lr, cfg.margin, mesh)
-
-    sampler = (sampler_factory or _make_sampler)(graph, spec, val_edges)
-    steps_src = StepSampler(sampler, G, local)
-    if cfg.fused_sampling and n_proc > 1:
-        raise ValueError("fused_sampling is single-process: each process would need its own slice of the step")
-    fused = _fused_step(sampler, spec, mesh, G, train_step) if cfg.fused_sampling else None
-    val = cap_edges(val_edges, spec.relations, cfg.val_max_edges, cfg.seed)
-    if sum(e.shape[0] for e in val.values()) == 0:
-        raise ValueError(f"val_edges: no held-out edges for the relations in use {[relation_name(r) for r in spec.relations]}")
-    val_batches = list(sampler.edge_batches(val, cfg.seed))
-    val_groups = group_eval_batches(val_batches, G, local)
-    # the baseline over *all* sub-batches, so every process reports the same global figure
-    baseline = random_baseline(val_groups if n_proc == 1 else group_eval_batches(val_batches, G), layout,
-                               graph.num_nodes, mcfg.out_dim, cfg.margin, cfg.seed, spec.relations)
-
-    state = init_state(jax_key(cfg.seed, "hgnn-init"), mcfg, spec, feats_np.shape[1], opt)
-    if init_params_path is not None:
-        init_params = load_params(init_params_path, like=state["params"])
-    if init_params is not None:
-        state = {**state, "params": _conform(init_params, state["params"], "init_params")}
-        state["opt_state"] = opt.init(state["params"])
-    best_params = _host(state["params"])
-    stopper = EarlyStopping(cfg.patience, mode="max")
-    history: list[dict] = []
-    epoch, start, epoch_loss, epoch_steps, wall_prev = 1, 0, 0.0, 0, 0.0
-    best_epoch, resumed_from = 0, None
-    ckpt = _checkpointer(workdir, cfg)
-    if ckpt is not None and ckpt.latest_step() is not None:
-        restored, meta = ckpt.restore({"state": _host(state), "best_params": best_params})
-        if meta.get("spec") != json_roundtrip(spec.to_dict()):
-            raise ValueError(f"checkpoint in {ckpt.directory} was written for a different sampling spec; "
-                             "use a new workdir or the same config")
-        state, best_params = _host(restored["state"]), _host(restored["best_params"])
-        stopper.load_state_dict(meta["early_stopping"])
-        history, epoch, start = list(meta["history"]), int(meta["epoch"]), int(meta["next_step"])
-        epoch_loss, epoch_steps, wall_prev = float(meta["epoch_loss"]), int(meta["epoch_steps"]), float(meta["wall_s"])
-        best_epoch, resumed_from = int(meta["best_epoch"]), int(ckpt.latest_step())
-    state = jax.device_put(state, repl)
-    step = int(jax.device_get(state["step"]))  # host mirror: no device sync per step
-    writer = MetricWriter(workdir / "logs", enabled=p_idx == 0) if workdir is not None else None
-
-    def elapsed() -> float:
-        return wall_prev + time.perf_counter() - t_start
-
-    def save(metric: float | None) -> None:
-        if ckpt is None:
-            return
-        meta = {"epoch": epoch, "next_step": start, "epoch_loss": epoch_loss, "epoch_steps": epoch_steps,
-                "early_stopping": stopper.state_dict(), "history": history, "wall_s": elapsed(),
-                "best_epoch": best_epoch, "spec": spec.to_dict(), "config": cfg.to_dict(), "seed": cfg.seed}
-        # Host copies: the replicated state is a global array spanning every process, which orbax
-        # cannot save as such (multi-process CPU run: "input arrays must have one shard each").
-        ckpt.save(step, {"state": _host(state), "best_params": best_params}, meta, metric=metric, overwrite=True)
-
-    def validate(ep: int, train_loss: float | None, steps_per_s: float | None) -> dict:
-        nonlocal best_params, best_epoch
-        m = evaluate(eval_step, state["params"], feats, val_groups, mesh, spec.relations)
-        rec = {"epoch": ep, "step": step, "train_loss": train_loss, **m, "wall_s": elapsed(), "steps_per_s": steps_per_s}
-        history.append(rec)
-        if stopper.update(m["val_mrr"]):
-            best_params, best_epoch = _host(state["params"]), ep
-        if writer is not None:
-            writer.scalars({k: v for k, v in rec.items() if k not in ("epoch", "step") and v is not None}, step)
-        return rec
-
-    if not history:  # epoch 0: the untrained model, the reference for "validation loss went down"
-        validate(0, None, None)
-        save(history[-1]["val_mrr"])
-
-    reason = None
-    prog = Progress(None, desc="hgnn", enabled=cfg.progress and p_idx == 0)
-    put = lambda b: shard_batch(b, mesh)  # noqa: E731 (runs in the loader threads)
-    try:
-        while reason is None:
-            if epoch > cfg.max_epochs:
-                reason = "max_epochs"
-                break
-            if stopper.should_stop:
-                reason = "early_stopping"
-                break
-            if cfg.max_steps is not None and step >= cfg.max_steps:  # e.g. resumed with a spent budget
-                reason = "max_steps"
-                break
-            if cfg.max_time_s is not None and elapsed() >= cfg.max_time_s:
-                reason = "max_time"
-                break
-            n_steps = steps_src.num_batches(epoch)
-            t_ep, n_here, done_here, loss_acc, budget_hit = time.perf_counter(), 0, 0, None, None
-            if fused is None:
-                loader = _loader(steps_src, epoch, start, cfg, put)
-                run_step = lambda st, b: train_step(st, feats, b)  # noqa: E731
-            else:  # the step's batches are sampled inside its jit; only the step index crosses
-                loader = _Indices(start, n_steps)
-                run_step = fused.epoch_runner(epoch, feats)
-            try:
-                for batch in loader:
-                    state, loss = run_step(state, batch)
-                    block_on_cpu(loss)
-                    loss_acc = loss if loss_acc is None else loss_acc + loss
-                    step, start, done_here, n_here = step + 1, start + 1, done_here + 1, n_here + 1
-                    if step % cfg.log_every_steps == 0:
-                        lv = float(loss)
-                        prog.update(cfg.log_every_steps, epoch=epoch, loss=lv)
-                        if writer is not None:
-                            writer.scalars({"train/loss": lv}, step)
-                    if cfg.max_steps is not None and step >= cfg.max_steps:
-                        budget_hit = "max_steps"
-                    elif cfg.max_time_s is not None and elapsed() >= cfg.max_time_s:
-                        budget_hit = "max_time"
-                    if budget_hit or start >= n_steps:
-                        break
-                    if cfg.val_every_steps and step % cfg.val_every_steps == 0:  # mid-epoch validation
-                        epoch_loss, epoch_steps = epoch_loss + float(loss_acc), epoch_steps + done_here
-                        loss_acc, done_here = None, 0
-                        rec = validate(epoch, epoch_loss / max(epoch_steps, 1), n_here / max(time.perf_counter() - t_ep, 1e-9))
-                        save(rec["val_mrr"])
-                        if stopper.should_stop:
-                            budget_hit = "early_stopping"
-                            break
-                    elif cfg.ckpt_every_steps and step % cfg.ckpt_every_steps == 0:
-                        epoch_loss, epoch_steps = epoch_loss + float(loss_acc), epoch_steps + done_here
-                        loss_acc, done_here = None, 0
-                        save(None)
-                    if fail_after_step is not None and step >= fail_after_step:
-                        raise InjectedFailure(f"injected failure after step {step}")
-            finally:
-                loader.close()
-            sps = n_here / max(time.perf_counter() - t_ep, 1e-9) if n_here else None
-            if loss_acc is not None:
-                epoch_loss, epoch_steps = epoch_loss + float(loss_acc), epoch_steps + done_here
-            # validate unless this step was just validated (early stopping inside the epoch)
-            rec = history[-1] if history and history[-1]["step"] == step else validate(epoch, epoch_loss / max(epoch_steps, 1), sps)
-            if start >= n_steps:  # epoch complete: the next position is the start of the next epoch
-                epoch, start, epoch_loss, epoch_steps = epoch + 1, 0, 0.0, 0
-            save(rec["val_mrr"])
-            reason = budget_hit
-            if reason == "max_time" and p_idx == 0:
-                print(f"[hgnn] stopped by the wall-clock safety net max_time_s={cfg.max_time_s} at step {step} "
-                      "(not reproducible: set step/epoch budgets)", flush=True)
-            if fail_after_step is not None and step >= fail_after_step:
-                raise InjectedFailure(f"injected failure after step {step}")
-    finally:
-        prog.close()
-        if writer is not None:
-            writer.close()
-        if ckpt is not None:
-            ckpt.close()
+    ctx, opt, in_dim, baseline = _setup(graph, features, val_edges, cfg, sampler_factory, t_start)
+    s = _initial_state(ctx, opt, in_dim, init_params, init_params_path)
+    ckpt = CheckpointHook(workdir / "checkpoints" if workdir is not None else None, cfg.ckpt_every_steps,
+                          cfg.max_to_keep, {"spec": ctx.spec.to_dict(), "config": cfg.to_dict(), "seed": cfg.seed})
+    resumed_from = ckpt.restore(s)
+    s.train = jax.device_put(s.train, replicated_sharding(ctx.mesh))
+    s.step = int(jax.device_get(s.train["step"]))  # host mirror: no device sync per step
+    run_loop(ctx, s, [
+        ValidationHook(),
+        LoggingHook(workdir / "logs" if workdir is not None else None, cfg, ctx.p_idx),
+        ckpt,
+        *hooks,
+        *([FailAfterStep(fail_after_step)] if fail_after_step is not None else []),
+    ])
     return HGNNTrainResult(
-        params=best_params, last_params=_host(state["params"]), cfg=cfg, spec=spec, best_metric=float(stopper.best), best_epoch=best_epoch,
-        history=history, baseline=baseline, epochs_run=epoch - 1, steps=step, wall_s=elapsed(),
-        stopped_early=reason == "early_stopping", stop_reason=reason, resumed_from=resumed_from,
-        traces={k: _TRACES[k] - traces0[k] for k in _TRACES},
+        params=s.best_params, last_params=host_copy(s.train["params"]), cfg=cfg, spec=ctx.spec, best_metric=float(s.stopper.best),
+        best_epoch=s.best_epoch, history=s.history, baseline=baseline, epochs_run=s.epoch - 1, steps=s.step,
+        wall_s=ctx.elapsed(s), stopped_early=s.stop_reason == "early_stopping", stop_reason=s.stop_reason,
+        resumed_from=resumed_from, traces={k: _TRACES[k] - traces0[k] for k in _TRACES},
     )
 
 
-def _conform(tree: Any, like: Any, what: str) -> Any:
-    """``tree`` as float32 arrays with the structure of ``like``; ValueError naming the first mismatch."""
-    flat_like, treedef = jax.tree_util.tree_flatten_with_path(like)
-    got = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
-    leaves = []
-    for k, v in flat_like:
-        key = jax.tree_util.keystr(k)
-        if key not in got:
-            raise ValueError(f"{what}: missing leaf {key} (has {sorted(got)[:6]}...)")
-        if np.shape(got[key]) != np.shape(v):
-            raise ValueError(f"{what}: leaf {key} has shape {np.shape(got[key])}, the config needs {np.shape(v)}")
-        leaves.append(jnp.asarray(got[key], jnp.float32))
-    if len(got) != len(flat_like):
-        extra = sorted(set(got) - {jax.tree_util.keystr(k) for k, _ in flat_like})
-        raise ValueError(f"{what}: unexpected leaf {extra[0]} (trained with another config?)")
-    return jax.tree_util.tree_unflatten(treedef, leaves)
+# ---------------------------------------------------------------------------- moved names, re-exported
+_FROM_CHECKPOINT = ("save_params", "load_params", "json_roundtrip")  # twotower_hgnn.checkpoint (orbax: loaded on use)
 
 
-def save_params(path: str | os.PathLike, params: Any) -> None:
-    """Params as one ``.npz`` keyed by pytree path (``['layer_0']['self']['audiobook']``), atomically."""
-    import io
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CHECKPOINT:
+        from twotower_hgnn import checkpoint
 
-    from twotower_hgnn.io import atomic_write_bytes
-
-    buf = io.BytesIO()
-    np.savez(buf, **{jax.tree_util.keystr(k): np.asarray(v, np.float32) for k, v in jax.tree_util.tree_flatten_with_path(params)[0]})
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_params(path: str | os.PathLike, like: Any) -> Any:
-    """Params saved by :func:`save_params` (or any npz keyed by ``keystr`` paths), shaped like ``like``."""
-    with np.load(path, allow_pickle=False) as z:
-        flat = {k: z[k] for k in z.files}
-    flat_like, treedef = jax.tree_util.tree_flatten_with_path(like)
-    tree = jax.tree_util.tree_unflatten(treedef, [flat.get(jax.tree_util.keystr(k), np.zeros((0,))) for k, _ in flat_like])
-    missing = [jax.tree_util.keystr(k) for k, _ in flat_like if jax.tree_util.keystr(k) not in flat]
-    if missing:
-        raise ValueError(f"{path}: no array for leaf {missing[0]} (file has {sorted(flat)[:6]}...)")
-    if len(flat) != len(flat_like):
-        raise ValueError(f"{path}: {len(flat)} arrays but the config has {len(flat_like)} leaves")
-    return _conform(tree, like, str(path))
-
-
-def json_roundtrip(obj: Any) -> Any:
-    """What ``obj`` looks like after a JSON save/load (tuples become lists)."""
-    import json
-
-    return json.loads(json.dumps(obj))
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "HGNNTrainConfig",
     "HGNNTrainResult",
     "InjectedFailure",
+    "STOP_REASONS",
     "train_hgnn",
+    "Hook",
+    "FailAfterStep",
     "make_steps",
     "init_state",
     "build_spec",
@@ -770,4 +496,7 @@ __all__ = [
     "stack_batches",
     "StepSampler",
     "group_eval_batches",
+    "resolve_sampler",
+    "sampler_factory",
+    "SAMPLER_BACKENDS",
 ]
