@@ -326,6 +326,90 @@ def _time_order(ts: np.ndarray, u: np.ndarray, i: np.ndarray, n_users: int, n_it
     return np.lexsort((i, u, ts))
 
 
+def _checked_tables(
+    interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, music: np.ndarray | None, validate: bool,
+    sources: tuple[str, str, str],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray | None]:
+    """The three tables validated (or only column-checked) and the music array, from an argument, the
+    users' ``attrs`` or their ``music_*`` columns (given two ways is an error)."""
+    src_i, src_it, src_u = sources
+    if music is None and "music" in users.attrs:
+        music = users.attrs["music"]
+    if validate:
+        interactions = validate_interactions(interactions, src_i)
+        items = validate_items(items, src_it)
+        extra_music = _music_columns(users, src_u)
+        users_v, music_cols = validate_users(users, src_u)
+        if extra_music:
+            if music is not None:
+                raise DataError(f"{src_u}: music given both as columns and as an array")
+            music = music_cols
+        users = users_v
+    else:
+        for df, req, src in ((interactions, INTERACTION_COLUMNS, src_i), (items, ITEM_COLUMNS, src_it), (users, USER_COLUMNS, src_u)):
+            _check_columns(df, req, src)
+    return interactions, items, users, music
+
+
+def _order_items(
+    items: pd.DataFrame, item_vectors: np.ndarray | None, name: str, src_it: str
+) -> tuple[pd.DataFrame, np.ndarray | None, dict[str, int]]:
+    """(items stably ordered by type so row i == global node id i, item_vectors reordered with them,
+    item count per type)."""
+    type_code = pd.Categorical(items["item_type"], categories=list(ITEM_TYPES)).codes.astype(np.int8)
+    if (type_code < 0).any():
+        r = _first(type_code < 0)
+        raise _fail(src_it, "item_type", r, f"unknown value {items['item_type'].iloc[r]!r} (allowed: {list(ITEM_TYPES)})")
+    order = np.argsort(type_code, kind="stable")
+    items = items.iloc[order].reset_index(drop=True)
+    if item_vectors is not None:
+        item_vectors = np.asarray(item_vectors, dtype=np.float32)
+        if item_vectors.ndim != 2 or item_vectors.shape[0] != len(order):
+            raise DataError(f"{name}: item_vectors shape {item_vectors.shape} does not match {len(order)} items")
+        item_vectors = item_vectors[order]
+    counts = np.bincount(type_code, minlength=len(ITEM_TYPES))
+    type_counts = {t: int(c) for t, c in zip(ITEM_TYPES, counts)}
+    return items, item_vectors, type_counts
+
+
+def _checked_music(music: np.ndarray | None, n_users: int, src_u: str) -> np.ndarray | None:
+    """The music array as float32 ``[n_users, d]`` (None stays None); any other shape is an error."""
+    if music is not None:
+        music = np.asarray(music, dtype=np.float32)
+        if music.ndim != 2 or music.shape[0] != n_users:
+            raise DataError(f"{src_u}: music shape {music.shape} does not match {n_users} users")
+    return music
+
+
+def _indexed_interactions(
+    interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, src_i: str, src_it: str, src_u: str
+) -> pd.DataFrame:
+    """Interactions with ``user_idx``/``item_idx`` (int32) and ``event_code`` (int8), sorted by
+    (timestamp, user_idx, item_idx); an unknown user, item or event is an error."""
+    u_idx = _codes(interactions["user_id"], pd.Index(users["user_id"]))
+    bad = u_idx < 0
+    if bad.any():
+        r = _first(bad)
+        raise _fail(src_i, "user_id", r, f"user {interactions['user_id'].iloc[r]!r} is not in the users table ({src_u})")
+    i_idx = _codes(interactions["item_id"], pd.Index(items["item_id"]))
+    bad = i_idx < 0
+    if bad.any():
+        r = _first(bad)
+        raise _fail(src_i, "item_id", r, f"item {interactions['item_id'].iloc[r]!r} is not in the items table ({src_it})")
+    ev = pd.Categorical(interactions["event"], categories=list(EVENTS)).codes.astype(np.int8)
+    if (ev < 0).any():
+        r = _first(ev < 0)
+        raise _fail(src_i, "event", r, f"unknown value {interactions['event'].iloc[r]!r} (allowed: {list(EVENTS)})")
+    ts = interactions["timestamp"].to_numpy(dtype=np.int64)
+    order = _time_order(ts, u_idx, i_idx, len(users), len(items))
+    inter = interactions.iloc[order].reset_index(drop=True).copy()
+    inter["timestamp"] = ts[order]
+    inter["user_idx"] = u_idx[order].astype(np.int32)
+    inter["item_idx"] = i_idx[order].astype(np.int32)
+    inter["event_code"] = ev[order]
+    return inter
+
+
 def build_dataset(
     interactions: pd.DataFrame,
     items: pd.DataFrame,
@@ -353,63 +437,11 @@ def build_dataset(
     src_i = _source(interactions, "<interactions>")
     src_it = _source(items, "<items>")
     src_u = _source(users, "<users>")
-    if music is None and "music" in users.attrs:
-        music = users.attrs["music"]
-    if validate:
-        interactions = validate_interactions(interactions, src_i)
-        items = validate_items(items, src_it)
-        extra_music = _music_columns(users, src_u)
-        users_v, music_cols = validate_users(users, src_u)
-        if extra_music:
-            if music is not None:
-                raise DataError(f"{src_u}: music given both as columns and as an array")
-            music = music_cols
-        users = users_v
-    else:
-        for df, req, src in ((interactions, INTERACTION_COLUMNS, src_i), (items, ITEM_COLUMNS, src_it), (users, USER_COLUMNS, src_u)):
-            _check_columns(df, req, src)
-
-    # items ordered by type (stable): row i == global node id i
-    type_code = pd.Categorical(items["item_type"], categories=list(ITEM_TYPES)).codes.astype(np.int8)
-    if (type_code < 0).any():
-        r = _first(type_code < 0)
-        raise _fail(src_it, "item_type", r, f"unknown value {items['item_type'].iloc[r]!r} (allowed: {list(ITEM_TYPES)})")
-    order = np.argsort(type_code, kind="stable")
-    items = items.iloc[order].reset_index(drop=True)
-    if item_vectors is not None:
-        item_vectors = np.asarray(item_vectors, dtype=np.float32)
-        if item_vectors.ndim != 2 or item_vectors.shape[0] != len(order):
-            raise DataError(f"{name}: item_vectors shape {item_vectors.shape} does not match {len(order)} items")
-        item_vectors = item_vectors[order]
-    counts = np.bincount(type_code, minlength=len(ITEM_TYPES))
-    type_counts = {t: int(c) for t, c in zip(ITEM_TYPES, counts)}
+    interactions, items, users, music = _checked_tables(interactions, items, users, music, validate, (src_i, src_it, src_u))
+    items, item_vectors, type_counts = _order_items(items, item_vectors, name, src_it)
     users = users.reset_index(drop=True)
-    if music is not None:
-        music = np.asarray(music, dtype=np.float32)
-        if music.ndim != 2 or music.shape[0] != len(users):
-            raise DataError(f"{src_u}: music shape {music.shape} does not match {len(users)} users")
-
-    u_idx = _codes(interactions["user_id"], pd.Index(users["user_id"]))
-    bad = u_idx < 0
-    if bad.any():
-        r = _first(bad)
-        raise _fail(src_i, "user_id", r, f"user {interactions['user_id'].iloc[r]!r} is not in the users table ({src_u})")
-    i_idx = _codes(interactions["item_id"], pd.Index(items["item_id"]))
-    bad = i_idx < 0
-    if bad.any():
-        r = _first(bad)
-        raise _fail(src_i, "item_id", r, f"item {interactions['item_id'].iloc[r]!r} is not in the items table ({src_it})")
-    ev = pd.Categorical(interactions["event"], categories=list(EVENTS)).codes.astype(np.int8)
-    if (ev < 0).any():
-        r = _first(ev < 0)
-        raise _fail(src_i, "event", r, f"unknown value {interactions['event'].iloc[r]!r} (allowed: {list(EVENTS)})")
-    ts = interactions["timestamp"].to_numpy(dtype=np.int64)
-    order = _time_order(ts, u_idx, i_idx, len(users), len(items))
-    inter = interactions.iloc[order].reset_index(drop=True).copy()
-    inter["timestamp"] = ts[order]
-    inter["user_idx"] = u_idx[order].astype(np.int32)
-    inter["item_idx"] = i_idx[order].astype(np.int32)
-    inter["event_code"] = ev[order]
+    music = _checked_music(music, len(users), src_u)
+    inter = _indexed_interactions(interactions, items, users, src_i, src_it, src_u)
     for df in (inter, items, users):
         df.attrs.pop("music", None)
     return Dataset(

@@ -39,44 +39,16 @@ from scipy.special import ndtri
 
 from twotower_hgnn.data.readers import build_dataset
 from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.data.synthetic_text import THEMES, _texts  # THEMES re-exported
 from twotower_hgnn.rng import np_rng
 
 DAY = 86_400
 START = 1_688_169_600  # 2023-07-01 00:00:00 UTC
 
-# Theme vocabularies: topic k uses theme k % len(THEMES). Real English words so that a sentence
-# encoder places same-theme items close together.
-THEMES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("true crime", ("murder", "detective", "investigation", "killer", "police", "trial", "evidence", "mystery", "suspect", "forensic", "case", "crime")),
-    ("history", ("empire", "war", "ancient", "kings", "revolution", "medieval", "battle", "dynasty", "rome", "century", "archive", "chronicle")),
-    ("science", ("physics", "universe", "quantum", "biology", "evolution", "experiment", "cosmos", "genetics", "chemistry", "research", "atoms", "discovery")),
-    ("business", ("startup", "investing", "markets", "leadership", "money", "economy", "entrepreneur", "strategy", "finance", "stocks", "company", "profit")),
-    ("self help", ("habits", "mindset", "motivation", "confidence", "productivity", "success", "happiness", "growth", "focus", "goals", "discipline", "wellbeing")),
-    ("comedy", ("jokes", "laughs", "funny", "sketch", "standup", "hilarious", "parody", "banter", "satire", "comedian", "humor", "prank")),
-    ("sports", ("football", "soccer", "basketball", "league", "coach", "championship", "match", "athlete", "goal", "tennis", "season", "team")),
-    ("fantasy", ("dragons", "magic", "wizard", "kingdom", "sword", "quest", "elves", "sorcery", "prophecy", "realm", "castle", "spell")),
-    ("romance", ("love", "heart", "passion", "wedding", "kiss", "desire", "affair", "sweetheart", "romantic", "longing", "couple", "summer")),
-    ("health", ("nutrition", "fitness", "diet", "sleep", "exercise", "medicine", "doctor", "body", "wellness", "healing", "running", "vitamins")),
-    ("technology", ("software", "computers", "artificial", "intelligence", "internet", "coding", "robots", "data", "gadgets", "silicon", "startups", "algorithms")),
-    ("politics", ("election", "government", "democracy", "policy", "parliament", "president", "campaign", "senate", "debate", "voters", "law", "diplomacy")),
-    ("music", ("guitar", "album", "songs", "band", "concert", "rock", "jazz", "melody", "singer", "rhythm", "vinyl", "hiphop")),
-    ("food", ("cooking", "recipes", "kitchen", "chef", "baking", "restaurant", "flavor", "wine", "dinner", "spices", "bread", "cuisine")),
-    ("travel", ("journey", "adventure", "islands", "mountains", "backpacking", "cities", "voyage", "explore", "beaches", "passport", "road", "expedition")),
-    ("horror", ("ghost", "haunted", "terror", "nightmare", "monster", "zombie", "curse", "darkness", "vampire", "fear", "scream", "demon")),
-    ("science fiction", ("spaceship", "galaxy", "aliens", "future", "android", "planet", "starship", "cyborg", "colony", "warp", "time", "mars")),
-    ("parenting", ("children", "baby", "family", "mothers", "fathers", "toddler", "school", "teenagers", "parents", "kids", "bedtime", "nursery")),
-    ("religion", ("faith", "prayer", "church", "spiritual", "bible", "soul", "meditation", "god", "sermon", "belief", "worship", "grace")),
-    ("philosophy", ("ethics", "stoicism", "truth", "existence", "reason", "morality", "consciousness", "socrates", "logic", "virtue", "meaning", "wisdom")),
-    ("nature", ("forest", "wildlife", "ocean", "animals", "birds", "climate", "rivers", "plants", "ecology", "wolves", "garden", "earth")),
-    ("film", ("movies", "cinema", "director", "actors", "hollywood", "screenplay", "oscars", "trailer", "blockbuster", "scenes", "studio", "critics")),
-    ("psychology", ("brain", "emotions", "behavior", "therapy", "memory", "anxiety", "personality", "trauma", "mind", "cognitive", "relationships", "stress")),
-    ("language learning", ("spanish", "vocabulary", "grammar", "french", "lessons", "pronunciation", "fluent", "phrases", "german", "conversation", "words", "italian")),
-)
 COUNTRIES: tuple[tuple[str, str], ...] = (
     ("US", "en"), ("GB", "en"), ("SE", "sv"), ("DE", "de"), ("FR", "fr"),
     ("ES", "es"), ("BR", "pt"), ("MX", "es"), ("IN", "en"), ("AU", "en"),
 )
-_GENERIC = ("the", "story", "inside", "secret", "world", "life", "guide", "daily", "show", "voices", "hour", "tales")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,73 +191,99 @@ class _GroupSampler:
         return self.items[pos]
 
 
-def _pick(words: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return words[rows, rng.integers(0, words.shape[1], size=rows.shape[0])]
-
-
-def _texts(rng: np.random.Generator, item_topic: np.ndarray, n_ab: int, noise: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """Titles and descriptions from topic words (vectorised string ops)."""
-    n = item_topic.shape[0]
-    words = np.array([w for _, w in THEMES], dtype=object).astype(str)  # [n_themes, 12]
-    theme = item_topic % len(THEMES)
-
-    def draw() -> np.ndarray:  # a word of the item's theme, or (noise) of a random theme
-        rows = np.where(rng.random(n) < noise, rng.integers(0, len(THEMES), n), theme)
-        return _pick(words, rows, rng)
-
-    generic = np.array(_GENERIC)[rng.integers(0, len(_GENERIC), n)]
-    title = np.char.add(np.char.add(np.char.add(np.char.capitalize(generic), " "), np.char.capitalize(draw())), np.char.add(" and ", draw()))
-    genre_name = np.array([g for g, _ in THEMES])[theme]
-    kind = np.where(np.arange(n) < n_ab, "An audiobook", "A podcast")
-    desc = np.char.add(np.char.add(kind, " about "), np.char.add(draw(), ", "))
-    desc = np.char.add(np.char.add(desc, draw()), np.char.add(" and ", draw()))
-    desc = np.char.add(np.char.add(desc, ". A "), np.char.add(genre_name, " listen on "))
-    desc = np.char.add(np.char.add(desc, draw()), ".")
-    return title, desc
-
-
 # ------------------------------------------------------------------------------------- generate
-def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) -> Dataset:
-    """Generates a synthetic :class:`Dataset` (see module docstring). ``overrides`` replace config fields."""
+@dataclasses.dataclass
+class _Topics:
+    """Step 1: topic popularity and the per-topic content/music directions, country and age."""
+
+    p: np.ndarray
+    direction: np.ndarray
+    music: np.ndarray
+    country: np.ndarray
+    age: np.ndarray
+
+
+@dataclasses.dataclass
+class _Items:
+    """Step 2: topic and popularity weight of every audiobook and podcast (audiobooks first)."""
+
+    ab_topic: np.ndarray
+    pc_topic: np.ndarray
+    ab_w: np.ndarray
+    pc_w: np.ndarray
+    item_topic: np.ndarray
+
+
+@dataclasses.dataclass
+class _Users:
+    """Step 3: per-user engagement count, taste, segment, adoption time and profile."""
+
+    n_eng: np.ndarray
+    tastes: np.ndarray
+    taste_w: np.ndarray
+    is_ab: np.ndarray
+    share: np.ndarray
+    adopt: np.ndarray
+    age: np.ndarray
+    country_idx: np.ndarray
+    music: np.ndarray
+
+
+@dataclasses.dataclass
+class _Engagements:
+    """Step 4: one row per engagement (user, audiobook or not, item, time in seconds from start)."""
+
+    user: np.ndarray
+    is_ab: np.ndarray
+    item: np.ndarray
+    time: np.ndarray
+
+
+def _resolve_config(cfg_or_scale: SyntheticConfig | str, overrides: Mapping[str, object]) -> SyntheticConfig:
+    """The scale's (or given) config with ``overrides`` applied, checked for >= 1 topic, user and item."""
     if isinstance(cfg_or_scale, str) and cfg_or_scale not in SCALES:
         raise ValueError(f"unknown synthetic scale {cfg_or_scale!r}; choose from {list(SCALES)}")
     cfg = SCALES[cfg_or_scale] if isinstance(cfg_or_scale, str) else cfg_or_scale
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
-    t0 = time.perf_counter()
     K, n_ab, n_pc, n_u = cfg.n_topics, cfg.n_audiobooks, cfg.n_podcasts, cfg.n_users
     if min(K, n_u) < 1 or n_ab < 0 or n_pc < 0 or n_ab + n_pc < 1:
         raise ValueError(f"synthetic config {cfg.name!r}: need >= 1 topic, user and item")
-    r = lambda *k: np_rng(seed, "synthetic", *k)  # noqa: E731  independent named streams
+    return cfg
 
-    # 1. topics
-    rt = r("topics")
+
+def _gen_topics(rt: np.random.Generator, cfg: SyntheticConfig) -> _Topics:
+    """Step 1 on the ``topics`` stream."""
+    K = cfg.n_topics
     topic_p = 1.0 / (np.arange(K) + 3.0)
     topic_p = rt.permutation(topic_p / topic_p.sum())
     topic_dir = _normalise(rt.standard_normal((K, max(cfg.content_dim, 1))))
     topic_music = _normalise(rt.standard_normal((K, max(cfg.music_dim, 1))))
     topic_country = rt.integers(0, len(COUNTRIES), K)
     topic_age = rt.uniform(22, 55, K)
+    return _Topics(topic_p, topic_dir, topic_music, topic_country, topic_age)
 
-    # 2. items (audiobooks first: global node order)
-    ri = r("items")
+
+def _gen_items(ri: np.random.Generator, cfg: SyntheticConfig, topic_p: np.ndarray) -> _Items:
+    """Step 2 on the ``items`` stream."""
+    n_ab, n_pc = cfg.n_audiobooks, cfg.n_podcasts
     ab_topic = _assign_topics(ri, n_ab, topic_p) if n_ab else np.zeros(0, np.int32)
     pc_topic = _assign_topics(ri, n_pc, topic_p) if n_pc else np.zeros(0, np.int32)
     ab_w = _lognormal_weights(ri, n_ab, cfg.item_pop_sigma_ab)
     pc_w = _lognormal_weights(ri, n_pc, cfg.item_pop_sigma_pc)
-    item_topic = np.concatenate([ab_topic, pc_topic])
-    n_items = n_ab + n_pc
+    return _Items(ab_topic, pc_topic, ab_w, pc_w, np.concatenate([ab_topic, pc_topic]))
 
-    # 3. users
-    ru = r("users")
+
+def _gen_users(ru: np.random.Generator, cfg: SyntheticConfig, topics: _Topics) -> _Users:
+    """Step 3 on the ``users`` stream."""
+    K, n_ab, n_pc, n_u = cfg.n_topics, cfg.n_audiobooks, cfg.n_podcasts, cfg.n_users
+    topic_p = topics.p
     act = ru.lognormal(0.0, cfg.user_activity_sigma, n_u)
     eng_target = cfg.mean_interactions / cfg.expected_events_per_engagement()
     n_eng = np.maximum(1, np.round(act * (eng_target / act.mean()))).astype(np.int64)
     tastes = np.stack([ru.choice(K, n_u, p=topic_p) for _ in range(3)], axis=1).astype(np.int32)
     taste_w = ru.dirichlet(np.full(3, cfg.taste_alpha), n_u)
     taste_w = -np.sort(-taste_w, axis=1)  # main topic first
-    ab_mass = _topic_mass(ab_topic, ab_w, topic_p)
-    pc_mass = _topic_mass(pc_topic, pc_w, topic_p)
     seg = ru.random(n_u)
     is_ab = seg < cfg.frac_ab_users if n_ab else np.zeros(n_u, bool)
     ab_only = is_ab & (ru.random(n_u) >= cfg.frac_ab_also_pc) if n_pc else is_ab.copy()
@@ -296,15 +294,22 @@ def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) ->
     adopt = np.where(is_ab & (ru.random(n_u) < cfg.frac_adopt_in_window), ru.uniform(0, cfg.days * DAY, n_u), 0.0)
     adopt = np.where(ab_only, np.minimum(adopt, (cfg.days - 1) * DAY), adopt)
     main = tastes[np.arange(n_u), 0]
-    age = np.clip(np.round(topic_age[main] + ru.normal(0, 8, n_u)), 16, 80).astype(np.int64)
-    country_idx = np.where(ru.random(n_u) < 0.5, topic_country[main], ru.integers(0, len(COUNTRIES), n_u))
-    music = _normalise((taste_w[:, :, None] * topic_music[tastes]).sum(1) + 0.5 * ru.standard_normal((n_u, max(cfg.music_dim, 1))) / np.sqrt(max(cfg.music_dim, 1)))
+    age = np.clip(np.round(topics.age[main] + ru.normal(0, 8, n_u)), 16, 80).astype(np.int64)
+    country_idx = np.where(ru.random(n_u) < 0.5, topics.country[main], ru.integers(0, len(COUNTRIES), n_u))
+    music = _normalise((taste_w[:, :, None] * topics.music[tastes]).sum(1) + 0.5 * ru.standard_normal((n_u, max(cfg.music_dim, 1))) / np.sqrt(max(cfg.music_dim, 1)))
+    return _Users(n_eng, tastes, taste_w, is_ab, share, adopt, age, country_idx, music)
 
-    # 4. engagements
-    re_ = r("engagements")
-    n_total = int(n_eng.sum())
-    user = np.repeat(np.arange(n_u, dtype=np.int64), n_eng)
-    eng_ab = re_.random(n_total) < share[user]
+
+def _gen_engagements(re_: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, items: _Items,
+                     users: _Users) -> _Engagements:
+    """Step 4 on the ``engagements`` stream: type, topic, item and time of every engagement."""
+    K, n_ab, n_pc, n_u = cfg.n_topics, cfg.n_audiobooks, cfg.n_podcasts, cfg.n_users
+    topic_p, tastes, taste_w = topics.p, users.tastes, users.taste_w
+    ab_mass = _topic_mass(items.ab_topic, items.ab_w, topic_p)
+    pc_mass = _topic_mass(items.pc_topic, items.pc_w, topic_p)
+    n_total = int(users.n_eng.sum())
+    user = np.repeat(np.arange(n_u, dtype=np.int64), users.n_eng)
+    eng_ab = re_.random(n_total) < users.share[user]
     u01 = re_.random(n_total)
     topic = np.empty(n_total, np.int64)
     explore = re_.random(n_total) < cfg.explore
@@ -318,15 +323,19 @@ def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) ->
     item = np.empty(n_total, np.int64)
     if n_ab:
         m = eng_ab
-        item[m] = _GroupSampler(ab_topic, ab_w, K, 0).sample(re_, topic[m])
+        item[m] = _GroupSampler(items.ab_topic, items.ab_w, K, 0).sample(re_, topic[m])
     if n_pc:
         m = ~eng_ab
-        item[m] = _GroupSampler(pc_topic, pc_w, K, n_ab).sample(re_, topic[m])
-    lo = np.where(eng_ab, adopt[user], 0.0)
+        item[m] = _GroupSampler(items.pc_topic, items.pc_w, K, n_ab).sample(re_, topic[m])
+    lo = np.where(eng_ab, users.adopt[user], 0.0)
     t_eng = lo + re_.random(n_total) * (cfg.days * DAY - lo)
+    return _Engagements(user, eng_ab, item, t_eng)
 
-    # 5. events
-    rv = r("events")
+
+def _gen_events(rv: np.random.Generator, cfg: SyntheticConfig, eng: _Engagements) -> tuple[np.ndarray, ...]:
+    """Step 5 on the ``events`` stream: (event code int8, user, item, Unix time int64) per event."""
+    user, item, t_eng, eng_ab = eng.user, eng.item, eng.time, eng.is_ab
+    n_total = user.shape[0]
     end = cfg.days * DAY
     pw = np.asarray(cfg.p_weak, dtype=np.float64)
     kind = np.searchsorted(np.cumsum(pw), rv.random(n_total), side="right")  # 0..2 weak, 3 = none
@@ -346,48 +355,82 @@ def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) ->
     e_item = np.concatenate([item[has_stream], item[weak], item[pc_fol]])
     e_time = np.concatenate([t_stream[has_stream], t_eng[weak], np.minimum(t_eng[pc_fol] + 60, end - 1)])
     e_time = (cfg.start + np.floor(e_time)).astype(np.int64)
-    del user, item, topic, t_eng, t_stream, kind, u01
+    return ev, e_user, e_item, e_time
 
-    # tables
-    user_ids = _ids("u", n_u)
-    item_ids = pd.concat([_ids("ab", n_ab), _ids("pc", n_pc)], ignore_index=True)
-    countries = np.array([c for c, _ in COUNTRIES])
+
+def _items_table(rtx: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, item_topic: np.ndarray,
+                 item_ids: pd.Series) -> pd.DataFrame:
+    """The items table; language (and text, if ``emit_text``) on the ``text`` stream."""
+    n_ab = cfg.n_audiobooks
+    n_items = item_topic.shape[0]
     langs = np.array([lang for _, lang in COUNTRIES])
-    rtx = r("text")
-    lang = np.where(rtx.random(n_items) < 0.6, langs[topic_country[item_topic]], "en")
+    lang = np.where(rtx.random(n_items) < 0.6, langs[topics.country[item_topic]], "en")
     genre = np.array([g for g, _ in THEMES])[item_topic % len(THEMES)]
     if cfg.emit_text:
         title, desc = _texts(rtx, item_topic, n_ab)
     else:
         title = desc = np.full(n_items, "", dtype="U1")
-    items = pd.DataFrame({
+    return pd.DataFrame({
         "item_id": item_ids,
         "item_type": pd.Series(np.where(np.arange(n_items) < n_ab, "audiobook", "podcast")).astype(object),
         "title": title.astype(object), "description": desc.astype(object),
         "language": lang.astype(object), "genre": genre.astype(object),
     })
-    users = pd.DataFrame({"user_id": user_ids, "age": age, "country": countries[country_idx].astype(object)})
-    inter = pd.DataFrame({
+
+
+def _interactions_table(events: tuple[np.ndarray, ...], user_ids: pd.Series, item_ids: pd.Series) -> pd.DataFrame:
+    """The interactions table from :func:`_gen_events`' arrays (ids and events as categoricals)."""
+    ev, e_user, e_item, e_time = events
+    return pd.DataFrame({
         "user_id": pd.Categorical.from_codes(e_user, categories=pd.Index(user_ids)),
         "item_id": pd.Categorical.from_codes(e_item, categories=pd.Index(item_ids)),
         "timestamp": e_time,
         "event": pd.Categorical.from_codes(ev.astype(np.int64), categories=list(EVENTS)),
     })
+
+
+def _content_vectors(rc: np.random.Generator, cfg: SyntheticConfig, topic_dir: np.ndarray,
+                     item_topic: np.ndarray) -> np.ndarray:
+    """float32 ``[n_items, content_dim]``: topic direction + noise on the ``content`` stream, L2-normalised."""
+    n_items = item_topic.shape[0]
+    noise = rc.standard_normal((n_items, cfg.content_dim)).astype(np.float32) * np.float32(cfg.content_noise / np.sqrt(cfg.content_dim))
+    return _normalise(topic_dir[item_topic] + noise)
+
+
+def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) -> Dataset:
+    """Generates a synthetic :class:`Dataset` (see module docstring). ``overrides`` replace config fields."""
+    cfg = _resolve_config(cfg_or_scale, overrides)
+    t0 = time.perf_counter()
+    r = lambda *k: np_rng(seed, "synthetic", *k)  # noqa: E731  independent named streams
+
+    topics = _gen_topics(r("topics"), cfg)  # 1. topics
+    items = _gen_items(r("items"), cfg, topics.p)  # 2. items (audiobooks first: global node order)
+    users = _gen_users(r("users"), cfg, topics)  # 3. users
+    eng = _gen_engagements(r("engagements"), cfg, topics, items, users)  # 4. engagements
+    events = _gen_events(r("events"), cfg, eng)  # 5. events
+    del eng
+
+    # tables
+    user_ids = _ids("u", cfg.n_users)
+    item_ids = pd.concat([_ids("ab", cfg.n_audiobooks), _ids("pc", cfg.n_podcasts)], ignore_index=True)
+    countries = np.array([c for c, _ in COUNTRIES])
+    items_df = _items_table(r("text"), cfg, topics, items.item_topic, item_ids)
+    users_df = pd.DataFrame({"user_id": user_ids, "age": users.age, "country": countries[users.country_idx].astype(object)})
+    inter = _interactions_table(events, user_ids, item_ids)
     item_vectors = None
     if cfg.content_dim > 0:
-        rc = r("content")
-        noise = rc.standard_normal((n_items, cfg.content_dim)).astype(np.float32) * np.float32(cfg.content_noise / np.sqrt(cfg.content_dim))
-        item_vectors = _normalise(topic_dir[item_topic] + noise)
+        item_vectors = _content_vectors(r("content"), cfg, topics.direction, items.item_topic)
     meta = {
         "scale": cfg.name, "seed": seed, "config": dataclasses.asdict(cfg),
         "start": cfg.start, "end": cfg.start + cfg.days * DAY,
         "split": {"test_days_from_end": 14, "history_days": cfg.days},
         "generate_seconds": None,
     }
-    ds = build_dataset(inter, items, users, name=f"synthetic-{cfg.name}", item_vectors=item_vectors, music=music,
-                       meta=meta, validate=False)
+    ds = build_dataset(inter, items_df, users_df, name=f"synthetic-{cfg.name}", item_vectors=item_vectors,
+                       music=users.music, meta=meta, validate=False)
     # Ground truth for diagnostics/tests (not model inputs).
-    ds.truth = {"item_topic": item_topic, "user_topics": tastes, "user_is_ab": is_ab, "user_adopt": adopt}
+    ds.truth = {"item_topic": items.item_topic, "user_topics": users.tastes, "user_is_ab": users.is_ab,
+                "user_adopt": users.adopt}
     ds.meta["generate_seconds"] = time.perf_counter() - t0
     return ds
 
