@@ -52,11 +52,11 @@ from sampler.spec import Layout, SamplingSpec, make_spec
 from twotower_hgnn import losses
 from twotower_hgnn.models.hgnn import HGNNConfig, hgnn_forward, init_hgnn, padded_features
 from twotower_hgnn.parallel import batch_sharding, make_mesh, replicated_sharding
-from twotower_hgnn.rng import jax_key, np_rng
+from twotower_hgnn.rng import jax_key
 from twotower_hgnn.tracking import EarlyStopping
 from twotower_hgnn.train.hgnn_loop import (  # noqa: F401  (evaluate, random_baseline, InjectedFailure...: re-exported)
     STOP_REASONS, CheckpointHook, FailAfterStep, Hook, InjectedFailure, LoggingHook, LoopState, TrainContext,
-    ValidationHook, FusedStep, evaluate, host_copy, random_baseline, run_loop,
+    ValidationHook, FusedStep, cap_edges, evaluate, host_copy, random_baseline, run_loop,
 )
 
 
@@ -343,18 +343,6 @@ def group_eval_batches(batches: Sequence[PaddedBatch], sub_batches: int, local: 
         keep = [True] * len(grp) + [False] * (sub_batches - len(grp))
         grp += [batches[0]] * (sub_batches - len(grp))
         out.append(stack_batches(grp[local], keep[local]))
-    return out
-
-
-def cap_edges(val_edges: Mapping[Relation, np.ndarray], relations: Sequence[Relation], cap: int | None, seed: int) -> dict[Relation, np.ndarray]:
-    """Held-out edges of the relations in use, at most ``cap`` per relation (seeded uniform subset)."""
-    out = {}
-    for r in relations:
-        e = np.asarray(val_edges.get(r, np.zeros((0, 2), np.int64)))
-        if cap is not None and e.shape[0] > cap:
-            sel = np_rng(seed, "val-cap", relation_name(r)).choice(e.shape[0], cap, replace=False)
-            e = e[np.sort(sel)]
-        out[r] = e
     return out
 
 

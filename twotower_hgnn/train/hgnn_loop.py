@@ -68,6 +68,18 @@ def random_baseline(batches: Sequence[dict], layout: Layout, num_nodes: int, dim
     return losses.ranking_metrics(tot, [relation_name(r) for r in relations])
 
 
+def cap_edges(val_edges: Mapping[Relation, np.ndarray], relations: Sequence[Relation], cap: int | None, seed: int) -> dict[Relation, np.ndarray]:
+    """Held-out edges of the relations in use, at most ``cap`` per relation (seeded uniform subset)."""
+    out = {}
+    for r in relations:
+        e = np.asarray(val_edges.get(r, np.zeros((0, 2), np.int64)))
+        if cap is not None and e.shape[0] > cap:
+            sel = np_rng(seed, "val-cap", relation_name(r)).choice(e.shape[0], cap, replace=False)
+            e = e[np.sort(sel)]
+        out[r] = e
+    return out
+
+
 @dataclasses.dataclass
 class LoopState:
     """What the loop carries from step to step, checkpointed as one (:meth:`arrays` + :meth:`meta`).

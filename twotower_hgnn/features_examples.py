@@ -1,0 +1,94 @@
+"""Training examples of the two-tower model (one per positive interaction) and the popularity priors.
+
+:func:`build_training_examples` (user features as of each example, or leave-one-out), the
+time-aware popularity prior :func:`prior_table` and the static one :func:`smoothed_log_q`.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.features_bundles import DAY_S, FeatureError, FeatureVocab, PriorTable, TrainingExamples
+from twotower_hgnn.features_encoding import _interactions_frame, target_item_range
+from twotower_hgnn.history import _leave_one_out_features, user_features_as_of
+
+
+# ----------------------------------------------------------------------------------------------
+# Training examples
+# ----------------------------------------------------------------------------------------------
+def build_training_examples(
+    ds: Dataset, split: Any, target_type: str, item_emb: np.ndarray, vocab: FeatureVocab,
+    positive_events: Sequence[str] = ("stream",), first_only: bool = False, chunk_rows: int = 1 << 18,
+    example_history: str = "as_of",
+) -> TrainingExamples:
+    """One example per positive (user, target-type item) interaction of ``split.train``.
+
+    Positives are ``positive_events`` of target-type items (streams by default: the paper's "user-
+    audiobook pairs the user listened to"). ``first_only`` keeps the first such interaction of each
+    (user, item) pair — the discovery we want to predict; later re-streams would add duplicate pairs.
+
+    ``example_history`` is the history each example's user features are built from:
+      * ``"as_of"`` — everything in ``split.train`` strictly before the example's timestamp (the
+        next-item view; the paper's real-time setting).
+      * ``"leave_one_out"`` — the user's whole training history (as of the end of ``split.train``)
+        without the target item (every row of it removed): the held-out-item view, whose features
+        match those the model sees at evaluation/serving time (a full history), and which does not
+        learn the within-session rating order of logs such as MovieLens. Uses only training rows.
+    """
+    train = _interactions_frame(getattr(split, "train", split))
+    start, stop = target_item_range(ds, target_type)
+    codes = np.asarray([EVENTS.index(e) for e in positive_events], np.int64)
+    item = train["item_idx"].to_numpy(np.int64)
+    keep = np.isin(train["event_code"].to_numpy(), codes) & (item >= start) & (item < stop)
+    pos = train.loc[keep, ["user_idx", "item_idx", "timestamp"]]
+    pos = pos.sort_values(["timestamp", "user_idx", "item_idx"], kind="stable")
+    if first_only:
+        pos = pos.drop_duplicates(["user_idx", "item_idx"], keep="first")
+    u = pos["user_idx"].to_numpy(np.int64)
+    ts = pos["timestamp"].to_numpy(np.int64)
+    row = (pos["item_idx"].to_numpy(np.int64) - start).astype(np.int32)
+    if example_history == "as_of":
+        feats = user_features_as_of(ds, train, u, ts, item_emb, vocab, chunk_rows=chunk_rows)
+    elif example_history == "leave_one_out":
+        feats = _leave_one_out_features(ds, train, u, row.astype(np.int64) + start, item_emb, vocab, target_type)
+    else:
+        raise FeatureError(f"example_history must be 'as_of' or 'leave_one_out', got {example_history!r}")
+    return TrainingExamples(
+        user=feats, user_idx=u.astype(np.int32), item_row=row, timestamp=ts,
+        item_counts=np.bincount(row, minlength=stop - start).astype(np.int64),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Popularity priors
+# ----------------------------------------------------------------------------------------------
+def prior_table(timestamps: np.ndarray, item_row: np.ndarray, n_items: int, window_days: float,
+                alpha: float = 1.0, max_cells: int = 1 << 25) -> PriorTable:
+    """:class:`PriorTable` of examples (``timestamps`` int64 ``[E]`` seconds, ``item_row`` ``[E]``).
+
+    Slots are one day unless ``n_slots * n_items`` would exceed ``max_cells`` (then the slot widens so
+    that the table stays under it); the window is ``ceil(window_days / slot_days)`` slots.
+    """
+    ts = np.asarray(timestamps, np.int64)
+    if ts.size == 0:
+        return PriorTable(np.full((1, n_items), -np.log(max(n_items, 1)), np.float32), np.zeros(0, np.int32), 1.0)
+    span_days = (int(ts.max()) - int(ts.min())) / DAY_S + 1
+    slot_days = max(1.0, float(np.ceil(span_days * n_items / max_cells)))
+    slot = ((ts - ts.min()) // int(slot_days * DAY_S)).astype(np.int64)
+    n_slots = int(slot.max()) + 1
+    counts = np.zeros((n_slots + 1, n_items), np.float64)
+    np.add.at(counts, (slot + 1, np.asarray(item_row, np.int64)), 1.0)
+    cum = np.cumsum(counts, axis=0)  # cum[s] = examples in slots < s
+    w = max(1, int(np.ceil(window_days / slot_days)))
+    lagged = np.concatenate([np.zeros((w, n_items)), cum[:-w]]) if w <= n_slots else np.zeros_like(cum)
+    window = cum - lagged  # examples in slots [s - w, s)
+    log_prior = np.log((window + alpha) / (window.sum(1, keepdims=True) + alpha * n_items)).astype(np.float32)
+    return PriorTable(log_prior, slot.astype(np.int32), slot_days)
+
+
+def smoothed_log_q(item_counts: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+    """log of the additively smoothed training frequency q_i = (c_i + a) / (sum c + a N), float32 [N]."""
+    c = np.asarray(item_counts, np.float64)
+    return np.log((c + alpha) / (c.sum() + alpha * len(c))).astype(np.float32)
