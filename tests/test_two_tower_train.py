@@ -14,7 +14,7 @@ from twotower_hgnn.data.split import temporal_split
 from twotower_hgnn.data.synthetic import generate
 from twotower_hgnn.models.two_tower import TwoTowerConfig
 from twotower_hgnn.models.encode import item_vectors, user_vectors
-from twotower_hgnn.train.two_tower import FailAfter, InjectedFault, TwoTowerTrainConfig, train_two_tower
+from twotower_hgnn.train.two_tower import FailAfterStep, InjectedFailure, TwoTowerTrainConfig, train_two_tower
 
 SMALL = TwoTowerTrainConfig(batch_size=32, epochs=3, checkpoint_every=4, log_every=2, progress=False,
                             model=TwoTowerConfig(tower_dims=(32, 16)))
@@ -74,8 +74,8 @@ def test_run_killed_by_a_fault_and_resumed_equals_the_uninterrupted_run(data, fu
     ds, sp, content, hgnn = data
     cfg = dataclasses.replace(SMALL, max_steps=10)
     # killed after step 7, before its checkpoint: the last checkpoint is step 4 (checkpoint_every=4)
-    with pytest.raises(InjectedFault, match="after step 7"):
-        train_two_tower(ds, sp, content, hgnn, cfg, tmp_path, hooks=[FailAfter(7)])
+    with pytest.raises(InjectedFailure, match="after step 7"):
+        train_two_tower(ds, sp, content, hgnn, cfg, tmp_path, hooks=[FailAfterStep(7)])
     resumed = train_two_tower(ds, sp, content, hgnn, cfg, tmp_path)
     assert resumed.resumed_from == 4 and resumed.step == 10 == full_run.step
     assert resumed.history == full_run.history and resumed.stop_reason == full_run.stop_reason == "max_steps"
