@@ -28,7 +28,7 @@ def _hr_table(setting: Mapping[str, Any]) -> list[str]:
     out = []
     for key in [k for k in SEGMENTS if k in rows]:
         models = rows[key]
-        out.append(f"| {key[0]} / {key[1]} | " + " | ".join(
+        out.append(f"| {key[0]} / {key[1]} | " + "; ".join(
             f"{m} {np.mean(v):.3f}" + (f" [{min(v):.3f}..{max(v):.3f}]" if len(v) > 1 else "")
             for m, v in models.items()) + " |")
     return out
