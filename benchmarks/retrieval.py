@@ -255,7 +255,9 @@ def main(argv):
                 break  # slow configurations: at least 100 requests, then the time budget
         # Batch scoring throughput.
         ex_b = rows_slice(exclude, bat_users[0], bat_users[-1] + 1)
-        batch = lambda: index.search(tower(feats[bat_users]), k, ex_b) if index is not None else tower(feats[bat_users])
+        def batch():
+            return index.search(tower(feats[bat_users]), k, ex_b) if index is not None else tower(feats[bat_users])
+
         batch()
         n_done, tt = 0, time.perf_counter()
         while n_done == 0 or time.perf_counter() - tt < thr_s:

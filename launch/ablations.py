@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from launch.common import FLAGS, define_pipeline_flags, pipeline_kwargs, run_main
 

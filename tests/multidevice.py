@@ -27,6 +27,6 @@ def run_with_devices(code: str, n_devices: int = 8, timeout: float = 300.0) -> d
         [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
     )
     assert proc.returncode == 0, f"child failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}"
-    lines = [l for l in proc.stdout.strip().splitlines() if l.strip()]
+    lines = [x for x in proc.stdout.strip().splitlines() if x.strip()]
     assert lines, f"child printed nothing; stderr:\n{proc.stderr[-2000:]}"
     return json.loads(lines[-1])

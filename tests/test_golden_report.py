@@ -12,7 +12,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_report.json"
 VOLATILE = ("wall_s", "seconds", "load_s", "train_s", "out_dir", "created_utc", "elapsed_s", "per_s", "git_sha", "git_dirty")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import pytest
 
 from twotower_hgnn.pipeline import PipelineConfig, hgnn_config
 from tests.test_hgnn_train import data  # noqa: F401  (the tiny graph fixture)
@@ -73,7 +72,7 @@ def test_same_seed_gives_bit_identical_params_across_processes(tmp_path):
         np.testing.assert_array_equal(last_a[k], last_b[k], err_msg=k)
 
 
-def test_mid_epoch_validation_and_early_stopping(data, tmp_path):
+def test_mid_epoch_validation_and_early_stopping(data, tmp_path):  # noqa: F811  (the imported fixture)
     g, x, val = data
     cfg = HGNNTrainConfig.cpu_small(max_epochs=2, val_every_steps=5, val_max_edges=128)
     res = train_hgnn(g, x, val, cfg, tmp_path / "a")

@@ -48,7 +48,7 @@ def test_one_compile_across_padded_epoch_boundary(data, tmp_path):
     spe = -(-n_ex // 128)
     assert res.step == spe + 1 and res.n_compiles == 1
     assert all(np.isfinite(h["loss"]) for h in res.history)
-    rows = [json.loads(l) for l in (tmp_path / "tb" / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (tmp_path / "tb" / "metrics.jsonl").read_text().splitlines()]
     assert {r["tag"] for r in rows} >= {"2t/loss", "2t/epoch"} and rows[-1]["step"] == spe + 1
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
     assert res.item_table.hgnn.shape[1] == 0  # 2T baseline: no HGNN input

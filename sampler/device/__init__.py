@@ -34,7 +34,8 @@ from sampler.device.backend import DeviceSampler
 from sampler.device.batch import sample_batch, sample_negatives, sample_neighbourhoods
 from sampler.device.draws import batch_key, epoch_key
 from sampler.device.fused import FusedSampler
-from sampler.device.graph import DeviceGraph, DeviceGraphError, _check_memory, _position_dtype, device_bytes
+from sampler.device.graph import _check_memory, _position_dtype  # noqa: F401  (used by tests through this package)
+from sampler.device.graph import DeviceGraph, DeviceGraphError, device_bytes
 from sampler.device.rows import (
     Exclusion,
     batch_exclusions,

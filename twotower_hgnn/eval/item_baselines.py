@@ -35,7 +35,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from twotower_hgnn.data.schema import EVENTS
-from twotower_hgnn.eval.metrics import ItemSets
 from twotower_hgnn.eval.protocol import EvalProtocol, Rankings, TargetProtocol
 
 EASE_MAX_ITEMS = 20_000

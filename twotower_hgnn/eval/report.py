@@ -375,7 +375,10 @@ def _markdown_table(header: list[str], body: list[list[str]]) -> str:
 
 def _text_table(header: list[str], body: list[list[str]]) -> str:
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body])
 
 

@@ -479,8 +479,8 @@ __all__ = [
     "init_state",
     "build_spec",
     "padded_features",
-    "save_params",
-    "load_params",
+    "save_params",  # noqa: F822  (loaded lazily by __getattr__)
+    "load_params",  # noqa: F822
     "stack_batches",
     "StepSampler",
     "group_eval_batches",

@@ -41,7 +41,7 @@ from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.models.encode import (  # noqa: F401  (re-exported: encoding moved to models.encode)
     ENCODE_CHUNK, _encoder, encode_chunked, item_vectors, rank_items, user_vectors)
 from twotower_hgnn.models.two_tower import TwoTowerConfig, TwoTowerModel, full_softmax_loss, in_batch_softmax_loss
-from twotower_hgnn.parallel import block_on_cpu, make_mesh, replicate, shard_batch
+from twotower_hgnn.parallel import make_mesh, replicate, shard_batch
 from twotower_hgnn.rng import jax_key, np_rng
 from twotower_hgnn.tracking import MetricWriter, Progress
 from twotower_hgnn.train.two_tower_loop import (  # noqa: F401  (the loop's names are re-exported for callers)
