@@ -3,6 +3,7 @@
 Ranges live here; exact pins for the CPU platform live in requirements/cpu.lock.txt, which
 scripts/setup_env.sh passes to pip as a constraints file.
 """
+
 from setuptools import find_packages, setup
 
 setup(

@@ -7,6 +7,7 @@ the harness's schema (``name``, ``workers``, ``replace``, ``scope``, ``seeds_per
 mistaken for accelerator figures. Timings block on the result (``block_until_ready``); compilation
 happens in the untimed warm-up and is reported separately (``compile_s``).
 """
+
 from __future__ import annotations
 
 import os
@@ -115,11 +116,18 @@ def bench_device_rows(
     times, cpu, edges, comp = _timed(
         lambda i: nb(dg, placed[i], jax.random.fold_in(key, i)), batches, warmup, lambda out: _valid_slots(out[1])
     )
-    rows.append({
-        "name": f"{label} jitted sampler", "workers": 1, "replace": False, "scope": "neighbourhood",
-        **_stats(times, cpu, n_seeds, edges), "compile_s": comp, "graph_upload_s": upload_s,
-        "device_bytes": dg.nbytes(),
-    })
+    rows.append(
+        {
+            "name": f"{label} jitted sampler",
+            "workers": 1,
+            "replace": False,
+            "scope": "neighbourhood",
+            **_stats(times, cpu, n_seeds, edges),
+            "compile_s": comp,
+            "graph_upload_s": upload_s,
+            "device_bytes": dg.nbytes(),
+        }
+    )
     # 2. full training batches, 3. epoch draws, 4. epoch
     for size in full_batch_seeds:
         P = max(len(graph.relations), int(size) // 6)
@@ -131,9 +139,13 @@ def bench_device_rows(
         )
         lay = ds.layout
         full = {
-            "name": f"{label} DeviceSampler.batch (full training batch)", "workers": 1, "replace": False,
+            "name": f"{label} DeviceSampler.batch (full training batch)",
+            "workers": 1,
+            "replace": False,
             "scope": f"full batch: {P} pos x (2+4 neg) = {lay.num_seeds} seeds, exclusion on",
-            **_stats(times, cpu, lay.num_seeds, edges), "compile_s": comp, "batch_seeds": lay.num_seeds,
+            **_stats(times, cpu, lay.num_seeds, edges),
+            "compile_s": comp,
+            "batch_seeds": lay.num_seeds,
         }
         rows.append(full)
         # epoch draws (host permutation + upload vs on device), for the largest size only; a
@@ -154,13 +166,21 @@ def bench_device_rows(
                 td.append(time.perf_counter() - t0)
             n_sup = sum(ds.fused.sizes.values())
             for where, tt in (("host (NumPy permutation + upload)", th), ("device (jax.random.permutation)", td)):
-                rows.append({
-                    "name": f"{label} epoch draw on the {where}", "workers": 1, "replace": False,
-                    "scope": f"once per epoch: {n_sup:,} of {sum(ds.fused.edge_counts.values()):,} edges",
-                    "seeds_per_s": None, "edges_per_s": None, "median_ms": float(np.median(tt)) * 1e3,
-                    "p10_ms": None, "p90_ms": None, "n_batches": len(tt),
-                    **({"compile_s": draw_compile} if where.startswith("device") else {}),
-                })
+                rows.append(
+                    {
+                        "name": f"{label} epoch draw on the {where}",
+                        "workers": 1,
+                        "replace": False,
+                        "scope": f"once per epoch: {n_sup:,} of {sum(ds.fused.edge_counts.values()):,} edges",
+                        "seeds_per_s": None,
+                        "edges_per_s": None,
+                        "median_ms": float(np.median(tt)) * 1e3,
+                        "p10_ms": None,
+                        "p90_ms": None,
+                        "n_batches": len(tt),
+                        **({"compile_s": draw_compile} if where.startswith("device") else {}),
+                    }
+                )
         # the NumPy backend on the same spec, same run (1 worker), for the epoch comparison
         n_np = max(3, min(batches, numpy_batches))
         tn, cn = [], []
@@ -171,8 +191,12 @@ def bench_device_rows(
             tn.append(time.perf_counter() - t0)
             cn.append(time.process_time() - c0)
         np_row = {
-            "name": "numpy NumpySampler.batch (same spec, for the device comparison)", "workers": 1, "replace": False,
-            "scope": full["scope"], **_stats(tn, cn, lay.num_seeds, None), "batch_seeds": lay.num_seeds,
+            "name": "numpy NumpySampler.batch (same spec, for the device comparison)",
+            "workers": 1,
+            "replace": False,
+            "scope": full["scope"],
+            **_stats(tn, cn, lay.num_seeds, None),
+            "batch_seeds": lay.num_seeds,
         }
         rows.append(np_row)
         if size != max(full_batch_seeds):
@@ -187,9 +211,17 @@ def bench_device_rows(
         est = wall / k * nbt
         row = {
             "name": f"{label} whole epoch" + ("" if k == nbt else f" (EXTRAPOLATED from {k} of {nbt} batches)"),
-            "workers": 1, "replace": False, "scope": f"epoch: {nbt} full batches of {lay.num_seeds} seeds, incl. epoch draw",
-            "seeds_per_s": nbt * lay.num_seeds / est, "edges_per_s": None, "median_ms": None, "p10_ms": None,
-            "p90_ms": None, "epoch_s": est, "epoch_batches": nbt, "n_batches": k,
+            "workers": 1,
+            "replace": False,
+            "scope": f"epoch: {nbt} full batches of {lay.num_seeds} seeds, incl. epoch draw",
+            "seeds_per_s": nbt * lay.num_seeds / est,
+            "edges_per_s": None,
+            "median_ms": None,
+            "p10_ms": None,
+            "p90_ms": None,
+            "epoch_s": est,
+            "epoch_batches": nbt,
+            "n_batches": k,
         }
         np_epoch = np_row["median_ms"] / 1e3 * nbt
         cores = os.cpu_count() or 1
@@ -253,8 +285,13 @@ def bench_fused_train_rows(
             st, loss = fn(st, warmup + j)
         jax.block_until_ready(loss)
         wall = time.perf_counter() - t0
-        row = {"name": f"jax_e2e_{label} sampler, {name}", "median_ms": wall / steps * 1e3, "steps_per_s": steps / wall,
-               "warmup_s": warm_s, "note": f"{steps} steps, mean; sampling on the device, only the step index crosses"}
+        row = {
+            "name": f"jax_e2e_{label} sampler, {name}",
+            "median_ms": wall / steps * 1e3,
+            "steps_per_s": steps / wall,
+            "warmup_s": warm_s,
+            "note": f"{steps} steps, mean; sampling on the device, only the step index crosses",
+        }
         if device_only_ms:
             row["e2e_over_device_only"] = row["steps_per_s"] / (1e3 / device_only_ms)
         rows.append(row)

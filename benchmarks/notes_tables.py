@@ -6,6 +6,7 @@
 The block sits between ``<!-- BEGIN generated -->`` and ``<!-- END generated -->``; rerun after a
 benchmark run.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,14 @@ def _hr_table(setting: Mapping[str, Any]) -> list[str]:
     out = []
     for key in [k for k in SEGMENTS if k in rows]:
         models = rows[key]
-        out.append(f"| {key[0]} / {key[1]} | " + "; ".join(
-            f"{m} {np.mean(v):.3f}" + (f" [{min(v):.3f}..{max(v):.3f}]" if len(v) > 1 else "")
-            for m, v in models.items()) + " |")
+        out.append(
+            f"| {key[0]} / {key[1]} | "
+            + "; ".join(
+                f"{m} {np.mean(v):.3f}" + (f" [{min(v):.3f}..{max(v):.3f}]" if len(v) > 1 else "")
+                for m, v in models.items()
+            )
+            + " |"
+        )
     return out
 
 
@@ -38,35 +44,60 @@ def quality_tables(q: Mapping[str, Any]) -> str:
     lines = []
     for name, setting in q["settings"].items():
         m = q.get("machine_by_setting", {}).get(name, q["machine"])
-        lines += [f"**{name}** (seeds {', '.join(map(str, setting['seeds']))}; written {m['date_utc']} at git "
-                  f"{str(m['git_sha'])[:10]} on {m['cpus']} CPUs, preset `{q['preset']}`): HR@10, mean [min..max] "
-                  "over seeds", "",
-                  "| target / segment | models |", "|---|---|"] + _hr_table(setting) + [""]
+        lines += (
+            [
+                f"**{name}** (seeds {', '.join(map(str, setting['seeds']))}; written {m['date_utc']} at git "
+                f"{str(m['git_sha'])[:10]} on {m['cpus']} CPUs, preset `{q['preset']}`): HR@10, mean [min..max] "
+                "over seeds",
+                "",
+                "| target / segment | models |",
+                "|---|---|",
+            ]
+            + _hr_table(setting)
+            + [""]
+        )
         lines += ["| goal | verdict | per seed: difference [95 % paired-bootstrap interval] |", "|---|---|---|"]
         for g in setting["goals"]:
-            verdict = ("met" if g["significant_every_seed"] else
-                       "above in every seed, not significant in all" if g["holds_every_seed"] else "missed")
-            per = "; ".join("n/a" if c is None else f"s{s}: {c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]"
-                            for s, c in g["per_seed"].items())
+            verdict = (
+                "met"
+                if g["significant_every_seed"]
+                else "above in every seed, not significant in all"
+                if g["holds_every_seed"]
+                else "missed"
+            )
+            per = "; ".join(
+                "n/a" if c is None else f"s{s}: {c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]"
+                for s, c in g["per_seed"].items()
+            )
             lines.append(f"| {g['goal']} | {verdict} | {per} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def changes_table(c: Mapping[str, Any]) -> str:
-    lines = [c["what"] + ".", "", "| change | decision | val HR@10 | test HR@10 warm / cold / all | cov@100 |",
-             "|---|---|---|---|---|"]
+    lines = [
+        c["what"] + ".",
+        "",
+        "| change | decision | val HR@10 | test HR@10 warm / cold / all | cov@100 |",
+        "|---|---|---|---|---|",
+    ]
     ref_cov = c["changes"][0]["coverage100_all"]
     for ch in c["changes"]:
         t = ch["test_hr10"]
         drop = ch["coverage100_all"] < 0.8 * ref_cov  # > 20 % relative below the reference row
-        lines.append(f"| {ch['change']} (`{ch['run']}`) | {ch['decision']}: {ch['why']} | {ch['val_hr10']:.3f} | "
-                     f"{t['warm']:.3f} / {t['cold']:.3f} / {t['all']:.3f} | {ch['coverage100_all']:.2f}"
-                     f"{' (!)' if drop else ''} |")
+        lines.append(
+            f"| {ch['change']} (`{ch['run']}`) | {ch['decision']}: {ch['why']} | {ch['val_hr10']:.3f} | "
+            f"{t['warm']:.3f} / {t['cold']:.3f} / {t['all']:.3f} | {ch['coverage100_all']:.2f}"
+            f"{' (!)' if drop else ''} |"
+        )
     lines += ["", f"(!) = Coverage@100 more than 20 % (relative) below the reference row ({ref_cov:.2f})."]
     b = c["baselines_test_hr10"]
-    lines += ["", "Baselines on the same test users (warm / cold / all): " + "; ".join(
-        f"{m} {v['warm']:.3f} / {v['cold']:.3f} / {v['all']:.3f}" for m, v in b.items()) + "."]
+    lines += [
+        "",
+        "Baselines on the same test users (warm / cold / all): "
+        + "; ".join(f"{m} {v['warm']:.3f} / {v['cold']:.3f} / {v['all']:.3f}" for m, v in b.items())
+        + ".",
+    ]
     return "\n".join(lines)
 
 

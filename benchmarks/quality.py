@@ -21,6 +21,7 @@ synthetic data with the ``test`` configuration and one seed: a smoke run for the
     .venv/bin/python -m benchmarks.quality                      # all three settings, seeds 0,1,2
     .venv/bin/python -m benchmarks.quality --setting=demo --seeds=0
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -51,24 +52,42 @@ flags.DEFINE_boolean("quick", False, "Tiny synthetic smoke run (test configurati
 flags.DEFINE_string("out_dir", "runs_quality", "Root of the pipeline runs of this benchmark.")
 flags.DEFINE_string("json", str(ROOT / "benchmarks" / "results" / "quality.json"), "Where to write the JSON.")
 flags.DEFINE_string("config", "demo", "Run configuration (preset name or .py file) of the models.")
-flags.DEFINE_boolean("collect", False, "Only read the finished runs of the seeds from --out_dir (the last seed run "
-                     "per setting is what a version directory holds).")
+flags.DEFINE_boolean(
+    "collect",
+    False,
+    "Only read the finished runs of the seeds from --out_dir (the last seed run "
+    "per setting is what a version directory holds).",
+)
 FLAGS = flags.FLAGS
 
 K = 10
 # (target, segment, model, comparator): "above" goals of each setting
 GOALS: dict[str, list[tuple[str, str, str, str]]] = {
-    "demo": [("audiobook", "warm", "2T-HGNN", "Popularity"), ("audiobook", "warm", "2T-HGNN", "ItemKNN"),
-             ("audiobook", "warm", "2T-HGNN", "2T"), ("audiobook", "cold", "2T-HGNN", "Popularity"),
-             ("podcast", "all", "2T-HGNN", "Popularity"),
-             # beyond the issue's goals: the strongest simple baselines found (reported, not required)
-             ("audiobook", "warm", "2T-HGNN", "EASE"), ("audiobook", "warm", "2T-HGNN", "RecentPop"),
-             ("audiobook", "cold", "2T-HGNN", "RecentPop"), ("podcast", "all", "2T-HGNN", "RecentPop")],
-    "random": [("audiobook", "all", "2T-HGNN", "ItemKNN"), ("audiobook", "all", "2T-HGNN", "EASE"),
-               ("audiobook", "all", "2T-HGNN", "Popularity"), ("audiobook", "all", "2T-HGNN", "2T")],
-    "synthetic": [("audiobook", "warm", "2T-HGNN", "HGNN"), ("audiobook", "warm", "HGNN", "2T"),
-                  ("audiobook", "warm", "2T", "Popularity"), ("audiobook", "cold", "2T-HGNN", "Popularity"),
-                  ("audiobook", "cold", "Popularity", "2T")],
+    "demo": [
+        ("audiobook", "warm", "2T-HGNN", "Popularity"),
+        ("audiobook", "warm", "2T-HGNN", "ItemKNN"),
+        ("audiobook", "warm", "2T-HGNN", "2T"),
+        ("audiobook", "cold", "2T-HGNN", "Popularity"),
+        ("podcast", "all", "2T-HGNN", "Popularity"),
+        # beyond the issue's goals: the strongest simple baselines found (reported, not required)
+        ("audiobook", "warm", "2T-HGNN", "EASE"),
+        ("audiobook", "warm", "2T-HGNN", "RecentPop"),
+        ("audiobook", "cold", "2T-HGNN", "RecentPop"),
+        ("podcast", "all", "2T-HGNN", "RecentPop"),
+    ],
+    "random": [
+        ("audiobook", "all", "2T-HGNN", "ItemKNN"),
+        ("audiobook", "all", "2T-HGNN", "EASE"),
+        ("audiobook", "all", "2T-HGNN", "Popularity"),
+        ("audiobook", "all", "2T-HGNN", "2T"),
+    ],
+    "synthetic": [
+        ("audiobook", "warm", "2T-HGNN", "HGNN"),
+        ("audiobook", "warm", "HGNN", "2T"),
+        ("audiobook", "warm", "2T", "Popularity"),
+        ("audiobook", "cold", "2T-HGNN", "Popularity"),
+        ("audiobook", "cold", "Popularity", "2T"),
+    ],
 }
 
 
@@ -108,24 +127,51 @@ def pipeline_config(setting: str, seed: int, out_dir: Path, preset: str, quick: 
     from twotower_hgnn.pipeline import PipelineConfig
 
     if quick:  # seconds: tiny data, one target, a few HGNN steps, one two-tower epoch
-        return PipelineConfig(dataset="synthetic", scale="tiny", seed=seed, out_dir=str(out_dir), config=configs.load(
-            "test", {"eval.targets": ("audiobook",), "hgnn.max_steps": 6, "hgnn.val_max_edges": 64,
-                     "two_tower.epochs": 1}))
+        return PipelineConfig(
+            dataset="synthetic",
+            scale="tiny",
+            seed=seed,
+            out_dir=str(out_dir),
+            config=configs.load(
+                "test",
+                {"eval.targets": ("audiobook",), "hgnn.max_steps": 6, "hgnn.val_max_edges": 64, "two_tower.epochs": 1},
+            ),
+        )
     if setting == "demo":
         return PipelineConfig(dataset="movielens1m", seed=seed, out_dir=str(out_dir), config=configs.load(preset))
     if setting == "synthetic":
         # the paper's orderings are about audiobooks; a 14K-podcast softmax is slow on 2 CPU cores
-        return PipelineConfig(dataset="synthetic", scale="small", seed=seed, out_dir=str(out_dir),
-                              config=configs.load(preset, {"eval.targets": ("audiobook",)}))
+        return PipelineConfig(
+            dataset="synthetic",
+            scale="small",
+            seed=seed,
+            out_dir=str(out_dir),
+            config=configs.load(preset, {"eval.targets": ("audiobook",)}),
+        )
     f = random_split_files(out_dir / "movielens1m-random-split")
     # 671K examples x a 3.7K-item softmax on 2 cores: batch 2,048 amortises the item tower (computed once per
     # step); a 1,000-step budget (~3 epochs) keeps a seed under ~30 min
-    return PipelineConfig(dataset="files", interactions=f["train"], valid_interactions=f["valid"],
-                          test_interactions=f["test"], items=f["items"], users=f["users"], seed=seed,
-                          out_dir=str(out_dir), config=configs.load(preset, {
-                              "eval.targets": ("audiobook",), "split.min_segment_users": 0,
-                              "two_tower.batch_size": 2048, "two_tower.max_steps": 1000, "two_tower.eval_every": 50,
-                              "two_tower.learning_rate": 2e-3}))
+    return PipelineConfig(
+        dataset="files",
+        interactions=f["train"],
+        valid_interactions=f["valid"],
+        test_interactions=f["test"],
+        items=f["items"],
+        users=f["users"],
+        seed=seed,
+        out_dir=str(out_dir),
+        config=configs.load(
+            preset,
+            {
+                "eval.targets": ("audiobook",),
+                "split.min_segment_users": 0,
+                "two_tower.batch_size": 2048,
+                "two_tower.max_steps": 1000,
+                "two_tower.eval_every": 50,
+                "two_tower.learning_rate": 2e-3,
+            },
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------------ runs
@@ -145,12 +191,23 @@ def run_seed(cfg) -> dict[str, Any]:
     # the next seed overwrites the version's stages: keep this seed's per-user metrics beside it
     atomic_write_parquet(per_user, cfg.version_dir().parent / f"per_user-seed{cfg.seed}.parquet", index=False)
     lt = {(r["model"], r["target_type"], r["segment"]): r["metrics"] for r in report.get("long_tail", [])}
-    rows = [{"model": r["model"], "target": r["target_type"], "segment": r["segment"],
-             **{m: r["metrics"].get(m) for m in (f"hr@{K}", "mrr@100", "coverage@100", "n_users")},
-             f"lt_hr@{K}": lt.get((r["model"], r["target_type"], r["segment"]), {}).get(f"hr@{K}")}
-            for r in report["results"]]
-    return {"rows": rows, "per_user": per_user, "wall_s": round(time.time() - t0, 1),
-            "intervals": report.get("intervals", {}), "training": _training_summary(report)}
+    rows = [
+        {
+            "model": r["model"],
+            "target": r["target_type"],
+            "segment": r["segment"],
+            **{m: r["metrics"].get(m) for m in (f"hr@{K}", "mrr@100", "coverage@100", "n_users")},
+            f"lt_hr@{K}": lt.get((r["model"], r["target_type"], r["segment"]), {}).get(f"hr@{K}"),
+        }
+        for r in report["results"]
+    ]
+    return {
+        "rows": rows,
+        "per_user": per_user,
+        "wall_s": round(time.time() - t0, 1),
+        "intervals": report.get("intervals", {}),
+        "training": _training_summary(report),
+    }
 
 
 def _training_summary(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,8 +216,11 @@ def _training_summary(report: Mapping[str, Any]) -> dict[str, Any]:
         if key == "item_baselines":
             out[key] = {m: i.get("best", i.get("skipped")) for m, i in val.items() if isinstance(i, dict)}
         elif isinstance(val, dict):
-            out[key] = {k: val.get(k) for k in ("stop_reason", "best_step", "steps", "best_metric", "best_val")
-                        if val.get(k) is not None}
+            out[key] = {
+                k: val.get(k)
+                for k in ("stop_reason", "best_step", "steps", "best_metric", "best_val")
+                if val.get(k) is not None
+            }
     return out
 
 
@@ -186,22 +246,35 @@ def check_goals(setting: str, per_seed: Mapping[int, Mapping[str, Any]]) -> list
             seeds[s] = c
         ok = [c is not None and c["diff"] > 0 for c in seeds.values()]
         sig = [c is not None and c["diff"] > 0 and c["excludes_zero"] for c in seeds.values()]
-        out.append({"goal": f"{target}/{segment}: {a} > {b}", "per_seed": seeds,
-                    "holds_every_seed": bool(all(ok)) if ok else False,
-                    "significant_every_seed": bool(all(sig)) if sig else False})
+        out.append(
+            {
+                "goal": f"{target}/{segment}: {a} > {b}",
+                "per_seed": seeds,
+                "holds_every_seed": bool(all(ok)) if ok else False,
+                "significant_every_seed": bool(all(sig)) if sig else False,
+            }
+        )
     return out
 
 
 def machine() -> dict[str, Any]:
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                    capture_output=True, text=True).stdout.strip())
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+            ).stdout.strip()
+        )
     except OSError:
         sha, dirty = None, None
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "git_sha": sha,
-            "git_dirty": dirty}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git_sha": sha,
+        "git_dirty": dirty,
+    }
 
 
 def format_setting(name: str, per_seed: Mapping[int, Mapping[str, Any]], goals: Sequence[Mapping]) -> str:
@@ -213,15 +286,23 @@ def format_setting(name: str, per_seed: Mapping[int, Mapping[str, Any]], goals: 
         for m, gm in g.groupby("model", sort=False):
             hr, cov = gm[f"hr@{K}"].astype(float), gm["coverage@100"].astype(float)
             lt = gm[f"lt_hr@{K}"].astype(float) if f"lt_hr@{K}" in gm else pd.Series([np.nan])
-            lines.append(f"    {m:<14} HR@{K} {hr.mean():.3f} [{hr.min():.3f}..{hr.max():.3f}]  "
-                         f"cov@100 {cov.mean():.3f}  LT-HR@{K} {lt.mean():.3f}")
+            lines.append(
+                f"    {m:<14} HR@{K} {hr.mean():.3f} [{hr.min():.3f}..{hr.max():.3f}]  "
+                f"cov@100 {cov.mean():.3f}  LT-HR@{K} {lt.mean():.3f}"
+            )
     for gl in goals:
         parts = []
         for s, c in gl["per_seed"].items():
-            parts.append("n/a" if c is None else f"s{s} {c['diff']:+.3f} [{c['lo']:+.3f},{c['hi']:+.3f}]"
-                         + ("*" if c["excludes_zero"] else ""))
-        verdict = "MET" if gl["significant_every_seed"] else ("above, not significant" if gl["holds_every_seed"]
-                                                              else "MISSED")
+            parts.append(
+                "n/a"
+                if c is None
+                else f"s{s} {c['diff']:+.3f} [{c['lo']:+.3f},{c['hi']:+.3f}]" + ("*" if c["excludes_zero"] else "")
+            )
+        verdict = (
+            "MET"
+            if gl["significant_every_seed"]
+            else ("above, not significant" if gl["holds_every_seed"] else "MISSED")
+        )
         lines.append(f"  goal {gl['goal']}: {verdict}  ({'; '.join(parts)})")
     return "\n".join(lines)
 
@@ -233,8 +314,13 @@ def main(argv):
     quiet_library_logs()
     settings = ("synthetic",) if FLAGS.quick else (SETTINGS if FLAGS.setting == "all" else (FLAGS.setting,))
     seeds = [0] if FLAGS.quick else [int(s) for s in FLAGS.seeds]
-    out: dict[str, Any] = {"machine": machine(), "k": K, "preset": "test" if FLAGS.quick else FLAGS.config,
-                           "quick": FLAGS.quick, "settings": {}}
+    out: dict[str, Any] = {
+        "machine": machine(),
+        "k": K,
+        "preset": "test" if FLAGS.quick else FLAGS.config,
+        "quick": FLAGS.quick,
+        "settings": {},
+    }
     texts = []
     for setting in settings:
         per_seed = {}
@@ -245,7 +331,8 @@ def main(argv):
         texts.append(format_setting(setting, per_seed, goals))
         out["settings"][setting] = {
             "seeds": {s: {k: v for k, v in r.items() if k != "per_user"} for s, r in per_seed.items()},
-            "goals": goals}
+            "goals": goals,
+        }
     print("\n\n".join(texts), flush=True)
     path = Path(FLAGS.json)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ many steps and scored on the test part (warm / cold / all users, HR@10 and Cover
 change (kept / rejected and why); BUILD_NOTES.md's table is generated from it
 (``python -m benchmarks.notes_tables``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,12 +63,20 @@ VARIANTS: dict[str, tuple[str, bool, dict[str, Any]]] = {
     "asof-p7-s2": ("audiobook", True, dict(_DEMO, prior_as_of=True, prior_days=7, seed=2)),
     "demo-s1": ("audiobook", True, dict(_DEMO, seed=1)),
     "demo-s2": ("audiobook", True, dict(_DEMO, seed=2)),
-    **{f"asof-p7-ema{int(d * 100)}-s{sd}": ("audiobook", True, dict(_DEMO, prior_as_of=True, prior_days=7, ema_decay=d,
-                                                                    seed=sd))
-       for d in (0.9, 0.95, 0.98) for sd in (0, 1, 2)},
+    **{
+        f"asof-p7-ema{int(d * 100)}-s{sd}": (
+            "audiobook",
+            True,
+            dict(_DEMO, prior_as_of=True, prior_days=7, ema_decay=d, seed=sd),
+        )
+        for d in (0.9, 0.95, 0.98)
+        for sd in (0, 1, 2)
+    },
     **{f"ema95-s{sd}": ("audiobook", True, dict(_DEMO, ema_decay=0.95, seed=sd)) for sd in (0, 1, 2)},
-    **{f"asof-p14-ema95-s{sd}": ("audiobook", True, dict(_DEMO, prior_as_of=True, ema_decay=0.95, seed=sd))
-       for sd in (0, 1, 2)},
+    **{
+        f"asof-p14-ema95-s{sd}": ("audiobook", True, dict(_DEMO, prior_as_of=True, ema_decay=0.95, seed=sd))
+        for sd in (0, 1, 2)
+    },
     "2T-asof-p7-ema95-s0": ("audiobook", False, dict(_DEMO, prior_as_of=True, prior_days=7, ema_decay=0.95)),
     "2T-asof-p14": ("audiobook", False, dict(_DEMO, prior_as_of=True)),
     "podcast-demo": ("podcast", True, _DEMO),
@@ -94,22 +103,41 @@ def run_variant(name: str, vdir: Path) -> dict[str, Any]:
     content = np.load(vdir / "content" / "content.npy")
     hgnn = np.load(vdir / "hgnn" / "item_embeddings.npy") if use_hgnn else None
     model_kw = {k[2:]: v for k, v in kw.items() if k.startswith("m_")}
-    cfg = TwoTowerTrainConfig(target_type=target, use_hgnn=use_hgnn, history_days=None, progress=False,
-                              checkpoint_every=100_000, log_every=100,
-                              model=TwoTowerConfig(**{"tower_dims": (256, 128, 64), **model_kw}),
-                              **{k: v for k, v in kw.items() if not k.startswith("m_")})
+    cfg = TwoTowerTrainConfig(
+        target_type=target,
+        use_hgnn=use_hgnn,
+        history_days=None,
+        progress=False,
+        checkpoint_every=100_000,
+        log_every=100,
+        model=TwoTowerConfig(**{"tower_dims": (256, 128, 64), **model_kw}),
+        **{k: v for k, v in kw.items() if not k.startswith("m_")},
+    )
     t0 = time.time()
-    sel = train_two_tower(ds, valid, content, hgnn, cfg, tempfile.mkdtemp(), validate=two_tower_validator(ds, valid, target))
-    final = train_two_tower(ds, split, content, hgnn, dataclasses.replace(cfg, max_steps=sel.best_step), tempfile.mkdtemp())
+    sel = train_two_tower(
+        ds, valid, content, hgnn, cfg, tempfile.mkdtemp(), validate=two_tower_validator(ds, valid, target)
+    )
+    final = train_two_tower(
+        ds, split, content, hgnn, dataclasses.replace(cfg, max_steps=sel.best_step), tempfile.mkdtemp()
+    )
     tp = build_protocol(ds, split, [target])[target]
-    ranked = rank_users(tp, user_vectors(final, ds, split.train, tp.users, split.user_as_of(tp.users)),
-                        item_vectors(final)[0]).items
-    test = {s: compute_metrics(ranked[tp.segment(s)], tp.relevant.take(tp.segment(s)), tp.catalogue, k=10)
-            for s in SEGMENTS}
-    return {"run": name, "target": target, "hgnn": use_hgnn, "settings": {k: str(v) for k, v in kw.items()},
-            "val_hr10": round(max(v["val"] for v in sel.val_history), 4), "best_step": sel.best_step,
-            "test_hr10": {s: round(m["hr@10"], 4) for s, m in test.items()},
-            "coverage100_all": round(test["all"]["coverage@100"], 3), "seconds": round(time.time() - t0, 1)}
+    ranked = rank_users(
+        tp, user_vectors(final, ds, split.train, tp.users, split.user_as_of(tp.users)), item_vectors(final)[0]
+    ).items
+    test = {
+        s: compute_metrics(ranked[tp.segment(s)], tp.relevant.take(tp.segment(s)), tp.catalogue, k=10) for s in SEGMENTS
+    }
+    return {
+        "run": name,
+        "target": target,
+        "hgnn": use_hgnn,
+        "settings": {k: str(v) for k, v in kw.items()},
+        "val_hr10": round(max(v["val"] for v in sel.val_history), 4),
+        "best_step": sel.best_step,
+        "test_hr10": {s: round(m["hr@10"], 4) for s, m in test.items()},
+        "coverage100_all": round(test["all"]["coverage@100"], 3),
+        "seconds": round(time.time() - t0, 1),
+    }
 
 
 def main(argv):

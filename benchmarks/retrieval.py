@@ -24,6 +24,7 @@ where real trained queries live (near the item manifold), and their dot products
     python -m benchmarks.retrieval --json=/tmp/retrieval.json          # full: 250K x 128
     python -m benchmarks.retrieval --quick                              # < 60 s smoke run
 """
+
 from __future__ import annotations
 
 import os
@@ -68,8 +69,10 @@ def pin_one_core(core: int) -> tuple[int, str]:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     if "jax" in sys.modules:
         raise RuntimeError("jax was imported before pinning; XLA would already have its thread pool")
-    return core, (f"sched_setaffinity(0, {{{core}}}); OMP/MKL/OPENBLAS_NUM_THREADS=1; XLA_FLAGS=--xla_cpu_multi_thread_eigen=false "
-            "intra_op_parallelism_threads=1; faiss.omp_set_num_threads(1) (index builds: all cores)")
+    return core, (
+        f"sched_setaffinity(0, {{{core}}}); OMP/MKL/OPENBLAS_NUM_THREADS=1; XLA_FLAGS=--xla_cpu_multi_thread_eigen=false "
+        "intra_op_parallelism_threads=1; faiss.omp_set_num_threads(1) (index builds: all cores)"
+    )
 
 
 # ----------------------------------------------------------------------------------- data
@@ -121,7 +124,9 @@ def make_world(num_items: int, dim: int, num_users: int, seed: int):
     feats[:, dim : 2 * dim] = 0.3 * rng.normal(size=(num_users, dim))  # podcast history mean
     feats[:, 256] = rng.uniform(-1, 1, size=num_users)  # age, standardised
     feats[:, 257 + rng.integers(0, 16, size=num_users)] = 1.0  # country one-hot (16)
-    feats[:, 273:337] = rng.normal(size=(num_users, 64)) * 0.1 + zu @ rng.normal(size=(rank, 64)) / np.sqrt(rank)  # music
+    feats[:, 273:337] = rng.normal(size=(num_users, 64)) * 0.1 + zu @ rng.normal(size=(rank, 64)) / np.sqrt(
+        rank
+    )  # music
     feats[:, 337] = 1.0  # has audiobook history
     return items, feats, taste, exclude
 
@@ -142,7 +147,14 @@ def make_tower(feats, taste, seed: int):
     h = np.maximum(np.maximum(feats @ w1 + b1, 0) @ w2 + b2, 0)
     h1 = np.concatenate([h, np.ones((len(h), 1), np.float32)], 1)
     sol = np.linalg.solve(h1.T @ h1 + 1e-2 * np.eye(h1.shape[1]), h1.T @ taste)  # ridge fit
-    params = {"w1": w1, "b1": b1, "w2": w2, "b2": b2, "w3": sol[:-1].astype(np.float32), "b3": sol[-1].astype(np.float32)}
+    params = {
+        "w1": w1,
+        "b1": b1,
+        "w2": w2,
+        "b2": b2,
+        "w3": sol[:-1].astype(np.float32),
+        "b3": sol[-1].astype(np.float32),
+    }
     params = jax.device_put(params)
 
     @jax.jit
@@ -170,7 +182,11 @@ def configs(quick: bool) -> list[tuple[str, dict, list[tuple[str, dict]]]]:
         ("flat_fp16", {}, [("faiss_flat_fp16", {})]),
         ("flat_sq8", {}, [("faiss_flat_sq8", {})]),
         ("hnsw", {"M": 16, "ef_construction": 100}, [(f"hnsw_M16_ef{ef}", {"ef_search": ef}) for ef in (256, 512)]),
-        ("hnsw", {"M": 32, "ef_construction": 200}, [(f"hnsw_M32_ef{ef}", {"ef_search": ef}) for ef in (128, 256, 512)]),
+        (
+            "hnsw",
+            {"M": 32, "ef_construction": 200},
+            [(f"hnsw_M32_ef{ef}", {"ef_search": ef}) for ef in (128, 256, 512)],
+        ),
         ("ivf_flat", {}, [(f"ivf_flat_np{n}", {"nprobe": n}) for n in (8, 16, 32, 48, 64)]),
         ("ivf_sq8", {}, [(f"ivf_sq8_np{n}", {"nprobe": n}) for n in (16, 32, 48, 64, 96)]),
     ]
@@ -221,7 +237,10 @@ def main(argv):
     items, feats, taste, exclude = make_world(n_items, FLAGS.dim, n_users, FLAGS.seed)
     fit = slice(n_rec + n_req + FLAGS.batch, n_users)  # tower's last layer is fitted on these users only
     tower = make_tower(feats[fit], taste[fit], FLAGS.seed)
-    print(f"data: {n_items} items x {FLAGS.dim}, {n_users} users, {time.perf_counter() - t0:.1f} s; pinning: {how}", flush=True)
+    print(
+        f"data: {n_items} items x {FLAGS.dim}, {n_users} users, {time.perf_counter() - t0:.1f} s; pinning: {how}",
+        flush=True,
+    )
 
     rec_users = np.arange(n_rec)
     req_users = np.arange(n_rec, n_rec + n_req)
@@ -235,8 +254,12 @@ def main(argv):
         # Recall set (vs exact f32, same exclusions), in batches of 256.
         found = None
         if index is not None:
-            found = np.concatenate([index.search(q_rec[i : i + 256], k, rows_slice(ex_rec, i, min(i + 256, n_rec)))[1]
-                                    for i in range(0, n_rec, 256)])
+            found = np.concatenate(
+                [
+                    index.search(q_rec[i : i + 256], k, rows_slice(ex_rec, i, min(i + 256, n_rec)))[1]
+                    for i in range(0, n_rec, 256)
+                ]
+            )
 
         def request(u):  # features -> tower -> search with the user's exclusions
             q = tower(feats[u : u + 1])
@@ -255,6 +278,7 @@ def main(argv):
                 break  # slow configurations: at least 100 requests, then the time budget
         # Batch scoring throughput.
         ex_b = rows_slice(exclude, bat_users[0], bat_users[-1] + 1)
+
         def batch():
             return index.search(tower(feats[bat_users]), k, ex_b) if index is not None else tower(feats[bat_users])
 
@@ -265,10 +289,21 @@ def main(argv):
             n_done += len(bat_users)
         lat_ms, cpu_ms = np.asarray(lat) * 1e3, np.asarray(cpu) * 1e3
         serving_default = kind == DEFAULT_KIND and all(params.get(key) == v for key, v in DEFAULT_PARAMS.items())
-        return {"name": name, "kind": kind, "params": params, "p50_ms": float(np.percentile(lat_ms, 50)),
-                "p99_ms": float(np.percentile(lat_ms, 99)), "users_per_s": float(n_done / (time.perf_counter() - tt)),
-                "recall_at_100": None, "p50_cpu_ms": float(np.percentile(cpu_ms, 50)), "p99_cpu_ms": float(np.percentile(cpu_ms, 99)),
-                "requests": len(lat), "build_s": round(build_s, 2), "serving_default": serving_default, "_found": found}
+        return {
+            "name": name,
+            "kind": kind,
+            "params": params,
+            "p50_ms": float(np.percentile(lat_ms, 50)),
+            "p99_ms": float(np.percentile(lat_ms, 99)),
+            "users_per_s": float(n_done / (time.perf_counter() - tt)),
+            "recall_at_100": None,
+            "p50_cpu_ms": float(np.percentile(cpu_ms, 50)),
+            "p99_cpu_ms": float(np.percentile(cpu_ms, 99)),
+            "requests": len(lat),
+            "build_s": round(build_s, 2),
+            "serving_default": serving_default,
+            "_found": found,
+        }
 
     truth = None
     rows = []
@@ -299,9 +334,12 @@ def main(argv):
                 r["recall_at_100"] = recall_at(found, truth)
             rows.append(r)
             rec = "   n/a" if r["recall_at_100"] is None else f"{r['recall_at_100']:.4f}"
-            print(f"{name:18s} p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  (cpu p50 {r['p50_cpu_ms']:6.2f} p99 "
-                  f"{r['p99_cpu_ms']:6.2f})  {r['users_per_s']:8.0f} users/s  recall@{k} {rec}  build {build_s:6.1f} s  "
-                  f"({r['requests']} requests)", flush=True)
+            print(
+                f"{name:18s} p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  (cpu p50 {r['p50_cpu_ms']:6.2f} p99 "
+                f"{r['p99_cpu_ms']:6.2f})  {r['users_per_s']:8.0f} users/s  recall@{k} {rec}  build {build_s:6.1f} s  "
+                f"({r['requests']} requests)",
+                flush=True,
+            )
         del index
 
     def meets(r, key):
@@ -319,13 +357,17 @@ def main(argv):
         rec = "n/a" if r["recall_at_100"] is None else f"{r['recall_at_100']:.4f}"
         mark = ("yes" if r["meets_goal"] else "no") + " / " + ("yes" if r["meets_goal_cpu_time"] else "no")
         name = r["name"] + (" **(serving default)**" if r["serving_default"] else "")
-        print(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p99_cpu_ms']:.2f} | {r['users_per_s']:.0f} | {rec} | "
-              f"{r['build_s']:.1f} | {mark} |")
+        print(
+            f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p99_cpu_ms']:.2f} | {r['users_per_s']:.0f} | {rec} | "
+            f"{r['build_s']:.1f} | {mark} |"
+        )
     dflt = [r for r in rows if r["serving_default"]]
     if dflt and not dflt[0]["meets_goal"]:
         d = dflt[0]
-        print(f"\nMISS: serving default {d['name']}: p99 {d['p99_ms']:.2f} ms (cpu-time p99 {d['p99_cpu_ms']:.2f} ms), "
-              f"recall@{k} {d['recall_at_100']:.4f}; goal p99 < {FLAGS.max_p99_ms} ms with recall >= {FLAGS.min_recall}")
+        print(
+            f"\nMISS: serving default {d['name']}: p99 {d['p99_ms']:.2f} ms (cpu-time p99 {d['p99_cpu_ms']:.2f} ms), "
+            f"recall@{k} {d['recall_at_100']:.4f}; goal p99 < {FLAGS.max_p99_ms} ms with recall >= {FLAGS.min_recall}"
+        )
     from twotower_hgnn.provenance import git_sha
 
     sha = git_sha()
@@ -341,7 +383,7 @@ def main(argv):
         "jax": jax.__version__,
         "faiss": faiss.__version__,
         "data": "topic-model items (500 Zipf topics, 32-d latent -> 128-d + noise, L2-normalised); "
-                "users with 1-3 topics, 5-40 history items excluded; stand-in 352-512-256-128 tower",
+        "users with 1-3 topics, 5-40 history items excluded; stand-in 352-512-256-128 tower",
         "fastest_meeting_goal": best["name"] if best else None,
         "serving_default": {"kind": DEFAULT_KIND, **DEFAULT_PARAMS},
         "cpu_time_note": "p*_cpu_ms = process CPU time per request (excludes time preempted by other processes)",

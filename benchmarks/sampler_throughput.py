@@ -15,6 +15,7 @@ Run:
 Peers come from ``benchmarks/install_peers.sh`` (.peers_venv/dgl, .peers_venv/pyg); a missing peer
 gives a row saying why.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "small graph and few batches (< 60 s on 2 cores, peers included)")
 flags.DEFINE_integer("n_audiobooks", 200_000, "audiobook nodes")
 flags.DEFINE_integer("n_podcasts", 1_000_000, "podcast nodes")
-flags.DEFINE_integer("num_edges", 20_000_000, "undirected edges over the three relations (5% AB-AB, 25% AB-PC, 70% PC-PC)")
+flags.DEFINE_integer(
+    "num_edges", 20_000_000, "undirected edges over the three relations (5% AB-AB, 25% AB-PC, 70% PC-PC)"
+)
 flags.DEFINE_integer("graph_seed", 0, "synthetic graph seed")
 flags.DEFINE_string("cache_dir", str(ROOT / ".cache" / "sampler_bench"), "where the generated graph is cached")
 flags.DEFINE_integer("batch_seeds", 1024, "seed nodes per batch (split over types in proportion to their sizes)")
@@ -62,11 +65,21 @@ flags.DEFINE_list("peers", ["dgl", "pyg"], "peers to run (subprocesses in .peers
 flags.DEFINE_list("peer_threads", ["1", "2"], "thread counts for the peers")
 flags.DEFINE_string("peers_venv", str(ROOT / ".peers_venv"), "base directory of the peer venvs")
 flags.DEFINE_integer("peer_timeout", 1200, "seconds before a peer run is abandoned (row says so)")
-flags.DEFINE_float("gpu_seeds_per_s", 1.8e6, "seeds/s of one GPU training step (ENV.md), for the workers-needed estimate")
+flags.DEFINE_float(
+    "gpu_seeds_per_s", 1.8e6, "seeds/s of one GPU training step (ENV.md), for the workers-needed estimate"
+)
 flags.DEFINE_string("json", None, "write the result JSON here (atomically)")
-flags.DEFINE_bool("device", True, "device-backend rows (benchmarks/device_sampler.py), labelled with the platform, e.g. 'device (XLA:CPU)'")
-flags.DEFINE_list("device_full_batch_seeds", None, "full-batch sizes for the device rows (default: batch_seeds and 12 x batch_seeds)")
-flags.DEFINE_integer("device_epoch_batches", 20, "batches timed for the device whole-epoch row (0 = the whole epoch; else extrapolated)")
+flags.DEFINE_bool(
+    "device",
+    True,
+    "device-backend rows (benchmarks/device_sampler.py), labelled with the platform, e.g. 'device (XLA:CPU)'",
+)
+flags.DEFINE_list(
+    "device_full_batch_seeds", None, "full-batch sizes for the device rows (default: batch_seeds and 12 x batch_seeds)"
+)
+flags.DEFINE_integer(
+    "device_epoch_batches", 20, "batches timed for the device whole-epoch row (0 = the whole epoch; else extrapolated)"
+)
 
 _DIRS = (("audiobook", "audiobook"), ("audiobook", "podcast"), ("podcast", "audiobook"), ("podcast", "podcast"))
 
@@ -79,7 +92,10 @@ def _graph_path() -> Path:
 def load_graph() -> tuple[HeteroCSR, Path, float]:
     path = _graph_path()
     t0 = time.perf_counter()
-    g = cached_graph(path, lambda: audiobook_podcast_graph(FLAGS.n_audiobooks, FLAGS.n_podcasts, FLAGS.num_edges, seed=FLAGS.graph_seed))
+    g = cached_graph(
+        path,
+        lambda: audiobook_podcast_graph(FLAGS.n_audiobooks, FLAGS.n_podcasts, FLAGS.num_edges, seed=FLAGS.graph_seed),
+    )
     return g, path, time.perf_counter() - t0
 
 
@@ -94,7 +110,11 @@ def make_seed_batches(g: HeteroCSR, n_batches: int, rng: np.random.Generator) ->
         b = {}
         for t in g.node_types:
             lo, hi = g.type_range(t)
-            b[t] = rng.choice(np.arange(lo, hi, dtype=np.int64), size=counts[t], replace=False).astype(np.int32) if counts[t] else np.zeros(0, np.int32)
+            b[t] = (
+                rng.choice(np.arange(lo, hi, dtype=np.int64), size=counts[t], replace=False).astype(np.int32)
+                if counts[t]
+                else np.zeros(0, np.int32)
+            )
         out.append(b)
     return out
 
@@ -108,8 +128,14 @@ def _stats(times: list[float], seeds: int, edges: list[int] | None, cpu: list[fl
     batch) also CPU-time throughput, which time slices lost to other tenants of the machine do not inflate."""
     t = np.asarray(times)
     med = float(np.median(t))
-    row = {"seeds_per_s": seeds / med, "median_ms": med * 1e3, "p10_ms": float(np.percentile(t, 10) * 1e3),
-           "p90_ms": float(np.percentile(t, 90) * 1e3), "min_ms": float(t.min() * 1e3), "n_batches": int(t.size)}
+    row = {
+        "seeds_per_s": seeds / med,
+        "median_ms": med * 1e3,
+        "p10_ms": float(np.percentile(t, 10) * 1e3),
+        "p90_ms": float(np.percentile(t, 90) * 1e3),
+        "min_ms": float(t.min() * 1e3),
+        "n_batches": int(t.size),
+    }
     row["edges_per_s"] = float(np.median(edges)) / med if edges else None
     if cpu:
         c = float(np.median(cpu))
@@ -211,16 +237,41 @@ def _naive_sample(g: HeteroCSR, seeds: dict[str, np.ndarray], fan: list[int], rn
 def run_peer(peer: str, graph_path: Path, seeds_file: Path, threads: int) -> dict[str, Any]:
     venv = Path(FLAGS.peers_venv) / peer
     py = venv / "bin" / "python"
-    base = {"name": f"{peer} (peer)", "workers": threads, "replace": False, "seeds_per_s": None, "edges_per_s": None,
-            "scope": "neighbourhood"}
+    base = {
+        "name": f"{peer} (peer)",
+        "workers": threads,
+        "replace": False,
+        "seeds_per_s": None,
+        "edges_per_s": None,
+        "scope": "neighbourhood",
+    }
     if not py.exists() or not (venv / ".ok").exists():
         return {**base, "status": f"not installed ({venv} missing or incomplete: run benchmarks/install_peers.sh)"}
-    cmd = [str(py), str(ROOT / "benchmarks" / "peers" / f"{peer}_runner.py"), "--graph", str(graph_path), "--seeds", str(seeds_file),
-           "--fanouts", ",".join(FLAGS.fanouts), "--warmup", str(FLAGS.warmup), "--threads", str(threads)]
+    cmd = [
+        str(py),
+        str(ROOT / "benchmarks" / "peers" / f"{peer}_runner.py"),
+        "--graph",
+        str(graph_path),
+        "--seeds",
+        str(seeds_file),
+        "--fanouts",
+        ",".join(FLAGS.fanouts),
+        "--warmup",
+        str(FLAGS.warmup),
+        "--threads",
+        str(threads),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
     env.pop("PYTHONPATH", None)
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=FLAGS.peer_timeout, env=env, cwd=str(ROOT / "benchmarks" / "peers"))
+        p = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=FLAGS.peer_timeout,
+            env=env,
+            cwd=str(ROOT / "benchmarks" / "peers"),
+        )
     except subprocess.TimeoutExpired:
         return {**base, "status": f"timed out after {FLAGS.peer_timeout} s"}
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
@@ -228,7 +279,12 @@ def run_peer(peer: str, graph_path: Path, seeds_file: Path, threads: int) -> dic
         tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
         return {**base, "status": f"failed (exit {p.returncode}): {' | '.join(tail)}"}
     res = json.loads(lines[-1])
-    row = {**base, "name": res["name"], "status": "ok", **_stats(res["times"], res["seeds_per_batch"], res["edges"], res.get("cpu"))}
+    row = {
+        **base,
+        "name": res["name"],
+        "status": "ok",
+        **_stats(res["times"], res["seeds_per_batch"], res["edges"], res.get("cpu")),
+    }
     return row
 
 
@@ -247,17 +303,28 @@ def _meta(argv_flags: dict) -> dict[str, Any]:
 def _apply_quick() -> None:
     if not FLAGS.quick:
         return
-    for name, val in (("n_audiobooks", 20_000), ("n_podcasts", 100_000), ("num_edges", 2_000_000), ("batches", 20),
-                      ("warmup", 2), ("naive_seeds", 16), ("peer_threads", ["1"]), ("workers", ["1", "2"]),
-                      ("peer_timeout", 40), ("device_epoch_batches", 5),
-                      # the 12x-seed device batch alone costs ~40 s on XLA:CPU: keep --quick under 60 s
-                      ("device_full_batch_seeds", [str(FLAGS.batch_seeds)])):
+    for name, val in (
+        ("n_audiobooks", 20_000),
+        ("n_podcasts", 100_000),
+        ("num_edges", 2_000_000),
+        ("batches", 20),
+        ("warmup", 2),
+        ("naive_seeds", 16),
+        ("peer_threads", ["1"]),
+        ("workers", ["1", "2"]),
+        ("peer_timeout", 40),
+        ("device_epoch_batches", 5),
+        # the 12x-seed device batch alone costs ~40 s on XLA:CPU: keep --quick under 60 s
+        ("device_full_batch_seeds", [str(FLAGS.batch_seeds)]),
+    ):
         if not FLAGS[name].present:
             FLAGS[name].value = val
 
 
 def _print_table(rows: list[dict]) -> None:
-    print(f"\n{'name':<62} {'wk':>3} {'seeds/s':>10} {'edges/s':>10} {'med ms':>8} {'p10-p90 ms':>15} {'cpu ms':>7}  scope / status")
+    print(
+        f"\n{'name':<62} {'wk':>3} {'seeds/s':>10} {'edges/s':>10} {'med ms':>8} {'p10-p90 ms':>15} {'cpu ms':>7}  scope / status"
+    )
     for r in rows:
         s = f"{r['seeds_per_s']:>10.0f}" if r.get("seeds_per_s") else f"{'-':>10}"
         e = f"{r['edges_per_s'] / 1e6:>9.2f}M" if r.get("edges_per_s") else f"{'-':>10}"
@@ -265,7 +332,9 @@ def _print_table(rows: list[dict]) -> None:
         sp = f"{r['p10_ms']:>6.1f}-{r['p90_ms']:<7.1f}" if r.get("p10_ms") is not None else f"{'':>15}"
         st = r.get("status", "ok")
         c = f"{r['cpu_median_ms']:>7.2f}" if r.get("cpu_median_ms") is not None else f"{'':>7}"
-        print(f"{r['name']:<62} {r['workers']:>3} {s} {e} {m} {sp} {c}  {r.get('scope', '')}{'' if st == 'ok' else ' / ' + st}")
+        print(
+            f"{r['name']:<62} {r['workers']:>3} {s} {e} {m} {sp} {c}  {r.get('scope', '')}{'' if st == 'ok' else ' / ' + st}"
+        )
 
 
 def main(argv: list[str]) -> None:
@@ -276,8 +345,11 @@ def main(argv: list[str]) -> None:
     fan = _fan(fan_list)
     g, gpath, t_graph = load_graph()
     st = g.stats()
-    print(f"graph {gpath.name}: {st['nodes']} edges " + ", ".join(f"{k}={v['edges']:,}" for k, v in st["relations"].items())
-          + f" (load/build {t_graph:.1f} s)")
+    print(
+        f"graph {gpath.name}: {st['nodes']} edges "
+        + ", ".join(f"{k}={v['edges']:,}" for k, v in st["relations"].items())
+        + f" (load/build {t_graph:.1f} s)"
+    )
     rng = np.random.default_rng(1234)
     n_b = FLAGS.warmup + FLAGS.batches
     batches = make_seed_batches(g, n_b, rng)
@@ -289,27 +361,55 @@ def main(argv: list[str]) -> None:
 
     # 1. ours, 1 worker, neighbourhood scope
     times, edges, cpu = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
-    ours1 = {"name": "numpy static-shape sampler (this repo)", "workers": 1, "replace": False, "scope": "neighbourhood", **_stats(times, nseed, edges, cpu)}
+    ours1 = {
+        "name": "numpy static-shape sampler (this repo)",
+        "workers": 1,
+        "replace": False,
+        "scope": "neighbourhood",
+        **_stats(times, nseed, edges, cpu),
+    }
     rows.append(ours1)
     times_r, edges_r, cpu_r = _time_ours(adjs, g, batches, fan, True, FLAGS.warmup)
-    rows.append({"name": "numpy static-shape sampler, WITH replacement", "workers": 1, "replace": True, "scope": "neighbourhood",
-                 **_stats(times_r, nseed, edges_r, cpu_r)})
+    rows.append(
+        {
+            "name": "numpy static-shape sampler, WITH replacement",
+            "workers": 1,
+            "replace": True,
+            "scope": "neighbourhood",
+            **_stats(times_r, nseed, edges_r, cpu_r),
+        }
+    )
     edges_per_batch = float(np.median(edges))
     # 2. ours, N workers
     rounds = 3 if FLAGS.quick else 5
     for w in (int(x) for x in FLAGS.workers):
         if w <= 1:
             continue
-        timed = batches[FLAGS.warmup:]
+        timed = batches[FLAGS.warmup :]
         if "thread" in FLAGS.modes:
             walls, nb = _thread_rounds(adjs, g, timed, fan, w, rounds)
-            rows.append({"name": "numpy static-shape sampler, threads", "workers": w, "replace": False, "scope": "neighbourhood",
-                         **_stats([x / nb for x in walls], nseed, [edges_per_batch]), "note": "per-batch time = round wall / batches"})
+            rows.append(
+                {
+                    "name": "numpy static-shape sampler, threads",
+                    "workers": w,
+                    "replace": False,
+                    "scope": "neighbourhood",
+                    **_stats([x / nb for x in walls], nseed, [edges_per_batch]),
+                    "note": "per-batch time = round wall / batches",
+                }
+            )
         if "process" in FLAGS.modes:
             walls = _process_rounds(gpath, timed, fan_list, w, rounds)
-            rows.append({"name": "numpy static-shape sampler, processes", "workers": w, "replace": False, "scope": "neighbourhood",
-                         **_stats([x / len(timed) for x in walls], nseed, [edges_per_batch]),
-                         "note": "results stay in the workers (no transfer); see Loader rows for end to end"})
+            rows.append(
+                {
+                    "name": "numpy static-shape sampler, processes",
+                    "workers": w,
+                    "replace": False,
+                    "scope": "neighbourhood",
+                    **_stats([x / len(timed) for x in walls], nseed, [edges_per_batch]),
+                    "note": "results stay in the workers (no transfer); see Loader rows for end to end",
+                }
+            )
     # 3. separately timed pieces of a training batch: supervision edges, negatives, exclusion
     P = max(1, nseed // 6)  # 2 + 4 negatives per positive: ~batch_seeds seeds
     spec = make_spec(g, positives_per_batch=P, fanouts=tuple(fan_list), seed=0)
@@ -333,13 +433,30 @@ def main(argv: list[str]) -> None:
         t5 = time.perf_counter()
         for k, v in zip(pieces, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
             pieces[k].append(v)
-    for k, scope in (("supervision", "supervision edges only"), ("negatives", "negatives only"),
-                     ("negatives_avoid", "negatives avoiding known positives only"), ("exclusion", "supervision-edge exclusion (holes) only")):
-        rows.append({"name": f"  piece: {scope}", "workers": 1, "replace": False, "scope": f"piece, {P} positives",
-                     **_stats(pieces[k], lay.num_seeds, None)})
-    rows.append({"name": "NumpySampler.batch (full training batch)", "workers": 1, "replace": False,
-                 "scope": f"full batch: {P} pos x (2+4 neg) = {lay.num_seeds} seeds, exclusion on",
-                 **_stats(pieces["full"], lay.num_seeds, None)})
+    for k, scope in (
+        ("supervision", "supervision edges only"),
+        ("negatives", "negatives only"),
+        ("negatives_avoid", "negatives avoiding known positives only"),
+        ("exclusion", "supervision-edge exclusion (holes) only"),
+    ):
+        rows.append(
+            {
+                "name": f"  piece: {scope}",
+                "workers": 1,
+                "replace": False,
+                "scope": f"piece, {P} positives",
+                **_stats(pieces[k], lay.num_seeds, None),
+            }
+        )
+    rows.append(
+        {
+            "name": "NumpySampler.batch (full training batch)",
+            "workers": 1,
+            "replace": False,
+            "scope": f"full batch: {P} pos x (2+4 neg) = {lay.num_seeds} seeds, exclusion on",
+            **_stats(pieces["full"], lay.num_seeds, None),
+        }
+    )
     # 4. Loader end to end (full training batches, result delivered to the consumer)
     n_load = min(sampler.num_batches(0), max(FLAGS.batches, 8))
     for mode in FLAGS.modes:
@@ -358,10 +475,21 @@ def main(argv: list[str]) -> None:
                     if k >= n_load:
                         break
                 wall = time.perf_counter() - t0
-            rows.append({"name": f"Loader end to end, {mode} mode", "workers": w, "replace": False,
-                         "scope": f"full batch ({lay.num_seeds} seeds) delivered to consumer", "seeds_per_s": k * lay.num_seeds / wall,
-                         "edges_per_s": None, "median_ms": wall / k * 1e3, "p10_ms": None, "p90_ms": None, "n_batches": k,
-                         "note": f"start-up {t0 - first:.2f} s excluded"})
+            rows.append(
+                {
+                    "name": f"Loader end to end, {mode} mode",
+                    "workers": w,
+                    "replace": False,
+                    "scope": f"full batch ({lay.num_seeds} seeds) delivered to consumer",
+                    "seeds_per_s": k * lay.num_seeds / wall,
+                    "edges_per_s": None,
+                    "median_ms": wall / k * 1e3,
+                    "p10_ms": None,
+                    "p90_ms": None,
+                    "n_batches": k,
+                    "note": f"start-up {t0 - first:.2f} s excluded",
+                }
+            )
     # 5. naive loop on a subset, extrapolated
     sub = {t: v[: max(1, int(round(FLAGS.naive_seeds * v.size / nseed)))] for t, v in batches[FLAGS.warmup].items()}
     ns = sum(v.size for v in sub.values())
@@ -372,16 +500,36 @@ def main(argv: list[str]) -> None:
         ne = _naive_sample(g, sub, fan_list, rnd)
         tn.append(time.perf_counter() - t0)
     med = float(np.median(tn))
-    rows.append({"name": f"naive per-node Python loop ({ns}-seed subset, EXTRAPOLATED)", "workers": 1, "replace": False,
-                 "scope": "neighbourhood", "seeds_per_s": ns / med, "edges_per_s": ne / med, "median_ms": med * nseed / ns * 1e3,
-                 "p10_ms": None, "p90_ms": None, "n_batches": 3})
+    rows.append(
+        {
+            "name": f"naive per-node Python loop ({ns}-seed subset, EXTRAPOLATED)",
+            "workers": 1,
+            "replace": False,
+            "scope": "neighbourhood",
+            "seeds_per_s": ns / med,
+            "edges_per_s": ne / med,
+            "median_ms": med * nseed / ns * 1e3,
+            "p10_ms": None,
+            "p90_ms": None,
+            "n_batches": 3,
+        }
+    )
     # 5b. the device backend (benchmarks/device_sampler.py, owned by the device-sampler area)
     if FLAGS.device:
         from benchmarks.device_sampler import bench_device_rows
 
         sizes = [int(x) for x in (FLAGS.device_full_batch_seeds or [nseed, 12 * nseed])]
-        rows.extend(bench_device_rows(g, batches, fanouts=fan_list, batches=FLAGS.batches, warmup=FLAGS.warmup,
-                                      full_batch_seeds=sizes, epoch_batches=FLAGS.device_epoch_batches))
+        rows.extend(
+            bench_device_rows(
+                g,
+                batches,
+                fanouts=fan_list,
+                batches=FLAGS.batches,
+                warmup=FLAGS.warmup,
+                full_batch_seeds=sizes,
+                epoch_batches=FLAGS.device_epoch_batches,
+            )
+        )
     # 6. peers
     for peer in FLAGS.peers:
         for th in (int(x) for x in FLAGS.peer_threads):
@@ -389,8 +537,13 @@ def main(argv: list[str]) -> None:
             rows.append(run_peer(peer, gpath, seeds_file, th))
     # 7. ours again after the peers: the shared machine's load drifts; a second measurement brackets it
     times2, edges2, cpu2 = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
-    ours1b = {"name": "numpy static-shape sampler (this repo), repeated after peers", "workers": 1, "replace": False,
-              "scope": "neighbourhood", **_stats(times2, nseed, edges2, cpu2)}
+    ours1b = {
+        "name": "numpy static-shape sampler (this repo), repeated after peers",
+        "workers": 1,
+        "replace": False,
+        "scope": "neighbourhood",
+        **_stats(times2, nseed, edges2, cpu2),
+    }
     rows.append(ours1b)
     # ratios + GPU feeding estimate
     for r in rows:
@@ -415,8 +568,12 @@ def main(argv: list[str]) -> None:
     summary["wall_s"] = time.perf_counter() - t_start
     _print_table(rows)
     print("\nsummary:", json.dumps(summary, indent=1))
-    out = {"meta": _meta({f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}),
-           "rows": rows, "summary": summary, "graph": st}
+    out = {
+        "meta": _meta({f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}),
+        "rows": rows,
+        "summary": summary,
+        "graph": st,
+    }
     if FLAGS.json:
         path = Path(FLAGS.json)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ Run:
   .venv/bin/python -m benchmarks.scale_fit --scale=medium --max_steps=30 --json=/tmp/fit_medium.json
   .venv/bin/python -m benchmarks.scale_fit --scale=large --max_steps=30 --json=/tmp/fit_large.json
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,8 +55,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("scale", "medium", "synthetic scale (data.synthetic.SCALES)")
 flags.DEFINE_integer("seed", 0, "data, holdout and training seed")
 flags.DEFINE_integer("max_steps", 30, "HGNN optimisation steps actually run (the epoch time is extrapolated)")
-flags.DEFINE_enum("preset", "paper", ["paper", "cpu_small"], "HGNN config: paper = HGNNTrainConfig() defaults "
-                  "(256/128, fan-out (10, 5), 256 positives/step); cpu_small = HGNNTrainConfig.cpu_small()")
+flags.DEFINE_enum(
+    "preset",
+    "paper",
+    ["paper", "cpu_small"],
+    "HGNN config: paper = HGNNTrainConfig() defaults "
+    "(256/128, fan-out (10, 5), 256 positives/step); cpu_small = HGNNTrainConfig.cpu_small()",
+)
 flags.DEFINE_integer("window", None, "override GraphConfig.window (pair window per user); None = dataset default")
 flags.DEFINE_float("cap_gb", 20.0, "the memory cap of the verdict (GB = 1e9 bytes)")
 flags.DEFINE_float("sample_s", 0.05, "RSS sampling period of the background thread")
@@ -143,9 +149,11 @@ def run_phase(name: str, fn: Callable[[], Any], rss: RssSampler, phases: list[Ph
     t1, c1, r1 = time.perf_counter(), time.process_time(), rss.now()
     ph = Phase(name, t1 - t0, c1 - c0, r0, max(rss.peak(t0, t1), r0, r1), ru_maxrss_bytes(), r1)
     phases.append(ph)
-    print(f"[scale_fit] {name:8s} wall {ph.wall_s:8.1f} s  cpu {ph.cpu_s:8.1f} s  rss peak {ph.rss_peak_sampled / GIB:6.2f} GiB"
-          f"  process peak {ph.ru_maxrss_after / GIB:6.2f} GiB  (t+{t1 - t_origin:.0f} s, {_dt.datetime.now():%H:%M:%S})",
-          flush=True)
+    print(
+        f"[scale_fit] {name:8s} wall {ph.wall_s:8.1f} s  cpu {ph.cpu_s:8.1f} s  rss peak {ph.rss_peak_sampled / GIB:6.2f} GiB"
+        f"  process peak {ph.ru_maxrss_after / GIB:6.2f} GiB  (t+{t1 - t_origin:.0f} s, {_dt.datetime.now():%H:%M:%S})",
+        flush=True,
+    )
     return out
 
 
@@ -163,11 +171,15 @@ def step_series(requests: list[tuple[int, float, int]], rss: RssSampler, t_first
     for k in RSS_MARKS:
         if k - 1 in by_index:  # batch index k - 1 = the k-th batch
             t, r = by_index[k - 1]
-            out.append({"batch": k, "t_s": t - t_first, "rss_gib": r / GIB, "hwm_gib": max(rss.peak(t_first, t), r) / GIB})
+            out.append(
+                {"batch": k, "t_s": t - t_first, "rss_gib": r / GIB, "hwm_gib": max(rss.peak(t_first, t), r) / GIB}
+            )
     last_i = max(by_index)
     t, r = by_index[last_i]
     if last_i + 1 not in RSS_MARKS:
-        out.append({"batch": last_i + 1, "t_s": t - t_first, "rss_gib": r / GIB, "hwm_gib": max(rss.peak(t_first, t), r) / GIB})
+        out.append(
+            {"batch": last_i + 1, "t_s": t - t_first, "rss_gib": r / GIB, "hwm_gib": max(rss.peak(t_first, t), r) / GIB}
+        )
     return out
 
 
@@ -221,13 +233,14 @@ def main(argv) -> None:
         samplers.append(s)
         return s
 
-    res = run_phase("hgnn", lambda: train_hgnn(train_graph, feats, val, cfg, None, sampler_factory=factory),
-                    rss, phases, t_origin)
+    res = run_phase(
+        "hgnn", lambda: train_hgnn(train_graph, feats, val, cfg, None, sampler_factory=factory), rss, phases, t_origin
+    )
     rss.stop()
 
     ts = samplers[0]
     req = sorted(ts.requests)
-    n_sub = (cfg.sub_batches or 1)
+    n_sub = cfg.sub_batches or 1
     steps_per_epoch = -(-ts.num_batches(0) // n_sub)
     t_first = req[0][1]
     series = step_series(req, rss, t_first)
@@ -241,51 +254,81 @@ def main(argv) -> None:
     peak = max(p.ru_maxrss_after for p in phases)
     fits = peak < FLAGS.cap_gb * GB
     sizes = {
-        "users": int(ds.num_users), "items": {k: int(v) for k, v in ds.item_type_counts.items()},
-        "interactions": int(len(ds.interactions)), "train_interactions": int(len(split.train)),
+        "users": int(ds.num_users),
+        "items": {k: int(v) for k, v in ds.item_type_counts.items()},
+        "interactions": int(len(ds.interactions)),
+        "train_interactions": int(len(split.train)),
         "item_vector_dim": int(feats.shape[1]),
-        "edges": relation_sizes(graph), "edges_total": int(sum(relation_sizes(graph).values())),
+        "edges": relation_sizes(graph),
+        "edges_total": int(sum(relation_sizes(graph).values())),
         "train_edges": relation_sizes(train_graph),
         "val_edges": {f"{a}-{b}": int(len(e)) for (a, b), e in val.items()},
-        "graph_pairs_generated": gstats.get("pairs_generated"), "graph_distinct_pairs": gstats.get("distinct_pairs"),
-        "graph_phase_seconds": gstats.get("phase_seconds"), "graph_degree": gstats.get("degree"),
+        "graph_pairs_generated": gstats.get("pairs_generated"),
+        "graph_distinct_pairs": gstats.get("distinct_pairs"),
+        "graph_phase_seconds": gstats.get("phase_seconds"),
+        "graph_degree": gstats.get("degree"),
     }
     result = {
-        "benchmark": "scale_fit", "scale": FLAGS.scale, "seed": FLAGS.seed, "preset": FLAGS.preset,
-        "graph_config": gcfg.to_dict(), "hgnn_config": cfg.to_dict(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg": os.getloadavg(),
-                    "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
+        "benchmark": "scale_fit",
+        "scale": FLAGS.scale,
+        "seed": FLAGS.seed,
+        "preset": FLAGS.preset,
+        "graph_config": gcfg.to_dict(),
+        "hgnn_config": cfg.to_dict(),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "loadavg": os.getloadavg(),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        },
         "sizes": sizes,
         "phases": [dataclasses.asdict(p) for p in phases],
         "hgnn": {
-            "measured_steps": int(res.steps), "stop_reason": res.stop_reason, "traces": res.traces,
-            "steps_per_epoch": int(steps_per_epoch), "batch_requests": len(req),
+            "measured_steps": int(res.steps),
+            "stop_reason": res.stop_reason,
+            "traces": res.traces,
+            "steps_per_epoch": int(steps_per_epoch),
+            "batch_requests": len(req),
             "setup_and_initial_validation_s": setup_s,
             "first_step_to_last_request_s": req[-1][1] - t_first,
             "steady_steps_per_s": steady_sps,
             "trainer_steps_per_s_incl_compile": res.history[-1].get("steps_per_s"),
             "val_edges_used": cfg.val_max_edges,
-            "history": res.history, "initial_val_mrr": val_s[0]["val_mrr"] if val_s else None,
+            "history": res.history,
+            "initial_val_mrr": val_s[0]["val_mrr"] if val_s else None,
             "rss_by_batch": series,
             "rss_timeline_1s": timeline(rss, t_origin + sum(p.wall_s for p in phases[:-1]), t_first),
             "hwm_growth_gib_after_batch": {"from_batch": mid["batch"], "to_batch": series[-1]["batch"], "gib": growth},
             "extrapolated_epoch_s": steps_per_epoch / steady_sps,
             "extrapolated_epoch_h": steps_per_epoch / steady_sps / 3600,
         },
-        "peak_rss_bytes": peak, "peak_rss_gib": peak / GIB, "peak_rss_gb": peak / GB,
-        "cap_gb": FLAGS.cap_gb, "fits": fits,
+        "peak_rss_bytes": peak,
+        "peak_rss_gib": peak / GIB,
+        "peak_rss_gb": peak / GB,
+        "cap_gb": FLAGS.cap_gb,
+        "fits": fits,
     }
-    print(f"\nscale={FLAGS.scale} users={sizes['users']:,} items={sizes['items']} interactions={sizes['interactions']:,}")
+    print(
+        f"\nscale={FLAGS.scale} users={sizes['users']:,} items={sizes['items']} interactions={sizes['interactions']:,}"
+    )
     print("edges: " + ", ".join(f"{k} {v:,}" for k, v in sizes["edges"].items()) + f" (total {sizes['edges_total']:,})")
     print(f"{'phase':10s} {'wall s':>9s} {'cpu s':>9s} {'rss hwm GiB':>12s} {'proc peak GiB':>14s}")
     for p in phases:
-        print(f"{p.name:10s} {p.wall_s:9.1f} {p.cpu_s:9.1f} {p.rss_peak_sampled / GIB:12.2f} {p.ru_maxrss_after / GIB:14.2f}")
-    print("RSS by batch request: " + ", ".join(f"#{s['batch']} {s['hwm_gib']:.2f}" for s in series) + " GiB (high-water)")
+        print(
+            f"{p.name:10s} {p.wall_s:9.1f} {p.cpu_s:9.1f} {p.rss_peak_sampled / GIB:12.2f} {p.ru_maxrss_after / GIB:14.2f}"
+        )
+    print(
+        "RSS by batch request: " + ", ".join(f"#{s['batch']} {s['hwm_gib']:.2f}" for s in series) + " GiB (high-water)"
+    )
     h = result["hgnn"]
-    print(f"hgnn: {h['measured_steps']} steps measured, steady {steady_sps:.2f} steps/s (MEASURED); "
-          f"{steps_per_epoch:,} steps/epoch -> epoch ~{h['extrapolated_epoch_h']:.1f} h (EXTRAPOLATED); "
-          f"hwm growth from batch {mid['batch']} to {series[-1]['batch']}: {growth * 1024:.0f} MiB")
-    print(f"peak RSS {peak / GIB:.2f} GiB ({peak / GB:.2f} GB) vs cap {FLAGS.cap_gb} GB: {'FITS' if fits else 'DOES NOT FIT'}")
+    print(
+        f"hgnn: {h['measured_steps']} steps measured, steady {steady_sps:.2f} steps/s (MEASURED); "
+        f"{steps_per_epoch:,} steps/epoch -> epoch ~{h['extrapolated_epoch_h']:.1f} h (EXTRAPOLATED); "
+        f"hwm growth from batch {mid['batch']} to {series[-1]['batch']}: {growth * 1024:.0f} MiB"
+    )
+    print(
+        f"peak RSS {peak / GIB:.2f} GiB ({peak / GB:.2f} GB) vs cap {FLAGS.cap_gb} GB: {'FITS' if fits else 'DOES NOT FIT'}"
+    )
     if FLAGS.json:
         atomic_write_json(FLAGS.json, json.loads(json.dumps(result, default=float)))
         print(f"wrote {FLAGS.json}")

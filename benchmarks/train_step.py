@@ -24,6 +24,7 @@ Run:
                                                                     #   compiles for minutes on 2 cores)
   .venv/bin/python -m benchmarks.train_step --json=/tmp/step.json   # full sizes (GPU)
 """
+
 from __future__ import annotations
 
 import os
@@ -56,7 +57,9 @@ from twotower_hgnn.parallel import make_mesh, replicate, shard_batch  # noqa: E4
 from twotower_hgnn.train.hgnn import StepSampler, init_state, make_steps, stack_batches  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "256 edges, small graph/dims, 3 reps, no torch.compile unless asked (< 60 s on 2 CPU cores)")
+flags.DEFINE_bool(
+    "quick", False, "256 edges, small graph/dims, 3 reps, no torch.compile unless asked (< 60 s on 2 CPU cores)"
+)
 flags.DEFINE_list("edges", ["256", "2048"], "positive edges per step")
 flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "compute dtypes")
 flags.DEFINE_integer("negatives", 4, "K negatives per positive (spread over the two types)")
@@ -79,8 +82,20 @@ flags.DEFINE_integer("inference_chunk", 65536, "embed_items chunk_size")
 flags.DEFINE_string("cache_dir", str(ROOT / ".cache" / "train_step_bench"), "graph cache")
 flags.DEFINE_string("json", None, "write results here")
 
-QUICK = dict(edges=["256"], n_audiobooks=4000, n_podcasts=16000, num_edges=200_000, feat_dim=64, hidden_dim=32,
-             out_dim=32, reps=3, warmup=1, workers=1, inference_chunk=8192, torch_compile=False)
+QUICK = dict(
+    edges=["256"],
+    n_audiobooks=4000,
+    n_podcasts=16000,
+    num_edges=200_000,
+    feat_dim=64,
+    hidden_dim=32,
+    out_dim=32,
+    reps=3,
+    warmup=1,
+    workers=1,
+    inference_chunk=8192,
+    torch_compile=False,
+)
 
 
 # ---------------------------------------------------------------------------- PyTorch twin
@@ -105,8 +120,13 @@ def torch_model(params: Any, cfg: HGNNConfig, layout: Layout):
             L, types = cfg.num_layers, list(layout.seeds_per_type)
             ids = [seeds]
             for k in range(L):
-                ids.append({t: torch.cat([nbrs[k][direction_name(d)].reshape(-1) for d, _, _, _ in parts])
-                            for t, parts in layout.frontier_parts[k].items() if parts})
+                ids.append(
+                    {
+                        t: torch.cat([nbrs[k][direction_name(d)].reshape(-1) for d, _, _, _ in parts])
+                        for t, parts in layout.frontier_parts[k].items()
+                        if parts
+                    }
+                )
             h = [{t: feats[ids[k][t]] for t in ids[k]} for k in range(L + 1)]
             for layer in range(L):
                 last = layer == L - 1
@@ -116,10 +136,15 @@ def torch_model(params: Any, cfg: HGNNConfig, layout: Layout):
                     for t in h[k]:
                         out = h[k][t] @ self.p(f"layer_{layer}", "self", SHARED if cfg.homogeneous else t)
                         for d in layout.directions_into(t):
-                            off, rows, f = next((o, r, ff) for dd, o, r, ff in layout.frontier_parts[k][d[1]] if dd == d)
+                            off, rows, f = next(
+                                (o, r, ff) for dd, o, r, ff in layout.frontier_parts[k][d[1]] if dd == d
+                            )
                             key = SHARED if cfg.homogeneous else param_key(d)
                             x = h[k + 1][d[1]][off : off + rows * f]
-                            msg = act(x @ self.p(f"layer_{layer}", "nbr", key, "w") + self.p(f"layer_{layer}", "nbr", key, "b"))
+                            msg = act(
+                                x @ self.p(f"layer_{layer}", "nbr", key, "w")
+                                + self.p(f"layer_{layer}", "nbr", key, "b")
+                            )
                             msg = msg.reshape(rows, f, -1)
                             m = masks[k][direction_name(d)]
                             mx = msg.masked_fill(~m[..., None], float("-inf")).amax(dim=1)
@@ -147,11 +172,16 @@ def torch_batch(b: dict, layout: Layout, device: str):
         {k: t(v) for k, v in b["seeds"].items()},
         [{k: t(v) for k, v in hop.items()} for hop in b["nbrs"]],
         [{k: t(v, torch.bool) for k, v in hop.items()} for hop in b["masks"]],
-        t(b["positive_mask"], torch.bool), t(layout.anchor), t(layout.positive), t(layout.negative),
+        t(b["positive_mask"], torch.bool),
+        t(layout.anchor),
+        t(layout.positive),
+        t(layout.negative),
     )
 
 
-def time_torch(model, feats, batches, layout, dtype: str, compiled: bool, lr: float, margin: float, reps: int, warmup: int):
+def time_torch(
+    model, feats, batches, layout, dtype: str, compiled: bool, lr: float, margin: float, reps: int, warmup: int
+):
     import torch
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -215,7 +245,9 @@ def measure_ceilings(dtype: str) -> dict:
     return {"matmul_flops": flops, "copy_bytes_per_s": bw}
 
 
-def step_cost(batch: dict, layout: Layout, cfg: HGNNConfig, in_dim: int, dtype: str, n_params: int) -> tuple[float, float]:
+def step_cost(
+    batch: dict, layout: Layout, cfg: HGNNConfig, in_dim: int, dtype: str, n_params: int
+) -> tuple[float, float]:
     """(FLOPs, bytes) of one train step counted over valid slots (see module docstring)."""
     L = cfg.num_layers
     dims = cfg.layer_dims(in_dim)
@@ -285,9 +317,12 @@ def main(argv) -> None:
     def add(row: dict) -> None:
         rows.append(row)
         r = row.get("ratio_to_floor")
-        print(f"{row['name']:<16} edges={row['edges']:<5} {row['dtype']:<9} median={row['median_ms']:9.2f} ms  "
-              f"floor={row.get('floor_ms') or float('nan'):8.2f} ms  x floor={r if r is not None else float('nan'):6.1f}  "
-              f"steps/s={row['steps_per_s']:8.2f}" + (f"  {row['note']}" if row.get("note") else ""), flush=True)
+        print(
+            f"{row['name']:<16} edges={row['edges']:<5} {row['dtype']:<9} median={row['median_ms']:9.2f} ms  "
+            f"floor={row.get('floor_ms') or float('nan'):8.2f} ms  x floor={r if r is not None else float('nan'):6.1f}  "
+            f"steps/s={row['steps_per_s']:8.2f}" + (f"  {row['note']}" if row.get("note") else ""),
+            flush=True,
+        )
 
     for e in [int(x) for x in FLAGS.edges] if FLAGS.train_rows else []:
         negs = {"audiobook": FLAGS.negatives // 2, "podcast": FLAGS.negatives - FLAGS.negatives // 2}
@@ -304,25 +339,58 @@ def main(argv) -> None:
             feats = replicate(jnp.asarray(feats_np, jnp.bfloat16 if dt == "bfloat16" else jnp.float32), mesh)
             dev_b = [shard_batch(b, mesh) for b in host]
             n_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params0))
-            flops, nbytes = step_cost(jax.tree_util.tree_map(lambda a: a[0], host[0]), lay, cfg, FLAGS.feat_dim, dt, n_params)
+            flops, nbytes = step_cost(
+                jax.tree_util.tree_map(lambda a: a[0], host[0]), lay, cfg, FLAGS.feat_dim, dt, n_params
+            )
             c = ceilings[dt]
             floor_ms = max(flops / c["matmul_flops"], nbytes / c["copy_bytes_per_s"]) * 1e3
             med, jloss, state = time_jax(train_step, state, feats, dev_b, FLAGS.reps, FLAGS.warmup)
             base = dict(edges=e, dtype=dt, floor_ms=floor_ms, flops=flops, bytes=nbytes, seeds=lay.num_seeds)
-            add(dict(name="jax", median_ms=med, steps_per_s=1e3 / med, ratio_to_floor=med / floor_ms, loss=jloss, **base))
+            add(
+                dict(
+                    name="jax", median_ms=med, steps_per_s=1e3 / med, ratio_to_floor=med / floor_ms, loss=jloss, **base
+                )
+            )
             if FLAGS.torch:
                 modes = [False] + ([True] if FLAGS.torch_compile else [])
                 for compiled in modes:
                     name = "torch_compile" if compiled else "torch_eager"
                     try:
                         model = torch_model(params0, cfg, lay)
-                        tmed, tloss = time_torch(model, feats_np, [jax.tree_util.tree_map(lambda a: a[0], b) for b in host], lay,
-                                                 dt, compiled, lr, margin, FLAGS.reps, FLAGS.warmup)
-                        add(dict(name=name, median_ms=tmed, steps_per_s=1e3 / tmed, ratio_to_floor=tmed / floor_ms,
-                                 loss=tloss, loss_rel_diff=abs(tloss - jloss) / max(abs(jloss), 1e-12),
-                                 jax_over_torch=med / tmed, **base))
+                        tmed, tloss = time_torch(
+                            model,
+                            feats_np,
+                            [jax.tree_util.tree_map(lambda a: a[0], b) for b in host],
+                            lay,
+                            dt,
+                            compiled,
+                            lr,
+                            margin,
+                            FLAGS.reps,
+                            FLAGS.warmup,
+                        )
+                        add(
+                            dict(
+                                name=name,
+                                median_ms=tmed,
+                                steps_per_s=1e3 / tmed,
+                                ratio_to_floor=tmed / floor_ms,
+                                loss=tloss,
+                                loss_rel_diff=abs(tloss - jloss) / max(abs(jloss), 1e-12),
+                                jax_over_torch=med / tmed,
+                                **base,
+                            )
+                        )
                     except Exception as ex:  # noqa: BLE001 - a row saying why beats a crashed benchmark
-                        add(dict(name=name, median_ms=float("nan"), steps_per_s=float("nan"), note=f"failed: {type(ex).__name__}: {str(ex)[:120]}", **base))
+                        add(
+                            dict(
+                                name=name,
+                                median_ms=float("nan"),
+                                steps_per_s=float("nan"),
+                                note=f"failed: {type(ex).__name__}: {str(ex)[:120]}",
+                                **base,
+                            )
+                        )
             if FLAGS.e2e:
                 src = StepSampler(sampler, 1)
                 n_steps = min(src.num_batches(1), max(FLAGS.reps, 4))
@@ -336,8 +404,15 @@ def main(argv) -> None:
                 loss.block_until_ready()
                 loader.close()
                 wall = time.perf_counter() - t0
-                add(dict(name="jax_e2e_loader", median_ms=wall / done * 1e3, steps_per_s=done / wall,
-                         note=f"workers={FLAGS.workers} (device-only {1e3 / med:.2f} steps/s)", **base))
+                add(
+                    dict(
+                        name="jax_e2e_loader",
+                        median_ms=wall / done * 1e3,
+                        steps_per_s=done / wall,
+                        note=f"workers={FLAGS.workers} (device-only {1e3 / med:.2f} steps/s)",
+                        **base,
+                    )
+                )
             del state, dev_b
 
     if FLAGS.inference:
@@ -356,25 +431,63 @@ def main(argv) -> None:
         if "peak_bytes_in_use" in stats:
             peak = stats["peak_bytes_in_use"] / 2**20
         nnz = sum(c.nnz for c in g.adj.values())
-        add(dict(name="inference_full", edges=nnz, dtype="float32", median_ms=wall * 1e3, floor_ms=None, steps_per_s=1.0 / wall,
-                 items_per_s=z.shape[0] / wall, peak_rss_mb=_peak_rss_mb(), rss_growth_mb=_peak_rss_mb() - rss0,
-                 device_peak_mb=peak, note=f"{z.shape[0] / wall:,.0f} items/s, {nnz:,} directed edges, peak RSS {_peak_rss_mb():,.0f} MB"))
+        add(
+            dict(
+                name="inference_full",
+                edges=nnz,
+                dtype="float32",
+                median_ms=wall * 1e3,
+                floor_ms=None,
+                steps_per_s=1.0 / wall,
+                items_per_s=z.shape[0] / wall,
+                peak_rss_mb=_peak_rss_mb(),
+                rss_growth_mb=_peak_rss_mb() - rss0,
+                device_peak_mb=peak,
+                note=f"{z.shape[0] / wall:,.0f} items/s, {nnz:,} directed edges, peak RSS {_peak_rss_mb():,.0f} MB",
+            )
+        )
 
     meta = {
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})",
         "device": device,
         "date": utc_now(),
         "git_sha": git_sha(ROOT),
-        "args": {k: FLAGS[k].value for k in ("quick", "edges", "dtypes", "negatives", "fanouts", "n_audiobooks", "n_podcasts",
-                                              "num_edges", "feat_dim", "hidden_dim", "out_dim", "reps", "warmup", "workers",
-                                              "torch", "torch_compile", "e2e", "train_rows", "inference",
-                                              "inference_chunk")},
+        "args": {
+            k: FLAGS[k].value
+            for k in (
+                "quick",
+                "edges",
+                "dtypes",
+                "negatives",
+                "fanouts",
+                "n_audiobooks",
+                "n_podcasts",
+                "num_edges",
+                "feat_dim",
+                "hidden_dim",
+                "out_dim",
+                "reps",
+                "warmup",
+                "workers",
+                "torch",
+                "torch_compile",
+                "e2e",
+                "train_rows",
+                "inference",
+                "inference_chunk",
+            )
+        },
         "ceilings": ceilings,
         "graph": {"nodes": g.num_nodes, "edges": {f"{a}-{b}": int(v.shape[0]) for (a, b), v in g.edges.items()}},
         "wall_s": time.perf_counter() - t_all,
     }
-    print(f"total {meta['wall_s']:.1f} s on {device}; ceilings: "
-          + ", ".join(f"{k} {v['matmul_flops'] / 1e9:.0f} GFLOP/s {v['copy_bytes_per_s'] / 1e9:.1f} GB/s" for k, v in ceilings.items()))
+    print(
+        f"total {meta['wall_s']:.1f} s on {device}; ceilings: "
+        + ", ".join(
+            f"{k} {v['matmul_flops'] / 1e9:.0f} GFLOP/s {v['copy_bytes_per_s'] / 1e9:.1f} GB/s"
+            for k, v in ceilings.items()
+        )
+    )
     if FLAGS.json:
         atomic_write_json(FLAGS.json, {"meta": meta, "rows": rows})
 

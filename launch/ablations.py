@@ -8,6 +8,7 @@ evaluation under ``ablation-<X>/``), so reruns skip what is done. Writes ``ablat
 in the version directory and prints the table, plus for ablation A the HGNN training wall-clock to early
 stop and to a fixed validation MRR.
 """
+
 from __future__ import annotations
 
 import sys

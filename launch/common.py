@@ -8,6 +8,7 @@ with ``get_config()``, and ``--config.<path>=value`` overrides any field, e.g.
 prints the resolved configuration and exits. The previous round's hyper-parameter flags (``--preset``,
 ``--k``, ``--targets`` ...) still work for this round and print one deprecation line each.
 """
+
 from __future__ import annotations
 
 import sys
@@ -20,29 +21,45 @@ _OVERRIDES: list[tuple[str, str]] = []  # (dotted path, value) from --config.<pa
 
 # old flag -> config path (None: the flag chose the preset)
 DEPRECATED: dict[str, str | None] = {
-    "preset": None, "k": "eval.k", "targets": "eval.targets", "exclude_seen": "eval.exclude_seen",
-    "hgnn_users": "eval.with_hgnn_users", "text_model": "text.model", "cut_quantile": "split.cut_quantile",
-    "history_days": "split.history_days", "test_days": "split.test_days",
-    "min_segment_users": "split.min_segment_users", "valid_frac": "split.valid_frac", "sampler": "sampler",
+    "preset": None,
+    "k": "eval.k",
+    "targets": "eval.targets",
+    "exclude_seen": "eval.exclude_seen",
+    "hgnn_users": "eval.with_hgnn_users",
+    "text_model": "text.model",
+    "cut_quantile": "split.cut_quantile",
+    "history_days": "split.history_days",
+    "test_days": "split.test_days",
+    "min_segment_users": "split.min_segment_users",
+    "valid_frac": "split.valid_frac",
+    "sampler": "sampler",
 }
 
 
 _ALIASES: dict[str, str | None] = {}  # the deprecated aliases this program defined
 
 
-def define_config_flags(default: str = "demo", deprecated: tuple[str, ...] = tuple(DEPRECATED),
-                        aliases: dict[str, str | None] | None = None) -> None:
+def define_config_flags(
+    default: str = "demo", deprecated: tuple[str, ...] = tuple(DEPRECATED), aliases: dict[str, str | None] | None = None
+) -> None:
     """``--config``, ``--print_config`` and deprecated aliases: the names in ``deprecated`` (of
     :data:`DEPRECATED`) and ``aliases`` (``{old flag: config path, or None for the preset}``)."""
     _ALIASES.update({n: DEPRECATED[n] for n in deprecated})
     _ALIASES.update(aliases or {})
-    flags.DEFINE_string("config", default, "Run configuration: a preset (paper, demo, demo_faithful, test) or a .py "
-                        "file with get_config(). Override any field with --config.<path>=value, e.g. "
-                        "--config.hgnn.fanouts=10,5 --config.two_tower.max_steps=100 (fields: --print_config).")
+    flags.DEFINE_string(
+        "config",
+        default,
+        "Run configuration: a preset (paper, demo, demo_faithful, test) or a .py "
+        "file with get_config(). Override any field with --config.<path>=value, e.g. "
+        "--config.hgnn.fanouts=10,5 --config.two_tower.max_steps=100 (fields: --print_config).",
+    )
     flags.DEFINE_boolean("print_config", False, "Print the resolved configuration (JSON) and exit.")
     for name, path in _ALIASES.items():
-        flags.DEFINE_string(name, None, f"Deprecated: use --config{'=' if path is None else '.'}"
-                            f"{'<preset>' if path is None else path + '=VALUE'}")
+        flags.DEFINE_string(
+            name,
+            None,
+            f"Deprecated: use --config{'=' if path is None else '.'}{'<preset>' if path is None else path + '=VALUE'}",
+        )
 
 
 def define_pipeline_flags() -> None:
@@ -57,8 +74,12 @@ def define_pipeline_flags() -> None:
     flags.DEFINE_string("out_dir", "runs", "Root of all pipeline versions.")
     flags.DEFINE_string("as_of", None, "Run as of this ISO date (the split cut; names the version).")
     flags.DEFINE_boolean("warm_start", False, "Initialise from the latest earlier version.")
-    flags.DEFINE_enum("from_stage", None, ["data", "split", "valid", "graph", "content", "hgnn", "hgnn_users",
-                                           "two_tower", "evaluate", "export"], "Recompute this stage and every later one.")
+    flags.DEFINE_enum(
+        "from_stage",
+        None,
+        ["data", "split", "valid", "graph", "content", "hgnn", "hgnn_users", "two_tower", "evaluate", "export"],
+        "Recompute this stage and every later one.",
+    )
     flags.DEFINE_integer("seed", 0, "Training seed.")
 
 
@@ -73,7 +94,7 @@ def parse_flags_with_config(argv: list[str]) -> list[str]:
             rest.extend(args)
             break
         if a.startswith("--config."):
-            key, eq, value = a[len("--config."):].partition("=")
+            key, eq, value = a[len("--config.") :].partition("=")
             if not eq:
                 value = next(args, None)
                 if value is None:
@@ -93,8 +114,10 @@ def run_config():
     for name, path in _ALIASES.items():
         if FLAGS[name].present:
             value = FLAGS[name].value
-            print(f"warning: --{name} is deprecated; use --config{'=' + value if path is None else '.' + path + '=' + value}",
-                  file=sys.stderr)
+            print(
+                f"warning: --{name} is deprecated; use --config{'=' + value if path is None else '.' + path + '=' + value}",
+                file=sys.stderr,
+            )
             if path is None:
                 spec = value
             else:
@@ -119,9 +142,18 @@ def _fail(e: Exception) -> None:
 def pipeline_kwargs() -> dict:
     """PipelineConfig keyword arguments from the parsed flags."""
     return dict(
-        dataset=FLAGS.dataset, scale=FLAGS.scale, data_seed=FLAGS.data_seed, interactions=FLAGS.interactions,
-        items=FLAGS.items, users=FLAGS.users, out_dir=FLAGS.out_dir, as_of=FLAGS.as_of,
-        warm_start=FLAGS.warm_start, from_stage=FLAGS.from_stage, seed=FLAGS.seed, config=run_config(),
+        dataset=FLAGS.dataset,
+        scale=FLAGS.scale,
+        data_seed=FLAGS.data_seed,
+        interactions=FLAGS.interactions,
+        items=FLAGS.items,
+        users=FLAGS.users,
+        out_dir=FLAGS.out_dir,
+        as_of=FLAGS.as_of,
+        warm_start=FLAGS.warm_start,
+        from_stage=FLAGS.from_stage,
+        seed=FLAGS.seed,
+        config=run_config(),
     )
 
 

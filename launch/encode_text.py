@@ -6,6 +6,7 @@ to ``--out`` (.npy). Cached by (model, text) under ``--cache_dir``: a re-run doe
 
   python -m launch.encode_text --dataset=synthetic --scale=small --out=/tmp/content.npy
 """
+
 from __future__ import annotations
 
 from absl import app, flags
@@ -17,7 +18,9 @@ flags.DEFINE_integer("seed", 0, "Synthetic seed.")
 flags.DEFINE_string("interactions", None, "--dataset=files: interactions file.")
 flags.DEFINE_string("items", None, "--dataset=files: items file.")
 flags.DEFINE_string("users", None, "--dataset=files: users file.")
-flags.DEFINE_string("model", None, "sentence-transformers model name or folder (default: the bundled all-MiniLM-L6-v2).")
+flags.DEFINE_string(
+    "model", None, "sentence-transformers model name or folder (default: the bundled all-MiniLM-L6-v2)."
+)
 flags.DEFINE_string("cache_dir", None, "Embedding cache root (default $TWOTOWER_HGNN_CACHE/text).")
 flags.DEFINE_integer("batch_size", 64, "Texts per encoder call.")
 flags.DEFINE_string("out", None, "Output .npy path.", required=True)
@@ -42,8 +45,16 @@ def main(argv):
     else:
         from twotower_hgnn.data import load_from_flags
 
-        texts = item_texts(load_from_flags(FLAGS.dataset, scale=FLAGS.scale, seed=FLAGS.seed, interactions=FLAGS.interactions,
-                                           items=FLAGS.items, users=FLAGS.users))
+        texts = item_texts(
+            load_from_flags(
+                FLAGS.dataset,
+                scale=FLAGS.scale,
+                seed=FLAGS.seed,
+                interactions=FLAGS.interactions,
+                items=FLAGS.items,
+                users=FLAGS.users,
+            )
+        )
     emb = encode_texts(texts, model=FLAGS.model, cache_dir=FLAGS.cache_dir, batch_size=FLAGS.batch_size, progress=True)
     atomic_save_npy(FLAGS.out, emb)
     print(f"wrote {FLAGS.out}: {emb.shape[0]:,} x {emb.shape[1]} float32")

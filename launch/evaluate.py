@@ -12,6 +12,7 @@ training interaction. Validation (early stopping, tuning) holds out ``--valid_in
 each user's training rows (``--config.split.valid_frac``). Warm and cold segments are still reported. A dataset whose items are all
 one type runs in homogeneous mode.
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,12 @@ from launch.common import define_config_flags, run_config, run_main
 
 flags.DEFINE_string("train_interactions", None, "Training interactions (CSV/Parquet).", required=True)
 flags.DEFINE_string("test_interactions", None, "Test interactions (CSV/Parquet).", required=True)
-flags.DEFINE_string("valid_interactions", None, "Validation interactions (CSV/Parquet; optional): held out "
-                    "of training for early stopping and tuning, then part of the final models' training data.")
+flags.DEFINE_string(
+    "valid_interactions",
+    None,
+    "Validation interactions (CSV/Parquet; optional): held out "
+    "of training for early stopping and tuning, then part of the final models' training data.",
+)
 flags.DEFINE_string("items", None, "Items table.", required=True)
 flags.DEFINE_string("users", None, "Users table.", required=True)
 flags.DEFINE_string("out_dir", "runs", "Output root.")
@@ -41,10 +46,17 @@ def main(argv):
     from twotower_hgnn.pipeline import PipelineConfig, PipelineError, run_pipeline
 
     try:
-        cfg = PipelineConfig(dataset="files", interactions=FLAGS.train_interactions,
-                             test_interactions=FLAGS.test_interactions, valid_interactions=FLAGS.valid_interactions,
-                             items=FLAGS.items, users=FLAGS.users, out_dir=FLAGS.out_dir, seed=FLAGS.seed,
-                             config=run_config())
+        cfg = PipelineConfig(
+            dataset="files",
+            interactions=FLAGS.train_interactions,
+            test_interactions=FLAGS.test_interactions,
+            valid_interactions=FLAGS.valid_interactions,
+            items=FLAGS.items,
+            users=FLAGS.users,
+            out_dir=FLAGS.out_dir,
+            seed=FLAGS.seed,
+            config=run_config(),
+        )
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

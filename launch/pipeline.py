@@ -9,6 +9,7 @@
 
 Stages whose valid outputs exist are skipped (a killed run resumes); --from_stage recomputes.
 """
+
 from __future__ import annotations
 
 import sys
@@ -19,10 +20,14 @@ from launch.common import FLAGS, define_pipeline_flags, pipeline_kwargs, run_mai
 
 define_pipeline_flags()
 flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the shared flags too
-flags.DEFINE_enum("ablation", None, ["A", "B", "C", "D", "E", "F"],
-                  "Table 1 variant (default: the full model + baselines).")
-flags.DEFINE_string("demo_users", "auto", "Print example recommendations for one warm and one cold user "
-                    "('auto' picks them; 'none' skips).")
+flags.DEFINE_enum(
+    "ablation", None, ["A", "B", "C", "D", "E", "F"], "Table 1 variant (default: the full model + baselines)."
+)
+flags.DEFINE_string(
+    "demo_users",
+    "auto",
+    "Print example recommendations for one warm and one cold user ('auto' picks them; 'none' skips).",
+)
 
 
 def main(argv):

@@ -1,9 +1,10 @@
 """Loads a dataset, splits it, builds the co-listening graph and prints every statistic.
 
-  python -m launch.prepare_data                                   # MovieLens-1M, dataset defaults
-  python -m launch.prepare_data --dataset=synthetic --scale=small --graph_rule=any
-  python -m launch.prepare_data --dataset=files --interactions=i.csv --items=it.parquet --users=u.csv
+python -m launch.prepare_data                                   # MovieLens-1M, dataset defaults
+python -m launch.prepare_data --dataset=synthetic --scale=small --graph_rule=any
+python -m launch.prepare_data --dataset=files --interactions=i.csv --items=it.parquet --users=u.csv
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,14 @@ def main(argv):
     from twotower_hgnn.io import atomic_write_json
 
     t0 = time.perf_counter()
-    ds = load_from_flags(FLAGS.dataset, scale=FLAGS.scale, seed=FLAGS.seed, interactions=FLAGS.interactions,
-                         items=FLAGS.items, users=FLAGS.users)
+    ds = load_from_flags(
+        FLAGS.dataset,
+        scale=FLAGS.scale,
+        seed=FLAGS.seed,
+        interactions=FLAGS.interactions,
+        items=FLAGS.items,
+        users=FLAGS.users,
+    )
     load_s = time.perf_counter() - t0
     split_kw = {"min_segment_users": FLAGS.min_segment_users}
     for name in ("history_days", "test_days"):
@@ -66,7 +73,11 @@ def main(argv):
         split_kw["cut_date"] = int(FLAGS.cut_date) if FLAGS.cut_date.isdigit() else FLAGS.cut_date
     if FLAGS.cut_quantile is not None:
         split_kw["cut_quantile"] = FLAGS.cut_quantile
-    over = {k: getattr(FLAGS, f) for k, f in (("rule", "graph_rule"), ("min_shared", "min_shared"), ("topk", "topk")) if getattr(FLAGS, f) is not None}
+    over = {
+        k: getattr(FLAGS, f)
+        for k, f in (("rule", "graph_rule"), ("min_shared", "min_shared"), ("topk", "topk"))
+        if getattr(FLAGS, f) is not None
+    }
     for name in ("window", "max_items_per_user"):
         v = _opt(getattr(FLAGS, name), name)
         if v != "auto":

@@ -6,6 +6,7 @@
 
 Prints rank, score, item id and title. An unknown user or a malformed flag exits with one error line.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from absl import app, flags
 
-flags.DEFINE_string("model_dir", None, "Directory written by serving.save_model / launch/train_two_tower.py.", required=True)
+flags.DEFINE_string(
+    "model_dir", None, "Directory written by serving.save_model / launch/train_two_tower.py.", required=True
+)
 flags.DEFINE_string("user_id", None, "A user of the model's user store (omit for a new user: --age/--country).")
 flags.DEFINE_integer("age", None, "New user: age in years.")
 flags.DEFINE_string("country", None, "New user: country code.")
@@ -38,7 +41,9 @@ def main(argv) -> None:
         if FLAGS.user_id is not None:
             if FLAGS.age is not None or FLAGS.country is not None:
                 raise ServingError("--user_id cannot be combined with --age/--country")
-            out = rec.recommend(user_id=FLAGS.user_id, k=FLAGS.k, exclude_consumed=FLAGS.exclude_consumed, as_of=FLAGS.as_of)
+            out = rec.recommend(
+                user_id=FLAGS.user_id, k=FLAGS.k, exclude_consumed=FLAGS.exclude_consumed, as_of=FLAGS.as_of
+            )
             who = f"user {FLAGS.user_id}"
         else:
             out = rec.recommend(age=FLAGS.age, country=FLAGS.country, k=FLAGS.k, as_of=FLAGS.as_of)

@@ -8,6 +8,7 @@ resume) -> full-graph item embeddings (.npz with item ids).
 The graph is built from all of the dataset's interactions (the pipeline builds it from the training
 split instead). Multi-host: start one process per host with --num_processes/--process_id/--coordinator.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,13 +31,29 @@ flags.DEFINE_string("features", None, ".npy float [N, d] node features (default:
 flags.DEFINE_string("text_model", None, "sentence-transformers model for text features.")
 flags.DEFINE_float("val_frac", 0.1, "Held-out edge fraction for validation (paper: 10%).")
 flags.DEFINE_string("workdir", None, "Checkpoints, logs and outputs; an existing run here is resumed.", required=True)
-define_config_flags("test", deprecated=(), aliases={
-    "preset": None, "hidden_dim": "hgnn.model.hidden_dim", "out_dim": "hgnn.model.out_dim",
-    "homogeneous": "hgnn.model.homogeneous", "dtype": "hgnn.model.compute_dtype",
-    "batch_positives": "hgnn.batch_positives", "fanouts": "hgnn.fanouts", "margin": "hgnn.margin", "lr": "hgnn.lr",
-    "epochs": "hgnn.max_epochs", "patience": "hgnn.patience", "max_steps": "hgnn.max_steps",
-    "max_time_s": "hgnn.max_time_s", "relations": "hgnn.relations", "balance": "hgnn.balance",
-    "workers": "hgnn.workers", "sampler": "sampler"})
+define_config_flags(
+    "test",
+    deprecated=(),
+    aliases={
+        "preset": None,
+        "hidden_dim": "hgnn.model.hidden_dim",
+        "out_dim": "hgnn.model.out_dim",
+        "homogeneous": "hgnn.model.homogeneous",
+        "dtype": "hgnn.model.compute_dtype",
+        "batch_positives": "hgnn.batch_positives",
+        "fanouts": "hgnn.fanouts",
+        "margin": "hgnn.margin",
+        "lr": "hgnn.lr",
+        "epochs": "hgnn.max_epochs",
+        "patience": "hgnn.patience",
+        "max_steps": "hgnn.max_steps",
+        "max_time_s": "hgnn.max_time_s",
+        "relations": "hgnn.relations",
+        "balance": "hgnn.balance",
+        "workers": "hgnn.workers",
+        "sampler": "sampler",
+    },
+)
 flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the configuration flags too
 flags.DEFINE_integer("seed", 0, "Training seed.")
 flags.DEFINE_integer("max_neighbors", None, "Inference: cap neighbours per node/direction (default: full).")
@@ -69,8 +86,14 @@ def main(argv) -> None:
     if FLAGS.dataset:
         from twotower_hgnn.data import load_from_flags
 
-        ds = load_from_flags(FLAGS.dataset, scale=FLAGS.scale, seed=FLAGS.data_seed, interactions=FLAGS.interactions,
-                             items=FLAGS.items, users=FLAGS.users)
+        ds = load_from_flags(
+            FLAGS.dataset,
+            scale=FLAGS.scale,
+            seed=FLAGS.data_seed,
+            interactions=FLAGS.interactions,
+            items=FLAGS.items,
+            users=FLAGS.users,
+        )
     graph = HeteroCSR.load(FLAGS.graph_dir) if FLAGS.graph_dir else build_graph(ds)[0]
     if FLAGS.features:
         feats = np.load(FLAGS.features)
@@ -84,8 +107,10 @@ def main(argv) -> None:
     cfg = dataclasses.replace(run.hgnn, seed=FLAGS.seed, progress=True, fused_sampling=fused)
 
     res = train_hgnn(train_graph, feats, val, cfg, FLAGS.workdir, sampler_factory=sampler_factory(run.sampler))
-    print(f"[hgnn] {res.stop_reason} after {res.epochs_run} epochs / {res.steps} steps, {res.wall_s:.0f} s; "
-          f"best val_mrr {res.best_metric:.4f} (epoch {res.best_epoch}), random baseline {res.baseline['val_mrr']:.4f}")
+    print(
+        f"[hgnn] {res.stop_reason} after {res.epochs_run} epochs / {res.steps} steps, {res.wall_s:.0f} s; "
+        f"best val_mrr {res.best_metric:.4f} (epoch {res.best_epoch}), random baseline {res.baseline['val_mrr']:.4f}"
+    )
     if FLAGS.process_id != 0:
         return
     rels = [tuple(r.split("-")) for r in cfg.relations] if cfg.relations else None
@@ -94,8 +119,10 @@ def main(argv) -> None:
     out = FLAGS.export or os.path.join(FLAGS.workdir, "item_embeddings.npz")
     export_embeddings(out, ids, emb)
     save_params(os.path.join(FLAGS.workdir, "params.npz"), res.params)
-    atomic_write_json(os.path.join(FLAGS.workdir, "history.json"),
-                      {"history": res.history, "baseline": res.baseline, "config": cfg.to_dict(), "stop_reason": res.stop_reason})
+    atomic_write_json(
+        os.path.join(FLAGS.workdir, "history.json"),
+        {"history": res.history, "baseline": res.baseline, "config": cfg.to_dict(), "stop_reason": res.stop_reason},
+    )
     print(f"[hgnn] wrote {out}: {emb.shape[0]:,} x {emb.shape[1]} embeddings; params + history in {FLAGS.workdir}")
 
 

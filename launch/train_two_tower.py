@@ -8,6 +8,7 @@ The split is the dataset's temporal split (training part = history window before
 run in --workdir is resumed. The model is exported to --export (default WORKDIR/model), readable by
 launch/recommend.py. --evaluate prints held-out HR@10 / MRR of the model and of Popularity.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,18 +28,30 @@ flags.DEFINE_integer("data_seed", 0, "Synthetic seed.")
 flags.DEFINE_string("interactions", None, "--dataset=files: interactions file.")
 flags.DEFINE_string("items", None, "--dataset=files: items file.")
 flags.DEFINE_string("users", None, "--dataset=files: users file.")
-flags.DEFINE_string("workdir", None, "Checkpoints and TensorBoard logs; an existing run here is resumed.", required=True)
+flags.DEFINE_string(
+    "workdir", None, "Checkpoints and TensorBoard logs; an existing run here is resumed.", required=True
+)
 flags.DEFINE_string("export", None, "Exported model directory (default WORKDIR/model).")
 flags.DEFINE_string("hgnn_embeddings", None, "HGNN item embeddings .npz (inference.export_embeddings).")
 flags.DEFINE_boolean("use_hgnn", True, "False: the paper's 2T baseline (no HGNN inputs).")
 flags.DEFINE_string("text_model", None, "sentence-transformers model for content features (when the data has none).")
 flags.DEFINE_enum("target_type", "audiobook", ["audiobook", "podcast"], "Item type to recommend.")
-define_config_flags("test", deprecated=(), aliases={
-    "preset": None, "batch_size": "two_tower.batch_size", "epochs": "two_tower.epochs",
-    "learning_rate": "two_tower.learning_rate", "tower_dims": "two_tower.model.tower_dims",
-    "correction": "two_tower.model.correction", "temperature": "two_tower.model.temperature",
-    "max_steps": "two_tower.max_steps", "time_budget_s": "two_tower.time_budget_s",
-    "num_devices": "two_tower.num_devices"})
+define_config_flags(
+    "test",
+    deprecated=(),
+    aliases={
+        "preset": None,
+        "batch_size": "two_tower.batch_size",
+        "epochs": "two_tower.epochs",
+        "learning_rate": "two_tower.learning_rate",
+        "tower_dims": "two_tower.model.tower_dims",
+        "correction": "two_tower.model.correction",
+        "temperature": "two_tower.model.temperature",
+        "max_steps": "two_tower.max_steps",
+        "time_budget_s": "two_tower.time_budget_s",
+        "num_devices": "two_tower.num_devices",
+    },
+)
 flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the configuration flags too
 flags.DEFINE_integer("seed", 0, "Training seed.")
 flags.DEFINE_boolean("evaluate", False, "Print held-out HR@10/MRR of the model and of Popularity.")
@@ -70,12 +83,19 @@ def main(argv) -> None:
     from twotower_hgnn.text import item_features
     from twotower_hgnn.train.two_tower import train_two_tower
 
-    cfg = dataclasses.replace(run_config().two_tower, target_type=FLAGS.target_type, use_hgnn=FLAGS.use_hgnn,
-                              seed=FLAGS.seed)
+    cfg = dataclasses.replace(
+        run_config().two_tower, target_type=FLAGS.target_type, use_hgnn=FLAGS.use_hgnn, seed=FLAGS.seed
+    )
     if FLAGS.use_hgnn and not FLAGS.hgnn_embeddings:
         raise app.UsageError("--hgnn_embeddings is required unless --nouse_hgnn (the 2T baseline)")
-    ds = load_from_flags(FLAGS.dataset, scale=FLAGS.scale, seed=FLAGS.data_seed, interactions=FLAGS.interactions,
-                         items=FLAGS.items, users=FLAGS.users)
+    ds = load_from_flags(
+        FLAGS.dataset,
+        scale=FLAGS.scale,
+        seed=FLAGS.data_seed,
+        interactions=FLAGS.interactions,
+        items=FLAGS.items,
+        users=FLAGS.users,
+    )
     split = temporal_split(ds)
     print(split.summary())
     content = item_features(ds, model=FLAGS.text_model)
@@ -89,8 +109,10 @@ def main(argv) -> None:
         m = compare_with_popularity(res, ds, split)
         for seg in ("all", "warm", "cold"):
             a, b = m["2T"][seg], m["Popularity"][seg]
-            print(f"  {seg:<4} users {a['n_users']:>6}  2T HR@10 {a['hr@10']:.3f} MRR {a['mrr@100']:.3f}   "
-                  f"Popularity HR@10 {b['hr@10']:.3f} MRR {b['mrr@100']:.3f}")
+            print(
+                f"  {seg:<4} users {a['n_users']:>6}  2T HR@10 {a['hr@10']:.3f} MRR {a['mrr@100']:.3f}   "
+                f"Popularity HR@10 {b['hr@10']:.3f} MRR {b['mrr@100']:.3f}"
+            )
 
 
 if __name__ == "__main__":

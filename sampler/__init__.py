@@ -16,6 +16,7 @@ The graph contract is :class:`HeteroCSR` (:mod:`sampler.csr`). The NumPy-only na
 here eagerly; the jax/jraph ones (:mod:`sampler.device`, :mod:`sampler.jraph_convert`) on first use,
 so ``import sampler`` stays light and never imports jax.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,7 +24,14 @@ from typing import Any
 
 from sampler.batch import PaddedBatch, batch_shapes
 from sampler.csr import CSR, Direction, HeteroCSR, Relation, direction_name, relation_name
-from sampler.factory import SAMPLER_BACKENDS, SamplerFactory, TrainSampler, fused_parts, resolve_sampler, sampler_factory
+from sampler.factory import (
+    SAMPLER_BACKENDS,
+    SamplerFactory,
+    TrainSampler,
+    fused_parts,
+    resolve_sampler,
+    sampler_factory,
+)
 from sampler.loader import Loader
 from sampler.numpy_backend import NumpySampler
 from sampler.spec import Layout, SamplingSpec, SpecError, make_spec

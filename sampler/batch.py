@@ -7,6 +7,7 @@ Ids are *global* node ids (no relabelling): consumers gather rows from one featu
 ``num_nodes + 1`` rows whose last row (``pad_id == num_nodes``) is the padding row. Padding slots
 hold ``pad_id`` and ``False`` in the mask.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,7 +71,11 @@ class PaddedBatch:
             for d in layout.directions:
                 name = direction_name(d)
                 want = (layout.frontier_sizes[k][d[0]], layout.fanout[k][d])
-                assert self.nbrs[k][name].shape == want and self.nbrs[k][name].dtype == np.int32, (k, name, self.nbrs[k][name].shape)
+                assert self.nbrs[k][name].shape == want and self.nbrs[k][name].dtype == np.int32, (
+                    k,
+                    name,
+                    self.nbrs[k][name].shape,
+                )
                 assert self.masks[k][name].shape == want and self.masks[k][name].dtype == np.bool_, (k, name)
         assert self.positive_mask.shape == (spec.num_positives,) and self.positive_mask.dtype == np.bool_
 

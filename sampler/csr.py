@@ -13,6 +13,7 @@ Relations are *undirected* type pairs ``(a, b)`` with ``a`` not after ``b`` in `
   numbering (``global - type_offsets[dst]``), entries are global ids of type ``src``. A same-type
   relation has one symmetric CSR; a cross-type relation has two. Message passing reads these.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -117,10 +118,7 @@ class HeteroCSR:
     # ----------------------------------------------------------------- building
     @classmethod
     def from_edges(
-        cls,
-        node_types: tuple[str, ...],
-        type_counts: Mapping[str, int],
-        edges: Mapping[Relation, np.ndarray],
+        cls, node_types: tuple[str, ...], type_counts: Mapping[str, int], edges: Mapping[Relation, np.ndarray]
     ) -> "HeteroCSR":
         """Builds the CSR from canonical undirected edge lists.
 
@@ -242,7 +240,9 @@ class HeteroCSR:
 def _check_range(col: np.ndarray, lo: int, hi: int, rel: Relation, what: str) -> None:
     if col.size and (col.min() < lo or col.max() >= hi):
         bad = int(np.flatnonzero((col < lo) | (col >= hi))[0])
-        raise ValueError(f"relation {rel}: {what} id {int(col[bad])} at edge {bad} is outside its type range [{lo}, {hi})")
+        raise ValueError(
+            f"relation {rel}: {what} id {int(col[bad])} at edge {bad} is outside its type range [{lo}, {hi})"
+        )
 
 
 def _csr(rows_local: np.ndarray, cols: np.ndarray, n_rows: int) -> CSR:

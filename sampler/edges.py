@@ -14,6 +14,7 @@ the fixed per-relation quota that keeps the arrays static, and the epoch length
 ``num_batches = max_r ceil(n_r / q_r)`` is known in advance. Every drawn edge is used at least once per
 epoch; at most ``q_r - 1`` (equal policy) are used twice.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,9 @@ def epoch_sizes(spec: SamplingSpec, edge_counts: Mapping[Relation, int]) -> dict
     if spec.balance == "equal":
         return {r: smallest for r in counts}
     if spec.balance == "ratios":
-        return {r: max(1, min(c, int(round(float(spec.ratios[relation_name(r)]) * smallest)))) for r, c in counts.items()}
+        return {
+            r: max(1, min(c, int(round(float(spec.ratios[relation_name(r)]) * smallest)))) for r, c in counts.items()
+        }
     return dict(counts)
 
 

@@ -7,6 +7,7 @@ step needs to sample its own batches inside its jit (the fused step).
 
 NumPy-only at import, like the rest of the package: jax and :mod:`sampler.device` load on use.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping, Protocol
@@ -93,7 +94,9 @@ def fused_parts(sampler: TrainSampler, mesh: Any = None, sub_batches: int = 1, s
     from sampler.device import DeviceGraph, DeviceSampler, FusedSampler
 
     if not isinstance(sampler, DeviceSampler):
-        raise ValueError("fused_sampling needs the device sampler backend (sampler_factory('device') / --sampler=device)")
+        raise ValueError(
+            "fused_sampling needs the device sampler backend (sampler_factory('device') / --sampler=device)"
+        )
     spec = sampler.spec
     fused = FusedSampler(spec, sampler.host.edge_counts, mesh=mesh, sub_batches=sub_batches)
     return fused, DeviceGraph.from_host(sampler.graph, relations=spec.relations, sharding=sharding)

@@ -17,6 +17,7 @@ the padding slots re-pointed at the padding node; ``n_edge = [valid, padding]``.
 only. Node features: ``{"id": int32 global id (pad_id for the padding node), "type": int8}``; edge
 features: ``{"direction": int32 index into layout.directions, "mask": bool}``.
 """
+
 from __future__ import annotations
 
 import jraph
@@ -35,7 +36,14 @@ def _offsets(sizes: dict[str, int], order: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-def to_graphs_tuple(batch: PaddedBatch, layout: Layout, hop: int = 0, *, node_types: tuple[str, ...] | None = None, pad_id: int | None = None) -> jraph.GraphsTuple:
+def to_graphs_tuple(
+    batch: PaddedBatch,
+    layout: Layout,
+    hop: int = 0,
+    *,
+    node_types: tuple[str, ...] | None = None,
+    pad_id: int | None = None,
+) -> jraph.GraphsTuple:
     """Hop ``hop`` of ``batch`` as a padded bipartite ``GraphsTuple`` (see module docstring).
 
     ``pad_id`` (the graph's) labels the padding node; by default it is read from a padding slot of

@@ -20,6 +20,7 @@ is attached as a note); a dead worker process or a batch not arriving within ``t
 raises instead of hanging. Workers are daemons and stop when the loader is closed (``close()``,
 ``with``, exhaustion, garbage collection).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,14 @@ _POLL = 0.05  # seconds between liveness checks while waiting
 def _portable_array(a: np.ndarray) -> Any:
     """A memory-mapped array pickles as its file name; anything else as itself."""
     if isinstance(a, np.memmap) and getattr(a, "filename", None) and a.base is not None:
-        return ("__mmap__", str(a.filename), int(a.offset), a.shape, a.dtype.str, bool(a.flags.f_contiguous and not a.flags.c_contiguous))
+        return (
+            "__mmap__",
+            str(a.filename),
+            int(a.offset),
+            a.shape,
+            a.dtype.str,
+            bool(a.flags.f_contiguous and not a.flags.c_contiguous),
+        )
     return np.asarray(a)
 
 
@@ -170,8 +178,10 @@ class Loader:
             fn = _make_fn(sampler, epoch, edges, eval_seed)
             self._procs = [
                 threading.Thread(
-                    target=_run_worker, args=(fn, range(self.start + w, n, W), self._queues[w], self._stop, False),
-                    name=f"sampler-loader-{w}", daemon=True,
+                    target=_run_worker,
+                    args=(fn, range(self.start + w, n, W), self._queues[w], self._stop, False),
+                    name=f"sampler-loader-{w}",
+                    daemon=True,
                 )
                 for w in range(W)
             ]
@@ -184,7 +194,8 @@ class Loader:
                 ctx.Process(
                     target=_process_main,
                     args=(payload, epoch, edges, eval_seed, range(self.start + w, n, W), self._queues[w], self._stop),
-                    name=f"sampler-loader-{w}", daemon=True,
+                    name=f"sampler-loader-{w}",
+                    daemon=True,
                 )
                 for w in range(W)
             ]

@@ -5,6 +5,7 @@ the graph between the anchor's type and ``t``), or the anchor itself, is redrawn
 once, at most ``max_retries`` rounds (offenders left after that are kept; their count is returned so
 callers can log it; on real graphs the first round already leaves almost none).
 """
+
 from __future__ import annotations
 
 from typing import Mapping

@@ -18,6 +18,7 @@ Rows are *global* node ids: :class:`DirAdj` re-indexes a direction's ``indptr`` 
 (zero degree for other types and for the padding id), so a frontier containing ``pad_id`` needs no
 special case — its rows come out fully masked.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -228,7 +229,12 @@ def sample_hops(
         for d in directions:
             dst, src = d
             ids, m = sample_rows(
-                adjs[d], frontier[dst], f_k[d], rng, pad_id=pad_id, replace=replace,
+                adjs[d],
+                frontier[dst],
+                f_k[d],
+                rng,
+                pad_id=pad_id,
+                replace=replace,
                 holes=None if holes is None else holes.get(d),
             )
             name = direction_name(d)
@@ -243,4 +249,13 @@ def sample_hops(
     return tuple(nbrs_all), tuple(masks_all)
 
 
-__all__ = ["DirAdj", "Holes", "build_dir_adj", "build_dir_adjs", "find_in_rows", "make_holes", "sample_rows", "sample_hops"]
+__all__ = [
+    "DirAdj",
+    "Holes",
+    "build_dir_adj",
+    "build_dir_adjs",
+    "find_in_rows",
+    "make_holes",
+    "sample_rows",
+    "sample_hops",
+]

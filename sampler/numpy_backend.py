@@ -15,6 +15,7 @@ Per batch (see ``sampler/spec.py`` for the layout conventions):
    ``spec.exclude_supervision_edges``;
 4. L hops of fixed fan-out neighbour sampling (``sampler/neighbors.py``).
 """
+
 from __future__ import annotations
 
 import math
@@ -139,7 +140,9 @@ class NumpySampler:
         self.edge_counts = {r: graph.num_edges(r) for r in spec.relations if r in graph.edges}
         for rel in spec.relations:
             if rel not in graph.edges:
-                raise SpecError(f"relations: {relation_name(rel)} is not in the graph (has {[relation_name(r) for r in graph.relations]})")
+                raise SpecError(
+                    f"relations: {relation_name(rel)} is not in the graph (has {[relation_name(r) for r in graph.relations]})"
+                )
             if self.edge_counts[rel] == 0:
                 raise SpecError(f"relations: {relation_name(rel)} is empty in the graph")
         self.epoch_sizes = edges_mod.epoch_sizes(spec, self.edge_counts)
@@ -161,8 +164,12 @@ class NumpySampler:
     def __getstate__(self) -> dict:
         from sampler.loader import portable_graph  # memory-mapped arrays travel as file names
 
-        return {"graph": portable_graph(self.graph), "spec": self.spec, "holdout": self.holdout,
-                "max_negative_retries": self.max_negative_retries}
+        return {
+            "graph": portable_graph(self.graph),
+            "spec": self.spec,
+            "holdout": self.holdout,
+            "max_negative_retries": self.max_negative_retries,
+        }
 
     def __setstate__(self, st: dict) -> None:
         from sampler.loader import restore_graph
@@ -223,7 +230,9 @@ class NumpySampler:
                 n = max(n, math.ceil(len(e) / q))
         return n
 
-    def edge_batch(self, edges: Mapping[Relation, np.ndarray], seed: int, index: int, *, _canon: bool = False) -> PaddedBatch:
+    def edge_batch(
+        self, edges: Mapping[Relation, np.ndarray], seed: int, index: int, *, _canon: bool = False
+    ) -> PaddedBatch:
         """Batch ``index`` of an evaluation edge set (see :meth:`edge_batches`)."""
         spec = self.spec
         canon = edges if _canon else self._canon_eval(edges)
@@ -272,7 +281,9 @@ class NumpySampler:
         return np.array([[la, b]], np.int64)
 
     # ------------------------------------------------------------------ pieces (also timed separately)
-    def supervision(self, pairs: Mapping[Relation, np.ndarray], rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    def supervision(
+        self, pairs: Mapping[Relation, np.ndarray], rng: np.random.Generator | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(anchors, positives)`` int64 ``[P]`` in layout order; same-type pairs randomly oriented."""
         P = self.spec.num_positives
         anchors = np.empty(P, np.int64)
@@ -290,8 +301,13 @@ class NumpySampler:
     def negatives(self, anchors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """int32 ``[P, K]`` negatives (``Layout.negative`` column order)."""
         neg, _ = draw_negatives(
-            self.graph, self.spec.negatives_per_type, anchors, self._anchor_type, rng,
-            avoid_adj=self._avoid, max_retries=self.max_negative_retries,
+            self.graph,
+            self.spec.negatives_per_type,
+            anchors,
+            self._anchor_type,
+            rng,
+            avoid_adj=self._avoid,
+            max_retries=self.max_negative_retries,
         )
         return neg
 
@@ -315,16 +331,32 @@ class NumpySampler:
         return res
 
     def neighborhood(
-        self, seeds: Mapping[str, np.ndarray], rng: np.random.Generator, holes: Mapping[Direction, Holes | None] | None = None
+        self,
+        seeds: Mapping[str, np.ndarray],
+        rng: np.random.Generator,
+        holes: Mapping[Direction, Holes | None] | None = None,
     ) -> tuple[tuple[dict[str, np.ndarray], ...], tuple[dict[str, np.ndarray], ...]]:
         """L-hop fixed fan-out sampling from the hop-0 frontier ``seeds`` (type -> ``[S_t]`` ids)."""
         lay = self.layout
         return sample_hops(
-            self.adjs, seeds, lay.directions, lay.fanout, rng,
-            pad_id=self.graph.pad_id, replace=self.spec.replace, holes=holes,
+            self.adjs,
+            seeds,
+            lay.directions,
+            lay.fanout,
+            rng,
+            pad_id=self.graph.pad_id,
+            replace=self.spec.replace,
+            holes=holes,
         )
 
-    def _assemble(self, pairs: Mapping[Relation, np.ndarray], pmask: np.ndarray, ss: np.random.SeedSequence, *, orient: bool = True) -> PaddedBatch:
+    def _assemble(
+        self,
+        pairs: Mapping[Relation, np.ndarray],
+        pmask: np.ndarray,
+        ss: np.random.SeedSequence,
+        *,
+        orient: bool = True,
+    ) -> PaddedBatch:
         lay, spec = self.layout, self.spec
         r_orient, r_neg, r_nbr = (np.random.default_rng(s) for s in ss.spawn(3))
         anchors, positives = self.supervision(pairs, r_orient if orient else None)

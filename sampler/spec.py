@@ -18,6 +18,7 @@ Conventions (shared by every backend):
 * **Frontier k+1 of type s** = concatenation, in direction order, of ``nbrs[k][d].reshape(-1)`` over
   the directions ``d = (t, s)``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -115,7 +116,9 @@ class SamplingSpec:
         object.__setattr__(self, "fanouts", tuple(int(f) for f in self.fanouts))
         object.__setattr__(self, "positives_per_relation", dict(self.positives_per_relation))
         object.__setattr__(self, "negatives_per_type", dict(self.negatives_per_type))
-        object.__setattr__(self, "relation_fanouts", {k: tuple(int(x) for x in v) for k, v in self.relation_fanouts.items()})
+        object.__setattr__(
+            self, "relation_fanouts", {k: tuple(int(x) for x in v) for k, v in self.relation_fanouts.items()}
+        )
         object.__setattr__(self, "ratios", dict(self.ratios))
         self._validate_self()
 
@@ -148,7 +151,9 @@ class SamplingSpec:
             if name not in names:
                 raise SpecError(f"relation_fanouts: {name!r} is not a relation in use ({sorted(names)})")
             if len(fs) != len(self.fanouts) or any(f <= 0 for f in fs):
-                raise SpecError(f"relation_fanouts[{name!r}]: need {len(self.fanouts)} positive fan-outs, got {list(fs)}")
+                raise SpecError(
+                    f"relation_fanouts[{name!r}]: need {len(self.fanouts)} positive fan-outs, got {list(fs)}"
+                )
         for name in names:
             if name not in self.positives_per_relation:
                 raise SpecError(f"positives_per_relation: missing quota for relation {name!r}")
@@ -273,7 +278,9 @@ class SamplingSpec:
             raise SpecError(f"node_types: spec {list(self.node_types)} != graph {list(graph.node_types)}")
         for rel in self.relations:
             if rel not in graph.edges:
-                raise SpecError(f"relations: {relation_name(rel)} is not in the graph (has {[relation_name(r) for r in graph.relations]})")
+                raise SpecError(
+                    f"relations: {relation_name(rel)} is not in the graph (has {[relation_name(r) for r in graph.relations]})"
+                )
             n = graph.num_edges(rel) if epoch_edges is None else int(epoch_edges[rel])
             if n == 0:
                 raise SpecError(f"relations: {relation_name(rel)} is empty in the graph")
@@ -333,7 +340,9 @@ def make_spec(
     if not rels:
         raise SpecError("relations: the graph has no relations")
     if positives_per_batch < len(rels):
-        raise SpecError(f"positives_per_batch={positives_per_batch} is smaller than the number of relations ({len(rels)})")
+        raise SpecError(
+            f"positives_per_batch={positives_per_batch} is smaller than the number of relations ({len(rels)})"
+        )
     names = [relation_name(r) for r in rels]
     if balance == "equal":
         w = np.ones(len(rels))

@@ -6,6 +6,7 @@ distribution; a fixed random permutation per type then scatters the hubs over th
 Duplicates and self loops are removed, so relations end up slightly below the requested sizes
 (the generator oversamples by a few percent to compensate).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,11 +55,7 @@ def powerlaw_edges(
 
 
 def powerlaw_hetero_graph(
-    type_counts: Mapping[str, int],
-    relation_edges: Mapping[Relation, int],
-    *,
-    seed: int = 0,
-    alpha: float = 2.5,
+    type_counts: Mapping[str, int], relation_edges: Mapping[Relation, int], *, seed: int = 0, alpha: float = 2.5
 ) -> HeteroCSR:
     """A heterogeneous power-law graph.
 
@@ -76,8 +73,14 @@ def powerlaw_hetero_graph(
     for (a, b), m in relation_edges.items():
         ta, tb = node_types.index(a), node_types.index(b)
         e = powerlaw_edges(
-            rng, int(type_counts[a]), int(type_counts[b]), int(m),
-            same_type=a == b, alpha=alpha, perm_a=perms[a], perm_b=perms[b],
+            rng,
+            int(type_counts[a]),
+            int(type_counts[b]),
+            int(m),
+            same_type=a == b,
+            alpha=alpha,
+            perm_a=perms[a],
+            perm_b=perms[b],
         )
         e[:, 0] += offsets[ta]
         e[:, 1] += offsets[tb]

@@ -4,6 +4,7 @@ Tests that need several devices run their body in a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` set before jax is imported (see
 ``tests/multidevice.py``), so the rest of the suite keeps a single CPU device.
 """
+
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,10 @@ def tiny_run(tmp_path_factory):
     from twotower_hgnn import configs
     from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
 
-    cfg = PipelineConfig(dataset="synthetic", scale="tiny", out_dir=str(tmp_path_factory.mktemp("tiny_run")),
-                         config=configs.load("test", {"sampler": "numpy"}))
+    cfg = PipelineConfig(
+        dataset="synthetic",
+        scale="tiny",
+        out_dir=str(tmp_path_factory.mktemp("tiny_run")),
+        config=configs.load("test", {"sampler": "numpy"}),
+    )
     return cfg, run_pipeline(cfg)

@@ -2,6 +2,7 @@
 
 jax fixes its device count at first import, so multi-device tests cannot share the pytest process.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,12 @@ def run_with_devices(code: str, n_devices: int = 8, timeout: float = 300.0) -> d
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, f"child failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}"
     lines = [x for x in proc.stdout.strip().splitlines() if x.strip()]

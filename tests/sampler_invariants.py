@@ -4,6 +4,7 @@
 first violated invariant and returns a few counts (handy for further assertions). Everything is
 checked vectorised against the graph, so it runs on batches of realistic size.
 """
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -149,7 +150,9 @@ def check_batch_invariants(
                 if d in table and table[d].shape[0]:
                     bad_keys = table[d][:, 0] * n + table[d][:, 1]
                     hit = np.isin(keys, bad_keys)
-                    assert not hit.any(), f"hop {k} {name}: {what} edge {int(r_rep[hit][0])}<-{int(v[hit][0])} used in message passing"
+                    assert not hit.any(), (
+                        f"hop {k} {name}: {what} edge {int(r_rep[hit][0])}<-{int(v[hit][0])} used in message passing"
+                    )
             # completeness: min(effective degree, f) valid slots per row (without replacement)
             deg = adj.start[rows + 1] - adj.start[rows]
             if d in excl and excl[d].shape[0]:

@@ -1,4 +1,5 @@
 """The typed run configuration: presets, ``--config.<path>=`` overrides, deprecated flag aliases."""
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,21 @@ def test_every_preset_builds_and_serialises(name):
 
 
 def test_overrides_are_parsed_by_the_field_types():
-    cfg = configs.load("demo", {"hgnn.fanouts": "10,5", "two_tower.model.temperature": "0.1",
-                                "split.history_days": "none", "split.test_days": "30", "eval.targets": "audiobook",
-                                "hgnn.negatives_per_type": '{"podcast": 2}', "two_tower.max_steps": "7",
-                                "eval.exclude_seen": "false", "hgnn.max_time_s": "None", "text.model": "my-model"})
+    cfg = configs.load(
+        "demo",
+        {
+            "hgnn.fanouts": "10,5",
+            "two_tower.model.temperature": "0.1",
+            "split.history_days": "none",
+            "split.test_days": "30",
+            "eval.targets": "audiobook",
+            "hgnn.negatives_per_type": '{"podcast": 2}',
+            "two_tower.max_steps": "7",
+            "eval.exclude_seen": "false",
+            "hgnn.max_time_s": "None",
+            "text.model": "my-model",
+        },
+    )
     assert cfg.hgnn.fanouts == (10, 5) and cfg.two_tower.model.temperature == 0.1
     assert cfg.split.history_days is None and cfg.split.test_days == 30.0 and cfg.eval.targets == ("audiobook",)
     assert cfg.hgnn.negatives_per_type == {"podcast": 2} and cfg.two_tower.max_steps == 7
@@ -37,15 +49,18 @@ def test_overrides_are_parsed_by_the_field_types():
     assert configs.load("demo").hgnn.fanouts == (5, 3)
 
 
-@pytest.mark.parametrize("over, message", [
-    ({"hgnn.bogus": "1"}, "HGNNTrainConfig has no field 'bogus'"),
-    ({"hgnn.lr": "fast"}, "--config.hgnn.lr=fast: not a float"),
-    ({"eval.k": "0"}, "eval.k: 0 must be >= 1"),
-    ({"hgnn": "3"}, "is a section"),
-    ({"two_tower.model.negatives": "some"}, "negatives must be one of"),
-    ({"eval.targets": "movies"}, "eval.targets"),
-    ({"sampler": "gpu"}, "sampler: 'gpu' is not one of"),
-])
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"hgnn.bogus": "1"}, "HGNNTrainConfig has no field 'bogus'"),
+        ({"hgnn.lr": "fast"}, "--config.hgnn.lr=fast: not a float"),
+        ({"eval.k": "0"}, "eval.k: 0 must be >= 1"),
+        ({"hgnn": "3"}, "is a section"),
+        ({"two_tower.model.negatives": "some"}, "negatives must be one of"),
+        ({"eval.targets": "movies"}, "eval.targets"),
+        ({"sampler": "gpu"}, "sampler: 'gpu' is not one of"),
+    ],
+)
 def test_bad_overrides_name_the_field(over, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         configs.load("demo", over)
@@ -55,21 +70,25 @@ def test_unknown_preset_and_config_file(tmp_path):
     with pytest.raises(ConfigError, match="neither a preset"):
         configs.load("fastest")
     f = tmp_path / "mine.py"
-    f.write_text("from twotower_hgnn.configs import demo\n"
-                 "def get_config():\n    import dataclasses\n    return dataclasses.replace(demo.get_config(), name='mine')\n")
+    f.write_text(
+        "from twotower_hgnn.configs import demo\n"
+        "def get_config():\n    import dataclasses\n    return dataclasses.replace(demo.get_config(), name='mine')\n"
+    )
     assert configs.load(str(f), {"eval.k": "5"}).name == "mine" and configs.load(str(f), {"eval.k": "5"}).eval.k == 5
     assert configs.load("tiny") == configs.load("test")  # the previous round's name
 
 
 def _launch(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "launch.pipeline", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "launch.pipeline", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_command_line_overrides_and_deprecated_aliases():
-    p = _launch("--config=test", "--config.hgnn.fanouts=4,2", "--config.two_tower.max_steps", "9", "--k=5",
-                "--print_config")
+    p = _launch(
+        "--config=test", "--config.hgnn.fanouts=4,2", "--config.two_tower.max_steps", "9", "--k=5", "--print_config"
+    )
     assert p.returncode == 0, p.stderr
     cfg = json.loads(p.stdout)
     assert cfg["name"] == "test" and cfg["hgnn"]["fanouts"] == [4, 2] and cfg["two_tower"]["max_steps"] == 9

@@ -1,4 +1,5 @@
 """HeteroCSR: id conventions, canonical-edge checks, both directions, save/load round trip."""
+
 import numpy as np
 import pytest
 

@@ -1,4 +1,5 @@
 """MovieLens-1M mapping (DATA.md numbers), its cache, its default split and the default graph's density."""
+
 import sys
 import time
 

@@ -1,4 +1,5 @@
 """Readers: every validation error names file, column and first offending row; valid files round-trip."""
+
 import re
 
 import numpy as np
@@ -10,22 +11,33 @@ from twotower_hgnn.data.readers import build_dataset, read_interactions, read_it
 
 
 def _tables():
-    inter = pd.DataFrame({
-        "user_id": ["u1", "u2", "u1", "u3", "u2", "u1"],
-        "item_id": ["p1", "a1", "a2", "p2", "p1", "p1"],
-        "timestamp": [50, 10, 30, 40, 20, 60],
-        "event": ["stream", "preview", "stream", "follow", "intent_to_pay", "stream"],
-    })
-    items = pd.DataFrame({  # podcasts listed first: the dataset must reorder audiobooks first
-        "item_id": ["p1", "a1", "p2", "a2"],
-        "item_type": ["podcast", "audiobook", "podcast", "audiobook"],
-        "title": ["Crime Hour", "Dragons", "Markets", "NA"],
-        "description": ["a \"quoted\" show", "", "money, stocks", "literal NA title"],
-        "language": ["en", "en", "", "sv"],
-        "genre": ["crime", "fantasy", "business", ""],
-    })
-    users = pd.DataFrame({"user_id": ["u1", "u2", "u3"], "age": [30, -1, 45], "country": ["SE", "", "US"],
-                          "music_0": [0.1, 0.2, 0.3], "music_1": [1.0, 0.0, -1.0]})
+    inter = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u1", "u3", "u2", "u1"],
+            "item_id": ["p1", "a1", "a2", "p2", "p1", "p1"],
+            "timestamp": [50, 10, 30, 40, 20, 60],
+            "event": ["stream", "preview", "stream", "follow", "intent_to_pay", "stream"],
+        }
+    )
+    items = pd.DataFrame(
+        {  # podcasts listed first: the dataset must reorder audiobooks first
+            "item_id": ["p1", "a1", "p2", "a2"],
+            "item_type": ["podcast", "audiobook", "podcast", "audiobook"],
+            "title": ["Crime Hour", "Dragons", "Markets", "NA"],
+            "description": ['a "quoted" show', "", "money, stocks", "literal NA title"],
+            "language": ["en", "en", "", "sv"],
+            "genre": ["crime", "fantasy", "business", ""],
+        }
+    )
+    users = pd.DataFrame(
+        {
+            "user_id": ["u1", "u2", "u3"],
+            "age": [30, -1, 45],
+            "country": ["SE", "", "US"],
+            "music_0": [0.1, 0.2, 0.3],
+            "music_1": [1.0, 0.0, -1.0],
+        }
+    )
     return inter, items, users
 
 
@@ -96,6 +108,7 @@ def _mod(table, fn):
         tabs = dict(zip(("inter", "items", "users"), _tables()))
         tabs[table] = fn(tabs[table].copy())
         return tabs
+
     return apply
 
 
@@ -104,31 +117,146 @@ def _set(col, row, value):
         df[col] = df[col].astype(object)
         df.loc[row, col] = value
         return df
+
     return f
 
 
 # (case id, format, table modifier, file that must be named, regex on the rest of the message)
 CASES = [
-    ("missing_column", "csv", _mod("inter", lambda d: d.drop(columns=["event"])), "interactions", r"column 'event': missing"),
-    ("missing_item_column", "parquet", _mod("items", lambda d: d.drop(columns=["genre"])), "items", r"column 'genre': missing"),
+    (
+        "missing_column",
+        "csv",
+        _mod("inter", lambda d: d.drop(columns=["event"])),
+        "interactions",
+        r"column 'event': missing",
+    ),
+    (
+        "missing_item_column",
+        "parquet",
+        _mod("items", lambda d: d.drop(columns=["genre"])),
+        "items",
+        r"column 'genre': missing",
+    ),
     ("missing_user_column", "csv", _mod("users", lambda d: d.drop(columns=["age"])), "users", r"column 'age': missing"),
-    ("timestamp_not_number", "csv", _mod("inter", _set("timestamp", 2, "yesterday")), "interactions", r"column 'timestamp': row 2 \(line 4\): wrong dtype"),
-    ("timestamp_fraction", "parquet", _mod("inter", lambda d: d.assign(timestamp=d.timestamp.astype(float).where(d.index != 3, 40.5))), "interactions", r"column 'timestamp': row 3: wrong dtype: 40.5 is not an integer"),
-    ("timestamp_string_dtype_parquet", "parquet", _mod("inter", lambda d: d.assign(timestamp=["a"] * 6)), "interactions", r"column 'timestamp': row 0: wrong dtype"),
-    ("age_wrong_dtype", "parquet", _mod("users", lambda d: d.assign(age=[True, False, True])), "users", r"column 'age': row 0: wrong dtype"),
-    ("title_wrong_dtype", "parquet", _mod("items", lambda d: d.assign(title=[1.5, 2.5, 3.5, 4.5])), "items", r"column 'title': row 0: wrong dtype"),
-    ("music_not_number", "csv", _mod("users", _set("music_1", 2, "loud")), "users", r"column 'music_1': row 2 \(line 4\): not a finite number"),
-    ("unknown_event", "csv", _mod("inter", _set("event", 4, "click")), "interactions", r"column 'event': row 4 \(line 6\): unknown value 'click'"),
-    ("unknown_item_type", "parquet", _mod("items", _set("item_type", 2, "ebook")), "items", r"column 'item_type': row 2: unknown value 'ebook'"),
-    ("duplicate_item", "csv", _mod("items", _set("item_id", 3, "a1")), "items", r"column 'item_id': row 3 \(line 5\): duplicate id 'a1' \(first seen at row 1\)"),
-    ("duplicate_user", "parquet", _mod("users", _set("user_id", 2, "u1")), "users", r"column 'user_id': row 2: duplicate id 'u1'"),
-    ("unknown_item", "csv", _mod("inter", _set("item_id", 3, "zz")), "interactions", r"column 'item_id': row 3: item 'zz' is not in the items table"),
-    ("unknown_user", "parquet", _mod("inter", _set("user_id", 5, "u9")), "interactions", r"column 'user_id': row 5: user 'u9' is not in the users table"),
-    ("nan_timestamp_csv", "csv", _mod("inter", _set("timestamp", 1, "")), "interactions", r"column 'timestamp': row 1 \(line 3\): NaN"),
-    ("nan_timestamp_parquet", "parquet", _mod("inter", lambda d: d.assign(timestamp=d.timestamp.astype(float).where(d.index != 4, np.nan))), "interactions", r"column 'timestamp': row 4: NaN"),
-    ("negative_timestamp", "csv", _mod("inter", _set("timestamp", 5, -3)), "interactions", r"column 'timestamp': row 5 \(line 7\): negative timestamp -3"),
-    ("missing_id_value", "parquet", _mod("inter", _set("user_id", 2, None)), "interactions", r"column 'user_id': row 2: missing value"),
-    ("empty_id_value", "csv", _mod("items", _set("item_id", 1, "")), "items", r"column 'item_id': row 1 \(line 3\): empty value"),
+    (
+        "timestamp_not_number",
+        "csv",
+        _mod("inter", _set("timestamp", 2, "yesterday")),
+        "interactions",
+        r"column 'timestamp': row 2 \(line 4\): wrong dtype",
+    ),
+    (
+        "timestamp_fraction",
+        "parquet",
+        _mod("inter", lambda d: d.assign(timestamp=d.timestamp.astype(float).where(d.index != 3, 40.5))),
+        "interactions",
+        r"column 'timestamp': row 3: wrong dtype: 40.5 is not an integer",
+    ),
+    (
+        "timestamp_string_dtype_parquet",
+        "parquet",
+        _mod("inter", lambda d: d.assign(timestamp=["a"] * 6)),
+        "interactions",
+        r"column 'timestamp': row 0: wrong dtype",
+    ),
+    (
+        "age_wrong_dtype",
+        "parquet",
+        _mod("users", lambda d: d.assign(age=[True, False, True])),
+        "users",
+        r"column 'age': row 0: wrong dtype",
+    ),
+    (
+        "title_wrong_dtype",
+        "parquet",
+        _mod("items", lambda d: d.assign(title=[1.5, 2.5, 3.5, 4.5])),
+        "items",
+        r"column 'title': row 0: wrong dtype",
+    ),
+    (
+        "music_not_number",
+        "csv",
+        _mod("users", _set("music_1", 2, "loud")),
+        "users",
+        r"column 'music_1': row 2 \(line 4\): not a finite number",
+    ),
+    (
+        "unknown_event",
+        "csv",
+        _mod("inter", _set("event", 4, "click")),
+        "interactions",
+        r"column 'event': row 4 \(line 6\): unknown value 'click'",
+    ),
+    (
+        "unknown_item_type",
+        "parquet",
+        _mod("items", _set("item_type", 2, "ebook")),
+        "items",
+        r"column 'item_type': row 2: unknown value 'ebook'",
+    ),
+    (
+        "duplicate_item",
+        "csv",
+        _mod("items", _set("item_id", 3, "a1")),
+        "items",
+        r"column 'item_id': row 3 \(line 5\): duplicate id 'a1' \(first seen at row 1\)",
+    ),
+    (
+        "duplicate_user",
+        "parquet",
+        _mod("users", _set("user_id", 2, "u1")),
+        "users",
+        r"column 'user_id': row 2: duplicate id 'u1'",
+    ),
+    (
+        "unknown_item",
+        "csv",
+        _mod("inter", _set("item_id", 3, "zz")),
+        "interactions",
+        r"column 'item_id': row 3: item 'zz' is not in the items table",
+    ),
+    (
+        "unknown_user",
+        "parquet",
+        _mod("inter", _set("user_id", 5, "u9")),
+        "interactions",
+        r"column 'user_id': row 5: user 'u9' is not in the users table",
+    ),
+    (
+        "nan_timestamp_csv",
+        "csv",
+        _mod("inter", _set("timestamp", 1, "")),
+        "interactions",
+        r"column 'timestamp': row 1 \(line 3\): NaN",
+    ),
+    (
+        "nan_timestamp_parquet",
+        "parquet",
+        _mod("inter", lambda d: d.assign(timestamp=d.timestamp.astype(float).where(d.index != 4, np.nan))),
+        "interactions",
+        r"column 'timestamp': row 4: NaN",
+    ),
+    (
+        "negative_timestamp",
+        "csv",
+        _mod("inter", _set("timestamp", 5, -3)),
+        "interactions",
+        r"column 'timestamp': row 5 \(line 7\): negative timestamp -3",
+    ),
+    (
+        "missing_id_value",
+        "parquet",
+        _mod("inter", _set("user_id", 2, None)),
+        "interactions",
+        r"column 'user_id': row 2: missing value",
+    ),
+    (
+        "empty_id_value",
+        "csv",
+        _mod("items", _set("item_id", 1, "")),
+        "items",
+        r"column 'item_id': row 1 \(line 3\): empty value",
+    ),
     ("header_only", "csv", _mod("users", lambda d: d.iloc[:0]), "users", r"empty file \(header but no rows\)"),
     ("header_only_parquet", "parquet", _mod("inter", lambda d: d.iloc[:0]), "interactions", r"empty file"),
 ]

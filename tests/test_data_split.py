@@ -1,4 +1,5 @@
 """Temporal split: boundaries, history/test windows, warm/cold labels, segment-size errors."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,15 +10,15 @@ from twotower_hgnn.data.split import DAY, SplitError, temporal_split
 T0 = 1_700_000_000
 # items: a0 (audiobook, id 0), p0, p1 (podcasts, ids 1, 2)
 LOG = [
-    ("old", "a0", T0 - 100 * DAY, "stream"),     # audiobook listener, but only before a 90-day history
-    ("old", "p0", T0 + 5 * DAY, "stream"),       # ... test
+    ("old", "a0", T0 - 100 * DAY, "stream"),  # audiobook listener, but only before a 90-day history
+    ("old", "p0", T0 + 5 * DAY, "stream"),  # ... test
     ("w_stream", "a0", T0 - 10 * DAY, "stream"),  # warm by a stream
     ("w_stream", "p1", T0 + 1 * DAY, "stream"),
-    ("w_weak", "a0", T0 - 5 * DAY, "follow"),     # warm by a weak signal (any event counts)
+    ("w_weak", "a0", T0 - 5 * DAY, "follow"),  # warm by a weak signal (any event counts)
     ("w_weak", "a0", T0 + 2 * DAY, "stream"),
-    ("c_pod", "p0", T0 - 3 * DAY, "stream"),      # cold: podcasts only before the cut
-    ("c_pod", "a0", T0, "stream"),               # exactly at the cut -> test
-    ("c_new", "a0", T0 + 20 * DAY, "preview"),    # only test, beyond a 14-day test window
+    ("c_pod", "p0", T0 - 3 * DAY, "stream"),  # cold: podcasts only before the cut
+    ("c_pod", "a0", T0, "stream"),  # exactly at the cut -> test
+    ("c_new", "a0", T0 + 20 * DAY, "preview"),  # only test, beyond a 14-day test window
     ("train_only", "p1", T0 - 1, "stream"),
 ]
 
@@ -25,9 +26,19 @@ LOG = [
 @pytest.fixture(scope="module")
 def ds():
     inter = pd.DataFrame(LOG, columns=["user_id", "item_id", "timestamp", "event"])
-    items = pd.DataFrame({"item_id": ["p0", "p1", "a0"], "item_type": ["podcast", "podcast", "audiobook"],
-                          "title": "t", "description": "", "language": "en", "genre": ""})
-    users = pd.DataFrame({"user_id": ["old", "w_stream", "w_weak", "c_pod", "c_new", "train_only"], "age": 30, "country": ""})
+    items = pd.DataFrame(
+        {
+            "item_id": ["p0", "p1", "a0"],
+            "item_type": ["podcast", "podcast", "audiobook"],
+            "title": "t",
+            "description": "",
+            "language": "en",
+            "genre": "",
+        }
+    )
+    users = pd.DataFrame(
+        {"user_id": ["old", "w_stream", "w_weak", "c_pod", "c_new", "train_only"], "age": 30, "country": ""}
+    )
     return build_dataset(inter, items, users, name="hand")
 
 

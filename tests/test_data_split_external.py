@@ -1,12 +1,22 @@
 """External splits (given parts, per-user as-of times), validation splits and split persistence."""
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from twotower_hgnn import features as F
 from twotower_hgnn.data import load_dataset
-from twotower_hgnn.data.split import (SplitError, external_dataset, external_split, known_at_cut, load_split,
-                                      save_split, split_from_files, temporal_split, validation_split)
+from twotower_hgnn.data.split import (
+    SplitError,
+    external_dataset,
+    external_split,
+    known_at_cut,
+    load_split,
+    save_split,
+    split_from_files,
+    temporal_split,
+    validation_split,
+)
 
 RAW = ["user_id", "item_id", "timestamp", "event"]
 
@@ -89,10 +99,13 @@ def test_random_validation_split(ds, random_split):
     n_v = v.test["user_idx"].value_counts().reindex(n_tr.index, fill_value=0)
     assert (n_v <= n_tr - 1).all()  # every user keeps a training row (users with one row keep it)
     assert set(n_tr.index) == set(v.train["user_idx"])
-    np.testing.assert_array_equal(v.user_as_of(v.warm_users), v.train.groupby("user_idx")["timestamp"].max()
-                                  .reindex(v.warm_users).to_numpy() + 1)
+    np.testing.assert_array_equal(
+        v.user_as_of(v.warm_users), v.train.groupby("user_idx")["timestamp"].max().reindex(v.warm_users).to_numpy() + 1
+    )
     again = validation_split(ds, sp, frac=0.1, seed=3)
-    assert _rows(again.test) == _rows(v.test) and _rows(validation_split(ds, sp, frac=0.1, seed=4).test) != _rows(v.test)
+    assert _rows(again.test) == _rows(v.test) and _rows(validation_split(ds, sp, frac=0.1, seed=4).test) != _rows(
+        v.test
+    )
 
 
 def test_validation_rows_given_are_held_out_as_a_multiset(ds, random_split):
@@ -123,7 +136,8 @@ def test_split_from_files(ds, tmp_path):
 
     v = validation_split(full, sp, valid_interactions=read_interactions(paths["valid"]))
     assert len(v.test) == int((part == 1).sum()) and len(v.train) == int((part == 0).sum())
-    pd.DataFrame({"user_id": ["nobody"], "item_id": [inter["item_id"].iloc[0]], "timestamp": [1], "event": ["stream"]}
-                 ).to_csv(tmp_path / "bad.csv", index=False)
+    pd.DataFrame(
+        {"user_id": ["nobody"], "item_id": [inter["item_id"].iloc[0]], "timestamp": [1], "event": ["stream"]}
+    ).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match="nobody"):
         validation_split(full, sp, valid_interactions=read_interactions(tmp_path / "bad.csv"))

@@ -1,4 +1,5 @@
 """Synthetic generator: PAPER.md §7 calibration figures, content signal, weak signals, determinism."""
+
 import numpy as np
 import pytest
 
@@ -34,7 +35,10 @@ def test_tables_follow_schema(tiny):
     assert it["timestamp"].is_monotonic_increasing
     assert set(it["event"].astype(str)) == set(EVENTS)
     assert it["user_idx"].max() < tiny.num_users and it["item_idx"].max() < tiny.num_items
-    assert (tiny.interactions["user_id"].astype(str).to_numpy()[:5] == tiny.users["user_id"].to_numpy()[it["user_idx"].to_numpy()[:5]]).all()
+    assert (
+        tiny.interactions["user_id"].astype(str).to_numpy()[:5]
+        == tiny.users["user_id"].to_numpy()[it["user_idx"].to_numpy()[:5]]
+    ).all()
     v = tiny.item_vectors
     assert v.dtype == np.float32 and v.shape == (600, 32)
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
@@ -130,7 +134,8 @@ def test_seeded_and_deterministic():
     b = load_dataset("synthetic", scale="tiny", seed=5)
     c = generate("tiny", seed=6)
     assert a.interactions[["user_idx", "item_idx", "timestamp", "event_code"]].equals(
-        b.interactions[["user_idx", "item_idx", "timestamp", "event_code"]])
+        b.interactions[["user_idx", "item_idx", "timestamp", "event_code"]]
+    )
     np.testing.assert_array_equal(a.item_vectors, b.item_vectors)
     assert not a.interactions["item_idx"].equals(c.interactions["item_idx"])
 

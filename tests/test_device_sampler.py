@@ -5,6 +5,7 @@ Both backends run on the same small power-law graph and must satisfy the same in
 expectation for each, and a two-sample test between them), be deterministic for a fixed key/seed,
 and never recompile across batches and epochs.
 """
+
 from __future__ import annotations
 
 import functools
@@ -126,7 +127,9 @@ def test_determinism_and_no_recompilation(setup):
     b = _np(ds.batch(1, 2))
     jax.tree_util.tree_map(np.testing.assert_array_equal, a.as_dict(), b.as_dict())
     c = _np(ds.batch(1, 3))
-    assert any(not np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a.nbrs), jax.tree_util.tree_leaves(c.nbrs)))
+    assert any(
+        not np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(a.nbrs), jax.tree_util.tree_leaves(c.nbrs))
+    )
     assert ds.traces["batch"] == 1, f"the batch function was traced {ds.traces} times"
     list(ds.edge_batches(hold, seed=0))
     list(ds.edge_batches(hold, seed=1))
@@ -168,7 +171,9 @@ def test_neighbour_sets_uniform_for_both_backends_and_indistinguishable():
 
     @functools.partial(jax.jit, static_argnums=4)
     def draw(dg, rows, key, pairs, per_row):
-        table = dev.exclusion_table(dg, dg.rows_of(d, pairs[:, 0]), pairs[:, 1], jnp.ones(pairs.shape[0], bool), per_row)
+        table = dev.exclusion_table(
+            dg, dg.rows_of(d, pairs[:, 0]), pairs[:, 1], jnp.ones(pairs.shape[0], bool), per_row
+        )
         return dev.sample_rows(dg, d, rows, f, key, table)
 
     ids_d, m_d = map(np.asarray, draw(dg, rows, jax.random.key(0), excl_pair, True))

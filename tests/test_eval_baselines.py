@@ -1,4 +1,5 @@
 """Baselines: popularity order with exclusions, LLM-KNN/HGNN-KNN vs a per-user NumPy reference, ranking helper."""
+
 import types
 
 import numpy as np
@@ -6,8 +7,14 @@ import pandas as pd
 import pytest
 
 from twotower_hgnn.data.schema import EVENTS, Dataset
-from twotower_hgnn.eval.baselines import (knn_rankings, mean_history_vectors, popularity_rankings, rank_global_order,
-                                          rank_users, rank_with_vectors)
+from twotower_hgnn.eval.baselines import (
+    knn_rankings,
+    mean_history_vectors,
+    popularity_rankings,
+    rank_global_order,
+    rank_users,
+    rank_with_vectors,
+)
 from twotower_hgnn.eval.metrics import ItemSets
 from twotower_hgnn.eval.protocol import build_protocol
 
@@ -23,13 +30,25 @@ def _random_case(seed=0):
         ab = (rng.random(rows) < 0.5) & (u < cold_from)  # users >= cold_from: no audiobook in train
         i = np.where(ab, rng.integers(0, N_AB, rows), rng.integers(N_AB, n, rows))
         e = rng.choice(len(EVENTS), rows, p=[0.7, 0.1, 0.1, 0.1])
-        return pd.DataFrame({"user_idx": u.astype(np.int32), "item_idx": i.astype(np.int32), "event_code": e.astype(np.int8)})
+        return pd.DataFrame(
+            {"user_idx": u.astype(np.int32), "item_idx": i.astype(np.int32), "event_code": e.astype(np.int8)}
+        )
 
     train, test = table(300, cold_from=20), table(120)
-    items = pd.DataFrame({"item_id": [f"i{j}" for j in range(n)], "item_type": ["audiobook"] * N_AB + ["podcast"] * N_PC,
-                          "title": "", "description": "", "language": "", "genre": ""})
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{j}" for j in range(n)],
+            "item_type": ["audiobook"] * N_AB + ["podcast"] * N_PC,
+            "title": "",
+            "description": "",
+            "language": "",
+            "genre": "",
+        }
+    )
     users = pd.DataFrame({"user_id": [f"u{j}" for j in range(N_USERS)], "age": -1, "country": ""})
-    ds = Dataset("rand", items, users, pd.concat([train, test], ignore_index=True), {"audiobook": N_AB, "podcast": N_PC})
+    ds = Dataset(
+        "rand", items, users, pd.concat([train, test], ignore_index=True), {"audiobook": N_AB, "podcast": N_PC}
+    )
     return ds, types.SimpleNamespace(train=train, test=test), rng.normal(size=(n, 8)).astype(np.float32)
 
 
@@ -64,9 +83,15 @@ def test_knn_matches_reference(case, target):
 def test_knn_recovers_the_nearest_item():
     # user streamed item 0 and previewed item 2; item 1 lies exactly on their mean direction
     vecs = np.array([[1, 0], [0.7, 0.7], [0, 1], [-1, 0], [0, -1]], np.float32)
-    tp = types.SimpleNamespace(warm=np.array([True]), history=ItemSets.from_lists([[0, 2]]),
-                               exclude=ItemSets.from_lists([[0]]), catalogue=np.arange(5), users=np.array([7]),
-                               n_users=1, target_type="audiobook")
+    tp = types.SimpleNamespace(
+        warm=np.array([True]),
+        history=ItemSets.from_lists([[0, 2]]),
+        exclude=ItemSets.from_lists([[0]]),
+        catalogue=np.arange(5),
+        users=np.array([7]),
+        n_users=1,
+        target_type="audiobook",
+    )
     np.testing.assert_allclose(mean_history_vectors(tp.history, vecs), [[0.5, 0.5]])
     rk = knn_rankings(tp, vecs, k=5)
     np.testing.assert_array_equal(rk.users, [7])

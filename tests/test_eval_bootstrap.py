@@ -1,4 +1,5 @@
 """Per-user metrics, the paired bootstrap, and their use in the report (intervals, per_user.parquet, flags)."""
+
 import json
 
 import numpy as np
@@ -9,8 +10,16 @@ from test_eval_protocol import SPLIT, _dataset
 from twotower_hgnn.eval.bootstrap import best_baseline_intervals, paired_bootstrap, per_user_metrics
 from twotower_hgnn.eval.metrics import ItemSets, compute_metrics, popularity_tiers
 from twotower_hgnn.eval.protocol import EvalProtocol, Rankings, TargetProtocol, build_protocol
-from twotower_hgnn.eval.report import (EvalReport, build_report, evaluate_models, format_console, format_markdown,
-                                       load_report, reference_flags, write_report)
+from twotower_hgnn.eval.report import (
+    EvalReport,
+    build_report,
+    evaluate_models,
+    format_console,
+    format_markdown,
+    load_report,
+    reference_flags,
+    write_report,
+)
 
 
 def test_paired_bootstrap_identical_inputs_give_zero():
@@ -44,9 +53,17 @@ def _random_protocol(n_users=60, n_items=30, seed=0):
     rng = np.random.default_rng(seed)
     rel = [sorted(rng.choice(n_items, rng.integers(1, 5), replace=False).tolist()) for _ in range(n_users)]
     streams = rng.integers(0, 50, n_items)
-    tp = TargetProtocol("audiobook", np.arange(n_items), np.arange(n_users) * 2, rng.random(n_users) < 0.5,
-                        ItemSets.from_lists(rel), ItemSets.from_lists([[]] * n_users),
-                        ItemSets.from_lists([[]] * n_users), streams, popularity_tiers(streams))
+    tp = TargetProtocol(
+        "audiobook",
+        np.arange(n_items),
+        np.arange(n_users) * 2,
+        rng.random(n_users) < 0.5,
+        ItemSets.from_lists(rel),
+        ItemSets.from_lists([[]] * n_users),
+        ItemSets.from_lists([[]] * n_users),
+        streams,
+        popularity_tiers(streams),
+    )
     return EvalProtocol({"audiobook": tp}, {"n_tiers": 5}), rng
 
 
@@ -63,7 +80,9 @@ def test_compute_metrics_are_the_means_of_the_per_user_metrics():
         assert pu["covered"].all()
         ref = compute_metrics(ranked[pos], tp.relevant.take(pos), tp.catalogue, k=5, depth=20)
         assert pu["hit"].mean() == pytest.approx(ref["hr@5"]) and pu["rr"].mean() == pytest.approx(ref["mrr@20"])
-        assert pu["recall"].mean() == pytest.approx(ref["recall@5"]) and pu["ndcg"].mean() == pytest.approx(ref["ndcg@5"])
+        assert pu["recall"].mean() == pytest.approx(ref["recall@5"]) and pu["ndcg"].mean() == pytest.approx(
+            ref["ndcg@5"]
+        )
         assert set(np.unique(pu["hit"])) <= {0.0, 1.0}
     part = per_user_metrics(tp, Rankings(tp.users[:10], ranked[:10]), "all")
     assert part["covered"].sum() == 10 and np.isnan(part["hit"][10:]).all()
@@ -76,9 +95,12 @@ def _models(tp, rng):
     fixed = np.tile(np.argsort(-tp.train_streams, kind="stable"), (tp.n_users, 1))
     noise = np.stack([rng.permutation(30) for _ in range(tp.n_users)])
     warm = tp.segment("warm")
-    return {"Oracle": {"audiobook": Rankings(tp.users, oracle)}, "Popularity": {"audiobook": Rankings(tp.users, fixed)},
-            "Noise": {"audiobook": Rankings(tp.users, noise)},
-            "WarmOnly": {"audiobook": Rankings(tp.users[warm], oracle[warm])}}
+    return {
+        "Oracle": {"audiobook": Rankings(tp.users, oracle)},
+        "Popularity": {"audiobook": Rankings(tp.users, fixed)},
+        "Noise": {"audiobook": Rankings(tp.users, noise)},
+        "WarmOnly": {"audiobook": Rankings(tp.users[warm], oracle[warm])},
+    }
 
 
 def test_evaluate_models_intervals_against_the_best_baseline():
@@ -127,16 +149,18 @@ def test_report_carries_intervals_per_user_parquet_and_console_marks(tmp_path):
 
 def test_console_shows_interval_column_beside_hr_and_marks_significance():
     proto = build_protocol(_dataset(), SPLIT)
-    models = {"Popularity": {"audiobook": Rankings(np.array([0, 1, 2]), np.array([[1, 2], [1, 2], [1, 2]]))},
-              "Better": {"audiobook": Rankings(np.array([0, 1, 2]), np.array([[2, 1], [1, 2], [1, 2]]))}}
+    models = {
+        "Popularity": {"audiobook": Rankings(np.array([0, 1, 2]), np.array([[1, 2], [1, 2], [1, 2]]))},
+        "Better": {"audiobook": Rankings(np.array([0, 1, 2]), np.array([[2, 1], [1, 2], [1, 2]]))},
+    }
     report = build_report(evaluate_models(models, proto, k=1, baselines={"Popularity"}, n_boot=100), proto, k=1)
     console = format_console(report)
-    table3 = console[console.index("Table 3"):]
+    table3 = console[console.index("Table 3") :]
     header = table3.splitlines()[1]
     assert header.split()[:3] == ["Model", "HR@1", "dHR@1"] and "LT HR@1" in header
     lines = {ln.split()[0]: ln for ln in table3.splitlines()[3:5]}
     assert "(best baseline)" in lines["Popularity"]
-    table2 = console[console.index("Table 2"):console.index("Table 3")]
+    table2 = console[console.index("Table 2") : console.index("Table 3")]
     better = [ln for ln in table2.splitlines() if ln.startswith("Better")][0]
     assert "+0.500 [+0.000, +1.000]" in better and " *" not in better  # 2 warm users: not significant
     assert "paired-bootstrap" in console
@@ -165,8 +189,10 @@ def test_reference_flags_coverage_and_long_tail_drops():
         if (r["model"], r["segment"]) == ("Popularity", "cold"):
             r["metrics"]["coverage@100"] *= 1.5
     flagged = build_report(ev, proto, reference=better)
-    assert [(x["model"], x["segment"], x["metric"]) for x in flagged["flags"]] == [("Popularity", "cold", "coverage@100")]
+    assert [(x["model"], x["segment"], x["metric"]) for x in flagged["flags"]] == [
+        ("Popularity", "cold", "coverage@100")
+    ]
     console = format_console(flagged)
     assert "(!) Popularity / audiobook / cold: coverage@100" in console and "33% below the reference" in console
-    assert "Popularity (!)" in console[console.index("Table 3"):] and "## Flags" in format_markdown(flagged)
+    assert "Popularity (!)" in console[console.index("Table 3") :] and "## Flags" in format_markdown(flagged)
     assert build_report(ev, proto)["flags"] == [] and build_report(ev, proto, reference=ref)["flags"] == []

@@ -1,4 +1,5 @@
 """Item-kNN and EASE (eval.item_baselines) on hand-made matrices with known answers, and tuning."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -6,15 +7,26 @@ import scipy.sparse as sp
 
 from twotower_hgnn.data.schema import EVENTS
 from twotower_hgnn.eval.item_baselines import (
-    RECENT_GRID, recent_popularity_rankings,EASE, EASE_GRID, KNN_GRID, ItemKNN, ease_applicable, ease_rankings,
-                                               ease_skip_reason, interaction_matrix, item_knn_rankings, rank_scores,
-                                               tune, tuned_item_baselines)
+    RECENT_GRID,
+    recent_popularity_rankings,
+    EASE,
+    EASE_GRID,
+    KNN_GRID,
+    ItemKNN,
+    ease_applicable,
+    ease_rankings,
+    ease_skip_reason,
+    interaction_matrix,
+    item_knn_rankings,
+    rank_scores,
+    tune,
+    tuned_item_baselines,
+)
 from twotower_hgnn.eval.metrics import ItemSets, popularity_tiers
 from twotower_hgnn.eval.protocol import EvalProtocol, Rankings, TargetProtocol
 
 # 8 items: cluster A = 0-3, cluster B = 4-7. Users 0-4 use A items, users 5-9 use B items, user 10 none.
-HIST = [[0, 1, 2], [0, 1], [1, 2, 3], [0, 2, 3], [0, 3],
-        [4, 5], [4, 5, 6], [5, 6, 7], [4, 7], [4, 5, 6, 7], []]
+HIST = [[0, 1, 2], [0, 1], [1, 2, 3], [0, 2, 3], [0, 3], [4, 5], [4, 5, 6], [5, 6, 7], [4, 7], [4, 5, 6, 7], []]
 N_USERS, N_ITEMS = len(HIST), 8
 
 
@@ -29,9 +41,17 @@ def _tp(users, exclude, catalogue=np.arange(N_ITEMS), streams=None, relevant=Non
     catalogue = np.asarray(catalogue, np.int64)
     streams = np.zeros(catalogue.size, np.int64) if streams is None else np.asarray(streams, np.int64)
     relevant = relevant or [[int(catalogue[0])]] * users.size
-    return TargetProtocol("audiobook", catalogue, users, np.ones(users.size, bool), ItemSets.from_lists(relevant),
-                          ItemSets.from_lists(exclude), ItemSets.from_lists([[]] * users.size), streams,
-                          popularity_tiers(streams))
+    return TargetProtocol(
+        "audiobook",
+        catalogue,
+        users,
+        np.ones(users.size, bool),
+        ItemSets.from_lists(relevant),
+        ItemSets.from_lists(exclude),
+        ItemSets.from_lists([[]] * users.size),
+        streams,
+        popularity_tiers(streams),
+    )
 
 
 def _dense_cosine(X, shrink):
@@ -45,13 +65,19 @@ def _dense_cosine(X, shrink):
 
 
 def test_interaction_matrix_is_binary_and_filters_events():
-    df = pd.DataFrame({"user_idx": [0, 0, 0, 1, 2], "item_idx": [1, 1, 2, 0, 3],
-                       "event_code": [EVENTS.index(e) for e in ("stream", "stream", "preview", "follow", "stream")]})
+    df = pd.DataFrame(
+        {
+            "user_idx": [0, 0, 0, 1, 2],
+            "item_idx": [1, 1, 2, 0, 3],
+            "event_code": [EVENTS.index(e) for e in ("stream", "stream", "preview", "follow", "stream")],
+        }
+    )
     X = interaction_matrix(df, 3, 4)
     assert X.dtype == np.float32 and X.shape == (3, 4)
     np.testing.assert_array_equal(X.toarray(), [[0, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])  # duplicate counted once
-    np.testing.assert_array_equal(interaction_matrix(df, 3, 4, events=["stream"]).toarray(),
-                                  [[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]])
+    np.testing.assert_array_equal(
+        interaction_matrix(df, 3, 4, events=["stream"]).toarray(), [[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]]
+    )
     with pytest.raises(ValueError, match="outside"):
         interaction_matrix(df, 2, 4)
 
@@ -188,4 +214,5 @@ def test_recent_popularity_ranks_by_the_last_days_then_all_time():
     assert (rk.items[free, 0] == top).all()  # first for everyone who has not streamed it yet
     allt = recent_popularity_rankings(tp, tr, None)
     from twotower_hgnn.eval.baselines import popularity_rankings
+
     np.testing.assert_array_equal(allt.items, popularity_rankings(tp).items)  # days=None is Popularity

@@ -1,21 +1,23 @@
 """Hand-computed values for every metric of twotower_hgnn.eval.metrics (App. A + Recall/NDCG + long tail)."""
+
 import numpy as np
 import pytest
 
-from twotower_hgnn.eval.metrics import (ItemSets, compute_metrics, first_occurrence, long_tail_metrics,
-                                        popularity_tiers)
+from twotower_hgnn.eval.metrics import ItemSets, compute_metrics, first_occurrence, long_tail_metrics, popularity_tiers
 
 CAT = np.arange(10, 20, dtype=np.int64)  # catalogue: ids 10..19
 L2 = 1.0 / np.log2(3.0)  # discount at position 2
 
 
 def _case():
-    ranked = np.array([
-        [11, 12, 13, 14, 15],   # rel {12, 15}: hits at 2 and 5
-        [13, 13, -1, -1, -1],   # rel {13}: hit at 1, the duplicate is not a second hit
-        [16, 17, 18, 19, 10],   # rel {10}: only hit at 5, past depth 4 -> MRR 0
-        [-1, -1, -1, -1, -1],   # rel {11, 12, 13}: all padding -> all 0
-    ])
+    ranked = np.array(
+        [
+            [11, 12, 13, 14, 15],  # rel {12, 15}: hits at 2 and 5
+            [13, 13, -1, -1, -1],  # rel {13}: hit at 1, the duplicate is not a second hit
+            [16, 17, 18, 19, 10],  # rel {10}: only hit at 5, past depth 4 -> MRR 0
+            [-1, -1, -1, -1, -1],  # rel {11, 12, 13}: all padding -> all 0
+        ]
+    )
     rel = ItemSets.from_lists([[15, 12], [13], [10], [13, 11, 12, 12]])
     return ranked, rel
 
@@ -56,8 +58,9 @@ def test_duplicates_never_score_above_the_deduplicated_list():
     assert dup["ndcg@2"] == pytest.approx(1 / (1 + L2))
     clean = compute_metrics(np.array([[13, 14, -1]]), rel, CAT, k=2)
     assert clean["recall@2"] == 1.0 and clean["ndcg@2"] == pytest.approx(1.0)
-    np.testing.assert_array_equal(first_occurrence(np.array([[5, 3, 5, -1, 3, 7]])),
-                                  [[True, True, False, False, False, True]])
+    np.testing.assert_array_equal(
+        first_occurrence(np.array([[5, 3, 5, -1, 3, 7]])), [[True, True, False, False, False, True]]
+    )
 
 
 def test_perfect_ranking_scores_one_and_empty_users():
@@ -87,8 +90,10 @@ def test_itemsets_ops():
     assert s.to_lists() == [[3, 5], [], [1, 9]]
     assert s.take(np.array([2, 0, 2])).to_lists() == [[1, 9], [3, 5], [1, 9]]
     assert s.filter(s.indices > 3).to_lists() == [[5], [], [9]]
-    np.testing.assert_array_equal(s.contains(np.array([[0], [1], [2]]), np.array([[3, 9], [3, 9], [3, 9]])),
-                                  [[True, False], [False, False], [False, True]])
+    np.testing.assert_array_equal(
+        s.contains(np.array([[0], [1], [2]]), np.array([[3, 9], [3, 9], [3, 9]])),
+        [[True, False], [False, False], [False, True]],
+    )
     with pytest.raises(ValueError, match=r"\[0, 2\)"):
         ItemSets.from_pairs(np.array([0, 2]), np.array([1, 1]), 2)
 
@@ -118,6 +123,7 @@ def test_long_tail_restricts_users_and_relevant_items():
 
 def test_chunked_computation_equals_one_block(monkeypatch):
     import twotower_hgnn.eval.metrics as M
+
     rng = np.random.default_rng(0)
     ranked = np.stack([rng.permutation(CAT)[:6] for _ in range(37)])
     ranked[rng.random(ranked.shape) < 0.2] = -1

@@ -1,4 +1,5 @@
 """The evaluation protocol on a hand-made dataset: segments, relevant sets, exclusions, catalogue."""
+
 import types
 
 import numpy as np
@@ -9,23 +10,52 @@ from twotower_hgnn.data.schema import EVENTS, Dataset
 from twotower_hgnn.eval.protocol import Rankings, build_protocol
 
 # items 0-2 audiobooks, 3-5 podcasts; users 0-3
-TRAIN = [(0, 0, "stream"), (0, 1, "preview"), (0, 3, "stream"), (1, 3, "stream"), (1, 4, "stream"),
-         (2, 2, "follow"), (3, 0, "stream")]
-TEST = [(0, 0, "stream"), (0, 2, "stream"), (0, 1, "preview"), (0, 4, "stream"), (1, 1, "stream"),
-        (1, 1, "stream"), (1, 3, "stream"), (2, 2, "stream"), (3, 0, "stream")]
+TRAIN = [
+    (0, 0, "stream"),
+    (0, 1, "preview"),
+    (0, 3, "stream"),
+    (1, 3, "stream"),
+    (1, 4, "stream"),
+    (2, 2, "follow"),
+    (3, 0, "stream"),
+]
+TEST = [
+    (0, 0, "stream"),
+    (0, 2, "stream"),
+    (0, 1, "preview"),
+    (0, 4, "stream"),
+    (1, 1, "stream"),
+    (1, 1, "stream"),
+    (1, 3, "stream"),
+    (2, 2, "stream"),
+    (3, 0, "stream"),
+]
 
 
 def _table(rows):
     u, i, e = zip(*rows)
-    return pd.DataFrame({"user_idx": np.array(u, np.int32), "item_idx": np.array(i, np.int32),
-                         "event_code": np.array([EVENTS.index(x) for x in e], np.int8),
-                         "timestamp": np.arange(len(rows), dtype=np.int64)})
+    return pd.DataFrame(
+        {
+            "user_idx": np.array(u, np.int32),
+            "item_idx": np.array(i, np.int32),
+            "event_code": np.array([EVENTS.index(x) for x in e], np.int8),
+            "timestamp": np.arange(len(rows), dtype=np.int64),
+        }
+    )
 
 
 def _dataset(n_ab=3, n_pc=3):
     n = n_ab + n_pc
-    items = pd.DataFrame({"item_id": [f"i{j}" for j in range(n)], "item_type": ["audiobook"] * n_ab + ["podcast"] * n_pc,
-                          "title": "", "description": "", "language": "", "genre": ""})
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{j}" for j in range(n)],
+            "item_type": ["audiobook"] * n_ab + ["podcast"] * n_pc,
+            "title": "",
+            "description": "",
+            "language": "",
+            "genre": "",
+        }
+    )
     users = pd.DataFrame({"user_id": [f"u{j}" for j in range(4)], "age": -1, "country": ""})
     inter = pd.concat([_table(TRAIN), _table(TEST)], ignore_index=True)
     return Dataset("hand", items, users, inter, {"audiobook": n_ab, "podcast": n_pc})

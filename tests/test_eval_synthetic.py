@@ -1,4 +1,5 @@
 """End-to-end evaluation on the tiny synthetic dataset: protocol invariants vs the split, baselines, report."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,13 +30,16 @@ def test_protocol_agrees_with_split_and_log(tiny):
     for t, tp in proto.targets.items():
         pairs = pd.DataFrame({"user_idx": np.repeat(tp.users, tp.relevant.sizes()), "item_idx": tp.relevant.indices})
         test = split.test[split.test["event_code"] == EVENTS.index("stream")][["user_idx", "item_idx"]].astype(np.int64)
-        train = split.train[split.train["event_code"] == EVENTS.index("stream")][["user_idx", "item_idx"]].astype(np.int64)
+        train = split.train[split.train["event_code"] == EVENTS.index("stream")][["user_idx", "item_idx"]].astype(
+            np.int64
+        )
         in_test = pairs.merge(test.drop_duplicates(), how="left", indicator=True)["_merge"] == "both"
         in_train = pairs.merge(train.drop_duplicates(), how="left", indicator=True)["_merge"] == "both"
         assert in_test.all() and not in_train.any(), t  # relevant = new test streams only
         assert np.isin(tp.relevant.indices, tp.catalogue).all() and np.isin(tp.exclude.indices, tp.catalogue).all()
-        assert tp.train_streams.sum() == int(((ds.item_type_codes()[train["item_idx"]] ==
-                                                ["audiobook", "podcast"].index(t))).sum())
+        assert tp.train_streams.sum() == int(
+            (ds.item_type_codes()[train["item_idx"]] == ["audiobook", "podcast"].index(t)).sum()
+        )
 
 
 def test_baselines_report_end_to_end(tiny, tmp_path):
@@ -44,9 +48,14 @@ def test_baselines_report_end_to_end(tiny, tmp_path):
     models = {
         "Popularity": {t: popularity_rankings(tp) for t, tp in proto.targets.items()},
         "LLM-KNN": {t: knn_rankings(tp, ds.item_vectors) for t, tp in proto.targets.items()},
-        "Random": {t: rank_users(tp, rng.normal(size=(tp.n_users, 4)).astype(np.float32),
-                                 rng.normal(size=(tp.catalogue.size, 4)).astype(np.float32))
-                   for t, tp in proto.targets.items()},
+        "Random": {
+            t: rank_users(
+                tp,
+                rng.normal(size=(tp.n_users, 4)).astype(np.float32),
+                rng.normal(size=(tp.catalogue.size, 4)).astype(np.float32),
+            )
+            for t, tp in proto.targets.items()
+        },
     }
     report = build_report(evaluate_models(models, proto), proto, dataset=ds, split=split, config={"scale": "tiny"})
     res = {(r["model"], r["target_type"], r["segment"]): r["metrics"] for r in report["results"]}
@@ -64,9 +73,11 @@ def test_baselines_report_end_to_end(tiny, tmp_path):
         pos = tp.segment(seg)
         ranked = models["Popularity"]["audiobook"].items[pos]  # popularity ranks every user in protocol order
         assert res[("Popularity", "audiobook", seg)] == pytest.approx(
-            compute_metrics(ranked, tp.relevant.take(pos), tp.catalogue))
+            compute_metrics(ranked, tp.relevant.take(pos), tp.catalogue)
+        )
         assert lt[("Popularity", "audiobook", seg)] == pytest.approx(
-            long_tail_metrics(ranked, tp.relevant.take(pos), tp.catalogue, tp.tail_items()))
+            long_tail_metrics(ranked, tp.relevant.take(pos), tp.catalogue, tp.tail_items())
+        )
     paths = write_report(report, tmp_path)
     assert load_report(paths["json"])["meta"]["split"]["cut_time"] == split.cut_time
     assert "Table 3 - audiobook recommendations, cold-start users" in format_console(report)

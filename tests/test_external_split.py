@@ -1,6 +1,7 @@
 """launch/evaluate.py's path: train and evaluate on a split given as files (no time cut, no history
 window; features as of each user's last training interaction), with and without a validation file,
 including a catalogue of one item type (the homogeneous mode)."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,12 +37,25 @@ def _files(tmp_path, audiobooks_only: bool, random: bool = False):
 
 def _cfg(paths, out, targets):
     valid = str(paths["valid"]) if "valid" in paths else None
-    return PipelineConfig(dataset="files", interactions=str(paths["train"]), test_interactions=str(paths["test"]),
-                          valid_interactions=valid,
-                          items=str(paths["items"]), users=str(paths["users"]), out_dir=str(out),
-                          config=configs.load("test", {"eval.targets": tuple(targets), "hgnn.max_epochs": 1,
-                                                       "hgnn.val_max_edges": 32, "two_tower.max_steps": 10,
-                                                       "two_tower.epochs": 1}))
+    return PipelineConfig(
+        dataset="files",
+        interactions=str(paths["train"]),
+        test_interactions=str(paths["test"]),
+        valid_interactions=valid,
+        items=str(paths["items"]),
+        users=str(paths["users"]),
+        out_dir=str(out),
+        config=configs.load(
+            "test",
+            {
+                "eval.targets": tuple(targets),
+                "hgnn.max_epochs": 1,
+                "hgnn.val_max_edges": 32,
+                "two_tower.max_steps": 10,
+                "two_tower.epochs": 1,
+            },
+        ),
+    )
 
 
 def test_external_split_keeps_the_given_parts(tmp_path):
@@ -85,6 +99,8 @@ def test_external_split_conflicts_with_a_time_cut(tmp_path):
     from twotower_hgnn.pipeline import PipelineError
 
     with pytest.raises(PipelineError, match="cannot be combined"):
-        PipelineConfig(dataset="files", interactions="a", items="b", users="c", test_interactions="d", as_of="2023-01-01")
+        PipelineConfig(
+            dataset="files", interactions="a", items="b", users="c", test_interactions="d", as_of="2023-01-01"
+        )
     with pytest.raises(PipelineError, match="needs an external split"):
         PipelineConfig(dataset="files", interactions="a", items="b", users="c", valid_interactions="v")

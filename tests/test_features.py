@@ -1,4 +1,5 @@
 """User/item features of the two-tower model: as-of history means vs a slow reference, no leakage."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,23 +15,32 @@ DAY = 86_400
 
 def small_dataset(seed: int = 0, n_users: int = 25, n_ab: int = 5, n_pc: int = 9, n_rows: int = 500):
     rng = np.random.default_rng(seed)
-    items = pd.DataFrame({
-        "item_id": [f"i{j}" for j in range(n_ab + n_pc)],
-        "item_type": ["podcast"] * n_pc + ["audiobook"] * n_ab,  # build_dataset reorders by type
-        "title": [f"T{j}" for j in range(n_ab + n_pc)], "description": "",
-        "language": rng.choice(["en", "sv", ""], n_ab + n_pc), "genre": rng.choice(["FIC", "BIO", "HIS"], n_ab + n_pc),
-    })
-    users = pd.DataFrame({
-        "user_id": [f"u{j}" for j in range(n_users)],
-        "age": rng.choice([-1, 15, 18, 30, 70], n_users), "country": rng.choice(["SE", "US", ""], n_users),
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{j}" for j in range(n_ab + n_pc)],
+            "item_type": ["podcast"] * n_pc + ["audiobook"] * n_ab,  # build_dataset reorders by type
+            "title": [f"T{j}" for j in range(n_ab + n_pc)],
+            "description": "",
+            "language": rng.choice(["en", "sv", ""], n_ab + n_pc),
+            "genre": rng.choice(["FIC", "BIO", "HIS"], n_ab + n_pc),
+        }
+    )
+    users = pd.DataFrame(
+        {
+            "user_id": [f"u{j}" for j in range(n_users)],
+            "age": rng.choice([-1, 15, 18, 30, 70], n_users),
+            "country": rng.choice(["SE", "US", ""], n_users),
+        }
+    )
     # users 0..2 never appear in the log (no history at all)
-    inter = pd.DataFrame({
-        "user_id": [f"u{j}" for j in rng.integers(3, n_users, n_rows)],
-        "item_id": [f"i{j}" for j in rng.integers(0, n_ab + n_pc, n_rows)],
-        "timestamp": (1_700_000_000 + rng.integers(0, 120 * DAY // 3600, n_rows) * 3600).astype(np.int64),
-        "event": rng.choice(EVENTS, n_rows, p=[0.6, 0.15, 0.15, 0.1]),
-    })
+    inter = pd.DataFrame(
+        {
+            "user_id": [f"u{j}" for j in rng.integers(3, n_users, n_rows)],
+            "item_id": [f"i{j}" for j in rng.integers(0, n_ab + n_pc, n_rows)],
+            "timestamp": (1_700_000_000 + rng.integers(0, 120 * DAY // 3600, n_rows) * 3600).astype(np.int64),
+            "event": rng.choice(EVENTS, n_rows, p=[0.6, 0.15, 0.15, 0.1]),
+        }
+    )
     music = rng.normal(size=(n_users, 3)).astype(np.float32)
     music[1] = np.nan  # user 1 has no music vector
     return build_dataset(inter, items, users, name="features-test", music=music)
@@ -66,8 +76,13 @@ def test_history_means_match_reference(ds, chunk_rows, days):
     log = ds.interactions
     q_users = rng.integers(0, ds.num_users, 60)
     # query times: random, exactly at existing log timestamps (ties), and outside the log's range
-    q_times = np.concatenate([rng.choice(log["timestamp"].to_numpy(), 40), rng.integers(1_699_000_000, 1_712_000_000, 18),
-                              [0, 2_000_000_000]])
+    q_times = np.concatenate(
+        [
+            rng.choice(log["timestamp"].to_numpy(), 40),
+            rng.integers(1_699_000_000, 1_712_000_000, 18),
+            [0, 2_000_000_000],
+        ]
+    )
     f = F.user_features_as_of(ds, log, q_users, q_times, emb, vocab, chunk_rows=chunk_rows)
     ref_m, ref_c = reference(ds, log, q_users, q_times, emb, None if days is None else days * DAY)
     np.testing.assert_allclose(f.history_mean, ref_m, rtol=1e-5, atol=1e-6)
@@ -95,8 +110,12 @@ def test_training_examples_contain_no_target(ds, first_only):
     # window), never the target row itself; with first_only no earlier stream of it can exist.
     log = ds.interactions
     for e in range(len(ex)):
-        rows = log[(log.user_idx == ex.user_idx[e]) & (log.item_idx == target[e]) & (log.timestamp < ex.timestamp[e])
-                   & (log.timestamp >= ex.timestamp[e] - 90 * DAY)]
+        rows = log[
+            (log.user_idx == ex.user_idx[e])
+            & (log.item_idx == target[e])
+            & (log.timestamp < ex.timestamp[e])
+            & (log.timestamp >= ex.timestamp[e] - 90 * DAY)
+        ]
         if first_only:
             assert (rows.event != "stream").all()
         assert counts[e, 0, target[e]] == len(rows)
@@ -107,11 +126,25 @@ def test_training_examples_contain_no_target(ds, first_only):
 
 
 def test_same_second_interactions_are_not_history():
-    items = pd.DataFrame({"item_id": ["a", "p"], "item_type": ["audiobook", "podcast"], "title": ["A", "P"],
-                          "description": "", "language": "en", "genre": "FIC"})
+    items = pd.DataFrame(
+        {
+            "item_id": ["a", "p"],
+            "item_type": ["audiobook", "podcast"],
+            "title": ["A", "P"],
+            "description": "",
+            "language": "en",
+            "genre": "FIC",
+        }
+    )
     users = pd.DataFrame({"user_id": ["u"], "age": [30], "country": ["SE"]})
-    inter = pd.DataFrame({"user_id": ["u", "u", "u"], "item_id": ["p", "a", "p"],
-                          "timestamp": np.array([100, 100, 50], np.int64), "event": ["stream", "stream", "follow"]})
+    inter = pd.DataFrame(
+        {
+            "user_id": ["u", "u", "u"],
+            "item_id": ["p", "a", "p"],
+            "timestamp": np.array([100, 100, 50], np.int64),
+            "event": ["stream", "stream", "follow"],
+        }
+    )
     ds = build_dataset(inter, items, users, name="tie")
     emb = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
     vocab = F.build_vocab(ds, "audiobook", d_hist=2, history_days=None)
@@ -130,7 +163,9 @@ def test_users_without_history_and_encodings(ds):
     np.testing.assert_array_equal(f.has_history[:3], 0.0)
     np.testing.assert_array_equal(f.history_mean[:3], 0.0)
     assert f.has_music[1] == 0.0 and f.has_music[0] == 1.0 and (f.music[1] == 0).all()
-    np.testing.assert_array_equal(F.age_buckets(np.array([-1, 0, 17, 18, 24, 25, 64, 65, 99])), [0, 1, 1, 2, 2, 3, 6, 7, 7])
+    np.testing.assert_array_equal(
+        F.age_buckets(np.array([-1, 0, 17, 18, 24, 25, 64, 65, 99])), [0, 1, 1, 2, 2, 3, 6, 7, 7]
+    )
     assert vocab.countries[0] in ("SE", "US") and "" not in vocab.countries
     ids = F.encode_vocab(vocab.countries, ["SE", "US", "", "XX"])
     assert ids[2] == 0 and ids[3] == 0 and set(ids[:2]) == {1, 2}

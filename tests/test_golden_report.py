@@ -6,6 +6,7 @@ figures and paths are dropped. A commit that changes behaviour on purpose regene
 
     UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_report.py
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,18 @@ from pathlib import Path
 
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_report.json"
-VOLATILE = ("wall_s", "seconds", "load_s", "train_s", "out_dir", "created_utc", "elapsed_s", "per_s", "git_sha", "git_dirty")
+VOLATILE = (
+    "wall_s",
+    "seconds",
+    "load_s",
+    "train_s",
+    "out_dir",
+    "created_utc",
+    "elapsed_s",
+    "per_s",
+    "git_sha",
+    "git_dirty",
+)
 
 
 def normalise(x, key: str = ""):
@@ -47,4 +59,6 @@ def test_tiny_report_equals_the_golden_copy(tiny_run):
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     want = json.loads(GOLDEN.read_text())
     diffs = _diff(want, got)
-    assert not diffs, f"{len(diffs)} difference(s) from {GOLDEN.name} (regenerate only on purpose):\n" + "\n".join(diffs[:20])
+    assert not diffs, f"{len(diffs)} difference(s) from {GOLDEN.name} (regenerate only on purpose):\n" + "\n".join(
+        diffs[:20]
+    )

@@ -1,4 +1,5 @@
 """Co-listening graph: exact edges per relation for each rule on a hand-made log; caps; holdout; density."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,11 +17,20 @@ AA, AP, PP = ("audiobook", "audiobook"), ("audiobook", "podcast"), ("podcast", "
 #   u4: a0 a1
 # All within-user pairs (shared-user counts): (0,2)x2, (0,3), (2,3), (0,4), (2,4), (1,2), (3,4), (0,1).
 LOG = [
-    ("u0", "a0", 1, "stream"), ("u0", "p0", 2, "stream"), ("u0", "a0", 3, "stream"), ("u0", "p1", 4, "stream"),
-    ("u1", "a0", 1, "stream"), ("u1", "p0", 5, "stream"), ("u1", "p2", 6, "stream"),
-    ("u2", "a1", 2, "stream"), ("u2", "p0", 3, "stream"),
-    ("u3", "p1", 1, "stream"), ("u3", "a1", 2, "preview"), ("u3", "p2", 3, "stream"),
-    ("u4", "a0", 7, "stream"), ("u4", "a1", 8, "stream"),
+    ("u0", "a0", 1, "stream"),
+    ("u0", "p0", 2, "stream"),
+    ("u0", "a0", 3, "stream"),
+    ("u0", "p1", 4, "stream"),
+    ("u1", "a0", 1, "stream"),
+    ("u1", "p0", 5, "stream"),
+    ("u1", "p2", 6, "stream"),
+    ("u2", "a1", 2, "stream"),
+    ("u2", "p0", 3, "stream"),
+    ("u3", "p1", 1, "stream"),
+    ("u3", "a1", 2, "preview"),
+    ("u3", "p2", 3, "stream"),
+    ("u4", "a0", 7, "stream"),
+    ("u4", "a1", 8, "stream"),
 ]
 
 
@@ -28,8 +38,16 @@ def _ds(item_types=None):
     inter = pd.DataFrame(LOG, columns=["user_id", "item_id", "timestamp", "event"])
     ids = ["p0", "a0", "p1", "a1", "p2"]
     types = item_types or {i: ("audiobook" if i[0] == "a" else "podcast") for i in ids}
-    items = pd.DataFrame({"item_id": ids, "item_type": [types[i] for i in ids], "title": ids, "description": "",
-                          "language": "en", "genre": ""})
+    items = pd.DataFrame(
+        {
+            "item_id": ids,
+            "item_type": [types[i] for i in ids],
+            "title": ids,
+            "description": "",
+            "language": "en",
+            "genre": "",
+        }
+    )
     users = pd.DataFrame({"user_id": [f"u{i}" for i in range(5)], "age": 30, "country": "SE"})
     return build_dataset(inter, items, users, name="hand")
 
@@ -92,7 +110,9 @@ def test_user_cap_keeps_most_recent(ds):
 
 
 def test_edge_events_parameter(ds):
-    g, _ = build_graph(ds, None, GraphConfig(edge_events=("stream", "preview"), rule="any", window=None, max_items_per_user=None))
+    g, _ = build_graph(
+        ds, None, GraphConfig(edge_events=("stream", "preview"), rule="any", window=None, max_items_per_user=None)
+    )
     assert (1, 3) in _edges(g)[AP] and (1, 4) in _edges(g)[AP]  # u3's preview of a1 joins a1 with p1, p2
     g0, _ = build_graph(ds, None, ALL)
     assert (1, 3) not in _edges(g0)[AP]
@@ -105,7 +125,9 @@ def test_interactions_subset_and_partitioning_do_not_change_result(ds):
     assert _edges(g) == {AA: [], AP: [(0, 2), (0, 3), (1, 2)], PP: [(2, 3), (3, 4)]}
     for rule in ("any", "topk", "min_shared"):
         a, _ = build_graph(ds, None, GraphConfig(rule=rule, topk=1, window=None, max_items_per_user=None))
-        b, st = build_graph(ds, None, GraphConfig(rule=rule, topk=1, window=None, max_items_per_user=None, chunk_pairs=1))
+        b, st = build_graph(
+            ds, None, GraphConfig(rule=rule, topk=1, window=None, max_items_per_user=None, chunk_pairs=1)
+        )
         assert st["partitions"] > 1
         assert _edges(a) == _edges(b)
 
@@ -137,7 +159,7 @@ def test_holdout_edges(ds):
     tr2, held2 = holdout_edges(g, frac=0.34, seed=3)
     assert all(np.array_equal(held[r], held2[r]) for r in held)  # seeded
     # the CSR of the training graph no longer contains held-out edges
-    for (a, b) in held[PP].tolist():
+    for a, b in held[PP].tolist():
         assert b not in tr.neighbors(PP, a)
 
 
@@ -174,9 +196,16 @@ def test_topk_matches_brute_force_on_random_log():
         for t, i in enumerate(rng.choice(n_items, size=rng.integers(1, 9), replace=False)):
             rows.append((f"u{u}", f"i{i:02d}", t, "stream"))
     inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"])
-    items = pd.DataFrame({"item_id": [f"i{i:02d}" for i in range(n_items)],
-                          "item_type": ["audiobook"] * 5 + ["podcast"] * (n_items - 5),
-                          "title": "t", "description": "", "language": "", "genre": ""})
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{i:02d}" for i in range(n_items)],
+            "item_type": ["audiobook"] * 5 + ["podcast"] * (n_items - 5),
+            "title": "t",
+            "description": "",
+            "language": "",
+            "genre": "",
+        }
+    )
     users = pd.DataFrame({"user_id": [f"u{u}" for u in range(n_users)], "age": 1, "country": ""})
     d = build_dataset(inter, items, users, name="rand")
     seqs = d.interactions.groupby("user_idx")["item_idx"].apply(list)
@@ -194,7 +223,9 @@ def test_topk_matches_brute_force_on_random_log():
             for _, j in sorted(lst)[:k]:
                 ref.add((min(i, j), max(i, j)))
         for chunk in (10**6, 7):
-            g, _ = build_graph(d, None, GraphConfig(rule="topk", topk=k, window=None, max_items_per_user=None, chunk_pairs=chunk))
+            g, _ = build_graph(
+                d, None, GraphConfig(rule="topk", topk=k, window=None, max_items_per_user=None, chunk_pairs=chunk)
+            )
             got = {tuple(e) for rel in g.edges.values() for e in np.asarray(rel).tolist()}
             assert got == ref, (k, chunk)
 
@@ -213,4 +244,5 @@ def test_prepare_report_on_tiny():
     assert rep["calibration"]["podcasts_per_audiobook"] == 14.0
     assert rep["graph"]["config"]["rule"] == "topk"
     import json
+
     json.dumps(rep, default=str)  # JSON-serialisable for stats.json

@@ -1,5 +1,6 @@
 """The fused device-sampling train step inside train_hgnn: same training as the host-fed device
 sampler (identical batches, so identical params), one compilation, a clear error without it."""
+
 import dataclasses
 
 import jax
@@ -26,8 +27,9 @@ def test_fused_equals_host_fed_device_sampler(tiny):
     host_fed = train_hgnn(g, x, val, cfg, None, sampler_factory=dev)
     fused = train_hgnn(g, x, val, dataclasses.replace(cfg, fused_sampling=True), None, sampler_factory=dev)
     assert host_fed.steps == fused.steps == 3
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                           host_fed.last_params, fused.last_params)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), host_fed.last_params, fused.last_params
+    )
     assert fused.history[-1]["val_mrr"] == pytest.approx(host_fed.history[-1]["val_mrr"], abs=1e-6)
     with pytest.raises(ValueError, match="needs the device sampler"):
         train_hgnn(g, x, val, dataclasses.replace(cfg, fused_sampling=True), None)

@@ -1,5 +1,6 @@
 """Full-graph inference: equals the NumPy Eq. 2-3 reference, chunking-invariant, capped
 neighbourhoods, unseen (edge-less) items from features alone, atomic export."""
+
 from __future__ import annotations
 
 import jax
@@ -19,7 +20,8 @@ def model():
     cfg = HGNNConfig(hidden_dim=8, out_dim=4)
     params = init_hgnn(jax.random.key(7), cfg, list(g.adj), TYPES, 5)
     params = jax.tree_util.tree_map_with_path(
-        lambda path, v: v + 0.2 if jax.tree_util.keystr(path).endswith("['b']") else v, params)
+        lambda path, v: v + 0.2 if jax.tree_util.keystr(path).endswith("['b']") else v, params
+    )
     return g, x, cfg, params
 
 
@@ -33,7 +35,9 @@ def test_full_graph_matches_reference_for_any_chunking(model):
     np.testing.assert_allclose(z_small, ref, rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(z_big, ref, rtol=2e-5, atol=2e-6)
     # a cap at or above every degree changes nothing
-    np.testing.assert_allclose(embed_items(params, cfg, g, x, chunk_size=4, edge_chunk=3, max_neighbors=6), ref, rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(
+        embed_items(params, cfg, g, x, chunk_size=4, edge_chunk=3, max_neighbors=6), ref, rtol=2e-5, atol=2e-6
+    )
 
 
 def test_capped_neighbourhoods(model):
@@ -44,8 +48,10 @@ def test_capped_neighbourhoods(model):
         deg, full = np.diff(c.indptr), np.diff(g.adj[d].indptr)
         np.testing.assert_array_equal(deg, np.minimum(full, m))
         for r in range(deg.size):  # a subset of the true neighbours, sorted
-            nb = c.indices[c.indptr[r]:c.indptr[r + 1]]
-            assert set(nb) <= set(g.adj[d].indices[g.adj[d].indptr[r]:g.adj[d].indptr[r + 1]]) and np.all(np.diff(nb) > 0)
+            nb = c.indices[c.indptr[r] : c.indptr[r + 1]]
+            assert set(nb) <= set(g.adj[d].indices[g.adj[d].indptr[r] : g.adj[d].indptr[r + 1]]) and np.all(
+                np.diff(nb) > 0
+            )
     capped = HeteroCSR(g.node_types, g.type_offsets, g.edges, capped_adj)
     z = embed_items(params, cfg, g, x, chunk_size=4, edge_chunk=3, max_neighbors=m, seed=0)
     np.testing.assert_allclose(z, numpy_reference(params, cfg, capped, x), rtol=2e-5, atol=2e-6)

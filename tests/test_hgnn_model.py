@@ -1,4 +1,5 @@
 """The HGNN layer against a plain NumPy Eq. 2-3, masking, bf16, and the Eq. 4 loss."""
+
 from __future__ import annotations
 
 import jax
@@ -25,8 +26,11 @@ def small_graph(seed: int = 0) -> HeteroCSR:
         pairs = {(int(x), int(y)) for x, y in zip(rng.choice(u, 40), rng.choice(v, 40)) if (x < y if same else True)}
         return np.array(sorted(pairs)[:n], np.int64)
 
-    edges = {("audiobook", "audiobook"): pick(a, a, 5, True), ("audiobook", "podcast"): pick(a, p, 9, False),
-             ("podcast", "podcast"): pick(p, p, 10, True)}
+    edges = {
+        ("audiobook", "audiobook"): pick(a, a, 5, True),
+        ("audiobook", "podcast"): pick(a, p, 9, False),
+        ("podcast", "podcast"): pick(p, p, 10, True),
+    }
     g = HeteroCSR.from_edges(TYPES, {"audiobook": 7, "podcast": 9}, edges)
     for d, c in g.adj.items():
         assert c.degrees().max() <= FAN, (d, c.degrees().max())
@@ -53,7 +57,9 @@ def full_batch(graph: HeteroCSR, spec, seeds: dict[str, np.ndarray]) -> PaddedBa
         nbrs.append(nk)
         masks.append(mk)
         frontier = PaddedBatch(seeds, tuple(nbrs), tuple(masks), np.ones(spec.num_positives, bool)).frontier(k + 1, lay)
-    b = PaddedBatch({t: np.asarray(seeds[t], np.int32) for t in TYPES}, tuple(nbrs), tuple(masks), np.ones(spec.num_positives, bool))
+    b = PaddedBatch(
+        {t: np.asarray(seeds[t], np.int32) for t in TYPES}, tuple(nbrs), tuple(masks), np.ones(spec.num_positives, bool)
+    )
     b.check_shapes(spec, lay)
     return b
 
@@ -72,7 +78,11 @@ def numpy_reference(params, cfg: HGNNConfig, graph: HeteroCSR, x: np.ndarray) ->
             v = h[c] @ lp["self"][SHARED if cfg.homogeneous else t]
             dirs = [d for d in graph.adj if d[0] == t]
             if cfg.homogeneous:
-                msgs = [act(h[j] @ lp["nbr"][SHARED]["w"] + lp["nbr"][SHARED]["b"]) for d in dirs for j in graph.neighbors(d, c)]
+                msgs = [
+                    act(h[j] @ lp["nbr"][SHARED]["w"] + lp["nbr"][SHARED]["b"])
+                    for d in dirs
+                    for j in graph.neighbors(d, c)
+                ]
                 if msgs:
                     v = v + np.max(msgs, axis=0)
             else:
@@ -105,7 +115,10 @@ def setup():
 
 @pytest.mark.parametrize(
     "cfg",
-    [HGNNConfig(hidden_dim=8, out_dim=4), HGNNConfig(hidden_dim=8, out_dim=4, homogeneous=True, activation="tanh", final_activation=True)],
+    [
+        HGNNConfig(hidden_dim=8, out_dim=4),
+        HGNNConfig(hidden_dim=8, out_dim=4, homogeneous=True, activation="tanh", final_activation=True),
+    ],
     ids=["hetero-relu", "homogeneous-tanh"],
 )
 def test_forward_matches_numpy_eq23(setup, cfg):
@@ -113,7 +126,8 @@ def test_forward_matches_numpy_eq23(setup, cfg):
     params = init_hgnn(jax.random.key(0), cfg, spec, TYPES, 5)
     # Non-zero biases so a padding slot (message act(b)) would win a max if it were not masked.
     params = jax.tree_util.tree_map_with_path(
-        lambda path, v: v + 0.3 if jax.tree_util.keystr(path).endswith("['b']") else v, params)
+        lambda path, v: v + 0.3 if jax.tree_util.keystr(path).endswith("['b']") else v, params
+    )
     ref = numpy_reference(params, cfg, g, x)
     z = np.asarray(make_forward(cfg, lay)(params, feats, batch.as_dict()))
     ids = np.concatenate([batch.seeds[t] for t in TYPES])
@@ -127,14 +141,20 @@ def test_padding_slots_never_win_and_empty_rows_are_zero(setup):
     cfg = HGNNConfig(hidden_dim=8, out_dim=4)
     params = init_hgnn(jax.random.key(3), cfg, spec, TYPES, 5)
     params = jax.tree_util.tree_map_with_path(
-        lambda path, v: v + 5.0 if jax.tree_util.keystr(path).endswith("['b']") else v, params)
+        lambda path, v: v + 5.0 if jax.tree_util.keystr(path).endswith("['b']") else v, params
+    )
     fwd = make_forward(cfg, lay)
     z0 = np.asarray(fwd(params, feats, batch.as_dict()))
     # Put real node ids into the masked slots (their messages are large, b = 5): the output must not move.
     rng = np.random.default_rng(0)
     d = batch.as_dict()
-    nbrs = tuple({n: np.where(batch.masks[k][n], a, rng.integers(0, g.num_nodes, a.shape)).astype(np.int32)
-                  for n, a in batch.nbrs[k].items()} for k in range(spec.num_hops))
+    nbrs = tuple(
+        {
+            n: np.where(batch.masks[k][n], a, rng.integers(0, g.num_nodes, a.shape)).astype(np.int32)
+            for n, a in batch.nbrs[k].items()
+        }
+        for k in range(spec.num_hops)
+    )
     z1 = np.asarray(fwd(params, feats, {**d, "nbrs": nbrs}))
     np.testing.assert_allclose(z1, z0, rtol=1e-5, atol=1e-6)
     # masked_max directly: all-padding rows give exactly 0, padding never wins, gradients finite.

@@ -1,6 +1,7 @@
 """Data parallelism: 8 fake CPU devices give the same loss and update as 1 device for the same global
 batch (same stacked sub-batches); 2 jax.distributed CPU processes train (with checkpoints) to the
 same params as 1 process."""
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,17 @@ def test_two_processes_equal_one_process(tmp_path):
             init_distributed("127.0.0.1:{port}", num_processes=2, process_id=pid)
             print(json.dumps(train("{wd}", None)))
         """)
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(i)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for i in range(2)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(i)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
         outs = []
         try:
             for p in procs:

@@ -1,6 +1,7 @@
 """HGNN budgets are steps/epochs + early stopping, so a run is reproducible: the same seed gives
 bit-identical params (NumPy sampler, CPU), also in another process; mid-epoch validation
 (``val_every_steps``) drives early stopping inside an epoch."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,9 @@ def _run(tmp: Path, tag: str) -> tuple[dict, dict]:
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
     paths = [tmp / f"{tag}-best.npz", tmp / f"{tag}-last.npz"]
-    subprocess.run([sys.executable, "-c", RUN, json.dumps(OVERRIDES), *map(str, paths)], env=env, cwd=ROOT,
-                   check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-c", RUN, json.dumps(OVERRIDES), *map(str, paths)], env=env, cwd=ROOT, check=True, timeout=300
+    )
     out = []
     for p in paths:
         with np.load(p) as z:

@@ -1,4 +1,5 @@
 """HGNN training on the tiny synthetic data: learns, no recompiles, resume == uninterrupted."""
+
 from __future__ import annotations
 
 import numpy as np

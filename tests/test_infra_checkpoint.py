@@ -1,4 +1,5 @@
 """Checkpointer: bit-exact round trip, resume, best tracking, and the error cases."""
+
 import shutil
 
 import jax
@@ -12,7 +13,10 @@ from twotower_hgnn.checkpoint import CheckpointError, Checkpointer
 
 def _state(seed: int = 0):
     k1, k2 = jax.random.split(jax.random.key(seed))
-    params = {"dense": {"w": jax.random.normal(k1, (5, 3)), "b": jax.random.normal(k2, (3,))}, "emb": jnp.arange(8, dtype=jnp.bfloat16)}
+    params = {
+        "dense": {"w": jax.random.normal(k1, (5, 3)), "b": jax.random.normal(k2, (3,))},
+        "emb": jnp.arange(8, dtype=jnp.bfloat16),
+    }
     tx = optax.adam(1e-3)
     opt = tx.init(params)
     # Two real Adam steps so mu/nu/count are non-trivial floats.
@@ -27,7 +31,8 @@ def _bits_equal(a, b) -> bool:
     la, ta = jax.tree.flatten(a)
     lb, tb = jax.tree.flatten(b)
     return ta == tb and all(
-        np.asarray(x).dtype == np.asarray(y).dtype and np.asarray(x).tobytes() == np.asarray(y).tobytes() for x, y in zip(la, lb)
+        np.asarray(x).dtype == np.asarray(y).dtype and np.asarray(x).tobytes() == np.asarray(y).tobytes()
+        for x, y in zip(la, lb)
     )
 
 

@@ -1,4 +1,5 @@
 """Atomic writes and named RNG streams."""
+
 import json
 import os
 
@@ -71,7 +72,13 @@ def test_rng_streams_deterministic_and_independent():
     a1 = np_rng(7, "sampler", 3).random(1000)
     a2 = np_rng(7, "sampler", 3).random(1000)
     np.testing.assert_array_equal(a1, a2)
-    others = [np_rng(8, "sampler", 3), np_rng(7, "sampler", 4), np_rng(7, "model", 3), np_rng(7, "sampler"), np_rng(7, 3, "sampler")]
+    others = [
+        np_rng(8, "sampler", 3),
+        np_rng(7, "sampler", 4),
+        np_rng(7, "model", 3),
+        np_rng(7, "sampler"),
+        np_rng(7, 3, "sampler"),
+    ]
     for g in others:
         b = g.random(1000)
         assert not np.array_equal(a1, b)
@@ -92,7 +99,13 @@ def test_rng_string_keys_stable_across_processes():
 
     code = "from twotower_hgnn.rng import stream_seed; print(stream_seed(3, 'item', 2))"
     outs = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": h}, check=True).stdout
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": h},
+            check=True,
+        ).stdout
         for h in ("1", "2")
     }
     assert outs == {f"{stream_seed(3, 'item', 2)}\n"}

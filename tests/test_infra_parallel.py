@@ -1,4 +1,5 @@
 """Mesh + shard_batch on 8 fake CPU devices (in a subprocess), and the single-device path."""
+
 import jax
 import numpy as np
 import pytest
@@ -87,8 +88,17 @@ def test_shard_batch_two_processes_gloo():
         port = s.getsockname()[1]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     env.pop("XLA_FLAGS", None)
-    procs = [subprocess.Popen([sys.executable, "-c", _TWO_PROCESS, str(i), str(port)], env=env, cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TWO_PROCESS, str(i), str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     outs = []
     for p in procs:
         try:

@@ -1,4 +1,5 @@
 """Progress line, MetricWriter (event file + jsonl) and EarlyStopping."""
+
 import io
 
 import pytest
@@ -25,7 +26,11 @@ def test_metric_writer_event_file_and_jsonl(tmp_path):
         w.scalar("loss", 1.5, 0)
         w.scalars({"loss": 0.5, "val/hr_10": 0.25}, 1)
     rows = read_metrics_jsonl(tmp_path / "tb")
-    assert [(r["step"], r["tag"], r["value"]) for r in rows] == [(0, "loss", 1.5), (1, "loss", 0.5), (1, "val/hr_10", 0.25)]
+    assert [(r["step"], r["tag"], r["value"]) for r in rows] == [
+        (0, "loss", 1.5),
+        (1, "loss", 0.5),
+        (1, "val/hr_10", 0.25),
+    ]
     events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert len(events) == 1
     # Read the event file back with tensorboardX's own record reader and proto.

@@ -5,6 +5,7 @@ evaluation -> serving -> job. A module may import its own floor and the floors b
 ``sampler`` (its own top-level package) never imports ``twotower_hgnn``. ``sampler.csr`` (the graph
 container) sits on the graph floor, ``retrieval`` (nearest-neighbour indexes) on the models floor.
 """
+
 from __future__ import annotations
 
 import ast
@@ -14,12 +15,33 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("twotower_hgnn", "sampler")
 MAX_FUNCTION_LINES, MAX_MODULE_LINES = 80, 500
 FLOORS: list[tuple[str, tuple[str, ...]]] = [
-    ("data", ("twotower_hgnn.data", "twotower_hgnn.io", "twotower_hgnn.rng", "twotower_hgnn.parallel",
-              "twotower_hgnn.checkpoint", "twotower_hgnn.tracking", "twotower_hgnn.provenance", "twotower_hgnn.stages")),
+    (
+        "data",
+        (
+            "twotower_hgnn.data",
+            "twotower_hgnn.io",
+            "twotower_hgnn.rng",
+            "twotower_hgnn.parallel",
+            "twotower_hgnn.checkpoint",
+            "twotower_hgnn.tracking",
+            "twotower_hgnn.provenance",
+            "twotower_hgnn.stages",
+        ),
+    ),
     ("graph", ("twotower_hgnn.graph", "twotower_hgnn.user_graph", "sampler.csr")),
     ("sampler", ("sampler",)),
-    ("models", ("twotower_hgnn.models", "twotower_hgnn.losses", "twotower_hgnn.features", "twotower_hgnn.history",
-                "twotower_hgnn.text", "twotower_hgnn.inference", "twotower_hgnn.retrieval")),
+    (
+        "models",
+        (
+            "twotower_hgnn.models",
+            "twotower_hgnn.losses",
+            "twotower_hgnn.features",
+            "twotower_hgnn.history",
+            "twotower_hgnn.text",
+            "twotower_hgnn.inference",
+            "twotower_hgnn.retrieval",
+        ),
+    ),
     ("training", ("twotower_hgnn.train",)),
     ("evaluation", ("twotower_hgnn.eval",)),
     ("serving", ("twotower_hgnn.serving",)),
@@ -68,7 +90,9 @@ def test_functions_and_modules_are_short():
                 n = node.end_lineno - node.lineno + 1
                 if n > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}() is {n} lines")
-    assert not long, f"over {MAX_FUNCTION_LINES} lines per function / {MAX_MODULE_LINES} per module:\n" + "\n".join(long)
+    assert not long, f"over {MAX_FUNCTION_LINES} lines per function / {MAX_MODULE_LINES} per module:\n" + "\n".join(
+        long
+    )
 
 
 def test_imports_point_down_the_floors():

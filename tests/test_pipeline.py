@@ -4,6 +4,7 @@
 * day 2 (``--as_of`` one day later, ``--warm_start``) sees a new audiobook in the catalogue, which has
   no interaction before the cut: it gets an inductive HGNN embedding and enters the served index.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,9 @@ def test_pipeline_kill_resume_and_next_day(day_files, tmp_path):
     out = tmp_path / "runs"
     paths = _write(day_files, with_new=False)
     # --- day 1: kill once the HGNN stage has started, then resume
-    proc = subprocess.Popen(_cmd(paths, out, DAY1, False), env=_env(), cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        _cmd(paths, out, DAY1, False), env=_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     seen = []
     deadline = time.time() + 240
     for line in proc.stdout:
@@ -98,7 +100,9 @@ def test_pipeline_kill_resume_and_next_day(day_files, tmp_path):
     vdir = version_root / DAY1
     assert (vdir / "graph" / "_STAGE.json").exists() and not (vdir / "hgnn" / "_STAGE.json").exists()
 
-    res = subprocess.run(_cmd(paths, out, DAY1, False), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    res = subprocess.run(
+        _cmd(paths, out, DAY1, False), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=400
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     for stage in ("data", "split", "valid", "graph", "content"):
         assert f"[stage] {stage:<14} skipped" in res.stdout, res.stdout[-2000:]
@@ -113,7 +117,9 @@ def test_pipeline_kill_resume_and_next_day(day_files, tmp_path):
     # --- day 2: a new audiobook enters the catalogue; warm start from day 1
     ds, *_, new_item = day_files
     paths = _write(day_files, with_new=True)
-    res = subprocess.run(_cmd(paths, out, DAY2, True), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=400)
+    res = subprocess.run(
+        _cmd(paths, out, DAY2, True), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=400
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     vdir2 = version_root / DAY2
     man2 = json.loads((vdir2 / "export" / "MANIFEST.json").read_text())
@@ -137,9 +143,22 @@ def test_hgnn_with_users_baseline_in_report(tmp_path):
     from twotower_hgnn import configs
     from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
 
-    cfg = PipelineConfig(dataset="synthetic", scale="tiny", out_dir=str(tmp_path), config=configs.load("test", {
-        "eval.targets": ("audiobook",), "eval.with_hgnn_users": True, "hgnn.max_epochs": 1, "hgnn.val_max_edges": 32,
-        "two_tower.max_steps": 10, "two_tower.epochs": 1}))
+    cfg = PipelineConfig(
+        dataset="synthetic",
+        scale="tiny",
+        out_dir=str(tmp_path),
+        config=configs.load(
+            "test",
+            {
+                "eval.targets": ("audiobook",),
+                "eval.with_hgnn_users": True,
+                "hgnn.max_epochs": 1,
+                "hgnn.val_max_edges": 32,
+                "two_tower.max_steps": 10,
+                "two_tower.epochs": 1,
+            },
+        ),
+    )
     rep = run_pipeline(cfg)
     rows = {(r["model"], r["segment"]): r["metrics"] for r in rep["results"]}
     # users are graph nodes, so the baseline also serves cold users (the paper's Table 3 has it)

@@ -4,6 +4,7 @@ From a copy of one finished tiny run, every stage is recomputed by itself (``run
 forced; its upstream stages are found valid and skipped): its fingerprint and its outputs equal the
 full run's, so a stage is a function of its configuration and its upstream outputs only.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,8 +40,11 @@ def _strip(x):
 def _json_without_clocks(folder: Path) -> dict[str, object]:
     from tests.test_golden_report import normalise
 
-    return {str(p.relative_to(folder)): _strip(normalise(json.loads(p.read_text())))
-            for p in sorted(folder.rglob("*.json")) if p.name != MARKER and p.name != "MANIFEST.json"}
+    return {
+        str(p.relative_to(folder)): _strip(normalise(json.loads(p.read_text())))
+        for p in sorted(folder.rglob("*.json"))
+        if p.name != MARKER and p.name != "MANIFEST.json"
+    }
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Reproducible results and the quality benchmark's smoke run: ``benchmarks.quality --quick`` twice
 into two fresh output folders (no stage reused) gives the same report — training stops on steps,
 epochs and early stopping, never on time — and a JSON with every goal's per-seed comparison."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VOLATILE = ("created_utc", "git_sha", "git_dirty", "load_s", "wall_s", "seconds", "tune_seconds", "fit_seconds",
-            "steps_per_s", "train_s", "out_dir")
+VOLATILE = (
+    "created_utc",
+    "git_sha",
+    "git_dirty",
+    "load_s",
+    "wall_s",
+    "seconds",
+    "tune_seconds",
+    "fit_seconds",
+    "steps_per_s",
+    "train_s",
+    "out_dir",
+)
 
 
 def _strip(obj):
@@ -27,8 +39,14 @@ def test_quick_benchmark_twice_gives_identical_reports(tmp_path):
     reports, outs = [], []
     for run in ("a", "b"):
         out = tmp_path / f"{run}.json"
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.quality", "--quick", f"--out_dir={tmp_path / run}",
-                               f"--json={out}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.quality", "--quick", f"--out_dir={tmp_path / run}", f"--json={out}"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert "goal audiobook/warm: 2T-HGNN > HGNN" in proc.stdout
         rep = next((tmp_path / run).glob("synthetic/synthetic-tiny-s0/default/evaluate/report.json"))

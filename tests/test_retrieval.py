@@ -1,5 +1,6 @@
 """Retrieval indexes: exact top-k vs a NumPy reference (ties, exclusions, padding), no recompiles
 within a query bucket, ANN recall on clustered data, save/load, clear errors."""
+
 import numpy as np
 import pytest
 
@@ -22,7 +23,7 @@ def exact(int_data):
 
 
 def reference(v, q, k, exclude=None):
-    s = (q.astype(np.float64) @ v.T.astype(np.float64))
+    s = q.astype(np.float64) @ v.T.astype(np.float64)
     if exclude is not None:
         for b, ex in enumerate(exclude):
             s[b, np.asarray(ex, dtype=np.int64)] = -np.inf
@@ -93,14 +94,17 @@ def _recall(a, b):
     return np.mean([len(np.intersect1d(x[x >= 0], y[y >= 0])) / max((y >= 0).sum(), 1) for x, y in zip(a, b)])
 
 
-@pytest.mark.parametrize("kind,params,min_recall", [
-    ("flat", {}, 1.0),
-    ("flat_fp16", {}, 0.98),
-    ("flat_sq8", {}, 0.9),
-    ("hnsw", {"M": 16, "ef_construction": 80, "ef_search": 128}, 0.9),
-    ("ivf_flat", {"nlist": 32, "nprobe": 8}, 0.9),
-    ("ivf_sq8", {"nlist": 32, "nprobe": 8}, 0.85),
-])
+@pytest.mark.parametrize(
+    "kind,params,min_recall",
+    [
+        ("flat", {}, 1.0),
+        ("flat_fp16", {}, 0.98),
+        ("flat_sq8", {}, 0.9),
+        ("hnsw", {"M": 16, "ef_construction": 80, "ef_search": 128}, 0.9),
+        ("ivf_flat", {"nlist": 32, "nprobe": 8}, 0.9),
+        ("ivf_sq8", {"nlist": 32, "nprobe": 8}, 0.85),
+    ],
+)
 def test_faiss_recall_and_exclusions(clustered, kind, params, min_recall):
     v, q = clustered
     _, truth = reference(v, q, 100)

@@ -1,5 +1,6 @@
 """The throughput benchmark runs end to end on a tiny graph and writes the documented JSON; a peer
 that is not installed yields a row saying so (no crash). Speed itself is never asserted here."""
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_benchmark_tiny_run_writes_schema(tmp_path):
     out = tmp_path / "r.json"
-    cmd = [sys.executable, "-m", "benchmarks.sampler_throughput", "--n_audiobooks=300", "--n_podcasts=1500",
-           "--num_edges=20000", "--batch_seeds=64", "--batches=3", "--warmup=1", "--workers=1,2", "--modes=thread",
-           "--naive_seeds=8", f"--cache_dir={tmp_path / 'cache'}", f"--peers_venv={tmp_path / 'no_venv'}",
-           "--peer_threads=1", "--nodevice", f"--json={out}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.sampler_throughput",
+        "--n_audiobooks=300",
+        "--n_podcasts=1500",
+        "--num_edges=20000",
+        "--batch_seeds=64",
+        "--batches=3",
+        "--warmup=1",
+        "--workers=1,2",
+        "--modes=thread",
+        "--naive_seeds=8",
+        f"--cache_dir={tmp_path / 'cache'}",
+        f"--peers_venv={tmp_path / 'no_venv'}",
+        "--peer_threads=1",
+        "--nodevice",
+        f"--json={out}",
+    ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert p.returncode == 0, p.stderr[-2000:]

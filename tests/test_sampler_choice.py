@@ -1,4 +1,5 @@
 """--sampler=auto|numpy|device: auto follows jax's backend (NumPy on this CPU-only machine)."""
+
 import numpy as np
 import pytest
 
@@ -12,10 +13,15 @@ def test_resolve_and_factories():
     assert resolve_sampler("device") == "device"
     with pytest.raises(ValueError, match="not one of"):
         resolve_sampler("gpu")
-    g = HeteroCSR.from_edges(("audiobook", "podcast"), {"audiobook": 3, "podcast": 3},
-                             {("audiobook", "audiobook"): np.array([[0, 1], [1, 2]]),
-                              ("audiobook", "podcast"): np.array([[0, 3], [1, 4], [2, 5]]),
-                              ("podcast", "podcast"): np.array([[3, 4], [4, 5]])})
+    g = HeteroCSR.from_edges(
+        ("audiobook", "podcast"),
+        {"audiobook": 3, "podcast": 3},
+        {
+            ("audiobook", "audiobook"): np.array([[0, 1], [1, 2]]),
+            ("audiobook", "podcast"): np.array([[0, 3], [1, 4], [2, 5]]),
+            ("podcast", "podcast"): np.array([[3, 4], [4, 5]]),
+        },
+    )
     spec = make_spec(g, positives_per_batch=3, fanouts=(2,))
     from sampler.device import DeviceSampler
     from sampler.numpy_backend import NumpySampler

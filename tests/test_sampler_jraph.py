@@ -1,4 +1,5 @@
 """jraph conversion: the flat edges describe exactly the dense padded batch."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -39,14 +40,18 @@ def test_flat_edges_match_dense_batch():
             dense.append(np.stack([rows[m], nb[m]], 1))
         dense = np.concatenate(dense)
         flat = np.stack([ids[recv[:nv]], ids[send[:nv]]], 1)
-        np.testing.assert_array_equal(np.unique(flat, axis=0, return_counts=True)[1], np.unique(dense, axis=0, return_counts=True)[1])
+        np.testing.assert_array_equal(
+            np.unique(flat, axis=0, return_counts=True)[1], np.unique(dense, axis=0, return_counts=True)[1]
+        )
         np.testing.assert_array_equal(np.unique(flat, axis=0), np.unique(dense, axis=0))
         # segment_max over the flat edges of one direction == masked max over the dense fan-out axis
         d = lay.directions[1]
         name = direction_name(d)
         sel = mask & (gt.edges["direction"] == 1)
         n_nodes = ids.shape[0]
-        seg = jraph.segment_max(jnp.asarray(feats[ids[send]]) * sel[:, None], jnp.asarray(np.where(sel, recv, pad_node)), n_nodes)
+        seg = jraph.segment_max(
+            jnp.asarray(feats[ids[send]]) * sel[:, None], jnp.asarray(np.where(sel, recv, pad_node)), n_nodes
+        )
         nb, m = b.nbrs[hop][name], b.masks[hop][name]
         dense_max = np.where(m[..., None], feats[nb], -np.inf).max(axis=1)
         off = sum(lay.frontier_sizes[hop][t] for t in spec.node_types[: spec.node_types.index(d[0])])
@@ -56,4 +61,13 @@ def test_flat_edges_match_dense_batch():
 
 
 def jax_leaves(gt):
-    return [gt.nodes["id"], gt.nodes["type"], gt.edges["direction"], gt.edges["mask"], gt.senders, gt.receivers, gt.n_node, gt.n_edge]
+    return [
+        gt.nodes["id"],
+        gt.nodes["type"],
+        gt.edges["direction"],
+        gt.edges["mask"],
+        gt.senders,
+        gt.receivers,
+        gt.n_node,
+        gt.n_edge,
+    ]

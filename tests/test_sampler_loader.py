@@ -1,4 +1,5 @@
 """Loader: order, determinism across worker counts and modes, error propagation, no hangs."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Invariants of the NumPy sampling backend (sampler/numpy_backend.py) on tiny graphs."""
+
 from __future__ import annotations
 
 import warnings
@@ -98,6 +99,7 @@ def test_isolated_and_low_degree_rows(graph, sampler):
     seeds = {AB: np.concatenate([iso_ab, [graph.pad_id]]).astype(np.int32), PC: np.array([N_AB + N_PC - 1], np.int32)}
     rng = np.random.default_rng(0)
     from sampler.neighbors import sample_hops
+
     lay = sampler.layout
     fan = [{d: 4 for d in lay.directions}, {d: 3 for d in lay.directions}]
     nbrs, masks = sample_hops(sampler.adjs, seeds, lay.directions, fan, rng, pad_id=graph.pad_id)
@@ -196,8 +198,12 @@ def test_balance_off_and_ratios(graph):
     assert all(ee[r].shape[0] == graph.num_edges(r) for r in graph.relations)
     q = off.positives_per_relation
     assert q["podcast-podcast"] > q["audiobook-podcast"] > q["audiobook-audiobook"]
-    rat = make_spec(graph, positives_per_batch=30, balance="ratios",
-                    ratios={"audiobook-audiobook": 1.0, "audiobook-podcast": 2.0, "podcast-podcast": 3.0})
+    rat = make_spec(
+        graph,
+        positives_per_batch=30,
+        balance="ratios",
+        ratios={"audiobook-audiobook": 1.0, "audiobook-podcast": 2.0, "podcast-podcast": 3.0},
+    )
     sizes = NumpySampler(graph, rat).epoch_sizes
     m = graph.num_edges((AB, AB))
     assert sizes == {(AB, AB): m, (AB, PC): 2 * m, (PC, PC): 3 * m}
@@ -242,12 +248,14 @@ def test_holdout_never_used(graph):
 
 def test_edge_batches_cover_eval_edges_once_with_static_shapes(graph, sampler):
     rng = np.random.default_rng(4)
-    ev = {(AB, AB): np.asarray(graph.edges[(AB, AB)])[:5],
-          (AB, PC): np.asarray(graph.edges[(AB, PC)])[rng.choice(graph.num_edges((AB, PC)), 30, replace=False)][:, ::-1],
-          (PC, PC): np.asarray(graph.edges[(PC, PC)])[:17]}
+    ev = {
+        (AB, AB): np.asarray(graph.edges[(AB, AB)])[:5],
+        (AB, PC): np.asarray(graph.edges[(AB, PC)])[rng.choice(graph.num_edges((AB, PC)), 30, replace=False)][:, ::-1],
+        (PC, PC): np.asarray(graph.edges[(PC, PC)])[:17],
+    }
     batches = list(sampler.edge_batches(ev, seed=0))
     assert len(batches) == sampler.num_edge_batches(ev) == 4  # ceil(30 / 8)
-    want_shapes = ({t: v.shape for t, v in sampler.batch(0, 0).seeds.items()})
+    want_shapes = {t: v.shape for t, v in sampler.batch(0, 0).seeds.items()}
     got = {r: [] for r in ev}
     for b in batches:
         assert {t: v.shape for t, v in b.seeds.items()} == want_shapes

@@ -1,4 +1,5 @@
 """Every spec error is one clear SpecError naming the field."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,27 +19,34 @@ def graph():
 
 
 def _spec(**kw):
-    base = dict(node_types=(AB, PC), relations=((AB, AB), (AB, PC)), fanouts=(3, 2),
-                positives_per_relation={"audiobook-audiobook": 4, "audiobook-podcast": 4},
-                negatives_per_type={AB: 1, PC: 1})
+    base = dict(
+        node_types=(AB, PC),
+        relations=((AB, AB), (AB, PC)),
+        fanouts=(3, 2),
+        positives_per_relation={"audiobook-audiobook": 4, "audiobook-podcast": 4},
+        negatives_per_type={AB: 1, PC: 1},
+    )
     base.update(kw)
     return SamplingSpec(**base)
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(relations=((AB, "episode"),)), "unknown node type 'episode'"),
-    (dict(negatives_per_type={"episode": 1}), "negatives_per_type: unknown node type 'episode'"),
-    (dict(fanouts=(3, 0)), "fan-out must be positive"),
-    (dict(fanouts=(-1, 2)), "fan-out must be positive"),
-    (dict(fanouts=()), "at least one hop"),
-    (dict(relation_fanouts={"audiobook-podcast": (2, 0)}), r"relation_fanouts\['audiobook-podcast'\]"),
-    (dict(positives_per_relation={"audiobook-audiobook": 4}), "missing quota for relation 'audiobook-podcast'"),
-    (dict(positives_per_relation={"audiobook-audiobook": 0, "audiobook-podcast": 4}), "quota must be positive"),
-    (dict(balance="sometimes"), "balance"),
-    (dict(balance="ratios"), r"ratios\['audiobook-(audiobook|podcast)'\]: balance='ratios' needs a positive ratio"),
-    (dict(relations=((PC, AB),)), "node_types order"),
-    (dict(negatives_per_type={AB: 0, PC: 0}), "at least one negative"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(relations=((AB, "episode"),)), "unknown node type 'episode'"),
+        (dict(negatives_per_type={"episode": 1}), "negatives_per_type: unknown node type 'episode'"),
+        (dict(fanouts=(3, 0)), "fan-out must be positive"),
+        (dict(fanouts=(-1, 2)), "fan-out must be positive"),
+        (dict(fanouts=()), "at least one hop"),
+        (dict(relation_fanouts={"audiobook-podcast": (2, 0)}), r"relation_fanouts\['audiobook-podcast'\]"),
+        (dict(positives_per_relation={"audiobook-audiobook": 4}), "missing quota for relation 'audiobook-podcast'"),
+        (dict(positives_per_relation={"audiobook-audiobook": 0, "audiobook-podcast": 4}), "quota must be positive"),
+        (dict(balance="sometimes"), "balance"),
+        (dict(balance="ratios"), r"ratios\['audiobook-(audiobook|podcast)'\]: balance='ratios' needs a positive ratio"),
+        (dict(relations=((PC, AB),)), "node_types order"),
+        (dict(negatives_per_type={AB: 0, PC: 0}), "at least one negative"),
+    ],
+)
 def test_spec_field_errors(kw, match):
     with pytest.raises(SpecError, match=match):
         _spec(**kw)
@@ -58,14 +66,18 @@ def test_graph_dependent_errors(graph):
         NumpySampler(graph.without_relations(((AB, PC),)), _spec())
     # batch larger than an epoch: equal policy caps every relation at the smallest one (AB-AB)
     m = graph.num_edges((AB, AB))
-    big = _spec(relations=((AB, AB), (PC, PC)), positives_per_relation={"audiobook-audiobook": 5, "podcast-podcast": m + 1})
+    big = _spec(
+        relations=((AB, AB), (PC, PC)), positives_per_relation={"audiobook-audiobook": 5, "podcast-podcast": m + 1}
+    )
     with pytest.raises(SpecError, match=r"positives_per_relation\['podcast-podcast'\].*larger than an epoch"):
         NumpySampler(graph, big)
     with pytest.raises(SpecError, match="larger than an epoch"):
         make_spec(graph, positives_per_batch=3 * (m + 1))
     # node types disagree with the graph
     with pytest.raises(SpecError, match="node_types"):
-        NumpySampler(graph, _spec(node_types=(PC, AB), relations=((PC, PC),), positives_per_relation={"podcast-podcast": 2}))
+        NumpySampler(
+            graph, _spec(node_types=(PC, AB), relations=((PC, PC),), positives_per_relation={"podcast-podcast": 2})
+        )
 
 
 def test_spec_round_trips_and_layout_is_static(graph):
@@ -85,4 +97,5 @@ def test_single_type_dataset():
     spec = make_spec(g, positives_per_batch=16, fanouts=(4, 2))
     s = NumpySampler(g, spec)
     from tests.sampler_invariants import check_batch_invariants
+
     check_batch_invariants(s.graph, spec, s.batch(0, 1))

@@ -1,4 +1,5 @@
 """Serving: export round trip, real-time user vectors (known, raw, brand-new users), top-K, clear errors."""
+
 from __future__ import annotations
 
 import subprocess
@@ -15,8 +16,14 @@ from twotower_hgnn.models.two_tower import TwoTowerConfig
 from twotower_hgnn.serving import Recommender, ServingError, load_model, save_model
 from twotower_hgnn.train.two_tower import TwoTowerTrainConfig, item_vectors, train_two_tower, user_vectors
 
-CFG = TwoTowerTrainConfig(batch_size=32, max_steps=12, checkpoint_every=100, log_every=4, progress=False,
-                          model=TwoTowerConfig(tower_dims=(32, 16)))
+CFG = TwoTowerTrainConfig(
+    batch_size=32,
+    max_steps=12,
+    checkpoint_every=100,
+    log_every=4,
+    progress=False,
+    model=TwoTowerConfig(tower_dims=(32, 16)),
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +54,11 @@ def test_export_round_trip(served):
     jax.tree_util.tree_map(np.testing.assert_array_equal, loaded.params, res.params)
     assert loaded.model_cfg == res.model_cfg and loaded.cfg == res.cfg and loaded.vocab == res.vocab
     users = np.arange(10)
-    np.testing.assert_allclose(user_vectors(loaded, ds, ds.interactions, users, rec.as_of),
-                               user_vectors(res, ds, ds.interactions, users, rec.as_of), rtol=1e-6)
+    np.testing.assert_allclose(
+        user_vectors(loaded, ds, ds.interactions, users, rec.as_of),
+        user_vectors(res, ds, ds.interactions, users, rec.as_of),
+        rtol=1e-6,
+    )
     np.testing.assert_array_equal(item_vectors(loaded)[0], item_vectors(res)[0])
     assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".")]  # no temporaries left
 
@@ -83,7 +93,9 @@ def test_raw_features_equal_known_user_and_new_users(served):
     row = ds.users.iloc[u]
     log = ds.interactions[ds.interactions.user_idx == u]
     triples = list(zip(log.item_id, log.event, log.timestamp.astype(int)))
-    raw = rec.user_vector(age=int(row.age), country=row.country, music=ds.music[u], interactions=triples, as_of=rec.as_of)
+    raw = rec.user_vector(
+        age=int(row.age), country=row.country, music=ds.music[u], interactions=triples, as_of=rec.as_of
+    )
     np.testing.assert_allclose(raw, rec.user_vector(row.user_id), rtol=1e-5, atol=1e-6)
     # brand-new user: no history, no demographics, no music
     new = rec.user_vector()
@@ -96,19 +108,22 @@ def test_raw_features_equal_known_user_and_new_users(served):
     assert not np.allclose(v2, new)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(user_id="no-such-user"), "unknown user_id"),
-    (dict(interactions=[("no-such-item", "stream", 5)]), "not in the catalogue"),
-    (dict(interactions=[("__AB__", "like", 5)]), "event"),
-    (dict(interactions=[("__AB__", "stream", -3)]), "timestamp"),
-    (dict(interactions=[("__AB__", "stream")]), "expected"),
-    (dict(age="thirty"), "age"),
-    (dict(age=400), "age"),
-    (dict(country=46), "country"),
-    (dict(music=[1.0, 2.0]), "music"),
-    (dict(user_id="u0", age=30), "either"),
-    (dict(k=0), "k must"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(user_id="no-such-user"), "unknown user_id"),
+        (dict(interactions=[("no-such-item", "stream", 5)]), "not in the catalogue"),
+        (dict(interactions=[("__AB__", "like", 5)]), "event"),
+        (dict(interactions=[("__AB__", "stream", -3)]), "timestamp"),
+        (dict(interactions=[("__AB__", "stream")]), "expected"),
+        (dict(age="thirty"), "age"),
+        (dict(age=400), "age"),
+        (dict(country=46), "country"),
+        (dict(music=[1.0, 2.0]), "music"),
+        (dict(user_id="u0", age=30), "either"),
+        (dict(k=0), "k must"),
+    ],
+)
 def test_bad_requests(served, kwargs, match):
     ds, _, _, rec = served
     ab = ds.items.item_id[ds.items.item_type == "audiobook"].iloc[0]
@@ -129,11 +144,21 @@ def test_launch_recommend_prints_titles(served):
     ds, _, model_dir, rec = served
     uid = ds.users.user_id.iloc[_active_user(ds)]
     expected = rec.recommend(user_id=uid, k=3)
-    proc = subprocess.run([sys.executable, "launch/recommend.py", f"--model_dir={model_dir}", f"--user_id={uid}", "--k=3"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "launch/recommend.py", f"--model_dir={model_dir}", f"--user_id={uid}", "--k=3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for item_id, title, score in expected:
         assert title in proc.stdout and item_id in proc.stdout and f"{score:.4f}" in proc.stdout
-    bad = subprocess.run([sys.executable, "launch/recommend.py", f"--model_dir={model_dir}", "--user_id=nobody"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "launch/recommend.py", f"--model_dir={model_dir}", "--user_id=nobody"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "unknown user_id 'nobody'" in bad.stderr and "Traceback" not in bad.stderr

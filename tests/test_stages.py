@@ -1,4 +1,5 @@
 """Stage runner: skip-if-valid, fingerprints propagate downstream, forced reruns, atomic outputs."""
+
 import io
 
 import pytest
@@ -15,6 +16,7 @@ def _writer(calls, name, text="x"):
         calls.append(name)
         (out / "out.txt").write_text(text)
         return {"n": 1}
+
     return fn
 
 

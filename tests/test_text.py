@@ -1,4 +1,5 @@
 """Text features: the (model, text) cache, normalisation, the encoder seam, item texts; one real SBERT run."""
+
 import subprocess
 import sys
 from pathlib import Path

@@ -1,5 +1,6 @@
 """The two-tower's quality options against slow references: history id tokens, leave-one-out example
 histories, the full-catalogue softmax, the item-bias coordinate, recency weights and early stopping."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,7 +39,9 @@ def test_history_id_tokens_match_a_slow_reference(ds, window_days):
     order = np.lexsort((t, u))  # the same order the function sorts by (stable in time ties)
     for q, (uq, tq) in enumerate(zip(users, times)):
         for k in range(2):
-            rows = [r for r in order if u[r] == uq and ty[r] == k and t[r] < tq and (window is None or t[r] >= tq - window)]
+            rows = [
+                r for r in order if u[r] == uq and ty[r] == k and t[r] < tq and (window is None or t[r] >= tq - window)
+            ]
             want = [it[r] + 1 for r in rows[::-1][:4]]
             np.testing.assert_array_equal(got[q, k], want + [0] * (4 - len(want)))
 
@@ -81,15 +84,26 @@ def test_item_bias_coordinate_starts_at_the_prior():
     cfg = TwoTowerConfig(tower_dims=(8, 4), item_bias=True, personal_scale_init=0.05, n_item_tokens=6)
     model = TwoTowerModel(cfg)
     b, n = 3, 5
-    u = F.UserFeatures(age_bucket=np.zeros(b, np.int32), country=np.zeros(b, np.int32),
-                       music=np.zeros((b, 0), np.float32), has_music=np.zeros(b, np.float32),
-                       history_mean=np.ones((b, 2, 2), np.float32), has_history=np.ones((b, 2), np.float32),
-                       history_count=np.ones((b, 2), np.float32), history_ids=np.zeros((b, 2, 0), np.int32))
+    u = F.UserFeatures(
+        age_bucket=np.zeros(b, np.int32),
+        country=np.zeros(b, np.int32),
+        music=np.zeros((b, 0), np.float32),
+        has_music=np.zeros(b, np.float32),
+        history_mean=np.ones((b, 2, 2), np.float32),
+        has_history=np.ones((b, 2), np.float32),
+        history_count=np.ones((b, 2), np.float32),
+        history_ids=np.zeros((b, 2, 0), np.int32),
+    )
     prior = np.log(np.array([0.5, 0.2, 0.1, 0.1, 0.1], np.float32))
-    it = F.ItemFeatures(item_idx=np.arange(n, dtype=np.int32), language=np.zeros(n, np.int32),
-                        genre=np.zeros(n, np.int32), content=np.ones((n, 3), np.float32),
-                        hgnn=np.ones((n, 2), np.float32), id_token=np.array([1, 2, 3, 0, 5], np.int32),
-                        log_prior=prior)
+    it = F.ItemFeatures(
+        item_idx=np.arange(n, dtype=np.int32),
+        language=np.zeros(n, np.int32),
+        genre=np.zeros(n, np.int32),
+        content=np.ones((n, 3), np.float32),
+        hgnn=np.ones((n, 2), np.float32),
+        id_token=np.array([1, 2, 3, 0, 5], np.int32),
+        log_prior=prior,
+    )
     params = jax.jit(model.init)(jax.random.PRNGKey(0), u, it)
     uv, iv = jax.jit(model.apply)(params, u, it)
     assert uv.shape == (b, 5) and iv.shape == (n, 5) and cfg.out_dim == 5
@@ -108,21 +122,49 @@ def test_recency_weights_halve_per_halflife():
 def test_early_stopping_returns_the_best_validated_parameters(tmp_path):
     ds = generate("tiny", 0)
     sp = temporal_split(ds)
-    cfg = TwoTowerTrainConfig(batch_size=32, epochs=20, checkpoint_every=1000, log_every=2, progress=False,
-                              eval_every=2, patience=2, example_history="leave_one_out", id_history_len=3,
-                              model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True,
-                                                   personal_scale_init=0.05, id_dim=4))
+    cfg = TwoTowerTrainConfig(
+        batch_size=32,
+        epochs=20,
+        checkpoint_every=1000,
+        log_every=2,
+        progress=False,
+        eval_every=2,
+        patience=2,
+        example_history="leave_one_out",
+        id_history_len=3,
+        model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True, personal_scale_init=0.05, id_dim=4),
+    )
     scripted = iter([0.1, 0.3, 0.2, 0.25, 0.9])  # best at the 2nd validation (step 4), patience 2 -> stop at step 8
-    res = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(cfg, use_hgnn=False),
-                          tmp_path / "a", validate=lambda r: next(scripted))
+    res = train_two_tower(
+        ds,
+        sp,
+        ds.item_vectors,
+        None,
+        dataclasses.replace(cfg, use_hgnn=False),
+        tmp_path / "a",
+        validate=lambda r: next(scripted),
+    )
     assert res.stop_reason == "early_stopping" and res.step == 8 and res.best_step == 4 and res.n_compiles == 1
     assert [v["step"] for v in res.val_history] == [2, 4, 6, 8]
-    rerun = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(cfg, use_hgnn=False), tmp_path / "a",
-                            validate=lambda r: pytest.fail("an early-stopped run resumed must not train or validate"))
-    assert (rerun.step, rerun.best_step, rerun.stop_reason, rerun.val_history) == (8, 4, "early_stopping", res.val_history)
+    rerun = train_two_tower(
+        ds,
+        sp,
+        ds.item_vectors,
+        None,
+        dataclasses.replace(cfg, use_hgnn=False),
+        tmp_path / "a",
+        validate=lambda r: pytest.fail("an early-stopped run resumed must not train or validate"),
+    )
+    assert (rerun.step, rerun.best_step, rerun.stop_reason, rerun.val_history) == (
+        8,
+        4,
+        "early_stopping",
+        res.val_history,
+    )
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), res.params, rerun.params)
-    again = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(cfg, use_hgnn=False, max_steps=4),
-                            tmp_path / "b")
+    again = train_two_tower(
+        ds, sp, ds.item_vectors, None, dataclasses.replace(cfg, use_hgnn=False, max_steps=4), tmp_path / "b"
+    )
     assert again.stop_reason == "max_steps"
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), res.params, again.params)
 
@@ -150,10 +192,18 @@ def test_prior_table_counts_the_window_before_each_slot():
 def test_time_aware_prior_trains_once_compiled_and_serves_the_end_prior(tmp_path):
     ds = generate("tiny", 0)
     sp = temporal_split(ds)
-    cfg = TwoTowerTrainConfig(batch_size=32, max_steps=6, checkpoint_every=1000, log_every=2, progress=False,
-                              use_hgnn=False, example_history="leave_one_out", prior_days=7, prior_as_of=True,
-                              model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True,
-                                                   personal_scale_init=0.05))
+    cfg = TwoTowerTrainConfig(
+        batch_size=32,
+        max_steps=6,
+        checkpoint_every=1000,
+        log_every=2,
+        progress=False,
+        use_hgnn=False,
+        example_history="leave_one_out",
+        prior_days=7,
+        prior_as_of=True,
+        model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True, personal_scale_init=0.05),
+    )
     res = train_two_tower(ds, sp, ds.item_vectors, None, cfg, tmp_path / "a")
     ex_ts = sp.train["timestamp"].to_numpy()
     assert res.n_compiles == 1 and res.step == 6
@@ -166,15 +216,27 @@ def test_time_aware_prior_trains_once_compiled_and_serves_the_end_prior(tmp_path
 def test_ema_parameters_are_the_moving_average(tmp_path):
     ds = generate("tiny", 0)
     sp = temporal_split(ds)
-    base = TwoTowerTrainConfig(batch_size=32, max_steps=4, checkpoint_every=1000, log_every=2, progress=False,
-                               use_hgnn=False, model=TwoTowerConfig(tower_dims=(16, 8)))
+    base = TwoTowerTrainConfig(
+        batch_size=32,
+        max_steps=4,
+        checkpoint_every=1000,
+        log_every=2,
+        progress=False,
+        use_hgnn=False,
+        model=TwoTowerConfig(tower_dims=(16, 8)),
+    )
     raw = train_two_tower(ds, sp, ds.item_vectors, None, base, tmp_path / "raw")
     same = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(base, ema_decay=0.0), tmp_path / "d0")
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), raw.params, same.params)
     avg = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(base, ema_decay=0.5), tmp_path / "d5")
     assert avg.n_compiles == 1
     leaves = lambda p: np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(p)])  # noqa: E731
-    init = train_two_tower(ds, sp, ds.item_vectors, None, dataclasses.replace(base, max_steps=0, epochs=1), tmp_path / "i")
+    init = train_two_tower(
+        ds, sp, ds.item_vectors, None, dataclasses.replace(base, max_steps=0, epochs=1), tmp_path / "i"
+    )
     # ema_4 = 0.5^4 init + sum_k 0.5^(5-k) p_k: strictly between the start and the end of training
-    d_start, d_end = np.linalg.norm(leaves(avg.params) - leaves(init.params)), np.linalg.norm(leaves(avg.params) - leaves(raw.params))
+    d_start, d_end = (
+        np.linalg.norm(leaves(avg.params) - leaves(init.params)),
+        np.linalg.norm(leaves(avg.params) - leaves(raw.params)),
+    )
     assert 0 < d_start and 0 < d_end < np.linalg.norm(leaves(raw.params) - leaves(init.params))

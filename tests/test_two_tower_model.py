@@ -1,4 +1,5 @@
 """Two-tower towers and the in-batch softmax loss against hand computation."""
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,11 @@ def test_loss_matches_hand_computation(correction, mask_hits):
     assert got == pytest.approx(hand_loss(correction, mask_hits), rel=1e-5)
     # padding row 3: neither a row nor a negative column
     mask = np.array([1, 1, 1, 0], np.float32)
-    got_m = float(in_batch_softmax_loss(jnp.asarray(U), jnp.asarray(V), jnp.asarray(IDS), jnp.asarray(LOGQ), cfg,
-                                        mask=jnp.asarray(mask)))
+    got_m = float(
+        in_batch_softmax_loss(
+            jnp.asarray(U), jnp.asarray(V), jnp.asarray(IDS), jnp.asarray(LOGQ), cfg, mask=jnp.asarray(mask)
+        )
+    )
     assert got_m == pytest.approx(hand_loss(correction, mask_hits, mask=(1, 1, 1, 0)), rel=1e-5)
 
 
@@ -69,14 +73,21 @@ def test_bad_config():
 def _features(b: int, n: int, d_hist=6, d_music=3, d_content=5, d_hgnn=4):
     rng = np.random.default_rng(0)
     u = UserFeatures(
-        age_bucket=rng.integers(0, 8, b).astype(np.int32), country=rng.integers(0, 4, b).astype(np.int32),
-        music=rng.normal(size=(b, d_music)).astype(np.float32), has_music=np.ones(b, np.float32),
-        history_mean=rng.normal(size=(b, 2, d_hist)).astype(np.float32), has_history=np.ones((b, 2), np.float32),
-        history_count=np.ones((b, 2), np.float32))
+        age_bucket=rng.integers(0, 8, b).astype(np.int32),
+        country=rng.integers(0, 4, b).astype(np.int32),
+        music=rng.normal(size=(b, d_music)).astype(np.float32),
+        has_music=np.ones(b, np.float32),
+        history_mean=rng.normal(size=(b, 2, d_hist)).astype(np.float32),
+        has_history=np.ones((b, 2), np.float32),
+        history_count=np.ones((b, 2), np.float32),
+    )
     it = ItemFeatures(
-        item_idx=np.arange(n, dtype=np.int32), language=rng.integers(0, 3, n).astype(np.int32),
-        genre=rng.integers(0, 5, n).astype(np.int32), content=rng.normal(size=(n, d_content)).astype(np.float32),
-        hgnn=rng.normal(size=(n, d_hgnn)).astype(np.float32))
+        item_idx=np.arange(n, dtype=np.int32),
+        language=rng.integers(0, 3, n).astype(np.int32),
+        genre=rng.integers(0, 5, n).astype(np.int32),
+        content=rng.normal(size=(n, d_content)).astype(np.float32),
+        hgnn=rng.normal(size=(n, d_hgnn)).astype(np.float32),
+    )
     return u, it
 
 
@@ -97,6 +108,7 @@ def test_towers_shapes_normalisation_and_hgnn_flag():
     iv1 = TwoTowerModel(cfg2).apply(p2, it, method=TwoTowerModel.encode_item)
     iv2 = TwoTowerModel(cfg2).apply(p2, it_changed, method=TwoTowerModel.encode_item)
     np.testing.assert_array_equal(iv1, iv2)
-    raw = TwoTowerModel(TwoTowerConfig(tower_dims=(16, 8), normalize=False, n_countries=4, n_languages=3,
-                                       n_genres=5)).apply(params, u, method=TwoTowerModel.encode_user)
+    raw = TwoTowerModel(
+        TwoTowerConfig(tower_dims=(16, 8), normalize=False, n_countries=4, n_languages=3, n_genres=5)
+    ).apply(params, u, method=TwoTowerModel.encode_user)
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)

@@ -3,6 +3,7 @@
 The model uses content (SBERT-like) features here: the HGNN variant needs a trained HGNN, which the
 pipeline tests cover; its numbers are recorded in BUILD_NOTES.md, appendix E.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,8 +18,9 @@ from twotower_hgnn.train.two_tower import train_two_tower
 def test_two_tower_beats_popularity_on_tiny(tmp_path):
     ds = generate("tiny", 0)
     split = temporal_split(ds)
-    cfg = dataclasses.replace(configs.load("test").two_tower, use_hgnn=False, progress=False, checkpoint_every=10_000,
-                              log_every=1)
+    cfg = dataclasses.replace(
+        configs.load("test").two_tower, use_hgnn=False, progress=False, checkpoint_every=10_000, log_every=1
+    )
     res = train_two_tower(ds, split, ds.item_vectors, None, cfg, tmp_path)
     assert res.history[-1]["loss"] < res.history[0]["loss"]
     m = compare_with_popularity(res, ds, split)

@@ -1,4 +1,5 @@
 """Two-tower trainer: static shapes (one compile), resume equals an uninterrupted run, metrics, 8 devices."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,9 @@ from twotower_hgnn.models.two_tower import TwoTowerConfig
 from twotower_hgnn.models.encode import item_vectors, user_vectors
 from twotower_hgnn.train.two_tower import FailAfterStep, InjectedFailure, TwoTowerTrainConfig, train_two_tower
 
-SMALL = TwoTowerTrainConfig(batch_size=32, epochs=3, checkpoint_every=4, log_every=2, progress=False,
-                            model=TwoTowerConfig(tower_dims=(32, 16)))
+SMALL = TwoTowerTrainConfig(
+    batch_size=32, epochs=3, checkpoint_every=4, log_every=2, progress=False, model=TwoTowerConfig(tower_dims=(32, 16))
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,9 @@ def test_one_compile_across_padded_epoch_boundary(data, tmp_path):
     ds, sp, content, hgnn = data
     # batch 128: ~10 steps per epoch; run one step into epoch 2 so a padded batch and a reshuffle are crossed
     n_ex = 1185  # tiny seed 0, audiobook streams of the training part
-    cfg = dataclasses.replace(SMALL, use_hgnn=False, batch_size=128, epochs=2, max_steps=-(-n_ex // 128) + 1,
-                              checkpoint_every=1000)
+    cfg = dataclasses.replace(
+        SMALL, use_hgnn=False, batch_size=128, epochs=2, max_steps=-(-n_ex // 128) + 1, checkpoint_every=1000
+    )
     res = train_two_tower(ds, sp, content, None, cfg, tmp_path)
     assert res.n_examples == n_ex and n_ex % 128 != 0, "the last batch of an epoch must be a padded one"
     spe = -(-n_ex // 128)
@@ -59,13 +62,16 @@ def test_resume_matches_uninterrupted_run(data, full_run, tmp_path):
     part = train_two_tower(ds, sp, content, hgnn, dataclasses.replace(SMALL, max_steps=6), tmp_path)
     assert part.step == 6 and part.resumed_from is None
     # the time budget is a total over resumes: one already spent allows no further step
-    spent = train_two_tower(ds, sp, content, hgnn, dataclasses.replace(SMALL, max_steps=10, time_budget_s=1e-6), tmp_path)
+    spent = train_two_tower(
+        ds, sp, content, hgnn, dataclasses.replace(SMALL, max_steps=10, time_budget_s=1e-6), tmp_path
+    )
     assert spent.resumed_from == 6 and spent.step == 6
     resumed = train_two_tower(ds, sp, content, hgnn, dataclasses.replace(SMALL, max_steps=10), tmp_path)
     assert resumed.resumed_from == 6 and resumed.step == 10 == full_run.step
-    assert resumed.history[:len(part.history)] == part.history  # history survives the resume
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
-                           resumed.params, full_run.params)
+    assert resumed.history[: len(part.history)] == part.history  # history survives the resume
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), resumed.params, full_run.params
+    )
     with pytest.raises(CheckpointError, match="different config"):
         train_two_tower(ds, sp, content, hgnn, dataclasses.replace(SMALL, max_steps=12, learning_rate=0.01), tmp_path)
 
@@ -141,7 +147,9 @@ def test_eight_devices_same_loss_and_step_as_one():
 
 def test_podcast_target(data, tmp_path):
     ds, sp, content, hgnn = data
-    cfg = dataclasses.replace(SMALL, target_type="podcast", batch_size=64, max_steps=3, model=TwoTowerConfig(tower_dims=(16, 8)))
+    cfg = dataclasses.replace(
+        SMALL, target_type="podcast", batch_size=64, max_steps=3, model=TwoTowerConfig(tower_dims=(16, 8))
+    )
     res = train_two_tower(ds, sp, content, hgnn, cfg, tmp_path)
     v, ids = item_vectors(res)
     assert v.shape == (ds.item_type_counts["podcast"], 8) and res.step == 3 and res.n_compiles == 1

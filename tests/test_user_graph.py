@@ -1,4 +1,5 @@
 """HGNN-w-users baseline graph: users as nodes, exact edges, user features = mean of item features."""
+
 import numpy as np
 import pandas as pd
 
@@ -7,11 +8,25 @@ from twotower_hgnn.user_graph import USER, tripartite_graph, user_node_features
 
 
 def _ds():
-    items = pd.DataFrame({"item_id": ["a0", "a1", "p0", "p1"], "item_type": ["audiobook", "audiobook", "podcast", "podcast"],
-                          "title": ["x"] * 4, "description": [""] * 4, "language": ["en"] * 4, "genre": ["g"] * 4})
+    items = pd.DataFrame(
+        {
+            "item_id": ["a0", "a1", "p0", "p1"],
+            "item_type": ["audiobook", "audiobook", "podcast", "podcast"],
+            "title": ["x"] * 4,
+            "description": [""] * 4,
+            "language": ["en"] * 4,
+            "genre": ["g"] * 4,
+        }
+    )
     users = pd.DataFrame({"user_id": ["u0", "u1", "u2"], "age": [20, 30, 40], "country": ["SE"] * 3})
-    inter = pd.DataFrame({"user_id": ["u0", "u0", "u0", "u1", "u1", "u0"], "item_id": ["a0", "p0", "p1", "a1", "a1", "a1"],
-                          "timestamp": [1, 2, 3, 4, 5, 6], "event": ["stream", "stream", "stream", "stream", "stream", "preview"]})
+    inter = pd.DataFrame(
+        {
+            "user_id": ["u0", "u0", "u0", "u1", "u1", "u0"],
+            "item_id": ["a0", "p0", "p1", "a1", "a1", "a1"],
+            "timestamp": [1, 2, 3, 4, 5, 6],
+            "event": ["stream", "stream", "stream", "stream", "stream", "preview"],
+        }
+    )
     return build_dataset(inter, items, users, name="toy")
 
 

@@ -13,6 +13,7 @@ returns plain dicts; saving an existing step is silently skipped (here: an error
 Parameter files (no orbax): :func:`save_params` writes a params pytree as one ``.npz`` keyed by
 pytree path, :func:`load_params` reads it back shaped like a reference tree (:func:`conform_params`).
 """
+
 from __future__ import annotations
 
 import math
@@ -103,9 +104,7 @@ class Checkpointer:
         if best_metric_mode is not None:
             policies.append(ocm.BestN(get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=ocm.AnyPreservationPolicy(policies),
-            enable_async_checkpointing=async_save,
-            create=True,
+            preservation_policy=ocm.AnyPreservationPolicy(policies), enable_async_checkpointing=async_save, create=True
         )
         try:
             # Explicit handlers: with item names only, a fresh manager cannot read item metadata.
@@ -164,12 +163,7 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ save / restore
     def save(
-        self,
-        step: int,
-        state: Any,
-        meta: dict | None = None,
-        metric: float | None = None,
-        overwrite: bool = False,
+        self, step: int, state: Any, meta: dict | None = None, metric: float | None = None, overwrite: bool = False
     ) -> None:
         """Saves ``state`` (any pytree of arrays) and JSON ``meta`` as ``step``.
 
@@ -192,9 +186,7 @@ class Checkpointer:
             info["metric"] = float(metric)
             metrics = {"metric": float(metric)}
         args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            meta=ocp.args.JsonSave(dict(meta or {})),
-            info=ocp.args.JsonSave(info),
+            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(dict(meta or {})), info=ocp.args.JsonSave(info)
         )
         try:
             saved = self._mngr.save(step, args=args, metrics=metrics, force=True)
@@ -239,11 +231,17 @@ class Checkpointer:
         where = f"checkpoint step {step} in {self.directory}"
         for name in want:
             if name not in saved:
-                raise CheckpointError(f"{where}: target leaf '{name}' is not in the checkpoint (saved leaves: {sorted(saved)[:8]}...)")
+                raise CheckpointError(
+                    f"{where}: target leaf '{name}' is not in the checkpoint (saved leaves: {sorted(saved)[:8]}...)"
+                )
             if saved[name][0] != want[name][0]:
-                raise CheckpointError(f"{where}: leaf '{name}' has shape {saved[name][0]} in the checkpoint but {want[name][0]} in the target")
+                raise CheckpointError(
+                    f"{where}: leaf '{name}' has shape {saved[name][0]} in the checkpoint but {want[name][0]} in the target"
+                )
             if saved[name][1] != want[name][1]:
-                raise CheckpointError(f"{where}: leaf '{name}' has dtype {saved[name][1]} in the checkpoint but {want[name][1]} in the target")
+                raise CheckpointError(
+                    f"{where}: leaf '{name}' has dtype {saved[name][1]} in the checkpoint but {want[name][1]} in the target"
+                )
         extra = [n for n in saved if n not in want]
         if extra:
             raise CheckpointError(f"{where}: checkpoint leaf '{extra[0]}' has no counterpart in the target")
@@ -289,7 +287,13 @@ def save_params(path: str | os.PathLike, params: Any) -> None:
     from twotower_hgnn.io import atomic_write_bytes
 
     buf = io.BytesIO()
-    np.savez(buf, **{jax.tree_util.keystr(k): np.asarray(v, np.float32) for k, v in jax.tree_util.tree_flatten_with_path(params)[0]})
+    np.savez(
+        buf,
+        **{
+            jax.tree_util.keystr(k): np.asarray(v, np.float32)
+            for k, v in jax.tree_util.tree_flatten_with_path(params)[0]
+        },
+    )
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -298,7 +302,9 @@ def load_params(path: str | os.PathLike, like: Any) -> Any:
     with np.load(path, allow_pickle=False) as z:
         flat = {k: z[k] for k in z.files}
     flat_like, treedef = jax.tree_util.tree_flatten_with_path(like)
-    tree = jax.tree_util.tree_unflatten(treedef, [flat.get(jax.tree_util.keystr(k), np.zeros((0,))) for k, _ in flat_like])
+    tree = jax.tree_util.tree_unflatten(
+        treedef, [flat.get(jax.tree_util.keystr(k), np.zeros((0,))) for k, _ in flat_like]
+    )
     missing = [jax.tree_util.keystr(k) for k, _ in flat_like if jax.tree_util.keystr(k) not in flat]
     if missing:
         raise ValueError(f"{path}: no array for leaf {missing[0]} (file has {sorted(flat)[:6]}...)")

@@ -29,29 +29,70 @@ Encodings of age, country, language and genre (PAPER.md §9 leaves them open): s
 * :mod:`twotower_hgnn.features_examples` — :func:`build_training_examples` and the popularity priors
   (:func:`prior_table`, :func:`smoothed_log_q`).
 """
+
 from __future__ import annotations
 
 from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
 from twotower_hgnn.features_bundles import (
-    AGE_EDGES, DAY_S, DEFAULT_HISTORY_EVENTS, MAX_AGE, N_AGE_BUCKETS, FeatureError, FeatureVocab, ItemFeatures,
-    PriorTable, TrainingExamples, TwoTowerBatch, UserFeatures, pad_users, take_users,
+    AGE_EDGES,
+    DAY_S,
+    DEFAULT_HISTORY_EVENTS,
+    MAX_AGE,
+    N_AGE_BUCKETS,
+    FeatureError,
+    FeatureVocab,
+    ItemFeatures,
+    PriorTable,
+    TrainingExamples,
+    TwoTowerBatch,
+    UserFeatures,
+    pad_users,
+    take_users,
 )
 from twotower_hgnn.features_encoding import (
-    age_buckets, assemble_user_features, build_vocab, encode_vocab, item_feature_table, target_item_range,
+    age_buckets,
+    assemble_user_features,
+    build_vocab,
+    encode_vocab,
+    item_feature_table,
+    target_item_range,
 )
 from twotower_hgnn.features_examples import build_training_examples, prior_table, smoothed_log_q
 from twotower_hgnn.history import history_id_tokens, history_means, user_features_as_of
 
 __all__ = [
     # bundles and constants
-    "AGE_EDGES", "DAY_S", "DEFAULT_HISTORY_EVENTS", "MAX_AGE", "N_AGE_BUCKETS", "FeatureError", "FeatureVocab",
-    "ItemFeatures", "PriorTable", "TrainingExamples", "TwoTowerBatch", "UserFeatures", "pad_users", "take_users",
+    "AGE_EDGES",
+    "DAY_S",
+    "DEFAULT_HISTORY_EVENTS",
+    "MAX_AGE",
+    "N_AGE_BUCKETS",
+    "FeatureError",
+    "FeatureVocab",
+    "ItemFeatures",
+    "PriorTable",
+    "TrainingExamples",
+    "TwoTowerBatch",
+    "UserFeatures",
+    "pad_users",
+    "take_users",
     # encoders and the item table
-    "age_buckets", "assemble_user_features", "build_vocab", "encode_vocab", "item_feature_table", "target_item_range",
+    "age_buckets",
+    "assemble_user_features",
+    "build_vocab",
+    "encode_vocab",
+    "item_feature_table",
+    "target_item_range",
     # as-of history
-    "history_id_tokens", "history_means", "user_features_as_of",
+    "history_id_tokens",
+    "history_means",
+    "user_features_as_of",
     # training examples and popularity priors
-    "build_training_examples", "prior_table", "smoothed_log_q",
+    "build_training_examples",
+    "prior_table",
+    "smoothed_log_q",
     # the data schema names this module has always exposed
-    "EVENTS", "ITEM_TYPES", "Dataset",
+    "EVENTS",
+    "ITEM_TYPES",
+    "Dataset",
 ]

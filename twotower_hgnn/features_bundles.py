@@ -7,6 +7,7 @@ arrays, jax arrays inside jit); :class:`FeatureVocab` (vocabularies and sizes fi
 What the features mean and how they are computed without label leakage: :mod:`twotower_hgnn.features`,
 which re-exports every name here.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -7,6 +7,7 @@ Encodings (PAPER.md §9 leaves them open):
   vocabulary), 1.. are the vocabulary values sorted by descending frequency (ties by value), built
   from the training dataset.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
@@ -16,7 +17,13 @@ import pandas as pd
 
 from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
 from twotower_hgnn.features_bundles import (
-    AGE_EDGES, DEFAULT_HISTORY_EVENTS, MAX_AGE, FeatureError, FeatureVocab, ItemFeatures, UserFeatures,
+    AGE_EDGES,
+    DEFAULT_HISTORY_EVENTS,
+    MAX_AGE,
+    FeatureError,
+    FeatureVocab,
+    ItemFeatures,
+    UserFeatures,
 )
 
 
@@ -54,8 +61,12 @@ def age_buckets(ages: Any) -> np.ndarray:
 
 
 def build_vocab(
-    ds: Dataset, target_type: str, d_hist: int, history_days: float | None = 90.0,
-    history_events: Sequence[str] = DEFAULT_HISTORY_EVENTS, id_history_len: int = 0,
+    ds: Dataset,
+    target_type: str,
+    d_hist: int,
+    history_days: float | None = 90.0,
+    history_events: Sequence[str] = DEFAULT_HISTORY_EVENTS,
+    id_history_len: int = 0,
 ) -> FeatureVocab:
     """Vocabularies from the dataset (countries of all users; language/genre of target-type items)."""
     _check_target_type(target_type)
@@ -92,8 +103,14 @@ def _interactions_frame(interactions: Any) -> pd.DataFrame:
 
 
 def assemble_user_features(
-    vocab: FeatureVocab, ages: Any, countries: Any, music: np.ndarray, has_music: np.ndarray,
-    means: np.ndarray, counts: np.ndarray, ids: np.ndarray | None = None,
+    vocab: FeatureVocab,
+    ages: Any,
+    countries: Any,
+    music: np.ndarray,
+    has_music: np.ndarray,
+    means: np.ndarray,
+    counts: np.ndarray,
+    ids: np.ndarray | None = None,
 ) -> UserFeatures:
     """Encodes raw demographics + history means (+ id tokens ``[B, T, L]``) into a :class:`UserFeatures`."""
     if ids is None:
@@ -122,7 +139,11 @@ def target_item_range(ds: Dataset, target_type: str) -> tuple[int, int]:
 
 
 def item_feature_table(
-    ds: Dataset, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, target_type: str, vocab: FeatureVocab,
+    ds: Dataset,
+    content_emb: np.ndarray,
+    hgnn_emb: np.ndarray | None,
+    target_type: str,
+    vocab: FeatureVocab,
     known_items: np.ndarray | None = None,
 ) -> ItemFeatures:
     """Item-tower inputs of every target-type item; ``hgnn_emb=None`` gives ``d_hgnn = 0`` (2T).

@@ -3,6 +3,7 @@
 :func:`build_training_examples` (user features as of each example, or leave-one-out), the
 time-aware popularity prior :func:`prior_table` and the static one :func:`smoothed_log_q`.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -19,8 +20,14 @@ from twotower_hgnn.history import _leave_one_out_features, user_features_as_of
 # Training examples
 # ----------------------------------------------------------------------------------------------
 def build_training_examples(
-    ds: Dataset, split: Any, target_type: str, item_emb: np.ndarray, vocab: FeatureVocab,
-    positive_events: Sequence[str] = ("stream",), first_only: bool = False, chunk_rows: int = 1 << 18,
+    ds: Dataset,
+    split: Any,
+    target_type: str,
+    item_emb: np.ndarray,
+    vocab: FeatureVocab,
+    positive_events: Sequence[str] = ("stream",),
+    first_only: bool = False,
+    chunk_rows: int = 1 << 18,
     example_history: str = "as_of",
 ) -> TrainingExamples:
     """One example per positive (user, target-type item) interaction of ``split.train``.
@@ -56,7 +63,10 @@ def build_training_examples(
     else:
         raise FeatureError(f"example_history must be 'as_of' or 'leave_one_out', got {example_history!r}")
     return TrainingExamples(
-        user=feats, user_idx=u.astype(np.int32), item_row=row, timestamp=ts,
+        user=feats,
+        user_idx=u.astype(np.int32),
+        item_row=row,
+        timestamp=ts,
         item_counts=np.bincount(row, minlength=stop - start).astype(np.int64),
     )
 
@@ -64,8 +74,14 @@ def build_training_examples(
 # ----------------------------------------------------------------------------------------------
 # Popularity priors
 # ----------------------------------------------------------------------------------------------
-def prior_table(timestamps: np.ndarray, item_row: np.ndarray, n_items: int, window_days: float,
-                alpha: float = 1.0, max_cells: int = 1 << 25) -> PriorTable:
+def prior_table(
+    timestamps: np.ndarray,
+    item_row: np.ndarray,
+    n_items: int,
+    window_days: float,
+    alpha: float = 1.0,
+    max_cells: int = 1 << 25,
+) -> PriorTable:
     """:class:`PriorTable` of examples (``timestamps`` int64 ``[E]`` seconds, ``item_row`` ``[E]``).
 
     Slots are one day unless ``n_slots * n_items`` would exceed ``max_cells`` (then the slot widens so

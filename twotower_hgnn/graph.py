@@ -22,6 +22,7 @@ Pair generation (:mod:`twotower_hgnn.graph_pairs`) is linear in the log and full
 
 Per-dataset defaults: :func:`default_graph_config` (numbers behind the choices: BUILD_NOTES.md, appendix A).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,7 +73,9 @@ class GraphConfig:
             raise GraphError(f"GraphConfig.rule: {self.rule!r} is not one of {RULES}")
         bad = [e for e in self.edge_events if e not in EVENTS]
         if bad or not self.edge_events:
-            raise GraphError(f"GraphConfig.edge_events: {list(self.edge_events)} must be a non-empty subset of {list(EVENTS)}")
+            raise GraphError(
+                f"GraphConfig.edge_events: {list(self.edge_events)} must be a non-empty subset of {list(EVENTS)}"
+            )
         if self.min_shared < 1:
             raise GraphError(f"GraphConfig.min_shared must be >= 1, got {self.min_shared}")
         if self.topk < 1:
@@ -123,8 +126,16 @@ def _degree_distribution(deg: np.ndarray) -> dict:
         return {"n": 0}
     q = np.percentile(deg, [10, 25, 50, 75, 90, 99])
     return {
-        "n": int(deg.size), "mean": float(deg.mean()), "p10": float(q[0]), "p25": float(q[1]), "median": float(q[2]),
-        "p75": float(q[3]), "p90": float(q[4]), "p99": float(q[5]), "max": int(deg.max()), "isolated": int((deg == 0).sum()),
+        "n": int(deg.size),
+        "mean": float(deg.mean()),
+        "p10": float(q[0]),
+        "p25": float(q[1]),
+        "median": float(q[2]),
+        "p75": float(q[3]),
+        "p90": float(q[4]),
+        "p99": float(q[5]),
+        "max": int(deg.max()),
+        "isolated": int((deg == 0).sum()),
     }
 
 
@@ -284,8 +295,13 @@ def holdout_edges(graph: HeteroCSR, frac: float = 0.1, seed: int = 0) -> tuple[H
     return HeteroCSR.from_edges(graph.node_types, counts, keep), held
 
 
-def prepare_report(ds: Dataset, split_kwargs: Mapping | None = None, cfg: GraphConfig | None = None,
-                   holdout_frac: float = 0.1, seed: int = 0) -> tuple[dict, HeteroCSR]:
+def prepare_report(
+    ds: Dataset,
+    split_kwargs: Mapping | None = None,
+    cfg: GraphConfig | None = None,
+    holdout_frac: float = 0.1,
+    seed: int = 0,
+) -> tuple[dict, HeteroCSR]:
     """Split + graph + held-out edges with every statistic the data layer records (launch/prepare_data).
 
     Returns (JSON-serialisable report, full training graph).
@@ -308,9 +324,17 @@ def prepare_report(ds: Dataset, split_kwargs: Mapping | None = None, cfg: GraphC
         "events": {e: int(c) for e, c in zip(EVENTS, np.bincount(it["event_code"].to_numpy(), minlength=len(EVENTS)))},
         "dropped": dict(ds.dropped),
         "calibration": dict(calibration(ds)),
-        "content": "item_vectors %s" % (ds.item_vectors.shape,) if ds.item_vectors is not None else "text (encode with launch/encode_text.py)",
-        "split": {"cut_time": sp.cut_time, "history_start": sp.history_start, "test_end": sp.test_end,
-                  "summary": sp.summary(), **sp.segment_sizes, "seconds": t_split},
+        "content": "item_vectors %s" % (ds.item_vectors.shape,)
+        if ds.item_vectors is not None
+        else "text (encode with launch/encode_text.py)",
+        "split": {
+            "cut_time": sp.cut_time,
+            "history_start": sp.history_start,
+            "test_end": sp.test_end,
+            "summary": sp.summary(),
+            **sp.segment_sizes,
+            "seconds": t_split,
+        },
         "graph": gstats,
         "holdout": {relation_name(r): int(e.shape[0]) for r, e in held.items()},
         "train_graph_edges": {relation_name(r): g_train.num_edges(r) for r in g_train.relations},

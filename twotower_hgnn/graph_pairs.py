@@ -4,6 +4,7 @@ Pure NumPy over index arrays: per-user sequences, windowed pair keys ``min*n + m
 hash-partitioned de-duplicating counter, and the top-k co-listened neighbours of each item.
 :func:`twotower_hgnn.graph.build_graph` is the entry point.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,9 @@ import numpy as np
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _user_sequences(users: np.ndarray, items: np.ndarray, cap: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _user_sequences(
+    users: np.ndarray, items: np.ndarray, cap: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(user, item) in (user, time) order, first occurrence only, capped to the most recent ``cap``.
 
     Inputs must already be in time order. Returns (users, items, counts per present user, dropped rows).
@@ -87,7 +90,7 @@ class _PartitionedCounter:
             order = np.argsort(h, kind="stable")  # radix sort on uint16
             bounds = np.concatenate([[0], np.cumsum(np.bincount(h, minlength=self.n_parts))])
             ks = keys[order]
-            parts = [ks[bounds[p]: bounds[p + 1]] for p in range(self.n_parts)]
+            parts = [ks[bounds[p] : bounds[p + 1]] for p in range(self.n_parts)]
         for p, kp in enumerate(parts):
             if kp.size:
                 self.pending[p].append(kp)
@@ -124,16 +127,23 @@ class _PartitionedCounter:
         for p in range(self.n_parts):
             m = masks[p]
             k = int(m.sum())
-            keys[pos: pos + k] = self.keys[p][m]
+            keys[pos : pos + k] = self.keys[p][m]
             if cnts is not None:
-                cnts[pos: pos + k] = self.cnts[p][m]
+                cnts[pos : pos + k] = self.cnts[p][m]
             pos += k
             self.keys[p], self.cnts[p], masks[p] = np.zeros(0, np.int64), np.zeros(0, np.int32), None
         return distinct, keys, cnts
 
 
-def _generate_pairs(u: np.ndarray, it: np.ndarray, counts: np.ndarray, window: int | None, n_items: int,
-                    counter: _PartitionedCounter, chunk: int) -> int:
+def _generate_pairs(
+    u: np.ndarray,
+    it: np.ndarray,
+    counts: np.ndarray,
+    window: int | None,
+    n_items: int,
+    counter: _PartitionedCounter,
+    chunk: int,
+) -> int:
     """Feeds canonical pair keys of each user's sequence into ``counter``; returns raw pairs generated."""
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     rem = np.repeat(starts + counts, counts) - np.arange(u.size) - 1  # partners left after each position
@@ -148,7 +158,7 @@ def _generate_pairs(u: np.ndarray, it: np.ndarray, counts: np.ndarray, window: i
         if idx.size == 0:
             break
         for s in range(0, idx.size, chunk):
-            sl = idx[s: s + chunk]
+            sl = idx[s : s + chunk]
             a, b = it64[sl], it64[sl + k]
             key = np.minimum(a, b) * np.int64(n_items) + np.maximum(a, b)
             counter.add(key)
@@ -156,8 +166,9 @@ def _generate_pairs(u: np.ndarray, it: np.ndarray, counts: np.ndarray, window: i
     return total
 
 
-def _count_pairs(u: np.ndarray, it: np.ndarray, counts: np.ndarray, n_items: int, window: int | None,
-                 chunk_pairs: int) -> tuple[_PartitionedCounter, int, int, int]:
+def _count_pairs(
+    u: np.ndarray, it: np.ndarray, counts: np.ndarray, n_items: int, window: int | None, chunk_pairs: int
+) -> tuple[_PartitionedCounter, int, int, int]:
     """Steps 3-4: (counter holding every windowed pair, pairs generated, all within-user pairs, partitions)."""
     expected, all_pairs = _pair_counts(counts, window)
     n_parts = max(1, min(4096, math.ceil(expected / chunk_pairs)))
@@ -171,10 +182,10 @@ def _directed_keys(keys: np.ndarray, c: np.ndarray, n: np.int64, cmax: int, src_
     """int64 ``(src * (C+1) + (C - count)) * n + dst`` per undirected key ``min*n + max`` (in chunks)."""
     out = np.empty(keys.size, np.int64)
     for s in range(0, keys.size, chunk):
-        k = keys[s: s + chunk]
+        k = keys[s : s + chunk]
         lo, hi = k // n, k % n
         src, dst = (lo, hi) if src_is_min else (hi, lo)
-        out[s: s + chunk] = (src * (cmax + 1) + (cmax - np.minimum(c[s: s + chunk], cmax))) * n + dst
+        out[s : s + chunk] = (src * (cmax + 1) + (cmax - np.minimum(c[s : s + chunk], cmax))) * n + dst
     return out
 
 

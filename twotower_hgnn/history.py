@@ -12,6 +12,7 @@ and counts turns every window sum into ``C[hi] - C[lo]`` with ``hi``/``lo`` foun
 ``chunk_rows`` log rows (chunks end on user boundaries) so that memory stays bounded and the
 difference of two large prefix sums does not lose precision.
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -59,9 +60,16 @@ def _sorted_log(log_user, log_time, log_item, log_type, q_user: np.ndarray):
 
 
 def history_means(
-    log_user: np.ndarray, log_time: np.ndarray, log_item: np.ndarray, log_type: np.ndarray,
-    item_emb: np.ndarray, q_user: np.ndarray, q_time: np.ndarray, window_s: float | None,
-    n_types: int = len(ITEM_TYPES), chunk_rows: int = 1 << 18,
+    log_user: np.ndarray,
+    log_time: np.ndarray,
+    log_item: np.ndarray,
+    log_type: np.ndarray,
+    item_emb: np.ndarray,
+    q_user: np.ndarray,
+    q_time: np.ndarray,
+    window_s: float | None,
+    n_types: int = len(ITEM_TYPES),
+    chunk_rows: int = 1 << 18,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-query, per-type mean embedding of the log rows of ``q_user`` with time in [q_time - w, q_time).
 
@@ -120,8 +128,14 @@ def history_means(
 
 
 def history_id_tokens(
-    log_user: np.ndarray, log_time: np.ndarray, log_item: np.ndarray, log_type: np.ndarray,
-    q_user: np.ndarray, q_time: np.ndarray, window_s: float | None, length: int,
+    log_user: np.ndarray,
+    log_time: np.ndarray,
+    log_item: np.ndarray,
+    log_type: np.ndarray,
+    q_user: np.ndarray,
+    q_time: np.ndarray,
+    window_s: float | None,
+    length: int,
     n_types: int = len(ITEM_TYPES),
 ) -> np.ndarray:
     """int32 ``[Q, n_types, length]``: per query and type, the ``length`` most recent log items with time
@@ -157,8 +171,12 @@ def _counted_log(df: pd.DataFrame, ds: Dataset, history_events: Sequence[str]) -
     keep = np.isin(df["event_code"].to_numpy(), codes)
     sub = df.loc[keep]
     item = sub["item_idx"].to_numpy(np.int64)
-    return (sub["user_idx"].to_numpy(np.int64), sub["timestamp"].to_numpy(np.int64), item,
-            ds.item_type_codes()[item].astype(np.int64))
+    return (
+        sub["user_idx"].to_numpy(np.int64),
+        sub["timestamp"].to_numpy(np.int64),
+        item,
+        ds.item_type_codes()[item].astype(np.int64),
+    )
 
 
 def _music_rows(ds: Dataset, user_idx: np.ndarray, d_music: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,8 +188,13 @@ def _music_rows(ds: Dataset, user_idx: np.ndarray, d_music: int) -> tuple[np.nda
 
 
 def user_features_as_of(
-    ds: Dataset, interactions: Any, user_idx: Any, as_of_time: Any, item_emb: np.ndarray,
-    vocab: FeatureVocab, chunk_rows: int = 1 << 18,
+    ds: Dataset,
+    interactions: Any,
+    user_idx: Any,
+    as_of_time: Any,
+    item_emb: np.ndarray,
+    vocab: FeatureVocab,
+    chunk_rows: int = 1 << 18,
 ) -> UserFeatures:
     """User features of ``user_idx`` ``[Q]`` as of ``as_of_time`` (scalar or ``[Q]``; exclusive).
 
@@ -192,16 +215,29 @@ def user_features_as_of(
     ids = history_id_tokens(lu, lt, li, lty, user_idx, as_of, window, vocab.id_history_len)
     music, has_music = _music_rows(ds, user_idx, vocab.d_music)
     users = ds.users
-    return assemble_user_features(vocab, users["age"].to_numpy()[user_idx], users["country"].to_numpy()[user_idx],
-                                  music, has_music, means, counts, ids)
+    return assemble_user_features(
+        vocab,
+        users["age"].to_numpy()[user_idx],
+        users["country"].to_numpy()[user_idx],
+        music,
+        has_music,
+        means,
+        counts,
+        ids,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Leave-one-out history (training examples)
 # ----------------------------------------------------------------------------------------------
 def _leave_one_out_features(
-    ds: Dataset, train: pd.DataFrame, users: np.ndarray, items: np.ndarray, item_emb: np.ndarray,
-    vocab: FeatureVocab, target_type: str,
+    ds: Dataset,
+    train: pd.DataFrame,
+    users: np.ndarray,
+    items: np.ndarray,
+    item_emb: np.ndarray,
+    vocab: FeatureVocab,
+    target_type: str,
 ) -> UserFeatures:
     """Features of ``users[e]`` from their whole training history minus every row of ``items[e]`` ``[E]``."""
     end = int(train["timestamp"].max()) + 1 if len(train) else 0

@@ -25,6 +25,7 @@ training saw is shifted upwards; both modes are available so the effect can be m
 A node with no edges (a new item: the paper's inductive case) gets zeros from every direction, so
 its embedding is ``normalise(... act(W_self x) ...)``: features alone.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,7 +61,9 @@ def cap_neighbors(csr: CSR, max_neighbors: int, seed: int, tag: str = "") -> CSR
     return CSR(indptr, np.asarray(csr.indices)[keep])
 
 
-def direction_graph(graph: HeteroCSR, d: Direction, max_neighbors: int | None = None, seed: int = 0) -> jraph.GraphsTuple:
+def direction_graph(
+    graph: HeteroCSR, d: Direction, max_neighbors: int | None = None, seed: int = 0
+) -> jraph.GraphsTuple:
     """One direction's edges as a GraphsTuple: ``receivers`` = local dst rows, ``senders`` = local
     src rows (global id minus the source type's offset), sorted by receiver (CSR order)."""
     csr = graph.adj[d]
@@ -69,10 +72,13 @@ def direction_graph(graph: HeteroCSR, d: Direction, max_neighbors: int | None = 
     deg = np.diff(np.asarray(csr.indptr))
     lo_src, _ = graph.type_range(d[1])
     return jraph.GraphsTuple(
-        nodes=None, edges=None, globals=None,
+        nodes=None,
+        edges=None,
+        globals=None,
         receivers=np.repeat(np.arange(deg.size, dtype=np.int32), deg),
         senders=(np.asarray(csr.indices, np.int64) - lo_src).astype(np.int32),
-        n_node=np.array([graph.num_nodes_of(d[0])]), n_edge=np.array([int(deg.sum())]),
+        n_node=np.array([graph.num_nodes_of(d[0])]),
+        n_edge=np.array([int(deg.sum())]),
     )
 
 
@@ -187,8 +193,19 @@ def embed_items(
                 for d in into:
                     if not cfg.homogeneous:
                         acc = None
-                    acc = _aggregate_chunk(k, msgs[d], gts[d], c0, min(c0 + chunk_size, n_t), chunk_size, edge_chunk,
-                                           n_src=ranges[d[1]][1] - ranges[d[1]][0], acc=acc, d_out=d_out, dt=dt)
+                    acc = _aggregate_chunk(
+                        k,
+                        msgs[d],
+                        gts[d],
+                        c0,
+                        min(c0 + chunk_size, n_t),
+                        chunk_size,
+                        edge_chunk,
+                        n_src=ranges[d[1]][1] - ranges[d[1]][0],
+                        acc=acc,
+                        d_out=d_out,
+                        dt=dt,
+                    )
                     if not cfg.homogeneous and acc is not None:
                         agg = agg + k.finish(acc)
                 if cfg.homogeneous and acc is not None:
@@ -202,8 +219,20 @@ def embed_items(
     return out
 
 
-def _aggregate_chunk(k: _Kernels, msg, gt: jraph.GraphsTuple, r0: int, r1: int, chunk: int, edge_chunk: int, *,
-                     n_src: int, acc, d_out: int, dt):
+def _aggregate_chunk(
+    k: _Kernels,
+    msg,
+    gt: jraph.GraphsTuple,
+    r0: int,
+    r1: int,
+    chunk: int,
+    edge_chunk: int,
+    *,
+    n_src: int,
+    acc,
+    d_out: int,
+    dt,
+):
     """Running segment-max of the messages of dst rows ``[r0, r1)`` into ``acc`` ``[chunk, d]``."""
     if r0 >= r1:
         return acc
@@ -236,7 +265,9 @@ def _inference_directions(params, cfg: HGNNConfig, graph: HeteroCSR, relations) 
     if not cfg.homogeneous:
         have = set(params["layer_0"]["nbr"])
         dirs = [d for d in dirs if param_key(d) in have]
-    missing_types = [t for t in ({SHARED} if cfg.homogeneous else set(graph.node_types)) if t not in params["layer_0"]["self"]]
+    missing_types = [
+        t for t in ({SHARED} if cfg.homogeneous else set(graph.node_types)) if t not in params["layer_0"]["self"]
+    ]
     if missing_types:
         raise ValueError(f"params have no W_self for node type(s) {missing_types}; were they trained on another graph?")
     return dirs
@@ -249,7 +280,9 @@ def export_embeddings(path: str | os.PathLike, item_ids: Sequence[str] | np.ndar
     ids = np.asarray(item_ids).astype(str)
     emb = np.asarray(emb, np.float32)
     if emb.ndim != 2 or ids.ndim != 1 or ids.shape[0] != emb.shape[0]:
-        raise ValueError(f"export_embeddings: {ids.shape[0] if ids.ndim == 1 else ids.shape} ids for embeddings of shape {emb.shape}")
+        raise ValueError(
+            f"export_embeddings: {ids.shape[0] if ids.ndim == 1 else ids.shape} ids for embeddings of shape {emb.shape}"
+        )
     if not np.isfinite(emb).all():
         raise ValueError(f"export_embeddings: row {int(np.flatnonzero(~np.isfinite(emb).all(1))[0])} is not finite")
     buf = io.BytesIO()

@@ -5,6 +5,7 @@ final ``os.replace`` is a same-filesystem rename, which POSIX makes atomic), fsy
 onto the target and fsyncs the directory so the rename itself survives a crash. On any exception
 the temporary is removed and the target is left untouched.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -11,6 +11,7 @@ validation add up :func:`ranking_sums` (jax) over sub-batches and shards, then
 :func:`ranking_metrics` turns the totals into ``val_loss`` / ``val_mrr`` / ``val_hits1``;
 :func:`ranking_sums_np` is the same sums in NumPy (the random-embedding baseline).
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Sequence
@@ -20,7 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def triple_scores(z: jax.Array, anchor: jax.Array, positive: jax.Array, negative: jax.Array) -> tuple[jax.Array, jax.Array]:
+def triple_scores(
+    z: jax.Array, anchor: jax.Array, positive: jax.Array, negative: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """``(s_pos [P], s_neg [P, K])`` dot products anchor.positive and anchor.negative (float32)."""
     z = z.astype(jnp.float32)
     za = jnp.take(z, anchor, axis=0)
@@ -39,7 +42,12 @@ def _weights(mask: jax.Array | None, p: int) -> jax.Array:
 
 
 def max_margin_terms(
-    z: jax.Array, anchor: jax.Array, positive: jax.Array, negative: jax.Array, margin: float, mask: jax.Array | None = None
+    z: jax.Array,
+    anchor: jax.Array,
+    positive: jax.Array,
+    negative: jax.Array,
+    margin: float,
+    mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """``(sum of hinge over valid triples, number of valid triples)`` as float32 scalars."""
     s_pos, s_neg = triple_scores(z, anchor, positive, negative)
@@ -48,7 +56,12 @@ def max_margin_terms(
 
 
 def max_margin_loss(
-    z: jax.Array, anchor: jax.Array, positive: jax.Array, negative: jax.Array, margin: float, mask: jax.Array | None = None
+    z: jax.Array,
+    anchor: jax.Array,
+    positive: jax.Array,
+    negative: jax.Array,
+    margin: float,
+    mask: jax.Array | None = None,
 ) -> jax.Array:
     """Eq. 4: mean hinge over valid positives and their K negatives (0 when nothing is valid)."""
     total, count = max_margin_terms(z, anchor, positive, negative, margin, mask)
@@ -96,8 +109,14 @@ def rank_of_positive(s_pos: jax.Array, s_neg: jax.Array) -> jax.Array:
 
 
 def ranking_sums(
-    z: jax.Array, anchor: jax.Array, positive: jax.Array, negative: jax.Array, margin: float, mask: jax.Array,
-    relation: np.ndarray, num_relations: int,
+    z: jax.Array,
+    anchor: jax.Array,
+    positive: jax.Array,
+    negative: jax.Array,
+    margin: float,
+    mask: jax.Array,
+    relation: np.ndarray,
+    num_relations: int,
 ) -> dict[str, jax.Array]:
     """Sums over the valid positives of one batch (``mask`` ``[P]``, ``relation`` ``[P]`` in
     ``[0, R)``), to be added across batches and shards: ``hinge`` (hinge over all triples), ``count``
@@ -111,16 +130,25 @@ def ranking_sums(
     k = s_neg.shape[1]
     rel = jnp.asarray(relation)
     return {
-        "hinge": jnp.sum(per_pos), "count": jnp.sum(w) * k, "pos": jnp.sum(w),
-        "rr": jnp.sum(w / rank), "hits1": jnp.sum(w * (rank == 1)),
+        "hinge": jnp.sum(per_pos),
+        "count": jnp.sum(w) * k,
+        "pos": jnp.sum(w),
+        "rr": jnp.sum(w / rank),
+        "hits1": jnp.sum(w * (rank == 1)),
         "rel_hinge": jax.ops.segment_sum(per_pos, rel, num_relations),
         "rel_count": jax.ops.segment_sum(w * k, rel, num_relations),
     }
 
 
 def ranking_sums_np(
-    z: np.ndarray, anchor: np.ndarray, positive: np.ndarray, negative: np.ndarray, margin: float, mask: np.ndarray,
-    relation: np.ndarray, num_relations: int,
+    z: np.ndarray,
+    anchor: np.ndarray,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    margin: float,
+    mask: np.ndarray,
+    relation: np.ndarray,
+    num_relations: int,
 ) -> dict[str, np.ndarray]:
     """:func:`ranking_sums` in NumPy (float64 weights) for fixed embeddings ``z`` ``[n, d]``; the
     scores are :func:`triple_scores`' own."""
@@ -130,7 +158,10 @@ def ranking_sums_np(
     rank = 1 + np.sum(s_neg >= s_pos[:, None], axis=1)
     k = s_neg.shape[1]
     return {
-        "hinge": np.sum(h.sum(1) * w), "count": w.sum() * k, "pos": w.sum(), "rr": np.sum(w / rank),
+        "hinge": np.sum(h.sum(1) * w),
+        "count": w.sum() * k,
+        "pos": w.sum(),
+        "rr": np.sum(w / rank),
         "hits1": np.sum(w * (rank == 1)),
         "rel_hinge": np.bincount(relation, h.sum(1) * w, num_relations),
         "rel_count": np.bincount(relation, w * k, num_relations),

@@ -5,6 +5,7 @@ XLA inserts the gradient all-reduce), not ``jax.pmap`` — pmap is in maintenanc
 and was measured slowest (ENV.md: 7.4 ms vs 0.1 ms per small step on an H100). The same code runs on
 one CPU, 8 fake CPU devices, one GPU or several processes (``init_distributed``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,13 +25,17 @@ def init_distributed(coordinator_address: str | None, num_processes: int = 1, pr
     """
     global _distributed_initialised
     if num_processes < 1 or not 0 <= process_id < num_processes:
-        raise ValueError(f"need 0 <= process_id < num_processes, got process_id={process_id}, num_processes={num_processes}")
+        raise ValueError(
+            f"need 0 <= process_id < num_processes, got process_id={process_id}, num_processes={num_processes}"
+        )
     if num_processes == 1 or _distributed_initialised:
         return
     if not coordinator_address:
         raise ValueError("coordinator_address (host:port) is required when num_processes > 1")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )
     _distributed_initialised = True
 
 

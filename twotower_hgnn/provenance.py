@@ -1,4 +1,5 @@
 """Where a result came from: the commit and the time (for reports, exports and benchmark JSON)."""
+
 from __future__ import annotations
 
 import datetime as _dt

@@ -16,6 +16,7 @@ an approximate index that found fewer), the tail is ``-inf`` / ``-1``.
 
 Which kind serves by default is chosen by ``benchmarks/retrieval.py`` (see BUILD_NOTES.md, appendix B).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -251,19 +252,34 @@ class ExactIndex:
         n_blocks = -(-b // bucket)
         qp = np.zeros((n_blocks * bucket, self.dim), np.float32)
         qp[:b] = q
-        excl = ex.padded(width, n_blocks * bucket) if ex is not None else np.full((n_blocks * bucket, width), -1, np.int32)
+        excl = (
+            ex.padded(width, n_blocks * bucket) if ex is not None else np.full((n_blocks * bucket, width), -1, np.int32)
+        )
         fn = self._fn(k)
-        outs = [fn(self._items, qp[i * bucket : (i + 1) * bucket], excl[i * bucket : (i + 1) * bucket]) for i in range(n_blocks)]
-        scores, idx = jax.device_get(outs[0]) if n_blocks == 1 else (
-            np.concatenate([jax.device_get(o[0]) for o in outs]),
-            np.concatenate([jax.device_get(o[1]) for o in outs]),
+        outs = [
+            fn(self._items, qp[i * bucket : (i + 1) * bucket], excl[i * bucket : (i + 1) * bucket])
+            for i in range(n_blocks)
+        ]
+        scores, idx = (
+            jax.device_get(outs[0])
+            if n_blocks == 1
+            else (
+                np.concatenate([jax.device_get(o[0]) for o in outs]),
+                np.concatenate([jax.device_get(o[1]) for o in outs]),
+            )
         )
         return np.asarray(scores[:b], np.float32), np.asarray(idx[:b], np.int64)
 
     # ---------------------------------------------------------------- persistence
     def config(self) -> dict:
-        return {"kind": self.kind, "dtype": self.dtype, "chunk_size": self.chunk_size, "max_batch": self.max_batch,
-                "num_items": self.num_items, "dim": self.dim}
+        return {
+            "kind": self.kind,
+            "dtype": self.dtype,
+            "chunk_size": self.chunk_size,
+            "max_batch": self.max_batch,
+            "num_items": self.num_items,
+            "dim": self.dim,
+        }
 
     def save(self, path: str | os.PathLike) -> Path:
         with atomic_dir(path) as d:
@@ -304,8 +320,14 @@ class FaissIndex:
         if kind not in FAISS_KINDS:
             raise ValueError(f"unknown faiss index kind {kind!r}; choose one of {FAISS_KINDS}")
         self.kind = kind
-        self.params = {"M": int(M), "ef_construction": int(ef_construction), "ef_search": int(ef_search),
-                       "nprobe": int(nprobe), "train_size": int(train_size), "seed": int(seed)}
+        self.params = {
+            "M": int(M),
+            "ef_construction": int(ef_construction),
+            "ef_search": int(ef_search),
+            "nprobe": int(nprobe),
+            "train_size": int(train_size),
+            "seed": int(seed),
+        }
         if _index is not None:  # load()
             self._index = _index
             self.num_items, self.dim = int(_index.ntotal), int(_index.d)
@@ -421,9 +443,15 @@ def load_index(path: str | os.PathLike) -> ExactIndex | FaissIndex:
     cfg = json.loads(meta_path.read_text())
     kind = cfg.get("kind")
     if kind == "exact":
-        return ExactIndex(np.load(path / "vectors.npy"), chunk_size=cfg["chunk_size"], dtype=cfg["dtype"], max_batch=cfg["max_batch"])
+        return ExactIndex(
+            np.load(path / "vectors.npy"), chunk_size=cfg["chunk_size"], dtype=cfg["dtype"], max_batch=cfg["max_batch"]
+        )
     if kind in FAISS_KINDS:
         index = faiss.read_index(str(path / "index.faiss"))
-        params = {k: cfg[k] for k in ("M", "ef_construction", "ef_search", "nlist", "nprobe", "train_size", "seed") if k in cfg}
+        params = {
+            k: cfg[k]
+            for k in ("M", "ef_construction", "ef_search", "nlist", "nprobe", "train_size", "seed")
+            if k in cfg
+        }
         return FaissIndex(None, kind=kind, _index=index, **params)
     raise ValueError(f"{meta_path}: unknown index kind {kind!r}")

@@ -5,6 +5,7 @@ Streams with different keys are statistically independent (NumPy ``SeedSequence`
 stream depends only on (seed, keys) — not on how many other streams were drawn before, and not on
 Python's per-process salted ``hash()``: string keys are hashed with BLAKE2b.
 """
+
 from __future__ import annotations
 
 import hashlib

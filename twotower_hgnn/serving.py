@@ -27,6 +27,7 @@ triples (or a DataFrame / dict with those columns). Features use exactly the tra
 latest request interaction if later). Unknown users/items and malformed values raise
 :class:`ServingError` naming the field.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,12 +68,20 @@ def _serving_log(ds: Dataset, result: TwoTowerResult, as_of: int) -> pd.DataFram
     item = df["item_idx"].to_numpy()
     consumed = (df["event_code"].to_numpy() == EVENTS.index("stream")) & (item >= start) & (item < stop)
     days = result.vocab.history_days
-    recent = np.ones(len(df), bool) if days is None else df["timestamp"].to_numpy() >= as_of - int(np.ceil(days * F.DAY_S))
+    recent = (
+        np.ones(len(df), bool) if days is None else df["timestamp"].to_numpy() >= as_of - int(np.ceil(days * F.DAY_S))
+    )
     return df.loc[recent | consumed].reset_index(drop=True)
 
 
-def save_model(result: TwoTowerResult, ds: Dataset, directory: str | os.PathLike, with_store: bool = True,
-               index_kind: str = "exact", **index_kw: Any) -> Path:
+def save_model(
+    result: TwoTowerResult,
+    ds: Dataset,
+    directory: str | os.PathLike,
+    with_store: bool = True,
+    index_kind: str = "exact",
+    **index_kw: Any,
+) -> Path:
     """Writes the export format (module docstring) atomically; returns the directory.
 
     ``index_kind`` / ``index_kw`` go to ``retrieval.make_index`` (exact by default: the audiobook
@@ -83,14 +92,24 @@ def save_model(result: TwoTowerResult, ds: Dataset, directory: str | os.PathLike
     flat = traverse_util.flatten_dict(result.params, sep="/")
     iv, _ = item_vectors(result)
     meta = {
-        "format": FORMAT, "train_config": result.cfg.to_json(), "model_config": dataclasses.asdict(result.model_cfg),
-        "vocab": result.vocab.to_json(), "step": result.step, "n_examples": result.n_examples, "as_of": as_of,
-        "dataset": ds.name, "n_items": ds.num_items, "n_users": ds.num_users, "has_store": bool(with_store),
+        "format": FORMAT,
+        "train_config": result.cfg.to_json(),
+        "model_config": dataclasses.asdict(result.model_cfg),
+        "vocab": result.vocab.to_json(),
+        "step": result.step,
+        "n_examples": result.n_examples,
+        "as_of": as_of,
+        "dataset": ds.name,
+        "n_items": ds.num_items,
+        "n_users": ds.num_users,
+        "has_store": bool(with_store),
     }
     with atomic_dir(directory) as d:
         np.savez(d / "params.npz", **{k: np.asarray(v) for k, v in flat.items()})
-        np.savez(d / "item_table.npz", **{f.name: np.asarray(getattr(result.item_table, f.name))
-                                          for f in dataclasses.fields(F.ItemFeatures)})
+        np.savez(
+            d / "item_table.npz",
+            **{f.name: np.asarray(getattr(result.item_table, f.name)) for f in dataclasses.fields(F.ItemFeatures)},
+        )
         np.save(d / "history_emb.npy", np.asarray(result.history_emb, np.float32))
         ds.items[["item_id", "item_type", "title"]].to_parquet(d / "items.parquet", index=False)
         if with_store:
@@ -131,9 +150,15 @@ def load_model(directory: str | os.PathLike) -> TwoTowerResult:
     m = dict(meta["model_config"])
     m["tower_dims"] = tuple(m["tower_dims"])
     return TwoTowerResult(
-        params=params, cfg=TwoTowerTrainConfig.from_json(meta["train_config"]), model_cfg=TwoTowerConfig(**m),
-        vocab=F.FeatureVocab.from_json(meta["vocab"]), item_table=table, history_emb=hist, history=[],
-        step=int(meta["step"]), n_examples=int(meta["n_examples"]),
+        params=params,
+        cfg=TwoTowerTrainConfig.from_json(meta["train_config"]),
+        model_cfg=TwoTowerConfig(**m),
+        vocab=F.FeatureVocab.from_json(meta["vocab"]),
+        item_table=table,
+        history_emb=hist,
+        history=[],
+        step=int(meta["step"]),
+        n_examples=int(meta["n_examples"]),
     )
 
 
@@ -147,8 +172,15 @@ def _store_dataset(directory: Path, meta: dict) -> Dataset:
     music = np.load(directory / "music.npy") if (directory / "music.npy").is_file() else None
     codes = pd.Categorical(items["item_type"], categories=list(ITEM_TYPES)).codes
     counts = {t: int((codes == i).sum()) for i, t in enumerate(ITEM_TYPES)}
-    return Dataset(name=str(meta.get("dataset", "export")), items=items, users=users, interactions=inter,
-                   item_type_counts=counts, music=music, meta={"as_of": meta["as_of"]})
+    return Dataset(
+        name=str(meta.get("dataset", "export")),
+        items=items,
+        users=users,
+        interactions=inter,
+        item_type_counts=counts,
+        music=music,
+        meta={"as_of": meta["as_of"]},
+    )
 
 
 # ---------------------------------------------------------------------------------- recommender
@@ -169,14 +201,20 @@ class Recommender:
         self.start, self.stop = F.target_item_range(dataset, self.target_type)
         ids = np.asarray(result.item_table.item_idx, np.int64)
         if not np.array_equal(ids, np.arange(self.start, self.stop)):
-            raise ServingError(f"model item table ({ids.size} {self.target_type}s) does not match the catalogue "
-                               f"({self.stop - self.start} {self.target_type}s): retrain or re-export")
+            raise ServingError(
+                f"model item table ({ids.size} {self.target_type}s) does not match the catalogue "
+                f"({self.stop - self.start} {self.target_type}s): retrain or re-export"
+            )
         if result.history_emb.shape[0] != dataset.num_items:
-            raise ServingError(f"model history table has {result.history_emb.shape[0]} items, catalogue {dataset.num_items}")
+            raise ServingError(
+                f"model history table has {result.history_emb.shape[0]} items, catalogue {dataset.num_items}"
+            )
         if index is None:
             index = make_index("exact", item_vectors(result)[0])
         if getattr(index, "num_items", self.stop - self.start) != self.stop - self.start:
-            raise ServingError(f"index has {index.num_items} items, the {self.target_type} catalogue {self.stop - self.start}")
+            raise ServingError(
+                f"index has {index.num_items} items, the {self.target_type} catalogue {self.stop - self.start}"
+            )
         self.index = index
         self.as_of = int(as_of if as_of is not None else dataset.meta.get("as_of", _snapshot_time(dataset)))
         self._item_pos = pd.Index(dataset.items["item_id"].astype(str))
@@ -190,8 +228,9 @@ class Recommender:
 
     # -------------------------------------------------------------- constructors
     @classmethod
-    def from_model_dir(cls, directory: str | os.PathLike, dataset: Dataset | None = None,
-                       index_dir: str | os.PathLike | None = None) -> "Recommender":
+    def from_model_dir(
+        cls, directory: str | os.PathLike, dataset: Dataset | None = None, index_dir: str | os.PathLike | None = None
+    ) -> "Recommender":
         """A recommender from ``save_model``'s directory (its own user store unless ``dataset`` is given)."""
         directory = Path(directory)
         meta = _read_meta(directory)
@@ -201,8 +240,9 @@ class Recommender:
         return cls(result, ds, index=index, as_of=None if dataset is not None else int(meta["as_of"]))
 
     @classmethod
-    def from_version(cls, version_dir: str | os.PathLike, target_type: str = "audiobook",
-                     dataset: Dataset | None = None) -> "Recommender":
+    def from_version(
+        cls, version_dir: str | os.PathLike, target_type: str = "audiobook", dataset: Dataset | None = None
+    ) -> "Recommender":
         """The served model of a pipeline version (``export/MANIFEST.json``'s ``served[target_type]``)."""
         vdir = Path(version_dir)
         mpath = vdir / "export" / "MANIFEST.json"
@@ -221,8 +261,10 @@ class Recommender:
     def user_index(self, user_id: Any) -> int:
         pos = self._user_pos.get_indexer([str(user_id)])[0]
         if pos < 0:
-            raise ServingError(f"unknown user_id {user_id!r}: not in the user store of {self.dataset.name} "
-                               f"({len(self._user_pos)} users); pass raw features for a new user")
+            raise ServingError(
+                f"unknown user_id {user_id!r}: not in the user store of {self.dataset.name} "
+                f"({len(self._user_pos)} users); pass raw features for a new user"
+            )
         return int(pos)
 
     def _parse_interactions(self, interactions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -254,8 +296,10 @@ class Recommender:
         bad = ~np.isfinite(ts) | (ts < 0) | (ts != np.floor(ts))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise ServingError(f"interactions[{i}].timestamp {cols['timestamp'].iloc[i]!r} is not a non-negative "
-                               "integer (Unix seconds)")
+            raise ServingError(
+                f"interactions[{i}].timestamp {cols['timestamp'].iloc[i]!r} is not a non-negative "
+                "integer (Unix seconds)"
+            )
         return item.astype(np.int64), ev, ts.astype(np.int64)
 
     def _parse_demographics(self, age: Any, country: Any, music: Any) -> tuple[int, str, np.ndarray, float]:
@@ -277,7 +321,10 @@ class Recommender:
         except (TypeError, ValueError):
             raise ServingError(f"music must be a vector of {d} floats, got {type(music).__name__}") from None
         if m.shape != (d,) or not np.isfinite(m).all():
-            raise ServingError(f"music must be {d} finite floats, got shape {m.shape}" + ("" if np.isfinite(m).all() else " with NaN/inf"))
+            raise ServingError(
+                f"music must be {d} finite floats, got shape {m.shape}"
+                + ("" if np.isfinite(m).all() else " with NaN/inf")
+            )
         return int(age), country, m, 1.0
 
     def _known_user(self, user_idx: int) -> tuple[int, str, np.ndarray, float, tuple[np.ndarray, ...]]:
@@ -286,21 +333,33 @@ class Recommender:
         if self.result.vocab.d_music and self.dataset.music is not None:
             m = np.asarray(self.dataset.music[user_idx], np.float32)
             music = m if np.isfinite(m).all() else None
-        age, country, mvec, has = self._parse_demographics(int(users["age"].iloc[user_idx]),
-                                                           str(users["country"].iloc[user_idx]), music)
+        age, country, mvec, has = self._parse_demographics(
+            int(users["age"].iloc[user_idx]), str(users["country"].iloc[user_idx]), music
+        )
         lo, hi = np.searchsorted(self._log["user_idx"], [user_idx, user_idx + 1])
         log = tuple(self._log[c][lo:hi].astype(np.int64) for c in ("item_idx", "event_code", "timestamp"))
         return age, country, mvec, has, log
 
     # -------------------------------------------------------------- features and vectors
-    def _features(self, age: int, country: str, music: np.ndarray, has_music: float,
-                  log: tuple[np.ndarray, np.ndarray, np.ndarray], as_of: int) -> F.UserFeatures:
+    def _features(
+        self,
+        age: int,
+        country: str,
+        music: np.ndarray,
+        has_music: float,
+        log: tuple[np.ndarray, np.ndarray, np.ndarray],
+        as_of: int,
+    ) -> F.UserFeatures:
         item, ev, ts = log
         vocab = self.result.vocab
         keep = np.isin(ev, [EVENTS.index(e) for e in vocab.history_events])
         window = None if vocab.history_days is None else vocab.history_days * F.DAY_S
-        log = (np.zeros(int(keep.sum()), np.int64), ts[keep], item[keep],
-               self.dataset.item_type_codes()[item[keep]].astype(np.int64))
+        log = (
+            np.zeros(int(keep.sum()), np.int64),
+            ts[keep],
+            item[keep],
+            self.dataset.item_type_codes()[item[keep]].astype(np.int64),
+        )
         means, counts = F.history_means(*log, self.result.history_emb, np.zeros(1, np.int64), np.array([as_of]), window)
         ids = F.history_id_tokens(*log, np.zeros(1, np.int64), np.array([as_of]), window, vocab.id_history_len)
         return F.assemble_user_features(vocab, [age], [country], music[None, :], [has_music], means, counts, ids)
@@ -319,15 +378,32 @@ class Recommender:
             raise ServingError(f"as_of must be integer Unix seconds, got {as_of!r}")
         return self._features(a, c, m, h, log, int(as_of)), log, int(as_of)
 
-    def user_vector(self, user_id: Any = None, *, age: Any = None, country: Any = None, music: Any = None,
-                    interactions: Any = None, as_of: Any = None) -> np.ndarray:
+    def user_vector(
+        self,
+        user_id: Any = None,
+        *,
+        age: Any = None,
+        country: Any = None,
+        music: Any = None,
+        interactions: Any = None,
+        as_of: Any = None,
+    ) -> np.ndarray:
         """float32 ``[d]`` user-tower output for a known user or raw features (module docstring)."""
         feats, _, _ = self._resolve(user_id, age, country, music, interactions, as_of)
         return encode_chunked(self.result.model_cfg, self.result.params, feats, "user", chunk=1)[0]
 
-    def recommend(self, user_id: Any = None, *, age: Any = None, country: Any = None, music: Any = None,
-                  interactions: Any = None, k: int = 10, exclude_consumed: bool = True,
-                  as_of: Any = None) -> list[tuple[str, str, float]]:
+    def recommend(
+        self,
+        user_id: Any = None,
+        *,
+        age: Any = None,
+        country: Any = None,
+        music: Any = None,
+        interactions: Any = None,
+        k: int = 10,
+        exclude_consumed: bool = True,
+        as_of: Any = None,
+    ) -> list[tuple[str, str, float]]:
         """Top-``k`` ``(item_id, title, score)`` of the target type, best first.
 
         ``exclude_consumed`` drops the target-type items the user streamed before ``as_of`` (weak

@@ -7,6 +7,7 @@ reads. A later run skips a stage whose directory holds a marker with the same fi
 changed upstream stage changes every downstream fingerprint, so stale outputs are never reused. A
 killed run leaves at most a ``*.tmp`` directory, which the next run discards.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -87,8 +88,9 @@ class StageRunner:
             return None
         return meta if meta.get("fingerprint") == fp else None
 
-    def run(self, name: str, config: Mapping[str, Any], fn: Callable[[Path], dict | None],
-            depends: tuple[str, ...] = ()) -> StageResult:
+    def run(
+        self, name: str, config: Mapping[str, Any], fn: Callable[[Path], dict | None], depends: tuple[str, ...] = ()
+    ) -> StageResult:
         """Runs ``fn(tmp_dir) -> summary`` unless valid outputs exist; returns where they live.
 
         ``depends`` names stages (already run in this runner) whose fingerprints enter this one's.
@@ -96,7 +98,9 @@ class StageRunner:
         missing = [d for d in depends if d not in self.results]
         if missing:
             raise RuntimeError(f"stage {name!r} depends on {missing}, which have not run yet")
-        fp = fingerprint({"stage": name, "config": config, "upstream": {d: self.results[d].fingerprint for d in depends}})
+        fp = fingerprint(
+            {"stage": name, "config": config, "upstream": {d: self.results[d].fingerprint for d in depends}}
+        )
         # An upstream stage recomputed in this run may have produced different outputs: recompute too.
         forced = name in self.force or any(self.results[d].ran for d in depends)
         meta = None if forced else self.valid(name, fp)
@@ -111,10 +115,20 @@ class StageRunner:
         with atomic_dir(self.path(name)) as tmp:
             summary = fn(Path(tmp)) or {}
             secs = time.time() - t0
-            (Path(tmp) / MARKER).write_text(json.dumps(
-                {"stage": name, "fingerprint": fp, "seconds": secs, "summary": summary,
-                 "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
-                sort_keys=True, indent=1, default=_default))
+            (Path(tmp) / MARKER).write_text(
+                json.dumps(
+                    {
+                        "stage": name,
+                        "fingerprint": fp,
+                        "seconds": secs,
+                        "summary": summary,
+                        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    },
+                    sort_keys=True,
+                    indent=1,
+                    default=_default,
+                )
+            )
         print(f"[stage] {name:<14} done in {secs:.1f}s", file=self.log, flush=True)
         res = StageResult(name, self.path(name), fp, True, secs, summary)
         self.results[name] = res

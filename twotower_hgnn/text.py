@@ -12,6 +12,7 @@ UTF-8 text) and ``vectors`` (float32, L2-normalised), written atomically. A text
 for the same model key is never re-encoded (a re-run reads the cache only). Shards are written every
 ``shard_size`` new texts, so an interrupted long run resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -67,8 +68,13 @@ def sentence_transformer_encoder(model: str = DEFAULT_MODEL, device: str = "cpu"
             from sentence_transformers import SentenceTransformer
 
             state["m"] = SentenceTransformer(str(model), device=device)
-        return state["m"].encode(list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
-                                 show_progress_bar=False)
+        return state["m"].encode(
+            list(texts),
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
 
     encode.cache_key = _model_key(model)  # type: ignore[attr-defined]
     return encode
@@ -95,7 +101,10 @@ def _resolve(model: str | Encoder | None, batch_size: int) -> tuple[Encoder, str
         enc = sentence_transformer_encoder(str(model), batch_size=batch_size)
         return enc, enc.cache_key  # type: ignore[attr-defined]
     if callable(model):
-        key = getattr(model, "cache_key", None) or f"fn-{getattr(model, '__module__', '')}.{getattr(model, '__qualname__', type(model).__name__)}"
+        key = (
+            getattr(model, "cache_key", None)
+            or f"fn-{getattr(model, '__module__', '')}.{getattr(model, '__qualname__', type(model).__name__)}"
+        )
         return model, str(key)
     raise TextError(f"model must be a name/path or a callable list[str] -> array, got {type(model).__name__}")
 
@@ -182,7 +191,11 @@ def encode_texts(
     ckeys, cvecs = _load_cache(d)
     uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
     pos = np.searchsorted(ckeys, uniq)
-    hit = (pos < ckeys.size) & (ckeys[np.minimum(pos, max(ckeys.size - 1, 0))] == uniq) if ckeys.size else np.zeros(uniq.size, bool)
+    hit = (
+        (pos < ckeys.size) & (ckeys[np.minimum(pos, max(ckeys.size - 1, 0))] == uniq)
+        if ckeys.size
+        else np.zeros(uniq.size, bool)
+    )
     todo = np.flatnonzero(~hit)
     dim = cvecs.shape[1] if cvecs is not None else None
     out_u: np.ndarray | None = None
@@ -193,17 +206,20 @@ def encode_texts(
         t0, last = time.perf_counter(), time.perf_counter()
         done = 0
         for s in range(0, todo.size, shard_size):
-            block = todo[s: s + shard_size]
+            block = todo[s : s + shard_size]
             parts = []
             for b in range(0, block.size, batch_size):
-                idx = block[b: b + batch_size]
+                idx = block[b : b + batch_size]
                 parts.append(_normalise(encoder([texts[first[i]] for i in idx]), idx.size, key))
                 done += idx.size
                 now = time.perf_counter()
                 if progress and now - last > 5.0:
                     rate = done / (now - t0)
-                    print(f"[encode_texts] {done:,}/{todo.size:,} texts {rate:.1f}/s ETA {(todo.size - done) / max(rate, 1e-9):.0f}s",
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"[encode_texts] {done:,}/{todo.size:,} texts {rate:.1f}/s ETA {(todo.size - done) / max(rate, 1e-9):.0f}s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     last = now
             vecs = np.concatenate(parts)
             if out_u is None:
@@ -214,8 +230,12 @@ def encode_texts(
             out_u[block] = vecs
             _write_shard(d, uniq[block], vecs)
         if progress and todo.size > batch_size:
-            print(f"[encode_texts] encoded {todo.size:,} new texts ({uniq.size - todo.size:,} cached) in "
-                  f"{time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+            print(
+                f"[encode_texts] encoded {todo.size:,} new texts ({uniq.size - todo.size:,} cached) in "
+                f"{time.perf_counter() - t0:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
     if out_u is None:  # no texts at all
         return np.zeros((0, 0), np.float32)
     return out_u[inv.reshape(-1)]
@@ -229,8 +249,9 @@ def _isolated_worker(texts: list[str], model: str | None, cache_dir: str | None,
         raise SystemExit(2) from None
 
 
-def encode_texts_isolated(texts: Sequence[str], model: str | None = None,
-                          cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+def encode_texts_isolated(
+    texts: Sequence[str], model: str | None = None, cache_dir: str | os.PathLike | None = None
+) -> np.ndarray:
     """:func:`encode_texts` in a fresh child process (``spawn``), so that the calling process never
     imports torch; the child is a daemon (it ends with its parent). Same result and cache."""
     import multiprocessing
@@ -239,8 +260,11 @@ def encode_texts_isolated(texts: Sequence[str], model: str | None = None,
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="encode-") as d:
         out, err = os.path.join(d, "emb.npy"), os.path.join(d, "error.txt")
-        proc = ctx.Process(target=_isolated_worker, daemon=True,
-                           args=(list(texts), model, None if cache_dir is None else str(cache_dir), out, err))
+        proc = ctx.Process(
+            target=_isolated_worker,
+            daemon=True,
+            args=(list(texts), model, None if cache_dir is None else str(cache_dir), out, err),
+        )
         proc.start()
         proc.join()
         if os.path.exists(err):
@@ -258,8 +282,9 @@ def item_texts(ds: Dataset) -> list[str]:
     return [f"{t}. {x}" if x else t for t, x in zip(title, desc)]
 
 
-def item_features(ds: Dataset, model: str | Encoder | None = None, cache_dir: str | os.PathLike | None = None,
-                  **kwargs) -> np.ndarray:
+def item_features(
+    ds: Dataset, model: str | Encoder | None = None, cache_dir: str | os.PathLike | None = None, **kwargs
+) -> np.ndarray:
     """float32 ``[n_items, d]`` content features: ``ds.item_vectors`` when the source ships them, else text."""
     if ds.item_vectors is not None:
         return np.asarray(ds.item_vectors, np.float32)

@@ -4,6 +4,7 @@
 ``tensorboard.backend.event_processing``) and a ``metrics.jsonl`` (one ``{"step", "tag", "value",
 "time"}`` object per line) that tests and reports read without TensorBoard.
 """
+
 from __future__ import annotations
 
 import json

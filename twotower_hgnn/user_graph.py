@@ -7,6 +7,7 @@ convention: items keep their global ids ``0..N-1`` (audiobooks, then podcasts) a
 User nodes have no text, so their input features are the mean content vector of the items they
 streamed (zeros when none) — the same space as the items' features.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -59,9 +60,15 @@ def user_node_features(ds: Dataset, graph: HeteroCSR, item_features: np.ndarray)
             continue
         deg = np.diff(csr.indptr)
         w = np.repeat(1.0 / np.maximum(deg, 1), deg).astype(np.float32)
-        users += np.asarray(sp.csr_matrix((w, np.asarray(csr.indices), csr.indptr), shape=(ds.num_users, n)) @ item_features)
+        users += np.asarray(
+            sp.csr_matrix((w, np.asarray(csr.indices), csr.indptr), shape=(ds.num_users, n)) @ item_features
+        )
     # a user with edges of both types averages the two per-type means (equal weight per type)
     n_types = sum(1 for (dst, _), c in graph.adj.items() if dst == USER and c.nnz)
-    both = sum((np.diff(c.indptr) > 0).astype(np.float32) for (dst, _), c in graph.adj.items() if dst == USER) if n_types else 0
+    both = (
+        sum((np.diff(c.indptr) > 0).astype(np.float32) for (dst, _), c in graph.adj.items() if dst == USER)
+        if n_types
+        else 0
+    )
     users /= np.maximum(both, 1.0)[:, None] if n_types else 1.0
     return np.concatenate([item_features, users]).astype(np.float32)

@@ -28,6 +28,7 @@ Modules, from the bottom (every public name is re-exported here: ``from sampler.
 * :mod:`sampler.device.backend` — :class:`DeviceSampler`: the host-facing backend with the NumPy
   backend's methods.
 """
+
 from __future__ import annotations
 
 from sampler.device.backend import DeviceSampler

@@ -1,6 +1,7 @@
 """The host-facing device backend (:class:`DeviceSampler`): the NumPy backend's methods, with
 batches sampled on the device by jitted functions compiled once per spec.
 """
+
 from __future__ import annotations
 
 import functools
@@ -158,7 +159,9 @@ class DeviceSampler:
             for r in self.spec.relations
         }
 
-    def edge_batch(self, edges: Mapping[Relation, np.ndarray], seed: int, index: int, *, canonical: bool = False) -> PaddedBatch:
+    def edge_batch(
+        self, edges: Mapping[Relation, np.ndarray], seed: int, index: int, *, canonical: bool = False
+    ) -> PaddedBatch:
         """Batch ``index`` of an evaluation edge set, like ``NumpySampler.edge_batch``: each
         relation's edges in order, ``q_r`` per batch, filler rows (``positive_mask`` False) where a
         relation runs out, no re-orientation."""
@@ -175,7 +178,9 @@ class DeviceSampler:
                 take = np.concatenate([take, np.repeat(fill, q - take.shape[0], axis=0)])
             pairs[relation_name(r)] = take.astype(np.int32)
             start += q
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(jax.random.key(spec.seed), _TAG_EVAL), seed), index)
+        key = jax.random.fold_in(
+            jax.random.fold_in(jax.random.fold_in(jax.random.key(spec.seed), _TAG_EVAL), seed), index
+        )
         return PaddedBatch.from_dict(self._eval(self.dgraph, pairs, pmask, key))
 
     def edge_batches(self, edges: Mapping[Relation, np.ndarray], seed: int = 0):

@@ -3,6 +3,7 @@ fan-out), the negatives, and :func:`sample_batch` — seeds (anchors, positives,
 spec's layout plus their neighbourhoods. Pure and jittable: an HGNN train step can call
 :func:`sample_batch` inside its own ``jax.jit`` (the fused step).
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -84,7 +85,9 @@ def sample_neighbourhoods(
     return tuple(nbrs), tuple(masks)
 
 
-def sample_negatives(g: DeviceGraph, spec: SamplingSpec, key: jax.Array | _BitPool, anchors: jax.Array | None = None) -> jax.Array:
+def sample_negatives(
+    g: DeviceGraph, spec: SamplingSpec, key: jax.Array | _BitPool, anchors: jax.Array | None = None
+) -> jax.Array:
     """int32 ``[P, K]`` negatives, uniform within their type, columns grouped by type in
     ``node_types`` order (``Layout.negative``'s order) — one draw for all types.
 
@@ -166,7 +169,10 @@ def sample_batch(
         edges[name], valid[name] = e, pm[start : start + q]
         start += q
     pairs = jnp.concatenate([edges[relation_name(r)] for r in spec.relations])  # [P, 2], relation-major
-    same = np.repeat([r[0] == r[1] for r in spec.relations], [int(spec.positives_per_relation[relation_name(r)]) for r in spec.relations])
+    same = np.repeat(
+        [r[0] == r[1] for r in spec.relations],
+        [int(spec.positives_per_relation[relation_name(r)]) for r in spec.relations],
+    )
     orient = bool(orient and same.any())
     pool = _BitPool(key, P_ * orient + _negative_bits(spec) + _neighbourhood_bits(spec, lay, lay.seeds_per_type))
     if orient:  # fair coin per same-type edge

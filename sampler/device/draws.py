@@ -14,6 +14,7 @@ like ``jax.random.randint``: exact to ~span/2**64 for spans below 2**16 (every f
 practice); for larger spans (negatives over a million-node type) the product wraps at 32 bits and
 the relative bias is below span/2**32 (2.4e-4 at 1M nodes).
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping

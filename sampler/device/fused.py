@@ -5,6 +5,7 @@ batch/step index (and the epoch key) crosses. ``step`` returns the HGNN trainer'
 sub-batches; with a mesh every device samples its own sub-batches against its replica of the CSR
 (``jax.shard_map``).
 """
+
 from __future__ import annotations
 
 import math
@@ -108,12 +109,18 @@ class FusedSampler:
             out[name] = g.edges[name][order[name][pos]]
         return out
 
-    def __call__(self, g: DeviceGraph, order: Mapping[str, jax.Array], index: jax.Array, key: jax.Array) -> dict[str, Any]:
+    def __call__(
+        self, g: DeviceGraph, order: Mapping[str, jax.Array], index: jax.Array, key: jax.Array
+    ) -> dict[str, Any]:
         """Batch ``index`` of the epoch whose order and key are given (pure and jittable)."""
         index = jnp.asarray(index, jnp.int32)
-        return sample_batch(g, self.batch_edges(g, order, index), jax.random.fold_in(key, index), spec=self.spec, layout=self.layout)
+        return sample_batch(
+            g, self.batch_edges(g, order, index), jax.random.fold_in(key, index), spec=self.spec, layout=self.layout
+        )
 
-    def _sub_batches(self, g: DeviceGraph, order: Mapping[str, jax.Array], idx: jax.Array, key: jax.Array) -> dict[str, Any]:
+    def _sub_batches(
+        self, g: DeviceGraph, order: Mapping[str, jax.Array], idx: jax.Array, key: jax.Array
+    ) -> dict[str, Any]:
         def one(i):
             b = self(g, order, i % self.num_batches, key)
             b["positive_mask"] = b["positive_mask"] & (i < self.num_batches)

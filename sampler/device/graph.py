@@ -13,6 +13,7 @@ it and raises a clear error instead of an out-of-memory crash in the middle of a
 limit use the NumPy backend (host sampler); the CSR is not partitioned across devices (each device
 samples from its own full replica).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -132,7 +133,9 @@ class DeviceGraph:
         dirs = [d for rel in rels for d in _rel_directions(rel)]
         row_off = np.cumsum([0] + [graph.adj[d].num_rows for d in dirs]).astype(np.int64)
         if pos_dtype == np.int32 and row_off[-1] + 2 >= _I32_MAX:
-            raise DeviceGraphError(f"{int(row_off[-1])} CSR rows over the directions in use: beyond int32 (enable jax_enable_x64)")
+            raise DeviceGraphError(
+                f"{int(row_off[-1])} CSR rows over the directions in use: beyond int32 (enable jax_enable_x64)"
+            )
         nnz = sum(graph.adj[d].nnz for d in dirs)
         indptr = np.empty(int(row_off[-1]) + 2, pos_dtype)
         indices = np.empty(nnz + 1, np.int32)

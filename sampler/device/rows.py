@@ -6,6 +6,7 @@ Every row is sampled uniformly **without** replacement by a vectorised Floyd's a
 *remaining* neighbours, then mapped back to a CSR position by skipping the row's removed positions
 (:func:`exclusion_table`): no rejection loop, no bound on removed edges per row.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -42,7 +43,9 @@ def find_in_rows(g: DeviceGraph, rows: jax.Array, v: jax.Array) -> tuple[jax.Arr
     return (pos < hi) & (g.indices[pos] == v), pos
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=["ex", "g_rank", "row_before", "row_count"], meta_fields=[])
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["ex", "g_rank", "row_before", "row_count"], meta_fields=[]
+)
 @dataclasses.dataclass(frozen=True)
 class Exclusion:
     """The CSR positions removed from message passing for one batch.

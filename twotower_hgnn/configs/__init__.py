@@ -7,6 +7,7 @@ dotted paths (``{"hgnn.fanouts": "10,5"}``; ``--config.hgnn.fanouts=10,5`` on ev
     from twotower_hgnn import configs
     cfg = configs.load("demo", {"two_tower.model.temperature": "0.1"})
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,8 +21,19 @@ from twotower_hgnn.configs.overrides import apply_overrides, field_paths, parse_
 PRESETS: tuple[str, ...] = ("paper", "demo", "demo_faithful", "test")
 ALIASES: dict[str, str] = {"tiny": "test", "cpu_tiny": "test", "cpu_small": "test"}  # the previous round's names
 
-__all__ = ["ConfigError", "EvalConfig", "ExportConfig", "PRESETS", "RunConfig", "SplitConfig", "TextConfig",
-           "apply_overrides", "field_paths", "load", "parse_value"]
+__all__ = [
+    "ConfigError",
+    "EvalConfig",
+    "ExportConfig",
+    "PRESETS",
+    "RunConfig",
+    "SplitConfig",
+    "TextConfig",
+    "apply_overrides",
+    "field_paths",
+    "load",
+    "parse_value",
+]
 
 
 def load(spec: str = "demo", overrides: Mapping[str, Any] | None = None) -> RunConfig:

@@ -6,6 +6,7 @@ Inputs (data files, the dataset name), outputs (``out_dir``) and run identity (`
 field (:mod:`twotower_hgnn.configs.overrides`); the resolved configuration is saved with every run
 (``<version>/config.json``) and in ``report.json``.
 """
+
 from __future__ import annotations
 
 import dataclasses

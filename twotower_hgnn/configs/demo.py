@@ -9,6 +9,7 @@ before the cut when serving; 7 days is RecentPop's window chosen on the validati
 correction, a learned personal scale, a shared item-id embedding, and validation of an exponential moving
 average of the parameters; 2T gets every one of them too.
 """
+
 from __future__ import annotations
 
 from twotower_hgnn.configs.base import RunConfig
@@ -27,17 +28,38 @@ def hgnn() -> HGNNTrainConfig:
     # MovieLens-1M), validation every 50 steps with patience 5 validations. Measured incl. validation on the
     # shared 2-core box: 1.6-1.8 steps/s at load ~6, 2.3-2.9 at load ~4, 3.5-4 idle (fan-out (10, 5) and
     # 256/128 widths ran at 0.16 steps/s there).
-    return HGNNTrainConfig(model=HGNNConfig(hidden_dim=64, out_dim=64), batch_positives=128, fanouts=(5, 3),
-                           max_epochs=50, max_steps=400, val_every_steps=50, patience=5, max_time_s=900.0,
-                           val_max_edges=500, lr=2e-3, log_every_steps=20)
+    return HGNNTrainConfig(
+        model=HGNNConfig(hidden_dim=64, out_dim=64),
+        batch_positives=128,
+        fanouts=(5, 3),
+        max_epochs=50,
+        max_steps=400,
+        val_every_steps=50,
+        patience=5,
+        max_time_s=900.0,
+        val_max_edges=500,
+        lr=2e-3,
+        log_every_steps=20,
+    )
 
 
 def two_tower() -> TwoTowerTrainConfig:
     # 256-128-64 towers, batch 512, validation every 24 steps (patience 5) of the parameters' moving average
     # (decay 0.95); no history window (90 % of MovieLens-1M's ratings fall in 8 months)
-    return TwoTowerTrainConfig(batch_size=512, epochs=10, learning_rate=1e-3, eval_every=24, patience=5, ema_decay=0.95,
-                               id_history_len=50, checkpoint_every=1000, log_every=100, history_days=None,
-                               **IMPROVED, model=TwoTowerConfig(tower_dims=(256, 128, 64), id_dim=32, **IMPROVED_MODEL))
+    return TwoTowerTrainConfig(
+        batch_size=512,
+        epochs=10,
+        learning_rate=1e-3,
+        eval_every=24,
+        patience=5,
+        ema_decay=0.95,
+        id_history_len=50,
+        checkpoint_every=1000,
+        log_every=100,
+        history_days=None,
+        **IMPROVED,
+        model=TwoTowerConfig(tower_dims=(256, 128, 64), id_dim=32, **IMPROVED_MODEL),
+    )
 
 
 def get_config() -> RunConfig:

@@ -6,6 +6,7 @@ String values are parsed by the field's annotation: ints, floats, booleans (true
 strings, ``none`` for optional fields, comma-separated tuples (``10,5``) and JSON objects for mappings.
 Every failure is a :class:`~twotower_hgnn.configs.base.ConfigError` naming the override.
 """
+
 from __future__ import annotations
 
 import collections.abc

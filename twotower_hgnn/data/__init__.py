@@ -9,6 +9,7 @@
 * ``"files"`` — a user's three files (:func:`twotower_hgnn.data.readers.load_files`; kwargs:
   ``interactions``, ``items``, ``users`` paths).
 """
+
 from __future__ import annotations
 
 from twotower_hgnn.data.readers import DataError, build_dataset, load_files, read_interactions, read_items, read_users
@@ -37,8 +38,15 @@ def load_dataset(name: str, **kwargs) -> Dataset:
     raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}")
 
 
-def load_from_flags(name: str, *, scale: str = "tiny", seed: int = 0, interactions: str | None = None,
-                    items: str | None = None, users: str | None = None) -> Dataset:
+def load_from_flags(
+    name: str,
+    *,
+    scale: str = "tiny",
+    seed: int = 0,
+    interactions: str | None = None,
+    items: str | None = None,
+    users: str | None = None,
+) -> Dataset:
     """:func:`load_dataset` from the launch scripts' common flags: each source takes the ones it uses
     (synthetic: scale and seed; files: the three paths; movielens1m: none)."""
     kw: dict = {}
@@ -50,6 +58,17 @@ def load_from_flags(name: str, *, scale: str = "tiny", seed: int = 0, interactio
 
 
 __all__ = [
-    "DATASETS", "DataError", "Dataset", "EVENTS", "ITEM_TYPES", "WEAK_EVENTS", "build_dataset", "load_dataset",
-    "load_files", "load_from_flags", "read_interactions", "read_items", "read_users",
+    "DATASETS",
+    "DataError",
+    "Dataset",
+    "EVENTS",
+    "ITEM_TYPES",
+    "WEAK_EVENTS",
+    "build_dataset",
+    "load_dataset",
+    "load_files",
+    "load_from_flags",
+    "read_interactions",
+    "read_items",
+    "read_users",
 ]

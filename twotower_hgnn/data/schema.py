@@ -13,6 +13,7 @@ Tables (pandas DataFrames; column -> dtype):
 * **users** — ``user_id`` (str, unique), ``age`` (int; -1 = unknown), ``country`` (str; "" = unknown),
   and optionally a fixed-length music vector in columns ``music_0 .. music_{d-1}`` (float).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,7 +28,12 @@ ITEM_TYPES: tuple[str, ...] = ("audiobook", "podcast")  # global node-id order o
 
 INTERACTION_COLUMNS: dict[str, str] = {"user_id": "str", "item_id": "str", "timestamp": "int64", "event": "str"}
 ITEM_COLUMNS: dict[str, str] = {
-    "item_id": "str", "item_type": "str", "title": "str", "description": "str", "language": "str", "genre": "str",
+    "item_id": "str",
+    "item_type": "str",
+    "title": "str",
+    "description": "str",
+    "language": "str",
+    "genre": "str",
 }
 USER_COLUMNS: dict[str, str] = {"user_id": "str", "age": "int64", "country": "str"}
 MUSIC_PREFIX = "music_"
@@ -76,7 +82,9 @@ class Dataset:
 
     def item_type_offsets(self) -> np.ndarray:
         """int64 ``[len(ITEM_TYPES) + 1]`` global-id offsets per item type."""
-        return np.concatenate([[0], np.cumsum([int(self.item_type_counts.get(t, 0)) for t in ITEM_TYPES])]).astype(np.int64)
+        return np.concatenate([[0], np.cumsum([int(self.item_type_counts.get(t, 0)) for t in ITEM_TYPES])]).astype(
+            np.int64
+        )
 
     def item_type_codes(self) -> np.ndarray:
         """int8 ``[n_items]`` index into ITEM_TYPES of every item."""

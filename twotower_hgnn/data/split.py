@@ -25,6 +25,7 @@ quantile): synthetic data cuts 14 days before its end with a 90-day history; Mov
 Splits persist with :func:`save_split` / :func:`load_split` (a reloaded split behaves the same,
 per-user as-of times included).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -103,9 +104,15 @@ class Split:
 
     def summary(self) -> str:
         s = self.segment_sizes
-        iso = lambda t: _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if t is not None else "-"  # noqa: E731
-        head = ("given parts, features as of each user's last training interaction" if self.external else
-                f"cut {iso(self.cut_time)} UTC (history from {iso(self.history_start)}, test until {iso(self.test_end)})")
+
+        def iso(t):
+            return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d %H:%M") if t is not None else "-"
+
+        head = (
+            "given parts, features as of each user's last training interaction"
+            if self.external
+            else f"cut {iso(self.cut_time)} UTC (history from {iso(self.history_start)}, test until {iso(self.test_end)})"
+        )
         return (
             f"{head}: "
             f"train {s['train_interactions']:,} interactions / {s['train_users']:,} users; "
@@ -193,7 +200,11 @@ def temporal_split(
     sizes.update(dropped_before_history=int(lo), after_test_window=int(len(ts) - hi))
     split = Split(train, test, cut, hist, warm, cold, sizes, test_end)
     _log.info("%s: %s", ds.name, split.summary())
-    small = [k for k in ("train_interactions", "test_interactions", "warm_users", "cold_users") if sizes[k] < min_segment_users]
+    small = [
+        k
+        for k in ("train_interactions", "test_interactions", "warm_users", "cold_users")
+        if sizes[k] < min_segment_users
+    ]
     if small:
         raise SplitError(
             f"{ds.name}: split at {cut} leaves segment(s) {', '.join(f'{k}={sizes[k]}' for k in small)} below "
@@ -256,8 +267,13 @@ def encode_interactions(ds: Dataset, df: pd.DataFrame, name: str = "part") -> pd
     return build_dataset(df, ds.items, ds.users, name=name, validate=False).interactions
 
 
-def external_dataset(train: str | os.PathLike, test: str | os.PathLike, items: str | os.PathLike,
-                     users: str | os.PathLike, valid: str | os.PathLike | None = None) -> Dataset:
+def external_dataset(
+    train: str | os.PathLike,
+    test: str | os.PathLike,
+    items: str | os.PathLike,
+    users: str | os.PathLike,
+    valid: str | os.PathLike | None = None,
+) -> Dataset:
     """The dataset of an external split: every interactions file (train, optional validation, test)
     read, validated (schema, ids present in ``items``/``users``) and index-coded together. The parts
     are given to :func:`split_from_files`; the dataset itself carries no part labels."""
@@ -266,12 +282,24 @@ def external_dataset(train: str | os.PathLike, test: str | os.PathLike, items: s
     parts = [read_interactions(p) for p in (train, valid, test) if p is not None]
     meta = {"train": str(train), "test": str(test), **({"valid": str(valid)} if valid is not None else {})}
     # each table was validated by its reader; build_dataset checks the ids against items/users
-    return build_dataset(pd.concat(parts, ignore_index=True), read_items(items), read_users(users),
-                         name="files-external", validate=False, meta=meta)
+    return build_dataset(
+        pd.concat(parts, ignore_index=True),
+        read_items(items),
+        read_users(users),
+        name="files-external",
+        validate=False,
+        meta=meta,
+    )
 
 
-def split_from_files(ds: Dataset, train: str | os.PathLike, test: str | os.PathLike, *,
-                     valid: str | os.PathLike | None = None, min_segment_users: int = 1) -> Split:
+def split_from_files(
+    ds: Dataset,
+    train: str | os.PathLike,
+    test: str | os.PathLike,
+    *,
+    valid: str | os.PathLike | None = None,
+    min_segment_users: int = 1,
+) -> Split:
     """The external split of ``ds`` (:func:`external_dataset`) given by its files.
 
     The training part is ``train`` plus ``valid`` (validation rows are training data the final models
@@ -298,11 +326,21 @@ def external_split(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, *, min_
     if int(ds.item_type_counts.get("audiobook", 0)) > 0:
         small = [k for k in ("warm_users", "cold_users") if sizes[k] < min_segment_users]
         if small:
-            raise SplitError(f"external split: {', '.join(f'{k}={sizes[k]}' for k in small)} below "
-                             f"min_segment_users={min_segment_users}")
-    split = Split(train=train, test=test, cut_time=int(test["timestamp"].min()), history_start=None,
-                  warm_users=warm, cold_users=cold, segment_sizes=sizes, test_end=None,
-                  as_of_times=last_train_times(ds.num_users, train))
+            raise SplitError(
+                f"external split: {', '.join(f'{k}={sizes[k]}' for k in small)} below "
+                f"min_segment_users={min_segment_users}"
+            )
+    split = Split(
+        train=train,
+        test=test,
+        cut_time=int(test["timestamp"].min()),
+        history_start=None,
+        warm_users=warm,
+        cold_users=cold,
+        segment_sizes=sizes,
+        test_end=None,
+        as_of_times=last_train_times(ds.num_users, train),
+    )
     _log.info("%s: %s", ds.name, split.summary())
     return split
 
@@ -324,8 +362,9 @@ def known_at_cut(ds: Dataset, split: Split) -> Dataset:
 
 
 # ---------------------------------------------------------------------------------- validation
-def validation_split(ds: Dataset, split: Split, *, valid_interactions: pd.DataFrame | None = None,
-                     frac: float = 0.1, seed: int = 0) -> Split:
+def validation_split(
+    ds: Dataset, split: Split, *, valid_interactions: pd.DataFrame | None = None, frac: float = 0.1, seed: int = 0
+) -> Split:
     """The training part of ``split`` split again: ``train`` = training rows minus the validation
     rows, ``test`` = the validation rows; warm/cold segments against the reduced ``train``.
 
@@ -358,15 +397,31 @@ def validation_split(ds: Dataset, split: Split, *, valid_interactions: pd.DataFr
     else:
         hold = _random_holdout(tr["user_idx"].to_numpy(np.int64), ds.num_users, float(frac), seed)
         train, test = tr[~hold].reset_index(drop=True), tr[hold].reset_index(drop=True)
-    return _make_validation(ds, train, test, int(test["timestamp"].min()) if len(test) else 0, None, None,
-                            last_train_times(ds.num_users, train))
+    return _make_validation(
+        ds,
+        train,
+        test,
+        int(test["timestamp"].min()) if len(test) else 0,
+        None,
+        None,
+        last_train_times(ds.num_users, train),
+    )
 
 
-def _make_validation(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, cut: int, hist: int | None,
-                     end: int | None, as_of: np.ndarray | None) -> Split:
+def _make_validation(
+    ds: Dataset,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    cut: int,
+    hist: int | None,
+    end: int | None,
+    as_of: np.ndarray | None,
+) -> Split:
     if len(train) == 0 or len(test) == 0:
-        raise SplitError(f"validation split: reduced train has {len(train)} rows and validation {len(test)}; "
-                         "both must be non-empty (change frac or the validation file)")
+        raise SplitError(
+            f"validation split: reduced train has {len(train)} rows and validation {len(test)}; "
+            "both must be non-empty (change frac or the validation file)"
+        )
     warm, cold, sizes = segments(ds, train, test)
     sp = Split(train, test, cut, hist, warm, cold, sizes, end, as_of)
     _log.info("%s validation: %s", ds.name, sp.summary())
@@ -410,9 +465,16 @@ def save_split(split: Split, out: str | os.PathLike) -> None:
     atomic_save_npy(out / "cold_users.npy", np.asarray(split.cold_users, np.int32))
     if split.external:
         atomic_save_npy(out / "as_of_times.npy", np.asarray(split.as_of_times, np.int64))
-    atomic_write_json(out / "split.json", {"cut_time": split.cut_time, "history_start": split.history_start,
-                                           "test_end": split.test_end, "segment_sizes": split.segment_sizes,
-                                           "external": split.external})
+    atomic_write_json(
+        out / "split.json",
+        {
+            "cut_time": split.cut_time,
+            "history_start": split.history_start,
+            "test_end": split.test_end,
+            "segment_sizes": split.segment_sizes,
+            "external": split.external,
+        },
+    )
 
 
 def load_split(path: str | os.PathLike) -> Split:
@@ -420,7 +482,14 @@ def load_split(path: str | os.PathLike) -> Split:
     path = Path(path)
     meta = json.loads((path / "split.json").read_text())
     as_of = np.load(path / "as_of_times.npy") if meta.get("external") else None
-    return Split(train=pd.read_parquet(path / "train.parquet"), test=pd.read_parquet(path / "test.parquet"),
-                 cut_time=int(meta["cut_time"]), history_start=meta["history_start"],
-                 warm_users=np.load(path / "warm_users.npy"), cold_users=np.load(path / "cold_users.npy"),
-                 segment_sizes=meta["segment_sizes"], test_end=meta["test_end"], as_of_times=as_of)
+    return Split(
+        train=pd.read_parquet(path / "train.parquet"),
+        test=pd.read_parquet(path / "test.parquet"),
+        cut_time=int(meta["cut_time"]),
+        history_start=meta["history_start"],
+        warm_users=np.load(path / "warm_users.npy"),
+        cold_users=np.load(path / "cold_users.npy"),
+        segment_sizes=meta["segment_sizes"],
+        test_end=meta["test_end"],
+        as_of_times=as_of,
+    )

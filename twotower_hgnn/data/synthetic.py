@@ -26,6 +26,7 @@ Generative story (every step is one vectorised NumPy pass; no per-user Python lo
 
 ``tests/test_data_synthetic.py`` checks the calibration figures on the ``tiny`` scale.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,8 +47,16 @@ DAY = 86_400
 START = 1_688_169_600  # 2023-07-01 00:00:00 UTC
 
 COUNTRIES: tuple[tuple[str, str], ...] = (
-    ("US", "en"), ("GB", "en"), ("SE", "sv"), ("DE", "de"), ("FR", "fr"),
-    ("ES", "es"), ("BR", "pt"), ("MX", "es"), ("IN", "en"), ("AU", "en"),
+    ("US", "en"),
+    ("GB", "en"),
+    ("SE", "sv"),
+    ("DE", "de"),
+    ("FR", "fr"),
+    ("ES", "es"),
+    ("BR", "pt"),
+    ("MX", "es"),
+    ("IN", "en"),
+    ("AU", "en"),
 )
 
 
@@ -111,9 +120,13 @@ class SyntheticConfig:
 
 SCALES: dict[str, SyntheticConfig] = {
     # tests: seconds, text + 32-d vectors
-    "tiny": SyntheticConfig("tiny", n_users=800, n_audiobooks=40, n_podcasts=560, n_topics=8, content_dim=32, emit_text=True, music_dim=8),
+    "tiny": SyntheticConfig(
+        "tiny", n_users=800, n_audiobooks=40, n_podcasts=560, n_topics=8, content_dim=32, emit_text=True, music_dim=8
+    ),
     # text encodable in minutes on a CPU (15K items)
-    "small": SyntheticConfig("small", n_users=20_000, n_audiobooks=1_000, n_podcasts=14_000, n_topics=24, emit_text=True),
+    "small": SyntheticConfig(
+        "small", n_users=20_000, n_audiobooks=1_000, n_podcasts=14_000, n_topics=24, emit_text=True
+    ),
     "medium": SyntheticConfig("medium", n_users=200_000, n_audiobooks=10_000, n_podcasts=140_000, n_topics=64),
     "large": SyntheticConfig("large", n_users=1_000_000, n_audiobooks=50_000, n_podcasts=700_000, n_topics=128),
     "xlarge": SyntheticConfig("xlarge", n_users=3_000_000, n_audiobooks=100_000, n_podcasts=1_400_000, n_topics=256),
@@ -296,12 +309,16 @@ def _gen_users(ru: np.random.Generator, cfg: SyntheticConfig, topics: _Topics) -
     main = tastes[np.arange(n_u), 0]
     age = np.clip(np.round(topics.age[main] + ru.normal(0, 8, n_u)), 16, 80).astype(np.int64)
     country_idx = np.where(ru.random(n_u) < 0.5, topics.country[main], ru.integers(0, len(COUNTRIES), n_u))
-    music = _normalise((taste_w[:, :, None] * topics.music[tastes]).sum(1) + 0.5 * ru.standard_normal((n_u, max(cfg.music_dim, 1))) / np.sqrt(max(cfg.music_dim, 1)))
+    music = _normalise(
+        (taste_w[:, :, None] * topics.music[tastes]).sum(1)
+        + 0.5 * ru.standard_normal((n_u, max(cfg.music_dim, 1))) / np.sqrt(max(cfg.music_dim, 1))
+    )
     return _Users(n_eng, tastes, taste_w, is_ab, share, adopt, age, country_idx, music)
 
 
-def _gen_engagements(re_: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, items: _Items,
-                     users: _Users) -> _Engagements:
+def _gen_engagements(
+    re_: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, items: _Items, users: _Users
+) -> _Engagements:
     """Step 4 on the ``engagements`` stream: type, topic, item and time of every engagement."""
     K, n_ab, n_pc, n_u = cfg.n_topics, cfg.n_audiobooks, cfg.n_podcasts, cfg.n_users
     topic_p, tastes, taste_w = topics.p, users.tastes, users.taste_w
@@ -346,11 +363,13 @@ def _gen_events(rv: np.random.Generator, cfg: SyntheticConfig, eng: _Engagements
     has_stream = np.where(weak, rv.random(n_total) < conv_p, True) & (t_stream < end)
     pc_fol = ~eng_ab & (rv.random(n_total) < cfg.pc_follow)
     weak_code = np.array([EVENTS.index(e) for e in ("preview", "follow", "intent_to_pay")], np.int8)
-    ev = np.concatenate([
-        np.full(int(has_stream.sum()), EVENTS.index("stream"), np.int8),
-        weak_code[kind[weak]],
-        np.full(int(pc_fol.sum()), EVENTS.index("follow"), np.int8),
-    ])
+    ev = np.concatenate(
+        [
+            np.full(int(has_stream.sum()), EVENTS.index("stream"), np.int8),
+            weak_code[kind[weak]],
+            np.full(int(pc_fol.sum()), EVENTS.index("follow"), np.int8),
+        ]
+    )
     e_user = np.concatenate([user[has_stream], user[weak], user[pc_fol]])
     e_item = np.concatenate([item[has_stream], item[weak], item[pc_fol]])
     e_time = np.concatenate([t_stream[has_stream], t_eng[weak], np.minimum(t_eng[pc_fol] + 60, end - 1)])
@@ -358,8 +377,9 @@ def _gen_events(rv: np.random.Generator, cfg: SyntheticConfig, eng: _Engagements
     return ev, e_user, e_item, e_time
 
 
-def _items_table(rtx: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, item_topic: np.ndarray,
-                 item_ids: pd.Series) -> pd.DataFrame:
+def _items_table(
+    rtx: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, item_topic: np.ndarray, item_ids: pd.Series
+) -> pd.DataFrame:
     """The items table; language (and text, if ``emit_text``) on the ``text`` stream."""
     n_ab = cfg.n_audiobooks
     n_items = item_topic.shape[0]
@@ -370,30 +390,39 @@ def _items_table(rtx: np.random.Generator, cfg: SyntheticConfig, topics: _Topics
         title, desc = _texts(rtx, item_topic, n_ab)
     else:
         title = desc = np.full(n_items, "", dtype="U1")
-    return pd.DataFrame({
-        "item_id": item_ids,
-        "item_type": pd.Series(np.where(np.arange(n_items) < n_ab, "audiobook", "podcast")).astype(object),
-        "title": title.astype(object), "description": desc.astype(object),
-        "language": lang.astype(object), "genre": genre.astype(object),
-    })
+    return pd.DataFrame(
+        {
+            "item_id": item_ids,
+            "item_type": pd.Series(np.where(np.arange(n_items) < n_ab, "audiobook", "podcast")).astype(object),
+            "title": title.astype(object),
+            "description": desc.astype(object),
+            "language": lang.astype(object),
+            "genre": genre.astype(object),
+        }
+    )
 
 
 def _interactions_table(events: tuple[np.ndarray, ...], user_ids: pd.Series, item_ids: pd.Series) -> pd.DataFrame:
     """The interactions table from :func:`_gen_events`' arrays (ids and events as categoricals)."""
     ev, e_user, e_item, e_time = events
-    return pd.DataFrame({
-        "user_id": pd.Categorical.from_codes(e_user, categories=pd.Index(user_ids)),
-        "item_id": pd.Categorical.from_codes(e_item, categories=pd.Index(item_ids)),
-        "timestamp": e_time,
-        "event": pd.Categorical.from_codes(ev.astype(np.int64), categories=list(EVENTS)),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": pd.Categorical.from_codes(e_user, categories=pd.Index(user_ids)),
+            "item_id": pd.Categorical.from_codes(e_item, categories=pd.Index(item_ids)),
+            "timestamp": e_time,
+            "event": pd.Categorical.from_codes(ev.astype(np.int64), categories=list(EVENTS)),
+        }
+    )
 
 
-def _content_vectors(rc: np.random.Generator, cfg: SyntheticConfig, topic_dir: np.ndarray,
-                     item_topic: np.ndarray) -> np.ndarray:
+def _content_vectors(
+    rc: np.random.Generator, cfg: SyntheticConfig, topic_dir: np.ndarray, item_topic: np.ndarray
+) -> np.ndarray:
     """float32 ``[n_items, content_dim]``: topic direction + noise on the ``content`` stream, L2-normalised."""
     n_items = item_topic.shape[0]
-    noise = rc.standard_normal((n_items, cfg.content_dim)).astype(np.float32) * np.float32(cfg.content_noise / np.sqrt(cfg.content_dim))
+    noise = rc.standard_normal((n_items, cfg.content_dim)).astype(np.float32) * np.float32(
+        cfg.content_noise / np.sqrt(cfg.content_dim)
+    )
     return _normalise(topic_dir[item_topic] + noise)
 
 
@@ -415,22 +444,39 @@ def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) ->
     item_ids = pd.concat([_ids("ab", cfg.n_audiobooks), _ids("pc", cfg.n_podcasts)], ignore_index=True)
     countries = np.array([c for c, _ in COUNTRIES])
     items_df = _items_table(r("text"), cfg, topics, items.item_topic, item_ids)
-    users_df = pd.DataFrame({"user_id": user_ids, "age": users.age, "country": countries[users.country_idx].astype(object)})
+    users_df = pd.DataFrame(
+        {"user_id": user_ids, "age": users.age, "country": countries[users.country_idx].astype(object)}
+    )
     inter = _interactions_table(events, user_ids, item_ids)
     item_vectors = None
     if cfg.content_dim > 0:
         item_vectors = _content_vectors(r("content"), cfg, topics.direction, items.item_topic)
     meta = {
-        "scale": cfg.name, "seed": seed, "config": dataclasses.asdict(cfg),
-        "start": cfg.start, "end": cfg.start + cfg.days * DAY,
+        "scale": cfg.name,
+        "seed": seed,
+        "config": dataclasses.asdict(cfg),
+        "start": cfg.start,
+        "end": cfg.start + cfg.days * DAY,
         "split": {"test_days_from_end": 14, "history_days": cfg.days},
         "generate_seconds": None,
     }
-    ds = build_dataset(inter, items_df, users_df, name=f"synthetic-{cfg.name}", item_vectors=item_vectors,
-                       music=users.music, meta=meta, validate=False)
+    ds = build_dataset(
+        inter,
+        items_df,
+        users_df,
+        name=f"synthetic-{cfg.name}",
+        item_vectors=item_vectors,
+        music=users.music,
+        meta=meta,
+        validate=False,
+    )
     # Ground truth for diagnostics/tests (not model inputs).
-    ds.truth = {"item_topic": items.item_topic, "user_topics": users.tastes, "user_is_ab": users.is_ab,
-                "user_adopt": users.adopt}
+    ds.truth = {
+        "item_topic": items.item_topic,
+        "user_topics": users.tastes,
+        "user_is_ab": users.is_ab,
+        "user_adopt": users.adopt,
+    }
     ds.meta["generate_seconds"] = time.perf_counter() - t0
     return ds
 

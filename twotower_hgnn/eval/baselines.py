@@ -15,6 +15,7 @@ All nearest-neighbour search goes through :mod:`twotower_hgnn.retrieval` (``Exac
 any object with ``search(queries, k, exclude)`` may be passed). HGNN-w-users (users as graph nodes) is
 not implemented.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,7 +28,6 @@ from twotower_hgnn.eval.protocol import Rankings, TargetProtocol
 from twotower_hgnn.retrieval import ExactIndex, ExcludeCSR
 
 
-
 def _local_exclude(exclude: ItemSets, item_ids: np.ndarray) -> ExcludeCSR:
     """Global-id exclusion sets -> rows of the item table (ids outside the table are dropped)."""
     pos = np.searchsorted(item_ids, exclude.indices)
@@ -36,9 +36,14 @@ def _local_exclude(exclude: ItemSets, item_ids: np.ndarray) -> ExcludeCSR:
     return ExcludeCSR(kept.indptr, pos[ok].astype(np.int64))
 
 
-def rank_with_vectors(user_vecs: np.ndarray, item_vecs: np.ndarray, k: int = 100,
-                      exclude: ItemSets | None = None, item_ids: np.ndarray | None = None,
-                      index: Any = None) -> np.ndarray:
+def rank_with_vectors(
+    user_vecs: np.ndarray,
+    item_vecs: np.ndarray,
+    k: int = 100,
+    exclude: ItemSets | None = None,
+    item_ids: np.ndarray | None = None,
+    index: Any = None,
+) -> np.ndarray:
     """Top-``k`` items by dot product for every user.
 
     Args:
@@ -68,8 +73,14 @@ def rank_with_vectors(user_vecs: np.ndarray, item_vecs: np.ndarray, k: int = 100
     return np.where(rows >= 0, item_ids[np.maximum(rows, 0)], -1).astype(np.int64)
 
 
-def rank_users(tp: TargetProtocol, user_vecs: np.ndarray, item_vecs: np.ndarray, positions: np.ndarray | None = None,
-               k: int = 100, index: Any = None) -> Rankings:
+def rank_users(
+    tp: TargetProtocol,
+    user_vecs: np.ndarray,
+    item_vecs: np.ndarray,
+    positions: np.ndarray | None = None,
+    k: int = 100,
+    index: Any = None,
+) -> Rankings:
     """Rankings of the protocol's users ``tp.users[positions]`` (default all) from their vectors.
 
     ``user_vecs`` is ``[len(positions), d]``; ``item_vecs`` is ``[len(tp.catalogue), d]`` (row r = item
@@ -78,8 +89,10 @@ def rank_users(tp: TargetProtocol, user_vecs: np.ndarray, item_vecs: np.ndarray,
     """
     positions = np.arange(tp.n_users, dtype=np.int64) if positions is None else np.asarray(positions, np.int64)
     if np.shape(item_vecs)[0] != tp.catalogue.size:
-        raise ValueError(f"rank_users: {np.shape(item_vecs)[0]} item vectors for a {tp.target_type} catalogue "
-                         f"of {tp.catalogue.size} items")
+        raise ValueError(
+            f"rank_users: {np.shape(item_vecs)[0]} item vectors for a {tp.target_type} catalogue "
+            f"of {tp.catalogue.size} items"
+        )
     if np.shape(user_vecs)[0] != positions.size:
         raise ValueError(f"rank_users: {np.shape(user_vecs)[0]} user vectors for {positions.size} users")
     ranked = rank_with_vectors(user_vecs, item_vecs, k, tp.exclude.take(positions), tp.catalogue, index)
@@ -90,8 +103,10 @@ def mean_history_vectors(history: ItemSets, item_vecs: np.ndarray) -> np.ndarray
     """float32 ``[U, d]`` mean of ``item_vecs`` (global rows) over each history set; zeros for empty sets."""
     item_vecs = np.asarray(item_vecs, dtype=np.float32)
     if history.nnz and history.indices.max() >= item_vecs.shape[0]:
-        raise ValueError(f"mean_history_vectors: history item {int(history.indices.max())} has no vector "
-                         f"({item_vecs.shape[0]} item vectors)")
+        raise ValueError(
+            f"mean_history_vectors: history item {int(history.indices.max())} has no vector "
+            f"({item_vecs.shape[0]} item vectors)"
+        )
     sizes = history.sizes()
     weights = np.repeat(1.0 / np.maximum(sizes, 1), sizes).astype(np.float32)
     mat = sp.csr_matrix((weights, history.indices, history.indptr), shape=(history.n_rows, item_vecs.shape[0]))
@@ -121,8 +136,9 @@ def rank_global_order(order: np.ndarray, exclude: ItemSets, k: int = 100) -> np.
     n, n_users = order.size, exclude.n_rows
     if n_users == 0:
         return np.full((0, k), -1, dtype=np.int64)
-    rank_of = np.full(max(int(order.max()) if n else 0, int(exclude.indices.max()) if exclude.nnz else 0) + 1,
-                      -1, dtype=np.int64)
+    rank_of = np.full(
+        max(int(order.max()) if n else 0, int(exclude.indices.max()) if exclude.nnz else 0) + 1, -1, dtype=np.int64
+    )
     rank_of[order] = np.arange(n, dtype=np.int64)
     pos = rank_of[exclude.indices]
     kept = pos >= 0  # excluded ids that are not in the list change nothing
@@ -134,7 +150,10 @@ def rank_global_order(order: np.ndarray, exclude: ItemSets, k: int = 100) -> np.
     q = keys % big - (np.arange(keys.size) - starts[row])
     qkeys = row * big + q  # sorted: q is non-decreasing within a row
     j = np.arange(k, dtype=np.int64)
-    c = np.searchsorted(qkeys, np.arange(n_users, dtype=np.int64)[:, None] * big + j[None, :], side="right") - starts[:, None]
+    c = (
+        np.searchsorted(qkeys, np.arange(n_users, dtype=np.int64)[:, None] * big + j[None, :], side="right")
+        - starts[:, None]
+    )
     idx = j[None, :] + c
     return np.where(idx < n, order[np.minimum(idx, max(n - 1, 0))], -1).astype(np.int64)
 

@@ -13,6 +13,7 @@
   serves warm users is compared on those).
 * :func:`per_user_frame` — one row per (target, segment, model, user) for ``per_user.parquet``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Collection, Mapping, Sequence
@@ -26,8 +27,14 @@ PER_USER_FIELDS: tuple[str, ...] = ("hit", "rr", "recall", "ndcg")  # the column
 _BLOCK = 1 << 22  # resampled elements per bootstrap block (32 MiB of int64 indices)
 
 
-def per_user_metrics(tp: TargetProtocol, rk: Rankings, segment: str = "all", k: int = 10, depth: int = 100,
-                     name: str = "per_user_metrics") -> dict[str, np.ndarray]:
+def per_user_metrics(
+    tp: TargetProtocol,
+    rk: Rankings,
+    segment: str = "all",
+    k: int = 10,
+    depth: int = 100,
+    name: str = "per_user_metrics",
+) -> dict[str, np.ndarray]:
     """Per-user metrics of one model on one segment of one target type.
 
     Returns, aligned on ``tp.users[tp.segment(segment)]`` (``S`` users):
@@ -50,8 +57,9 @@ def per_user_metrics(tp: TargetProtocol, rk: Rankings, segment: str = "all", k: 
     return out
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0,
-                     alpha: float = 0.05) -> dict[str, Any]:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict[str, Any]:
     """Paired bootstrap of ``mean(a - b)`` over users.
 
     Args:
@@ -70,17 +78,29 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int
     d = a - b
     n = d.size
     if n == 0:
-        return {"diff": float("nan"), "lo": float("nan"), "hi": float("nan"), "excludes_zero": False,
-                "n_users": 0, "n_boot": int(n_boot)}
+        return {
+            "diff": float("nan"),
+            "lo": float("nan"),
+            "hi": float("nan"),
+            "excludes_zero": False,
+            "n_users": 0,
+            "n_boot": int(n_boot),
+        }
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot, dtype=np.float64)
     step = max(1, _BLOCK // n)  # depends on n only: deterministic in (seed, n)
     for lo in range(0, n_boot, step):
         idx = rng.integers(0, n, size=(min(step, n_boot - lo), n))
-        means[lo:lo + idx.shape[0]] = d[idx].mean(axis=1)
+        means[lo : lo + idx.shape[0]] = d[idx].mean(axis=1)
     lo_q, hi_q = np.percentile(means, [50.0 * alpha, 100.0 - 50.0 * alpha])
-    return {"diff": float(d.mean()), "lo": float(lo_q), "hi": float(hi_q),
-            "excludes_zero": bool(lo_q > 0.0 or hi_q < 0.0), "n_users": int(n), "n_boot": int(n_boot)}
+    return {
+        "diff": float(d.mean()),
+        "lo": float(lo_q),
+        "hi": float(hi_q),
+        "excludes_zero": bool(lo_q > 0.0 or hi_q < 0.0),
+        "n_users": int(n),
+        "n_boot": int(n_boot),
+    }
 
 
 def _dense(record: Mapping[str, Any], n_users: int, field: str) -> np.ndarray:
@@ -90,9 +110,15 @@ def _dense(record: Mapping[str, Any], n_users: int, field: str) -> np.ndarray:
     return out
 
 
-def best_baseline_intervals(per_user: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]],
-                            protocol: EvalProtocol, baselines: Collection[str], k: int = 10,
-                            n_boot: int = 1000, seed: int = 0) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
+def best_baseline_intervals(
+    per_user: Sequence[Mapping[str, Any]],
+    results: Sequence[Mapping[str, Any]],
+    protocol: EvalProtocol,
+    baselines: Collection[str],
+    k: int = 10,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
     """``{target: {segment: {model: {"vs", "metric", "diff", "lo", "hi", "significant", "n_users"}}}}``.
 
     Args:
@@ -127,13 +153,20 @@ def best_baseline_intervals(per_user: Sequence[Mapping[str, Any]], results: Sequ
                 continue
             bs = paired_bootstrap(hit[both], ref[both], n_boot, seed)
             out.setdefault(target, {}).setdefault(seg, {})[model] = {
-                "vs": best, "metric": f"hr@{k}", "diff": bs["diff"], "lo": bs["lo"], "hi": bs["hi"],
-                "significant": bs["excludes_zero"], "n_users": bs["n_users"]}
+                "vs": best,
+                "metric": f"hr@{k}",
+                "diff": bs["diff"],
+                "lo": bs["lo"],
+                "hi": bs["hi"],
+                "significant": bs["excludes_zero"],
+                "n_users": bs["n_users"],
+            }
     return out
 
 
-def per_user_frame(per_user: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]],
-                   protocol: EvalProtocol) -> Any:
+def per_user_frame(
+    per_user: Sequence[Mapping[str, Any]], results: Sequence[Mapping[str, Any]], protocol: EvalProtocol
+) -> Any:
     """pandas DataFrame ``target, segment, model, user_idx, hit, rr``: one row per user of every scored
     (model, target, segment) result row (the users behind that row's HR@K and MRR)."""
     import pandas as pd
@@ -146,12 +179,27 @@ def per_user_frame(per_user: Sequence[Mapping[str, Any]], results: Sequence[Mapp
             continue
         tp = protocol[r["target_type"]]
         pos = tp.segment(r["segment"])
-        parts.append(pd.DataFrame({"target": r["target_type"], "segment": r["segment"], "model": r["model"],
-                                   "user_idx": tp.users[pos],
-                                   "hit": _dense(rec, tp.n_users, "hit")[pos].astype(np.int8),
-                                   "rr": _dense(rec, tp.n_users, "rr")[pos]}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "target": r["target_type"],
+                    "segment": r["segment"],
+                    "model": r["model"],
+                    "user_idx": tp.users[pos],
+                    "hit": _dense(rec, tp.n_users, "hit")[pos].astype(np.int8),
+                    "rr": _dense(rec, tp.n_users, "rr")[pos],
+                }
+            )
+        )
     if not parts:
-        return pd.DataFrame({"target": pd.Series(dtype=str), "segment": pd.Series(dtype=str),
-                             "model": pd.Series(dtype=str), "user_idx": pd.Series(dtype=np.int64),
-                             "hit": pd.Series(dtype=np.int8), "rr": pd.Series(dtype=np.float64)})
+        return pd.DataFrame(
+            {
+                "target": pd.Series(dtype=str),
+                "segment": pd.Series(dtype=str),
+                "model": pd.Series(dtype=str),
+                "user_idx": pd.Series(dtype=np.int64),
+                "hit": pd.Series(dtype=np.int8),
+                "rr": pd.Series(dtype=np.float64),
+            }
+        )
     return pd.concat(parts, ignore_index=True)

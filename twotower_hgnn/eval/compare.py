@@ -4,6 +4,7 @@ The full comparison of every model is the pipeline's evaluation stage (``pipelin
 one scores a single trained model and Popularity under the same protocol (PAPER.md §5.1), encoding
 through ``models.encode`` (evaluation never imports a trainer).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,7 +17,7 @@ from twotower_hgnn.models.encode import item_vectors, user_vectors
 
 
 def compare_with_popularity(
-    result: Any, ds: Dataset, split: Any, k: int = 10, exclude_seen: bool = True,
+    result: Any, ds: Dataset, split: Any, k: int = 10, exclude_seen: bool = True
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Held-out metrics of the model and of Popularity under the evaluation protocol (PAPER.md §5.1).
 
@@ -35,6 +36,7 @@ def compare_with_popularity(
         out[name] = {}
         for seg in SEGMENTS:
             pos = tp.segment(seg)
-            out[name][seg] = compute_metrics(ranked[pos], tp.relevant.take(pos), tp.catalogue, k=k,
-                                             name=f"{name}/{seg}")
+            out[name][seg] = compute_metrics(
+                ranked[pos], tp.relevant.take(pos), tp.catalogue, k=k, name=f"{name}/{seg}"
+            )
     return out

@@ -26,6 +26,7 @@ and scored on its protocol; the best mean HR@K over the validation target types 
 wins, ties to the first grid point. :func:`tuned_item_baselines` does the whole thing for a split.
 Everything is vectorised (sparse products, blocked over catalogue columns and users; no per-user loop).
 """
+
 from __future__ import annotations
 
 import time
@@ -38,8 +39,9 @@ from twotower_hgnn.data.schema import EVENTS
 from twotower_hgnn.eval.protocol import EvalProtocol, Rankings, TargetProtocol
 
 EASE_MAX_ITEMS = 20_000
-KNN_GRID: tuple[dict[str, Any], ...] = tuple({"n_neighbors": n, "shrink": float(s)}
-                                             for n in (20, 50, 100, 200, 400) for s in (0, 10, 50))
+KNN_GRID: tuple[dict[str, Any], ...] = tuple(
+    {"n_neighbors": n, "shrink": float(s)} for n in (20, 50, 100, 200, 400) for s in (0, 10, 50)
+)
 # 5000 and 10000 extend the usual range: on MovieLens-1M (temporal split) the validation optimum was
 # lam = 10000 (HR@10 0.686 vs 0.661 at 2500, 25000 no better), i.e. the top of a 6-point grid was an edge.
 EASE_GRID: tuple[dict[str, Any], ...] = tuple({"lam": float(v)} for v in (50, 100, 250, 500, 1000, 2500, 5000, 10000))
@@ -47,8 +49,9 @@ _BLOCK = 1 << 22  # elements of a dense score / similarity block (32 MiB at floa
 _CACHE = 1 << 25  # largest co-occurrence block kept between calls (128 MiB at float32)
 
 
-def interaction_matrix(train_df: Any, n_users: int, n_items: int,
-                       events: Sequence[str | int] | None = None) -> sp.csr_matrix:
+def interaction_matrix(
+    train_df: Any, n_users: int, n_items: int, events: Sequence[str | int] | None = None
+) -> sp.csr_matrix:
     """float32 binary ``[n_users, n_items]`` CSR: 1 where the user has any of ``events`` with the item.
 
     ``train_df`` has int columns ``user_idx``, ``item_idx``, ``event_code``; ``events`` are names from
@@ -77,7 +80,7 @@ def _top_columns(S: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     C, n = S.shape
     d = min(depth, n)
     if d < n:
-        kth = -np.partition(-S, d - 1, axis=1)[:, d - 1:d]  # [C, 1] the d-th largest score
+        kth = -np.partition(-S, d - 1, axis=1)[:, d - 1 : d]  # [C, 1] the d-th largest score
         gt = S > kth
         eq = S == kth
         need = d - gt.sum(axis=1, keepdims=True)
@@ -90,8 +93,12 @@ def _top_columns(S: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(cols, order, axis=1).astype(np.int64), np.take_along_axis(vals, order, axis=1)
 
 
-def rank_scores(tp: TargetProtocol, score_block: Callable[[np.ndarray], np.ndarray], depth: int = 100,
-                positions: np.ndarray | None = None) -> Rankings:
+def rank_scores(
+    tp: TargetProtocol,
+    score_block: Callable[[np.ndarray], np.ndarray],
+    depth: int = 100,
+    positions: np.ndarray | None = None,
+) -> Rankings:
     """Rankings of ``tp.users[positions]`` (default all) from a score function (module docstring rules).
 
     ``score_block(users)`` maps int64 user rows ``[C]`` to float scores ``[C, n_cat]`` (column ``r`` =
@@ -106,7 +113,7 @@ def rank_scores(tp: TargetProtocol, score_block: Callable[[np.ndarray], np.ndarr
     out = np.full((positions.size, depth), -1, dtype=np.int64)
     step = max(1, _BLOCK // max(n_cat, 1))
     for lo in range(0, positions.size, step):
-        pos = positions[lo:lo + step]
+        pos = positions[lo : lo + step]
         S = np.asarray(score_block(tp.users[pos]), dtype=np.float64)
         if S.shape != (pos.size, n_cat):
             raise ValueError(f"rank_scores: score block {S.shape}, expected {(pos.size, n_cat)}")
@@ -115,7 +122,7 @@ def rank_scores(tp: TargetProtocol, score_block: Callable[[np.ndarray], np.ndarr
         S[ex.row_ids(), inv[ex.indices - tp.item_offset]] = -np.inf
         cols, vals = _top_columns(S, depth)
         items = tp.catalogue[perm[cols]]
-        out[lo:lo + pos.size, :cols.shape[1]] = np.where(np.isneginf(vals), -1, items)
+        out[lo : lo + pos.size, : cols.shape[1]] = np.where(np.isneginf(vals), -1, items)
     return Rankings(users=tp.users[positions], items=out)
 
 
@@ -166,8 +173,8 @@ class ItemKNN:
         rows, cols, vals = [], [], []
         step = max(1, _BLOCK // max(n, 1))
         for lo in range(0, m, step):
-            c = columns[lo:lo + step]
-            num = full[:, lo:lo + step] if full is not None else self.cooccurrence(c, cache=False)
+            c = columns[lo : lo + step]
+            num = full[:, lo : lo + step] if full is not None else self.cooccurrence(c, cache=False)
             den = self.norms[:, None] * self.norms[None, c] + np.float32(shrink)
             sim = np.divide(num, den, out=np.zeros(num.shape, np.float32), where=den > 0)
             sim[c, np.arange(c.size)] = 0.0  # no self-similarity
@@ -188,8 +195,9 @@ class ItemKNN:
         return rank_scores(tp, lambda users: (self.X[users] @ W).toarray(), depth)
 
 
-def item_knn_rankings(tp: TargetProtocol, X: sp.spmatrix, n_neighbors: int, shrink: float, depth: int = 100,
-                      *, knn: ItemKNN | None = None) -> Rankings:
+def item_knn_rankings(
+    tp: TargetProtocol, X: sp.spmatrix, n_neighbors: int, shrink: float, depth: int = 100, *, knn: ItemKNN | None = None
+) -> Rankings:
     """Item-kNN for one target type. ``X``: binary ``[n_users, n_items]`` (:func:`interaction_matrix`);
     ``knn``: a prebuilt :class:`ItemKNN` over the same ``X`` to reuse its co-occurrence cache."""
     return (knn or ItemKNN(X)).rankings(tp, n_neighbors, shrink, depth)
@@ -245,8 +253,9 @@ class EASE:
         return rank_scores(tp, lambda users: np.asarray(self.X[users] @ B), depth)
 
 
-def ease_rankings(tp: TargetProtocol, X: sp.spmatrix, lam: float, depth: int = 100, *,
-                  ease: EASE | None = None) -> Rankings:
+def ease_rankings(
+    tp: TargetProtocol, X: sp.spmatrix, lam: float, depth: int = 100, *, ease: EASE | None = None
+) -> Rankings:
     """EASE for one target type (raises ValueError above :data:`EASE_MAX_ITEMS` items); ``ease``: a
     prebuilt :class:`EASE` over the same ``X`` (reuses its Gram matrix / inverse)."""
     return (ease or EASE(X)).rankings(tp, lam, depth)
@@ -268,8 +277,12 @@ def validation_hr(rankings: Mapping[str, Rankings], protocol: EvalProtocol, k: i
     return out
 
 
-def tune(fit_rank: Callable[[dict[str, Any]], Mapping[str, Rankings]], grid: Sequence[Mapping[str, Any]],
-         val_protocol: EvalProtocol, k: int = 10) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def tune(
+    fit_rank: Callable[[dict[str, Any]], Mapping[str, Rankings]],
+    grid: Sequence[Mapping[str, Any]],
+    val_protocol: EvalProtocol,
+    k: int = 10,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Picks the grid point with the best mean validation HR@k over the target types (segment ``all``);
     ties go to the first grid point.
 
@@ -288,8 +301,14 @@ def tune(fit_rank: Callable[[dict[str, Any]], Mapping[str, Rankings]], grid: Seq
         t0 = time.perf_counter()
         per_target = validation_hr(fit_rank(dict(params)), val_protocol, k)
         mean = float(np.mean(list(per_target.values()))) if per_target else 0.0
-        table.append({"params": dict(params), f"hr@{k}": mean, "per_target": per_target,
-                      "seconds": round(time.perf_counter() - t0, 3)})
+        table.append(
+            {
+                "params": dict(params),
+                f"hr@{k}": mean,
+                "per_target": per_target,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
     best = int(np.argmax([row[f"hr@{k}"] for row in table]))  # first maximum
     return dict(table[best]["params"]), table
 
@@ -331,14 +350,24 @@ def recent_popularity_rankings(tp: TargetProtocol, train_df: Any, days: float | 
 
 def recent_fit_rank(protocol: EvalProtocol, train_df: Any, depth: int = 100) -> Callable[[dict], dict[str, Rankings]]:
     """``fit_rank`` for :func:`tune`: recent popularity for every target type of ``protocol``."""
-    return lambda p: {t: recent_popularity_rankings(tp, train_df, p["days"], depth) for t, tp in protocol.targets.items()}
+    return lambda p: {
+        t: recent_popularity_rankings(tp, train_df, p["days"], depth) for t, tp in protocol.targets.items()
+    }
 
 
-def tuned_item_baselines(dataset: Any, split: Any, protocol: EvalProtocol, *, depth: int = 100, k: int = 10,
-                         val_frac: float = 0.1, events: Sequence[str] | None = None,
-                         knn_grid: Sequence[Mapping[str, Any]] = KNN_GRID,
-                         ease_grid: Sequence[Mapping[str, Any]] = EASE_GRID, valid_split: Any = None,
-                         ) -> tuple[dict[str, dict[str, Rankings]], dict[str, Any]]:
+def tuned_item_baselines(
+    dataset: Any,
+    split: Any,
+    protocol: EvalProtocol,
+    *,
+    depth: int = 100,
+    k: int = 10,
+    val_frac: float = 0.1,
+    events: Sequence[str] | None = None,
+    knn_grid: Sequence[Mapping[str, Any]] = KNN_GRID,
+    ease_grid: Sequence[Mapping[str, Any]] = EASE_GRID,
+    valid_split: Any = None,
+) -> tuple[dict[str, dict[str, Rankings]], dict[str, Any]]:
     """RecentPop (popularity of the last N days), ItemKNN and EASE tuned on a validation split of
     ``split.train`` and refitted on all of it.
 
@@ -352,8 +381,12 @@ def tuned_item_baselines(dataset: Any, split: Any, protocol: EvalProtocol, *, de
     from twotower_hgnn.eval.protocol import build_protocol
 
     cfg = protocol.config
-    proto_kw = dict(exclude_seen=cfg.get("exclude_seen", True), exclude_events=cfg.get("exclude_events", ("stream",)),
-                    n_tiers=cfg.get("n_tiers", 5), tier_mode=cfg.get("tier_mode", "count"))
+    proto_kw = dict(
+        exclude_seen=cfg.get("exclude_seen", True),
+        exclude_events=cfg.get("exclude_events", ("stream",)),
+        n_tiers=cfg.get("n_tiers", 5),
+        tier_mode=cfg.get("tier_mode", "count"),
+    )
     if "history_events" in cfg:
         proto_kw["history_events"] = cfg["history_events"]
     vsplit = validation_split(dataset, split, frac=val_frac) if valid_split is None else valid_split
@@ -362,13 +395,20 @@ def tuned_item_baselines(dataset: Any, split: Any, protocol: EvalProtocol, *, de
     Xv = interaction_matrix(vsplit.train, n_u, n_i, events)
     X = interaction_matrix(split.train, n_u, n_i, events)
     models: dict[str, dict[str, Rankings]] = {}
-    info: dict[str, Any] = {"validation": {"train_rows": int(len(vsplit.train)), "test_rows": int(len(vsplit.test)),
-                                           "protocol": vproto.stats()}}
+    info: dict[str, Any] = {
+        "validation": {
+            "train_rows": int(len(vsplit.train)),
+            "test_rows": int(len(vsplit.test)),
+            "protocol": vproto.stats(),
+        }
+    }
     # (name, fit_rank factory, grid, applicable, (validation data, training data)) — the factories take
     # (protocol, data, depth): an interaction matrix for ItemKNN/EASE, the interaction table for RecentPop
-    specs = [("RecentPop", recent_fit_rank, RECENT_GRID, True, (vsplit.train, split.train)),
-             ("ItemKNN", knn_fit_rank, knn_grid, True, (Xv, X)),
-             ("EASE", ease_fit_rank, ease_grid, ease_applicable(n_i), (Xv, X))]
+    specs = [
+        ("RecentPop", recent_fit_rank, RECENT_GRID, True, (vsplit.train, split.train)),
+        ("ItemKNN", knn_fit_rank, knn_grid, True, (Xv, X)),
+        ("EASE", ease_fit_rank, ease_grid, ease_applicable(n_i), (Xv, X)),
+    ]
     for name, factory, grid, ok, (val_data, data) in specs:
         if not ok:
             info[name] = {"skipped": ease_skip_reason(n_i)}
@@ -377,6 +417,10 @@ def tuned_item_baselines(dataset: Any, split: Any, protocol: EvalProtocol, *, de
         best, table = tune(factory(vproto, val_data, depth), grid, vproto, k)
         t1 = time.perf_counter()
         models[name] = factory(protocol, data, depth)(best)
-        info[name] = {"best": best, "table": table, "tune_seconds": round(t1 - t0, 3),
-                      "fit_seconds": round(time.perf_counter() - t1, 3)}
+        info[name] = {
+            "best": best,
+            "table": table,
+            "tune_seconds": round(t1 - t0, 3),
+            "fit_seconds": round(time.perf_counter() - t1, 3),
+        }
     return models, info

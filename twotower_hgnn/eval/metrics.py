@@ -37,6 +37,7 @@ their relevant sets to tail items, scores the **unchanged** full rankings (ranks
 above a tail hit) and reports Coverage as the share of the tail items that appear in the top D of any user
 of the segment (all users passed in, not only those with a tail relevant item).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -71,7 +72,7 @@ class ItemSets:
         return np.diff(self.indptr)
 
     def row(self, i: int) -> np.ndarray:
-        return self.indices[self.indptr[i]:self.indptr[i + 1]]
+        return self.indices[self.indptr[i] : self.indptr[i + 1]]
 
     def row_ids(self) -> np.ndarray:
         """int64 ``[nnz]`` the row of every stored item."""
@@ -101,7 +102,11 @@ class ItemSets:
     @classmethod
     def from_lists(cls, lists: list[list[int]] | list[np.ndarray]) -> "ItemSets":
         sizes = np.array([len(x) for x in lists], dtype=np.int64)
-        items = np.concatenate([np.asarray(x, dtype=np.int64) for x in lists]) if lists and sizes.sum() else np.zeros(0, np.int64)
+        items = (
+            np.concatenate([np.asarray(x, dtype=np.int64) for x in lists])
+            if lists and sizes.sum()
+            else np.zeros(0, np.int64)
+        )
         return cls.from_pairs(np.repeat(np.arange(len(lists), dtype=np.int64), sizes), items, len(lists))
 
     def take(self, rows: np.ndarray) -> "ItemSets":
@@ -166,18 +171,24 @@ def hit_matrix(ranked: np.ndarray, relevant: ItemSets) -> np.ndarray:
 def _check_inputs(ranked: np.ndarray, relevant: ItemSets, catalogue: np.ndarray, name: str) -> np.ndarray:
     ranked = np.asarray(ranked)
     if ranked.ndim != 2 or not np.issubdtype(ranked.dtype, np.integer):
-        raise ValueError(f"{name}: ranked must be a 2-d integer array [users, list length], got {ranked.dtype} {ranked.shape}")
+        raise ValueError(
+            f"{name}: ranked must be a 2-d integer array [users, list length], got {ranked.dtype} {ranked.shape}"
+        )
     if relevant.n_rows != ranked.shape[0]:
         raise ValueError(f"{name}: {ranked.shape[0]} ranked rows but {relevant.n_rows} relevant sets")
     sizes = relevant.sizes()
     if sizes.size and sizes.min() == 0:
-        raise ValueError(f"{name}: user row {int(np.argmin(sizes))} has no relevant item; the protocol drops such users")
+        raise ValueError(
+            f"{name}: user row {int(np.argmin(sizes))} has no relevant item; the protocol drops such users"
+        )
     ranked = ranked.astype(np.int64, copy=False)
     bad = (ranked < -1) | ((ranked >= 0) & ~_isin_sorted(ranked, catalogue))
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise ValueError(f"{name}: ranked[{r}, {c}] = {ranked[r, c]} is neither -1 (padding) nor a catalogue item "
-                         f"({catalogue.size} items, ids {catalogue[:1].tolist()}..{catalogue[-1:].tolist()})")
+        raise ValueError(
+            f"{name}: ranked[{r}, {c}] = {ranked[r, c]} is neither -1 (padding) nor a catalogue item "
+            f"({catalogue.size} items, ids {catalogue[:1].tolist()}..{catalogue[-1:].tolist()})"
+        )
     rbad = ~_isin_sorted(relevant.indices, catalogue)
     if rbad.any():
         raise ValueError(f"{name}: relevant item {relevant.indices[rbad][0]} is not in the catalogue")
@@ -230,18 +241,32 @@ def user_scores(ranked: np.ndarray, relevant: ItemSets, k: int = 10, depth: int 
     return out
 
 
-def summarise(scores: np.ndarray, ranked: np.ndarray, coverage_items: np.ndarray, k: int = 10,
-              depth: int = 100) -> dict[str, float]:
+def summarise(
+    scores: np.ndarray, ranked: np.ndarray, coverage_items: np.ndarray, k: int = 10, depth: int = 100
+) -> dict[str, float]:
     """Result dict (keys from :func:`metric_keys`): mean of ``user_scores`` rows + Coverage of ``ranked``."""
     keys = metric_keys(k, depth)
     n = int(scores.shape[0])
     means = scores.mean(axis=0) if n else np.zeros(4)
-    return {keys[0]: float(means[0]), keys[1]: float(means[1]), keys[2]: coverage(ranked, coverage_items, depth),
-            keys[3]: float(means[2]), keys[4]: float(means[3]), "n_users": n}
+    return {
+        keys[0]: float(means[0]),
+        keys[1]: float(means[1]),
+        keys[2]: coverage(ranked, coverage_items, depth),
+        keys[3]: float(means[2]),
+        keys[4]: float(means[3]),
+        "n_users": n,
+    }
 
 
-def compute_metrics(ranked: np.ndarray, relevant: ItemSets, catalogue: np.ndarray, k: int = 10, depth: int = 100,
-                    coverage_items: np.ndarray | None = None, name: str = "metrics") -> dict[str, float]:
+def compute_metrics(
+    ranked: np.ndarray,
+    relevant: ItemSets,
+    catalogue: np.ndarray,
+    k: int = 10,
+    depth: int = 100,
+    coverage_items: np.ndarray | None = None,
+    name: str = "metrics",
+) -> dict[str, float]:
     """All metrics of the module docstring for one ranked matrix; keys from :func:`metric_keys`.
 
     ``coverage_items`` (sorted ids; default the catalogue) is the denominator set of Coverage.
@@ -296,8 +321,15 @@ def restrict(relevant: ItemSets, items: np.ndarray) -> ItemSets:
     return relevant.filter(_isin_sorted(relevant.indices, np.asarray(items, dtype=np.int64)))
 
 
-def long_tail_metrics(ranked: np.ndarray, relevant: ItemSets, catalogue: np.ndarray, tail_items: np.ndarray,
-                      k: int = 10, depth: int = 100, name: str = "long_tail") -> dict[str, float]:
+def long_tail_metrics(
+    ranked: np.ndarray,
+    relevant: ItemSets,
+    catalogue: np.ndarray,
+    tail_items: np.ndarray,
+    k: int = 10,
+    depth: int = 100,
+    name: str = "long_tail",
+) -> dict[str, float]:
     """Metrics restricted to the long tail (module docstring): users with a tail relevant item, tail
     relevant items only, unchanged rankings, Coverage over ``tail_items`` (sorted ids)."""
     tail_items = np.asarray(tail_items, dtype=np.int64)

@@ -3,6 +3,7 @@
 Every PNG is rendered into memory and written with :func:`twotower_hgnn.io.atomic_write_bytes`, so a
 killed run never leaves half an image.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,21 +30,21 @@ def _save(fig: Any, path: str | Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_metrics(report: Mapping[str, Any], path: str | Path,
-                 metrics: Sequence[str] | None = None) -> Path:
+def plot_metrics(report: Mapping[str, Any], path: str | Path, metrics: Sequence[str] | None = None) -> Path:
     """Grouped bars: one row of panels per (target type, segment), one panel per metric, one bar per model."""
     k, depth = int(report["meta"]["k"]), int(report["meta"]["depth"])
     metrics = list(metrics or (f"hr@{k}", f"mrr@{depth}", f"coverage@{depth}", f"ndcg@{k}"))
     rows = report["results"]
     seg_order = {"warm": 0, "cold": 1, "all": 2}  # the paper's tables first: warm, cold; then all
-    groups = sorted(dict.fromkeys((r["target_type"], r["segment"]) for r in rows),
-                    key=lambda g: (g[0] != "audiobook", g[0], seg_order.get(g[1], 3), g[1]))
+    groups = sorted(
+        dict.fromkeys((r["target_type"], r["segment"]) for r in rows),
+        key=lambda g: (g[0] != "audiobook", g[0], seg_order.get(g[1], 3), g[1]),
+    )
     if not groups:
         raise ValueError("plot_metrics: the report has no results to plot")
     models = list(dict.fromkeys(r["model"] for r in rows))
     colours = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(len(groups), len(metrics), figsize=(3.2 * len(metrics), 2.6 * len(groups)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(groups), len(metrics), figsize=(3.2 * len(metrics), 2.6 * len(groups)), squeeze=False)
     for gi, (target, seg) in enumerate(groups):
         by_model = {r["model"]: r["metrics"] for r in rows if (r["target_type"], r["segment"]) == (target, seg)}
         for mi, metric in enumerate(metrics):
@@ -67,8 +68,11 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path,
     if not history:
         raise ValueError(f"plot_training_curves({title}): empty history")
     xk = _x_key(history)
-    keys = [key for key in dict.fromkeys(k for h in history for k in h)
-            if key != xk and all(isinstance(h.get(key, 0.0), (int, float, np.number)) for h in history)]
+    keys = [
+        key
+        for key in dict.fromkeys(k for h in history for k in h)
+        if key != xk and all(isinstance(h.get(key, 0.0), (int, float, np.number)) for h in history)
+    ]
     if not keys:
         raise ValueError(f"plot_training_curves({title}): no numeric quantity besides {xk!r} in the history")
     ncol = min(3, len(keys))

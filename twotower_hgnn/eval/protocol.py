@@ -32,6 +32,7 @@ The train part is the split's history window ("before the split"); for external 
 file, so nothing here looks at timestamps. Target types with an empty catalogue are skipped (homogeneous
 mode). All building is vectorised (pandas/NumPy), no per-user Python loop.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -129,11 +130,17 @@ class TargetProtocol:
 
     def stats(self) -> dict[str, Any]:
         warm = int(self.warm.sum())
-        return {"catalogue": int(self.catalogue.size), "users": self.n_users, "warm_users": warm,
-                "cold_users": self.n_users - warm, "relevant_pairs": self.relevant.nnz,
-                "excluded_pairs": self.exclude.nnz, "history_pairs": self.history.nnz,
-                "train_streams": int(self.train_streams.sum()),
-                "tail_items": int((self.tiers >= 3).sum())}
+        return {
+            "catalogue": int(self.catalogue.size),
+            "users": self.n_users,
+            "warm_users": warm,
+            "cold_users": self.n_users - warm,
+            "relevant_pairs": self.relevant.nnz,
+            "excluded_pairs": self.exclude.nnz,
+            "history_pairs": self.history.nnz,
+            "train_streams": int(self.train_streams.sum()),
+            "tail_items": int((self.tiers >= 3).sum()),
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,10 +183,16 @@ def _columns(df: pd.DataFrame, part: str, n_users: int, n_items: int) -> tuple[n
     return u, i, e
 
 
-def build_protocol(dataset: Dataset, split: Any, target_types: Sequence[str] = ITEM_TYPES,
-                   exclude_seen: bool = True, exclude_events: Sequence[str] = ("stream",),
-                   history_events: Sequence[str] = ("stream",) + WEAK_EVENTS, n_tiers: int = 5,
-                   tier_mode: str = "count") -> EvalProtocol:
+def build_protocol(
+    dataset: Dataset,
+    split: Any,
+    target_types: Sequence[str] = ITEM_TYPES,
+    exclude_seen: bool = True,
+    exclude_events: Sequence[str] = ("stream",),
+    history_events: Sequence[str] = ("stream",) + WEAK_EVENTS,
+    n_tiers: int = 5,
+    tier_mode: str = "count",
+) -> EvalProtocol:
     """Builds the :class:`EvalProtocol` (module docstring) from a dataset and a split."""
     bad = [t for t in target_types if t not in ITEM_TYPES]
     if bad:
@@ -204,7 +217,9 @@ def build_protocol(dataset: Dataset, split: Any, target_types: Sequence[str] = I
         users = sorted_unique(te_u[rel_m])
         relevant = _sets(users, te_u[rel_m], te_i[rel_m], n_users)
         ex_m = tr_t & excl_ev[tr_e]
-        exclude = _sets(users, tr_u[ex_m], tr_i[ex_m], n_users) if exclude_seen else _sets(users, te_u[:0], te_i[:0], n_users)
+        exclude = (
+            _sets(users, tr_u[ex_m], tr_i[ex_m], n_users) if exclude_seen else _sets(users, te_u[:0], te_i[:0], n_users)
+        )
         if exclude_seen:
             relevant = relevant.filter(~exclude.contains(relevant.row_ids(), relevant.indices))
             keep = np.flatnonzero(relevant.sizes() > 0)
@@ -218,10 +233,17 @@ def build_protocol(dataset: Dataset, split: Any, target_types: Sequence[str] = I
         train_streams = np.bincount(tr_i[s_m] - off[code], minlength=catalogue.size).astype(np.int64)
         tiers = popularity_tiers(train_streams, n_tiers=n_tiers, mode=tier_mode)
         targets[t] = TargetProtocol(t, catalogue, users, warm, relevant, exclude, history, train_streams, tiers)
-    config = {"target_types": [t for t in target_types if t in targets], "exclude_seen": bool(exclude_seen),
-              "exclude_events": list(exclude_events), "history_events": list(history_events),
-              "relevant_events": ["stream"], "n_tiers": int(n_tiers), "tier_mode": tier_mode,
-              "long_tail_tiers": list(range(3, n_tiers + 1)), "catalogue": "all items of the target type"}
+    config = {
+        "target_types": [t for t in target_types if t in targets],
+        "exclude_seen": bool(exclude_seen),
+        "exclude_events": list(exclude_events),
+        "history_events": list(history_events),
+        "relevant_events": ["stream"],
+        "n_tiers": int(n_tiers),
+        "tier_mode": tier_mode,
+        "long_tail_tiers": list(range(3, n_tiers + 1)),
+        "catalogue": "all items of the target type",
+    }
     return EvalProtocol(targets=targets, config=config)
 
 

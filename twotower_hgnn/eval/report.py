@@ -36,6 +36,7 @@ and reciprocal rank behind every result row go to ``per_user.parquet`` (columns 
 model, user_idx, hit, rr``; :func:`write_report`), not into the JSON. The paper's tables: Table 2 =
 (audiobook, warm), Table 3 = (audiobook, cold), Table 4 = (podcast, all), Table 1 = ``ablations``.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -62,8 +63,9 @@ PAPER_TABLES: tuple[tuple[str, str, str], ...] = (
 TABLE1_TITLE = "Table 1 - ablations (warm-start users, audiobooks)"
 # The baseline models of the paper plus the item-CF baselines (eval.item_baselines): a typical
 # ``baselines`` argument of evaluate_models.
-DEFAULT_BASELINES: frozenset[str] = frozenset({"Popularity", "RecentPop", "ItemKNN", "EASE", "LLM-KNN", "HGNN",
-                                                "HGNN-w-users"})
+DEFAULT_BASELINES: frozenset[str] = frozenset(
+    {"Popularity", "RecentPop", "ItemKNN", "EASE", "LLM-KNN", "HGNN", "HGNN-w-users"}
+)
 FLAG_DROP = 0.2  # relative drop below the reference report that is flagged
 
 
@@ -78,9 +80,18 @@ class ReportError(ValueError):
     """A report file or a model's rankings do not follow the documented layout / protocol."""
 
 
-def _score_model(name: str, target: str, rk: Rankings, protocol: EvalProtocol, k: int, depth: int,
-                 segments: Sequence[str], long_tail: bool, first_tail_tier: int,
-                 out: dict[str, list[dict[str, Any]]]) -> None:
+def _score_model(
+    name: str,
+    target: str,
+    rk: Rankings,
+    protocol: EvalProtocol,
+    k: int,
+    depth: int,
+    segments: Sequence[str],
+    long_tail: bool,
+    first_tail_tier: int,
+    out: dict[str, list[dict[str, Any]]],
+) -> None:
     """Scores one model on one target type: every covered user once, then one aggregate per segment."""
     tp = protocol[target]
     rows = rk.rows_for(tp.users)
@@ -92,12 +103,15 @@ def _score_model(name: str, target: str, rk: Rankings, protocol: EvalProtocol, k
     bad = tp.exclude.take(cpos).contains(np.arange(cpos.size)[:, None], ranked)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise ReportError(f"{tag}: user row {int(tp.users[cpos[r]])} is recommended item {int(ranked[r, c])} at "
-                          f"rank {int(c) + 1}, which the protocol excludes (already streamed before the split)")
+        raise ReportError(
+            f"{tag}: user row {int(tp.users[cpos[r]])} is recommended item {int(ranked[r, c])} at "
+            f"rank {int(c) + 1}, which the protocol excludes (already streamed before the split)"
+        )
     rel = tp.relevant.take(cpos)
     scores = user_scores(ranked, rel, k, depth)
-    out["per_user"].append({"model": name, "target_type": target, "positions": cpos,
-                            "hit": scores[:, 0], "rr": scores[:, 1]})
+    out["per_user"].append(
+        {"model": name, "target_type": target, "positions": cpos, "hit": scores[:, 0], "rr": scores[:, 1]}
+    )
     if long_tail:
         tail = tp.tail_items(first_tail_tier)
         rel_tail = restrict(rel, tail)
@@ -120,14 +134,23 @@ def _score_model(name: str, target: str, rk: Rankings, protocol: EvalProtocol, k
         out["results"].append({**key, "metrics": summarise(scores[loc], ranked[loc], tp.catalogue, k, depth)})
         if long_tail:
             lt = loc[has_tail[loc]]
-            out["long_tail"].append({**key, "tiers": tiers,
-                                     "metrics": summarise(tail_scores[lt], ranked[loc], tail, k, depth)})
+            out["long_tail"].append(
+                {**key, "tiers": tiers, "metrics": summarise(tail_scores[lt], ranked[loc], tail, k, depth)}
+            )
 
 
-def evaluate_models(models: Mapping[str, Mapping[str, Rankings]], protocol: EvalProtocol, k: int = 10,
-                    depth: int = 100, segments: Sequence[str] = SEGMENTS, long_tail: bool = True,
-                    first_tail_tier: int = 3, baselines: Collection[str] | None = None, n_boot: int = 1000,
-                    seed: int = 0) -> dict[str, Any]:
+def evaluate_models(
+    models: Mapping[str, Mapping[str, Rankings]],
+    protocol: EvalProtocol,
+    k: int = 10,
+    depth: int = 100,
+    segments: Sequence[str] = SEGMENTS,
+    long_tail: bool = True,
+    first_tail_tier: int = 3,
+    baselines: Collection[str] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Scores every model on every target type it ranks and every segment it fully covers.
 
     Args:
@@ -152,11 +175,16 @@ def evaluate_models(models: Mapping[str, Mapping[str, Rankings]], protocol: Eval
     for name, per_target in models.items():
         for target, rk in per_target.items():
             if target not in protocol.targets:
-                raise ReportError(f"model {name!r} ranks target type {target!r}, which has no protocol "
-                                  f"(have {sorted(protocol.targets)})")
+                raise ReportError(
+                    f"model {name!r} ranks target type {target!r}, which has no protocol "
+                    f"(have {sorted(protocol.targets)})"
+                )
             _score_model(name, target, rk, protocol, k, depth, segments, long_tail, first_tail_tier, out)
-    out["intervals"] = (best_baseline_intervals(out["per_user"], out["results"], protocol, baselines, k, n_boot, seed)
-                        if baselines else {})
+    out["intervals"] = (
+        best_baseline_intervals(out["per_user"], out["results"], protocol, baselines, k, n_boot, seed)
+        if baselines
+        else {}
+    )
     return out
 
 
@@ -164,10 +192,15 @@ def dataset_stats(dataset: Dataset) -> dict[str, Any]:
     """Sizes of a dataset for the report's meta."""
     codes = dataset.interactions["event_code"].to_numpy(dtype=np.int64)
     counts = np.bincount(codes, minlength=len(EVENTS))
-    return {"name": dataset.name, "users": dataset.num_users, "items": dataset.num_items,
-            "items_per_type": {t: int(dataset.item_type_counts.get(t, 0)) for t in ITEM_TYPES},
-            "interactions": int(len(dataset.interactions)),
-            "events": {e: int(c) for e, c in zip(EVENTS, counts)}, "dropped": dict(dataset.dropped)}
+    return {
+        "name": dataset.name,
+        "users": dataset.num_users,
+        "items": dataset.num_items,
+        "items_per_type": {t: int(dataset.item_type_counts.get(t, 0)) for t in ITEM_TYPES},
+        "interactions": int(len(dataset.interactions)),
+        "events": {e: int(c) for e, c in zip(EVENTS, counts)},
+        "dropped": dict(dataset.dropped),
+    }
 
 
 def split_stats(split: Any) -> dict[str, Any]:
@@ -188,15 +221,31 @@ def split_stats(split: Any) -> dict[str, Any]:
 
 
 def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if isinstance(o, np.generic) else
-                                 o.tolist() if isinstance(o, np.ndarray) else str(o)))
+    return json.loads(
+        json.dumps(
+            obj,
+            default=lambda o: (
+                o.item() if isinstance(o, np.generic) else o.tolist() if isinstance(o, np.ndarray) else str(o)
+            ),
+        )
+    )
 
 
-def build_report(evaluation: Mapping[str, Any], protocol: EvalProtocol, *, k: int = 10, depth: int = 100,
-                 config: Mapping[str, Any] | None = None, dataset: Dataset | None = None, split: Any = None,
-                 training: Mapping[str, Any] | None = None, ablations: Sequence[Mapping[str, Any]] | None = None,
-                 created_utc: str | None = None, reference: Mapping[str, Any] | None = None,
-                 flag_drop: float = FLAG_DROP) -> EvalReport:
+def build_report(
+    evaluation: Mapping[str, Any],
+    protocol: EvalProtocol,
+    *,
+    k: int = 10,
+    depth: int = 100,
+    config: Mapping[str, Any] | None = None,
+    dataset: Dataset | None = None,
+    split: Any = None,
+    training: Mapping[str, Any] | None = None,
+    ablations: Sequence[Mapping[str, Any]] | None = None,
+    created_utc: str | None = None,
+    reference: Mapping[str, Any] | None = None,
+    flag_drop: float = FLAG_DROP,
+) -> EvalReport:
     """Assembles the ``report.json`` dict (module docstring) from :func:`evaluate_models`' output.
 
     ``reference``: an earlier report (e.g. the previous version's ``report.json``); rows whose
@@ -205,15 +254,28 @@ def build_report(evaluation: Mapping[str, Any], protocol: EvalProtocol, *, k: in
     :class:`EvalReport` whose ``per_user`` is the per-user table of the scored rows (None when the
     evaluation carries no per-user data).
     """
-    meta = {"created_utc": created_utc or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "git_sha": git_sha(), "k": int(k), "depth": int(depth), "config": _jsonable(dict(config or {})),
-            "dataset": dataset_stats(dataset) if dataset is not None else {},
-            "split": split_stats(split) if split is not None else {},
-            "protocol": _jsonable(dict(protocol.config)), "protocol_stats": protocol.stats()}
-    report = {"schema_version": SCHEMA_VERSION, "meta": meta, "results": list(evaluation.get("results", [])),
-              "long_tail": list(evaluation.get("long_tail", [])), "skipped": list(evaluation.get("skipped", [])),
-              "ablations": list(ablations or []), "training": _jsonable(dict(training or {})),
-              "intervals": _jsonable(dict(evaluation.get("intervals", {}))), "flags": []}
+    meta = {
+        "created_utc": created_utc or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git_sha": git_sha(),
+        "k": int(k),
+        "depth": int(depth),
+        "config": _jsonable(dict(config or {})),
+        "dataset": dataset_stats(dataset) if dataset is not None else {},
+        "split": split_stats(split) if split is not None else {},
+        "protocol": _jsonable(dict(protocol.config)),
+        "protocol_stats": protocol.stats(),
+    }
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "meta": meta,
+        "results": list(evaluation.get("results", [])),
+        "long_tail": list(evaluation.get("long_tail", [])),
+        "skipped": list(evaluation.get("skipped", [])),
+        "ablations": list(ablations or []),
+        "training": _jsonable(dict(training or {})),
+        "intervals": _jsonable(dict(evaluation.get("intervals", {}))),
+        "flags": [],
+    }
     if reference is not None:
         report["flags"] = reference_flags(report, reference, flag_drop)
     validate_report(report)
@@ -223,23 +285,35 @@ def build_report(evaluation: Mapping[str, Any], protocol: EvalProtocol, *, k: in
     return out
 
 
-def reference_flags(report: Mapping[str, Any], reference: Mapping[str, Any],
-                    drop: float = FLAG_DROP) -> list[dict[str, Any]]:
+def reference_flags(
+    report: Mapping[str, Any], reference: Mapping[str, Any], drop: float = FLAG_DROP
+) -> list[dict[str, Any]]:
     """Rows of ``report`` whose Coverage@depth (``results``) or HR@K (``long_tail``, named
     ``long_tail/hr@K``) is below ``(1 - drop)`` x the same (model, target, segment) row of ``reference``
     (rows missing there, or with a zero reference value, are not compared)."""
     k, depth = int(report["meta"]["k"]), int(report["meta"]["depth"])
     flags = []
-    for section, metric, label in (("results", f"coverage@{depth}", f"coverage@{depth}"),
-                                   ("long_tail", f"hr@{k}", f"long_tail/hr@{k}")):
+    for section, metric, label in (
+        ("results", f"coverage@{depth}", f"coverage@{depth}"),
+        ("long_tail", f"hr@{k}", f"long_tail/hr@{k}"),
+    ):
         ref = {(r["model"], r["target_type"], r["segment"]): r["metrics"] for r in reference.get(section, [])}
         for r in report.get(section, []):
             key = (r["model"], r["target_type"], r["segment"])
             rv = float(ref.get(key, {}).get(metric, 0.0))
             v = float(r["metrics"][metric])
             if rv > 0 and v < (1.0 - drop) * rv:
-                flags.append({"model": key[0], "target_type": key[1], "segment": key[2], "metric": label,
-                              "value": v, "reference": rv, "rel_change": v / rv - 1.0})
+                flags.append(
+                    {
+                        "model": key[0],
+                        "target_type": key[1],
+                        "segment": key[2],
+                        "metric": label,
+                        "value": v,
+                        "reference": rv,
+                        "rel_change": v / rv - 1.0,
+                    }
+                )
     return flags
 
 
@@ -247,7 +321,9 @@ def table1_rows(reports: Mapping[str, Mapping[str, Any]], model: str = "2T-HGNN"
     """Table 1 rows from one report per ablation: variant name -> that run's (model, audiobook, warm) row."""
     rows = []
     for variant, rep in reports.items():
-        hit = [r for r in rep["results"] if (r["model"], r["target_type"], r["segment"]) == (model, "audiobook", "warm")]
+        hit = [
+            r for r in rep["results"] if (r["model"], r["target_type"], r["segment"]) == (model, "audiobook", "warm")
+        ]
         if not hit:
             raise ReportError(f"ablation {variant!r}: its report has no {model}/audiobook/warm result")
         rows.append({**hit[0], "model": variant})
@@ -284,8 +360,10 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path, per_user: Any =
     validate_report(report)
     out_dir = Path(out_dir)
     per_user = per_user if per_user is not None else getattr(report, "per_user", None)
-    paths = {"json": atomic_write_json(out_dir / "report.json", report),
-             "md": atomic_write_text(out_dir / "report.md", format_markdown(report))}
+    paths = {
+        "json": atomic_write_json(out_dir / "report.json", report),
+        "md": atomic_write_text(out_dir / "report.md", format_markdown(report)),
+    }
     if per_user is not None:
         paths["per_user"] = atomic_write_parquet(per_user, out_dir / "per_user.parquet", index=False)
     return paths
@@ -307,9 +385,14 @@ def load_report(path: str | Path) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 def _columns(k: int, depth: int) -> list[tuple[str, str, str]]:
     """(header, metric key, format) of a paper-shaped table, then the extra metrics."""
-    return [(f"HR@{k}", f"hr@{k}", "num"), (f"MRR@{depth}", f"mrr@{depth}", "num"),
-            (f"Coverage@{depth}", f"coverage@{depth}", "pct"), (f"Recall@{k}", f"recall@{k}", "num"),
-            (f"NDCG@{k}", f"ndcg@{k}", "num"), ("users", "n_users", "int")]
+    return [
+        (f"HR@{k}", f"hr@{k}", "num"),
+        (f"MRR@{depth}", f"mrr@{depth}", "num"),
+        (f"Coverage@{depth}", f"coverage@{depth}", "pct"),
+        (f"Recall@{k}", f"recall@{k}", "num"),
+        (f"NDCG@{k}", f"ndcg@{k}", "num"),
+        ("users", "n_users", "int"),
+    ]
 
 
 def _fmt(v: Any, kind: str) -> str:
@@ -320,8 +403,9 @@ def _fmt(v: Any, kind: str) -> str:
     return f"{float(v):.3f}"
 
 
-def _table_rows(rows: Sequence[Mapping[str, Any]], k: int, depth: int,
-                report: Mapping[str, Any] | None = None) -> tuple[list[str], list[list[str]]]:
+def _table_rows(
+    rows: Sequence[Mapping[str, Any]], k: int, depth: int, report: Mapping[str, Any] | None = None
+) -> tuple[list[str], list[list[str]]]:
     """Header and body of one table. With ``report`` (rows of one target / segment): a paired-bootstrap
     column after HR@K when the report has intervals there, and a long-tail HR@K column when it has
     long-tail rows there."""
@@ -358,9 +442,11 @@ def _interval_cell(iv: Mapping[str, Any] | None, is_best: bool) -> str:
 
 def format_flags(report: Mapping[str, Any]) -> list[str]:
     """One line per reference flag (empty without flags)."""
-    return [f"(!) {f['model']} / {f['target_type']} / {f['segment']}: {f['metric']} {f['value']:.3f} is "
-            f"{-100.0 * f['rel_change']:.0f}% below the reference ({f['reference']:.3f})"
-            for f in report.get("flags", [])]
+    return [
+        f"(!) {f['model']} / {f['target_type']} / {f['segment']}: {f['metric']} {f['value']:.3f} is "
+        f"{-100.0 * f['rel_change']:.0f}% below the reference ({f['reference']:.3f})"
+        for f in report.get("flags", [])
+    ]
 
 
 def _select(rows: Sequence[Mapping[str, Any]], target: str, segment: str) -> list[Mapping[str, Any]]:
@@ -395,9 +481,11 @@ def paper_tables(report: Mapping[str, Any]) -> list[tuple[str, list[str], list[l
     return out
 
 
-_LEGEND = ("dHR: HR@{k} minus the segment's best baseline, 95% paired-bootstrap interval over users; "
-           "* = the interval excludes 0. LT HR@{k}: HR@{k} on long-tail relevant items. (!) = flagged "
-           "against the reference report.")
+_LEGEND = (
+    "dHR: HR@{k} minus the segment's best baseline, 95% paired-bootstrap interval over users; "
+    "* = the interval excludes 0. LT HR@{k}: HR@{k} on long-tail relevant items. (!) = flagged "
+    "against the reference report."
+)
 
 
 def format_console(report: Mapping[str, Any]) -> str:
@@ -415,36 +503,52 @@ def format_markdown(report: Mapping[str, Any]) -> str:
     meta = report["meta"]
     k, depth = int(meta["k"]), int(meta["depth"])
     ds = meta.get("dataset", {})
-    parts = ["# Offline evaluation report", "",
-             f"- created: {meta['created_utc']}, git {meta['git_sha'][:12]}",
-             f"- dataset: {ds.get('name', '?')} ({ds.get('users', '?')} users, {ds.get('items', '?')} items, "
-             f"{ds.get('interactions', '?')} interactions)",
-             f"- split: {json.dumps(meta.get('split', {}), sort_keys=True)}",
-             f"- protocol: {json.dumps(meta.get('protocol', {}), sort_keys=True)}",
-             f"- HR/Recall/NDCG at K={k}; MRR and Coverage over the top {depth}; Coverage in % of the "
-             "target type's catalogue.", ""]
+    parts = [
+        "# Offline evaluation report",
+        "",
+        f"- created: {meta['created_utc']}, git {meta['git_sha'][:12]}",
+        f"- dataset: {ds.get('name', '?')} ({ds.get('users', '?')} users, {ds.get('items', '?')} items, "
+        f"{ds.get('interactions', '?')} interactions)",
+        f"- split: {json.dumps(meta.get('split', {}), sort_keys=True)}",
+        f"- protocol: {json.dumps(meta.get('protocol', {}), sort_keys=True)}",
+        f"- HR/Recall/NDCG at K={k}; MRR and Coverage over the top {depth}; Coverage in % of the "
+        "target type's catalogue.",
+        "",
+    ]
     for title, h, b in paper_tables(report):
         parts += [f"## {title}", "", _markdown_table(h, b), ""]
-    groups = sorted({(r["target_type"], r["segment"]) for r in report["results"]},
-                    key=lambda g: (g[0], SEGMENTS.index(g[1]) if g[1] in SEGMENTS else 99, g[1]))
+    groups = sorted(
+        {(r["target_type"], r["segment"]) for r in report["results"]},
+        key=lambda g: (g[0], SEGMENTS.index(g[1]) if g[1] in SEGMENTS else 99, g[1]),
+    )
     parts += ["## All results", ""]
     for target, seg in groups:
-        parts += [f"### {target} / {seg}", "",
-                  _markdown_table(*_table_rows(_select(report["results"], target, seg), k, depth, report)), ""]
+        parts += [
+            f"### {target} / {seg}",
+            "",
+            _markdown_table(*_table_rows(_select(report["results"], target, seg), k, depth, report)),
+            "",
+        ]
     if report.get("intervals") or report.get("flags"):
         parts += [_LEGEND.format(k=k), ""]
     if report.get("flags"):
         parts += ["## Flags (vs the reference report)", ""] + [f"- {line}" for line in format_flags(report)] + [""]
     if report["long_tail"]:
-        parts += ["## Long tail (relevant items in popularity tiers "
-                  f"{report['long_tail'][0].get('tiers')}; Coverage = share of tail items shown)", ""]
+        parts += [
+            "## Long tail (relevant items in popularity tiers "
+            f"{report['long_tail'][0].get('tiers')}; Coverage = share of tail items shown)",
+            "",
+        ]
         for target, seg in groups:
             rows = _select(report["long_tail"], target, seg)
             if rows:
                 parts += [f"### {target} / {seg}", "", _markdown_table(*_table_rows(rows, k, depth)), ""]
     if report["skipped"]:
-        parts += ["## Not scored", ""] + [f"- {s['model']} / {s['target_type']} / {s['segment']}: {s['reason']}"
-                                          for s in report["skipped"]] + [""]
+        parts += (
+            ["## Not scored", ""]
+            + [f"- {s['model']} / {s['target_type']} / {s['segment']}: {s['reason']}" for s in report["skipped"]]
+            + [""]
+        )
     if report["training"]:
         parts += ["## Training", ""]
         for stage, info in report["training"].items():

@@ -1,5 +1,6 @@
 """Table 1 of the paper: the full 2T-HGNN beside its ablations A-F (warm users, audiobooks), and the
 HGNN training time of the balanced sampler (full) against all edges (ablation A)."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -20,10 +21,18 @@ def hgnn_training_time(full: Mapping[str, Any], off: Mapping[str, Any]) -> dict[
     is time (and steps) to the same quality (0.95 x that was passed by both within the first epoch on
     synthetic data: too loose to separate them)."""
     thr = min(full["best_metric"], off["best_metric"])
-    return {key: {"wall_s_to_stop": h["wall_s"], "steps_to_stop": h["steps"], "epochs": h["epochs_run"],
-                  "stop_reason": h["stop_reason"], "best_val_mrr": h["best_metric"], "val_mrr_threshold": thr,
-                  "to_threshold": time_to_metric(h["history"], thr)}
-            for key, h in (("full", full), ("A", off))}
+    return {
+        key: {
+            "wall_s_to_stop": h["wall_s"],
+            "steps_to_stop": h["steps"],
+            "epochs": h["epochs_run"],
+            "stop_reason": h["stop_reason"],
+            "best_val_mrr": h["best_metric"],
+            "val_mrr_threshold": thr,
+            "to_threshold": time_to_metric(h["history"], thr),
+        }
+        for key, h in (("full", full), ("A", off))
+    }
 
 
 def format_table1(table: Mapping[str, Any], k: int) -> str:
@@ -37,8 +46,12 @@ def format_table1(table: Mapping[str, Any], k: int) -> str:
         for key, t in timing.items():
             thr = t["to_threshold"]
             to_thr = "never" if thr is None else f"{thr['wall_s']:.1f}s / step {thr['step']}"
-            text += (f"  {key:<5} to stop {t['wall_s_to_stop']:.1f}s / {t['steps_to_stop']} steps ({t['epochs']} epochs, "
-                     f"{t['stop_reason']}); to val MRR >= {t['val_mrr_threshold']:.3f}: {to_thr}\n")
-        text += ("  (seconds on a shared machine are noisy; steps are the robust figure; the level is seen only "
-                 "at validations: epoch ends, and every val_every_steps steps where the configuration sets it)\n")
+            text += (
+                f"  {key:<5} to stop {t['wall_s_to_stop']:.1f}s / {t['steps_to_stop']} steps ({t['epochs']} epochs, "
+                f"{t['stop_reason']}); to val MRR >= {t['val_mrr_threshold']:.3f}: {to_thr}\n"
+            )
+        text += (
+            "  (seconds on a shared machine are noisy; steps are the robust figure; the level is seen only "
+            "at validations: epoch ends, and every val_every_steps steps where the configuration sets it)\n"
+        )
     return text

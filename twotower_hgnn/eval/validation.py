@@ -6,6 +6,7 @@ what the model is fitted on while selecting, its ``test`` part what it is scored
 protocol as the final evaluation (exclusions, segments) and each user's features as of
 ``valid.user_as_of``. Nothing here reads the test part of the real split.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -21,14 +22,17 @@ class ValidationError(ValueError):
     """A validation split that cannot score a model (names the target type)."""
 
 
-def two_tower_validator(ds: Dataset, valid: Any, target: str, k: int = 10,
-                        exclude_seen: bool = True) -> Callable[[EncodableModel], float]:
+def two_tower_validator(
+    ds: Dataset, valid: Any, target: str, k: int = 10, exclude_seen: bool = True
+) -> Callable[[EncodableModel], float]:
     """``score(result) -> float``: HR@``k`` of a two-tower result on the validation users of ``target``
     (all segments), user features as of each user's validation as-of time."""
     tp = build_protocol(ds, valid, [target], exclude_seen=exclude_seen).targets.get(target)
     if tp is None or tp.n_users == 0:
-        raise ValidationError(f"the validation split has no {target} user with a {target} stream to score; "
-                              "use a larger validation fraction or file")
+        raise ValidationError(
+            f"the validation split has no {target} user with a {target} stream to score; "
+            "use a larger validation fraction or file"
+        )
     as_of = valid.user_as_of(tp.users)
 
     def score(res: EncodableModel) -> float:

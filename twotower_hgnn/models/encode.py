@@ -8,6 +8,7 @@ table of the target type and the embedding the user-history means are built from
 * **One compiled shape per tower.** Towers run over padded chunks of ``ENCODE_CHUNK`` rows (or fewer
   when the bundle is smaller), so evaluation compiles each tower once per (config, chunk size).
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,7 +48,9 @@ def _encoder(model_cfg: TwoTowerConfig, method: str):
     return jax.jit(lambda params, x: model.apply(params, x, method=fn))
 
 
-def encode_chunked(model_cfg: TwoTowerConfig, params: Any, bundle: Any, which: str, chunk: int = ENCODE_CHUNK) -> np.ndarray:
+def encode_chunked(
+    model_cfg: TwoTowerConfig, params: Any, bundle: Any, which: str, chunk: int = ENCODE_CHUNK
+) -> np.ndarray:
     """float32 ``[n, out_dim]``: a tower ("user" | "item") over a host bundle of ``n`` rows, run in
     fixed-size padded chunks (one compiled shape)."""
     n = len(bundle)
@@ -55,10 +58,12 @@ def encode_chunked(model_cfg: TwoTowerConfig, params: Any, bundle: Any, which: s
     size = min(chunk, max(1, n))
     out = []
     for s in range(0, n, size):
-        part = jax.tree_util.tree_map(lambda a: np.asarray(a)[s:s + size], bundle)
+        part = jax.tree_util.tree_map(lambda a: np.asarray(a)[s : s + size], bundle)
         m = len(part)
         if m < size:
-            part = jax.tree_util.tree_map(lambda a: np.concatenate([a, np.zeros((size - m,) + a.shape[1:], a.dtype)]), part)
+            part = jax.tree_util.tree_map(
+                lambda a: np.concatenate([a, np.zeros((size - m,) + a.shape[1:], a.dtype)]), part
+            )
         out.append(np.asarray(enc(params, part))[:m])
     return np.concatenate(out) if out else np.zeros((0, model_cfg.out_dim), np.float32)
 
@@ -71,12 +76,19 @@ def user_vectors(result: EncodableModel, ds: Dataset, interactions: Any, user_id
 
 def item_vectors(result: EncodableModel) -> tuple[np.ndarray, np.ndarray]:
     """(float32 ``[N, d]`` item vectors, int64 ``[N]`` global item ids) of the target type."""
-    return (encode_chunked(result.model_cfg, result.params, result.item_table, "item"),
-            np.asarray(result.item_table.item_idx, np.int64))
+    return (
+        encode_chunked(result.model_cfg, result.params, result.item_table, "item"),
+        np.asarray(result.item_table.item_idx, np.int64),
+    )
 
 
 def rank_items(
-    result: EncodableModel, ds: Dataset, interactions: Any, user_idx: Any, as_of: Any, depth: int = 100,
+    result: EncodableModel,
+    ds: Dataset,
+    interactions: Any,
+    user_idx: Any,
+    as_of: Any,
+    depth: int = 100,
     exclude: Any = None,
 ) -> np.ndarray:
     """int64 ``[U, min(depth, N)]`` global ids of the top target-type items per user, best first.

@@ -30,6 +30,7 @@ Params are a plain pytree of arrays (jit-friendly, orbax-friendly)::
                  "nbr":  {"<dst>_from_<src>"_or_"shared": {"w": [d_in, d_out], "b": [d_out]}}},
      "layer_1": ...}
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -139,7 +140,9 @@ def init_hgnn(
     dirs = _directions_of(spec_or_layout)
     for d in dirs:
         if d[0] not in node_types or d[1] not in node_types:
-            raise ValueError(f"init_hgnn: direction {direction_name(d)} uses a type not in node_types={list(node_types)}")
+            raise ValueError(
+                f"init_hgnn: direction {direction_name(d)} uses a type not in node_types={list(node_types)}"
+            )
     glorot = jax.nn.initializers.glorot_uniform()
     params: dict[str, Any] = {}
     self_keys = [SHARED] if cfg.homogeneous else list(node_types)
@@ -192,11 +195,7 @@ def _part_of(layout: Layout, hop: int, d: Direction) -> tuple[int, int, int]:
 
 
 def hgnn_forward(
-    params: Mapping[str, Any],
-    cfg: HGNNConfig,
-    features: jax.Array,
-    batch: Mapping[str, Any],
-    layout: Layout,
+    params: Mapping[str, Any], cfg: HGNNConfig, features: jax.Array, batch: Mapping[str, Any], layout: Layout
 ) -> jax.Array:
     """Embeddings of the batch's hop-0 frontier.
 

@@ -32,6 +32,7 @@ Multi-device: the loss is written on the global batch. Under ``jax.jit`` with th
 over a mesh, ``user_vecs @ item_vecs.T`` makes XLA all-gather the item vectors, so every device
 scores its users against the negatives of the whole global batch — the same loss as on one device.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -127,8 +128,11 @@ class UserTower(nn.Module):
         parts = [
             nn.Embed(N_AGE_BUCKETS, c.age_embed_dim, name="age")(u.age_bucket),
             nn.Embed(c.n_countries, c.country_embed_dim, name="country")(u.country),
-            u.music, u.has_music[:, None],
-            u.history_mean.reshape(b, -1), u.has_history, u.history_count,
+            u.music,
+            u.has_music[:, None],
+            u.history_mean.reshape(b, -1),
+            u.has_history,
+            u.history_count,
         ]
         if self.ids is not None:
             parts.append(pooled_ids(self.ids, u.history_ids).reshape(b, -1))
@@ -176,8 +180,11 @@ class TwoTowerModel(nn.Module):
     cfg: TwoTowerConfig
 
     def setup(self) -> None:
-        self.item_ids = (nn.Embed(self.cfg.n_item_tokens, self.cfg.id_dim, embedding_init=nn.initializers.normal(0.05))
-                         if self.cfg.id_dim > 0 else None)
+        self.item_ids = (
+            nn.Embed(self.cfg.n_item_tokens, self.cfg.id_dim, embedding_init=nn.initializers.normal(0.05))
+            if self.cfg.id_dim > 0
+            else None
+        )
         self.user = UserTower(self.cfg, ids=self.item_ids)
         self.item = ItemTower(self.cfg, ids=self.item_ids)
 
@@ -192,8 +199,14 @@ class TwoTowerModel(nn.Module):
 
 
 def in_batch_softmax_loss(
-    user_vecs: jax.Array, item_vecs: jax.Array, item_ids: jax.Array, log_q: jax.Array, cfg: TwoTowerConfig,
-    mask: jax.Array | None = None, weight: jax.Array | None = None, logit_offset: jax.Array | None = None,
+    user_vecs: jax.Array,
+    item_vecs: jax.Array,
+    item_ids: jax.Array,
+    log_q: jax.Array,
+    cfg: TwoTowerConfig,
+    mask: jax.Array | None = None,
+    weight: jax.Array | None = None,
+    logit_offset: jax.Array | None = None,
 ) -> jax.Array:
     """Mean in-batch sampled-softmax cross-entropy over the valid rows of the (global) batch.
 
@@ -239,9 +252,15 @@ def in_batch_softmax_loss(
     return jnp.sum(w * ce) / jnp.maximum(jnp.sum(w), 1e-12)
 
 
-def full_softmax_loss(user_vecs: jax.Array, all_item_vecs: jax.Array, item_row: jax.Array, temperature: float,
-                      mask: jax.Array | None = None, weight: jax.Array | None = None,
-                      logit_offset: jax.Array | None = None) -> jax.Array:
+def full_softmax_loss(
+    user_vecs: jax.Array,
+    all_item_vecs: jax.Array,
+    item_row: jax.Array,
+    temperature: float,
+    mask: jax.Array | None = None,
+    weight: jax.Array | None = None,
+    logit_offset: jax.Array | None = None,
+) -> jax.Array:
     """Mean softmax cross-entropy over the whole catalogue: ``sum(weight * ce) / sum(mask)``.
 
     Args:

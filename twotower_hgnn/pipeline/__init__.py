@@ -15,14 +15,45 @@ Modules: ``config`` (a run's inputs, outputs, identity and derived training conf
 the stages share, lazy loaders of their outputs), ``data_stages`` / ``model_stages`` / ``eval_stages``
 (one function per stage), ``driver`` (the stage table, :func:`run_stage`, :func:`run_pipeline`).
 """
+
 from twotower_hgnn.pipeline.config import (
-    ABLATIONS, STAGES, PipelineConfig, PipelineError, ablation_relations, hgnn_config, load_data, run_config_dict,
-    stage_names, strip_weak, two_tower_config, with_targets)
+    ABLATIONS,
+    STAGES,
+    PipelineConfig,
+    PipelineError,
+    ablation_relations,
+    hgnn_config,
+    load_data,
+    run_config_dict,
+    stage_names,
+    strip_weak,
+    two_tower_config,
+    with_targets,
+)
 from twotower_hgnn.pipeline.context import RunContext, open_run
 from twotower_hgnn.pipeline.driver import BY_NAME, STAGE_TABLE, Stage, run_pipeline, run_stage, run_table1
 from twotower_hgnn.pipeline.model_stages import fit_two_tower
 
-__all__ = ["ABLATIONS", "BY_NAME", "PipelineConfig", "PipelineError", "RunContext", "STAGES", "STAGE_TABLE", "Stage",
-           "ablation_relations", "fit_two_tower", "hgnn_config", "load_data", "open_run", "run_config_dict",
-           "run_pipeline", "run_stage", "run_table1", "stage_names", "strip_weak", "two_tower_config",
-           "with_targets"]
+__all__ = [
+    "ABLATIONS",
+    "BY_NAME",
+    "PipelineConfig",
+    "PipelineError",
+    "RunContext",
+    "STAGES",
+    "STAGE_TABLE",
+    "Stage",
+    "ablation_relations",
+    "fit_two_tower",
+    "hgnn_config",
+    "load_data",
+    "open_run",
+    "run_config_dict",
+    "run_pipeline",
+    "run_stage",
+    "run_table1",
+    "stage_names",
+    "strip_weak",
+    "two_tower_config",
+    "with_targets",
+]

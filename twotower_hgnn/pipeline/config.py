@@ -1,5 +1,6 @@
 """A pipeline run's inputs, outputs and identity (:class:`PipelineConfig`), and the per-model training
 configurations derived from it and its :class:`~twotower_hgnn.configs.RunConfig`."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,18 @@ from twotower_hgnn.data.schema import WEAK_EVENTS, Dataset
 from twotower_hgnn.data.split import AUTO, Split, external_dataset
 from twotower_hgnn.stages import fingerprint
 
-STAGES: tuple[str, ...] = ("data", "split", "valid", "graph", "content", "hgnn", "hgnn_users", "two_tower", "evaluate",
-                          "export")
+STAGES: tuple[str, ...] = (
+    "data",
+    "split",
+    "valid",
+    "graph",
+    "content",
+    "hgnn",
+    "hgnn_users",
+    "two_tower",
+    "evaluate",
+    "export",
+)
 ABLATIONS: dict[str, str] = {
     "A": "w/o multi-edge opt. (balanced sampler off)",
     "B": "w/o weak signals",
@@ -91,11 +102,16 @@ class PipelineConfig:
                 _dt.date.fromisoformat(self.as_of)
             except ValueError as e:
                 raise PipelineError(f"--as_of: {self.as_of!r} is not an ISO date (YYYY-MM-DD)") from e
-        if self.test_interactions is not None and (self.as_of is not None or self.config.split.cut_quantile is not None):
-            raise PipelineError("--test_interactions gives the split: it cannot be combined with --as_of/"
-                                "--config.split.cut_quantile")
+        if self.test_interactions is not None and (
+            self.as_of is not None or self.config.split.cut_quantile is not None
+        ):
+            raise PipelineError(
+                "--test_interactions gives the split: it cannot be combined with --as_of/--config.split.cut_quantile"
+            )
         if self.valid_interactions is not None and self.test_interactions is None:
-            raise PipelineError("--valid_interactions needs an external split (--test_interactions, launch/evaluate.py)")
+            raise PipelineError(
+                "--valid_interactions needs an external split (--test_interactions, launch/evaluate.py)"
+            )
 
     # ------------------------------------------------------------------ naming
     @property
@@ -138,8 +154,9 @@ def load_data(cfg: PipelineConfig) -> Dataset:
         return load_dataset("synthetic", scale=cfg.scale, seed=cfg.data_seed)
     if cfg.dataset == "files":
         if cfg.test_interactions is not None:
-            return external_dataset(cfg.interactions, cfg.test_interactions, cfg.items, cfg.users,
-                                    valid=cfg.valid_interactions)
+            return external_dataset(
+                cfg.interactions, cfg.test_interactions, cfg.items, cfg.users, valid=cfg.valid_interactions
+            )
         return load_dataset("files", interactions=cfg.interactions, items=cfg.items, users=cfg.users)
     return load_dataset(cfg.dataset)
 
@@ -186,13 +203,14 @@ def two_tower_config(cfg: PipelineConfig, target: str, use_hgnn: bool):
     return dataclasses.replace(base, target_type=target, use_hgnn=use_hgnn, seed=cfg.seed)
 
 
-
 def previous_version(cfg: PipelineConfig) -> Path | None:
     """The latest earlier version of this dataset with a complete export (for --warm_start)."""
     root = cfg.version_dir().parent
     if not root.exists():
         return None
-    cands = sorted(p for p in root.iterdir() if p.is_dir() and p.name < cfg.version and (p / "export" / "MANIFEST.json").exists())
+    cands = sorted(
+        p for p in root.iterdir() if p.is_dir() and p.name < cfg.version and (p / "export" / "MANIFEST.json").exists()
+    )
     return cands[-1] if cands else None
 
 
@@ -211,7 +229,10 @@ def stage_names(cfg: PipelineConfig) -> dict[str, str]:
     two-tower, evaluation and export under ``ablation-X/``; Table 1's reference run keeps its own
     two-tower/evaluation/export under ``ablation-full/``; everything else is shared."""
     if cfg.ablation:
-        own, pre = {"hgnn", "two_tower", "evaluate", "export"} | ({"graph"} if cfg.ablation == "B" else set()), f"ablation-{cfg.ablation}/"
+        own, pre = (
+            {"hgnn", "two_tower", "evaluate", "export"} | ({"graph"} if cfg.ablation == "B" else set()),
+            f"ablation-{cfg.ablation}/",
+        )
     elif cfg.table1:
         own, pre = {"two_tower", "evaluate", "export"}, "ablation-full/"
     else:

@@ -1,5 +1,6 @@
 """What the stages of one run share: the configuration, the dataset, the stage runner, and lazy loaders
 of every stage's outputs (so that each stage is a plain function of the context and its output folder)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,19 @@ from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.data.split import Split, load_split
 from twotower_hgnn.io import atomic_write_json
 from twotower_hgnn.pipeline.config import (
-    STAGES, PipelineConfig, PipelineError, ablation_relations, hgnn_config, load_data, previous_version,
-    run_config_dict, stage_names, strip_weak, two_tower_config, with_targets)
+    STAGES,
+    PipelineConfig,
+    PipelineError,
+    ablation_relations,
+    hgnn_config,
+    load_data,
+    previous_version,
+    run_config_dict,
+    stage_names,
+    strip_weak,
+    two_tower_config,
+    with_targets,
+)
 from twotower_hgnn.stages import StageRunner
 
 
@@ -62,7 +74,9 @@ class RunContext:
     def two_tower_cfgs(self) -> dict[str, Any]:
         """``{"<target>-hgnn"|"<target>-nohgnn": TwoTowerTrainConfig}`` (ablations: the HGNN models only)."""
         targets = self.cfg.config.eval.targets
-        variants = [(t, True) for t in targets] if self.cfg.ablation else [(t, h) for t in targets for h in (True, False)]
+        variants = (
+            [(t, True) for t in targets] if self.cfg.ablation else [(t, h) for t in targets for h in (True, False)]
+        )
         return {f"{t}-{'hgnn' if h else 'nohgnn'}": two_tower_config(self.cfg, t, h) for t, h in variants}
 
     # ------------------------------------------------------------------ stage outputs
@@ -123,7 +137,7 @@ def open_run(cfg: PipelineConfig) -> RunContext:
         cfg = with_targets(cfg, targets)
     vdir = cfg.version_dir()
     names = stage_names(cfg)
-    force = {names[s] for s in STAGES[STAGES.index(cfg.from_stage):]} if cfg.from_stage else set()
+    force = {names[s] for s in STAGES[STAGES.index(cfg.from_stage) :]} if cfg.from_stage else set()
     runner = StageRunner(vdir, force=force)
     atomic_write_json(vdir / (names["evaluate"].rpartition("/")[0] or ".") / "config.json", run_config_dict(cfg))
     prev = previous_version(cfg) if cfg.warm_start else None

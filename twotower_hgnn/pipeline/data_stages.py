@@ -2,6 +2,7 @@
 
 Each stage is ``<name>_stage(ctx, out) -> summary`` (writes its outputs into ``out``) with
 ``<name>_key(ctx) -> dict`` (what its fingerprint depends on besides its upstream stages)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,16 +19,19 @@ from twotower_hgnn.pipeline.context import RunContext, log
 # ------------------------------------------------------------------------------------------ data
 def data_key(ctx: RunContext) -> dict:
     c = ctx.cfg
-    return {"dataset": c.dataset_tag, "files": file_identity([c.interactions, c.items, c.users, c.test_interactions,
-                                                              c.valid_interactions])}
+    return {
+        "dataset": c.dataset_tag,
+        "files": file_identity([c.interactions, c.items, c.users, c.test_interactions, c.valid_interactions]),
+    }
 
 
 def data_stage(ctx: RunContext, out: Path) -> dict:
     """``dataset.json``: what was loaded (counts, dropped rows, load time)."""
     from twotower_hgnn.eval.report import dataset_stats
 
-    atomic_write_json(out / "dataset.json", {**dataset_stats(ctx.ds), "dropped": dict(ctx.ds.dropped),
-                                             "load_s": ctx.load_s})
+    atomic_write_json(
+        out / "dataset.json", {**dataset_stats(ctx.ds), "dropped": dict(ctx.ds.dropped), "load_s": ctx.load_s}
+    )
     return {}
 
 
@@ -35,20 +39,38 @@ def data_stage(ctx: RunContext, out: Path) -> dict:
 def split_key(ctx: RunContext) -> dict:
     sc, c = ctx.cfg.config.split, ctx.cfg
     # format 2: per-user as-of times of external splits are saved with the split
-    return {"cut_quantile": sc.cut_quantile, "as_of": c.as_of, "history_days": repr(days_arg(sc.history_days)),
-            "test_days": repr(days_arg(sc.test_days)), "min_segment_users": sc.min_segment_users,
-            "external": c.test_interactions is not None, "valid_file": c.valid_interactions is not None, "format": 2}
+    return {
+        "cut_quantile": sc.cut_quantile,
+        "as_of": c.as_of,
+        "history_days": repr(days_arg(sc.history_days)),
+        "test_days": repr(days_arg(sc.test_days)),
+        "min_segment_users": sc.min_segment_users,
+        "external": c.test_interactions is not None,
+        "valid_file": c.valid_interactions is not None,
+        "format": 2,
+    }
 
 
 def split_stage(ctx: RunContext, out: Path) -> dict:
     """The temporal hold-out (or the split given as files)."""
     sc, c = ctx.cfg.config.split, ctx.cfg
     if c.test_interactions is not None:
-        sp = split_from_files(ctx.ds, c.interactions, c.test_interactions, valid=c.valid_interactions,
-                              min_segment_users=sc.min_segment_users)
+        sp = split_from_files(
+            ctx.ds,
+            c.interactions,
+            c.test_interactions,
+            valid=c.valid_interactions,
+            min_segment_users=sc.min_segment_users,
+        )
     else:
-        sp = temporal_split(ctx.ds, cut_date=c.as_of, cut_quantile=sc.cut_quantile, history_days=days_arg(sc.history_days),
-                            test_days=days_arg(sc.test_days), min_segment_users=sc.min_segment_users)
+        sp = temporal_split(
+            ctx.ds,
+            cut_date=c.as_of,
+            cut_quantile=sc.cut_quantile,
+            history_days=days_arg(sc.history_days),
+            test_days=days_arg(sc.test_days),
+            min_segment_users=sc.min_segment_users,
+        )
     save_split(sp, out)
     log("[split] " + sp.summary())
     return dict(sp.segment_sizes)
@@ -86,7 +108,9 @@ def graph_stage(ctx: RunContext, out: Path) -> dict:
     g_train.save(out / "train_graph")
     np.savez(out / "val_edges.npz", **{f"{a}-{b}": e for (a, b), e in val.items()})
     g.save(out / "full_graph")
-    atomic_write_json(out / "stats.json", {**stats, "val_edges": {f"{a}-{b}": int(len(e)) for (a, b), e in val.items()}})
+    atomic_write_json(
+        out / "stats.json", {**stats, "val_edges": {f"{a}-{b}": int(len(e)) for (a, b), e in val.items()}}
+    )
     rel = g.stats()["relations"]
     log("[graph] " + ", ".join(f"{k}: {v['edges']:,} edges" for k, v in rel.items()))
     return {"relations": {k: v["edges"] for k, v in rel.items()}}

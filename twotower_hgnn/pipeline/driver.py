@@ -5,6 +5,7 @@ summary``), the function giving what its fingerprint depends on besides its upst
 upstream stages, and when it runs at all. :func:`run_stage` runs one stage alone — its upstream stages
 first, each skipped when its valid outputs exist — and :func:`run_pipeline` runs every row in order.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,8 +61,9 @@ def run_stage(ctx: RunContext, name: str) -> StageResult | None:
     for d in deps:
         if ctx.names[d] not in ctx.runner.results:
             run_stage(ctx, d)
-    return ctx.runner.run(ctx.names[name], stage.key(ctx), lambda out: stage.fn(ctx, out),
-                          depends=tuple(ctx.names[d] for d in deps))
+    return ctx.runner.run(
+        ctx.names[name], stage.key(ctx), lambda out: stage.fn(ctx, out), depends=tuple(ctx.names[d] for d in deps)
+    )
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
@@ -70,13 +72,17 @@ def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
 
     t0 = time.time()
     ctx = open_run(cfg)
-    log(f"[pipeline] {cfg.dataset_tag} version {cfg.version}{' ablation ' + cfg.ablation if cfg.ablation else ''}"
-        f"{' (Table 1 reference)' if cfg.table1 else ''} -> {cfg.version_dir()}")
+    log(
+        f"[pipeline] {cfg.dataset_tag} version {cfg.version}{' ablation ' + cfg.ablation if cfg.ablation else ''}"
+        f"{' (Table 1 reference)' if cfg.table1 else ''} -> {cfg.version_dir()}"
+    )
     for stage in STAGE_TABLE:
         run_stage(ctx, stage.name)
     report = load_report(ctx.path("evaluate") / "report.json")
-    log("[pipeline] stage seconds (0 = skipped): " + json.dumps({s: round(r.seconds, 1)
-                                                                 for s, r in ctx.runner.results.items()}))
+    log(
+        "[pipeline] stage seconds (0 = skipped): "
+        + json.dumps({s: round(r.seconds, 1) for s, r in ctx.runner.results.items()})
+    )
     log(f"[pipeline] done in {time.time() - t0:.1f}s; report: {ctx.path('evaluate') / 'report.md'}")
     print(format_console(report), flush=True)
     return report
@@ -97,12 +103,16 @@ def run_table1(cfg: PipelineConfig, variants: Sequence[str]) -> dict[str, Any]:
     for v in variants:
         reports[f"{v}) {ABLATIONS[v]}"] = run_pipeline(dataclasses.replace(cfg, ablation=v, table1=False))
     vdir = cfg.version_dir()
-    hist = {key: json.loads(p.read_text()) for key, p in (("full", vdir / "hgnn" / "history.json"),
-                                                         ("A", vdir / "ablation-A" / "hgnn" / "history.json"))
-            if p.exists()}
-    out = {"rows": table1_rows(reports),
-           "hgnn_training_time": hgnn_training_time(hist["full"], hist["A"]) if len(hist) == 2 else {},
-           "config": {"dataset": cfg.dataset_tag, "preset": cfg.config.name}}
+    hist = {
+        key: json.loads(p.read_text())
+        for key, p in (("full", vdir / "hgnn" / "history.json"), ("A", vdir / "ablation-A" / "hgnn" / "history.json"))
+        if p.exists()
+    }
+    out = {
+        "rows": table1_rows(reports),
+        "hgnn_training_time": hgnn_training_time(hist["full"], hist["A"]) if len(hist) == 2 else {},
+        "config": {"dataset": cfg.dataset_tag, "preset": cfg.config.name},
+    }
     atomic_write_json(vdir / "ablations" / "table1.json", out)
     text = format_table1(out, cfg.config.eval.k)
     atomic_write_text(vdir / "ablations" / "table1.md", text + "\n")

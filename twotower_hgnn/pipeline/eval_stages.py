@@ -1,5 +1,6 @@
 """The evaluation and serving floors of the pipeline: the report (every model and baseline under the
 paper's protocol, with bootstrap intervals) and the export (index, ids, manifest)."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -45,8 +46,9 @@ def _knn_baselines(ctx: RunContext, t: str, tp: Any, models: dict[str, dict[str,
     if ctx.users_emb is not None:
         # a user's own node embedding against the target items' (users with no training stream have a
         # features-only embedding, so they are ranked but essentially at random)
-        models.setdefault("HGNN-w-users", {})[t] = rank_users(tp, ctx.users_emb[ctx.ds.num_items + tp.users],
-                                                              ctx.users_emb[tp.catalogue])
+        models.setdefault("HGNN-w-users", {})[t] = rank_users(
+            tp, ctx.users_emb[ctx.ds.num_items + tp.users], ctx.users_emb[tp.catalogue]
+        )
 
 
 def _two_tower_rankings(ctx: RunContext, t: str, tp: Any, models: dict, training: dict) -> None:
@@ -63,11 +65,14 @@ def _two_tower_rankings(ctx: RunContext, t: str, tp: Any, models: dict, training
         uv = user_vectors(res, ctx.ds, ctx.train_split.train, tp.users, ctx.split.user_as_of(tp.users))
         iv, ids = item_vectors(res)
         if not np.array_equal(ids, tp.catalogue):
-            raise RuntimeError(f"two-tower {tag}: item table ({ids.size} items) != the {t} catalogue ({tp.catalogue.size})")
+            raise RuntimeError(
+                f"two-tower {tag}: item table ({ids.size} items) != the {t} catalogue ({tp.catalogue.size})"
+            )
         models.setdefault("2T-HGNN" if tcfg.use_hgnn else "2T", {})[t] = rank_users(tp, uv, iv)
         hist = json.loads((tt_dir / tag / "history.json").read_text())
-        training[f"two_tower/{tag}"] = {k: hist.get(k) for k in ("history", "val_history", "stop_reason",
-                                                                  "best_step", "best_val", "refit_steps")}
+        training[f"two_tower/{tag}"] = {
+            k: hist.get(k) for k in ("history", "val_history", "stop_reason", "best_step", "best_val", "refit_steps")
+        }
 
 
 def evaluate_run(ctx: RunContext) -> dict[str, Any]:
@@ -91,8 +96,9 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
     if not cfg.ablation:
         cf, cf_info = tuned_item_baselines(ctx.ds, ctx.train_split, protocol, k=ev.k, valid_split=ctx.valid)
         models.update(cf)
-        training["item_baselines"] = {m: {k: v for k, v in i.items() if k != "table"} for m, i in cf_info.items()
-                                      if isinstance(i, dict)}
+        training["item_baselines"] = {
+            m: {k: v for k, v in i.items() if k != "table"} for m, i in cf_info.items() if isinstance(i, dict)
+        }
     models = {m: models[m] for m in MODEL_ORDER if m in models}
     evaluation = evaluate_models(models, protocol, k=ev.k, baselines=DEFAULT_BASELINES)
     hgnn_hist = ctx.path("hgnn") / "history.json"
@@ -125,21 +131,37 @@ def export_stage(ctx: RunContext, out: Path) -> dict:
             continue
         iv, ids = item_vectors(load_model(ctx.path("two_tower") / tag))
         make_index(cfg.config.export.index, iv).save(out / f"index-{tcfg.target_type}")
-        served[tcfg.target_type] = {"model": str((ctx.path("two_tower") / tag).relative_to(runner.root)),
-                                    "index": f"{ctx.names['export']}/index-{tcfg.target_type}", "items": int(ids.size)}
+        served[tcfg.target_type] = {
+            "model": str((ctx.path("two_tower") / tag).relative_to(runner.root)),
+            "index": f"{ctx.names['export']}/index-{tcfg.target_type}",
+            "items": int(ids.size),
+        }
     prev = previous_version(cfg)
     new_items: list[str] = []
     if prev is not None:
         old = set(pd.read_parquet(prev / "export" / "item_ids.parquet")["item_id"].tolist())
         new_items = sorted(set(ds.items["item_id"].tolist()) - old)
     g = json.loads((ctx.path("graph") / "stats.json").read_text())
-    atomic_write_json(out / "MANIFEST.json", {
-        "version": cfg.version, "dataset": cfg.dataset_tag, "ablation": cfg.ablation,
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "fingerprints": {s: runner.results[ctx.names[s]].fingerprint for s in ("graph", "content", "hgnn", "two_tower",
-                                                                                "evaluate")},
-        "served": served, "n_items": ds.num_items, "previous_version": prev.name if prev else None,
-        "new_items": new_items, "graph": {k: g.get(k) for k in ("relations",) if k in g}})
+    atomic_write_json(
+        out / "MANIFEST.json",
+        {
+            "version": cfg.version,
+            "dataset": cfg.dataset_tag,
+            "ablation": cfg.ablation,
+            "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "fingerprints": {
+                s: runner.results[ctx.names[s]].fingerprint
+                for s in ("graph", "content", "hgnn", "two_tower", "evaluate")
+            },
+            "served": served,
+            "n_items": ds.num_items,
+            "previous_version": prev.name if prev else None,
+            "new_items": new_items,
+            "graph": {k: g.get(k) for k in ("relations",) if k in g},
+        },
+    )
     if new_items:
-        log(f"[export] {len(new_items)} item(s) new since {prev.name}: {new_items[:5]}{' ...' if len(new_items) > 5 else ''}")
+        log(
+            f"[export] {len(new_items)} item(s) new since {prev.name}: {new_items[:5]}{' ...' if len(new_items) > 5 else ''}"
+        )
     return {"served": list(served), "new_items": len(new_items)}

@@ -1,4 +1,5 @@
 """The model floors of the pipeline: HGNN, the optional HGNN-w-users baseline, the two-tower models."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +19,11 @@ from twotower_hgnn.pipeline.context import RunContext, log
 def hgnn_key(ctx: RunContext) -> dict:
     from sampler.factory import resolve_sampler
 
-    return {"hgnn": ctx.hgnn_cfg.to_dict(), "warm_start": ctx.prev.name if ctx.prev else None,
-            "sampler": resolve_sampler(ctx.cfg.config.sampler)}
+    return {
+        "hgnn": ctx.hgnn_cfg.to_dict(),
+        "warm_start": ctx.prev.name if ctx.prev else None,
+        "sampler": resolve_sampler(ctx.cfg.config.sampler),
+    }
 
 
 def _hgnn_warm_start(ctx: RunContext) -> dict[str, Any]:
@@ -29,8 +33,10 @@ def _hgnn_warm_start(ctx: RunContext) -> dict[str, Any]:
         return {}
     prev_model = json.loads((prev_dir / "history.json").read_text())["config"]["model"]
     if prev_model != ctx.hgnn_cfg.model.to_dict():
-        log(f"[hgnn] no warm start: the model config changed since {ctx.prev.name} ({prev_model} -> "
-            f"{ctx.hgnn_cfg.model.to_dict()})")
+        log(
+            f"[hgnn] no warm start: the model config changed since {ctx.prev.name} ({prev_model} -> "
+            f"{ctx.hgnn_cfg.model.to_dict()})"
+        )
         return {}
     log(f"[hgnn] warm start from {ctx.prev.name}")
     return {"init_params_path": str(prev_dir / "params.npz")}
@@ -46,20 +52,43 @@ def hgnn_stage(ctx: RunContext, out: Path) -> dict:
 
     hcfg = ctx.hgnn_cfg
     train_graph, full_graph, val_edges = ctx.graphs
-    res = train_hgnn(train_graph, ctx.content, val_edges, hcfg, ctx.work_dir("hgnn"),
-                     sampler_factory=sampler_factory(ctx.cfg.config.sampler), **_hgnn_warm_start(ctx))
+    res = train_hgnn(
+        train_graph,
+        ctx.content,
+        val_edges,
+        hcfg,
+        ctx.work_dir("hgnn"),
+        sampler_factory=sampler_factory(ctx.cfg.config.sampler),
+        **_hgnn_warm_start(ctx),
+    )
     emb = embed_items(res.params, hcfg.model, full_graph, ctx.content, relations=ctx.relations)
     atomic_save_npy(out / "item_embeddings.npy", np.asarray(emb, np.float32))
     save_params(out / "params.npz", res.params)
-    atomic_write_json(out / "history.json", {
-        "history": res.history, "baseline": res.baseline, "best_metric": res.best_metric, "best_epoch": res.best_epoch,
-        "epochs_run": res.epochs_run, "steps": res.steps, "wall_s": res.wall_s, "stop_reason": res.stop_reason,
-        "config": hcfg.to_dict()})
-    log(f"[hgnn] stopped ({res.stop_reason}) after {res.steps} steps / {res.epochs_run} full epochs in "
+    atomic_write_json(
+        out / "history.json",
+        {
+            "history": res.history,
+            "baseline": res.baseline,
+            "best_metric": res.best_metric,
+            "best_epoch": res.best_epoch,
+            "epochs_run": res.epochs_run,
+            "steps": res.steps,
+            "wall_s": res.wall_s,
+            "stop_reason": res.stop_reason,
+            "config": hcfg.to_dict(),
+        },
+    )
+    log(
+        f"[hgnn] stopped ({res.stop_reason}) after {res.steps} steps / {res.epochs_run} full epochs in "
         f"{res.wall_s:.0f}s; best val MRR {res.best_metric:.4f} (random {res.baseline['val_mrr']:.4f})"
-        + (" -- the wall-clock safety net ended it: not reproducible" if res.stop_reason == "max_time" else ""))
-    return {"best_val_mrr": res.best_metric, "epochs": res.epochs_run, "wall_s": res.wall_s,
-            "stop_reason": res.stop_reason}
+        + (" -- the wall-clock safety net ended it: not reproducible" if res.stop_reason == "max_time" else "")
+    )
+    return {
+        "best_val_mrr": res.best_metric,
+        "epochs": res.epochs_run,
+        "wall_s": res.wall_s,
+        "stop_reason": res.stop_reason,
+    }
 
 
 # ------------------------------------------------------------------------------------------ hgnn_users
@@ -88,23 +117,44 @@ def hgnn_users_stage(ctx: RunContext, out: Path) -> dict:
     g = tripartite_graph(ctx.ds, ctx.split.train)
     g_train, val = holdout_edges(g, frac=0.1, seed=ctx.cfg.seed)
     feats = user_node_features(ctx.ds, g, ctx.content)
-    res = train_hgnn(g_train, feats, val, ucfg, ctx.work_dir("hgnn_users"),
-                     sampler_factory=sampler_factory(ctx.cfg.config.sampler))
+    res = train_hgnn(
+        g_train, feats, val, ucfg, ctx.work_dir("hgnn_users"), sampler_factory=sampler_factory(ctx.cfg.config.sampler)
+    )
     atomic_save_npy(out / "node_embeddings.npy", np.asarray(embed_items(res.params, ucfg.model, g, feats), np.float32))
-    atomic_write_json(out / "history.json", {
-        "history": res.history, "baseline": res.baseline, "best_metric": res.best_metric, "wall_s": res.wall_s,
-        "stop_reason": res.stop_reason, "config": ucfg.to_dict(), "graph": g.stats()})
+    atomic_write_json(
+        out / "history.json",
+        {
+            "history": res.history,
+            "baseline": res.baseline,
+            "best_metric": res.best_metric,
+            "wall_s": res.wall_s,
+            "stop_reason": res.stop_reason,
+            "config": ucfg.to_dict(),
+            "graph": g.stats(),
+        },
+    )
     return {"best_val_mrr": res.best_metric, "wall_s": res.wall_s}
 
 
 # ------------------------------------------------------------------------------------------ two_tower
 def two_tower_key(ctx: RunContext) -> dict:
-    return {"models": {k: v.to_json() for k, v in ctx.two_tower_cfgs.items()},
-            "warm_start": ctx.prev.name if ctx.prev else None}
+    return {
+        "models": {k: v.to_json() for k, v in ctx.two_tower_cfgs.items()},
+        "warm_start": ctx.prev.name if ctx.prev else None,
+    }
 
 
-def fit_two_tower(ds: Dataset, split: Split, valid: Split, content: np.ndarray, hgnn_emb: np.ndarray | None,
-                  tcfg: Any, workdir: Path, k: int, init: Path | None = None):
+def fit_two_tower(
+    ds: Dataset,
+    split: Split,
+    valid: Split,
+    content: np.ndarray,
+    hgnn_emb: np.ndarray | None,
+    tcfg: Any,
+    workdir: Path,
+    k: int,
+    init: Path | None = None,
+):
     """Selects the training length on the validation split, then refits on the whole training part.
 
     1. Train on ``valid.train`` with early stopping on validation HR@``k`` (``eval.validation``).
@@ -117,10 +167,16 @@ def fit_two_tower(ds: Dataset, split: Split, valid: Split, content: np.ndarray, 
     emb = hgnn_emb if tcfg.use_hgnn else None
     init_path = init if init is not None and init.exists() else None
     score = two_tower_validator(ds, valid, tcfg.target_type, k=k)
-    sel = train_two_tower(ds, valid, content, emb, tcfg, workdir / "select", init_params_path=init_path,
-                          validate=score)
-    final = train_two_tower(ds, split, content, emb, dataclasses.replace(tcfg, max_steps=max(1, sel.best_step)),
-                            workdir / "final", init_params_path=init_path)
+    sel = train_two_tower(ds, valid, content, emb, tcfg, workdir / "select", init_params_path=init_path, validate=score)
+    final = train_two_tower(
+        ds,
+        split,
+        content,
+        emb,
+        dataclasses.replace(tcfg, max_steps=max(1, sel.best_step)),
+        workdir / "final",
+        init_params_path=init_path,
+    )
     return final, sel
 
 
@@ -134,13 +190,34 @@ def two_tower_stage(ctx: RunContext, out: Path) -> dict:
     for tag, tcfg in ctx.two_tower_cfgs.items():
         log(f"[two_tower] training {tag}: selecting the length on validation, then refitting")
         init = ctx.prev / ctx.names["two_tower"] / tag / "params.npz" if ctx.prev is not None else None
-        res, sel = fit_two_tower(ctx.ds, ctx.train_split, ctx.valid, ctx.content, ctx.hgnn_emb, tcfg,
-                                 ctx.work_dir("two_tower") / tag, ctx.cfg.config.eval.k, init)
+        res, sel = fit_two_tower(
+            ctx.ds,
+            ctx.train_split,
+            ctx.valid,
+            ctx.content,
+            ctx.hgnn_emb,
+            tcfg,
+            ctx.work_dir("two_tower") / tag,
+            ctx.cfg.config.eval.k,
+            init,
+        )
         save_model(res, snapshot, out / tag)
-        summ[tag] = {"steps": res.step, "examples": res.n_examples, "selection_stop": sel.stop_reason,
-                     "best_val": max((v["val"] for v in sel.val_history), default=None)}
-        atomic_write_json(out / tag / "history.json", {
-            "history": res.history, "val_history": sel.val_history, "selection_history": sel.history,
-            "stop_reason": sel.stop_reason, "best_step": sel.best_step, "best_val": summ[tag]["best_val"],
-            "refit_steps": res.step})
+        summ[tag] = {
+            "steps": res.step,
+            "examples": res.n_examples,
+            "selection_stop": sel.stop_reason,
+            "best_val": max((v["val"] for v in sel.val_history), default=None),
+        }
+        atomic_write_json(
+            out / tag / "history.json",
+            {
+                "history": res.history,
+                "val_history": sel.val_history,
+                "selection_history": sel.history,
+                "stop_reason": sel.stop_reason,
+                "best_step": sel.best_step,
+                "best_val": summ[tag]["best_val"],
+                "refit_steps": res.step,
+            },
+        )
     return summ

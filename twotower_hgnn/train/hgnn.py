@@ -29,6 +29,7 @@ position ``(epoch, next step)``) resumes to exactly the trajectory of an uninter
 out, re-exported here: sampler choice (:mod:`sampler.factory`), parameter files
 (:mod:`twotower_hgnn.checkpoint`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,7 +47,12 @@ import optax
 from sampler.batch import PaddedBatch
 from sampler.csr import HeteroCSR, Relation, relation_name
 from sampler.factory import (  # noqa: F401  (resolve_sampler, sampler_factory, SAMPLER_BACKENDS: re-exported)
-    SAMPLER_BACKENDS, SamplerFactory, TrainSampler, numpy_sampler, resolve_sampler, sampler_factory,
+    SAMPLER_BACKENDS,
+    SamplerFactory,
+    TrainSampler,
+    numpy_sampler,
+    resolve_sampler,
+    sampler_factory,
 )
 from sampler.spec import Layout, SamplingSpec, make_spec
 from twotower_hgnn import losses
@@ -55,8 +61,21 @@ from twotower_hgnn.parallel import batch_sharding, make_mesh, replicated_shardin
 from twotower_hgnn.rng import jax_key
 from twotower_hgnn.tracking import EarlyStopping
 from twotower_hgnn.train.hgnn_loop import (  # noqa: F401  (evaluate, random_baseline, InjectedFailure...: re-exported)
-    STOP_REASONS, CheckpointHook, FailAfterStep, Hook, InjectedFailure, LoggingHook, LoopState, TrainContext,
-    ValidationHook, FusedStep, cap_edges, evaluate, host_copy, random_baseline, run_loop,
+    STOP_REASONS,
+    CheckpointHook,
+    FailAfterStep,
+    Hook,
+    InjectedFailure,
+    LoggingHook,
+    LoopState,
+    TrainContext,
+    ValidationHook,
+    FusedStep,
+    cap_edges,
+    evaluate,
+    host_copy,
+    random_baseline,
+    run_loop,
 )
 
 
@@ -140,9 +159,15 @@ class HGNNTrainConfig:
         if self.relations is not None:
             self.relations = tuple(self.relations)
         checks = {
-            "lr": self.lr > 0, "batch_positives": self.batch_positives >= 1, "margin": self.margin >= 0,
-            "max_epochs": self.max_epochs >= 1, "patience": self.patience >= 0, "workers": self.workers >= 1,
-            "prefetch": self.prefetch >= 1, "loader_mode": self.loader_mode in ("thread", "process"), "ckpt_every_steps": self.ckpt_every_steps >= 0,
+            "lr": self.lr > 0,
+            "batch_positives": self.batch_positives >= 1,
+            "margin": self.margin >= 0,
+            "max_epochs": self.max_epochs >= 1,
+            "patience": self.patience >= 0,
+            "workers": self.workers >= 1,
+            "prefetch": self.prefetch >= 1,
+            "loader_mode": self.loader_mode in ("thread", "process"),
+            "ckpt_every_steps": self.ckpt_every_steps >= 0,
             "fanouts": len(self.fanouts) >= self.model.num_layers and all(f > 0 for f in self.fanouts),
             "sub_batches": self.sub_batches is None or self.sub_batches >= 1,
             "max_steps": self.max_steps is None or self.max_steps >= 1,
@@ -153,8 +178,10 @@ class HGNNTrainConfig:
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"HGNNTrainConfig: invalid {bad[0]}={getattr(self, bad[0])!r}"
-                             + (f" (need >= {self.model.num_layers} positive fan-outs)" if bad[0] == "fanouts" else ""))
+            raise ValueError(
+                f"HGNNTrainConfig: invalid {bad[0]}={getattr(self, bad[0])!r}"
+                + (f" (need >= {self.model.num_layers} positive fan-outs)" if bad[0] == "fanouts" else "")
+            )
 
     @classmethod
     def cpu_small(cls, **overrides: Any) -> "HGNNTrainConfig":
@@ -163,8 +190,15 @@ class HGNNTrainConfig:
         patience 3, 256 validation edges per relation. Not the paper's sizes (those are the
         defaults); chosen so a tiny run trains in seconds on 2 cores."""
         base = dict(
-            model=HGNNConfig(hidden_dim=64, out_dim=32), batch_positives=64, fanouts=(5, 3), max_epochs=8,
-            patience=3, val_max_edges=256, lr=5e-3, progress=False, log_every_steps=5,
+            model=HGNNConfig(hidden_dim=64, out_dim=32),
+            batch_positives=64,
+            fanouts=(5, 3),
+            max_epochs=8,
+            patience=3,
+            val_max_edges=256,
+            lr=5e-3,
+            progress=False,
+            log_every_steps=5,
         )
         base.update(overrides)
         return cls(**base)
@@ -236,10 +270,17 @@ def build_spec(graph: HeteroCSR, cfg: HGNNTrainConfig, sub_batches: int) -> Samp
             raise ValueError(f"relations: {missing} not in the graph (has {sorted(by_name)})")
         rels = tuple(by_name[n] for n in cfg.relations)
     return make_spec(
-        graph, positives_per_batch=cfg.batch_positives // sub_batches, fanouts=cfg.fanouts,
-        negatives_per_type=cfg.negatives_per_type, relations=rels, balance=cfg.balance, ratios=cfg.ratios,
-        replace=cfg.replace, exclude_supervision_edges=cfg.exclude_supervision_edges,
-        avoid_known_positives=cfg.avoid_known_positives, seed=cfg.seed,
+        graph,
+        positives_per_batch=cfg.batch_positives // sub_batches,
+        fanouts=cfg.fanouts,
+        negatives_per_type=cfg.negatives_per_type,
+        relations=rels,
+        balance=cfg.balance,
+        ratios=cfg.ratios,
+        replace=cfg.replace,
+        exclude_supervision_edges=cfg.exclude_supervision_edges,
+        avoid_known_positives=cfg.avoid_known_positives,
+        seed=cfg.seed,
     )
 
 
@@ -251,11 +292,14 @@ _STEP_CACHE: dict[tuple, tuple[Callable, Callable]] = {}
 def _sub_batch_terms(params, mcfg: HGNNConfig, layout: Layout, margin: float, features, b, n_rel: int):
     """``losses.ranking_sums`` of one sub-batch ``b`` (``as_dict`` layout, ``positive_mask`` ``[P]``)."""
     z = hgnn_forward(params, mcfg, features, b, layout)
-    return losses.ranking_sums(z, layout.anchor, layout.positive, layout.negative, margin, b["positive_mask"],
-                               layout.positive_relation, n_rel)
+    return losses.ranking_sums(
+        z, layout.anchor, layout.positive, layout.negative, margin, b["positive_mask"], layout.positive_relation, n_rel
+    )
 
 
-def make_steps(mcfg: HGNNConfig, spec: SamplingSpec, lr: float, margin: float, mesh) -> tuple[Callable, Callable, optax.GradientTransformation]:
+def make_steps(
+    mcfg: HGNNConfig, spec: SamplingSpec, lr: float, margin: float, mesh
+) -> tuple[Callable, Callable, optax.GradientTransformation]:
     """``(train_step, eval_step, optimizer)`` jitted for one (model, spec, mesh); cached per process.
 
     ``train_step(state, features, batch) -> (state, loss)``; ``eval_step(params, features, batch) ->
@@ -280,7 +324,11 @@ def make_steps(mcfg: HGNNConfig, spec: SamplingSpec, lr: float, margin: float, m
 
         loss, grads = jax.value_and_grad(loss_fn)(state["params"])
         updates, opt_state = opt.update(grads, state["opt_state"], state["params"])
-        new = {"params": optax.apply_updates(state["params"], updates), "opt_state": opt_state, "step": state["step"] + 1}
+        new = {
+            "params": optax.apply_updates(state["params"], updates),
+            "opt_state": opt_state,
+            "step": state["step"] + 1,
+        }
         return new, loss
 
     def eval_step(params, features, batch):
@@ -294,7 +342,9 @@ def make_steps(mcfg: HGNNConfig, spec: SamplingSpec, lr: float, margin: float, m
     return train_j, eval_j, opt
 
 
-def init_state(key: jax.Array, mcfg: HGNNConfig, spec: SamplingSpec, in_dim: int, opt: optax.GradientTransformation) -> dict:
+def init_state(
+    key: jax.Array, mcfg: HGNNConfig, spec: SamplingSpec, in_dim: int, opt: optax.GradientTransformation
+) -> dict:
     """``{"params", "opt_state", "step"}`` (``step`` int32 ``[]``) of a fresh model for ``in_dim``-wide features."""
     params = init_hgnn(key, mcfg, spec, spec.node_types, in_dim)
     return {"params": params, "opt_state": opt.init(params), "step": jnp.zeros((), jnp.int32)}
@@ -332,7 +382,9 @@ class StepSampler:
         return stack_batches([self.sampler.batch(epoch, i % nb) for i in idx], [i < nb for i in idx])
 
 
-def group_eval_batches(batches: Sequence[PaddedBatch], sub_batches: int, local: slice | None = None) -> list[dict[str, Any]]:
+def group_eval_batches(
+    batches: Sequence[PaddedBatch], sub_batches: int, local: slice | None = None
+) -> list[dict[str, Any]]:
     """Evaluation batches grouped G per step; the last group is filled with masked copies."""
     if not batches:
         raise ValueError("validation: no evaluation batches (empty val_edges?)")
@@ -347,8 +399,14 @@ def group_eval_batches(batches: Sequence[PaddedBatch], sub_batches: int, local: 
 
 
 # ---------------------------------------------------------------------------- setup and entry point
-def _setup(graph: HeteroCSR, features: np.ndarray, val_edges: Mapping[Relation, np.ndarray], cfg: HGNNTrainConfig,
-           make_sampler: SamplerFactory | None, t_start: float) -> tuple[TrainContext, optax.GradientTransformation, int, dict]:
+def _setup(
+    graph: HeteroCSR,
+    features: np.ndarray,
+    val_edges: Mapping[Relation, np.ndarray],
+    cfg: HGNNTrainConfig,
+    make_sampler: SamplerFactory | None,
+    t_start: float,
+) -> tuple[TrainContext, optax.GradientTransformation, int, dict]:
     """A run's fixed parts: ``(ctx, optimizer, feature width d, random baseline metrics)``."""
     mesh = make_mesh(cfg.num_devices)
     n_dev = mesh.devices.size
@@ -371,19 +429,34 @@ def _setup(graph: HeteroCSR, features: np.ndarray, val_edges: Mapping[Relation, 
     fused = FusedStep(sampler, mesh, G, train_step) if cfg.fused_sampling else None
     val = cap_edges(val_edges, spec.relations, cfg.val_max_edges, cfg.seed)
     if sum(e.shape[0] for e in val.values()) == 0:
-        raise ValueError(f"val_edges: no held-out edges for the relations in use {[relation_name(r) for r in spec.relations]}")
+        raise ValueError(
+            f"val_edges: no held-out edges for the relations in use {[relation_name(r) for r in spec.relations]}"
+        )
     val_batches = list(sampler.edge_batches(val, cfg.seed))
     val_groups = group_eval_batches(val_batches, G, local)
     # the baseline over *all* sub-batches, so every process reports the same global figure
-    baseline = random_baseline(val_groups if n_proc == 1 else group_eval_batches(val_batches, G), spec.layout(),
-                               graph.num_nodes, mcfg.out_dim, cfg.margin, cfg.seed, spec.relations)
-    ctx = TrainContext(cfg, spec, mesh, feats, train_step, eval_step, StepSampler(sampler, G, local), fused, val_groups,
-                       p_idx, t_start)
+    baseline = random_baseline(
+        val_groups if n_proc == 1 else group_eval_batches(val_batches, G),
+        spec.layout(),
+        graph.num_nodes,
+        mcfg.out_dim,
+        cfg.margin,
+        cfg.seed,
+        spec.relations,
+    )
+    ctx = TrainContext(
+        cfg, spec, mesh, feats, train_step, eval_step, StepSampler(sampler, G, local), fused, val_groups, p_idx, t_start
+    )
     return ctx, opt, feats_np.shape[1], baseline
 
 
-def _initial_state(ctx: TrainContext, opt: optax.GradientTransformation, in_dim: int, init_params: Any | None,
-                   init_params_path: str | os.PathLike | None) -> LoopState:
+def _initial_state(
+    ctx: TrainContext,
+    opt: optax.GradientTransformation,
+    in_dim: int,
+    init_params: Any | None,
+    init_params_path: str | os.PathLike | None,
+) -> LoopState:
     """The state of a fresh run: random initialisation, or the warm-start params with a fresh Adam state."""
     from twotower_hgnn.checkpoint import conform_params, load_params
 
@@ -394,7 +467,9 @@ def _initial_state(ctx: TrainContext, opt: optax.GradientTransformation, in_dim:
     if init_params is not None:
         state = {**state, "params": conform_params(init_params, state["params"], "init_params")}
         state["opt_state"] = opt.init(state["params"])
-    return LoopState(train=state, best_params=host_copy(state["params"]), stopper=EarlyStopping(cfg.patience, mode="max"))
+    return LoopState(
+        train=state, best_params=host_copy(state["params"]), stopper=EarlyStopping(cfg.patience, mode="max")
+    )
 
 
 def train_hgnn(
@@ -435,23 +510,42 @@ def train_hgnn(
     workdir = Path(workdir).expanduser().resolve() if workdir is not None else None
     ctx, opt, in_dim, baseline = _setup(graph, features, val_edges, cfg, sampler_factory, t_start)
     s = _initial_state(ctx, opt, in_dim, init_params, init_params_path)
-    ckpt = CheckpointHook(workdir / "checkpoints" if workdir is not None else None, cfg.ckpt_every_steps,
-                          cfg.max_to_keep, {"spec": ctx.spec.to_dict(), "config": cfg.to_dict(), "seed": cfg.seed})
+    ckpt = CheckpointHook(
+        workdir / "checkpoints" if workdir is not None else None,
+        cfg.ckpt_every_steps,
+        cfg.max_to_keep,
+        {"spec": ctx.spec.to_dict(), "config": cfg.to_dict(), "seed": cfg.seed},
+    )
     resumed_from = ckpt.restore(s)
     s.train = jax.device_put(s.train, replicated_sharding(ctx.mesh))
     s.step = int(jax.device_get(s.train["step"]))  # host mirror: no device sync per step
-    run_loop(ctx, s, [
-        ValidationHook(),
-        LoggingHook(workdir / "logs" if workdir is not None else None, cfg, ctx.p_idx),
-        ckpt,
-        *hooks,
-        *([FailAfterStep(fail_after_step)] if fail_after_step is not None else []),
-    ])
+    run_loop(
+        ctx,
+        s,
+        [
+            ValidationHook(),
+            LoggingHook(workdir / "logs" if workdir is not None else None, cfg, ctx.p_idx),
+            ckpt,
+            *hooks,
+            *([FailAfterStep(fail_after_step)] if fail_after_step is not None else []),
+        ],
+    )
     return HGNNTrainResult(
-        params=s.best_params, last_params=host_copy(s.train["params"]), cfg=cfg, spec=ctx.spec, best_metric=float(s.stopper.best),
-        best_epoch=s.best_epoch, history=s.history, baseline=baseline, epochs_run=s.epoch - 1, steps=s.step,
-        wall_s=ctx.elapsed(s), stopped_early=s.stop_reason == "early_stopping", stop_reason=s.stop_reason,
-        resumed_from=resumed_from, traces={k: _TRACES[k] - traces0[k] for k in _TRACES},
+        params=s.best_params,
+        last_params=host_copy(s.train["params"]),
+        cfg=cfg,
+        spec=ctx.spec,
+        best_metric=float(s.stopper.best),
+        best_epoch=s.best_epoch,
+        history=s.history,
+        baseline=baseline,
+        epochs_run=s.epoch - 1,
+        steps=s.step,
+        wall_s=ctx.elapsed(s),
+        stopped_early=s.stop_reason == "early_stopping",
+        stop_reason=s.stop_reason,
+        resumed_from=resumed_from,
+        traces={k: _TRACES[k] - traces0[k] for k in _TRACES},
     )
 
 

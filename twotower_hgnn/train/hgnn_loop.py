@@ -7,6 +7,7 @@ progress), :class:`CheckpointHook` (the :class:`LoopState`, saved as one checkpo
 :class:`FailAfterStep` (fault injection for tests). ``twotower_hgnn.train.hgnn.train_hgnn`` builds
 the :class:`TrainContext` and the state, and appends the caller's hooks to the built-in ones.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,8 +53,15 @@ def evaluate(eval_step: Callable, params, features, groups: Sequence[dict], mesh
     return losses.ranking_metrics(jax.device_get(tot), [relation_name(r) for r in relations])
 
 
-def random_baseline(batches: Sequence[dict], layout: Layout, num_nodes: int, dim: int, margin: float, seed: int,
-                    relations: Sequence[Relation]) -> dict[str, float]:
+def random_baseline(
+    batches: Sequence[dict],
+    layout: Layout,
+    num_nodes: int,
+    dim: int,
+    margin: float,
+    seed: int,
+    relations: Sequence[Relation],
+) -> dict[str, float]:
     """Validation metrics of random unit embeddings (one fixed random vector per node) on the
     stacked evaluation groups (``seeds[type]`` ``[G, n_type]``, ``positive_mask`` ``[G, P]``)."""
     emb = np_rng(seed, "random-baseline").normal(size=(num_nodes + 1, dim)).astype(np.float32)
@@ -62,13 +70,23 @@ def random_baseline(batches: Sequence[dict], layout: Layout, num_nodes: int, dim
     for grp in batches:
         for g in range(grp["positive_mask"].shape[0]):
             ids = np.concatenate([grp["seeds"][t][g] for t in layout.seeds_per_type])
-            part = losses.ranking_sums_np(emb[ids], layout.anchor, layout.positive, layout.negative, margin,
-                                          grp["positive_mask"][g], layout.positive_relation, len(relations))
+            part = losses.ranking_sums_np(
+                emb[ids],
+                layout.anchor,
+                layout.positive,
+                layout.negative,
+                margin,
+                grp["positive_mask"][g],
+                layout.positive_relation,
+                len(relations),
+            )
             tot = part if not tot else {k2: tot[k2] + part[k2] for k2 in tot}
     return losses.ranking_metrics(tot, [relation_name(r) for r in relations])
 
 
-def cap_edges(val_edges: Mapping[Relation, np.ndarray], relations: Sequence[Relation], cap: int | None, seed: int) -> dict[Relation, np.ndarray]:
+def cap_edges(
+    val_edges: Mapping[Relation, np.ndarray], relations: Sequence[Relation], cap: int | None, seed: int
+) -> dict[Relation, np.ndarray]:
     """Held-out edges of the relations in use, at most ``cap`` per relation (seeded uniform subset)."""
     out = {}
     for r in relations:
@@ -129,9 +147,16 @@ class LoopState:
 
     def meta(self, wall_s: float) -> dict[str, Any]:
         """The checkpointed scalars (JSON); ``wall_s``: training wall time up to now, over resumes."""
-        return {"epoch": self.epoch, "next_step": self.next_step, "epoch_loss": self.epoch_loss,
-                "epoch_steps": self.epoch_steps, "early_stopping": self.stopper.state_dict(), "history": self.history,
-                "wall_s": wall_s, "best_epoch": self.best_epoch}
+        return {
+            "epoch": self.epoch,
+            "next_step": self.next_step,
+            "epoch_loss": self.epoch_loss,
+            "epoch_steps": self.epoch_steps,
+            "early_stopping": self.stopper.state_dict(),
+            "history": self.history,
+            "wall_s": wall_s,
+            "best_epoch": self.best_epoch,
+        }
 
     def restore(self, arrays: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
         """Loads what :meth:`arrays` and :meth:`meta` saved (``train`` comes back on the host)."""
@@ -142,18 +167,32 @@ class LoopState:
         self.wall_s, self.best_epoch = float(meta["wall_s"]), int(meta["best_epoch"])
 
     def enter_epoch(self, epoch_len: int) -> None:
-        self.epoch_len, self.t_epoch, self.n_here, self.loss_acc, self.done_here = epoch_len, time.perf_counter(), 0, None, 0
+        self.epoch_len, self.t_epoch, self.n_here, self.loss_acc, self.done_here = (
+            epoch_len,
+            time.perf_counter(),
+            0,
+            None,
+            0,
+        )
 
     def count_step(self, loss: jax.Array) -> None:
         """Books one step (loss float32 ``[]``); clears the previous step's record."""
         self.loss, self.step_epoch, self.record = loss, self.epoch, None
         self.loss_acc = loss if self.loss_acc is None else self.loss_acc + loss
-        self.step, self.next_step, self.done_here, self.n_here = self.step + 1, self.next_step + 1, self.done_here + 1, self.n_here + 1
+        self.step, self.next_step, self.done_here, self.n_here = (
+            self.step + 1,
+            self.next_step + 1,
+            self.done_here + 1,
+            self.n_here + 1,
+        )
 
     def fold_loss(self) -> None:
         """Moves the device-side running loss into ``epoch_loss`` (a Python float)."""
         if self.loss_acc is not None:
-            self.epoch_loss, self.epoch_steps = self.epoch_loss + float(self.loss_acc), self.epoch_steps + self.done_here
+            self.epoch_loss, self.epoch_steps = (
+                self.epoch_loss + float(self.loss_acc),
+                self.epoch_steps + self.done_here,
+            )
         self.loss_acc, self.done_here = None, 0
 
     def next_epoch(self) -> None:
@@ -222,8 +261,15 @@ class _Feed:
         s.enter_epoch(ctx.steps_src.num_batches(s.epoch))
         if ctx.fused is None:
             put = lambda b: shard_batch(b, ctx.mesh)  # noqa: E731 (runs in the loader threads)
-            self.loader = Loader(ctx.steps_src, s.epoch, start=s.next_step, workers=cfg.workers, prefetch=cfg.prefetch,
-                                 mode=cfg.loader_mode, device_put=put)
+            self.loader = Loader(
+                ctx.steps_src,
+                s.epoch,
+                start=s.next_step,
+                workers=cfg.workers,
+                prefetch=cfg.prefetch,
+                mode=cfg.loader_mode,
+                device_put=put,
+            )
             self._it, self._run = iter(self.loader), lambda st, b: ctx.train_step(st, ctx.feats, b)
         else:  # the step's batches are sampled inside its jit; only the step index crosses
             self._it, self._run = iter(range(s.next_step, s.epoch_len)), ctx.fused.epoch_runner(s.epoch, ctx.feats)
@@ -333,7 +379,14 @@ class ValidationHook(Hook):
     @staticmethod
     def _validate(ctx: TrainContext, s: LoopState, epoch: int, train_loss: float | None, sps: float | None) -> dict:
         m = evaluate(ctx.eval_step, s.train["params"], ctx.feats, ctx.val_groups, ctx.mesh, ctx.spec.relations)
-        rec = {"epoch": epoch, "step": s.step, "train_loss": train_loss, **m, "wall_s": ctx.elapsed(s), "steps_per_s": sps}
+        rec = {
+            "epoch": epoch,
+            "step": s.step,
+            "train_loss": train_loss,
+            **m,
+            "wall_s": ctx.elapsed(s),
+            "steps_per_s": sps,
+        }
         if s.stopper.update(m["val_mrr"]):
             s.best_params, s.best_epoch = host_copy(s.train["params"]), epoch
         return rec
@@ -359,14 +412,19 @@ class LoggingHook(Hook):
                 self.writer.scalars({"train/loss": lv}, s.step)
         self._record(s)
         if s.stop_reason == "max_time" and self.p_idx == 0:
-            print(f"[hgnn] stopped by the wall-clock safety net max_time_s={ctx.cfg.max_time_s} at step {s.step} "
-                  "(not reproducible: set step/epoch budgets)", flush=True)
+            print(
+                f"[hgnn] stopped by the wall-clock safety net max_time_s={ctx.cfg.max_time_s} at step {s.step} "
+                "(not reproducible: set step/epoch budgets)",
+                flush=True,
+            )
 
     def _record(self, s: LoopState) -> None:
         if s.record is not None:
             s.history.append(s.record)
             if self.writer is not None:
-                self.writer.scalars({k: v for k, v in s.record.items() if k not in ("epoch", "step") and v is not None}, s.step)
+                self.writer.scalars(
+                    {k: v for k, v in s.record.items() if k not in ("epoch", "step") and v is not None}, s.step
+                )
 
     def on_end(self, ctx: TrainContext, s: LoopState) -> None:
         self.prog.close()
@@ -397,8 +455,10 @@ class CheckpointHook(Hook):
             return None
         arrays, meta = self.ckpt.restore(s.arrays())
         if meta.get("spec") != json_roundtrip(self.extra.get("spec")):
-            raise ValueError(f"checkpoint in {self.ckpt.directory} was written for a different sampling spec; "
-                             "use a new workdir or the same config")
+            raise ValueError(
+                f"checkpoint in {self.ckpt.directory} was written for a different sampling spec; "
+                "use a new workdir or the same config"
+            )
         s.restore(arrays, meta)
         return int(self.ckpt.latest_step())
 

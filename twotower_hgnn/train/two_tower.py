@@ -20,6 +20,7 @@ PAPER.md §4: Adam, learning rate 1e-3, batch 128, 10 epochs. One example per fi
 * **2T baseline.** ``use_hgnn=False`` drops the HGNN input of the item tower and builds the user
   history means from the content embeddings instead (the paper's production 2T has no HGNN at all).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,14 +40,30 @@ from twotower_hgnn import features as F
 from twotower_hgnn.checkpoint import Checkpointer, CheckpointError
 from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.models.encode import (  # noqa: F401  (re-exported: encoding moved to models.encode)
-    ENCODE_CHUNK, _encoder, encode_chunked, item_vectors, rank_items, user_vectors)
+    ENCODE_CHUNK,
+    _encoder,
+    encode_chunked,
+    item_vectors,
+    rank_items,
+    user_vectors,
+)
 from twotower_hgnn.models.two_tower import TwoTowerConfig, TwoTowerModel, full_softmax_loss, in_batch_softmax_loss
 from twotower_hgnn.parallel import make_mesh, replicate, shard_batch
 from twotower_hgnn.rng import jax_key, np_rng
 from twotower_hgnn.tracking import MetricWriter, Progress
 from twotower_hgnn.train.two_tower_loop import (  # noqa: F401  (the loop's names are re-exported for callers)
-    CheckpointHook, FailAfterStep, Hook, InjectedFailure, LogHook, LoopState, TimeCapHook, TrainRun, ValidationHook,
-    _with_best, run_loop)
+    CheckpointHook,
+    FailAfterStep,
+    Hook,
+    InjectedFailure,
+    LogHook,
+    LoopState,
+    TimeCapHook,
+    TrainRun,
+    ValidationHook,
+    _with_best,
+    run_loop,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,19 +193,32 @@ def make_loss_fn(model_cfg: TwoTowerConfig):
         offset = None if prior is None else prior[batch.prior_slot]  # [B, N]
         if model_cfg.negatives == "full":
             v_all = model.apply(params, item_table, method=TwoTowerModel.encode_item)
-            return full_softmax_loss(u, v_all, batch.item_row, model_cfg.temperature, mask=batch.mask,
-                                     weight=batch.weight, logit_offset=offset)
+            return full_softmax_loss(
+                u,
+                v_all,
+                batch.item_row,
+                model_cfg.temperature,
+                mask=batch.mask,
+                weight=batch.weight,
+                logit_offset=offset,
+            )
         items = jax.tree_util.tree_map(lambda a: a[batch.item_row], item_table)
         v = model.apply(params, items, method=TwoTowerModel.encode_item)
         offset = None if offset is None else offset[:, batch.item_row]
-        return in_batch_softmax_loss(u, v, batch.item_row, batch.log_q, model_cfg, mask=batch.mask,
-                                     weight=batch.weight, logit_offset=offset)
+        return in_batch_softmax_loss(
+            u, v, batch.item_row, batch.log_q, model_cfg, mask=batch.mask, weight=batch.weight, logit_offset=offset
+        )
 
     return loss_fn
 
 
-def make_train_step(model_cfg: TwoTowerConfig, tx: optax.GradientTransformation, mesh: Any, counter: list[int],
-                    ema_decay: float | None = None):
+def make_train_step(
+    model_cfg: TwoTowerConfig,
+    tx: optax.GradientTransformation,
+    mesh: Any,
+    counter: list[int],
+    ema_decay: float | None = None,
+):
     """Jitted ``step(state, item_table, batch, prior) -> (state, loss)``; ``counter[0]`` += 1 per trace.
 
     With ``ema_decay`` the state carries ``"ema"``, an exponential moving average of the parameters
@@ -211,8 +241,14 @@ def make_train_step(model_cfg: TwoTowerConfig, tx: optax.GradientTransformation,
     return jax.jit(step, in_shardings=(rep, rep, bat, rep), out_shardings=(rep, rep), donate_argnums=(0,))
 
 
-def make_batch(ex: F.TrainingExamples, rows: np.ndarray, log_q_items: np.ndarray, batch_size: int,
-               weights: np.ndarray | None = None, prior_slot: np.ndarray | None = None) -> F.TwoTowerBatch:
+def make_batch(
+    ex: F.TrainingExamples,
+    rows: np.ndarray,
+    log_q_items: np.ndarray,
+    batch_size: int,
+    weights: np.ndarray | None = None,
+    prior_slot: np.ndarray | None = None,
+) -> F.TwoTowerBatch:
     """Host batch of ``rows`` padded to ``batch_size`` (mask 0 on padding); ``weights`` ``[E]`` per example,
     ``prior_slot`` ``[E]`` each example's slot of the time-aware prior (None = static prior)."""
     n = len(rows)
@@ -221,9 +257,14 @@ def make_batch(ex: F.TrainingExamples, rows: np.ndarray, log_q_items: np.ndarray
     mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
     w = mask if weights is None else np.concatenate([weights[rows], np.zeros(pad)]).astype(np.float32)
     return F.TwoTowerBatch(
-        user=F.pad_users(F.take_users(ex.user, rows), batch_size), item_row=item_row,
-        log_q=(log_q_items[item_row] * mask).astype(np.float32), mask=mask, weight=w,
-        prior_slot=None if prior_slot is None else np.concatenate([prior_slot[rows], np.zeros(pad, np.int32)]).astype(np.int32),
+        user=F.pad_users(F.take_users(ex.user, rows), batch_size),
+        item_row=item_row,
+        log_q=(log_q_items[item_row] * mask).astype(np.float32),
+        mask=mask,
+        weight=w,
+        prior_slot=None
+        if prior_slot is None
+        else np.concatenate([prior_slot[rows], np.zeros(pad, np.int32)]).astype(np.int32),
     )
 
 
@@ -253,7 +294,7 @@ def batch_rows(n_examples: int, batch_size: int, seed: int, step: int, _cache: d
         perm = np_rng(seed, "2t-shuffle", epoch).permutation(n_examples)
         if _cache is not None:
             _cache.update(epoch=epoch, perm=perm)
-    return perm[pos * batch_size:(pos + 1) * batch_size]
+    return perm[pos * batch_size : (pos + 1) * batch_size]
 
 
 # ------------------------------------------------------------------------------------------ train
@@ -262,36 +303,57 @@ def _check_embeddings(ds: Dataset, content_emb: Any, hgnn_emb: Any, use_hgnn: bo
         raise ValueError("content_emb (the SBERT/text item embedding, [n_items, d]) is required")
     for name, e in (("content_emb", content_emb), ("hgnn_emb", hgnn_emb)):
         if e is not None and (np.ndim(e) != 2 or np.shape(e)[0] != ds.num_items):
-            raise ValueError(f"{name} has shape {np.shape(e)}; expected ({ds.num_items}, d), one row per item of {ds.name}")
+            raise ValueError(
+                f"{name} has shape {np.shape(e)}; expected ({ds.num_items}, d), one row per item of {ds.name}"
+            )
         if e is not None and not np.isfinite(np.asarray(e)).all():
             raise ValueError(f"{name} contains NaN/inf")
     if use_hgnn and hgnn_emb is None:
         raise ValueError("use_hgnn=True needs hgnn_emb; pass use_hgnn=False for the 2T baseline")
 
 
-def prepare(ds: Dataset, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, cfg: TwoTowerTrainConfig,
-            known_items: np.ndarray | None = None):
+def prepare(
+    ds: Dataset,
+    content_emb: np.ndarray,
+    hgnn_emb: np.ndarray | None,
+    cfg: TwoTowerTrainConfig,
+    known_items: np.ndarray | None = None,
+):
     """(model_cfg, vocab, item_table, history_emb) for a dataset and config (no training).
 
     ``known_items``: global ids with a training interaction (the only ones given an id vector)."""
     _check_embeddings(ds, content_emb, hgnn_emb, cfg.use_hgnn)
     hist = np.asarray(hgnn_emb if cfg.use_hgnn else content_emb, np.float32)
     ids_on = cfg.model.id_dim > 0 or cfg.model.item_bias
-    vocab = F.build_vocab(ds, cfg.target_type, d_hist=hist.shape[1], history_days=cfg.history_days,
-                          id_history_len=cfg.id_history_len if cfg.model.id_dim > 0 else 0)
+    vocab = F.build_vocab(
+        ds,
+        cfg.target_type,
+        d_hist=hist.shape[1],
+        history_days=cfg.history_days,
+        id_history_len=cfg.id_history_len if cfg.model.id_dim > 0 else 0,
+    )
     if ids_on:
         vocab = dataclasses.replace(vocab, n_items=int(ds.num_items))
     model = cfg.model
     n_target = int(np.subtract(*F.target_item_range(ds, cfg.target_type)[::-1]))
     if model.negatives == "full" and n_target > FULL_SOFTMAX_MAX_ITEMS:
-        print(f"[2T] {n_target:,} {cfg.target_type}s > {FULL_SOFTMAX_MAX_ITEMS:,}: in-batch negatives with logQ "
-              "instead of the full softmax", flush=True)
+        print(
+            f"[2T] {n_target:,} {cfg.target_type}s > {FULL_SOFTMAX_MAX_ITEMS:,}: in-batch negatives with logQ "
+            "instead of the full softmax",
+            flush=True,
+        )
         model = dataclasses.replace(model, negatives="in_batch", correction="logq")
-    model_cfg = dataclasses.replace(model, use_hgnn=cfg.use_hgnn, n_countries=vocab.n_countries,
-                                    n_languages=vocab.n_languages, n_genres=vocab.n_genres,
-                                    n_item_tokens=int(ds.num_items) + 1 if ids_on else 1)
-    table = F.item_feature_table(ds, content_emb, hgnn_emb if cfg.use_hgnn else None, cfg.target_type, vocab,
-                                 known_items=known_items)
+    model_cfg = dataclasses.replace(
+        model,
+        use_hgnn=cfg.use_hgnn,
+        n_countries=vocab.n_countries,
+        n_languages=vocab.n_languages,
+        n_genres=vocab.n_genres,
+        n_item_tokens=int(ds.num_items) + 1 if ids_on else 1,
+    )
+    table = F.item_feature_table(
+        ds, content_emb, hgnn_emb if cfg.use_hgnn else None, cfg.target_type, vocab, known_items=known_items
+    )
     return model_cfg, vocab, table, hist
 
 
@@ -319,14 +381,23 @@ def _known_items(split: Any) -> np.ndarray:
     return np.unique(train["item_idx"].to_numpy(np.int64))
 
 
-def _training_data(ds: Dataset, split: Any, cfg: TwoTowerTrainConfig, vocab: F.FeatureVocab,
-                   table: F.ItemFeatures, hist: np.ndarray):
+def _training_data(
+    ds: Dataset, split: Any, cfg: TwoTowerTrainConfig, vocab: F.FeatureVocab, table: F.ItemFeatures, hist: np.ndarray
+):
     """(examples, ``host_batch(step)``: the padded host batch of global step ``step``, train_table, prior).
 
     Sets ``table.log_prior`` (float32 ``[N]``, the served prior); with ``prior_as_of`` the step reads
     ``train_table`` (``log_prior`` zeroed) and ``prior`` (float32 ``[S, N]``), else ``table`` and None."""
-    ex = F.build_training_examples(ds, split, cfg.target_type, hist, vocab, positive_events=cfg.positive_events,
-                                   first_only=cfg.first_only, example_history=cfg.example_history)
+    ex = F.build_training_examples(
+        ds,
+        split,
+        cfg.target_type,
+        hist,
+        vocab,
+        positive_events=cfg.positive_events,
+        first_only=cfg.first_only,
+        example_history=cfg.example_history,
+    )
     if len(ex) == 0:
         raise ValueError(f"no training examples: no {cfg.positive_events} of {cfg.target_type}s in the training part")
     log_q_items = F.smoothed_log_q(ex.item_counts, cfg.q_smoothing)
@@ -339,8 +410,12 @@ def _training_data(ds: Dataset, split: Any, cfg: TwoTowerTrainConfig, vocab: F.F
         table.log_prior = prior_log_frequency(ex, cfg.prior_days, cfg.q_smoothing)
     weights = recency_weights(ex.timestamp, cfg.recency_halflife_days)
     cache: dict = {}
-    host_batch = lambda step: make_batch(ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache),  # noqa: E731
-                                         log_q_items, cfg.batch_size, weights, slots)
+
+    def host_batch(step):
+        return make_batch(
+            ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache), log_q_items, cfg.batch_size, weights, slots
+        )
+
     return ex, host_batch, train_table, prior
 
 
@@ -352,8 +427,9 @@ def _restore(ckpt: Checkpointer, state: dict, meta_fingerprint: dict, workdir: P
     ignore = ("max_steps", "time_budget_s", "checkpoint_every", "log_every", "progress", "epochs", "patience")
     strip = lambda f: {**f, "train_config": {k: v for k, v in f["train_config"].items() if k not in ignore}}  # noqa: E731
     if saved is None or strip(saved) != strip(meta_fingerprint):
-        raise CheckpointError(f"checkpoint in {workdir / 'checkpoints'} was written by a different config or "
-                              "dataset; use a fresh workdir")
+        raise CheckpointError(
+            f"checkpoint in {workdir / 'checkpoints'} was written by a different config or dataset; use a fresh workdir"
+        )
     return state, meta
 
 
@@ -366,9 +442,16 @@ def _fresh_state(params: Any, tx: optax.GradientTransformation, ema_decay: float
 
 # ------------------------------------------------------------------------------------------ train
 def train_two_tower(
-    ds: Dataset, split: Any, content_emb: np.ndarray, hgnn_emb: np.ndarray | None, cfg: TwoTowerTrainConfig,
-    workdir: str | os.PathLike, *, init_params_path: str | os.PathLike | None = None,
-    validate: Callable[[TwoTowerResult], float] | None = None, hooks: Sequence[Hook] = (),
+    ds: Dataset,
+    split: Any,
+    content_emb: np.ndarray,
+    hgnn_emb: np.ndarray | None,
+    cfg: TwoTowerTrainConfig,
+    workdir: str | os.PathLike,
+    *,
+    init_params_path: str | os.PathLike | None = None,
+    validate: Callable[[TwoTowerResult], float] | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> TwoTowerResult:
     """Trains (or resumes training of) a two-tower model; checkpoints under ``workdir/checkpoints``,
     metrics (TensorBoard + metrics.jsonl) under ``workdir/tb``.
@@ -384,13 +467,22 @@ def train_two_tower(
     ex, host_batch, train_table, prior = _training_data(ds, split, cfg, vocab, table, hist)
     mesh = make_mesh(cfg.num_devices)
     if cfg.batch_size % mesh.devices.size:
-        raise ValueError(f"batch_size={cfg.batch_size} is not a multiple of the {mesh.devices.size} devices of the mesh")
+        raise ValueError(
+            f"batch_size={cfg.batch_size} is not a multiple of the {mesh.devices.size} devices of the mesh"
+        )
     spe = math.ceil(len(ex) / cfg.batch_size)
     total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, int(cfg.max_steps))
-    tx = optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay) if cfg.weight_decay else optax.adam(cfg.learning_rate)
+    tx = (
+        optax.adamw(cfg.learning_rate, weight_decay=cfg.weight_decay)
+        if cfg.weight_decay
+        else optax.adam(cfg.learning_rate)
+    )
     # jitted init: eager Flax init compiles every initialiser op separately (65 compiles, ~10 s on 2 cores)
-    params = jax.device_get(jax.jit(TwoTowerModel(model_cfg).init)(
-        jax_key(cfg.seed, "2t-init"), host_batch(0).user, jax.tree_util.tree_map(lambda a: a[:2], table)))
+    params = jax.device_get(
+        jax.jit(TwoTowerModel(model_cfg).init)(
+            jax_key(cfg.seed, "2t-init"), host_batch(0).user, jax.tree_util.tree_map(lambda a: a[:2], table)
+        )
+    )
     keep_best = validate is not None
     ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=2)
     # JSON round trip so that tuples compare equal to the lists a restored meta holds.
@@ -406,25 +498,55 @@ def train_two_tower(
         best = both.pop("best", best)
         state, loop = both, LoopState(**meta.get("loop", {}))
     result = lambda p, st: TwoTowerResult(  # noqa: E731
-        params=jax.device_get(p), cfg=cfg, model_cfg=model_cfg, vocab=vocab, item_table=table, history_emb=hist,
-        history=loop.history, step=st, n_examples=len(ex))
+        params=jax.device_get(p),
+        cfg=cfg,
+        model_cfg=model_cfg,
+        vocab=vocab,
+        item_table=table,
+        history_emb=hist,
+        history=loop.history,
+        step=st,
+        n_examples=len(ex),
+    )
     counter = [0]
     jitted = make_train_step(model_cfg, tx, mesh, counter, cfg.ema_decay)
     table_dev, prior_dev = replicate(train_table, mesh), (None if prior is None else replicate(prior, mesh))
     step_fn = lambda st, s: jitted(st, table_dev, shard_batch(host_batch(s), mesh), prior_dev)  # noqa: E731
-    run = TrainRun(cfg=cfg, spe=spe, total=total, step=int(state["step"]), state=replicate(state, mesh),
-                   served="params" if cfg.ema_decay is None else "ema", loop=loop, best=best, result=result)
+    run = TrainRun(
+        cfg=cfg,
+        spe=spe,
+        total=total,
+        step=int(state["step"]),
+        state=replicate(state, mesh),
+        served="params" if cfg.ema_decay is None else "ema",
+        loop=loop,
+        best=best,
+        result=result,
+    )
     eval_every = spe if cfg.eval_every is None else int(cfg.eval_every)
-    with ckpt, MetricWriter(workdir / "tb") as writer, Progress(total - run.step, desc=f"2T {cfg.target_type}",
-                                                                 enabled=cfg.progress) as prog:
+    with (
+        ckpt,
+        MetricWriter(workdir / "tb") as writer,
+        Progress(total - run.step, desc=f"2T {cfg.target_type}", enabled=cfg.progress) as prog,
+    ):
         validation = [ValidationHook(validate, writer, eval_every)] if keep_best else []
         run.t0 = time.perf_counter()
-        run_loop(run, step_fn, [LogHook(writer, prog), *validation, TimeCapHook(), *hooks,
-                                CheckpointHook(ckpt, fingerprint, keep_best)])
-    reason = run.stop or loop.stopped or ("max_steps" if cfg.max_steps is not None and total == int(cfg.max_steps) else "epochs")
+        run_loop(
+            run,
+            step_fn,
+            [LogHook(writer, prog), *validation, TimeCapHook(), *hooks, CheckpointHook(ckpt, fingerprint, keep_best)],
+        )
+    reason = (
+        run.stop
+        or loop.stopped
+        or ("max_steps" if cfg.max_steps is not None and total == int(cfg.max_steps) else "epochs")
+    )
     out = result(run.best if keep_best else run.state[run.served], run.step)
     out.n_compiles, out.resumed_from, out.stop_reason = counter[0], resumed_from, reason
     out.best_step, out.val_history = (loop.best_step if keep_best else None), loop.val_history
-    print(f"[2T] {cfg.target_type}: stopped at step {run.step} ({run.step / spe:.2f} epochs): {reason}"
-          + (f"; best validation {loop.best_metric:.4f} at step {loop.best_step}" if keep_best else ""), flush=True)
+    print(
+        f"[2T] {cfg.target_type}: stopped at step {run.step} ({run.step / spe:.2f} epochs): {reason}"
+        + (f"; best validation {loop.best_metric:.4f} at step {loop.best_step}" if keep_best else ""),
+        flush=True,
+    )
     return out

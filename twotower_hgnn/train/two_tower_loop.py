@@ -6,6 +6,7 @@ stopping on a validation metric, best parameters), :class:`TimeCapHook` (the wal
 :class:`CheckpointHook` (the train state with :class:`LoopState` as one checkpoint) and, for tests,
 :class:`FailAfterStep` (a simulated crash). ``train.two_tower.train_two_tower`` assembles them.
 """
+
 from __future__ import annotations
 
 import dataclasses
