@@ -188,28 +188,7 @@ def embed_items(
             into = [d for d in dirs if d[0] == t]
             out_chunks = []
             for c0 in range(0, h[t].shape[0], chunk_size):
-                agg = jnp.zeros((chunk_size, d_out), dt)
-                acc = None
-                for d in into:
-                    if not cfg.homogeneous:
-                        acc = None
-                    acc = _aggregate_chunk(
-                        k,
-                        msgs[d],
-                        gts[d],
-                        c0,
-                        min(c0 + chunk_size, n_t),
-                        chunk_size,
-                        edge_chunk,
-                        n_src=ranges[d[1]][1] - ranges[d[1]][0],
-                        acc=acc,
-                        d_out=d_out,
-                        dt=dt,
-                    )
-                    if not cfg.homogeneous and acc is not None:
-                        agg = agg + k.finish(acc)
-                if cfg.homogeneous and acc is not None:
-                    agg = agg + k.finish(acc)
+                agg = _chunk_messages(k, cfg, msgs, gts, ranges, into, c0, n_t, chunk_size, edge_chunk, d_out, dt)
                 out_chunks.append(k.update(h[t], c0, w_self, agg, last=last))
             new_h[t] = jnp.concatenate(out_chunks)
         h = new_h
@@ -217,6 +196,48 @@ def embed_items(
     for t, (lo, hi) in ranges.items():
         out[lo:hi] = np.asarray(l2_normalize(h[t][: hi - lo]))
     return out
+
+
+def _chunk_messages(
+    k: _Kernels,
+    cfg: HGNNConfig,
+    msgs: Mapping[tuple[str, str], Any],
+    gts: Mapping[tuple[str, str], jraph.GraphsTuple],
+    ranges: Mapping[str, tuple[int, int]],
+    into: Sequence[tuple[str, str]],
+    c0: int,
+    n_t: int,
+    chunk_size: int,
+    edge_chunk: int,
+    d_out: int,
+    dt,
+):
+    """Aggregated messages ``[chunk_size, d_out]`` into the dst rows ``[c0, c0 + chunk_size)`` of one node
+    type: the sum over the ``into`` directions of their max (heterogeneous), or one max over all of them
+    (homogeneous)."""
+    agg = jnp.zeros((chunk_size, d_out), dt)
+    acc = None
+    for d in into:
+        if not cfg.homogeneous:
+            acc = None
+        acc = _aggregate_chunk(
+            k,
+            msgs[d],
+            gts[d],
+            c0,
+            min(c0 + chunk_size, n_t),
+            chunk_size,
+            edge_chunk,
+            n_src=ranges[d[1]][1] - ranges[d[1]][0],
+            acc=acc,
+            d_out=d_out,
+            dt=dt,
+        )
+        if not cfg.homogeneous and acc is not None:
+            agg = agg + k.finish(acc)
+    if cfg.homogeneous and acc is not None:
+        agg = agg + k.finish(acc)
+    return agg
 
 
 def _aggregate_chunk(

@@ -203,42 +203,62 @@ def encode_texts(
         out_u = np.zeros((uniq.size, dim), np.float32)
         out_u[hit] = cvecs[pos[hit]]
     if todo.size:
-        t0, last = time.perf_counter(), time.perf_counter()
-        done = 0
-        for s in range(0, todo.size, shard_size):
-            block = todo[s : s + shard_size]
-            parts = []
-            for b in range(0, block.size, batch_size):
-                idx = block[b : b + batch_size]
-                parts.append(_normalise(encoder([texts[first[i]] for i in idx]), idx.size, key))
-                done += idx.size
-                now = time.perf_counter()
-                if progress and now - last > 5.0:
-                    rate = done / (now - t0)
-                    print(
-                        f"[encode_texts] {done:,}/{todo.size:,} texts {rate:.1f}/s ETA {(todo.size - done) / max(rate, 1e-9):.0f}s",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    last = now
-            vecs = np.concatenate(parts)
-            if out_u is None:
-                dim = vecs.shape[1]
-                out_u = np.zeros((uniq.size, dim), np.float32)
-            if vecs.shape[1] != dim:
-                raise TextError(f"encoder {key}: dimension {vecs.shape[1]} differs from the cached {dim}; clear {d}")
-            out_u[block] = vecs
-            _write_shard(d, uniq[block], vecs)
-        if progress and todo.size > batch_size:
-            print(
-                f"[encode_texts] encoded {todo.size:,} new texts ({uniq.size - todo.size:,} cached) in "
-                f"{time.perf_counter() - t0:.1f}s",
-                file=sys.stderr,
-                flush=True,
-            )
+        out_u = _encode_missing(encoder, key, texts, first, uniq, todo, out_u, dim, d, batch_size, shard_size, progress)
     if out_u is None:  # no texts at all
         return np.zeros((0, 0), np.float32)
     return out_u[inv.reshape(-1)]
+
+
+def _encode_missing(
+    encoder: Encoder,
+    key: str,
+    texts: list[str],
+    first: np.ndarray,
+    uniq: np.ndarray,
+    todo: np.ndarray,
+    out_u: np.ndarray | None,
+    dim: int | None,
+    d: Path,
+    batch_size: int,
+    shard_size: int,
+    progress: bool,
+) -> np.ndarray:
+    """Encodes the unique texts ``todo`` (indices into ``uniq``) shard by shard into ``out_u`` (allocated
+    here when nothing was cached), writing each shard to the cache ``d``; returns ``out_u``."""
+    t0, last = time.perf_counter(), time.perf_counter()
+    done = 0
+    for s in range(0, todo.size, shard_size):
+        block = todo[s : s + shard_size]
+        parts = []
+        for b in range(0, block.size, batch_size):
+            idx = block[b : b + batch_size]
+            parts.append(_normalise(encoder([texts[first[i]] for i in idx]), idx.size, key))
+            done += idx.size
+            now = time.perf_counter()
+            if progress and now - last > 5.0:
+                rate = done / (now - t0)
+                print(
+                    f"[encode_texts] {done:,}/{todo.size:,} texts {rate:.1f}/s ETA {(todo.size - done) / max(rate, 1e-9):.0f}s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                last = now
+        vecs = np.concatenate(parts)
+        if out_u is None:
+            dim = vecs.shape[1]
+            out_u = np.zeros((uniq.size, dim), np.float32)
+        if vecs.shape[1] != dim:
+            raise TextError(f"encoder {key}: dimension {vecs.shape[1]} differs from the cached {dim}; clear {d}")
+        out_u[block] = vecs
+        _write_shard(d, uniq[block], vecs)
+    if progress and todo.size > batch_size:
+        print(
+            f"[encode_texts] encoded {todo.size:,} new texts ({uniq.size - todo.size:,} cached) in "
+            f"{time.perf_counter() - t0:.1f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return out_u
 
 
 def _isolated_worker(texts: list[str], model: str | None, cache_dir: str | None, out: str, err: str) -> None:

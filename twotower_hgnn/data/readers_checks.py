@@ -1,0 +1,179 @@
+"""Low-level checks shared by the table readers (:mod:`twotower_hgnn.data.readers`).
+
+:class:`DataError` and the helpers that read a table file and check/convert its columns (missing
+columns, dtypes, ids, NaN, allowed values), each failure naming the file, the column and the first
+offending row. ``readers`` re-exports :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+_ID_COLUMNS = ("user_id", "item_id")
+_FREE_TEXT = ("title", "description", "language", "genre", "country")
+_SOURCE_ATTR = "source"
+
+
+class DataError(ValueError):
+    """Invalid input data; the message names the file, the column and the first offending row."""
+
+
+# --------------------------------------------------------------------------------------- helpers
+def _where(source: str, column: str | None = None, row: int | None = None, csv: bool = False) -> str:
+    parts = [str(source)]
+    if column is not None:
+        parts.append(f"column {column!r}")
+    if row is not None:
+        parts.append(f"row {row}" + (f" (line {row + 2})" if csv else ""))
+    return ": ".join(parts)
+
+
+def _fail(source: str, column: str | None, row: int | None, msg: str, csv: bool = False) -> DataError:
+    return DataError(f"{_where(source, column, row, csv)}: {msg}")
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, bool]:
+    """Reads CSV (all cells as strings) or Parquet (native dtypes). Returns (frame, is_csv)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (no header, no rows)")
+    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises several types for a corrupt file
+            raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+        is_csv = False
+    elif suffix.endswith(".csv") or suffix.endswith(".csv.gz") or suffix.endswith(".tsv"):
+        sep = "\t" if ".tsv" in suffix else ","
+        try:
+            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path}: empty file (no header, no rows)") from None
+        except pd.errors.ParserError as e:
+            raise DataError(f"{path}: malformed CSV ({e})") from None
+        df.columns = [c.strip() for c in df.columns]
+        is_csv = True
+    else:
+        raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .csv, .tsv or .parquet)")
+    if len(df) == 0:
+        raise DataError(f"{path}: empty file (header but no rows)")
+    return df, is_csv
+
+
+def _check_columns(df: pd.DataFrame, required: Mapping[str, str], source: str) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{source}: column {missing[0]!r}: missing (required columns: {list(required)}; found {list(df.columns)})"
+        )
+
+
+def _as_str(col: pd.Series, name: str, source: str, csv: bool, required: bool) -> pd.Series:
+    """Validates a string column; ids may be integers (converted). Empty strings allowed iff not required."""
+    s = col
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    if pd.api.types.is_integer_dtype(s.dtype) and name in _ID_COLUMNS:
+        return s.astype(np.int64).astype(str)
+    if not (pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)):
+        raise _fail(source, name, 0, f"wrong dtype {s.dtype} (expected strings)", csv)
+    isna = s.isna().to_numpy()
+    if isna.any():
+        if required:
+            r = _first(isna)
+            raise _fail(source, name, r, "missing value (NaN/None)", csv)
+        s = s.where(~isna, "")
+    vals = s.to_numpy(dtype=object)
+    is_str = np.fromiter((isinstance(v, str) for v in vals), dtype=bool, count=len(vals))
+    if not is_str.all():
+        r = _first(~is_str)
+        if (
+            name in _ID_COLUMNS
+            and isinstance(vals[r], (int, np.integer))
+            and all(isinstance(v, (str, int, np.integer)) for v in vals)
+        ):
+            return s.astype(str)
+        raise _fail(
+            source, name, r, f"wrong dtype: value {vals[r]!r} of type {type(vals[r]).__name__} (expected a string)", csv
+        )
+    if required:
+        empty = (s.str.len() == 0).to_numpy()
+        if empty.any():
+            raise _fail(source, name, _first(empty), "empty value", csv)
+    return s.astype(object)
+
+
+def _as_int(col: pd.Series, name: str, source: str, csv: bool) -> np.ndarray:
+    """Validates an integer column (timestamp / age). CSV cells are parsed; floats must be integral."""
+    s = col
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        if s.isna().any():
+            raise _fail(source, name, _first(s.isna().to_numpy()), "NaN (missing) value", csv)
+        ser = s
+        if getattr(ser.dt, "tz", None) is not None:
+            ser = ser.dt.tz_convert("UTC").dt.tz_localize(None)
+        return (ser.astype("datetime64[ns]").to_numpy().astype(np.int64) // 1_000_000_000).astype(np.int64)
+    if csv or pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype):
+        raw = s.astype(str).str.strip()
+        num = pd.to_numeric(raw, errors="coerce")
+        blank = raw.str.lower().isin(["", "nan", "na", "null", "none"]).to_numpy()
+        bad = num.isna().to_numpy() & ~blank
+        if bad.any():
+            r = _first(bad)
+            raise _fail(source, name, r, f"wrong dtype: {raw.iloc[r]!r} is not a number", csv)
+        if blank.any():
+            r = _first(blank)
+            raise _fail(source, name, r, f"NaN (missing) value {raw.iloc[r]!r}", csv)
+        s = num
+    if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
+        raise _fail(source, name, 0, f"wrong dtype {s.dtype} (expected integers)", csv)
+    if pd.api.types.is_integer_dtype(s.dtype):
+        if s.isna().any():  # nullable Int64 with <NA>
+            raise _fail(source, name, _first(s.isna().to_numpy()), "NaN (missing) value", csv)
+        return s.to_numpy(dtype=np.int64)
+    v = s.to_numpy(dtype=np.float64)
+    nan = ~np.isfinite(v)
+    if nan.any():
+        r = _first(nan)
+        raise _fail(source, name, r, f"NaN or infinite value ({float(v[r])})", csv)
+    frac = v != np.round(v)
+    if frac.any():
+        r = _first(frac)
+        raise _fail(source, name, r, f"wrong dtype: {float(v[r])!r} is not an integer", csv)
+    return v.astype(np.int64)
+
+
+def _check_unique(ids: pd.Series, name: str, source: str, csv: bool) -> None:
+    dup = ids.duplicated().to_numpy()
+    if dup.any():
+        r = _first(dup)
+        first = int(np.flatnonzero((ids == ids.iloc[r]).to_numpy())[0])
+        raise _fail(source, name, r, f"duplicate id {ids.iloc[r]!r} (first seen at row {first})", csv)
+
+
+def _check_allowed(s: pd.Series, allowed: tuple[str, ...], name: str, source: str, csv: bool) -> None:
+    bad = ~s.isin(allowed).to_numpy()
+    if bad.any():
+        r = _first(bad)
+        raise _fail(source, name, r, f"unknown value {s.iloc[r]!r} (allowed: {list(allowed)})", csv)
+
+
+def _tag(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    df.attrs[_SOURCE_ATTR] = str(source)
+    return df
+
+
+def _source(df: pd.DataFrame, default: str) -> str:
+    return str(df.attrs.get(_SOURCE_ATTR, default))
