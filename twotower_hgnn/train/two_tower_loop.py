@@ -22,7 +22,7 @@ from twotower_hgnn.parallel import block_on_cpu
 from twotower_hgnn.tracking import MetricWriter, Progress
 
 if TYPE_CHECKING:  # annotations only: the trainer imports this module
-    from twotower_hgnn.train.two_tower import TwoTowerResult, TwoTowerTrainConfig
+    from twotower_hgnn.train.two_tower_config import TwoTowerResult, TwoTowerTrainConfig
 
 
 def _with_best(state: dict, best: Any, keep_best: bool) -> dict:

@@ -1,0 +1,117 @@
+"""Two-tower training data: examples, per-example weights, the item prior, and the padded batch of each step.
+
+``batch_rows`` makes the batch of global step ``s`` a pure function of ``(seed, s)``, so a resumed run sees
+exactly the batches of an uninterrupted one. Re-exported from :mod:`twotower_hgnn.train.two_tower`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from twotower_hgnn import features as F
+from twotower_hgnn.data.schema import Dataset
+from twotower_hgnn.rng import np_rng
+from twotower_hgnn.train.two_tower_config import TwoTowerTrainConfig
+
+
+def make_batch(
+    ex: F.TrainingExamples,
+    rows: np.ndarray,
+    log_q_items: np.ndarray,
+    batch_size: int,
+    weights: np.ndarray | None = None,
+    prior_slot: np.ndarray | None = None,
+) -> F.TwoTowerBatch:
+    """Host batch of ``rows`` padded to ``batch_size`` (mask 0 on padding); ``weights`` ``[E]`` per example,
+    ``prior_slot`` ``[E]`` each example's slot of the time-aware prior (None = static prior)."""
+    n = len(rows)
+    pad = batch_size - n
+    item_row = np.concatenate([ex.item_row[rows], np.zeros(pad, np.int32)]).astype(np.int32)
+    mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    w = mask if weights is None else np.concatenate([weights[rows], np.zeros(pad)]).astype(np.float32)
+    return F.TwoTowerBatch(
+        user=F.pad_users(F.take_users(ex.user, rows), batch_size),
+        item_row=item_row,
+        log_q=(log_q_items[item_row] * mask).astype(np.float32),
+        mask=mask,
+        weight=w,
+        prior_slot=None
+        if prior_slot is None
+        else np.concatenate([prior_slot[rows], np.zeros(pad, np.int32)]).astype(np.int32),
+    )
+
+
+def prior_log_frequency(ex: F.TrainingExamples, days: float | None, alpha: float = 1.0) -> np.ndarray:
+    """float32 ``[N]`` smoothed log frequency of each item row among the examples of the last ``days``."""
+    keep = np.ones(len(ex), bool) if days is None else ex.timestamp >= ex.timestamp.max() - days * F.DAY_S
+    counts = np.bincount(ex.item_row[keep], minlength=len(ex.item_counts))
+    return F.smoothed_log_q(counts, alpha)
+
+
+def recency_weights(timestamps: np.ndarray, halflife_days: float | None) -> np.ndarray | None:
+    """float64 ``[E]`` example weights ``2^(-(t_last - t) / halflife)`` normalised to mean 1 (None = uniform)."""
+    if halflife_days is None:
+        return None
+    ts = np.asarray(timestamps, np.float64)
+    w = np.exp2(-(ts.max() - ts) / (float(halflife_days) * F.DAY_S))
+    return w / w.mean()
+
+
+def batch_rows(n_examples: int, batch_size: int, seed: int, step: int, _cache: dict | None = None) -> np.ndarray:
+    """Example rows of global step ``step`` (deterministic in (seed, step): resumable)."""
+    spe = math.ceil(n_examples / batch_size)
+    epoch, pos = divmod(step, spe)
+    if _cache is not None and _cache.get("epoch") == epoch:
+        perm = _cache["perm"]
+    else:
+        perm = np_rng(seed, "2t-shuffle", epoch).permutation(n_examples)
+        if _cache is not None:
+            _cache.update(epoch=epoch, perm=perm)
+    return perm[pos * batch_size : (pos + 1) * batch_size]
+
+
+def _known_items(split: Any) -> np.ndarray:
+    train = getattr(split, "train", split)
+    return np.unique(train["item_idx"].to_numpy(np.int64))
+
+
+def training_data(
+    ds: Dataset, split: Any, cfg: TwoTowerTrainConfig, vocab: F.FeatureVocab, table: F.ItemFeatures, hist: np.ndarray
+):
+    """(examples, ``host_batch(step)``: the padded host batch of global step ``step``, train_table, prior).
+
+    Sets ``table.log_prior`` (float32 ``[N]``, the served prior); with ``prior_as_of`` the step reads
+    ``train_table`` (``log_prior`` zeroed) and ``prior`` (float32 ``[S, N]``), else ``table`` and None."""
+    ex = F.build_training_examples(
+        ds,
+        split,
+        cfg.target_type,
+        hist,
+        vocab,
+        positive_events=cfg.positive_events,
+        first_only=cfg.first_only,
+        example_history=cfg.example_history,
+    )
+    if len(ex) == 0:
+        raise ValueError(f"no training examples: no {cfg.positive_events} of {cfg.target_type}s in the training part")
+    log_q_items = F.smoothed_log_q(ex.item_counts, cfg.q_smoothing)
+    train_table, prior, slots = table, None, None
+    if cfg.prior_as_of:
+        pt = F.prior_table(ex.timestamp, ex.item_row, len(table), cfg.prior_days, cfg.q_smoothing)
+        table.log_prior, prior, slots = pt.at_end, pt.log_prior, pt.slot
+        train_table = dataclasses.replace(table, log_prior=np.zeros_like(pt.at_end))
+    else:
+        table.log_prior = prior_log_frequency(ex, cfg.prior_days, cfg.q_smoothing)
+    weights = recency_weights(ex.timestamp, cfg.recency_halflife_days)
+    cache: dict = {}
+
+    def host_batch(step):
+        return make_batch(
+            ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache), log_q_items, cfg.batch_size, weights, slots
+        )
+
+    return ex, host_batch, train_table, prior
