@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the two peer samplers the throughput benchmark compares against (DATA.md "Peers that run
+# Builds the two peer samplers the throughput benchmark compares against (the two peers that run
 # here"), each in its own virtual environment under .peers_venv/ (they disagree on setuptools:
 # DGL 2.1 needs setuptools<70, torch 2.13 wants >=77 for its C++ extension builds):
 #   .peers_venv/dgl  DGL 2.1.0 on torch 2.13.0 (CPU)

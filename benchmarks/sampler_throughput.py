@@ -66,7 +66,9 @@ flags.DEFINE_list("peer_threads", ["1", "2"], "thread counts for the peers")
 flags.DEFINE_string("peers_venv", str(ROOT / ".peers_venv"), "base directory of the peer venvs")
 flags.DEFINE_integer("peer_timeout", 1200, "seconds before a peer run is abandoned (row says so)")
 flags.DEFINE_float(
-    "gpu_seeds_per_s", 1.8e6, "seeds/s of one GPU training step (ENV.md), for the workers-needed estimate"
+    "gpu_seeds_per_s",
+    1.8e6,
+    "seeds/s of one GPU training step (an H200 reference run), for the workers-needed estimate",
 )
 flags.DEFINE_string("json", None, "write the result JSON here (atomically)")
 flags.DEFINE_bool(

@@ -15,7 +15,7 @@ power-law audiobook/podcast graph), the same weights, the same maths (Eq. 2-3 + 
   move (the valid feature rows gathered, the id/mask arrays, params + Adam state) against the
   measured copy bandwidth; floor = max of the two times.
 * ``jax_e2e``: steps/s when the batches come from the sampler through the ``Loader`` (``--workers``
-  threads) instead of being pre-sampled: a host sampler is expected to fall short (ENV.md).
+  threads) instead of being pre-sampled: a host sampler is expected to fall short.
 * ``inference``: :func:`embed_items` over the whole graph: items/s and peak memory.
 
 Run:
@@ -65,7 +65,7 @@ flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "compute dtypes")
 flags.DEFINE_integer("negatives", 4, "K negatives per positive (spread over the two types)")
 flags.DEFINE_list("fanouts", ["10", "5"], "fan-out per hop")
 flags.DEFINE_integer("n_audiobooks", 200_000, "graph audiobooks")
-flags.DEFINE_integer("n_podcasts", 800_000, "graph podcasts (1M nodes in total by default, as ENV.md's reference)")
+flags.DEFINE_integer("n_podcasts", 800_000, "graph podcasts (1M nodes in total by default, as the H200 reference run)")
 flags.DEFINE_integer("num_edges", 20_000_000, "graph edges")
 flags.DEFINE_integer("feat_dim", 384, "feature dim (SBERT MiniLM size)")
 flags.DEFINE_integer("hidden_dim", 256, "hidden dim")

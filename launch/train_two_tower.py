@@ -1,4 +1,4 @@
-"""Trains a two-tower model (PAPER.md §4) and exports it for serving.
+"""Trains a two-tower model (the paper, §4) and exports it for serving.
 
   python launch/train_two_tower.py --dataset=synthetic --scale=tiny --workdir=/tmp/2t --nouse_hgnn --evaluate
   python launch/train_two_tower.py --dataset=synthetic --workdir=/tmp/2t --hgnn_embeddings=/tmp/hgnn/item_embeddings.npz

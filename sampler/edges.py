@@ -1,4 +1,4 @@
-"""The balanced multi-link supervision-edge sampler (PAPER.md §3).
+"""The balanced multi-link supervision-edge sampler (the paper, §3).
 
 Each epoch, relation ``r`` contributes ``n_r`` supervision edges drawn uniformly *without
 replacement* from its ``E_r`` training edges, redrawn every epoch (a fresh RNG stream per epoch), so

@@ -1,4 +1,4 @@
-"""MovieLens-1M mapping (DATA.md numbers), its cache, its default split and the default graph's density."""
+"""MovieLens-1M mapping (the numbers of its documented mapping), its cache, its default split and the default graph's density."""
 
 import sys
 import time

@@ -1,4 +1,4 @@
-"""Synthetic generator: PAPER.md §7 calibration figures, content signal, weak signals, determinism."""
+"""Synthetic generator: the paper's §7 calibration figures, content signal, weak signals, determinism."""
 
 import numpy as np
 import pytest

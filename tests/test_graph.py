@@ -178,7 +178,7 @@ def test_synthetic_density_bound_and_linear_pairs():
     assert st["degree"]["median"] <= 3 * cfg.topk
     full, st_full = build_graph(d, sp.train, GraphConfig(rule="any", window=None, max_items_per_user=None))
     assert st["density"] < 0.5 * st_full["density"]
-    # PAPER.md §4.1.3: |PC-PC| >> |AB-PC| and |AB-AB| on Spotify-shaped data
+    # the paper's §4.1.3: |PC-PC| >> |AB-PC| and |AB-AB| on Spotify-shaped data
     e = {r: g.num_edges(r) for r in g.relations}
     assert e[PP] > 5 * e[AP] and e[PP] > 5 * e[AA]
     assert ITEM_TYPES == ("audiobook", "podcast")

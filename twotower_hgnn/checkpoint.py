@@ -7,7 +7,7 @@ Layout under ``directory`` (absolute; orbax requires it): one folder per step ho
 Retention: the ``max_to_keep`` latest steps plus the best step by metric (orbax preservation
 policies), so a resume point and the best model both survive.
 
-Orbax traps handled here (ENV.md): relative paths fail; restoring without an abstract target
+Orbax traps handled here: relative paths fail; restoring without an abstract target
 returns plain dicts; saving an existing step is silently skipped (here: an error, or ``overwrite``).
 
 Parameter files (no orbax): :func:`save_params` writes a params pytree as one ``.npz`` keyed by

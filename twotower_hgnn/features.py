@@ -1,6 +1,6 @@
 """User and item features of the two-tower model, computed without label leakage.
 
-User features (PAPER.md §1.3, §4): age (bucketed), country (vocabulary + OOV bucket), the optional music
+User features (the paper, §1.3, §4): age (bucketed), country (vocabulary + OOV bucket), the optional music
 vector, and the mean item embedding (HGNN, or content for the "2T" baseline) of the audiobooks and,
 separately, of the podcasts the user streamed or weakly interacted with (follow / preview /
 intent_to_pay) inside the history window.
@@ -15,7 +15,7 @@ Each interaction row counts once (a user who streamed a podcast five times weigh
 repeated engagement is signal, and a distinct-items-within-a-sliding-window mean cannot be done with
 prefix sums. Documented in BUILD_NOTES.md, appendix E.
 
-Encodings of age, country, language and genre (PAPER.md §9 leaves them open): see
+Encodings of age, country, language and genre (the paper's §9 leaves them open): see
 :mod:`twotower_hgnn.features_encoding`.
 
 **Layout.** This module is the public entry point and re-exports every name of:

@@ -22,7 +22,7 @@ AGE_EDGES: tuple[int, ...] = (18, 25, 35, 45, 55, 65)
 N_AGE_BUCKETS = len(AGE_EDGES) + 2  # + unknown + the open last bucket
 MAX_AGE = 130
 DAY_S = 86_400
-DEFAULT_HISTORY_EVENTS: tuple[str, ...] = EVENTS  # stream + all weak signals (PAPER.md §1.3)
+DEFAULT_HISTORY_EVENTS: tuple[str, ...] = EVENTS  # stream + all weak signals (the paper, §1.3)
 
 
 class FeatureError(ValueError):

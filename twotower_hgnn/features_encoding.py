@@ -1,6 +1,6 @@
 """Encoding raw attributes into the feature bundles: vocabularies, age buckets, user bundles, the item table.
 
-Encodings (PAPER.md §9 leaves them open):
+Encodings (the paper's §9 leaves them open):
 * age -> bucket id: 0 unknown (age < 0), 1 "<18", 2 "18-24", 3 "25-34", 4 "35-44", 5 "45-54",
   6 "55-64", 7 "65+" (:data:`AGE_EDGES`).
 * country, language, genre -> id: 0 is the OOV/unknown bucket (empty string or a value not in the

@@ -1,4 +1,4 @@
-"""Co-listening graph: training interactions -> item-only heterogeneous CSR (PAPER.md §1.1).
+"""Co-listening graph: training interactions -> item-only heterogeneous CSR (the paper, §1.1).
 
 Nodes are items (global id = row of ``Dataset.items``); an undirected edge joins two items that
 shared users listened to. Relations are the unordered type pairs AB-AB, AB-PC, PC-PC (every pair
@@ -49,7 +49,7 @@ class GraphConfig:
 
     Attributes:
       edge_events: events that create edges (default streams only; weak signals are noisy and the paper
-        leaves it open — PAPER.md §1.1).
+        leaves it open — the paper's §1.1).
       rule: "any" (>= 1 shared user, the paper's rule), "min_shared" (>= ``min_shared`` users) or
         "topk" (each item keeps its ``topk`` most co-listened neighbours).
       min_shared: threshold for rule "min_shared".
@@ -271,7 +271,7 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
 
 
 def holdout_edges(graph: HeteroCSR, frac: float = 0.1, seed: int = 0) -> tuple[HeteroCSR, dict[Relation, np.ndarray]]:
-    """Removes a uniform ``frac`` of each relation's edges (HGNN validation, PAPER.md §5.1).
+    """Removes a uniform ``frac`` of each relation's edges (HGNN validation, the paper's §5.1).
 
     Returns (training graph without them, relation -> held-out int64 ``[k, 2]`` canonical edges, sorted).
     ``k = round(frac * E_r)``; node ids and relations are unchanged (a relation may become empty).

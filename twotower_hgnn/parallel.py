@@ -2,7 +2,7 @@
 
 Choice: ``jax.jit`` over arrays laid out with ``NamedSharding`` on a 1-D ``Mesh`` (the global view:
 XLA inserts the gradient all-reduce), not ``jax.pmap`` — pmap is in maintenance mode since jax 0.8
-and was measured slowest (ENV.md: 7.4 ms vs 0.1 ms per small step on an H100). The same code runs on
+and was measured slowest (7.4 ms vs 0.1 ms per small step on an H100). The same code runs on
 one CPU, 8 fake CPU devices, one GPU or several processes (``init_distributed``).
 """
 
@@ -21,7 +21,7 @@ def init_distributed(coordinator_address: str | None, num_processes: int = 1, pr
     """Joins a multi-process jax job; a no-op for ``num_processes == 1``.
 
     Must be called before any other jax call creates a backend. On CPU the cross-process collectives
-    use gloo (ENV.md: checked with two local processes on the dev box).
+    use gloo (checked with two local processes on the dev box).
     """
     global _distributed_initialised
     if num_processes < 1 or not 0 <= process_id < num_processes:
@@ -42,7 +42,7 @@ def init_distributed(coordinator_address: str | None, num_processes: int = 1, pr
 def make_mesh(num_devices: int | None = None, axis_name: str = "data") -> Mesh:
     """A 1-D mesh over the first ``num_devices`` global devices (all by default), Auto axis type.
 
-    ``jax.make_mesh`` defaults to Explicit axes (ENV.md trap), which changes how jit propagates
+    ``jax.make_mesh`` defaults to Explicit axes (a known trap), which changes how jit propagates
     shardings; Auto keeps the classic "annotate inputs, let XLA decide" behaviour.
     """
     devices = jax.devices()
@@ -108,7 +108,7 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 def block_on_cpu(x: Any) -> Any:
     """``block_until_ready`` when running on CPU; returns ``x`` unchanged.
 
-    ENV.md trap: XLA:CPU all-reduce over fake devices can hang when steps are dispatched
+    Known trap: XLA:CPU all-reduce over fake devices can hang when steps are dispatched
     back-to-back; blocking after each step fixed it. On accelerators we keep async dispatch.
     """
     if jax.default_backend() == "cpu":

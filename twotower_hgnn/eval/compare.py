@@ -1,7 +1,7 @@
 """A quick held-out check of one two-tower model against Popularity (``launch/train_two_tower.py --evaluate``).
 
 The full comparison of every model is the pipeline's evaluation stage (``pipeline.eval_stages``); this
-one scores a single trained model and Popularity under the same protocol (PAPER.md §5.1), encoding
+one scores a single trained model and Popularity under the same protocol (the paper, §5.1), encoding
 through ``models.encode`` (evaluation never imports a trainer).
 """
 
@@ -19,7 +19,7 @@ from twotower_hgnn.models.encode import item_vectors, user_vectors
 def compare_with_popularity(
     result: Any, ds: Dataset, split: Any, k: int = 10, exclude_seen: bool = True
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Held-out metrics of the model and of Popularity under the evaluation protocol (PAPER.md §5.1).
+    """Held-out metrics of the model and of Popularity under the evaluation protocol (the paper, §5.1).
 
     ``result``: a ``train.two_tower.TwoTowerResult`` (or ``serving.load_model``'s); its
     ``cfg.target_type`` is the target scored. Returns ``{"2T"|"Popularity": {segment: compute_metrics(...)}}``

@@ -18,7 +18,7 @@ and ``z_c = h_c^L / ||h_c^L||``. Choices the paper leaves open (BUILD_NOTES.md, 
   node type without edges of its own (ablations E/F) still gets trained weights.
 
 The fan-out is fixed by the sampling spec, so the neighbour axis is a real array axis: messages
-for a frontier are ``[n, fanout, d]`` and the max reduces over axis 1 (ENV.md measured this 1.3-1.4x
+for a frontier are ``[n, fanout, d]`` and the max reduces over axis 1 (measured 1.3-1.4x
 faster than flat edges + ``segment_max``). Padding slots hold the padding id (a zero feature row)
 and ``False`` in the mask; they are replaced by ``-inf`` before the max so they never win, and a
 row with no valid slot contributes exactly zero. Full-graph, variable-degree inference lives in

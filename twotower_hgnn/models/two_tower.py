@@ -1,6 +1,6 @@
 """The two-tower (2T) model: user tower, item tower and the in-batch sampled-softmax loss.
 
-PAPER.md §4: each tower is a 3-layer MLP 512-256-128 scored by dot product, trained with in-batch
+the paper's §4: each tower is a 3-layer MLP 512-256-128 scored by dot product, trained with in-batch
 negatives weighted by inverse item frequency. Choices where the paper is silent (§9), documented:
 
 * **Activation**: ReLU between layers, none after the last (a linear output keeps the full sphere).

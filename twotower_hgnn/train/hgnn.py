@@ -3,7 +3,7 @@
 **Step.** A step consumes ``G = sub_batches`` consecutive sampler batches (each a full
 ``PaddedBatch`` of ``batch_positives / G`` positives), stacked on a new leading axis that is split
 over the mesh's ``data`` axis (``jax.jit`` + ``NamedSharding``; params, Adam state and the feature
-table replicated — no ``pmap``, ENV.md). The model is ``vmap``-ed over that axis, so each device
+table replicated — no ``pmap``). The model is ``vmap``-ed over that axis, so each device
 runs whole sub-batches and XLA only all-reduces gradients. The loss is the *global* mean hinge over
 all valid triples of the step (sum / count across shards), so the value and the update do not
 depend on how many devices share the ``G`` sub-batches: 1 device and 8 devices give the same loss

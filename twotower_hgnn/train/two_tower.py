@@ -1,6 +1,6 @@
 """Two-tower training: jitted, data-parallel over a mesh, checkpointed and resumable.
 
-PAPER.md §4: Adam, learning rate 1e-3, batch 128, 10 epochs. One example per first stream of a
+the paper's §4: Adam, learning rate 1e-3, batch 128, 10 epochs. One example per first stream of a
 (user, target item) pair in the training window, user features as of the stream (``features.py``).
 
 * **Static shapes.** Every step sees exactly ``batch_size`` rows: the last batch of an epoch is

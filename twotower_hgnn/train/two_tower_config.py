@@ -16,7 +16,7 @@ from twotower_hgnn.models.two_tower import TwoTowerConfig
 
 @dataclasses.dataclass(frozen=True)
 class TwoTowerTrainConfig:
-    """Training settings; defaults are the paper's (PAPER.md §4).
+    """Training settings; defaults are the paper's (§4).
 
     Attributes:
       target_type: "audiobook" (Tables 2-3) or "podcast" (Table 4).
