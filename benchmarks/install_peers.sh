@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the two peer samplers the throughput benchmark compares against (the two peers that run
-# here"), each in its own virtual environment under .peers_venv/ (they disagree on setuptools:
+# Builds the two peer samplers the throughput benchmark compares against (DGL and PyG, the two that
+# run here), each in its own virtual environment under .peers_venv/ (they disagree on setuptools:
 # DGL 2.1 needs setuptools<70, torch 2.13 wants >=77 for its C++ extension builds):
 #   .peers_venv/dgl  DGL 2.1.0 on torch 2.13.0 (CPU)
 #   .peers_venv/pyg  PyTorch Geometric 2.8.1 + torch-scatter 2.1.2 + torch-sparse 0.6.18
