@@ -13,6 +13,12 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
+# JAX's persistent compilation cache, shared by the test workers and the subprocesses they start (they
+# inherit the environment): the many tiny runs compile the same programs again and again; a cached
+# executable is the one a fresh compile would produce (keyed by the program, jax version and device).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(ROOT / ".cache" / "jax-tests"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
