@@ -126,17 +126,14 @@ def run_config():
     try:
         cfg = configs.load(spec, over)
     except configs.ConfigError as e:
-        raise SystemExit(2) from _fail(e)
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     if FLAGS.print_config:
         import json
 
         print(json.dumps(cfg.to_dict(), indent=1))
         raise SystemExit(0)
     return cfg
-
-
-def _fail(e: Exception) -> None:
-    print(f"error: {e}", file=sys.stderr)
 
 
 def pipeline_kwargs() -> dict:

@@ -205,10 +205,14 @@ def test_time_aware_prior_trains_once_compiled_and_serves_the_end_prior(tmp_path
         model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True, personal_scale_init=0.05),
     )
     res = train_two_tower(ds, sp, ds.item_vectors, None, cfg, tmp_path / "a")
-    ex_ts = sp.train["timestamp"].to_numpy()
     assert res.n_compiles == 1 and res.step == 6
-    assert np.isfinite(res.item_table.log_prior).all() and res.item_table.log_prior.std() > 0
-    assert res.item_table.log_prior.max() < 0 and ex_ts.max() < sp.cut_time  # a log frequency, as of the cut
+    # the served prior is the table's last row over the training positives: the 7 days before the cut
+    start, stop = F.target_item_range(ds, "audiobook")
+    tr = sp.train
+    pos = tr[(tr["event"] == "stream") & (tr["item_idx"] >= start) & (tr["item_idx"] < stop)]
+    want = F.prior_table(pos["timestamp"].to_numpy(), pos["item_idx"].to_numpy() - start, stop - start, 7).at_end
+    np.testing.assert_allclose(res.item_table.log_prior, want, rtol=1e-6)
+    assert res.item_table.log_prior.std() > 0
     with pytest.raises(ValueError, match="prior_as_of needs"):
         dataclasses.replace(cfg, prior_days=None)
 
