@@ -139,6 +139,7 @@ def open_run(cfg: PipelineConfig) -> RunContext:
     names = stage_names(cfg)
     force = {names[s] for s in STAGES[STAGES.index(cfg.from_stage) :]} if cfg.from_stage else set()
     runner = StageRunner(vdir, force=force)
-    atomic_write_json(vdir / (names["evaluate"].rpartition("/")[0] or ".") / "config.json", run_config_dict(cfg))
+    # beside the run's own stages: the version directory, or ablation-<X>/ / ablation-full/
+    atomic_write_json((vdir / names["evaluate"]).parent / "config.json", run_config_dict(cfg))
     prev = previous_version(cfg) if cfg.warm_start else None
     return RunContext(cfg=cfg, ds=ds, runner=runner, names=names, prev=prev, load_s=time.time() - t0)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from twotower_hgnn.data.split import save_split, split_from_files, temporal_split, validation_split
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json
@@ -129,7 +128,7 @@ def content_stage(ctx: RunContext, out: Path) -> dict:
     else:
         from twotower_hgnn.text import encode_texts_isolated, item_texts
 
-        emb = encode_texts_isolated(pd.Series(item_texts(ctx.ds)).tolist(), model=ctx.cfg.config.text.model)
+        emb = encode_texts_isolated(item_texts(ctx.ds), model=ctx.cfg.config.text.model)
         if emb.shape[0] != ctx.ds.num_items:
             raise RuntimeError(f"text encoder returned {emb.shape[0]} rows for {ctx.ds.num_items} items")
     atomic_save_npy(out / "content.npy", emb.astype(np.float32))
