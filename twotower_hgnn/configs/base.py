@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from twotower_hgnn import errors
 from twotower_hgnn.graph import GraphConfig
 from twotower_hgnn.train.hgnn import HGNNTrainConfig
 from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
@@ -20,7 +21,7 @@ SAMPLERS = ("auto", "numpy", "device")
 INDEX_KINDS = ("exact",)
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.ConfigError):
     """A configuration value that cannot run; the message names the ``--config.<path>``."""
 
 

@@ -14,12 +14,14 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from twotower_hgnn import errors
+
 _ID_COLUMNS = ("user_id", "item_id")
 _FREE_TEXT = ("title", "description", "language", "genre", "country")
 _SOURCE_ATTR = "source"
 
 
-class DataError(ValueError):
+class DataError(errors.DataError):
     """Invalid input data; the message names the file, the column and the first offending row."""
 
 

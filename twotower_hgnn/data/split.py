@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twotower_hgnn import errors
 from twotower_hgnn.data.schema import EVENTS, Dataset
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
 from twotower_hgnn.rng import np_rng
@@ -47,7 +48,7 @@ DAY = 86_400
 _log = logging.getLogger(__name__)
 
 
-class SplitError(ValueError):
+class SplitError(errors.DataError):
     """A split that cannot be used (bad arguments, or a segment below the minimum size)."""
 
 
