@@ -10,12 +10,15 @@ from twotower_hgnn.data import DataError, load_dataset, load_files
 from twotower_hgnn.data.readers import build_dataset, read_interactions, read_items, read_users
 
 
+T0 = 1_700_000_000  # file timestamps must be Unix seconds in 1990..2100
+
+
 def _tables():
     inter = pd.DataFrame(
         {
             "user_id": ["u1", "u2", "u1", "u3", "u2", "u1"],
             "item_id": ["p1", "a1", "a2", "p2", "p1", "p1"],
-            "timestamp": [50, 10, 30, 40, 20, 60],
+            "timestamp": [T0 + t for t in (50, 10, 30, 40, 20, 60)],
             "event": ["stream", "preview", "stream", "follow", "intent_to_pay", "stream"],
         }
     )
@@ -65,7 +68,7 @@ def test_valid_files_round_trip(tmp_path, fmt):
     assert list(ds.items["item_id"]) == ["a1", "a2", "p1", "p2"]  # stable within type
     assert list(ds.items["title"]) == ["Dragons", "NA", "Crime Hour", "Markets"]  # literal "NA" kept
     it = ds.interactions
-    assert list(it["timestamp"]) == [10, 20, 30, 40, 50, 60]
+    assert list(it["timestamp"]) == [T0 + t for t in (10, 20, 30, 40, 50, 60)]
     assert it["user_idx"].dtype == np.int32 and it["item_idx"].dtype == np.int32 and it["event_code"].dtype == np.int8
     assert list(it["item_idx"]) == [0, 2, 1, 3, 2, 2]
     assert list(it["user_idx"]) == [1, 1, 0, 2, 0, 0]
@@ -100,7 +103,7 @@ def test_parquet_integer_ids_and_datetime_timestamps(tmp_path):
     inter["timestamp"] = pd.to_datetime(inter["timestamp"], unit="s")
     ds = load_files(*_files(tmp_path, "parquet", inter=inter, users=users))
     assert list(ds.users["user_id"]) == ["1", "2", "3"]
-    assert list(ds.interactions["timestamp"]) == [10, 20, 30, 40, 50, 60]
+    assert list(ds.interactions["timestamp"]) == [T0 + t for t in (10, 20, 30, 40, 50, 60)]
 
 
 def _mod(table, fn):

@@ -137,7 +137,12 @@ def test_split_from_files(ds, tmp_path):
     v = validation_split(full, sp, valid_interactions=read_interactions(paths["valid"]))
     assert len(v.test) == int((part == 1).sum()) and len(v.train) == int((part == 0).sum())
     pd.DataFrame(
-        {"user_id": ["nobody"], "item_id": [inter["item_id"].iloc[0]], "timestamp": [1], "event": ["stream"]}
+        {
+            "user_id": ["nobody"],
+            "item_id": [inter["item_id"].iloc[0]],
+            "timestamp": [1_700_000_000],
+            "event": ["stream"],
+        }
     ).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match="nobody"):
         validation_split(full, sp, valid_interactions=read_interactions(tmp_path / "bad.csv"))

@@ -1,23 +1,34 @@
 """Readers and validation for the three input tables (see :mod:`twotower_hgnn.data.schema`).
 
 Every source ends in :func:`build_dataset`, which checks referential integrity and index-codes the
-tables. File readers (:func:`read_interactions`, :func:`read_items`, :func:`read_users`) accept CSV or
-Parquet (chosen by suffix) and raise one :class:`DataError` naming the file, the column and the first
+tables. File readers (:func:`read_interactions`, :func:`read_items`, :func:`read_users`) accept CSV,
+TSV (optionally gzip'd) or Parquet, chosen by suffix (:mod:`twotower_hgnn.data.files`: paths,
+encodings, BOM/CRLF), and raise one :class:`DataError` naming the file, the column and the first
 offending row for: an empty file, a missing column, a wrong dtype, an unknown event or item_type, a
-duplicate id, a missing (NaN/None) value, a negative timestamp.
+duplicate id, a missing (NaN/None) value, a negative or out-of-range timestamp, an age outside
+``[-1, MAX_AGE]``. A missing, unreadable or directory path is a ``PathError`` (also a DataError).
+
+Options of :func:`read_interactions` (and :func:`load_files`, the external-split readers):
+
+* ``timestamp_unit`` "s" (default) | "ms" | "iso" — the rule of :mod:`twotower_hgnn.data.timestamps`
+  (values outside 1990..2100 after conversion refused with the unit hint);
+* ``duplicates`` "drop" (default) | "keep" — exact duplicate interaction rows are counted and reported
+  in one log line either way; dropped rows are counted in ``Dataset.dropped["duplicate_rows"]``;
+* ``encoding`` of a CSV (default "utf-8"; an undecodable byte names its offset).
 
 Documented conversions (never silent drops):
 
 * Parquet ``user_id``/``item_id`` columns may be integers; they are converted to strings.
 * Parquet ``timestamp`` may be ``datetime64``; it is converted to Unix seconds.
 * ``None`` in the free-text columns (title, description, language, genre, country) becomes ``""``.
-* ``age`` -1 means unknown; other negative ages are an error.
+* ``age`` -1 means unknown; other negative ages and ages above ``MAX_AGE`` are an error.
 * The optional music vector (columns ``music_0 .. music_{d-1}``) moves from the users table into
   ``Dataset.music`` (float32 ``[n_users, d]``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from typing import Mapping
@@ -25,6 +36,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from twotower_hgnn import errors
 from twotower_hgnn.data.readers_checks import (  # DataError re-exported
     DataError,
     _as_int,
@@ -34,40 +46,102 @@ from twotower_hgnn.data.readers_checks import (  # DataError re-exported
     _check_unique,
     _fail,
     _first,
-    _read_table,
+    _row_label,
     _source,
     _tag,
 )
+from twotower_hgnn.data.files import read_table
+from twotower_hgnn.data.timestamps import check_range, check_unit, parse_iso, to_seconds
 from twotower_hgnn.data.schema import (
     EVENTS,
     INTERACTION_COLUMNS,
     ITEM_COLUMNS,
     ITEM_TYPES,
+    MAX_AGE,
     MUSIC_PREFIX,
     USER_COLUMNS,
     Dataset,
 )
 
+DUPLICATES: tuple[str, ...] = ("drop", "keep")
+_log = logging.getLogger(__name__)
+
 
 # --------------------------------------------------------------------------------- table checks
-def validate_interactions(df: pd.DataFrame, source: str = "<interactions>", csv: bool = False) -> pd.DataFrame:
-    """Validates and normalises an interactions table (see module docstring). Returns a new frame."""
+def _timestamps(col: pd.Series, source: str, csv: bool, unit: str | None) -> np.ndarray:
+    """int64 Unix seconds of the timestamp column (see :mod:`twotower_hgnn.data.timestamps`); ``unit``
+    None = an in-memory table: integers as given, no range check."""
+    if unit == "iso" and not pd.api.types.is_datetime64_any_dtype(col.dtype):
+        return parse_iso(col, source, csv)
+    try:
+        ts = _as_int(col, "timestamp", source, csv)
+    except DataError as e:
+        raw = col.astype(str).str.strip()
+        looks_iso = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601").notna().any()
+        if unit is not None and looks_iso:
+            raise DataError(f"{e}; looks like ISO dates: set timestamp_unit=iso") from None
+        raise
+    neg = ts < 0
+    if neg.any():
+        r = _first(neg)
+        raise _fail(source, "timestamp", r, f"negative timestamp {int(ts[r])}", csv)
+    if unit is None:
+        return ts
+    if pd.api.types.is_datetime64_any_dtype(col.dtype):
+        check_range(ts, ts, "s", source, csv)
+        return ts
+    return to_seconds(ts, unit, source, csv)
+
+
+def _duplicates(out: pd.DataFrame, source: str, csv: bool, duplicates: str) -> pd.DataFrame:
+    """Exact duplicate rows counted and reported in one log line; dropped (``"drop"``: the first of each
+    kept, file row numbers kept in the index) or kept (``"keep"``). The count is ``attrs["duplicate_rows"]``."""
+    if duplicates not in DUPLICATES:
+        raise errors.ConfigError(f"duplicates: {duplicates!r} is not one of {list(DUPLICATES)}")
+    dup = out.duplicated(keep="first").to_numpy()
+    n = int(dup.sum())
+    if n:
+        r = _first(dup)
+        where = f"row {r}" + (f" (line {r + 2})" if csv else "")
+        action = "dropped (duplicates=keep keeps them)" if duplicates == "drop" else "kept (duplicates=keep)"
+        _log.warning("%s: %d exact duplicate interaction row(s), first at %s: %s", source, n, where, action)
+        if duplicates == "drop":
+            out = out[~dup]
+    out.attrs["duplicate_rows"] = n
+    return out
+
+
+def validate_interactions(
+    df: pd.DataFrame,
+    source: str = "<interactions>",
+    csv: bool = False,
+    *,
+    timestamp_unit: str | None = None,
+    duplicates: str = "keep",
+) -> pd.DataFrame:
+    """Validates and normalises an interactions table (see module docstring). Returns a new frame.
+
+    Args:
+      timestamp_unit: "s" | "ms" | "iso" (files; converted to seconds and range-checked, see
+        :mod:`twotower_hgnn.data.timestamps`), or None (in-memory tables: integer seconds as given).
+      duplicates: "drop" | "keep" exact duplicate rows; either way they are counted and reported.
+    """
     _check_columns(df, INTERACTION_COLUMNS, source)
     if len(df) == 0:
         raise DataError(f"{source}: no rows")
+    if timestamp_unit is not None:
+        check_unit(timestamp_unit)
+    df = df.reset_index(drop=True)
     out = pd.DataFrame(
         {
             "user_id": _as_str(df["user_id"], "user_id", source, csv, required=True),
             "item_id": _as_str(df["item_id"], "item_id", source, csv, required=True),
-            "timestamp": _as_int(df["timestamp"], "timestamp", source, csv),
+            "timestamp": _timestamps(df["timestamp"], source, csv, timestamp_unit),
             "event": _as_str(df["event"], "event", source, csv, required=True),
         }
     )
-    neg = out["timestamp"].to_numpy() < 0
-    if neg.any():
-        r = _first(neg)
-        raise _fail(source, "timestamp", r, f"negative timestamp {int(out['timestamp'].iloc[r])}", csv)
     _check_allowed(out["event"], EVENTS, "event", source, csv)
+    out = _duplicates(out, source, csv, duplicates)
     return _tag(out, source)
 
 
@@ -121,6 +195,10 @@ def validate_users(
     if bad_age.any():
         r = _first(bad_age)
         raise _fail(source, "age", r, f"negative age {int(out['age'].iloc[r])} (use -1 for unknown)", csv)
+    old = out["age"].to_numpy() > MAX_AGE
+    if old.any():
+        r = _first(old)
+        raise _fail(source, "age", r, f"age {int(out['age'].iloc[r])} is above {MAX_AGE} (use -1 for unknown)", csv)
     _check_unique(out["user_id"], "user_id", source, csv)
     music = None
     cols = _music_columns(df, source)
@@ -144,21 +222,28 @@ def validate_users(
 
 
 # ------------------------------------------------------------------------------------ file readers
-def read_interactions(path: str | os.PathLike) -> pd.DataFrame:
-    """Reads and validates an interactions file (CSV/TSV/Parquet by suffix)."""
-    df, csv = _read_table(path)
-    return validate_interactions(df, str(path), csv)
+def read_interactions(
+    path: str | os.PathLike, *, timestamp_unit: str = "s", duplicates: str = "drop", encoding: str = "utf-8"
+) -> pd.DataFrame:
+    """Reads and validates an interactions file (CSV/TSV/Parquet by suffix, see :mod:`twotower_hgnn.data.files`).
+
+    ``timestamp_unit``: "s" (default) | "ms" | "iso"; ``duplicates``: "drop" (default) | "keep" exact
+    duplicate rows (counted and reported either way; ``attrs["duplicate_rows"]``); ``encoding`` of a CSV.
+    """
+    check_unit(timestamp_unit)
+    df, csv = read_table(path, encoding)
+    return validate_interactions(df, str(path), csv, timestamp_unit=timestamp_unit, duplicates=duplicates)
 
 
-def read_items(path: str | os.PathLike) -> pd.DataFrame:
+def read_items(path: str | os.PathLike, *, encoding: str = "utf-8") -> pd.DataFrame:
     """Reads and validates an items file (CSV/TSV/Parquet by suffix)."""
-    df, csv = _read_table(path)
+    df, csv = read_table(path, encoding)
     return validate_items(df, str(path), csv)
 
 
-def read_users(path: str | os.PathLike) -> pd.DataFrame:
+def read_users(path: str | os.PathLike, *, encoding: str = "utf-8") -> pd.DataFrame:
     """Reads and validates a users file. The music vector, if any, is kept in ``df.attrs['music']``."""
-    df, csv = _read_table(path)
+    df, csv = read_table(path, encoding)
     users, music = validate_users(df, str(path), csv)
     users.attrs["music"] = music
     return users
@@ -252,29 +337,44 @@ def _checked_music(music: np.ndarray | None, n_users: int, src_u: str) -> np.nda
     return music
 
 
+def _codes_checked(
+    interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, src_i: str, src_it: str, src_u: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user_idx, item_idx, event_code) of every row; an unknown user, item or event is an error naming
+    ``src_i`` and the row (the frame's own row number: a reader's file row, see ``_row_label``)."""
+    u_idx = _codes(interactions["user_id"], pd.Index(users["user_id"]))
+    i_idx = _codes(interactions["item_id"], pd.Index(items["item_id"]))
+    ev = pd.Categorical(interactions["event"], categories=list(EVENTS)).codes.astype(np.int8)
+    for bad, col, what in (
+        (u_idx < 0, "user_id", lambda v: f"user {v!r} is not in the users table ({src_u})"),
+        (i_idx < 0, "item_id", lambda v: f"item {v!r} is not in the items table ({src_it})"),
+        (ev < 0, "event", lambda v: f"unknown value {v!r} (allowed: {list(EVENTS)})"),
+    ):
+        if bad.any():
+            r = _first(bad)
+            raise _fail(src_i, col, _row_label(interactions, r), what(interactions[col].iloc[r]))
+    return u_idx, i_idx, ev
+
+
+def check_references(interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame) -> None:
+    """Raises :class:`DataError` at the first row of ``interactions`` (a validated table from one file)
+    whose user, item or event is unknown, naming that file and its own row."""
+    _codes_checked(
+        interactions,
+        items,
+        users,
+        _source(interactions, "<interactions>"),
+        _source(items, "<items>"),
+        _source(users, "<users>"),
+    )
+
+
 def _indexed_interactions(
     interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, src_i: str, src_it: str, src_u: str
 ) -> pd.DataFrame:
     """Interactions with ``user_idx``/``item_idx`` (int32) and ``event_code`` (int8), sorted by
     (timestamp, user_idx, item_idx); an unknown user, item or event is an error."""
-    u_idx = _codes(interactions["user_id"], pd.Index(users["user_id"]))
-    bad = u_idx < 0
-    if bad.any():
-        r = _first(bad)
-        raise _fail(
-            src_i, "user_id", r, f"user {interactions['user_id'].iloc[r]!r} is not in the users table ({src_u})"
-        )
-    i_idx = _codes(interactions["item_id"], pd.Index(items["item_id"]))
-    bad = i_idx < 0
-    if bad.any():
-        r = _first(bad)
-        raise _fail(
-            src_i, "item_id", r, f"item {interactions['item_id'].iloc[r]!r} is not in the items table ({src_it})"
-        )
-    ev = pd.Categorical(interactions["event"], categories=list(EVENTS)).codes.astype(np.int8)
-    if (ev < 0).any():
-        r = _first(ev < 0)
-        raise _fail(src_i, "event", r, f"unknown value {interactions['event'].iloc[r]!r} (allowed: {list(EVENTS)})")
+    u_idx, i_idx, ev = _codes_checked(interactions, items, users, src_i, src_it, src_u)
     ts = interactions["timestamp"].to_numpy(dtype=np.int64)
     order = _time_order(ts, u_idx, i_idx, len(users), len(items))
     inter = interactions.iloc[order].reset_index(drop=True).copy()
@@ -341,11 +441,21 @@ def load_files(
     *,
     name: str = "files",
     meta: Mapping[str, object] | None = None,
+    timestamp_unit: str = "s",
+    duplicates: str = "drop",
+    encoding: str = "utf-8",
 ) -> Dataset:
-    """A user's own three files (CSV or Parquet) as a :class:`Dataset`."""
-    inter = read_interactions(interactions_path)
-    items = read_items(items_path)
-    users = read_users(users_path)
+    """A user's own three files (CSV or Parquet) as a :class:`Dataset` (options: :func:`read_interactions`).
+    Exact duplicate interaction rows dropped are counted in ``Dataset.dropped["duplicate_rows"]``."""
+    inter = read_interactions(
+        interactions_path, timestamp_unit=timestamp_unit, duplicates=duplicates, encoding=encoding
+    )
+    items = read_items(items_path, encoding=encoding)
+    users = read_users(users_path, encoding=encoding)
     m = {"paths": {"interactions": str(interactions_path), "items": str(items_path), "users": str(users_path)}}
     m.update(meta or {})
-    return build_dataset(inter, items, users, name=name, music=users.attrs.get("music"), meta=m, validate=False)
+    n_dup = int(inter.attrs.get("duplicate_rows", 0))
+    dropped = {"duplicate_rows": n_dup} if n_dup and duplicates == "drop" else {}
+    return build_dataset(
+        inter, items, users, name=name, music=users.attrs.get("music"), meta=m, validate=False, dropped=dropped
+    )

@@ -1,14 +1,17 @@
 """Low-level checks shared by the table readers (:mod:`twotower_hgnn.data.readers`).
 
-:class:`DataError` and the helpers that read a table file and check/convert its columns (missing
+:class:`DataError` and the helpers that check/convert a table's columns (missing
 columns, dtypes, ids, NaN, allowed values), each failure naming the file, the column and the first
-offending row. ``readers`` re-exports :class:`DataError`.
+offending row. ``readers`` re-exports :class:`DataError`. Reading the file itself (paths, gzip,
+encodings) is :mod:`twotower_hgnn.data.files`.
+
+Row numbers: ``row N`` is the 0-based data row of the file (the header is not a row; Parquet and
+pandas count the same way); CSV messages add ``(line N+2)``, the 1-based line of the text file as an
+editor shows it.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -43,35 +46,12 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, bool]:
-    """Reads CSV (all cells as strings) or Parquet (native dtypes). Returns (frame, is_csv)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    suffix = "".join(path.suffixes[-2:]).lower()
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (no header, no rows)")
-    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
-        try:
-            df = pd.read_parquet(path)
-        except Exception as e:  # pyarrow raises several types for a corrupt file
-            raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
-        is_csv = False
-    elif suffix.endswith(".csv") or suffix.endswith(".csv.gz") or suffix.endswith(".tsv"):
-        sep = "\t" if ".tsv" in suffix else ","
-        try:
-            df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{path}: empty file (no header, no rows)") from None
-        except pd.errors.ParserError as e:
-            raise DataError(f"{path}: malformed CSV ({e})") from None
-        df.columns = [c.strip() for c in df.columns]
-        is_csv = True
-    else:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r} (use .csv, .tsv or .parquet)")
-    if len(df) == 0:
-        raise DataError(f"{path}: empty file (header but no rows)")
-    return df, is_csv
+def _row_label(df: pd.DataFrame, r: int) -> int:
+    """The row number to report for position ``r`` of ``df``: its integer index label (a reader's frame
+    keeps its file row numbers there when rows were dropped, e.g. exact duplicates), else ``r``."""
+    if pd.api.types.is_integer_dtype(df.index.dtype):
+        return int(df.index[r])
+    return int(r)
 
 
 def _check_columns(df: pd.DataFrame, required: Mapping[str, str], source: str) -> None:

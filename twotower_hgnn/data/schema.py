@@ -10,7 +10,8 @@ Tables (pandas DataFrames; column -> dtype):
   ``intent_to_pay`` are the paper's weak signals (:data:`WEAK_EVENTS`).
 * **items** — ``item_id`` (str, unique), ``item_type`` (str, one of :data:`ITEM_TYPES`), ``title``,
   ``description``, ``language``, ``genre`` (str; empty string allowed for description/language/genre).
-* **users** — ``user_id`` (str, unique), ``age`` (int; -1 = unknown), ``country`` (str; "" = unknown),
+* **users** — ``user_id`` (str, unique), ``age`` (int in ``[0, MAX_AGE]``; -1 = unknown), ``country``
+  (str; "" = unknown),
   and optionally a fixed-length music vector in columns ``music_0 .. music_{d-1}`` (float).
 """
 
@@ -37,6 +38,7 @@ ITEM_COLUMNS: dict[str, str] = {
 }
 USER_COLUMNS: dict[str, str] = {"user_id": "str", "age": "int64", "country": "str"}
 MUSIC_PREFIX = "music_"
+MAX_AGE = 130  # oldest age a users table may give (features bucket ages up to this; -1 = unknown)
 
 
 @dataclasses.dataclass

@@ -39,17 +39,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from twotower_hgnn import errors
 from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.data.split_rules import SplitError, check_given_parts, check_segments
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
 from twotower_hgnn.rng import np_rng
 
 DAY = 86_400
 _log = logging.getLogger(__name__)
-
-
-class SplitError(errors.DataError):
-    """A split that cannot be used (bad arguments, or a segment below the minimum size)."""
 
 
 class _Auto:
@@ -78,6 +74,7 @@ class Split:
       segment_sizes: counts of every segment (see :func:`segments`), JSON-serialisable.
       as_of_times: int64 ``[num_users]`` per-user as-of second (external splits: the user's last
         training second + 1, 0 without training rows), or None: everybody as of ``cut_time``.
+      notes: what the segments rule reported (e.g. an empty warm segment; :mod:`.split_rules`).
     """
 
     train: pd.DataFrame
@@ -89,6 +86,7 @@ class Split:
     segment_sizes: dict
     test_end: int | None = None
     as_of_times: np.ndarray | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def external(self) -> bool:
@@ -120,6 +118,7 @@ class Split:
             f"test {s['test_interactions']:,} interactions / {s['test_users']:,} users "
             f"(warm {s['warm_users']:,}, cold {s['cold_users']:,}; with audiobook streams in test: "
             f"warm {s['warm_users_ab_test']:,}, cold {s['cold_users_ab_test']:,})"
+            + "".join(f"; note: {n}" for n in self.notes)
         )
 
 
@@ -156,10 +155,12 @@ def temporal_split(
       history_days: training window length before the cut; None = no window. AUTO = dataset default
         (90 if unset).
       test_days: test window length after the cut; None = to the end. AUTO = dataset default (None).
-      min_segment_users: minimum number of warm and of cold test users (and of train/test rows).
+      min_segment_users: minimum number of train/test rows and of users in a non-empty warm or cold
+        segment (an empty segment is a note; see :mod:`twotower_hgnn.data.split_rules`).
 
     Raises:
-      SplitError: both or an invalid cut given, or a segment below ``min_segment_users``.
+      SplitError: both or an invalid cut given, a part or segment below ``min_segment_users``, or no
+        scorable test user.
 
     ``segment_sizes`` keys: train_interactions, train_users, test_interactions, test_users, warm_users,
     cold_users, warm_users_ab_test / cold_users_ab_test (test users with an audiobook stream in the
@@ -199,19 +200,11 @@ def temporal_split(
 
     warm, cold, sizes = segments(ds, train, test)
     sizes.update(dropped_before_history=int(lo), after_test_window=int(len(ts) - hi))
-    split = Split(train, test, cut, hist, warm, cold, sizes, test_end)
+    hint = "; move the cut (cut_date/cut_quantile) or widen the windows"
+    n_ab = int(ds.item_type_counts.get("audiobook", 0))
+    notes = check_segments(f"{ds.name}: split at {cut}", sizes, test, min_segment_users, n_ab, hint)
+    split = Split(train, test, cut, hist, warm, cold, sizes, test_end, notes=tuple(notes))
     _log.info("%s: %s", ds.name, split.summary())
-    small = [
-        k
-        for k in ("train_interactions", "test_interactions", "warm_users", "cold_users")
-        if sizes[k] < min_segment_users
-    ]
-    if small:
-        raise SplitError(
-            f"{ds.name}: split at {cut} leaves segment(s) {', '.join(f'{k}={sizes[k]}' for k in small)} below "
-            f"min_segment_users={min_segment_users}; move the cut (cut_date/cut_quantile) or widen the windows. "
-            f"All sizes: {sizes}"
-        )
     return split
 
 
@@ -274,23 +267,23 @@ def external_dataset(
     items: str | os.PathLike,
     users: str | os.PathLike,
     valid: str | os.PathLike | None = None,
+    **read_opts,
 ) -> Dataset:
     """The dataset of an external split: every interactions file (train, optional validation, test)
-    read, validated (schema, ids present in ``items``/``users``) and index-coded together. The parts
-    are given to :func:`split_from_files`; the dataset itself carries no part labels."""
-    from twotower_hgnn.data.readers import build_dataset, read_interactions, read_items, read_users
+    read, validated (schema, ids present in ``items``/``users``, each file's errors naming that file
+    and its own row) and index-coded together. The parts are given to :func:`split_from_files`; the
+    dataset itself carries no part labels. ``read_opts``: ``timestamp_unit``, ``duplicates``,
+    ``encoding`` (:func:`~twotower_hgnn.data.readers.read_interactions`)."""
+    from twotower_hgnn.data.readers import build_dataset, check_references, read_interactions, read_items, read_users
 
-    parts = [read_interactions(p) for p in (train, valid, test) if p is not None]
+    enc = {"encoding": read_opts["encoding"]} if "encoding" in read_opts else {}
+    its, us = read_items(items, **enc), read_users(users, **enc)
+    parts = [read_interactions(p, **read_opts) for p in (train, valid, test) if p is not None]
+    for part in parts:
+        check_references(part, its, us)
     meta = {"train": str(train), "test": str(test), **({"valid": str(valid)} if valid is not None else {})}
-    # each table was validated by its reader; build_dataset checks the ids against items/users
-    return build_dataset(
-        pd.concat(parts, ignore_index=True),
-        read_items(items),
-        read_users(users),
-        name="files-external",
-        validate=False,
-        meta=meta,
-    )
+    # each table was validated by its reader and checked against items/users above
+    return build_dataset(pd.concat(parts, ignore_index=True), its, us, name="files-external", validate=False, meta=meta)
 
 
 def split_from_files(
@@ -300,8 +293,9 @@ def split_from_files(
     *,
     valid: str | os.PathLike | None = None,
     min_segment_users: int = 1,
+    **read_opts,
 ) -> Split:
-    """The external split of ``ds`` (:func:`external_dataset`) given by its files.
+    """The external split of ``ds`` (:func:`external_dataset`) given by its files (``read_opts`` as there).
 
     The training part is ``train`` plus ``valid`` (validation rows are training data the final models
     may see; :func:`validation_split` with the same file holds them out again); the test part is
@@ -309,8 +303,9 @@ def split_from_files(
     """
     from twotower_hgnn.data.readers import read_interactions
 
-    tr = pd.concat([read_interactions(p) for p in (train, valid) if p is not None], ignore_index=True)
-    return external_split(ds, tr, read_interactions(test), min_segment_users=min_segment_users)
+    tr = [read_interactions(p, **read_opts) for p in (train, valid) if p is not None]
+    tr_all = pd.concat(tr, ignore_index=True) if len(tr) > 1 else tr[0]
+    return external_split(ds, tr_all, read_interactions(test, **read_opts), min_segment_users=min_segment_users)
 
 
 def external_split(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, *, min_segment_users: int = 1) -> Split:
@@ -318,19 +313,17 @@ def external_split(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, *, min_
     history window; each user's features as of their last training second + 1.
 
     Raises:
-      SplitError: an empty part, or (catalogue with audiobooks) a warm/cold segment below ``min_segment_users``.
+      SplitError: an empty part, a test part equal to (or contained in) the training part, a part or
+        non-empty segment below ``min_segment_users``, or no scorable test user (:mod:`.split_rules`).
     """
+    src_tr, src_te = str(train.attrs.get("source", "train")), str(test.attrs.get("source", "test"))
     train, test = _by_time(encode_interactions(ds, train, "train")), _by_time(encode_interactions(ds, test, "test"))
     if len(train) == 0 or len(test) == 0:
         raise SplitError(f"external split: train has {len(train)} rows and test {len(test)}; both must be non-empty")
+    check_given_parts(train, test, src_tr, src_te)
     warm, cold, sizes = segments(ds, train, test)
-    if int(ds.item_type_counts.get("audiobook", 0)) > 0:
-        small = [k for k in ("warm_users", "cold_users") if sizes[k] < min_segment_users]
-        if small:
-            raise SplitError(
-                f"external split: {', '.join(f'{k}={sizes[k]}' for k in small)} below "
-                f"min_segment_users={min_segment_users}"
-            )
+    n_ab = int(ds.item_type_counts.get("audiobook", 0))
+    notes = check_segments(f"external split (test {src_te})", sizes, test, min_segment_users, n_ab)
     split = Split(
         train=train,
         test=test,
@@ -341,6 +334,7 @@ def external_split(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, *, min_
         segment_sizes=sizes,
         test_end=None,
         as_of_times=last_train_times(ds.num_users, train),
+        notes=tuple(notes),
     )
     _log.info("%s: %s", ds.name, split.summary())
     return split
@@ -474,6 +468,7 @@ def save_split(split: Split, out: str | os.PathLike) -> None:
             "test_end": split.test_end,
             "segment_sizes": split.segment_sizes,
             "external": split.external,
+            "notes": list(split.notes),
         },
     )
 
@@ -493,4 +488,5 @@ def load_split(path: str | os.PathLike) -> Split:
         segment_sizes=meta["segment_sizes"],
         test_end=meta["test_end"],
         as_of_times=as_of,
+        notes=tuple(meta.get("notes", ())),
     )

@@ -1,0 +1,91 @@
+"""The rules every split obeys (temporal and external; :mod:`twotower_hgnn.data.split` applies them).
+
+**Segments.** Test users are warm (an audiobook interaction in the training part) or cold. An empty
+warm or cold segment is *not* an error: it is reported with a note (in the log, in
+``Split.notes`` and in :meth:`Split.summary`), and its metrics are not computed — a podcast-only
+catalogue has no warm user, an audiobook-only one may have no cold user. A non-empty segment below
+``min_segment_users``, or a training or test part below it, is an error. A split with **no scorable
+user** in any segment — no test user with a ``stream`` (the strong signal every metric is computed
+on) — is an error, one line: e.g. a test file of weak events only.
+
+**Given parts** (external splits): a test part identical to the training part, or whose every row is
+also a training row, is an error (it would score the training data and print an empty table).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from twotower_hgnn import errors
+from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS
+
+_log = logging.getLogger("twotower_hgnn.data.split")
+_STREAM = EVENTS.index("stream")
+_ROW = ["user_idx", "item_idx", "timestamp", "event_code"]
+
+
+class SplitError(errors.DataError):
+    """A split that cannot be used (bad arguments, or a segment below the minimum size)."""
+
+
+def scorable_users(test: pd.DataFrame) -> int:
+    """Number of distinct test users with at least one ``stream`` row in ``test`` (index-coded)."""
+    strong = test["event_code"].to_numpy() == _STREAM
+    return int(np.unique(test["user_idx"].to_numpy()[strong]).size)
+
+
+def _empty_notes(sizes: dict, n_audiobooks: int) -> list[str]:
+    notes = []
+    if sizes["test_users"] and sizes["warm_users"] == 0:
+        why = "the catalogue has no audiobooks" if n_audiobooks == 0 else "no test user has audiobook history"
+        notes.append(f"warm segment empty ({why}): warm metrics are not computed")
+    if sizes["test_users"] and sizes["cold_users"] == 0:
+        notes.append("cold segment empty (every test user has audiobook history): cold metrics are not computed")
+    return notes
+
+
+def check_segments(
+    name: str, sizes: dict, test: pd.DataFrame, min_segment_users: int, n_audiobooks: int, hint: str = ""
+) -> list[str]:
+    """Applies the segments rule (module docstring) to a split's ``segment_sizes`` and test part.
+
+    Returns the notes (each logged as a warning). Raises :class:`SplitError` (one line) for a part or a
+    non-empty segment below ``min_segment_users`` or for no scorable user; ``hint`` ends the message.
+    """
+    small = [k for k in ("train_interactions", "test_interactions") if sizes[k] < min_segment_users]
+    small += [k for k in ("warm_users", "cold_users") if 0 < sizes[k] < min_segment_users]
+    if small:
+        raise SplitError(
+            f"{name}: segment(s) {', '.join(f'{k}={sizes[k]}' for k in small)} below "
+            f"min_segment_users={min_segment_users}{hint}. All sizes: {sizes}"
+        )
+    if sizes["test_interactions"] > 0 and scorable_users(test) == 0:
+        ev = sorted(set(test["event_code"].map(lambda c: EVENTS[int(c)]).unique()))
+        weak = "weak events only " if set(ev) <= set(WEAK_EVENTS) else ""
+        raise SplitError(
+            f"{name}: no scorable test user in any segment: the test part's {sizes['test_interactions']:,} rows of "
+            f"{sizes['test_users']:,} users are {weak}({', '.join(ev)}); metrics are computed on streams{hint}"
+        )
+    notes = _empty_notes(sizes, n_audiobooks)
+    for n in notes:
+        _log.warning("%s: note: %s", name, n)
+    return notes
+
+
+def check_given_parts(train: pd.DataFrame, test: pd.DataFrame, train_src: str, test_src: str) -> None:
+    """SplitError if the test part equals the training part, or every test row is also a training row."""
+    a = train[_ROW].astype(np.int64).sort_values(_ROW, kind="stable").to_numpy()
+    b = test[_ROW].astype(np.int64).sort_values(_ROW, kind="stable").to_numpy()
+    if a.shape == b.shape and (a == b).all():
+        raise SplitError(
+            f"{test_src}: the test part is identical to the training part ({train_src}): "
+            "give held-out interactions as the test file"
+        )
+    if len(b) and pd.MultiIndex.from_arrays(b.T).isin(pd.MultiIndex.from_arrays(a.T)).all():
+        raise SplitError(
+            f"{test_src}: every one of its {len(b):,} rows is also in the training part ({train_src}): "
+            "the test file must hold interactions the model has not seen"
+        )
