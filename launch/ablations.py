@@ -19,7 +19,17 @@ from launch.common import FLAGS, define_pipeline_flags, pipeline_kwargs, run_mai
 
 define_pipeline_flags()
 flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the shared flags too
-flags.DEFINE_list("variants", ["A", "B", "C", "D", "E", "F"], "Ablations to run beside the full model.")
+flags.DEFINE_list("variants", ["A", "B", "C", "D", "E", "F"], "Ablations to run beside the full model (of A-F).")
+
+
+def _check_variants(v: list[str]) -> bool:
+    bad = [x for x in v if x.strip().upper() not in ("A", "B", "C", "D", "E", "F")]
+    if bad or not v:
+        raise flags.ValidationError("not a non-empty list of A, B, C, D, E, F")
+    return True
+
+
+flags.register_validator("variants", _check_variants)
 
 
 def main(argv):
@@ -27,13 +37,9 @@ def main(argv):
     from launch.common import quiet_library_logs
 
     quiet_library_logs()
-    from twotower_hgnn.pipeline import PipelineConfig, PipelineError, run_table1
+    from twotower_hgnn.pipeline import PipelineConfig, run_table1
 
-    try:
-        cfg = PipelineConfig(**pipeline_kwargs())  # run_table1 sets the target to audiobooks
-    except PipelineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    cfg = PipelineConfig(**pipeline_kwargs())  # run_table1 sets the target to audiobooks
     print(run_table1(cfg, [v.strip().upper() for v in FLAGS.variants])["text"], flush=True)
 
 

@@ -1,20 +1,34 @@
-"""absl flags shared by the entry points: the run configuration (``--config``, ``--config.<path>=``)
-and the pipeline's inputs, outputs and run identity.
+"""absl flags shared by the entry points, their validation, and the launch boundary (:func:`run_main`).
 
 Every hyper-parameter and budget is a field of :class:`twotower_hgnn.configs.RunConfig`:
 ``--config=demo`` picks a preset (``paper``, ``demo``, ``demo_faithful``, ``test``) or a ``.py`` file
 with ``get_config()``, and ``--config.<path>=value`` overrides any field, e.g.
 ``--config.hgnn.fanouts=10,5 --config.two_tower.max_steps=100 --config.eval.k=20``. ``--print_config``
-prints the resolved configuration and exits. The previous round's hyper-parameter flags (``--preset``,
-``--k``, ``--targets`` ...) still work for this round and print one deprecation line each.
+prints the resolved configuration and exits. The previous round's flags (``--preset``, ``--k``,
+``--workdir``, ``--out`` ...) still work and print one deprecation line each.
+
+The boundary: every flag and the configuration are validated while the command line is parsed, before
+``main`` runs. A user error — a bad flag or ``--config`` value, a :class:`twotower_hgnn.errors.UserError`
+(data, config, path, disk) or one of the library's user-facing errors that cannot derive from it
+(:data:`EXPLICIT_USER_ERRORS`), a missing/unreadable user-given path, a full or read-only disk — prints
+one line ``error: <message>`` on stderr and exits 2. Ctrl-C and SIGTERM print one line and exit 130 /
+143 (child processes are ended by the unwinding). Anything else is a bug: it keeps its traceback and
+exits 1.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import errno
+import os
+import re
+import signal
 import sys
 from typing import Any, Callable
 
 from absl import app, flags
+
+from twotower_hgnn import errors
 
 FLAGS = flags.FLAGS
 _OVERRIDES: list[tuple[str, str]] = []  # (dotted path, value) from --config.<path>=value, in order
@@ -24,9 +38,7 @@ DEPRECATED: dict[str, str | None] = {
     "preset": None,
     "k": "eval.k",
     "targets": "eval.targets",
-    "exclude_seen": "eval.exclude_seen",
     "hgnn_users": "eval.with_hgnn_users",
-    "text_model": "text.model",
     "cut_quantile": "split.cut_quantile",
     "history_days": "split.history_days",
     "test_days": "split.test_days",
@@ -34,18 +46,182 @@ DEPRECATED: dict[str, str | None] = {
     "valid_frac": "split.valid_frac",
     "sampler": "sampler",
 }
+# flags of the shared vocabulary that set a configuration field (no deprecation line)
+SHORTCUTS: dict[str, str] = {"text_model": "text.model", "exclude_seen": "eval.exclude_seen"}
+DATASETS = ("movielens1m", "synthetic", "files")
+SCALES = ("tiny", "small", "medium", "large", "xlarge", "paper")
+STAGES = ("data", "split", "valid", "graph", "content", "hgnn", "hgnn_users", "two_tower", "evaluate", "export")
+# library errors a user causes that cannot derive from errors.UserError (sampler/ never imports
+# twotower_hgnn; serving's type belongs to its module): mapped here by (module, class name)
+EXPLICIT_USER_ERRORS: tuple[tuple[str, str], ...] = (
+    ("sampler.spec", "SpecError"),
+    ("sampler.device.graph", "DeviceGraphError"),
+    ("twotower_hgnn.serving", "ServingError"),
+)
+
+_ALIASES: dict[str, str | None] = {}  # the deprecated configuration aliases this program defined
+_SHORTCUTS: dict[str, str] = {}  # the shortcut flags this program defined
+_RENAMED: dict[str, str] = {}  # deprecated flag name -> its new name (rewritten on the command line)
+_INPUTS: set[str] = set()  # flags naming input files / folders
+_OUTPUTS: set[str] = set()  # flags naming output folders / files
+_RESOLVED: list = []
+_HELP = (
+    "--help",
+    "-help",
+    "-h",
+    "-?",
+    "--helpshort",
+    "--helpfull",
+    "--helpxml",
+)  # the RunConfig resolved while parsing (one element)
 
 
-_ALIASES: dict[str, str | None] = {}  # the deprecated aliases this program defined
+# ------------------------------------------------------------------------------------ validators
+def _fail(flag: str, value: Any, why: str) -> None:
+    """absl prefixes the message with ``flag --<flag>=<value>: ``."""
+    del flag, value
+    raise flags.ValidationError(why)
 
 
+def check_input_file(flag: str, path: str | None) -> bool:
+    """A readable file (not a folder); raises ``flags.ValidationError`` naming the flag."""
+    if path is None:
+        return True
+    if not os.path.exists(path):
+        _fail(flag, path, "no such file")
+    if os.path.isdir(path):
+        _fail(flag, path, "is a directory, not a file")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        _fail(flag, path, f"cannot be read ({e.strerror or e})")
+    return True
+
+
+def check_input_dir(flag: str, path: str | None) -> bool:
+    """A readable folder."""
+    if path is None:
+        return True
+    if not os.path.isdir(path):
+        _fail(flag, path, "no such directory" if not os.path.exists(path) else "is a file, not a directory")
+    try:
+        os.listdir(path)
+    except OSError as e:
+        _fail(flag, path, f"cannot be read ({e.strerror or e})")
+    return True
+
+
+def check_output(flag: str, path: str | None, is_dir: bool = True) -> bool:
+    """A folder (``is_dir``) or file that can be created or written: not an existing entry of the other
+    kind, and its nearest existing ancestor a writable folder."""
+    if path is None:
+        return True
+    if path == "":
+        _fail(flag, "''", "empty path")
+    if os.path.exists(path):
+        if is_dir and not os.path.isdir(path):
+            _fail(flag, path, "is a file, not a directory")
+        if not is_dir and os.path.isdir(path):
+            _fail(flag, path, "is a directory, not a file")
+        if not os.access(path, os.W_OK):
+            _fail(flag, path, "is not writable")
+        return True
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        _fail(flag, path, f"{parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK):
+        _fail(flag, path, f"{parent} is not writable")
+    return True
+
+
+def check_iso_date(flag: str, value: str | None) -> bool:
+    if value is not None:
+        try:
+            _dt.date.fromisoformat(value)
+            ok = len(value) == 10
+        except ValueError:
+            ok = False
+        if not ok:
+            _fail(flag, value, "not an ISO date (YYYY-MM-DD)")
+    return True
+
+
+def define_input(name: str, default: str | None, help: str, kind: str = "file", required: bool = False) -> None:
+    """A string flag naming an input file (``kind="file"``) or folder (``"dir"``), validated at parse time."""
+    flags.DEFINE_string(name, default, help, required=required)
+    check = check_input_file if kind == "file" else check_input_dir
+    flags.register_validator(name, lambda v, n=name: check(n, v))
+    _INPUTS.add(name)
+
+
+def define_output(name: str, default: str | None, help: str, is_dir: bool = True, required: bool = False) -> None:
+    """A string flag naming an output folder (or file), validated at parse time."""
+    flags.DEFINE_string(name, default, help, required=required)
+    flags.register_validator(name, lambda v, n=name: check_output(n, v, is_dir))
+    _OUTPUTS.add(name)
+
+
+def define_range(name: str, lo: float | None, hi: float | None, open_hi: bool = False, open_lo: bool = False) -> None:
+    """A validator keeping a numeric flag within ``[lo, hi]`` (ends open where asked; None = unbounded)."""
+
+    def check(v: Any) -> bool:
+        if v is None:
+            return True
+        if lo is not None and (v < lo or (open_lo and v == lo)):
+            _fail(name, v, f"must be {'>' if open_lo else '>='} {lo}")
+        if hi is not None and (v > hi or (open_hi and v == hi)):
+            _fail(name, v, f"must be {'<' if open_hi else '<='} {hi}")
+        return True
+
+    flags.register_validator(name, check)
+
+
+def define_renamed(old: str, new: str) -> None:
+    """``--old`` keeps working as ``--new`` with one deprecation line (rewritten before parsing)."""
+    flags.DEFINE_string(old, None, f"Deprecated: use --{new}.")
+    _RENAMED[old] = new
+
+
+def require_dataset_files(dataset_flag: str = "dataset") -> None:
+    """``--dataset=files`` needs ``--interactions``, ``--items`` and ``--users``."""
+
+    def check(v: dict) -> bool:
+        if v[dataset_flag] == "files":
+            missing = [n for n in ("interactions", "items", "users") if not v[n]]
+            if missing:
+                raise flags.ValidationError(f"--dataset=files needs --{', --'.join(missing)}")
+        return True
+
+    flags.register_multi_flags_validator([dataset_flag, "interactions", "items", "users"], check)
+
+
+def define_dataset_flags(default: str | None = "movielens1m", seed_name: str = "data_seed") -> None:
+    """``--dataset``, ``--scale``, the synthetic seed and the three ``--dataset=files`` tables."""
+    flags.DEFINE_enum("dataset", default, list(DATASETS), "Data source.")
+    flags.DEFINE_enum("scale", "tiny", list(SCALES), "Synthetic scale.")
+    flags.DEFINE_integer(seed_name, 0, "Synthetic generator seed.", lower_bound=0)
+    define_input("interactions", None, "--dataset=files: interactions CSV/Parquet.")
+    define_input("items", None, "--dataset=files: items CSV/Parquet.")
+    define_input("users", None, "--dataset=files: users CSV/Parquet.")
+    require_dataset_files()
+
+
+# ------------------------------------------------------------------------------- configuration
 def define_config_flags(
-    default: str = "demo", deprecated: tuple[str, ...] = tuple(DEPRECATED), aliases: dict[str, str | None] | None = None
+    default: str = "demo",
+    deprecated: tuple[str, ...] = tuple(DEPRECATED),
+    aliases: dict[str, str | None] | None = None,
+    shortcuts: tuple[str, ...] = tuple(SHORTCUTS),
 ) -> None:
-    """``--config``, ``--print_config`` and deprecated aliases: the names in ``deprecated`` (of
+    """``--config``, ``--print_config``, the shortcut flags of the shared vocabulary (``--text_model``,
+    ``--exclude_seen``; of :data:`SHORTCUTS`) and deprecated aliases: the names in ``deprecated`` (of
     :data:`DEPRECATED`) and ``aliases`` (``{old flag: config path, or None for the preset}``)."""
     _ALIASES.update({n: DEPRECATED[n] for n in deprecated})
     _ALIASES.update(aliases or {})
+    _SHORTCUTS.update({n: SHORTCUTS[n] for n in shortcuts})
     flags.DEFINE_string(
         "config",
         default,
@@ -54,6 +230,16 @@ def define_config_flags(
         "--config.hgnn.fanouts=10,5 --config.two_tower.max_steps=100 (fields: --print_config).",
     )
     flags.DEFINE_boolean("print_config", False, "Print the resolved configuration (JSON) and exit.")
+    if "text_model" in _SHORTCUTS:
+        flags.DEFINE_string(
+            "text_model", None, "sentence-transformers model name or folder (sets --config.text.model)."
+        )
+    if "exclude_seen" in _SHORTCUTS:
+        flags.DEFINE_boolean(
+            "exclude_seen",
+            None,
+            "Drop items consumed before the split from rankings (sets --config.eval.exclude_seen).",
+        )
     for name, path in _ALIASES.items():
         flags.DEFINE_string(
             name,
@@ -65,27 +251,35 @@ def define_config_flags(
 def define_pipeline_flags() -> None:
     """Inputs, outputs and run identity of a pipeline run (plus the configuration flags)."""
     define_config_flags()
-    flags.DEFINE_enum("dataset", "movielens1m", ["movielens1m", "synthetic", "files"], "Data source.")
-    flags.DEFINE_enum("scale", "tiny", ["tiny", "small", "medium", "large", "xlarge", "paper"], "Synthetic scale.")
-    flags.DEFINE_integer("data_seed", 0, "Synthetic generator seed.")
-    flags.DEFINE_string("interactions", None, "--dataset=files: interactions CSV/Parquet.")
-    flags.DEFINE_string("items", None, "--dataset=files: items CSV/Parquet.")
-    flags.DEFINE_string("users", None, "--dataset=files: users CSV/Parquet.")
-    flags.DEFINE_string("out_dir", "runs", "Root of all pipeline versions.")
-    flags.DEFINE_string("as_of", None, "Run as of this ISO date (the split cut; names the version).")
+    define_dataset_flags("movielens1m")
+    define_output("out_dir", "runs", "Root of all pipeline versions.")
+    flags.DEFINE_string("as_of", None, "Run as of this ISO date YYYY-MM-DD (the split cut; names the version).")
+    flags.register_validator("as_of", lambda v: check_iso_date("as_of", v))
     flags.DEFINE_boolean("warm_start", False, "Initialise from the latest earlier version.")
-    flags.DEFINE_enum(
-        "from_stage",
-        None,
-        ["data", "split", "valid", "graph", "content", "hgnn", "hgnn_users", "two_tower", "evaluate", "export"],
-        "Recompute this stage and every later one.",
-    )
-    flags.DEFINE_integer("seed", 0, "Training seed.")
+    flags.DEFINE_enum("from_stage", None, list(STAGES), "Recompute this stage and every later one.")
+    flags.DEFINE_integer("seed", 0, "Training seed.", lower_bound=0)
+
+
+def _rename(argv: list[str]) -> list[str]:
+    """``argv`` with deprecated flag names replaced by their new ones (one warning line each)."""
+    out = []
+    for a in argv:
+        if a.startswith("--") and a != "--":
+            name, eq, value = a[2:].partition("=")
+            neg = name.startswith("no") and name[2:] in _RENAMED
+            old = name[2:] if neg else name
+            if old in _RENAMED:
+                new = _RENAMED[old]
+                a = f"--{'no' if neg else ''}{new}{eq}{value}"
+                print(f"warning: --{old} is deprecated; use --{new}", file=sys.stderr)
+        out.append(a)
+    return out
 
 
 def parse_flags_with_config(argv: list[str]) -> list[str]:
     """absl flags parser (``app.run(main, flags_parser=...)``): takes every ``--config.<path>=value`` (or
-    ``--config.<path> value``) out of ``argv`` before absl parses the rest."""
+    ``--config.<path> value``) out of ``argv``, rewrites deprecated names, parses and validates every flag
+    and the configuration. A bad value prints one line and exits 2."""
     rest = [argv[0]]
     args = iter(argv[1:])
     for a in args:
@@ -98,15 +292,26 @@ def parse_flags_with_config(argv: list[str]) -> list[str]:
             if not eq:
                 value = next(args, None)
                 if value is None:
-                    raise SystemExit(f"error: --config.{key} needs a value (--config.{key}=VALUE)")
+                    _exit_user(f"--config.{key} needs a value (--config.{key}=VALUE)")
             _OVERRIDES.append((key, value))
         else:
             rest.append(a)
-    return app.parse_flags_with_usage(rest)
+    try:
+        remaining = FLAGS(_rename(rest))
+    except flags.Error as e:  # a multi-flag validator's message starts "flags a=1, b=None: "; keep the reason
+        _exit_user(re.sub(r"^flags [^:]*: ", "", str(e)))
+    except SystemExit as e:  # absl's --help/--helpfull exit 1 after printing the help: that is a success
+        if e.code == 1 and any(a.split("=")[0] in _HELP for a in rest[1:]):
+            raise SystemExit(0) from None
+        raise
+    if len(remaining) > 1:
+        _exit_user(f"unexpected argument(s): {' '.join(remaining[1:])} (flags are --name=value)")
+    if "config" in FLAGS:
+        _RESOLVED[:] = [_resolve_config()]
+    return remaining
 
 
-def run_config():
-    """The resolved :class:`RunConfig` of the parsed flags (exits 2 with one line on a bad value)."""
+def _resolve_config():
     from twotower_hgnn import configs
 
     spec = FLAGS.config
@@ -122,18 +327,25 @@ def run_config():
                 spec = value
             else:
                 over[path] = value
+    over.update({path: FLAGS[name].value for name, path in _SHORTCUTS.items() if FLAGS[name].present})
     over.update(dict(_OVERRIDES))
     try:
         cfg = configs.load(spec, over)
     except configs.ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _exit_user(str(e))
     if FLAGS.print_config:
         import json
 
         print(json.dumps(cfg.to_dict(), indent=1))
         raise SystemExit(0)
     return cfg
+
+
+def run_config():
+    """The resolved :class:`RunConfig` of the parsed flags (validated while parsing)."""
+    if not _RESOLVED:
+        _RESOLVED.append(_resolve_config())
+    return _RESOLVED[0]
 
 
 def pipeline_kwargs() -> dict:
@@ -154,9 +366,89 @@ def pipeline_kwargs() -> dict:
     )
 
 
+# ------------------------------------------------------------------------------------ boundary
+def _one_line(message: str) -> str:
+    lines = [s.strip() for s in str(message).splitlines() if s.strip()]
+    return " | ".join(lines) or "(no message)"
+
+
+def _exit_user(message: str) -> None:
+    print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def user_error_types() -> tuple[type, ...]:
+    """:class:`errors.UserError` and the :data:`EXPLICIT_USER_ERRORS` whose modules are loaded (an error
+    of a module never imported cannot have been raised)."""
+    types: list[type] = [errors.UserError]
+    for module, name in EXPLICIT_USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            types.append(cls)
+    return tuple(types)
+
+
+def _is_user_path(filename: Any, inputs_only: bool) -> bool:
+    """Whether ``filename`` is a user-given input path (or, unless ``inputs_only``, inside an output)."""
+    if not isinstance(filename, (str, bytes, os.PathLike)):
+        return False
+    target = os.path.abspath(os.fsdecode(filename))
+    for name in _INPUTS | (set() if inputs_only else _OUTPUTS):
+        value = FLAGS[name].value if name in FLAGS else None
+        if not value:
+            continue
+        given = os.path.abspath(value)
+        if target == given or (not inputs_only and target.startswith(given.rstrip(os.sep) + os.sep)):
+            return True
+    return False
+
+
+def _os_error_line(e: OSError) -> str | None:
+    """The one line for a user's OSError (disk full / read-only, a user path that vanished or cannot be
+    read), or None: an internal error that keeps its traceback."""
+    where = e.filename if e.filename is not None else "an output"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device writing {where} (free some space and rerun: finished stages are kept)"
+    if e.errno == errno.EROFS:
+        return f"read-only file system writing {where}"
+    if isinstance(e, FileNotFoundError) and _is_user_path(e.filename, inputs_only=True):
+        return f"{e.filename}: no such file"
+    if isinstance(e, (PermissionError, IsADirectoryError, NotADirectoryError)) and _is_user_path(
+        e.filename, inputs_only=False
+    ):
+        return f"{e.filename}: {e.strerror}"
+    return None
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _guarded(main: Callable[[list[str]], Any]) -> Callable[[list[str]], Any]:
+    def run(argv: list[str]) -> Any:
+        try:
+            return main(argv)
+        except KeyboardInterrupt as e:
+            name = str(e) or "SIGINT"
+            print(f"interrupted ({name}): rerun the same command to resume", file=sys.stderr, flush=True)
+            raise SystemExit(143 if name == "SIGTERM" else 130) from None
+        except app.UsageError as e:
+            _exit_user(str(e))
+        except user_error_types() as e:
+            _exit_user(str(e))
+        except OSError as e:
+            line = _os_error_line(e)
+            if line is None:
+                raise
+            _exit_user(line)
+
+    return run
+
+
 def run_main(main: Callable[[list[str]], Any]) -> None:
-    """``app.run`` with the ``--config.<path>`` parser."""
-    app.run(main, flags_parser=parse_flags_with_config)
+    """``app.run`` with the ``--config.<path>`` parser and the user-error boundary (module docstring)."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    app.run(_guarded(main), flags_parser=parse_flags_with_config)
 
 
 def quiet_library_logs() -> None:

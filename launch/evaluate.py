@@ -15,26 +15,25 @@ one type runs in homogeneous mode.
 
 from __future__ import annotations
 
-import sys
-
 from absl import flags
 
-from launch.common import define_config_flags, run_config, run_main
+from launch import common
+from launch.common import define_config_flags, define_input, define_output, run_config, run_main
 
-flags.DEFINE_string("train_interactions", None, "Training interactions (CSV/Parquet).", required=True)
-flags.DEFINE_string("test_interactions", None, "Test interactions (CSV/Parquet).", required=True)
-flags.DEFINE_string(
+define_input("train_interactions", None, "Training interactions (CSV/Parquet).", required=True)
+define_input("test_interactions", None, "Test interactions (CSV/Parquet).", required=True)
+define_input(
     "valid_interactions",
     None,
     "Validation interactions (CSV/Parquet; optional): held out "
     "of training for early stopping and tuning, then part of the final models' training data.",
 )
-flags.DEFINE_string("items", None, "Items table.", required=True)
-flags.DEFINE_string("users", None, "Users table.", required=True)
-flags.DEFINE_string("out_dir", "runs", "Output root.")
-flags.DEFINE_integer("seed", 0, "Training seed.")
-define_config_flags(deprecated=("preset", "targets", "k", "exclude_seen", "text_model", "sampler", "valid_frac"))
-flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the configuration flags too
+define_input("items", None, "Items table (CSV/Parquet).", required=True)
+define_input("users", None, "Users table (CSV/Parquet).", required=True)
+define_output("out_dir", "runs", "Output root.")
+flags.DEFINE_integer("seed", 0, "Training seed.", lower_bound=0)
+define_config_flags(deprecated=("preset", "targets", "k", "sampler", "valid_frac"))
+flags.adopt_module_key_flags(common)  # --help lists the configuration flags too
 FLAGS = flags.FLAGS
 
 
@@ -43,23 +42,19 @@ def main(argv):
     from launch.common import quiet_library_logs
 
     quiet_library_logs()
-    from twotower_hgnn.pipeline import PipelineConfig, PipelineError, run_pipeline
+    from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
 
-    try:
-        cfg = PipelineConfig(
-            dataset="files",
-            interactions=FLAGS.train_interactions,
-            test_interactions=FLAGS.test_interactions,
-            valid_interactions=FLAGS.valid_interactions,
-            items=FLAGS.items,
-            users=FLAGS.users,
-            out_dir=FLAGS.out_dir,
-            seed=FLAGS.seed,
-            config=run_config(),
-        )
-    except PipelineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    cfg = PipelineConfig(
+        dataset="files",
+        interactions=FLAGS.train_interactions,
+        test_interactions=FLAGS.test_interactions,
+        valid_interactions=FLAGS.valid_interactions,
+        items=FLAGS.items,
+        users=FLAGS.users,
+        out_dir=FLAGS.out_dir,
+        seed=FLAGS.seed,
+        config=run_config(),
+    )
     run_pipeline(cfg)
 
 

@@ -23,9 +23,10 @@ flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the s
 flags.DEFINE_enum(
     "ablation", None, ["A", "B", "C", "D", "E", "F"], "Table 1 variant (default: the full model + baselines)."
 )
-flags.DEFINE_string(
+flags.DEFINE_enum(
     "demo_users",
     "auto",
+    ["auto", "none"],
     "Print example recommendations for one warm and one cold user ('auto' picks them; 'none' skips).",
 )
 
@@ -35,13 +36,9 @@ def main(argv):
     from launch.common import quiet_library_logs
 
     quiet_library_logs()
-    from twotower_hgnn.pipeline import PipelineConfig, PipelineError, run_pipeline
+    from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
 
-    try:
-        cfg = PipelineConfig(ablation=FLAGS.ablation, **pipeline_kwargs())
-    except PipelineError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    cfg = PipelineConfig(ablation=FLAGS.ablation, **pipeline_kwargs())  # a PipelineError is one line, exit 2
     run_pipeline(cfg)
     if FLAGS.demo_users != "none" and cfg.ablation is None:
         print_examples(cfg)

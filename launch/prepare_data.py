@@ -12,26 +12,30 @@ import time
 
 from absl import app, flags
 
-flags.DEFINE_enum("dataset", "movielens1m", ["movielens1m", "synthetic", "files"], "Data source.")
-flags.DEFINE_string("scale", "tiny", "Synthetic scale: tiny, small, medium, large, xlarge, paper.")
-flags.DEFINE_integer("seed", 0, "Synthetic generator / holdout seed.")
-flags.DEFINE_string("interactions", None, "--dataset=files: interactions CSV/Parquet.")
-flags.DEFINE_string("items", None, "--dataset=files: items CSV/Parquet.")
-flags.DEFINE_string("users", None, "--dataset=files: users CSV/Parquet.")
-flags.DEFINE_string("cut_date", None, "Split date (ISO) or Unix seconds; default: the dataset's rule.")
-flags.DEFINE_float("cut_quantile", None, "Split at this interaction-time quantile.")
-flags.DEFINE_string("history_days", "auto", "History window before the cut in days, 'none', or 'auto'.")
-flags.DEFINE_string("test_days", "auto", "Test window after the cut in days, 'none', or 'auto'.")
-flags.DEFINE_integer("min_segment_users", 1, "Minimum warm and cold test users.")
+from launch import common
+from launch.common import define_dataset_flags, define_output, define_range, define_renamed, run_main
+
+define_dataset_flags("movielens1m")
+flags.DEFINE_integer("seed", 0, "Holdout seed (and the synthetic seed unless --data_seed is given).", lower_bound=0)
+flags.DEFINE_string("cut_date", None, "Split date (ISO YYYY-MM-DD) or Unix seconds; default: the dataset's rule.")
+flags.DEFINE_float("cut_quantile", None, "Split at this interaction-time quantile, in (0, 1).")
+define_range("cut_quantile", 0.0, 1.0, open_lo=True, open_hi=True)
+flags.DEFINE_string("history_days", "auto", "History window before the cut in days (> 0), 'none', or 'auto'.")
+flags.DEFINE_string("test_days", "auto", "Test window after the cut in days (> 0), 'none', or 'auto'.")
+flags.DEFINE_integer("min_segment_users", 1, "Minimum warm and cold test users.", lower_bound=0)
 flags.DEFINE_enum("graph_rule", None, ["any", "min_shared", "topk"], "Edge rule (default: the dataset's).")
-flags.DEFINE_integer("min_shared", None, "Shared users for --graph_rule=min_shared.")
-flags.DEFINE_integer("topk", None, "Neighbours per item for --graph_rule=topk.")
-flags.DEFINE_string("window", None, "Pair window (items), or 'none' for all pairs.")
-flags.DEFINE_string("max_items_per_user", None, "Per-user cap (items), or 'none'.")
+flags.DEFINE_integer("min_shared", None, "Shared users for --graph_rule=min_shared.", lower_bound=1)
+flags.DEFINE_integer("topk", None, "Neighbours per item for --graph_rule=topk.", lower_bound=1)
+flags.DEFINE_string("window", None, "Pair window (items, >= 1), or 'none' for all pairs.")
+flags.DEFINE_string("max_items_per_user", None, "Per-user cap (items, >= 2), or 'none'.")
 flags.DEFINE_list("edge_events", None, "Events that create edges (default: stream).")
-flags.DEFINE_float("holdout_frac", 0.1, "Fraction of edges held out for HGNN validation.")
-flags.DEFINE_string("out", None, "Optional directory: writes graph/ (HeteroCSR) and stats.json.")
+flags.DEFINE_float("holdout_frac", 0.1, "Fraction of edges held out for HGNN validation, in [0, 1).")
+define_range("holdout_frac", 0.0, 1.0, open_hi=True)
+define_output("out_dir", None, "Optional directory: writes graph/ (HeteroCSR) and stats.json.")
+define_renamed("out", "out_dir")
+flags.adopt_module_key_flags(common)  # --help lists the shared flags too
 FLAGS = flags.FLAGS
+_MINIMUM = {"history_days": 0, "test_days": 0, "window": 1, "max_items_per_user": 2}
 
 
 def _opt(v: str | None, name: str):
@@ -40,9 +44,46 @@ def _opt(v: str | None, name: str):
     if v.lower() == "none":
         return None
     try:
-        return float(v) if name.endswith("days") else int(v)
+        x = float(v) if name.endswith("days") else int(v)
     except ValueError:
-        raise app.UsageError(f"--{name}={v!r}: a number, 'none' or 'auto'") from None
+        raise app.UsageError(f"--{name}={v}: a number, 'none' or 'auto'") from None
+    if x <= _MINIMUM[name] if name.endswith("days") else x < _MINIMUM[name]:
+        raise app.UsageError(f"--{name}={v}: must be {'>' if name.endswith('days') else '>='} {_MINIMUM[name]}")
+    return x
+
+
+def _check_opt(name: str):
+    def check(v):
+        try:
+            _opt(v, name)
+        except app.UsageError as e:
+            raise flags.ValidationError(str(e).split(": ", 1)[-1]) from None
+        return True
+
+    return check
+
+
+def _check_cut_date(v: str | None) -> bool:
+    if v is not None and not v.isdigit():
+        common.check_iso_date("cut_date", v)
+    return True
+
+
+def _check_events(v: list[str] | None) -> bool:
+    if v is None:
+        return True
+    from twotower_hgnn.data.schema import EVENTS
+
+    bad = [e for e in v if e not in EVENTS]
+    if bad or not v:
+        raise flags.ValidationError(f"not a non-empty list of {', '.join(EVENTS)}")
+    return True
+
+
+for _name in _MINIMUM:
+    flags.register_validator(_name, _check_opt(_name))
+flags.register_validator("cut_date", _check_cut_date)
+flags.register_validator("edge_events", _check_events)
 
 
 def main(argv):
@@ -59,7 +100,7 @@ def main(argv):
     ds = load_from_flags(
         FLAGS.dataset,
         scale=FLAGS.scale,
-        seed=FLAGS.seed,
+        seed=FLAGS.data_seed if FLAGS["data_seed"].present else FLAGS.seed,
         interactions=FLAGS.interactions,
         items=FLAGS.items,
         users=FLAGS.users,
@@ -89,27 +130,12 @@ def main(argv):
     report["load_seconds"] = load_s
     print(json.dumps(report, indent=1, default=str))
     print(report["split"]["summary"])
-    if FLAGS.out:
-        out = Path(FLAGS.out)
+    if FLAGS.out_dir:
+        out = Path(FLAGS.out_dir)
         graph.save(out / "graph")
         atomic_write_json(out / "stats.json", report)
         print(f"wrote {out}/graph and {out}/stats.json")
 
 
-def _main(argv):
-    """Data errors end the run with their one-line message, not a traceback."""
-    import sys
-
-    from twotower_hgnn.data.readers import DataError
-    from twotower_hgnn.data.split import SplitError
-    from twotower_hgnn.graph import GraphError
-
-    try:
-        main(argv)
-    except (DataError, SplitError, GraphError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    app.run(_main)
+    run_main(main)

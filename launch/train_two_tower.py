@@ -1,11 +1,11 @@
 """Trains a two-tower model (the paper, §4) and exports it for serving.
 
-  python launch/train_two_tower.py --dataset=synthetic --scale=tiny --workdir=/tmp/2t --nouse_hgnn --evaluate
-  python launch/train_two_tower.py --dataset=synthetic --workdir=/tmp/2t --hgnn_embeddings=/tmp/hgnn/item_embeddings.npz
+  python launch/train_two_tower.py --dataset=synthetic --scale=tiny --out_dir=/tmp/2t --nouse_hgnn --evaluate
+  python launch/train_two_tower.py --dataset=synthetic --out_dir=/tmp/2t --hgnn_embeddings=/tmp/hgnn/item_embeddings.npz
   python launch/train_two_tower.py ... --target_type=podcast --config=paper --config.two_tower.epochs=5
 
 The split is the dataset's temporal split (training part = history window before the cut). An existing
-run in --workdir is resumed. The model is exported to --export (default WORKDIR/model), readable by
+run in --out_dir is resumed. The model is exported to --export (default OUT_DIR/model), readable by
 launch/recommend.py. --evaluate prints held-out HR@10 / MRR of the model and of Popularity.
 """
 
@@ -20,22 +20,29 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from absl import app, flags
 
-from launch.common import define_config_flags, run_config, run_main
-
-flags.DEFINE_enum("dataset", "synthetic", ["movielens1m", "synthetic", "files"], "Data source.")
-flags.DEFINE_string("scale", "tiny", "Synthetic scale.")
-flags.DEFINE_integer("data_seed", 0, "Synthetic seed.")
-flags.DEFINE_string("interactions", None, "--dataset=files: interactions file.")
-flags.DEFINE_string("items", None, "--dataset=files: items file.")
-flags.DEFINE_string("users", None, "--dataset=files: users file.")
-flags.DEFINE_string(
-    "workdir", None, "Checkpoints and TensorBoard logs; an existing run here is resumed.", required=True
+from launch import common
+from launch.common import (
+    define_config_flags,
+    define_dataset_flags,
+    define_input,
+    define_output,
+    define_renamed,
+    run_config,
+    run_main,
 )
-flags.DEFINE_string("export", None, "Exported model directory (default WORKDIR/model).")
-flags.DEFINE_string("hgnn_embeddings", None, "HGNN item embeddings .npz (inference.export_embeddings).")
+
+define_dataset_flags("synthetic")
+define_output("out_dir", None, "Checkpoints and TensorBoard logs; an existing run here is resumed.", required=True)
+define_renamed("workdir", "out_dir")
+define_output("export", None, "Exported model directory (default OUT_DIR/model).")
+define_input("hgnn_embeddings", None, "HGNN item embeddings .npz (inference.export_embeddings).")
 flags.DEFINE_boolean("use_hgnn", True, "False: the paper's 2T baseline (no HGNN inputs).")
-flags.DEFINE_string("text_model", None, "sentence-transformers model for content features (when the data has none).")
 flags.DEFINE_enum("target_type", "audiobook", ["audiobook", "podcast"], "Item type to recommend.")
+flags.register_multi_flags_validator(
+    ["use_hgnn", "hgnn_embeddings"],
+    lambda v: bool(v["hgnn_embeddings"]) or not v["use_hgnn"],
+    "--hgnn_embeddings is required unless --nouse_hgnn (the 2T baseline)",
+)
 define_config_flags(
     "test",
     deprecated=(),
@@ -51,19 +58,27 @@ define_config_flags(
         "time_budget_s": "two_tower.time_budget_s",
         "num_devices": "two_tower.num_devices",
     },
+    shortcuts=("text_model",),
 )
-flags.adopt_module_key_flags(sys.modules["launch.common"])  # --help lists the configuration flags too
-flags.DEFINE_integer("seed", 0, "Training seed.")
+flags.adopt_module_key_flags(common)  # --help lists the shared flags too
+flags.DEFINE_integer("seed", 0, "Training seed.", lower_bound=0)
 flags.DEFINE_boolean("evaluate", False, "Print held-out HR@10/MRR of the model and of Popularity.")
 FLAGS = flags.FLAGS
 
 
 def _hgnn_rows(path: str, ds):
+    import pickle
+    import zipfile
+
     import numpy as np
 
+    from twotower_hgnn.errors import DataError
     from twotower_hgnn.inference import load_embeddings
 
-    ids, emb = load_embeddings(path)
+    try:
+        ids, emb = load_embeddings(path)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        raise DataError(f"--hgnn_embeddings={path}: not an embeddings .npz (item_ids, embeddings): {e}") from None
     pos = {str(i): r for r, i in enumerate(ids)}
     missing = [i for i in ds.items["item_id"].astype(str) if i not in pos]
     if missing:
@@ -83,11 +98,8 @@ def main(argv) -> None:
     from twotower_hgnn.text import item_features
     from twotower_hgnn.train.two_tower import train_two_tower
 
-    cfg = dataclasses.replace(
-        run_config().two_tower, target_type=FLAGS.target_type, use_hgnn=FLAGS.use_hgnn, seed=FLAGS.seed
-    )
-    if FLAGS.use_hgnn and not FLAGS.hgnn_embeddings:
-        raise app.UsageError("--hgnn_embeddings is required unless --nouse_hgnn (the 2T baseline)")
+    run = run_config()
+    cfg = dataclasses.replace(run.two_tower, target_type=FLAGS.target_type, use_hgnn=FLAGS.use_hgnn, seed=FLAGS.seed)
     ds = load_from_flags(
         FLAGS.dataset,
         scale=FLAGS.scale,
@@ -98,12 +110,12 @@ def main(argv) -> None:
     )
     split = temporal_split(ds)
     print(split.summary())
-    content = item_features(ds, model=FLAGS.text_model)
+    content = item_features(ds, model=run.text.model)
     hgnn = _hgnn_rows(FLAGS.hgnn_embeddings, ds) if FLAGS.use_hgnn else None
-    res = train_two_tower(ds, split, content, hgnn, cfg, FLAGS.workdir)
+    res = train_two_tower(ds, split, content, hgnn, cfg, FLAGS.out_dir)
     last = f"last loss {res.history[-1]['loss']:.4f}" if res.history else "no new steps"
     print(f"[2T] {res.step} steps on {res.n_examples:,} examples (resumed from {res.resumed_from}); {last}")
-    out = save_model(res, ds, FLAGS.export or os.path.join(FLAGS.workdir, "model"))
+    out = save_model(res, ds, FLAGS.export or os.path.join(FLAGS.out_dir, "model"))
     print(f"[2T] exported {out}")
     if FLAGS.evaluate:
         m = compare_with_popularity(res, ds, split)

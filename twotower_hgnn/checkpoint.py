@@ -28,8 +28,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from twotower_hgnn import errors
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(errors.PathError, RuntimeError):
     """A checkpoint directory, step or restore target is unusable; the message says why."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from twotower_hgnn import errors
 from twotower_hgnn.data.schema import EVENTS
 
 AGE_EDGES: tuple[int, ...] = (18, 25, 35, 45, 55, 65)
@@ -25,7 +26,7 @@ DAY_S = 86_400
 DEFAULT_HISTORY_EVENTS: tuple[str, ...] = EVENTS  # stream + all weak signals (the paper, §1.3)
 
 
-class FeatureError(ValueError):
+class FeatureError(errors.DataError):
     """Malformed feature input (names the field and the offending value/row)."""
 
 

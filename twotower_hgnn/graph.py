@@ -33,13 +33,14 @@ from typing import Mapping
 import numpy as np
 
 from sampler.csr import HeteroCSR, Relation, relation_name
+from twotower_hgnn import errors
 from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
 from twotower_hgnn.graph_pairs import _count_pairs, _topk_pairs, _user_sequences
 
 RULES = ("any", "min_shared", "topk")
 
 
-class GraphError(ValueError):
+class GraphError(errors.DataError):
     """Invalid graph configuration or input."""
 
 

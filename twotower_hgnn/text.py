@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from twotower_hgnn import errors
 from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.io import atomic_write_bytes, atomic_write_text
 
@@ -45,7 +46,7 @@ def _bundled_model() -> str:
 DEFAULT_MODEL: str = _bundled_model()
 
 
-class TextError(ValueError):
+class TextError(errors.ConfigError):
     """Bad encoder output or arguments."""
 
 

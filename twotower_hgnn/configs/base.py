@@ -19,6 +19,7 @@ from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
 
 SAMPLERS = ("auto", "numpy", "device")
 INDEX_KINDS = ("exact",)
+MAX_K = 1000  # the largest evaluation cut-off (a ranking is at most this long)
 
 
 class ConfigError(errors.ConfigError):
@@ -129,10 +130,49 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler: {self.sampler!r} is not one of {SAMPLERS}")
+        _check_ranges(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready nested dict (tuples as lists)."""
         return _jsonable(dataclasses.asdict(self))
+
+
+# fields whose own section does not bound them: (path, lowest value, whether the lowest is excluded,
+# highest value or None, whether None is allowed)
+_RANGES: tuple[tuple[str, float, bool, float | None, bool], ...] = (
+    ("two_tower.max_steps", 1, False, None, True),
+    ("two_tower.time_budget_s", 0, True, None, True),
+    ("two_tower.patience", 0, False, None, False),
+    ("two_tower.eval_every", 1, False, None, True),
+    ("two_tower.id_history_len", 0, False, None, False),
+    ("two_tower.history_days", 0, True, None, True),
+    ("two_tower.q_smoothing", 0, False, None, False),
+    ("two_tower.weight_decay", 0, False, None, False),
+    ("two_tower.prior_days", 0, True, None, True),
+    ("two_tower.ema_decay", 0, False, 1, True),
+    ("two_tower.num_devices", 1, False, None, True),
+    ("two_tower.recency_halflife_days", 0, True, None, True),
+    ("hgnn.num_devices", 1, False, None, True),
+    ("hgnn.max_to_keep", 1, False, None, False),
+    ("eval.k", 1, False, MAX_K, False),
+)
+
+
+def _check_ranges(cfg: "RunConfig") -> None:
+    """Refuses values no run can use (negative steps, k beyond MAX_K ...); each section checks the rest."""
+    for path, lo, open_lo, hi, none_ok in _RANGES:
+        v: Any = cfg
+        for part in path.split("."):
+            v = getattr(v, part)
+        if v is None and none_ok:
+            continue
+        bound = f"> {lo}" if open_lo else f">= {lo}"
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            raise ConfigError(f"{path}: {v!r} is not a number")
+        if v < lo or (open_lo and v == lo) or (hi is not None and v > hi):
+            raise ConfigError(f"{path}: {v} must be {bound}" + (f" and <= {hi}" if hi is not None else ""))
+    if not cfg.two_tower.positive_events:
+        raise ConfigError("two_tower.positive_events: must name at least one event")
 
 
 def _jsonable(x: Any) -> Any:

@@ -46,6 +46,7 @@ from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
+from twotower_hgnn import errors
 from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
 from twotower_hgnn.eval.bootstrap import best_baseline_intervals, per_user_frame
 from twotower_hgnn.eval.metrics import check_rankings, metric_keys, restrict, summarise, user_scores
@@ -77,7 +78,7 @@ class EvalReport(dict):
     per_user: Any = None
 
 
-class ReportError(ValueError):
+class ReportError(errors.DataError):
     """A report file or a model's rankings do not follow the documented layout / protocol."""
 
 

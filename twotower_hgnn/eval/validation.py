@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from twotower_hgnn import errors
 from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.eval.baselines import rank_users
 from twotower_hgnn.eval.metrics import compute_metrics
@@ -18,7 +19,7 @@ from twotower_hgnn.eval.protocol import build_protocol
 from twotower_hgnn.models.encode import EncodableModel, item_vectors, user_vectors
 
 
-class ValidationError(ValueError):
+class ValidationError(errors.DataError):
     """A validation split that cannot score a model (names the target type)."""
 
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from twotower_hgnn import errors
 from twotower_hgnn import configs
 from twotower_hgnn.configs import RunConfig
 from twotower_hgnn.data import load_dataset
@@ -39,7 +40,7 @@ ABLATIONS: dict[str, str] = {
 AB, PC = "audiobook", "podcast"
 
 
-class PipelineError(ValueError):
+class PipelineError(errors.ConfigError):
     """A pipeline configuration or input that cannot run (names the flag)."""
 
 
