@@ -7,7 +7,8 @@
 * ``"synthetic"`` — the Spotify-shaped generator (:func:`twotower_hgnn.data.synthetic.generate`;
   kwargs: ``scale`` (default "tiny"), ``seed``, config overrides).
 * ``"files"`` — a user's three files (:func:`twotower_hgnn.data.readers.load_files`; kwargs:
-  ``interactions``, ``items``, ``users`` paths).
+  ``interactions``, ``items``, ``users`` paths and the read options ``timestamp_unit``,
+  ``duplicates``, ``encoding``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def load_dataset(name: str, **kwargs) -> Dataset:
         missing = [k for k in ("interactions", "items", "users") if not kwargs.get(k)]
         if missing:
             raise DataError(f"dataset 'files' needs paths for {missing} (flags --interactions/--items/--users)")
-        return load_files(kwargs["interactions"], kwargs["items"], kwargs["users"])
+        opts = {k: kwargs[k] for k in ("timestamp_unit", "duplicates", "encoding") if k in kwargs}
+        return load_files(kwargs["interactions"], kwargs["items"], kwargs["users"], **opts)
     raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}")
 
 

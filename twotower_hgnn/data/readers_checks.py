@@ -124,6 +124,8 @@ def _as_int(col: pd.Series, name: str, source: str, csv: bool) -> np.ndarray:
     if pd.api.types.is_integer_dtype(s.dtype):
         if s.isna().any():  # nullable Int64 with <NA>
             raise _fail(source, name, _first(s.isna().to_numpy()), "NaN (missing) value", csv)
+        if pd.api.types.is_unsigned_integer_dtype(s.dtype):
+            _check_int64(s.to_numpy(dtype=np.float64), name, source, csv)
         return s.to_numpy(dtype=np.int64)
     v = s.to_numpy(dtype=np.float64)
     nan = ~np.isfinite(v)
@@ -134,7 +136,16 @@ def _as_int(col: pd.Series, name: str, source: str, csv: bool) -> np.ndarray:
     if frac.any():
         r = _first(frac)
         raise _fail(source, name, r, f"wrong dtype: {float(v[r])!r} is not an integer", csv)
+    _check_int64(v, name, source, csv)
     return v.astype(np.int64)
+
+
+def _check_int64(v: np.ndarray, name: str, source: str, csv: bool) -> None:
+    """DataError at the first value too large for an int64 (it would wrap round silently)."""
+    big = np.abs(v) >= 2.0**63
+    if big.any():
+        r = _first(big)
+        raise _fail(source, name, r, f"value {float(v[r]):.6g} is too large for an integer", csv)
 
 
 def _check_unique(ids: pd.Series, name: str, source: str, csv: bool) -> None:

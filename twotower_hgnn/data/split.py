@@ -202,7 +202,8 @@ def temporal_split(
     sizes.update(dropped_before_history=int(lo), after_test_window=int(len(ts) - hi))
     hint = "; move the cut (cut_date/cut_quantile) or widen the windows"
     n_ab = int(ds.item_type_counts.get("audiobook", 0))
-    notes = check_segments(f"{ds.name}: split at {cut}", sizes, test, min_segment_users, n_ab, hint)
+    label = (ds.meta.get("paths") or {}).get("interactions") or ds.name  # a user's file, named
+    notes = check_segments(f"{label}: split at {cut}", sizes, test, min_segment_users, n_ab, hint)
     split = Split(train, test, cut, hist, warm, cold, sizes, test_end, notes=tuple(notes))
     _log.info("%s: %s", ds.name, split.summary())
     return split

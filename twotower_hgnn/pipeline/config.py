@@ -57,6 +57,8 @@ class PipelineConfig:
         as of their last training interaction (``data.split.split_from_files``).
       valid_interactions: with ``test_interactions``: a validation file (same schema and ids). Its
         rows belong to the training part of the split and form the validation split's held-out part.
+      timestamp_unit / duplicates / encoding: how the input files are read (``--timestamp_unit=s|ms|iso``,
+        ``--duplicates=drop|keep``, ``--encoding``; ``twotower_hgnn.data.readers.read_interactions``).
       out_dir: root of all versions.
       as_of: ISO date; the split cut and the version name (rolling history window ending there).
       warm_start: initialise the HGNN and two-tower from the latest earlier version of this dataset.
@@ -76,6 +78,9 @@ class PipelineConfig:
     users: str | None = None
     test_interactions: str | None = None
     valid_interactions: str | None = None
+    timestamp_unit: str = "s"
+    duplicates: str = "drop"
+    encoding: str = "utf-8"
     out_dir: str = "runs"
     as_of: str | None = None
     warm_start: bool = False
@@ -113,6 +118,7 @@ class PipelineConfig:
             raise PipelineError(
                 "--valid_interactions needs an external split (--test_interactions, launch/evaluate.py)"
             )
+        _check_read_options(self)
 
     # ------------------------------------------------------------------ naming
     @property
@@ -149,6 +155,27 @@ def run_config_dict(cfg: PipelineConfig) -> dict[str, Any]:
     return {**ident, "config": cfg.config.to_dict()}
 
 
+def read_options(cfg: PipelineConfig) -> dict[str, str]:
+    """How the run's input files are read (``twotower_hgnn.data.readers.read_interactions`` options)."""
+    return {"timestamp_unit": cfg.timestamp_unit, "duplicates": cfg.duplicates, "encoding": cfg.encoding}
+
+
+def _check_read_options(cfg: PipelineConfig) -> None:
+    import codecs
+
+    from twotower_hgnn.data.readers import DUPLICATES
+    from twotower_hgnn.data.timestamps import TIMESTAMP_UNITS
+
+    if cfg.timestamp_unit not in TIMESTAMP_UNITS:
+        raise PipelineError(f"--timestamp_unit: {cfg.timestamp_unit!r} is not one of {list(TIMESTAMP_UNITS)}")
+    if cfg.duplicates not in DUPLICATES:
+        raise PipelineError(f"--duplicates: {cfg.duplicates!r} is not one of {list(DUPLICATES)}")
+    try:
+        codecs.lookup(cfg.encoding)
+    except (LookupError, TypeError):
+        raise PipelineError(f"--encoding: {cfg.encoding!r} is not a known text encoding") from None
+
+
 def load_data(cfg: PipelineConfig) -> Dataset:
     """The run's dataset (a validated :class:`Dataset`)."""
     if cfg.dataset == "synthetic":
@@ -156,9 +183,16 @@ def load_data(cfg: PipelineConfig) -> Dataset:
     if cfg.dataset == "files":
         if cfg.test_interactions is not None:
             return external_dataset(
-                cfg.interactions, cfg.test_interactions, cfg.items, cfg.users, valid=cfg.valid_interactions
+                cfg.interactions,
+                cfg.test_interactions,
+                cfg.items,
+                cfg.users,
+                valid=cfg.valid_interactions,
+                **read_options(cfg),
             )
-        return load_dataset("files", interactions=cfg.interactions, items=cfg.items, users=cfg.users)
+        return load_dataset(
+            "files", interactions=cfg.interactions, items=cfg.items, users=cfg.users, **read_options(cfg)
+        )
     return load_dataset(cfg.dataset)
 
 

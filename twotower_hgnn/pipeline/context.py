@@ -64,7 +64,19 @@ class RunContext:
     # ------------------------------------------------------------------ derived configuration
     @functools.cached_property
     def relations(self):
-        return ablation_relations(self.cfg.ablation, self.ds.item_type_counts)
+        """The HGNN's relations: the ablation's (None = all of the graph's) less those without training
+        edges, each dropped with a note; none left is a DataError (``data.signal.usable_relations``)."""
+        import json
+
+        from twotower_hgnn.data.signal import usable_relations
+
+        rels = ablation_relations(self.cfg.ablation, self.ds.item_type_counts)
+        st = json.loads((self.path("graph") / "stats.json").read_text())
+        edges = {k: v["edges"] - st.get("val_edges", {}).get(k, 0) for k, v in st["relations"].items()}
+        kept, notes = usable_relations(edges, None if rels is None else [f"{a}-{b}" for a, b in rels])
+        for n in notes:
+            log(f"[hgnn] note: {n}")
+        return rels if not notes else tuple(tuple(r.split("-")) for r in kept)
 
     @functools.cached_property
     def hgnn_cfg(self):

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from twotower_hgnn.data.signal import check_relation_signal
 from twotower_hgnn.data.split import save_split, split_from_files, temporal_split, validation_split
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json
+from twotower_hgnn.pipeline.config import read_options
 from twotower_hgnn.pipeline.config import days_arg, file_identity
 from twotower_hgnn.pipeline.context import RunContext, log
 
@@ -47,6 +49,7 @@ def split_key(ctx: RunContext) -> dict:
         "external": c.test_interactions is not None,
         "valid_file": c.valid_interactions is not None,
         "format": 2,
+        **({"read": read_options(c)} if c.dataset == "files" else {}),
     }
 
 
@@ -60,6 +63,7 @@ def split_stage(ctx: RunContext, out: Path) -> dict:
             c.test_interactions,
             valid=c.valid_interactions,
             min_segment_users=sc.min_segment_users,
+            **read_options(c),
         )
     else:
         sp = temporal_split(
@@ -70,8 +74,14 @@ def split_stage(ctx: RunContext, out: Path) -> dict:
             test_days=days_arg(sc.test_days),
             min_segment_users=sc.min_segment_users,
         )
+    # strong signal per relation of the graph to come: a relation without it is a note, none is an error
+    _, notes = check_relation_signal(
+        ctx.ds, sp.train, ctx.cfg.config.graph.edge_events, where=c.interactions or "split"
+    )
     save_split(sp, out)
     log("[split] " + sp.summary())
+    for n in notes:
+        log(f"[split] note: {n}")
     return dict(sp.segment_sizes)
 
 
@@ -86,7 +96,7 @@ def valid_stage(ctx: RunContext, out: Path) -> dict:
     from twotower_hgnn.data.readers import read_interactions
 
     c = ctx.cfg
-    rows = read_interactions(c.valid_interactions) if c.valid_interactions is not None else None
+    rows = read_interactions(c.valid_interactions, **read_options(c)) if c.valid_interactions is not None else None
     vs = validation_split(ctx.ds, ctx.split, valid_interactions=rows, frac=c.config.split.valid_frac, seed=c.seed)
     save_split(vs, out)
     log("[valid] " + vs.summary())
