@@ -15,6 +15,7 @@ from twotower_hgnn.configs import RunConfig
 from twotower_hgnn.data import load_dataset
 from twotower_hgnn.data.schema import WEAK_EVENTS, Dataset
 from twotower_hgnn.data.split import AUTO, Split, external_dataset
+from twotower_hgnn.provenance import DigestCache
 from twotower_hgnn.stages import fingerprint
 
 STAGES: tuple[str, ...] = (
@@ -250,12 +251,23 @@ def previous_version(cfg: PipelineConfig) -> Path | None:
 
 
 # ---------------------------------------------------------------------------------- the job
-def file_identity(paths: Sequence[str | None]) -> list:
-    out = []
-    for p in paths:
+INPUT_CACHE = "_inputs.json"  # in the version directory: content digests of the input files by stat identity
+INPUT_ROLES = ("interactions", "items", "users", "test_interactions", "valid_interactions")
+
+
+def input_digests(cfg: PipelineConfig, cache: DigestCache) -> dict[str, list]:
+    """``{role: [absolute path, size, content digest]}`` of the run's input files (the data stage's key).
+
+    Keyed by content, not by (path, size, mtime): a file replaced by different bytes of the same size
+    and mtime (``cp -p``, ``rsync -a``, ``tar x``) invalidates the data stage and everything downstream.
+    ``cache``: ``DigestCache(version dir / INPUT_CACHE)`` in a run (``context.open_run`` saves it once
+    the data is valid), so an unchanged file is not re-read every run.
+    """
+    out = {}
+    for role in INPUT_ROLES:
+        p = getattr(cfg, role)
         if p:
-            st = os.stat(p)
-            out.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])
+            out[role] = [os.path.abspath(p), os.stat(p).st_size, cache.digest(p)]
     return out
 
 

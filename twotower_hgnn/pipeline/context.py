@@ -12,14 +12,17 @@ from typing import Any
 import numpy as np
 
 from twotower_hgnn.data.schema import Dataset
+from twotower_hgnn.data.signal import targets_with_signal
 from twotower_hgnn.data.split import Split, load_split
 from twotower_hgnn.io import atomic_write_json
 from twotower_hgnn.pipeline.config import (
+    INPUT_CACHE,
     STAGES,
     PipelineConfig,
     PipelineError,
     ablation_relations,
     hgnn_config,
+    input_digests,
     load_data,
     previous_version,
     run_config_dict,
@@ -28,6 +31,7 @@ from twotower_hgnn.pipeline.config import (
     two_tower_config,
     with_targets,
 )
+from twotower_hgnn.provenance import DigestCache
 from twotower_hgnn.stages import StageRunner
 
 
@@ -43,6 +47,7 @@ class RunContext:
       names: stage -> directory relative to the version directory (``config.stage_names``).
       prev: the previous version directory (warm start), or None.
       load_s: seconds spent loading and validating the data.
+      inputs: ``{role: [path, size, content digest]}`` of the input files (``config.input_digests``).
     """
 
     cfg: PipelineConfig
@@ -51,6 +56,7 @@ class RunContext:
     names: dict[str, str]
     prev: Path | None
     load_s: float = 0.0
+    inputs: dict = dataclasses.field(default_factory=dict)
 
     # ------------------------------------------------------------------ places
     def path(self, stage: str) -> Path:
@@ -137,8 +143,13 @@ def with_hgnn_users(ctx: RunContext) -> bool:
 
 def open_run(cfg: PipelineConfig) -> RunContext:
     """Loads and validates the data, narrows the targets to the item types present, saves the resolved
-    configuration (``config.json`` beside the run's stages) and returns the run's context."""
+    configuration (``config.json`` beside the run's stages) and returns the run's context.
+
+    The input files are hashed *before* they are loaded: a file changed while loading then shows as
+    changed on the next run. Nothing is written before the data is valid."""
     t0 = time.time()
+    digests = DigestCache(cfg.version_dir() / INPUT_CACHE)
+    inputs = input_digests(cfg, digests)
     ds = load_data(cfg)
     wanted = cfg.config.eval.targets
     targets = tuple(t for t in wanted if int(ds.item_type_counts.get(t, 0)) > 0)
@@ -146,12 +157,19 @@ def open_run(cfg: PipelineConfig) -> RunContext:
         raise PipelineError(f"--config.eval.targets: the dataset has no items of type {list(wanted)}")
     if targets != wanted:
         log(f"[pipeline] no items of type {sorted(set(wanted) - set(targets))}: evaluating {list(targets)} only")
+    targets, notes = targets_with_signal(ds, targets)  # a type never streamed: a note; none left: DataError
+    for n in notes:
+        log(f"[pipeline] note: {n}")
+    if targets != wanted:
         cfg = with_targets(cfg, targets)
     vdir = cfg.version_dir()
     names = stage_names(cfg)
     force = {names[s] for s in STAGES[STAGES.index(cfg.from_stage) :]} if cfg.from_stage else set()
     runner = StageRunner(vdir, force=force)
+    if inputs:
+        digests.save()
     # beside the run's own stages: the version directory, or ablation-<X>/ / ablation-full/
     atomic_write_json((vdir / names["evaluate"]).parent / "config.json", run_config_dict(cfg))
     prev = previous_version(cfg) if cfg.warm_start else None
-    return RunContext(cfg=cfg, ds=ds, runner=runner, names=names, prev=prev, load_s=time.time() - t0)
+    return RunContext(cfg=cfg, ds=ds, runner=runner, names=names, prev=prev, load_s=time.time() - t0, inputs=inputs)
+

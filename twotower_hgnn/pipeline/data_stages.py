@@ -13,17 +13,14 @@ from twotower_hgnn.data.signal import check_relation_signal
 from twotower_hgnn.data.split import save_split, split_from_files, temporal_split, validation_split
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json
 from twotower_hgnn.pipeline.config import read_options
-from twotower_hgnn.pipeline.config import days_arg, file_identity
+from twotower_hgnn.pipeline.config import days_arg
 from twotower_hgnn.pipeline.context import RunContext, log
 
 
 # ------------------------------------------------------------------------------------------ data
 def data_key(ctx: RunContext) -> dict:
-    c = ctx.cfg
-    return {
-        "dataset": c.dataset_tag,
-        "files": file_identity([c.interactions, c.items, c.users, c.test_interactions, c.valid_interactions]),
-    }
+    """The dataset and the *content* digests of its input files (``config.input_digests``)."""
+    return {"dataset": ctx.cfg.dataset_tag, "files": ctx.inputs}
 
 
 def data_stage(ctx: RunContext, out: Path) -> dict:
