@@ -1,6 +1,7 @@
 """The daily pipeline end to end on tiny synthetic data (as a user's files):
 
-* day 1 is killed (SIGKILL) once mid-way and resumed: finished stages are skipped, not redone;
+* day 1 is killed (SIGKILL) once mid-way and resumed: finished stages are skipped, not redone, and the
+  killed stage's temporary folder is removed (no ``.*.tmp`` folder remains);
 * day 2 (``--as_of`` one day later, ``--warm_start``) sees a new audiobook in the catalogue, which has
   no interaction before the cut: it gets an inductive HGNN embedding and enters the served index.
 """
@@ -91,6 +92,9 @@ def test_pipeline_kill_resume_and_next_day(day_files, tmp_path):
     for line in proc.stdout:
         seen.append(line)
         if "[stage] hgnn" in line and "running" in line:
+            # once the stage's temporary folder exists, so that the kill leaves one behind
+            while not list(out.glob("*/*/.hgnn.*.tmp")) and time.time() < deadline:
+                time.sleep(0.01)
             proc.send_signal(signal.SIGKILL)
             break
         assert time.time() < deadline, "".join(seen[-20:])
@@ -99,6 +103,7 @@ def test_pipeline_kill_resume_and_next_day(day_files, tmp_path):
     version_root = next(out.iterdir())
     vdir = version_root / DAY1
     assert (vdir / "graph" / "_STAGE.json").exists() and not (vdir / "hgnn" / "_STAGE.json").exists()
+    assert [p.name.split(".")[1] for p in vdir.glob(".*.tmp")] == ["hgnn"]  # what the kill left
 
     res = subprocess.run(
         _cmd(paths, out, DAY1, False), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=400
@@ -107,6 +112,9 @@ def test_pipeline_kill_resume_and_next_day(day_files, tmp_path):
     for stage in ("data", "split", "valid", "graph", "content"):
         assert f"[stage] {stage:<14} skipped" in res.stdout, res.stdout[-2000:]
     assert "[stage] hgnn           done" in res.stdout
+    assert "[stage] removed .hgnn." in res.stdout, res.stdout[-2000:]
+    leftovers = list(out.rglob(".*.tmp"))
+    assert not leftovers, leftovers
     man1 = json.loads((vdir / "export" / "MANIFEST.json").read_text())
     assert man1["served"]["audiobook"]["items"] > 0 and man1["previous_version"] is None
     report = json.loads((vdir / "evaluate" / "report.json").read_text())

@@ -262,7 +262,35 @@ def _encode_missing(
     return out_u
 
 
-def _isolated_worker(texts: list[str], model: str | None, cache_dir: str | None, out: str, err: str) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Ends this process when ``parent`` ends, however it ends (SIGKILL included): on Linux the kernel
+    sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon thread
+    polls the parent pid once a second as well."""
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _isolated_worker(
+    texts: list[str], model: str | Encoder | None, cache_dir: str | None, out: str, err: str, parent: int
+) -> None:
+    _die_with_parent(parent)
     try:
         np.save(out, encode_texts(texts, model=model, cache_dir=cache_dir, progress=True), allow_pickle=False)
     except TextError as e:  # a user error: its one line goes back to the parent
@@ -271,10 +299,12 @@ def _isolated_worker(texts: list[str], model: str | None, cache_dir: str | None,
 
 
 def encode_texts_isolated(
-    texts: Sequence[str], model: str | None = None, cache_dir: str | os.PathLike | None = None
+    texts: Sequence[str], model: str | Encoder | None = None, cache_dir: str | os.PathLike | None = None
 ) -> np.ndarray:
     """:func:`encode_texts` in a fresh child process (``spawn``), so that the calling process never
-    imports torch; the child is a daemon (it ends with its parent). Same result and cache."""
+    imports torch. Same result and cache. ``model`` may also be a picklable encoder (a module-level
+    function). The child ends with its parent: when the parent is killed (any signal, SIGKILL
+    included; :func:`_die_with_parent`) and when the call is interrupted (it is terminated here)."""
     import multiprocessing
     import tempfile
 
@@ -284,10 +314,18 @@ def encode_texts_isolated(
         proc = ctx.Process(
             target=_isolated_worker,
             daemon=True,
-            args=(list(texts), model, None if cache_dir is None else str(cache_dir), out, err),
+            args=(list(texts), model, None if cache_dir is None else str(cache_dir), out, err, os.getpid()),
         )
         proc.start()
-        proc.join()
+        try:
+            proc.join()
+        finally:
+            if proc.is_alive():  # interrupted (KeyboardInterrupt, SIGTERM turned into an exception)
+                proc.terminate()
+                proc.join(5.0)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
         if os.path.exists(err):
             raise TextError(Path(err).read_text())
         if proc.exitcode != 0 or not os.path.exists(out):

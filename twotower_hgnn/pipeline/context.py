@@ -32,7 +32,7 @@ from twotower_hgnn.pipeline.config import (
     with_targets,
 )
 from twotower_hgnn.provenance import DigestCache
-from twotower_hgnn.stages import StageRunner
+from twotower_hgnn.stages import MARKER, StageRunner
 
 
 def log(msg: str) -> None:
@@ -173,3 +173,22 @@ def open_run(cfg: PipelineConfig) -> RunContext:
     prev = previous_version(cfg) if cfg.warm_start else None
     return RunContext(cfg=cfg, ds=ds, runner=runner, names=names, prev=prev, load_s=time.time() - t0, inputs=inputs)
 
+
+def discard_failed_start(cfg: PipelineConfig) -> bool:
+    """After a run that created its version directory failed: removes that directory when no stage but
+    ``data`` (a record of what was loaded) completed in it, and the dataset folder above it when that is
+    left empty, so that a failed start leaves nothing behind. Returns whether anything was removed."""
+    import shutil
+
+    vdir = cfg.version_dir()
+    if not vdir.is_dir():
+        return False
+    done = [m.parent.name for m in (*vdir.glob(f"*/{MARKER}"), *vdir.glob(f"ablation-*/*/{MARKER}"))]
+    if any(name != "data" for name in done):
+        return False
+    shutil.rmtree(vdir, ignore_errors=True)
+    try:
+        vdir.parent.rmdir()  # only when empty
+    except OSError:
+        pass
+    return True

@@ -18,7 +18,7 @@ from twotower_hgnn.pipeline import data_stages as D
 from twotower_hgnn.pipeline import eval_stages as E
 from twotower_hgnn.pipeline import model_stages as M
 from twotower_hgnn.pipeline.config import ABLATIONS, PipelineConfig, PipelineError, with_targets
-from twotower_hgnn.pipeline.context import RunContext, log, open_run, with_hgnn_users
+from twotower_hgnn.pipeline.context import RunContext, discard_failed_start, log, open_run, with_hgnn_users
 from twotower_hgnn.stages import StageResult
 
 
@@ -67,7 +67,20 @@ def run_stage(ctx: RunContext, name: str) -> StageResult | None:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
-    """Runs (or resumes) every stage; returns the evaluation report (``report.json``'s dict)."""
+    """Runs (or resumes) every stage; returns the evaluation report (``report.json``'s dict).
+
+    A run that creates its version directory and fails before any stage but ``data`` completed removes
+    it again (``context.discard_failed_start``): a failed start leaves no empty version behind."""
+    fresh = not cfg.version_dir().exists()
+    try:
+        return _run_pipeline(cfg)
+    except BaseException:
+        if fresh:
+            discard_failed_start(cfg)
+        raise
+
+
+def _run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
     from twotower_hgnn.eval.report import format_console, load_report
 
     t0 = time.time()

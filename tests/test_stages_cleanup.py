@@ -1,0 +1,162 @@
+"""Nothing left behind: stale temporary stage folders are removed by the next run (never a live
+run's), the text-encoding child ends with its parent, and a failed start leaves no version folder."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from twotower_hgnn import stages
+from twotower_hgnn.stages import OWNER, StageRunner, owner_record, remove_stale_tmp
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tmp_dir(root: Path, name: str, owner: dict | None) -> Path:
+    d = root / f".{name}.abc123.tmp"
+    d.mkdir(parents=True)
+    (d / "half.npy").write_bytes(b"partial")
+    if owner is not None:
+        (d / OWNER).write_text(json.dumps(owner))
+    return d
+
+
+def _record_of(proc: subprocess.Popen) -> dict:
+    return {**owner_record(), "pid": proc.pid, "start": stages._proc_start(proc.pid)}
+
+
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has ended (a zombie nobody reaps counts as ended)."""
+    return stages._proc_start(pid) is None if Path("/proc").exists() else not _exists(pid)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_stale_tmp_removed_live_owner_kept(tmp_path):
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        keep_self = _tmp_dir(tmp_path, "hgnn", owner_record())
+        keep_other = _tmp_dir(tmp_path, "graph", _record_of(live))
+        keep_recent_unowned = _tmp_dir(tmp_path, "split", None)
+        gone_dead = _tmp_dir(tmp_path, "two_tower", {**owner_record(), "pid": dead.pid, "start": "1"})
+        gone_reused = _tmp_dir(tmp_path / "ablation-B", "hgnn", {**owner_record(), "start": "1"})  # pid reused
+        gone_old = _tmp_dir(tmp_path, "content", None)
+        old = time.time() - stages.STALE_UNOWNED_S - 60
+        os.utime(gone_old, (old, old))
+        log = io.StringIO()
+        StageRunner(tmp_path, log=log)
+        assert keep_self.exists() and keep_other.exists() and keep_recent_unowned.exists()
+        assert not gone_dead.exists() and not gone_reused.exists() and not gone_old.exists()
+        assert "removed .two_tower.abc123.tmp (left by an interrupted run)" in log.getvalue()
+        live.kill()
+        live.wait()
+        assert remove_stale_tmp(tmp_path) == [keep_other]  # its owner has ended now
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_stage_folder_is_owned_while_written_and_clean_after(tmp_path):
+    seen = {}
+
+    def fn(out):
+        seen["owner"] = json.loads((out / OWNER).read_text())
+        seen["kept"] = remove_stale_tmp(tmp_path)  # another runner starting meanwhile: nothing removed
+        (out / "x.txt").write_text("x")
+        return {}
+
+    StageRunner(tmp_path, log=io.StringIO()).run("a", {}, fn)
+    assert seen["owner"]["pid"] == os.getpid() and seen["kept"] == []
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["_STAGE.json", "x.txt"]
+
+
+SLOW_ENCODER = """
+import os, time
+import numpy as np
+
+def encode(texts):
+    with open(os.environ["CHILD_PID_FILE"], "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(120)
+    return np.ones((len(texts), 4), np.float32)
+"""
+PARENT = """
+import slow_encoder
+from twotower_hgnn.text import encode_texts_isolated
+encode_texts_isolated(["a", "b"], model=slow_encoder.encode, cache_dir=__import__("sys").argv[1])
+"""
+
+
+def test_text_child_ends_with_its_killed_parent(tmp_path):
+    (tmp_path / "slow_encoder.py").write_text(SLOW_ENCODER)
+    pid_file = tmp_path / "child.pid"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "CHILD_PID_FILE": str(pid_file)}
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path / "cache")], env=env, cwd=ROOT)
+    try:
+        deadline = time.time() + 60
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert parent.poll() is None and time.time() < deadline, "the child never started encoding"
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        assert not _gone(child)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.time() + 5
+        while not _gone(child) and time.time() < deadline:
+            time.sleep(0.05)
+        assert _gone(child), "the text-encoding child outlived its SIGKILLed parent"
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _files(tmp_path, ds, bad_age: bool = False):
+    paths = (tmp_path / "interactions.parquet", tmp_path / "items.csv", tmp_path / "users.csv")
+    ds.interactions[["user_id", "item_id", "timestamp", "event"]].to_parquet(paths[0])
+    ds.items.to_csv(paths[1], index=False)
+    users = ds.users[["user_id", "age", "country"]].copy()
+    if bad_age:
+        users["age"] = users["age"].astype(object)
+        users.loc[3, "age"] = "old"
+    users.to_csv(paths[2], index=False)
+    return [str(p) for p in paths]
+
+
+def test_failed_start_leaves_no_version_folder(tmp_path):
+    from twotower_hgnn import configs
+    from twotower_hgnn.data import load_dataset
+    from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
+
+    ds = load_dataset("synthetic", scale="tiny", seed=0)
+    out = tmp_path / "runs"
+    for as_of, bad_age in ((None, True), ("1990-01-01", False)):  # invalid data; valid data, impossible split
+        inter, items, users = _files(tmp_path, ds, bad_age=bad_age)
+        cfg = PipelineConfig(
+            dataset="files", interactions=inter, items=items, users=users, out_dir=str(out), as_of=as_of,
+            config=configs.load("test"),
+        )  # fmt: skip
+        with pytest.raises(Exception) as err:
+            run_pipeline(cfg)
+        assert not isinstance(err.value, (AssertionError, NameError, AttributeError)), err.value
+        assert not cfg.version_dir().exists() and not cfg.version_dir().parent.exists(), str(err.value)
+    # a version folder that existed before the failed run is kept
+    cfg.version_dir().mkdir(parents=True)
+    with pytest.raises(Exception):
+        run_pipeline(cfg)
+    assert cfg.version_dir().exists()
