@@ -160,3 +160,49 @@ def test_failed_start_leaves_no_version_folder(tmp_path):
     with pytest.raises(Exception):
         run_pipeline(cfg)
     assert cfg.version_dir().exists()
+
+
+ENOSPC_TEXT = (
+    'RESOURCE_EXHAUSTED: Error writing "w/0.0" in OCDBT database at local file "/x/0.orbax-checkpoint-tmp/": '
+    "Failed to write 1808097 bytes to file 11: No space left on device [os_error_code='28']"
+)  # what tensorstore raises inside orbax's save threads on a full disk
+
+
+def test_checkpoint_disk_full_is_one_disk_error_and_orbax_threads_stay_quiet(tmp_path, monkeypatch):
+    import logging
+
+    import numpy as np
+
+    from twotower_hgnn.checkpoint import Checkpointer, CheckpointError, _DropOrbaxDiskErrors
+    from twotower_hgnn.errors import DiskError
+
+    ck = Checkpointer(tmp_path / "ck", async_save=False)
+    ck.save(0, {"w": np.zeros(3, np.float32)})
+
+    def fail(text):
+        def raise_(*a, **k):
+            raise ValueError(text)
+
+        return raise_
+
+    monkeypatch.setattr(ck._mngr, "wait_until_finished", fail(ENOSPC_TEXT))
+    with pytest.raises(DiskError, match=r"checkpoint step 0 to .*: no space left on device; free space") as err:
+        ck.wait()
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # one line, no orbax chain
+    monkeypatch.setattr(ck._mngr, "save", fail(ENOSPC_TEXT))
+    with pytest.raises(DiskError, match="step 1"):
+        ck.save(1, {"w": np.zeros(3, np.float32)})
+    monkeypatch.setattr(ck._mngr, "wait_until_finished", fail("INTERNAL: something else"))
+    with pytest.raises(CheckpointError, match="something else") as err:
+        ck.wait()
+    assert isinstance(err.value.__cause__, ValueError)  # not a disk error: the original stays chained
+
+    def record(path, exc):
+        return logging.LogRecord("absl", logging.ERROR, path, 1, "thread raised", None, (type(exc), exc, None))
+
+    quiet = _DropOrbaxDiskErrors()
+    orbax_file = os.path.join("site-packages", "orbax", "checkpoint", "future.py")
+    assert not quiet.filter(record(orbax_file, ValueError(ENOSPC_TEXT)))  # dropped
+    assert quiet.filter(record(orbax_file, ValueError("INTERNAL: something else")))  # kept
+    assert quiet.filter(record(os.path.join("site-packages", "other", "x.py"), ValueError(ENOSPC_TEXT)))
+    assert any(isinstance(f, _DropOrbaxDiskErrors) for f in logging.getLogger("absl").filters)

@@ -9,6 +9,10 @@ policies), so a resume point and the best model both survive.
 
 Orbax traps handled here: relative paths fail; restoring without an abstract target
 returns plain dicts; saving an existing step is silently skipped (here: an error, or ``overwrite``).
+A save that fails for lack of disk space (or quota, or a read-only file system) raises one
+:class:`~twotower_hgnn.errors.DiskError` from :meth:`Checkpointer.save` / ``wait`` / ``close``
+(asynchronous saves fail in orbax's background threads and surface at the next of these), and
+orbax's own ERROR records of that failure (a traceback per background thread) are dropped.
 
 Parameter files (no orbax): :func:`save_params` writes a params pytree as one ``.npz`` keyed by
 pytree path, :func:`load_params` reads it back shaped like a reference tree (:func:`conform_params`).
@@ -16,6 +20,8 @@ pytree path, :func:`load_params` reads it back shaped like a reference tree (:fu
 
 from __future__ import annotations
 
+import errno
+import logging
 import math
 import os
 import re
@@ -28,6 +34,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from twotower_hgnn.errors import DiskError
+
 from twotower_hgnn import errors
 
 
@@ -38,6 +46,52 @@ class CheckpointError(errors.PathError, RuntimeError):
 _STEP_RE = re.compile(r"^\d+$")
 # Names orbax itself leaves in a checkpoint root (temporaries of in-flight or crashed saves).
 _ORBAX_AUX_RE = re.compile(r"(\.orbax-checkpoint-tmp|_ROOT_METADATA|\.tmp|^\.)")
+
+
+_DISK_ERRNOS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+}
+# tensorstore (orbax's writer) reports the OS error as text: "... [os_error_code='28']"
+_DISK_TEXT = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system|os_error_code='(\d+)'")
+
+
+def disk_reason(exc: BaseException | None) -> str | None:
+    """Why ``exc`` (or an exception it was raised from) is a full or read-only disk, else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            return _DISK_ERRNOS[exc.errno]
+        for m in _DISK_TEXT.finditer(str(exc)):
+            if m.group(1) is None:
+                return m.group(0).lower()
+            if int(m.group(1)) in _DISK_ERRNOS:
+                return _DISK_ERRNOS[int(m.group(1))]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _cause(e: Exception) -> Exception | None:
+    """What a translated orbax error is raised from: nothing for a disk error (its one line says it
+    all; orbax's chain repeats it per thread), the original otherwise."""
+    return None if disk_reason(e) is not None else e
+
+
+class _DropOrbaxDiskErrors(logging.Filter):
+    """Drops orbax's ERROR records of a disk-full save (one per background thread, each with a
+    traceback): :class:`Checkpointer` raises the failure itself as one :class:`DiskError`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname:
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        return disk_reason(exc) is None and disk_reason(RuntimeError(record.getMessage())) is None
+
+
+if not any(isinstance(f, _DropOrbaxDiskErrors) for f in logging.getLogger("absl").filters):
+    logging.getLogger("absl").addFilter(_DropOrbaxDiskErrors())
 
 
 def _key_name(k: Any) -> str:
@@ -94,6 +148,7 @@ class Checkpointer:
         if max_to_keep is not None and max_to_keep < 1:
             raise ValueError(f"max_to_keep must be >= 1 or None, got {max_to_keep}")
         self.directory = Path(directory).expanduser().resolve()
+        self._pending: int | None = None  # the last step handed to orbax
         self.best_metric_mode = best_metric_mode
         self._check_directory()
         sign = -1.0 if best_metric_mode == "min" else 1.0
@@ -106,7 +161,10 @@ class Checkpointer:
         if best_metric_mode is not None:
             policies.append(ocm.BestN(get_metric_fn=score, n=1, keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
-            preservation_policy=ocm.AnyPreservationPolicy(policies), enable_async_checkpointing=async_save, create=True
+            preservation_policy=ocm.AnyPreservationPolicy(policies),
+            enable_async_checkpointing=async_save,
+            create=True,
+            cleanup_tmp_directories=True,  # a killed save's half-written step folder
         )
         try:
             # Explicit handlers: with item names only, a fresh manager cannot read item metadata.
@@ -180,7 +238,7 @@ class Checkpointer:
                 raise CheckpointError(
                     f"checkpoint step {step} already exists in {self.directory}; pass overwrite=True to replace it"
                 )
-            self._mngr.wait_until_finished()
+            self.wait()
             self._mngr.delete(step)
         info: dict[str, Any] = {"mode": self.best_metric_mode}
         metrics = None
@@ -192,8 +250,9 @@ class Checkpointer:
         )
         try:
             saved = self._mngr.save(step, args=args, metrics=metrics, force=True)
-        except Exception as e:
-            raise CheckpointError(f"saving step {step} to {self.directory} failed: {e}") from e
+        except Exception as e:  # this save's, or an earlier asynchronous save's, failure
+            raise self._save_error(e, f"step {step} (or the asynchronous save before it)") from _cause(e)
+        self._pending = step
         if not saved:
             raise CheckpointError(f"orbax declined to save step {step} in {self.directory}")
 
@@ -248,12 +307,33 @@ class Checkpointer:
         if extra:
             raise CheckpointError(f"{where}: checkpoint leaf '{extra[0]}' has no counterpart in the target")
 
+    def _save_error(self, e: Exception, what: str) -> Exception:
+        reason = disk_reason(e)
+        if reason is not None:
+            err = DiskError(
+                f"cannot save checkpoint {what} to {self.directory}: {reason}; free space and rerun "
+                "(the run resumes from its last complete checkpoint)"
+            )
+            err.orbax_error = e  # type: ignore[attr-defined]  # kept for debugging, not chained
+            return err
+        return CheckpointError(f"saving checkpoint {what} to {self.directory} failed: {e}")
+
     def wait(self) -> None:
-        """Blocks until in-flight asynchronous saves are on disk."""
-        self._mngr.wait_until_finished()
+        """Blocks until in-flight asynchronous saves are on disk (DiskError / CheckpointError if one failed)."""
+        try:
+            self._mngr.wait_until_finished()
+        except Exception as e:
+            raise self._save_error(e, f"step {self._pending}") from _cause(e)
 
     def close(self) -> None:
-        self._mngr.wait_until_finished()
+        try:
+            self.wait()
+        except BaseException:
+            try:
+                self._mngr.close()
+            except Exception:
+                pass  # the same failure again: the one raised below says it
+            raise
         self._mngr.close()
 
     def __enter__(self) -> "Checkpointer":
