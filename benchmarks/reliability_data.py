@@ -37,7 +37,7 @@ import pandas as pd
 
 from twotower_hgnn import errors
 from twotower_hgnn.data.readers import load_files
-from twotower_hgnn.data.signal import check_relation_signal
+from twotower_hgnn.data.signal import check_relation_signal, targets_with_signal
 from twotower_hgnn.data.split import external_dataset, split_from_files, temporal_split
 
 T0 = 1_700_000_000
@@ -119,16 +119,19 @@ def canonical(ds) -> dict[str, list]:
 
 
 def load_and_validate(paths: dict[str, Path], opts: dict | None = None) -> Loaded:
-    """The readers, the split and the relation check, as a run does them before any model."""
+    """The readers, the target check, the split and the relation check, as a run does them before any model."""
     opts = dict(opts or {})
     if TEST in paths:
         ds = external_dataset(paths[INTER], paths[TEST], paths[ITEMS], paths[USERS], **opts)
-        sp = split_from_files(ds, paths[INTER], paths[TEST], **opts)
     else:
         ds = load_files(paths[INTER], paths[ITEMS], paths[USERS], **opts)
+    _, target_notes = targets_with_signal(ds, [t for t in ("audiobook", "podcast") if ds.item_type_counts[t]])
+    if TEST in paths:
+        sp = split_from_files(ds, paths[INTER], paths[TEST], **opts)
+    else:
         sp = temporal_split(ds, cut_quantile=0.7, history_days=None, test_days=None)
     _, notes = check_relation_signal(ds, sp.train, where=str(paths[INTER]))
-    return Loaded(canonical(ds), ds, sp, [*sp.notes, *notes])
+    return Loaded(canonical(ds), ds, sp, [*target_notes, *sp.notes, *notes])
 
 
 _CLEAN: dict[str, list] | None = None
@@ -287,6 +290,16 @@ def _one_type(kind: str):
 def _weak(prefix: str):
     def fn(df):
         df.loc[df["item_id"].str.startswith(prefix), "event"] = "preview"
+        return df
+
+    return fn
+
+
+def _weak_after(q: float):
+    """Every interaction at or after the ``q`` time quantile made a weak event (the temporal test window)."""
+
+    def fn(df):
+        df.loc[df["timestamp"] >= df["timestamp"].quantile(q, interpolation="lower"), "event"] = "follow"
         return df
 
     return fn
@@ -600,13 +613,22 @@ def _split_cases() -> list[Case]:
             "weak_audiobooks_relations_dropped",
             _files(interactions=_weak("a")),
             "ok",
-            check=_check_note("relation audiobook-audiobook dropped"),
+            check=lambda ld: (
+                _check_note("relation audiobook-audiobook dropped")(ld)
+                and _check_note("target audiobook dropped: no audiobook stream in the data")(ld)
+            ),
+        ),
+        Case(
+            "test_window_weak_only",
+            _files(interactions=_weak_after(0.7)),
+            "error",
+            r"interactions\.csv: split at \d+: no scorable test user in any segment: .*weak events only",
         ),
         Case(
             "all_weak",
             _files(interactions=lambda d: d.assign(event="preview")),
             "error",
-            r"interactions\.csv: split at \d+: no scorable test user .*weak events only",
+            r"interactions\.csv: no target type has a stream to train on or score: no audiobook stream in the data",
         ),
         Case(
             "train_all_weak",

@@ -49,8 +49,8 @@ def relation_support(ds: Dataset, train: pd.DataFrame, edge_events: Sequence[str
     pairs = np.unique(u * max(ds.num_items, 1) + it)  # distinct (user, item)
     u, it = pairs // max(ds.num_items, 1), pairs % max(ds.num_items, 1)
     tcode = ds.item_type_codes()[it] if it.size else np.zeros(0, np.int8)
-    per = np.zeros((ds.num_users, len(ITEM_TYPES)), np.int64)
-    np.add.at(per, (u, tcode.astype(np.int64)), 1)
+    n_t = len(ITEM_TYPES)
+    per = np.bincount(u * n_t + tcode.astype(np.int64), minlength=ds.num_users * n_t).reshape(ds.num_users, n_t)
     out = {}
     for a, b in present_relations(ds.item_type_counts):
         ia, ib = ITEM_TYPES.index(a), ITEM_TYPES.index(b)
@@ -119,3 +119,28 @@ def usable_relations(
         if int(edge_counts.get(r, 0)) == 0
     }
     return _decide(reasons, wanted, where)
+
+
+def targets_with_signal(ds: Dataset, targets: Sequence[str]) -> tuple[tuple[str, ...], list[str]]:
+    """(the target types with at least one ``stream`` in ``ds.interactions``, notes for the others).
+
+    A target type whose items are only ever met through weak events can neither train its two-tower
+    model (its labels are streams) nor be scored; it is dropped with a note. No target left is a
+    :class:`DataError` naming each type and why.
+    """
+    inter = ds.interactions
+    tcode = ds.item_type_codes()[inter["item_idx"].to_numpy()] if len(inter) else np.zeros(0, np.int8)
+    strong = inter["event_code"].to_numpy() == EVENTS.index("stream")
+    reasons = {}
+    for t in targets:
+        m = tcode == ITEM_TYPES.index(t)
+        if not (m & strong).any():
+            reasons[t] = f"no {t} stream in the data ({int(m.sum()):,} {t} rows, all weak events or none)"
+    kept = tuple(t for t in targets if t not in reasons)
+    label = (ds.meta.get("paths") or {}).get("interactions") or ds.name
+    if not kept:
+        raise DataError(f"{label}: no target type has a stream to train on or score: {'; '.join(reasons.values())}")
+    notes = [f"target {t} dropped: {why}" for t, why in reasons.items()]
+    for n in notes:
+        _log.warning("%s: note: %s", label, n)
+    return kept, notes
