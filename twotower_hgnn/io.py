@@ -36,12 +36,27 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it (``/proc``), else by the set-and-restore idiom."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Calls ``write(fileobj)`` on a same-directory temporary, then renames it onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -58,6 +73,12 @@ def _atomic_write(path: PathLike, write: Callable[[Any], None], mode: str = "wb"
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Writes ``data`` to ``path`` atomically; returns the path."""
     return _atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_stream(path: PathLike, write: Callable[[Any], None]) -> Path:
+    """Calls ``write(binary file object)`` (e.g. a streaming Parquet writer) on a same-directory temporary
+    that is renamed onto ``path`` once ``write`` returns; returns the path."""
+    return _atomic_write(path, write)
 
 
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
@@ -110,6 +131,7 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

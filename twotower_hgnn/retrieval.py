@@ -15,6 +15,12 @@ an approximate index that found fewer), the tail is ``-inf`` / ``-1``.
   precision). Exclusions by over-fetching ``k + max excluded`` and filtering.
 
 Which kind serves by default is chosen by ``benchmarks/retrieval.py`` (see BUILD_NOTES.md, appendix B).
+faiss is optional (``pip install twotower_hgnn[ann]``): only the faiss kinds import it.
+
+**Bounded compilation.** ``ExactIndex`` compiles one program per ``k`` *bucket* (:func:`k_bucket`: 10,
+100, 1000, 10000 or the whole catalogue, never more than the catalogue), searches the bucket and keeps
+the first ``k`` columns (the same items: the order is a total order, score then item index), so a
+service answering arbitrary ``k`` holds at most ``len(K_BUCKETS) + 1`` programs per batch bucket.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,6 +43,56 @@ from twotower_hgnn.io import atomic_dir
 # little margin for real embeddings, whose recall may be lower than on the synthetic set).
 DEFAULT_KIND = "ivf_sq8"
 DEFAULT_PARAMS = {"nprobe": 64}
+# The export's index kinds (``export.index``): "exact"; "ivf" (the measured IVF default above); "auto"
+# (IVF from IVF_MIN_ITEMS items when faiss is installed, exact below: brute force is fast enough there).
+EXPORT_KINDS = ("exact", "ivf", "auto")
+IVF_MIN_ITEMS = 50_000
+K_BUCKETS = (10, 100, 1000, 10_000)
+
+
+def k_bucket(k: int, num_items: int) -> int:
+    """The compiled top-k size serving ``k``: the first of :data:`K_BUCKETS` >= k, capped at ``num_items``."""
+    k = min(int(k), int(num_items))
+    return min(next((b for b in K_BUCKETS if k <= b), num_items), num_items)
+
+
+def _import_faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError(
+            "this index kind needs faiss, which is optional: pip install 'twotower_hgnn[ann]' (or faiss-cpu)"
+        ) from None
+    return faiss
+
+
+def faiss_available() -> bool:
+    try:
+        _import_faiss()
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_index_kind(kind: str, num_items: int) -> str:
+    """A concrete index kind (``INDEX_KINDS``) for an export kind (``EXPORT_KINDS``) or a concrete one."""
+    if kind == "ivf":
+        _import_faiss()
+        return DEFAULT_KIND
+    if kind == "auto":
+        return DEFAULT_KIND if num_items >= IVF_MIN_ITEMS and faiss_available() else "exact"
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; choose one of {EXPORT_KINDS + INDEX_KINDS}")
+    return kind
+
+
+def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
+    """int64 ``[Q, k]`` rows of the top-``k`` dot products (NumPy reference, ties to the lower row)."""
+    out = np.zeros((len(queries), k), np.int64)
+    for s in range(0, len(queries), chunk):
+        scores = np.asarray(queries[s : s + chunk], np.float32) @ np.asarray(vectors, np.float32).T
+        out[s : s + chunk] = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,9 +282,14 @@ class ExactIndex:
         self._host = v
         self._items = jax.device_put(jnp.asarray(padded.reshape(n_chunks, self.chunk_size, self.dim), dtype=dtype))
         self._fns: dict[int, Any] = {}
+        self._lock = threading.Lock()
         self.trace_count = 0  # incremented at trace time: tests assert no recompilation
 
     def _fn(self, k: int):
+        with self._lock:
+            return self._fn_locked(k)
+
+    def _fn_locked(self, k: int):
         if k not in self._fns:
             inner = _make_exact_search(self.chunk_size, self.num_items, k)
 
@@ -247,6 +309,7 @@ class ExactIndex:
         b = q.shape[0]
         if b == 0:
             return _empty_result(0, k)
+        kb = k_bucket(k, self.num_items)
         width = next_pow2(max_len, self.min_exclude_width)
         bucket = min(next_pow2(b), self.max_batch)
         n_blocks = -(-b // bucket)
@@ -255,7 +318,7 @@ class ExactIndex:
         excl = (
             ex.padded(width, n_blocks * bucket) if ex is not None else np.full((n_blocks * bucket, width), -1, np.int32)
         )
-        fn = self._fn(k)
+        fn = self._fn(kb)
         outs = [
             fn(self._items, qp[i * bucket : (i + 1) * bucket], excl[i * bucket : (i + 1) * bucket])
             for i in range(n_blocks)
@@ -268,7 +331,12 @@ class ExactIndex:
                 np.concatenate([jax.device_get(o[1]) for o in outs]),
             )
         )
-        return np.asarray(scores[:b], np.float32), np.asarray(idx[:b], np.int64)
+        scores, idx = np.asarray(scores[:b, :k], np.float32), np.asarray(idx[:b, :k], np.int64)
+        if k > kb:  # more than the catalogue: the contract's -inf / -1 tail
+            pad_s, pad_i = _empty_result(b, k)
+            pad_s[:, :kb], pad_i[:, :kb] = scores, idx
+            return pad_s, pad_i
+        return scores, idx
 
     # ---------------------------------------------------------------- persistence
     def config(self) -> dict:
@@ -291,129 +359,15 @@ class ExactIndex:
 # ------------------------------------------------------------------------------------- faiss
 
 FAISS_KINDS = ("flat", "flat_sq8", "flat_fp16", "hnsw", "ivf_flat", "ivf_sq8")
-_SEARCH_PARAMS = {"hnsw": ("ef_search",), "ivf_flat": ("nprobe",), "ivf_sq8": ("nprobe",)}
 
 
-class FaissIndex:
-    """A faiss inner-product index behind the ``search`` interface.
+def __getattr__(name: str) -> Any:
+    # FaissIndex lives in retrieval_faiss (imported on first use: faiss is optional)
+    if name == "FaissIndex":
+        from twotower_hgnn.retrieval_faiss import FaissIndex
 
-    kind: "flat" (exact f32), "flat_sq8" / "flat_fp16" (exact scan of 8-bit / fp16 codes),
-          "hnsw" (M, ef_construction, ef_search), "ivf_flat" / "ivf_sq8" (nlist, nprobe).
-    Training (IVF k-means, SQ ranges) uses ``train_size`` rows sampled with ``seed``.
-    """
-
-    def __init__(
-        self,
-        vectors: Any,
-        kind: str = DEFAULT_KIND,
-        M: int = 32,
-        ef_construction: int = 200,
-        ef_search: int = 128,
-        nlist: int | None = None,
-        nprobe: int = DEFAULT_PARAMS["nprobe"],
-        train_size: int = 100_000,
-        seed: int = 0,
-        _index: Any = None,
-    ) -> None:
-        import faiss
-
-        if kind not in FAISS_KINDS:
-            raise ValueError(f"unknown faiss index kind {kind!r}; choose one of {FAISS_KINDS}")
-        self.kind = kind
-        self.params = {
-            "M": int(M),
-            "ef_construction": int(ef_construction),
-            "ef_search": int(ef_search),
-            "nprobe": int(nprobe),
-            "train_size": int(train_size),
-            "seed": int(seed),
-        }
-        if _index is not None:  # load()
-            self._index = _index
-            self.num_items, self.dim = int(_index.ntotal), int(_index.d)
-            self.params["nlist"] = nlist
-            self.set_search_params(ef_search=ef_search, nprobe=nprobe)
-            return
-        v = _check_vectors(vectors)
-        self.num_items, self.dim = v.shape
-        d = self.dim
-        ip = faiss.METRIC_INNER_PRODUCT
-        if nlist is None:  # ~4 sqrt(N) lists, the usual faiss guidance, power of two
-            nlist = next_pow2(int(4 * np.sqrt(self.num_items)))
-        nlist = int(min(nlist, max(1, self.num_items // 39)))  # faiss wants >= 39 points per centroid
-        self.params["nlist"] = nlist
-        if kind == "flat":
-            index = faiss.IndexFlatIP(d)
-        elif kind == "flat_sq8":
-            index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, ip)
-        elif kind == "flat_fp16":
-            index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_fp16, ip)
-        elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(d, int(M), ip)
-            index.hnsw.efConstruction = int(ef_construction)
-        elif kind == "ivf_flat":
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, ip)
-        else:  # ivf_sq8
-            index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_8bit, ip)
-        if not index.is_trained:
-            rng = np.random.default_rng(seed)
-            n_train = min(self.num_items, int(train_size))
-            sample = v if n_train == self.num_items else v[np.sort(rng.choice(self.num_items, n_train, replace=False))]
-            if hasattr(index, "cp"):  # IVF k-means: seeded, fewer iterations than default are fine
-                index.cp.seed = int(seed)
-            index.train(sample)
-        index.add(v)
-        self._index = index
-        self.set_search_params(ef_search=ef_search, nprobe=nprobe)
-
-    def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
-        """Query-time accuracy/speed knobs (HNSW efSearch, IVF nprobe)."""
-        import faiss
-
-        if ef_search is not None:
-            self.params["ef_search"] = int(ef_search)
-            if self.kind == "hnsw":
-                self._index.hnsw.efSearch = int(ef_search)
-        if nprobe is not None:
-            self.params["nprobe"] = int(nprobe)
-            if self.kind.startswith("ivf"):
-                faiss.extract_index_ivf(self._index).nprobe = int(nprobe)
-
-    def search(self, queries: Any, k: int, exclude: ExcludeLike = None) -> tuple[np.ndarray, np.ndarray]:
-        k, q, ex, extra = _search_inputs(queries, k, exclude, self.dim, self.num_items)
-        b = q.shape[0]
-        if b == 0:
-            return _empty_result(0, k)
-        fetch = min(k + extra, self.num_items)
-        if self.kind == "hnsw":  # HNSW returns at most efSearch candidates: keep ef >= fetch
-            self._index.hnsw.efSearch = max(self.params["ef_search"], fetch)
-        scores, idx = self._index.search(q, fetch)
-        idx = idx.astype(np.int64, copy=False)
-        scores = np.where(idx < 0, -np.inf, scores).astype(np.float32)
-        if ex is not None and extra:
-            keys = np.repeat(np.arange(b, dtype=np.int64), ex.row_lengths()) * self.num_items + ex.indices
-            hit = np.isin(np.where(idx < 0, -1, np.arange(b, dtype=np.int64)[:, None] * self.num_items + idx), keys)
-            scores = np.where(hit, -np.inf, scores)
-            idx = np.where(hit, -1, idx)
-            # Stable compaction: surviving candidates keep their (score-sorted) order.
-            order = np.argsort(hit, axis=1, kind="stable")
-            scores, idx = np.take_along_axis(scores, order, 1), np.take_along_axis(idx, order, 1)
-        if fetch < k or scores.shape[1] < k:
-            pad_s, pad_i = _empty_result(b, k)
-            pad_s[:, : scores.shape[1]], pad_i[:, : idx.shape[1]] = scores[:, :k], idx[:, :k]
-            return pad_s, pad_i
-        return np.ascontiguousarray(scores[:, :k]), np.ascontiguousarray(idx[:, :k])
-
-    def config(self) -> dict:
-        return {"kind": self.kind, "num_items": self.num_items, "dim": self.dim, **self.params}
-
-    def save(self, path: str | os.PathLike) -> Path:
-        import faiss
-
-        with atomic_dir(path) as d:
-            faiss.write_index(self._index, str(d / "index.faiss"))
-            (d / "index.json").write_text(json.dumps(self.config(), indent=2, sort_keys=True))
-        return Path(path)
+        return FaissIndex
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------- factory
@@ -421,21 +375,21 @@ class FaissIndex:
 INDEX_KINDS = ("exact", "exact_bf16") + FAISS_KINDS
 
 
-def make_index(kind: str, vectors: Any, **kw: Any) -> ExactIndex | FaissIndex:
+def make_index(kind: str, vectors: Any, **kw: Any) -> Any:
     """``exact`` / ``exact_bf16`` (jax brute force) or one of ``FAISS_KINDS``."""
     if kind == "exact":
         return ExactIndex(vectors, **kw)
     if kind == "exact_bf16":
         return ExactIndex(vectors, dtype="bfloat16", **kw)
     if kind in FAISS_KINDS:
+        from twotower_hgnn.retrieval_faiss import FaissIndex
+
         return FaissIndex(vectors, kind=kind, **kw)
     raise ValueError(f"unknown index kind {kind!r}; choose one of {INDEX_KINDS}")
 
 
-def load_index(path: str | os.PathLike) -> ExactIndex | FaissIndex:
-    """Loads an index written by ``.save(path)``."""
-    import faiss
-
+def load_index(path: str | os.PathLike) -> Any:
+    """Loads an index written by ``.save(path)`` (faiss is imported only for a faiss kind)."""
     path = Path(path)
     meta_path = path / "index.json"
     if not meta_path.is_file():
@@ -447,11 +401,13 @@ def load_index(path: str | os.PathLike) -> ExactIndex | FaissIndex:
             np.load(path / "vectors.npy"), chunk_size=cfg["chunk_size"], dtype=cfg["dtype"], max_batch=cfg["max_batch"]
         )
     if kind in FAISS_KINDS:
-        index = faiss.read_index(str(path / "index.faiss"))
+        index = _import_faiss().read_index(str(path / "index.faiss"))
         params = {
             k: cfg[k]
             for k in ("M", "ef_construction", "ef_search", "nlist", "nprobe", "train_size", "seed")
             if k in cfg
         }
+        from twotower_hgnn.retrieval_faiss import FaissIndex
+
         return FaissIndex(None, kind=kind, _index=index, **params)
     raise ValueError(f"{meta_path}: unknown index kind {kind!r}")

@@ -112,14 +112,17 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ export
 def export_key(ctx: RunContext) -> dict:
-    return {"targets": list(ctx.cfg.config.eval.targets)}
+    from twotower_hgnn.serving_export import EXPORT_FORMAT
+
+    return {"targets": list(ctx.cfg.config.eval.targets), "index": ctx.cfg.config.export.index, "format": EXPORT_FORMAT}
 
 
 def export_stage(ctx: RunContext, out: Path) -> dict:
-    """Item ids and HGNN embeddings, one retrieval index per target type (2T-HGNN item vectors), MANIFEST.json."""
-    from twotower_hgnn.models.encode import item_vectors
-    from twotower_hgnn.retrieval import make_index
-    from twotower_hgnn.serving import load_model
+    """A self-contained export (``serving_export``): per served target type the 2T-HGNN model with its user
+    store and an index of kind ``export.index`` (recall measured against exact search), item ids and HGNN
+    embeddings, MANIFEST.json. ``Recommender.load(out)`` serves it without the rest of the version."""
+    from twotower_hgnn import __version__
+    from twotower_hgnn.serving_export import EXPORT_FORMAT, export_model
 
     ds, cfg, runner = ctx.ds, ctx.cfg, ctx.runner
     emb_df = pd.DataFrame({"item_id": ds.items["item_id"].to_numpy(), "item_type": ds.items["item_type"].to_numpy()})
@@ -129,13 +132,11 @@ def export_stage(ctx: RunContext, out: Path) -> dict:
     for tag, tcfg in ctx.two_tower_cfgs.items():
         if not tcfg.use_hgnn:
             continue
-        iv, ids = item_vectors(load_model(ctx.path("two_tower") / tag))
-        make_index(cfg.config.export.index, iv).save(out / f"index-{tcfg.target_type}")
-        served[tcfg.target_type] = {
-            "model": str((ctx.path("two_tower") / tag).relative_to(runner.root)),
-            "index": f"{ctx.names['export']}/index-{tcfg.target_type}",
-            "items": int(ids.size),
-        }
+        t = tcfg.target_type
+        entry = export_model(ctx.path("two_tower") / tag, out / t, index=cfg.config.export.index, seed=cfg.seed)
+        served[t] = {"model": t, "trained_as": tag, **entry}
+        ix = entry["index"]
+        log(f"[export] {t}: {entry['items']} items, {ix['kind']} index, recall@{ix['k']} {ix['recall']}")
     prev = previous_version(cfg)
     new_items: list[str] = []
     if prev is not None:
@@ -145,6 +146,8 @@ def export_stage(ctx: RunContext, out: Path) -> dict:
     atomic_write_json(
         out / "MANIFEST.json",
         {
+            "format": EXPORT_FORMAT,
+            "package_version": __version__,
             "version": cfg.version,
             "dataset": cfg.dataset_tag,
             "ablation": cfg.ablation,
@@ -154,6 +157,7 @@ def export_stage(ctx: RunContext, out: Path) -> dict:
                 for s in ("graph", "content", "hgnn", "two_tower", "evaluate")
             },
             "served": served,
+            "default_target": "audiobook" if "audiobook" in served else next(iter(sorted(served)), None),
             "n_items": ds.num_items,
             "previous_version": prev.name if prev else None,
             "new_items": new_items,

@@ -1,0 +1,126 @@
+"""The self-contained export of a version: loadable alone, readable by others, index kind and recall recorded;
+batch top-K for every user; ``launch/recommend.py --run`` (``--all_users`` runs in test_packaging)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT
+from twotower_hgnn.io import atomic_dir, atomic_write_text
+from twotower_hgnn.serving import Recommender, ServingError
+from twotower_hgnn.serving_batch import batch_recommend
+from twotower_hgnn.serving_export import export_model
+
+
+@pytest.fixture(scope="module")
+def version(tiny_run):
+    cfg, _ = tiny_run
+    return cfg.version_dir()
+
+
+def _mode(p: Path) -> int:
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_export_loads_alone_and_matches_the_trained_model(version, tmp_path):
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(version / "export", moved)  # nothing else of the run folder
+    rec = Recommender.load(moved)
+    trained = Recommender.from_model_dir(version / "two_tower" / "audiobook-hgnn")
+    assert rec.target_type == "audiobook" and Recommender.load(moved, "podcast").target_type == "podcast"
+    for uid in rec.dataset.users.user_id.iloc[:5]:
+        assert rec.recommend(user_id=uid, k=8) == trained.recommend(user_id=uid, k=8)
+    assert Recommender.load(version).recommend(age=30, k=3) == rec.recommend(age=30, k=3)  # a version folder too
+    man = json.loads((moved / "MANIFEST.json").read_text())
+    assert man["format"] == "twotower_hgnn.export/v2" and man["default_target"] == "audiobook"
+    for t, entry in man["served"].items():
+        assert entry["index"]["kind"] == "exact" and entry["index"]["recall"] == 1.0 and entry["index"]["queries"] > 0
+        ids = pd.read_parquet(moved / t / "index" / "item_ids.parquet")["item_id"]
+        assert len(ids) == entry["items"] == np.load(moved / t / "index" / "vectors.npy").shape[0]
+    with pytest.raises(ServingError, match="no served model for 'film'"):
+        Recommender.load(moved, "film")
+    with pytest.raises(ServingError, match="neither an export folder"):
+        Recommender.load(tmp_path)
+
+
+def test_outputs_are_readable_by_others(version, tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert umask == 0o022, "the test assumes the usual umask"
+    for p in [version, *version.rglob("*")]:
+        if "_work" in p.parts:
+            continue  # scratch space (checkpoints) is not an output
+        assert _mode(p) == (0o755 if p.is_dir() else 0o644), f"{p.relative_to(version)}: {oct(_mode(p))}"
+    # the atomic writers honour the umask (as open() would), both ways
+    atomic_write_text(tmp_path / "a.txt", "x")
+    with atomic_dir(tmp_path / "d") as d:
+        (d / "f").write_text("y")
+    assert _mode(tmp_path / "a.txt") == 0o644 and _mode(tmp_path / "d") == 0o755
+    os.umask(0o077)
+    try:
+        atomic_write_text(tmp_path / "b.txt", "x")
+    finally:
+        os.umask(umask)
+    assert _mode(tmp_path / "b.txt") == 0o600
+
+
+def test_ivf_index_kind_and_recall(version, tmp_path):
+    pytest.importorskip("faiss")
+    entry = export_model(version / "two_tower" / "podcast-hgnn", tmp_path / "ivf", index="ivf", recall_queries=200)
+    ix = entry["index"]
+    assert ix["kind"] == "ivf_sq8" and ix["queries"] == 200 and 0.5 < ix["recall"] <= 1.0
+    rec = Recommender.load(tmp_path / "ivf")
+    assert type(rec.index).__name__ == "FaissIndex" and len(rec.recommend(age=20, k=5)) == 5
+    small = export_model(version / "two_tower" / "audiobook-hgnn", tmp_path / "auto", index="auto", recall_queries=50)
+    assert small["index"]["kind"] == "exact"  # auto: exact below retrieval.IVF_MIN_ITEMS
+
+
+def test_batch_top_k_equals_per_user_requests(version, tmp_path):
+    rec = Recommender.load(version / "export", "podcast")
+    a = batch_recommend(rec, tmp_path / "a.parquet", k=12, chunk_users=64)
+    b = batch_recommend(rec, tmp_path / "b.parquet", k=12, chunk_users=1000)
+    df = pd.read_parquet(tmp_path / "a.parquet")
+    assert a["users"] == rec.dataset.num_users and a["rows"] == len(df) == b["rows"]
+    assert list(df.columns) == ["user_id", "rank", "item_id", "score"]
+    pd.testing.assert_frame_equal(df, pd.read_parquet(tmp_path / "b.parquet"))  # chunking changes nothing
+    for uid in rec.dataset.users.user_id.iloc[[0, 1, 17, 300, -1]]:
+        got = df[df.user_id == uid].sort_values("rank")
+        want = rec.recommend(user_id=uid, k=12)
+        assert got["rank"].tolist() == list(range(1, len(want) + 1))
+        assert got["item_id"].tolist() == [i for i, _, _ in want]
+        np.testing.assert_allclose(got["score"], [s for _, _, s in want], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ServingError, match="chunk_users"):
+        batch_recommend(rec, tmp_path / "c.parquet", chunk_users=0)
+
+
+def _recommend(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "launch" / "recommend.py"), *args],
+        cwd="/",  # works outside the repository root
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_launch_recommend_run(version):
+    rec = Recommender.load(version)
+    uid = rec.dataset.users.user_id.iloc[5]
+    expected = rec.recommend(user_id=uid, k=3)
+    res = _recommend(f"--run={version}", f"--user_id={uid}", "--k=3")
+    assert res.returncode == 0, res.stderr[-2000:]
+    for item_id, title, score in expected:
+        assert f"{score:8.4f}  {item_id}  {title}" in res.stdout
+    bad = _recommend(f"--run={version}", "--as_of=-10")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: as_of -10 is outside")
+    assert "Traceback" not in bad.stderr

@@ -1,0 +1,137 @@
+"""Batch top-K for every user of a served model, streamed to Parquet in chunks of users.
+
+``batch_recommend(rec, path, k)`` writes ``user_id, rank, item_id, score`` (rank 1 = best; at most ``k``
+rows per user, fewer where the user streamed most of the catalogue) for every user of the recommender's
+store, as of the store's snapshot time, with the same features and exclusions as
+``Recommender.recommend(user_id=...)``. Users are processed ``chunk_users`` at a time: one contiguous
+slice of the user-sorted log, one feature bundle, one index search, one Parquet row group; nothing grows
+with the number of users beyond the store itself. The file is written atomically (a reader sees no file
+or the complete one).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from twotower_hgnn import features as F
+from twotower_hgnn.data.schema import EVENTS
+from twotower_hgnn.io import atomic_write_stream
+from twotower_hgnn.models.encode import encode_chunked
+from twotower_hgnn.retrieval import ExcludeCSR
+from twotower_hgnn.serving_requests import ServingError, check_bool, check_int, check_k, check_timestamp
+
+SCHEMA = pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()), ("score", pa.float32())])
+
+
+def _log_slice(rec: Any, u0: int, u1: int) -> dict[str, np.ndarray]:
+    """The recommender's user-sorted log rows of users ``[u0, u1)``."""
+    lo, hi = np.searchsorted(rec._log["user_idx"], [u0, u1])
+    return {c: v[lo:hi].astype(np.int64) for c, v in rec._log.items()}
+
+
+def chunk_features(rec: Any, u0: int, u1: int, as_of: int) -> F.UserFeatures:
+    """UserFeatures of users ``[u0, u1)`` as of ``as_of``: the serving path's features, many users at once."""
+    log, vocab, ds = _log_slice(rec, u0, u1), rec.result.vocab, rec.dataset
+    users = np.arange(u0, u1, dtype=np.int64)
+    keep = np.isin(log["event_code"], [EVENTS.index(e) for e in vocab.history_events])
+    window = None if vocab.history_days is None else vocab.history_days * F.DAY_S
+    item = log["item_idx"][keep]
+    rows = (log["user_idx"][keep], log["timestamp"][keep], item, ds.item_type_codes()[item].astype(np.int64))
+    q_time = np.full(len(users), as_of, np.int64)
+    means, counts = F.history_means(*rows, rec.result.history_emb, users, q_time, window)
+    ids = F.history_id_tokens(*rows, users, q_time, window, vocab.id_history_len)
+    if vocab.d_music and ds.music is not None:
+        m = np.asarray(ds.music[u0:u1], np.float32)
+        ok = np.isfinite(m).all(axis=1)  # a NaN row means "no music vector"
+        music, has = np.where(ok[:, None], m, 0.0).astype(np.float32), ok.astype(np.float32)
+    else:
+        music, has = np.zeros((len(users), vocab.d_music), np.float32), np.zeros(len(users), np.float32)
+    ages = ds.users["age"].to_numpy()[u0:u1].astype(np.int64)
+    countries = ds.users["country"].astype(str).to_numpy()[u0:u1]
+    return F.assemble_user_features(vocab, ages, countries, music, has, means, counts, ids)
+
+
+def chunk_exclusions(rec: Any, u0: int, u1: int, as_of: int) -> ExcludeCSR:
+    """Per user of ``[u0, u1)`` the target-type items streamed before ``as_of`` (index rows)."""
+    log = _log_slice(rec, u0, u1)
+    item = log["item_idx"]
+    seen = (
+        (log["event_code"] == EVENTS.index("stream"))
+        & (log["timestamp"] < as_of)
+        & (item >= rec.start)
+        & (item < rec.stop)
+    )
+    users = log["user_idx"][seen]
+    indptr = np.searchsorted(users, np.arange(u0, u1 + 1)).astype(np.int64)
+    return ExcludeCSR(indptr, item[seen] - rec.start)
+
+
+def chunk_table(rec: Any, u0: int, u1: int, k: int, as_of: int, exclude_consumed: bool) -> pa.Table:
+    """The top-``k`` rows of users ``[u0, u1)`` as an Arrow table of :data:`SCHEMA`."""
+    feats = chunk_features(rec, u0, u1, as_of)
+    uv = encode_chunked(rec.result.model_cfg, rec.result.params, feats, "user")
+    excl = chunk_exclusions(rec, u0, u1, as_of) if exclude_consumed else None
+    scores, rows = rec.index.search(uv, k, excl)
+    ok = rows >= 0
+    user_rows = np.repeat(np.arange(u0, u1), ok.sum(axis=1))
+    ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), rows.shape)[ok]  # survivors stay best-first
+    glob = rows[ok] + rec.start
+    return pa.table(
+        {
+            "user_id": pa.array(rec._user_pos.to_numpy()[user_rows].astype(str), pa.string()),
+            "rank": pa.array(ranks, pa.int32()),
+            "item_id": pa.array(rec._item_ids[glob], pa.string()),
+            "score": pa.array(scores[ok].astype(np.float32), pa.float32()),
+        },
+        schema=SCHEMA,
+    )
+
+
+def batch_recommend(
+    rec: Any,
+    path: str | os.PathLike,
+    k: Any = 10,
+    chunk_users: Any = 4096,
+    exclude_consumed: Any = True,
+    as_of: Any = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> dict:
+    """Writes the top-``k`` of every user of ``rec``'s store to ``path`` (module docstring); returns a summary.
+
+    ``progress(done_users, total_users, seconds)`` is called after each chunk."""
+    k = min(check_k(k), rec.num_items)
+    chunk_users = check_int(chunk_users, "chunk_users", 1, 1 << 20)
+    exclude_consumed = check_bool(exclude_consumed, "exclude_consumed")
+    as_of = rec.as_of if as_of is None else check_timestamp(as_of, "as_of")
+    n_users = rec.dataset.num_users
+    if n_users == 0:
+        raise ServingError(f"{rec.dataset.name}: the user store is empty; nothing to recommend")
+    t0, rows = time.perf_counter(), 0
+
+    def write(f: Any) -> None:
+        nonlocal rows
+        with pq.ParquetWriter(f, SCHEMA, compression="zstd") as w:
+            for u0 in range(0, n_users, chunk_users):
+                u1 = min(u0 + chunk_users, n_users)
+                table = chunk_table(rec, u0, u1, k, as_of, exclude_consumed)
+                w.write_table(table)
+                rows += table.num_rows
+                if progress is not None:
+                    progress(u1, n_users, time.perf_counter() - t0)
+
+    atomic_write_stream(path, write)
+    return {
+        "path": str(Path(path)),
+        "users": n_users,
+        "rows": rows,
+        "k": k,
+        "as_of": as_of,
+        "seconds": time.perf_counter() - t0,
+    }
