@@ -151,8 +151,10 @@ def with_targets(cfg: PipelineConfig, targets: Sequence[str]) -> PipelineConfig:
 
 
 def run_config_dict(cfg: PipelineConfig) -> dict[str, Any]:
-    """The resolved configuration of a run as saved (``<version>/config.json``, report.json's meta)."""
-    ident = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name != "config"}
+    """The resolved configuration of a run as saved (``<version>/config.json``, report.json's meta).
+    The read options (:func:`read_options`) are recorded for ``dataset="files"`` only: no other source reads files."""
+    skip = {"config"} | (set() if cfg.dataset == "files" else set(read_options(cfg)))
+    ident = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip}
     return {**ident, "config": cfg.config.to_dict()}
 
 
