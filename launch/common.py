@@ -199,7 +199,8 @@ def require_dataset_files(dataset_flag: str = "dataset") -> None:
 
 
 def define_dataset_flags(default: str | None = "movielens1m", seed_name: str = "data_seed") -> None:
-    """``--dataset``, ``--scale``, the synthetic seed and the three ``--dataset=files`` tables."""
+    """``--dataset``, ``--scale``, the synthetic seed, the three ``--dataset=files`` tables and how they
+    are read (:func:`define_read_flags`)."""
     flags.DEFINE_enum("dataset", default, list(DATASETS), "Data source.")
     flags.DEFINE_enum("scale", "tiny", list(SCALES), "Synthetic scale.")
     flags.DEFINE_integer(seed_name, 0, "Synthetic generator seed.", lower_bound=0)
@@ -207,6 +208,49 @@ def define_dataset_flags(default: str | None = "movielens1m", seed_name: str = "
     define_input("items", None, "--dataset=files: items CSV/Parquet.")
     define_input("users", None, "--dataset=files: users CSV/Parquet.")
     require_dataset_files()
+    define_read_flags()
+
+
+READ_FLAGS = ("timestamp_unit", "duplicates", "encoding")
+
+
+def define_read_flags() -> None:
+    """How input tables are read: ``--timestamp_unit``, ``--duplicates``, ``--encoding``."""
+    flags.DEFINE_enum(
+        "timestamp_unit", "s", ["s", "ms", "iso"], "Input timestamps: Unix seconds, milliseconds or ISO 8601 strings."
+    )
+    flags.DEFINE_enum(
+        "duplicates", "drop", ["drop", "keep"], "Exact duplicate interaction rows: dropped (counted, reported) or kept."
+    )
+    flags.DEFINE_string("encoding", "utf-8", "Text encoding of CSV inputs.")
+
+    def check(v: str) -> bool:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except (LookupError, TypeError):
+            raise flags.ValidationError("not a known text encoding") from None
+        return True
+
+    flags.register_validator("encoding", check)
+
+
+def read_kwargs() -> dict[str, str]:
+    """The read options of the parsed flags (:func:`define_read_flags`)."""
+    return {n: FLAGS[n].value for n in READ_FLAGS}
+
+
+def load_dataset_from_flags(seed: int | None = None):
+    """The dataset named by the parsed ``--dataset`` flags (synthetic seed: ``seed`` or ``--data_seed``)."""
+    from twotower_hgnn.data import load_dataset
+
+    if FLAGS.dataset == "synthetic":
+        return load_dataset("synthetic", scale=FLAGS.scale, seed=FLAGS.data_seed if seed is None else seed)
+    if FLAGS.dataset == "files":
+        paths = {n: FLAGS[n].value for n in ("interactions", "items", "users")}
+        return load_dataset("files", **paths, **read_kwargs())
+    return load_dataset(FLAGS.dataset)
 
 
 # ------------------------------------------------------------------------------- configuration
@@ -363,6 +407,7 @@ def pipeline_kwargs() -> dict:
         from_stage=FLAGS.from_stage,
         seed=FLAGS.seed,
         config=run_config(),
+        **read_kwargs(),
     )
 
 

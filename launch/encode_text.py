@@ -13,7 +13,14 @@ from __future__ import annotations
 from absl import flags
 
 from launch import common
-from launch.common import define_dataset_flags, define_input, define_output, define_renamed, run_main
+from launch.common import (
+    load_dataset_from_flags,
+    define_dataset_flags,
+    define_input,
+    define_output,
+    define_renamed,
+    run_main,
+)
 
 define_input("texts", None, "Parquet/CSV file with a 'text' column (alternative to --dataset).")
 define_dataset_flags(None)  # alternative to --texts
@@ -66,18 +73,7 @@ def main(argv):
     if FLAGS.texts:
         texts = _read_texts(FLAGS.texts)
     else:
-        from twotower_hgnn.data import load_from_flags
-
-        texts = item_texts(
-            load_from_flags(
-                FLAGS.dataset,
-                scale=FLAGS.scale,
-                seed=FLAGS.data_seed,
-                interactions=FLAGS.interactions,
-                items=FLAGS.items,
-                users=FLAGS.users,
-            )
-        )
+        texts = item_texts(load_dataset_from_flags())
     emb = encode_texts(
         texts, model=FLAGS.text_model, cache_dir=FLAGS.cache_dir, batch_size=FLAGS.batch_size, progress=True
     )

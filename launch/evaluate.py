@@ -18,7 +18,15 @@ from __future__ import annotations
 from absl import flags
 
 from launch import common
-from launch.common import define_config_flags, define_input, define_output, run_config, run_main
+from launch.common import (
+    define_config_flags,
+    define_input,
+    define_output,
+    define_read_flags,
+    read_kwargs,
+    run_config,
+    run_main,
+)
 
 define_input("train_interactions", None, "Training interactions (CSV/Parquet).", required=True)
 define_input("test_interactions", None, "Test interactions (CSV/Parquet).", required=True)
@@ -30,6 +38,7 @@ define_input(
 )
 define_input("items", None, "Items table (CSV/Parquet).", required=True)
 define_input("users", None, "Users table (CSV/Parquet).", required=True)
+define_read_flags()
 define_output("out_dir", "runs", "Output root.")
 flags.DEFINE_integer("seed", 0, "Training seed.", lower_bound=0)
 define_config_flags(deprecated=("preset", "targets", "k", "sampler", "valid_frac"))
@@ -54,6 +63,7 @@ def main(argv):
         out_dir=FLAGS.out_dir,
         seed=FLAGS.seed,
         config=run_config(),
+        **read_kwargs(),
     )
     run_pipeline(cfg)
 

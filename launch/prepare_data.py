@@ -13,7 +13,14 @@ import time
 from absl import app, flags
 
 from launch import common
-from launch.common import define_dataset_flags, define_output, define_range, define_renamed, run_main
+from launch.common import (
+    load_dataset_from_flags,
+    define_dataset_flags,
+    define_output,
+    define_range,
+    define_renamed,
+    run_main,
+)
 
 define_dataset_flags("movielens1m")
 flags.DEFINE_integer("seed", 0, "Holdout seed (and the synthetic seed unless --data_seed is given).", lower_bound=0)
@@ -91,20 +98,12 @@ def main(argv):
     import dataclasses
     from pathlib import Path
 
-    from twotower_hgnn.data import load_from_flags
     from twotower_hgnn.data.split import AUTO
     from twotower_hgnn.graph import default_graph_config, prepare_report
     from twotower_hgnn.io import atomic_write_json
 
     t0 = time.perf_counter()
-    ds = load_from_flags(
-        FLAGS.dataset,
-        scale=FLAGS.scale,
-        seed=FLAGS.data_seed if FLAGS["data_seed"].present else FLAGS.seed,
-        interactions=FLAGS.interactions,
-        items=FLAGS.items,
-        users=FLAGS.users,
-    )
+    ds = load_dataset_from_flags(FLAGS.data_seed if FLAGS["data_seed"].present else FLAGS.seed)
     load_s = time.perf_counter() - t0
     split_kw = {"min_segment_users": FLAGS.min_segment_users}
     for name in ("history_days", "test_days"):

@@ -18,6 +18,7 @@ from absl import flags
 
 from launch import common
 from launch.common import (
+    load_dataset_from_flags,
     define_config_flags,
     define_dataset_flags,
     define_input,
@@ -126,16 +127,7 @@ def main(argv) -> None:
 
     ds = None
     if FLAGS.dataset:
-        from twotower_hgnn.data import load_from_flags
-
-        ds = load_from_flags(
-            FLAGS.dataset,
-            scale=FLAGS.scale,
-            seed=FLAGS.data_seed,
-            interactions=FLAGS.interactions,
-            items=FLAGS.items,
-            users=FLAGS.users,
-        )
+        ds = load_dataset_from_flags()
     graph = _load_graph(FLAGS.graph_dir) if FLAGS.graph_dir else build_graph(ds)[0]
     if FLAGS.features:
         feats = _load_features(FLAGS.features, graph.num_nodes)

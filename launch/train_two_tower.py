@@ -22,6 +22,7 @@ from absl import app, flags
 
 from launch import common
 from launch.common import (
+    load_dataset_from_flags,
     define_config_flags,
     define_dataset_flags,
     define_input,
@@ -66,19 +67,25 @@ flags.DEFINE_boolean("evaluate", False, "Print held-out HR@10/MRR of the model a
 FLAGS = flags.FLAGS
 
 
-def _hgnn_rows(path: str, ds):
+def _load_hgnn(path: str):
+    """``--hgnn_embeddings``: ``(item ids, embeddings)`` of an exported .npz (a DataError naming it otherwise)."""
     import pickle
     import zipfile
-
-    import numpy as np
 
     from twotower_hgnn.errors import DataError
     from twotower_hgnn.inference import load_embeddings
 
     try:
-        ids, emb = load_embeddings(path)
+        return load_embeddings(path)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
         raise DataError(f"--hgnn_embeddings={path}: not an embeddings .npz (item_ids, embeddings): {e}") from None
+
+
+def _hgnn_rows(path: str, loaded, ds):
+    """The rows of ``loaded`` (from :func:`_load_hgnn`) in the dataset's item order."""
+    import numpy as np
+
+    ids, emb = loaded
     pos = {str(i): r for r, i in enumerate(ids)}
     missing = [i for i in ds.items["item_id"].astype(str) if i not in pos]
     if missing:
@@ -91,7 +98,6 @@ def main(argv) -> None:
     from launch.common import quiet_library_logs
 
     quiet_library_logs()
-    from twotower_hgnn.data import load_from_flags
     from twotower_hgnn.data.split import temporal_split
     from twotower_hgnn.eval.compare import compare_with_popularity
     from twotower_hgnn.serving import save_model
@@ -100,18 +106,12 @@ def main(argv) -> None:
 
     run = run_config()
     cfg = dataclasses.replace(run.two_tower, target_type=FLAGS.target_type, use_hgnn=FLAGS.use_hgnn, seed=FLAGS.seed)
-    ds = load_from_flags(
-        FLAGS.dataset,
-        scale=FLAGS.scale,
-        seed=FLAGS.data_seed,
-        interactions=FLAGS.interactions,
-        items=FLAGS.items,
-        users=FLAGS.users,
-    )
+    loaded = _load_hgnn(FLAGS.hgnn_embeddings) if FLAGS.use_hgnn else None  # a bad file fails before any work
+    ds = load_dataset_from_flags()
     split = temporal_split(ds)
     print(split.summary())
     content = item_features(ds, model=run.text.model)
-    hgnn = _hgnn_rows(FLAGS.hgnn_embeddings, ds) if FLAGS.use_hgnn else None
+    hgnn = _hgnn_rows(FLAGS.hgnn_embeddings, loaded, ds) if FLAGS.use_hgnn else None
     res = train_two_tower(ds, split, content, hgnn, cfg, FLAGS.out_dir)
     last = f"last loss {res.history[-1]['loss']:.4f}" if res.history else "no new steps"
     print(f"[2T] {res.step} steps on {res.n_examples:,} examples (resumed from {res.resumed_from}); {last}")
