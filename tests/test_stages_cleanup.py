@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,27 @@ def test_checkpoint_disk_full_is_one_disk_error_and_orbax_threads_stay_quiet(tmp
     assert quiet.filter(record(orbax_file, ValueError("INTERNAL: something else")))  # kept
     assert quiet.filter(record(os.path.join("site-packages", "other", "x.py"), ValueError(ENOSPC_TEXT)))
     assert any(isinstance(f, _DropOrbaxDiskErrors) for f in logging.getLogger("absl").filters)
+    # asyncio's "Future exception was never retrieved" for an orbax write task: its traceback is orbax's
+    try:
+        exec(compile("raise OSError(28, 'No space left on device')", orbax_file, "exec"))
+    except OSError as e:
+        task_error = e
+    asyncio_file = os.path.join("lib", "asyncio", "base_events.py")
+    assert not quiet.filter(record(asyncio_file, task_error))
+    assert quiet.filter(record(asyncio_file, OSError(28, "No space left on device")))  # not orbax's: kept
+
+
+def test_closed_event_loop_callbacks_after_a_failed_save_are_not_printed(tmp_path, monkeypatch):
+    from twotower_hgnn.checkpoint import Checkpointer
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(str(u.exc_value)))
+    Checkpointer(tmp_path / "ck")  # installs the hook in front of the one above
+    code = "def call_soon_threadsafe():\n    raise RuntimeError(MSG)\ncall_soon_threadsafe()"
+    for msg in ("Event loop is closed", "something else"):
+        try:
+            exec(compile(code, "base_events.py", "exec"), {"MSG": msg})
+        except RuntimeError as e:
+            args = types.SimpleNamespace(exc_type=RuntimeError, exc_value=e, exc_traceback=e.__traceback__)
+            sys.unraisablehook(types.SimpleNamespace(**vars(args), err_msg=None, object=None))
+    assert seen == ["something else"]

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,19 +80,64 @@ def _cause(e: Exception) -> Exception | None:
     return None if disk_reason(e) is not None else e
 
 
+_ORBAX_DIR = f"{os.sep}orbax{os.sep}"
+
+
+def _from_orbax(record: logging.LogRecord) -> bool:
+    """Whether a log record was written by orbax or is about one of its tasks or threads."""
+    if _ORBAX_DIR in record.pathname or "orbax" in record.getMessage():
+        return True
+    exc = record.exc_info[1] if record.exc_info else None
+    tb = getattr(exc, "__traceback__", None)
+    while tb is not None:
+        if _ORBAX_DIR in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 class _DropOrbaxDiskErrors(logging.Filter):
-    """Drops orbax's ERROR records of a disk-full save (one per background thread, each with a
-    traceback): :class:`Checkpointer` raises the failure itself as one :class:`DiskError`."""
+    """Drops orbax's ERROR records of a disk-full save (one per background thread and one per pending
+    asyncio write task, each with a traceback): :class:`Checkpointer` raises the failure itself as one
+    :class:`DiskError`. Installed on the ``absl`` (orbax's) and ``asyncio`` loggers."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname:
+        if record.levelno < logging.ERROR or not _from_orbax(record):
             return True
         exc = record.exc_info[1] if record.exc_info else None
         return disk_reason(exc) is None and disk_reason(RuntimeError(record.getMessage())) is None
 
 
-if not any(isinstance(f, _DropOrbaxDiskErrors) for f in logging.getLogger("absl").filters):
-    logging.getLogger("absl").addFilter(_DropOrbaxDiskErrors())
+def _quiet_closed_loop_callbacks() -> None:
+    """Once a save has failed, orbax closes its event loop while tensorstore still completes the other
+    pending writes; each completion then raises "Event loop is closed" from asyncio's
+    ``call_soon_threadsafe`` into ``sys.unraisablehook`` (a traceback each, after the failure that
+    :class:`Checkpointer` raises). Those, and only those, are dropped; installed with the first
+    :class:`Checkpointer`."""
+    previous = sys.unraisablehook
+    if getattr(previous, "quiet_closed_loop", False):
+        return
+
+    def hook(u: Any) -> None:
+        tb = u.exc_traceback
+        while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_name != "call_soon_threadsafe":
+            tb = tb.tb_next
+        if (
+            isinstance(u.exc_value, RuntimeError)
+            and str(u.exc_value) == "Event loop is closed"
+            and tb is not None
+            and tb.tb_frame.f_code.co_name == "call_soon_threadsafe"
+        ):
+            return
+        previous(u)
+
+    hook.quiet_closed_loop = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+for _name in ("absl", "asyncio"):
+    if not any(isinstance(f, _DropOrbaxDiskErrors) for f in logging.getLogger(_name).filters):
+        logging.getLogger(_name).addFilter(_DropOrbaxDiskErrors())
 
 
 def _key_name(k: Any) -> str:
@@ -147,6 +193,7 @@ class Checkpointer:
             raise ValueError(f"best_metric_mode must be None, 'max' or 'min', got {best_metric_mode!r}")
         if max_to_keep is not None and max_to_keep < 1:
             raise ValueError(f"max_to_keep must be >= 1 or None, got {max_to_keep}")
+        _quiet_closed_loop_callbacks()
         self.directory = Path(directory).expanduser().resolve()
         self._pending: int | None = None  # the last step handed to orbax
         self.best_metric_mode = best_metric_mode
