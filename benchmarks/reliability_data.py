@@ -443,12 +443,21 @@ def _unreadable(d: Path):
     return paths, {}
 
 
+def _fifo(d: Path):
+    paths = write_tables(d, base_tables())
+    paths[INTER].unlink()
+    os.mkfifo(paths[INTER])  # reading it would block for ever
+    return paths, {}
+
+
 def _path_cases() -> list[Case]:
     cases = [
         Case("truncated_parquet", _truncated_parquet, "error", r"interactions\.parquet: not a readable Parquet"),
         Case("directory_as_input", _directory, "error", r"users\.csv: is a directory"),
         Case("missing_file", _missing, "error", r"items\.csv: file not found"),
     ]
+    if hasattr(os, "mkfifo"):
+        cases.append(Case("fifo_as_input", _fifo, "error", r"interactions\.csv: not a regular file"))
     if os.geteuid() != 0:  # root reads a mode-000 file
         cases.append(Case("unreadable_file", _unreadable, "error", r"items\.csv: cannot be read \(permission denied\)"))
     return cases

@@ -2,7 +2,7 @@
 
 What a user's file may be, and what happens:
 
-* a path that does not exist, a directory, or a file that cannot be opened -> :class:`InputPathError`
+* a path that does not exist, a directory, a pipe or device, or a file that cannot be opened -> :class:`InputPathError`
   (an :class:`~twotower_hgnn.errors.PathError` that is also a :class:`DataError`) naming the path;
 * ``.parquet`` / ``.pq`` -> read with pyarrow (native dtypes); an unreadable one is a :class:`DataError`;
 * ``.csv`` / ``.tsv`` (optionally ``.gz``; gzip is also recognised by its magic bytes whatever the
@@ -20,6 +20,7 @@ import codecs
 import gzip
 import io
 import os
+import stat
 import zlib
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def check_readable(path: str | os.PathLike) -> Path:
         raise InputPathError(f"{p}: cannot be read ({e.strerror or type(e).__name__})") from None
     if p.is_dir():
         raise InputPathError(f"{p}: is a directory, not a file (give the path of a .csv, .tsv or .parquet file)")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or stream forever
+        raise InputPathError(f"{p}: not a regular file (a pipe, socket or device cannot be read as a table)")
     if not os.access(p, os.R_OK):
         raise InputPathError(f"{p}: cannot be read (permission denied)")
     if st.st_size == 0:
