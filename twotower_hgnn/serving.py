@@ -45,6 +45,7 @@ from twotower_hgnn.serving_export import (  # noqa: F401  (re-exported: the expo
 from twotower_hgnn.serving_requests import (  # noqa: F401
     MAX_INTERACTIONS,
     ServingError,
+    UnknownUserError,
     check_bool,
     check_fields,
     check_id,
@@ -184,7 +185,7 @@ class Recommender:
     def user_index(self, user_id: Any) -> int:
         pos = self._user_pos.get_indexer([check_id(user_id, "user_id")])[0]
         if pos < 0:
-            raise ServingError(
+            raise UnknownUserError(
                 f"unknown user_id {user_id!r}: not in the user store of {self.dataset.name} "
                 f"({len(self._user_pos)} users); pass raw features for a new user"
             )

@@ -34,6 +34,10 @@ class ServingError(UserError):
     """A request or a model directory that cannot be served; the one-line message names the field or file."""
 
 
+class UnknownUserError(ServingError):
+    """A ``user_id`` not in the user store (HTTP 404)."""
+
+
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -43,7 +47,8 @@ def check_fields(fields: Mapping[str, Any] | Sequence[str], allowed: Sequence[st
     """Unknown request fields are refused (a typo must not be served as "no value")."""
     bad = [f for f in fields if not isinstance(f, str) or f not in allowed]
     if bad:
-        raise ServingError(f"unknown request field(s) {[_short(b, 40) for b in bad]}; expected some of {list(allowed)}")
+        names = ", ".join(b[:40] if isinstance(b, str) else _short(b, 40) for b in bad[:5])
+        raise ServingError(f"unknown request field(s) {names}; expected some of {', '.join(allowed)}")
 
 
 def check_int(value: Any, field: str, lo: int | None = None, hi: int | None = None) -> int:
