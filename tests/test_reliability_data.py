@@ -146,3 +146,17 @@ def test_random_corruption_is_a_clean_error_or_an_equal_result(fmt, table, kind,
             assert loaded.tables == R.clean_result(), f"{kind} on {table} ({fmt}) changed the loaded tables"
         for name in (R.INTER, R.USERS):
             assert not pd.isna(pd.DataFrame(loaded.tables[name])).any().any()
+
+
+def test_load_from_flags_passes_the_read_options(tmp_path):
+    from twotower_hgnn.data import load_from_flags
+
+    tabs = R.base_tables()
+    tabs[R.INTER] = R._dup_rows(tabs[R.INTER]).assign(timestamp=lambda d: d.timestamp * 1000)
+    p = R.write_tables(tmp_path, tabs)
+    files = {"interactions": str(p[R.INTER]), "items": str(p[R.ITEMS]), "users": str(p[R.USERS])}
+    with pytest.raises(errors.DataError, match="set timestamp_unit=ms"):
+        load_from_flags("files", **files)
+    ds = load_from_flags("files", **files, timestamp_unit="ms")
+    assert R.canonical(ds) == R.clean_result() and ds.dropped == {"duplicate_rows": 3}
+    assert len(load_from_flags("files", **files, timestamp_unit="ms", duplicates="keep").interactions) == 75

@@ -48,14 +48,19 @@ def load_from_flags(
     interactions: str | None = None,
     items: str | None = None,
     users: str | None = None,
+    timestamp_unit: str = "s",
+    duplicates: str = "drop",
+    encoding: str = "utf-8",
 ) -> Dataset:
     """:func:`load_dataset` from the launch scripts' common flags: each source takes the ones it uses
-    (synthetic: scale and seed; files: the three paths; movielens1m: none)."""
+    (synthetic: scale and seed; files: the three paths and the read options ``--timestamp_unit``,
+    ``--duplicates``, ``--encoding``; movielens1m: none)."""
     kw: dict = {}
     if name == "synthetic":
         kw = {"scale": scale, "seed": seed}
     elif name == "files":
         kw = {"interactions": interactions, "items": items, "users": users}
+        kw.update(timestamp_unit=timestamp_unit, duplicates=duplicates, encoding=encoding)
     return load_dataset(name, **kw)
 
 
