@@ -91,3 +91,22 @@ def test_data_stage_reruns_when_an_input_is_replaced_with_the_same_size_and_mtim
     ran, split_ran, fp3, events3 = run()
     assert ran and split_ran and fp3 != fp1
     assert events3["follow"] > events1["follow"] and events3["stream"] < events1["stream"]
+
+
+def test_an_unreadable_input_is_reported_by_the_reader_not_the_hashing(tmp_path):
+    from twotower_hgnn import configs
+    from twotower_hgnn.errors import PathError
+    from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
+
+    (tmp_path / "items.csv").write_text("item_id,item_type,title\n")
+    (tmp_path / "users.csv").write_text("user_id\n")
+    (tmp_path / "a_dir").mkdir()
+    os.mkfifo(tmp_path / "a_pipe")  # hashing it would block forever
+    for inter in (tmp_path / "missing.csv", tmp_path / "a_dir", tmp_path / "a_pipe"):
+        cfg = PipelineConfig(
+            dataset="files", interactions=str(inter), items=str(tmp_path / "items.csv"),
+            users=str(tmp_path / "users.csv"), out_dir=str(tmp_path / "runs"), config=configs.load("test"),
+        )  # fmt: skip
+        with pytest.raises(PathError, match=inter.name):
+            run_pipeline(cfg)
+    assert not (tmp_path / "runs").exists()

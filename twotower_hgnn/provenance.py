@@ -4,9 +4,11 @@ content digests of input files (the data stage's fingerprint)."""
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -78,9 +80,11 @@ class DigestCache:
                 self.entries = {}
 
     def digest(self, file: str | Path) -> str:
-        """The digest of ``file`` (absolute path as the cache key)."""
+        """The digest of ``file`` (absolute path as the cache key); OSError unless it is a regular file."""
         key = os.path.abspath(file)
         st = os.stat(key)
+        if not stat.S_ISREG(st.st_mode):  # a pipe would block, a device never end: the reader refuses them
+            raise OSError(errno.EINVAL, "not a regular file", key)
         hit = self.entries.get(key)
         if hit is not None and hit.get("stat") == _stat_key(st):
             return str(hit["digest"])

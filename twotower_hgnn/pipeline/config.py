@@ -265,11 +265,14 @@ def input_digests(cfg: PipelineConfig, cache: DigestCache) -> dict[str, list]:
     ``cache``: ``DigestCache(version dir / INPUT_CACHE)`` in a run (``context.open_run`` saves it once
     the data is valid), so an unchanged file is not re-read every run.
     """
-    out = {}
+    out: dict[str, list] = {}
     for role in INPUT_ROLES:
         p = getattr(cfg, role)
         if p:
-            out[role] = [os.path.abspath(p), os.stat(p).st_size, cache.digest(p)]
+            try:
+                out[role] = [os.path.abspath(p), os.stat(p).st_size, cache.digest(p)]
+            except OSError:  # missing, a directory, unreadable: the reader reports it (PathError, one line)
+                out[role] = [os.path.abspath(p), None, None]
     return out
 
 
