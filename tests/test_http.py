@@ -113,23 +113,30 @@ class _Slow:
         return self.recommend()
 
 
+def _wait(cond, seconds=10.0):
+    deadline = time.time() + seconds
+    while not cond():
+        assert time.time() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
 def test_limits_and_drain(tmp_path):
-    state = ServiceState(
-        tmp_path, ServeConfig(max_concurrency=2, timeout_s=0.5, max_body_bytes=1000), lambda p, **kw: _Slow()
-    )
+    cfg = ServeConfig(max_concurrency=2, timeout_s=1.5, max_body_bytes=1000)
+    state = ServiceState(tmp_path, cfg, lambda p, **kw: _Slow())
     with _serve(state) as (url, server):
-        with ThreadPoolExecutor(4) as pool:  # 4 requests of 1 s at once: 2 run (and time out), 2 are refused
+        metrics = server.config.app.state.metrics
+        with ThreadPoolExecutor(4) as pool:  # 4 requests of 3 s at once: 2 run (and time out), 2 are refused
             codes = sorted(
-                pool.map(lambda _: httpx.post(f"{url}/recommend", json={"k": 10}, timeout=10).status_code, range(4))
+                pool.map(lambda _: httpx.post(f"{url}/recommend", json={"k": 30}, timeout=10).status_code, range(4))
             )
         assert codes == [503, 503, 504, 504]
-        time.sleep(0.6)  # the timed-out computations finish and free their slots
+        _wait(lambda: metrics.in_flight == 0)  # the timed-out computations end and free their slots
         assert httpx.post(f"{url}/recommend", json={"k": 1}).status_code == 200
         big = httpx.post(f"{url}/recommend", content=b'{"k": 1, "x": "' + b"y" * 5000 + b'"}')
         assert big.status_code == 413 and "over 1000 bytes" in big.json()["error"]
         with ThreadPoolExecutor(1) as pool:  # shutdown while a request is in flight: it still completes
-            fut = pool.submit(lambda: httpx.post(f"{url}/recommend", json={"k": 4}, timeout=10).status_code)
-            time.sleep(0.15)
+            fut = pool.submit(lambda: httpx.post(f"{url}/recommend", json={"k": 5}, timeout=10).status_code)
+            _wait(lambda: metrics.in_flight == 1)
             server.should_exit = True
             assert fut.result() == 200
     with pytest.raises(httpx.ConnectError):
