@@ -13,6 +13,7 @@ import time
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from twotower_hgnn import stages
@@ -125,6 +126,25 @@ def test_text_child_ends_with_its_killed_parent(tmp_path):
     finally:
         parent.kill()
         parent.wait()
+
+
+def _two_d(texts):
+    return np.ones((len(texts), 2), np.float32)
+
+
+def test_text_cache_drops_a_killed_encoders_temporaries(tmp_path):
+    from twotower_hgnn.text import STALE_TMP_S, _safe_name, encode_texts
+
+    d = tmp_path / _safe_name("fn-two-d")
+    d.mkdir()
+    old, fresh = d / ".shard-1-aa.npz.x1.tmp", d / ".shard-2-bb.npz.x2.tmp"
+    for f in (old, fresh):
+        f.write_bytes(b"half")
+    t = time.time() - STALE_TMP_S - 60
+    os.utime(old, (t, t))
+    _two_d.cache_key = "fn-two-d"
+    assert encode_texts(["a", "b"], model=_two_d, cache_dir=tmp_path, progress=False).shape == (2, 2)
+    assert not old.exists() and fresh.exists()  # a live encoder's temporary is younger
 
 
 def _files(tmp_path, ds, bad_age: bool = False):

@@ -144,6 +144,21 @@ def _load_cache(d: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return k, v[first]
 
 
+STALE_TMP_S = 3600.0
+
+
+def _remove_stale_tmp(d: Path) -> None:
+    """Removes the temporaries of shard writes a killed encoder left in cache folder ``d`` once they are
+    :data:`STALE_TMP_S` old (a shard write takes milliseconds; a concurrent encoder's is younger)."""
+    now = time.time()
+    for f in d.glob(".shard-*.tmp"):
+        try:
+            if now - f.stat().st_mtime > STALE_TMP_S:
+                f.unlink()
+        except OSError:
+            pass
+
+
 def _write_shard(d: Path, keys: np.ndarray, vecs: np.ndarray) -> None:
     buf = io.BytesIO()
     np.savez(buf, keys=keys, vectors=vecs)
@@ -184,6 +199,7 @@ def encode_texts(
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     d = cache / _safe_name(key)
     d.mkdir(parents=True, exist_ok=True)
+    _remove_stale_tmp(d)
     info = d / "model.txt"
     if not info.exists():
         atomic_write_text(info, f"{model if isinstance(model, (str, os.PathLike)) else key}\n")
