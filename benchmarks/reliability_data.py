@@ -482,6 +482,20 @@ def _value_cases() -> list[Case]:
         ),
         Case("timestamps_iso_with_option", _with_opts(_files(**iso), timestamp_unit="iso"), "equal"),
         Case(
+            "timestamps_iso_before_1990",
+            _with_opts(
+                _files(interactions=lambda d: _set("timestamp", 3, "1899-12-31")(iso[INTER](d))), timestamp_unit="iso"
+            ),
+            "error",
+            r"interactions\.csv: column 'timestamp': row 3 \(line 5\): '1899-12-31' is outside 1990-01-01",
+        ),
+        Case(
+            "timestamps_seconds_read_as_iso",
+            _with_opts(_files("parquet"), timestamp_unit="iso"),
+            "error",
+            r"interactions\.parquet: column 'timestamp': row 0: .*looks like Unix seconds: set timestamp_unit=s",
+        ),
+        Case(
             "timestamp_year_56215",
             _files(interactions=_set("timestamp", 5, 1_700_000_000_000_000)),
             "error",

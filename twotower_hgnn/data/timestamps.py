@@ -58,10 +58,11 @@ def check_range(secs: np.ndarray, raw: np.ndarray, unit: str, source: str, csv: 
     bad = (secs < MIN_SECONDS) | (secs >= MAX_SECONDS)
     if bad.any():
         r = _first(bad)
-        unit_name = {"s": "Unix seconds", "ms": "Unix milliseconds", "iso": "an ISO date"}[unit]
-        msg = f"{raw[r]} read as {unit_name} is outside {_RANGE}; {_hint(float(raw[r]), unit)}"
         if unit == "iso":
             msg = f"{raw[r]!r} is outside {_RANGE}"
+        else:
+            unit_name = {"s": "Unix seconds", "ms": "Unix milliseconds"}[unit]
+            msg = f"{raw[r]} read as {unit_name} is outside {_RANGE}; {_hint(float(raw[r]), unit)}"
         raise _fail(source, "timestamp", r, msg, csv)
 
 
@@ -72,7 +73,16 @@ def parse_iso(col: pd.Series, source: str, csv: bool) -> np.ndarray:
     bad = parsed.isna().to_numpy()
     if bad.any():
         r = _first(bad)
-        raise _fail(source, "timestamp", r, f"{raw.iloc[r]!r} is not an ISO 8601 date (timestamp_unit=iso)", csv)
+        msg = f"{raw.iloc[r]!r} is not an ISO 8601 date (timestamp_unit=iso)"
+        num = pd.to_numeric(raw.iloc[r], errors="coerce")
+        if pd.notna(num):
+            unit = "s" if _in_range(float(num)) else "ms" if _in_range(float(num) / 1000.0) else None
+            msg += (
+                f"; looks like Unix {'seconds' if unit == 's' else 'milliseconds'}: set timestamp_unit={unit}"
+                if unit
+                else ""
+            )
+        raise _fail(source, "timestamp", r, msg, csv)
     secs = parsed.dt.tz_localize(None).astype("datetime64[s]").to_numpy().astype(np.int64)
     check_range(secs, raw.to_numpy(dtype=object), "iso", source, csv)
     return secs
