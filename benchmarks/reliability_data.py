@@ -604,6 +604,12 @@ def _value_cases() -> list[Case]:
             r"interactions\.csv: column 'timestamp': row 0 \(line 2\): wrong dtype: 'stream' is not a number",
         ),
         Case(
+            "music_overflows_float32",
+            _files(users=_set("music_0", 4, "1e308")),
+            "error",
+            r"users\.csv: column 'music_0': row 4 \(line 6\): not a finite number \('1e308'\) \(too large for float32\)",
+        ),
+        Case(
             "music_not_a_number",
             _files(users=_set("music_1", 2, "loud")),
             "error",

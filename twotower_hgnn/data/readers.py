@@ -212,10 +212,11 @@ def validate_users(
                 raise _fail(source, c, 0, f"wrong dtype {col.dtype} (expected floats)", csv)
             else:
                 num = col.to_numpy(dtype=np.float64)
-            bad = ~np.isfinite(num)
+            bad = ~np.isfinite(num) | (np.abs(np.nan_to_num(num)) > np.finfo(np.float32).max)  # inf as float32
             if bad.any():
                 r = _first(bad)
-                raise _fail(source, c, r, f"not a finite number ({col.iloc[r]!r})", csv)
+                big = " (too large for float32)" if np.isfinite(num[r]) else ""
+                raise _fail(source, c, r, f"not a finite number ({col.iloc[r]!r}){big}", csv)
             mats.append(num.astype(np.float32))
         music = np.stack(mats, axis=1)
     return _tag(out, source), music
