@@ -199,6 +199,11 @@ def classify(rc: int | None, stderr: str, must_fail: bool) -> str:
     return "unclean_error"
 
 
+def _excerpt(text: str, keep: int = 400) -> str:
+    """The head and tail of a long stderr (a native crash's cause is at the top, Python's at the bottom)."""
+    return text if len(text) <= 2 * keep else f"{text[:keep]} [...] {text[-keep:]}"
+
+
 def run_case(script: str, args: list[str], subst: dict[str, str], must_fail: bool = True) -> dict[str, Any]:
     argv = [a.format(**subst) for a in args]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
@@ -220,7 +225,7 @@ def run_case(script: str, args: list[str], subst: dict[str, str], must_fail: boo
         "case": f"launch.{script} {' '.join(args)}",
         "outcome": outcome,
         "rc": rc,
-        "message": err.strip()[-600:],
+        "message": _excerpt(err.strip()),
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
