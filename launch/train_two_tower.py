@@ -32,7 +32,7 @@ from launch.common import (
     run_main,
 )
 
-define_dataset_flags("synthetic")
+define_dataset_flags("movielens1m")  # the default of every script with a dataset default
 define_output("out_dir", None, "Checkpoints and TensorBoard logs; an existing run here is resumed.", required=True)
 define_renamed("workdir", "out_dir")
 define_output("export", None, "Exported model directory (default OUT_DIR/model).")
