@@ -17,17 +17,18 @@ import numpy as np
 import pytest
 
 from twotower_hgnn import stages
-from twotower_hgnn.stages import OWNER, StageRunner, owner_record, remove_stale_tmp
+from twotower_hgnn.stages import CLAIM, StageRunner, owner_record, remove_stale_tmp
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tmp_dir(root: Path, name: str, owner: dict | None) -> Path:
+    """A stage's temporary folder as a run leaves it, claimed by ``owner`` (None: no claim)."""
     d = root / f".{name}.abc123.tmp"
     d.mkdir(parents=True)
     (d / "half.npy").write_bytes(b"partial")
     if owner is not None:
-        (d / OWNER).write_text(json.dumps(owner))
+        (root / f".{name}.{owner['pid']}-1{CLAIM}").write_text(json.dumps(owner))
     return d
 
 
@@ -55,37 +56,52 @@ def test_stale_tmp_removed_live_owner_kept(tmp_path):
     try:
         keep_self = _tmp_dir(tmp_path, "hgnn", owner_record())
         keep_other = _tmp_dir(tmp_path, "graph", _record_of(live))
-        keep_recent_unowned = _tmp_dir(tmp_path, "split", None)
+        gone_unclaimed = _tmp_dir(tmp_path, "split", None)  # a claim always precedes the folder
         gone_dead = _tmp_dir(tmp_path, "two_tower", {**owner_record(), "pid": dead.pid, "start": "1"})
         gone_reused = _tmp_dir(tmp_path / "ablation-B", "hgnn", {**owner_record(), "start": "1"})  # pid reused
-        gone_old = _tmp_dir(tmp_path, "content", None)
-        old = time.time() - stages.STALE_UNOWNED_S - 60
-        os.utime(gone_old, (old, old))
+        fresh_file, old_file = tmp_path / ".config.json.x1.tmp", tmp_path / ".config.json.x2.tmp"
+        for f in (fresh_file, old_file):
+            f.write_text("{")
+        old = time.time() - stages.STALE_FILE_S - 60
+        os.utime(old_file, (old, old))
         log = io.StringIO()
         StageRunner(tmp_path, log=log)
-        assert keep_self.exists() and keep_other.exists() and keep_recent_unowned.exists()
-        assert not gone_dead.exists() and not gone_reused.exists() and not gone_old.exists()
+        assert keep_self.exists() and keep_other.exists() and fresh_file.exists()
+        assert not gone_unclaimed.exists() and not gone_dead.exists() and not gone_reused.exists()
+        assert not old_file.exists()
+        assert sorted(p.name for p in tmp_path.glob(f".*{CLAIM}")) == sorted(
+            [f".hgnn.{os.getpid()}-1{CLAIM}", f".graph.{live.pid}-1{CLAIM}"]
+        )  # the dead claims went with their folders
         assert "removed .two_tower.abc123.tmp (left by an interrupted run)" in log.getvalue()
         live.kill()
         live.wait()
-        assert remove_stale_tmp(tmp_path) == [keep_other]  # its owner has ended now
+        assert remove_stale_tmp(tmp_path) == [tmp_path / f".graph.{live.pid}-1{CLAIM}", keep_other]
     finally:
         live.kill()
         live.wait()
 
 
-def test_a_stage_folder_is_owned_while_written_and_clean_after(tmp_path):
+def test_a_stage_is_claimed_while_written_and_leaves_nothing(tmp_path):
     seen = {}
 
     def fn(out):
-        seen["owner"] = json.loads((out / OWNER).read_text())
-        seen["kept"] = remove_stale_tmp(tmp_path)  # another runner starting meanwhile: nothing removed
+        claims = list(tmp_path.glob(f".a.*{CLAIM}"))
+        seen["owner"] = json.loads(claims[0].read_text())
+        seen["removed"] = remove_stale_tmp(tmp_path)  # another runner starting meanwhile: nothing removed
         (out / "x.txt").write_text("x")
         return {}
 
     StageRunner(tmp_path, log=io.StringIO()).run("a", {}, fn)
-    assert seen["owner"]["pid"] == os.getpid() and seen["kept"] == []
+    assert seen["owner"]["pid"] == os.getpid() and seen["removed"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["_STAGE.json", "x.txt"]
+
+    def boom(out):
+        raise RuntimeError("failed")
+
+    with pytest.raises(RuntimeError):
+        StageRunner(tmp_path, log=io.StringIO()).run("b", {}, boom)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
 
 
 SLOW_ENCODER = """

@@ -6,10 +6,11 @@ the stage's *fingerprint* — a hash of its configuration and of the fingerprint
 reads. A later run skips a stage whose directory holds a marker with the same fingerprint; a
 changed upstream stage changes every downstream fingerprint, so stale outputs are never reused.
 
-A killed run leaves at most a ``.<stage>.<random>.tmp`` directory. Each holds an :data:`OWNER` file
-naming the process that writes it (host, pid, the process's start time); the next :class:`StageRunner`
-on the same version directory removes the ones whose owner is gone (:func:`remove_stale_tmp`), never
-one a live run is writing.
+A killed run leaves at most a ``.<stage>.<random>.tmp`` directory. Before creating it a run writes a
+*claim* ``.<stage>.<token>.owner`` beside it naming the process (host, pid, the process's start time),
+removed when the stage ends; the next :class:`StageRunner` on the same version directory removes every
+stage temporary that no live process claims (:func:`remove_stale_tmp`) and the dead claims, never one
+a live run is writing. The claim exists before the folder, so no kill leaves an unclaimed live folder.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from twotower_hgnn.io import atomic_dir
+from twotower_hgnn.io import atomic_dir, atomic_write_json
 
 MARKER = "_STAGE.json"
-OWNER = "_OWNER.json"  # inside a stage's temporary directory while it is written
-# A temporary entry without a readable owner (a kill between creating the folder and writing OWNER, or
-# another atomic writer's) is removed only once it has not changed for this long.
-STALE_UNOWNED_S = 6 * 3600.0
+CLAIM = ".owner"  # suffix of a stage's claim file: ``.<stage>.<token>.owner`` next to its folder
+# Temporary *files* of atomic writes beside the stages (config.json, _inputs.json) carry no claim: they are
+# removed once this old (such a write takes milliseconds).
+STALE_FILE_S = 3600.0
 
 
 def fingerprint(obj: Any) -> str:
@@ -84,32 +85,56 @@ def owner_alive(rec: dict) -> bool:
     return True
 
 
-def _is_stale(tmp: Path, now: float) -> bool:
+def _stage_of(entry: Path, suffix: str) -> str:
+    """``.<stage>.<random><suffix>`` -> ``<stage>`` (stage names hold no dot; mkdtemp's random part neither)."""
+    return entry.name[1 : -len(suffix)].rsplit(".", 1)[0]
+
+
+def _read_claim(path: Path) -> dict | None:
     try:
-        rec = json.loads((tmp / OWNER).read_text()) if tmp.is_dir() else None
+        rec = json.loads(path.read_text())
     except (OSError, ValueError):
-        rec = None
-    if isinstance(rec, dict) and "pid" in rec:
-        return not owner_alive(rec)
-    try:
-        return now - tmp.stat().st_mtime > STALE_UNOWNED_S
-    except OSError:
-        return False
+        return None
+    return rec if isinstance(rec, dict) and "pid" in rec else None
 
 
 def remove_stale_tmp(root: str | Path) -> list[Path]:
-    """Removes the temporaries (``.*.tmp`` folders and files) under ``root`` and its ``ablation-*``
-    folders that no live run owns (:func:`_is_stale`); returns what was removed."""
+    """Removes, under ``root`` and its ``ablation-*`` folders, the stage temporaries (``.<stage>.*.tmp``
+    folders) that no live process claims, the claims of dead processes, and temporary files older than
+    :data:`STALE_FILE_S`; returns what was removed."""
     root, now, gone = Path(root), time.time(), []
     for d in (root, *sorted(p for p in root.glob("ablation-*") if p.is_dir())):
+        live = set()
+        for claim in sorted(d.glob(f".*{CLAIM}")):
+            rec = _read_claim(claim)  # written atomically: unreadable = not a claim of ours
+            if rec is not None and owner_alive(rec):
+                live.add(_stage_of(claim, CLAIM))
+            elif rec is not None:
+                claim.unlink(missing_ok=True)
+                gone.append(claim)
         for tmp in sorted(d.glob(".*.tmp")):
-            if _is_stale(tmp, now):
-                if tmp.is_dir():
-                    shutil.rmtree(tmp, ignore_errors=True)
-                else:
-                    tmp.unlink(missing_ok=True)
+            try:
+                stale = _stage_of(tmp, ".tmp") not in live if tmp.is_dir() else now - tmp.stat().st_mtime > STALE_FILE_S
+            except OSError:
+                continue
+            if stale and tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif stale:
+                tmp.unlink(missing_ok=True)
+            if stale:
                 gone.append(tmp)
     return gone
+
+
+def _write_marker(tmp: Path, name: str, fp: str, secs: float, summary: dict) -> None:
+    meta = {
+        "stage": name,
+        "fingerprint": fp,
+        "seconds": secs,
+        "summary": summary,
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (tmp / MARKER).write_text(json.dumps(meta, sort_keys=True, indent=1, default=_default))
 
 
 @dataclasses.dataclass
@@ -187,25 +212,16 @@ class StageRunner:
         print(f"[stage] {name:<14} running ...", file=self.log, flush=True)
         self.current_fingerprint = fp  # lets a stage key resumable work (checkpoints) by its inputs
         t0 = time.time()
-        with atomic_dir(self.path(name)) as tmp:
-            (Path(tmp) / OWNER).write_text(json.dumps(owner_record()))
-            summary = fn(Path(tmp)) or {}
-            (Path(tmp) / OWNER).unlink(missing_ok=True)
-            secs = time.time() - t0
-            (Path(tmp) / MARKER).write_text(
-                json.dumps(
-                    {
-                        "stage": name,
-                        "fingerprint": fp,
-                        "seconds": secs,
-                        "summary": summary,
-                        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    },
-                    sort_keys=True,
-                    indent=1,
-                    default=_default,
-                )
-            )
+        out = self.path(name)
+        claim = out.parent / f".{out.name}.{os.getpid()}-{time.time_ns()}{CLAIM}"
+        atomic_write_json(claim, owner_record())  # before the temporary folder exists: no unclaimed window
+        try:
+            with atomic_dir(out) as tmp:
+                summary = fn(Path(tmp)) or {}
+                secs = time.time() - t0
+                _write_marker(Path(tmp), name, fp, secs, summary)
+        finally:
+            claim.unlink(missing_ok=True)
         print(f"[stage] {name:<14} done in {secs:.1f}s", file=self.log, flush=True)
         res = StageResult(name, self.path(name), fp, True, secs, summary)
         self.results[name] = res
