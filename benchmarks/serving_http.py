@@ -5,8 +5,10 @@ version switch in the middle; p50/p90/p99 per request kind, throughput, status c
   python -m benchmarks.serving_http --run=runs/movielens1m/default --requests=5000 --clients=16
 
 The server runs in its own process (as deployed); latencies are measured by the clients (request sent to
-answer read, keep-alive connections). Writes ``benchmarks/results/serving_http.json`` with the machine, date
-and git sha. The run fails (exit 1) on any 5xx answer or any malformed request not answered 4xx.
+answer read, keep-alive connections). Before the server starts, ``--k_sweep`` distinct ``k`` values are asked
+of the podcast model in this process: programs compiled (at most one per k bucket) and RSS growth (<= 50 MB).
+Writes ``benchmarks/results/serving_http.json`` with the machine, date
+and git sha. The run fails (exit 1) on any 5xx answer, any malformed request not answered 4xx, or a k sweep over its bounds.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ flags.DEFINE_integer("requests", 2000, "Requests in all.")
 flags.DEFINE_integer("clients", 8, "Concurrent clients (one keep-alive connection each).")
 flags.DEFINE_float("malformed_frac", 0.25, "Share of malformed requests.")
 flags.DEFINE_boolean("switch", True, "Reload a copy of the export half-way through.")
+flags.DEFINE_integer("k_sweep", 1000, "In-process: this many distinct k values (RSS growth, programs compiled).")
 flags.DEFINE_string("out", str(ROOT / "benchmarks" / "results" / "serving_http.json"), "JSON output ('' = none).")
 FLAGS = flags.FLAGS
 
@@ -102,6 +105,43 @@ def _client(url: str, part: list, reload_to: Path | None) -> list[tuple[str, int
     return got
 
 
+def _k_sweep(export: Path, n: int) -> dict:
+    """``n`` distinct k values against the podcast model in this process: programs lowered, RSS growth."""
+    import jax
+    import numpy as np
+    import psutil
+
+    from twotower_hgnn.retrieval import k_bucket
+    from twotower_hgnn.serving import Recommender
+
+    rec = Recommender.load(export, "podcast")
+    uid = rec.dataset.users["user_id"].iloc[0]
+    rec.recommend(user_id=uid, k=1)  # the user tower and the first bucket
+    lowered = []
+
+    def listener(event: str, secs: float, **kw) -> None:
+        if event.endswith("jaxpr_to_mlir_module_duration"):
+            lowered.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    rng = np.random.default_rng(0)
+    ks = sorted(set(range(1, n // 2 + 1)) | set(int(x) for x in rng.integers(n // 2 + 1, 10**9, n)))[:n]
+    rss0, t0 = psutil.Process().memory_info().rss, time.perf_counter()
+    for k in ks:
+        rec.recommend(user_id=uid, k=k)
+    seconds, rss1 = time.perf_counter() - t0, psutil.Process().memory_info().rss
+    jax.monitoring.unregister_event_duration_listener(listener)
+    buckets = sorted({k_bucket(k, rec.num_items) for k in ks})
+    return {
+        "distinct_k": len(ks),
+        "catalogue": rec.num_items,
+        "buckets": buckets,
+        "programs_lowered": len(lowered),
+        "rss_growth_mb": round((rss1 - rss0) / 2**20, 1),
+        "ms_per_request": round(1000 * seconds / len(ks), 2),
+    }
+
+
 def _summary(results: list[tuple[str, int, float]], seconds: float) -> dict:
     import numpy as np
 
@@ -135,6 +175,7 @@ def main(argv) -> None:
         export = vdir / "export"
         users = pd.read_parquet(export / "audiobook" / "users.parquet")["user_id"].astype(str).tolist()[:200]
         item = pd.read_parquet(export / "audiobook" / "index" / "item_ids.parquet")["item_id"].iloc[0]
+        sweep = _k_sweep(export, FLAGS.k_sweep) if FLAGS.k_sweep else None
         copy = tmp / "v2"
         shutil.copytree(export, copy)
         proc, url = _start(vdir)
@@ -158,10 +199,11 @@ def main(argv) -> None:
     five = sum(1 for _, s, _ in results if s >= 500)
     bad_ok = sum(1 for k, s, _ in results if k == "malformed" and not 400 <= s < 500)
     summary["one_client"] = sequential
+    summary["k_sweep"] = sweep
     summary.update({"5xx": five, "malformed_not_4xx": bad_ok, "server_exit_code": rc})
     meta = {
         "machine": machine(),
-        "args": {k: FLAGS[k].value for k in ("run", "requests", "clients", "malformed_frac", "switch")},
+        "args": {k: FLAGS[k].value for k in ("run", "requests", "clients", "malformed_frac", "switch", "k_sweep")},
     }
     print(json.dumps(summary, indent=1))
     if FLAGS.out:
@@ -169,6 +211,8 @@ def main(argv) -> None:
         print(f"wrote {FLAGS.out}")
     if five or bad_ok or rc != 0:
         raise SystemExit(f"FAIL: {five} 5xx, {bad_ok} malformed requests not answered 4xx, server exit code {rc}")
+    if sweep and (sweep["programs_lowered"] > len(sweep["buckets"]) or sweep["rss_growth_mb"] > 50):
+        raise SystemExit(f"FAIL: k sweep {sweep}")
 
 
 if __name__ == "__main__":

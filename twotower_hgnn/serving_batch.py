@@ -54,7 +54,7 @@ def chunk_features(rec: Any, u0: int, u1: int, as_of: int) -> F.UserFeatures:
     else:
         music, has = np.zeros((len(users), vocab.d_music), np.float32), np.zeros(len(users), np.float32)
     ages = ds.users["age"].to_numpy()[u0:u1].astype(np.int64)
-    countries = ds.users["country"].astype(str).to_numpy()[u0:u1]
+    countries = ds.users["country"].iloc[u0:u1].astype(str).to_numpy()  # slice first: O(chunk), not O(users)
     return F.assemble_user_features(vocab, ages, countries, music, has, means, counts, ids)
 
 
@@ -85,7 +85,7 @@ def chunk_table(rec: Any, u0: int, u1: int, k: int, as_of: int, exclude_consumed
     glob = rows[ok] + rec.start
     return pa.table(
         {
-            "user_id": pa.array(rec._user_pos.to_numpy()[user_rows].astype(str), pa.string()),
+            "user_id": pa.array(rec._user_pos[user_rows].to_numpy().astype(str), pa.string()),
             "rank": pa.array(ranks, pa.int32()),
             "item_id": pa.array(rec._item_ids[glob], pa.string()),
             "score": pa.array(scores[ok].astype(np.float32), pa.float32()),
