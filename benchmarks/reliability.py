@@ -256,7 +256,14 @@ def flag_cases(with_model: bool) -> list[tuple[str, list[str], bool]]:
         print("running as root: the unreadable-file cases are skipped")
         cases = [c for c in cases if "locked.csv" not in " ".join(c[1])]
     if (ROOT / "launch" / "serve.py").exists():
-        cases += [("serve", ["--export={missing}"], True), ("serve", ["--no_such_flag=1"], True)]
+        cases += [
+            ("serve", ["--export={missing}"], True),
+            ("serve", ["--export={file}"], True),
+            ("serve", ["--export={missing}", "--port=70000"], True),
+            ("serve", ["--export={missing}", "--log_level=loud"], True),
+            ("serve", ["--export={missing}", "--timeout_s=-1"], True),
+            ("serve", ["--no_such_flag=1"], True),
+        ]
     if with_model:
         cases += [(s, a, True) for s, a in _cases_recommend()]
     controls = [c for c in CONTROLS if with_model or "{model}" not in " ".join(c[1])]
