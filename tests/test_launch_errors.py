@@ -145,3 +145,14 @@ def test_interrupt_and_sigterm_end_with_one_line(sig, rc, tmp_path):
     _, err = proc.communicate(timeout=30)
     lines = [s for s in err.splitlines() if s.strip()]
     assert proc.returncode == rc and len(lines) == 1 and lines[0].startswith("interrupted"), (proc.returncode, err)
+
+
+def test_flag_enums_match_the_library():
+    """launch.common spells the enums without importing the library at parse time: they must agree."""
+    from launch import common
+    from twotower_hgnn.data import DATASETS
+    from twotower_hgnn.data.synthetic_config import SCALES
+    from twotower_hgnn.pipeline.config import STAGES
+
+    assert common.DATASETS == tuple(DATASETS) and common.STAGES == tuple(STAGES)
+    assert set(common.SCALES) == set(SCALES)
