@@ -9,7 +9,8 @@
 Binds 127.0.0.1 unless ``--host`` says otherwise (the admin route has no authentication: keep it off public
 interfaces). SIGTERM / Ctrl-C stop accepting connections and drain the requests in flight (up to
 ``--drain_s``); SIGHUP reloads the current source (e.g. after repointing a symlink). ``--port=0`` picks a
-free port; the first line printed names the address.
+free port; the first line printed names the address. ``--check`` loads the export, answers one request
+in-process and exits 0 without binding (a smoke test for scripts).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ flags.DEFINE_integer("max_concurrency", 16, "Requests computed at once; more get
 flags.DEFINE_float("timeout_s", 10.0, "Per-request time limit (504 after).", lower_bound=0.001)
 flags.DEFINE_integer("max_body_bytes", 1 << 20, "Largest POST body (413 above).", lower_bound=64)
 flags.DEFINE_integer("drain_s", 30, "On SIGTERM, how long requests in flight may finish.", lower_bound=0)
+flags.DEFINE_boolean("check", False, "Load the export, answer one request in-process, print the address and exit 0.")
 flags.DEFINE_enum("log_level", "warning", ["debug", "info", "warning", "error"], "uvicorn log level.")
 FLAGS = flags.FLAGS
 
@@ -75,6 +77,10 @@ def main(argv) -> None:
         state = ServiceState(FLAGS[given[0]].value, cfg)
     except ServingError as e:
         _die(str(e))
+    if FLAGS.check:  # the export loaded and answered a request (ServiceState does that): nothing to bind
+        info = state.current[1]
+        print(f"ok: would serve {info['target_type']}s of {info['version']} on http://{FLAGS.host}:{FLAGS.port}")
+        return
     sock = _bind(FLAGS.host, FLAGS.port)
     host, port = sock.getsockname()[:2]
     info = state.current[1]

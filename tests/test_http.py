@@ -141,3 +141,28 @@ def test_limits_and_drain(tmp_path):
             assert fut.result() == 200
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/healthz", timeout=2)
+
+
+def test_serve_script_answers_and_stops_cleanly_on_sigterm(tiny_run):
+    """launch/serve.py as deployed: binds 127.0.0.1 (a free port here), answers, drains and exits 0 on SIGTERM."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    cfg, _ = tiny_run
+    cmd = [sys.executable, str(ROOT / "launch" / "serve.py"), f"--run={cfg.version_dir()}", "--port=0"]
+    proc = subprocess.Popen(cmd, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        url = re.search(r"on (http://127\.0\.0\.1:\d+)", first)
+        assert url, first
+        r = httpx.get(f"{url.group(1)}/recommend", params={"user_id": "nobody"}, timeout=30)
+        assert r.status_code == 404 and r.json()["error"].startswith("unknown user_id 'nobody'")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "stopped (SIGTERM)" in out, out[-2000:]

@@ -254,7 +254,7 @@ class Recommender:
         **unknown: Any,
     ) -> np.ndarray:
         """float32 ``[d]`` user-tower output for a known user or raw features (module docstring)."""
-        check_fields(unknown, ())
+        check_fields(unknown, ("user_id", "age", "country", "music", "interactions", "as_of"))
         feats, _, _ = self._resolve(user_id, age, country, music, interactions, as_of)
         return encode_chunked(self.result.model_cfg, self.result.params, feats, "user", chunk=1)[0]
 
@@ -276,7 +276,7 @@ class Recommender:
         ``exclude_consumed`` drops the target-type items the user streamed before ``as_of`` (weak
         signals are kept: a previewed audiobook is a good recommendation).
         """
-        check_fields(unknown, ())
+        check_fields(unknown)
         k = min(check_k(k), self.num_items)
         exclude_consumed = check_bool(exclude_consumed, "exclude_consumed")
         feats, (item, ev, ts), as_of = self._resolve(user_id, age, country, music, interactions, as_of)
