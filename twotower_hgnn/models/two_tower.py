@@ -265,14 +265,17 @@ def full_softmax_loss(
 
     Args:
       user_vecs: float ``[B, d]``; all_item_vecs: float ``[N, d]`` (every catalogue item).
-      item_row: int ``[B]`` row of each example's positive item; mask: ``[B]`` (1 = real example);
-      weight: ``[B]`` per-example loss weights (default: the mask).
+      item_row: int ``[B]`` row of each example's positive item, or ``[B, M]``: M positives per row
+        scored against the row's one softmax (multinomial likelihood); mask: ``[B]`` / ``[B, M]`` (1 =
+        real example / target); weight: same shape, per-target loss weights (default: the mask).
       logit_offset: float ``[B, N]`` added to the logits (e.g. each example's time-aware prior).
     """
     logits = jnp.dot(user_vecs, all_item_vecs.T, precision=jax.lax.Precision.HIGHEST) / temperature
     if logit_offset is not None:
         logits = logits + logit_offset
-    ce = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, item_row[:, None], axis=-1)[:, 0]
+    rows = item_row if item_row.ndim == 2 else item_row[:, None]
+    ce = jax.nn.logsumexp(logits, axis=-1, keepdims=True) - jnp.take_along_axis(logits, rows, axis=-1)
+    ce = ce if item_row.ndim == 2 else ce[:, 0]
     m = jnp.ones_like(ce) if mask is None else jnp.asarray(mask, jnp.float32)
     w = m if weight is None else jnp.asarray(weight, jnp.float32) * m
     return jnp.sum(w * ce) / jnp.maximum(jnp.sum(m), 1e-12)

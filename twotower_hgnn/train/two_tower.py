@@ -61,6 +61,7 @@ from twotower_hgnn.train.two_tower_batches import (  # noqa: F401  (batch helper
     recency_weights,
     training_data,
 )
+from twotower_hgnn.train.two_tower_init import svd_item_embeddings, with_svd_ids
 from twotower_hgnn.train.two_tower_config import TwoTowerResult, TwoTowerTrainConfig
 from twotower_hgnn.train.two_tower_loop import (  # noqa: F401  (the loop's names are re-exported for callers)
     CheckpointHook,
@@ -407,6 +408,10 @@ def train_two_tower(
     """
     workdir = Path(workdir).expanduser().resolve()
     model_cfg, vocab, table, hist = prepare(ds, content_emb, hgnn_emb, cfg, known_items=_known_items(split))
+    if cfg.example_history == "leave_many_out" and model_cfg.negatives != "full":
+        raise ValueError(
+            f"example_history='leave_many_out' needs the full softmax (<= {FULL_SOFTMAX_MAX_ITEMS:,} items)"
+        )
     ex, host_batch, train_table, prior = training_data(ds, split, cfg, vocab, table, hist)
     mesh = make_mesh(cfg.num_devices)
     if cfg.batch_size % mesh.devices.size:
@@ -417,6 +422,11 @@ def train_two_tower(
     total = cfg.epochs * spe if cfg.max_steps is None else min(cfg.epochs * spe, int(cfg.max_steps))
     tx = _optimizer(cfg)
     params = _init_params(model_cfg, cfg, host_batch(0), table)
+    if cfg.id_init == "svd" and model_cfg.id_dim > 0:
+        svd = svd_item_embeddings(
+            getattr(split, "train", split), ds.num_users, ds.num_items, model_cfg.id_dim, cfg.seed, cfg.positive_events
+        )
+        params = with_svd_ids(params, svd)
     keep_best = validate is not None
     ckpt = Checkpointer(workdir / "checkpoints", max_to_keep=2)
     # JSON round trip so that tuples compare equal to the lists a restored meta holds.

@@ -47,7 +47,7 @@ def make_batch(
 
 def prior_log_frequency(ex: F.TrainingExamples, days: float | None, alpha: float = 1.0) -> np.ndarray:
     """float32 ``[N]`` smoothed log frequency of each item row among the examples of the last ``days``."""
-    keep = np.ones(len(ex), bool) if days is None else ex.timestamp >= ex.timestamp.max() - days * F.DAY_S
+    keep = np.ones(len(ex.item_row), bool) if days is None else ex.timestamp >= ex.timestamp.max() - days * F.DAY_S
     counts = np.bincount(ex.item_row[keep], minlength=len(ex.item_counts))
     return F.smoothed_log_q(counts, alpha)
 
@@ -86,6 +86,15 @@ def training_data(
 
     Sets ``table.log_prior`` (float32 ``[N]``, the served prior); with ``prior_as_of`` the step reads
     ``train_table`` (``log_prior`` zeroed) and ``prior`` (float32 ``[S, N]``), else ``table`` and None."""
+    if cfg.example_history == "leave_many_out":  # one unit per user, targets drawn per step
+        from twotower_hgnn.features_encoding import _interactions_frame
+        from twotower_hgnn.train.two_tower_masked import build_units, units_host_batch
+
+        units = build_units(ds, _interactions_frame(getattr(split, "train", split)), cfg, hist, vocab)
+        if len(units) == 0:
+            raise ValueError(f"no training users with two {cfg.positive_events} of {cfg.target_type}s")
+        table.log_prior = prior_log_frequency(units, cfg.prior_days, cfg.q_smoothing)
+        return units, units_host_batch(ds, units, cfg, hist), table, None
     ex = F.build_training_examples(
         ds,
         split,

@@ -27,7 +27,9 @@ class TwoTowerTrainConfig:
       patience / eval_every: with a ``validate`` hook, validate every ``eval_every`` steps (None = once
         per epoch) and stop after ``patience`` validations without improvement; the best parameters
         are returned (early stopping).
-      example_history: "as_of" (paper: history strictly before each example) or "leave_one_out" (the
+      example_history: "as_of" (paper: history strictly before each example), "leave_many_out" (one unit
+        per user: a random ``target_frac`` of the positives, at most ``max_targets``, held out of the
+        history and scored together; ``train.two_tower_masked``; needs the full softmax) or "leave_one_out" (the
         whole training history minus the target item; ``features.build_training_examples``).
       recency_halflife_days: per-example loss weight halving every this many days before the last
         training example (None = uniform, the paper): recent behaviour counts more.
@@ -35,6 +37,8 @@ class TwoTowerTrainConfig:
         last ``prior_days`` days of training (None = all of it): what is popular now.
       id_history_len: most recent history items per type fed to the item-id embedding (``model.id_dim``
         > 0 turns the shared item-id embedding on; 0 here then means "item tower ids only").
+      id_init: "normal" (random rows) or "svd": the id table starts from the item factors of a truncated
+        SVD of the training part's user x item matrix (``train.two_tower_init``); still learned.
       history_days: user-history window (None = unbounded); positive_events: events that are positives.
       q_smoothing: additive smoothing of the item frequency q behind the logQ / inverse weights.
       checkpoint_every: steps between checkpoints (and one at the end); log_every: steps between logs.
@@ -56,6 +60,9 @@ class TwoTowerTrainConfig:
     patience: int = 2
     eval_every: int | None = None
     id_history_len: int = 0
+    id_init: str = "normal"
+    target_frac: float = 0.2
+    max_targets: int = 64
     example_history: str = "as_of"
     recency_halflife_days: float | None = None
     weight_decay: float = 0.0
@@ -76,6 +83,18 @@ class TwoTowerTrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.example_history not in ("as_of", "leave_one_out", "leave_many_out"):
+            raise ValueError(
+                f"example_history must be as_of, leave_one_out or leave_many_out, got {self.example_history!r}"
+            )
+        if self.example_history == "leave_many_out" and (self.prior_as_of or self.model.negatives != "full"):
+            raise ValueError("example_history='leave_many_out' needs model.negatives='full' and prior_as_of=False")
+        if not (0.0 < self.target_frac < 1.0) or int(self.max_targets) < 1:
+            raise ValueError(
+                f"target_frac must be in (0, 1) and max_targets >= 1, got {self.target_frac}, {self.max_targets}"
+            )
+        if self.id_init not in ("normal", "svd"):
+            raise ValueError(f"id_init must be 'normal' or 'svd', got {self.id_init!r}")
         if self.prior_as_of and (self.prior_days is None or not self.model.item_bias):
             raise ValueError("prior_as_of needs prior_days and model.item_bias")
 
