@@ -69,7 +69,9 @@ def test_units_batch_holds_the_targets_out_of_the_history():
         seen += 1
         # which user: the unit whose positives contain every target and whose features match
         rows_u = [
-            u for u in range(len(units)) if set(targets - start) <= set(units.rows[units.indptr[u] : units.indptr[u + 1]])
+            u
+            for u in range(len(units))
+            if set(targets - start) <= set(units.rows[units.indptr[u] : units.indptr[u + 1]])
         ]
         ok = False
         for u in rows_u:
