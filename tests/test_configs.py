@@ -96,3 +96,12 @@ def test_command_line_overrides_and_deprecated_aliases():
     bad = _launch("--config.hgnn.lr=fast", "--print_config")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --config.hgnn.lr=fast: not a float"
     assert "Traceback" not in bad.stderr
+
+
+def test_overrides_that_only_fit_together_apply_in_any_order():
+    pair = {"two_tower.example_history": "leave_many_out", "two_tower.prior_as_of": "false"}
+    for over in (pair, dict(reversed(list(pair.items())))):
+        t = configs.load("demo", over).two_tower
+        assert (t.example_history, t.prior_as_of) == ("leave_many_out", False)
+    with pytest.raises(configs.ConfigError, match="example_history=leave_many_out"):
+        configs.load("demo", {"two_tower.example_history": "leave_many_out"})  # alone it cannot apply

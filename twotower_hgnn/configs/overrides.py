@@ -23,9 +23,23 @@ _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
 def apply_overrides(cfg: Any, overrides: Mapping[str, Any]) -> Any:
-    """``cfg`` with each ``{dotted.path: value}`` applied in order (values: strings or Python objects)."""
-    for path, value in overrides.items():
-        cfg = _set(cfg, path.split("."), value, path)
+    """``cfg`` with each ``{dotted.path: value}`` applied (values: strings or Python objects).
+
+    Overrides apply in order; one that the configuration refuses only in combination with fields still to
+    be overridden (e.g. ``two_tower.example_history=leave_many_out`` before ``two_tower.prior_as_of=false``)
+    is retried after the others, so the order on the command line does not matter. The first error of an
+    override that no order can apply is raised."""
+    pending = list(overrides.items())
+    while pending:
+        failed: list[tuple[str, Any, ConfigError]] = []
+        for path, value in pending:
+            try:
+                cfg = _set(cfg, path.split("."), value, path)
+            except ConfigError as e:
+                failed.append((path, value, e))
+        if len(failed) == len(pending):  # no progress: report the first refusal
+            raise failed[0][2]
+        pending = [(p, v) for p, v, _ in failed]
     return cfg
 
 
