@@ -101,6 +101,22 @@ def changes_table(c: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def random_changes_table(r: Mapping[str, Any]) -> str:
+    lines = [r["what"] + ".", "", "| change | settings | decision | val HR@10 (at step) |", "|---|---|---|---|"]
+    for ch in r["changes"]:
+        sets = ", ".join(f"`{k}={v}`" for k, v in ch["settings"].items()) or "-"
+        lines.append(
+            f"| {ch['change']} (`{ch['run']}`) | {sets} | {ch['decision']}: {ch['why']} | "
+            f"{ch['val_hr10']:.3f} ({ch['at_step']}) |"
+        )
+    lines += [
+        "",
+        f"On the same validation part: ItemKNN {r['itemknn_val_hr10']:.3f}, EASE {r['ease_val_hr10']:.3f} "
+        f"(tuned on it). Machine: {r['machine']}.",
+    ]
+    return "\n".join(lines)
+
+
 NOTES = Path(__file__).resolve().parents[1] / "BUILD_NOTES.md"
 BEGIN, END = "<!-- BEGIN generated -->", "<!-- END generated -->"
 
@@ -123,7 +139,10 @@ def main() -> None:
         parts.append(quality_tables(json.loads(q.read_text())))
     c = RESULTS / "quality_changes.json"
     if c.exists():
-        parts.append(changes_table(json.loads(c.read_text())))
+        changes = json.loads(c.read_text())
+        parts.append(changes_table(changes))
+        if "random_changes" in changes:
+            parts.append(random_changes_table(changes["random_changes"]))
     if not parts:
         sys.exit(f"no results in {RESULTS}")
     text = "\n\n".join(parts)
