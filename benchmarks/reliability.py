@@ -59,6 +59,7 @@ def fixtures(d: Path) -> dict[str, str]:
     (d / "locked.csv").write_text("text\nsecret\n")
     os.chmod(d / "locked.csv", 0)
     (d / "garbage.npy").write_bytes(b"not an array")
+    (d / "broken.py").write_text("def get_config(:\n    pass\n")
     return {"tmp": str(d), "missing": str(d / "missing.csv"), "file": str(d / "i.csv"), "dir": str(d / "dir")}
 
 
@@ -90,6 +91,7 @@ def _cases_pipeline() -> list[tuple[str, list[str]]]:
         ["stray_argument"],
         ["--config=fastest"],
         ["--config={tmp}/missing.py"],
+        ["--config={tmp}/broken.py"],
         ["--config.eval.k=0"],
         ["--config.eval.k=-5"],
         ["--config.eval.k=1000000"],
@@ -143,6 +145,7 @@ def _cases_other() -> list[tuple[str, list[str]]]:
         ("train_hgnn", ["--graph_dir={missing}", "--features={file}", "--out_dir={tmp}/h"]),
         ("train_hgnn", ["--graph_dir={dir}", "--features={tmp}/garbage.npy", "--out_dir={tmp}/h"]),
         ("train_hgnn", ["--dataset=synthetic", "--out_dir={tmp}/h", "--max_neighbors=0"]),
+        ("train_hgnn", ["--dataset=synthetic", "--out_dir={tmp}/h", "--coordinator=localhost"]),
         ("train_hgnn", ["--dataset=synthetic", "--out_dir={tmp}/h", "--config.hgnn.batch_positives=0"]),
         ("train_two_tower", ["--out_dir={tmp}/t", "--print_config"]),
         ("train_two_tower", ["--out_dir={tmp}/t", "--hgnn_embeddings={tmp}/garbage.npy"]),

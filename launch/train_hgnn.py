@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 
 from absl import flags
 
@@ -66,6 +67,11 @@ flags.DEFINE_integer(
 )
 define_output("export", None, "Embeddings .npz (default OUT_DIR/item_embeddings.npz).", is_dir=False)
 flags.DEFINE_string("coordinator", None, "host:port of process 0 (multi-process).")
+flags.register_validator(
+    "coordinator",
+    lambda v: v is None or bool(re.fullmatch(r"[^:\s]+:([1-9][0-9]{0,4})", v)) and int(v.rsplit(":", 1)[1]) < 65536,
+    "not host:port (a port in 1..65535)",
+)
 flags.DEFINE_integer("num_processes", 1, "Processes in the job.", lower_bound=1)
 flags.DEFINE_integer("process_id", 0, "This process's index (0 .. num_processes - 1).", lower_bound=0)
 flags.register_multi_flags_validator(

@@ -156,3 +156,12 @@ def test_flag_enums_match_the_library():
 
     assert common.DATASETS == tuple(DATASETS) and common.STAGES == tuple(STAGES)
     assert set(common.SCALES) == set(SCALES)
+
+
+def test_a_config_file_with_a_syntax_error_is_one_config_error(tmp_path):
+    from twotower_hgnn import configs
+
+    f = tmp_path / "mine.py"
+    f.write_text("def get_config(:\n    pass\n")
+    with pytest.raises(configs.ConfigError, match=r"mine\.py:1: "):
+        configs.load(str(f))

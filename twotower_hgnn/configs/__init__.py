@@ -47,7 +47,10 @@ def load(spec: str = "demo", overrides: Mapping[str, Any] | None = None) -> RunC
             raise ConfigError(f"--config: {spec} is not a file")
         mod_spec = importlib.util.spec_from_file_location(f"_run_config_{path.stem}", path)
         module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
+        try:
+            mod_spec.loader.exec_module(module)
+        except SyntaxError as e:  # the user's file: one line naming it (other errors keep their traceback)
+            raise ConfigError(f"--config: {spec}:{e.lineno}: {e.msg}") from None
         if not hasattr(module, "get_config"):
             raise ConfigError(f"--config: {spec} defines no get_config()")
         cfg = module.get_config()
