@@ -4,6 +4,7 @@ internal error keeps its traceback and exits 1, Ctrl-C / SIGTERM end with one li
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -165,3 +166,25 @@ def test_a_config_file_with_a_syntax_error_is_one_config_error(tmp_path):
     f.write_text("def get_config(:\n    pass\n")
     with pytest.raises(configs.ConfigError, match=r"mine\.py:1: "):
         configs.load(str(f))
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"eval.k": "0"}, "eval.k: 0 must be >= 1"),
+        ({"eval.k": "-3"}, "eval.k: -3 must be >= 1"),
+        ({"eval.k": "1000000"}, "<= 1000"),
+        ({"two_tower.max_steps": "-1"}, "two_tower.max_steps: -1 must be >= 1"),
+        ({"two_tower.time_budget_s": "0"}, "two_tower.time_budget_s: 0.0 must be > 0"),
+        ({"two_tower.ema_decay": "1.5"}, "two_tower.ema_decay"),
+        ({"two_tower.positive_events": ""}, "two_tower.positive_events"),
+        ({"hgnn.max_steps": "-5"}, "max_steps"),
+        ({"eval.targets": ""}, "eval.targets"),
+    ],
+)
+def test_configuration_values_no_run_can_use_are_refused_at_load(over, message):
+    """What ``--config.<path>=value`` refuses while the command line is parsed (before any work)."""
+    from twotower_hgnn import configs
+
+    with pytest.raises(configs.ConfigError, match=re.escape(message)):
+        configs.load("test", over)

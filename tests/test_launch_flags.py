@@ -78,7 +78,6 @@ def test_help_lists_every_flag_of_the_script(script, tmp_path):
         ("train_hgnn", ["--out_dir={tmp}"], "give --dataset, or both --graph_dir and --features"),
         ("train_two_tower", ["--out_dir={tmp}", "--val=1"], "Unknown command line flag 'val'"),
         ("train_two_tower", ["--out_dir={tmp}"], "--hgnn_embeddings is required"),
-        ("pipeline", ["--config=test", "--config.eval.k=0"], "eval.k"),
     ],
 )
 def test_bad_flags_are_one_line_exit_2_before_any_work(script, args, expect, tmp_path):
