@@ -12,7 +12,8 @@ The substitution rule (what the test changes in a README command, and nothing el
    ``--config.<path>`` the command sets itself is kept) and ``--out_dir=<the tiny run's root>`` are
    appended; ``runs/<dataset>/<version>`` paths become the tiny run's version folder, ``--user_id`` a
    user of the tiny data.
-4. A bare ``…`` is the script's smallest argument set (:data:`FILL`).
+4. A bare ``…`` is the script's smallest argument set (:data:`FILL`); ``launch.serve`` gets ``--check``
+   (loads the export, answers one request and exits instead of serving forever).
 5. Commands whose substituted form is the tiny run itself (its dataset, version and configuration) run
    to completion: every stage is skipped as valid, then the command does its own work (example
    recommendations, statistics, encoding, serving). Commands that would train new models (a new
@@ -116,6 +117,8 @@ def substitute(cmd: str, ctx: dict[str, str]) -> tuple[list[str], bool]:
         out.append(f"--out_dir={ctx['out_dir']}")
     if script == "evaluate":
         out.append(f"--out_dir={ctx['tmp']}/evaluate")
+    if script == "serve":
+        out.append("--check")  # load the export, answer one request, exit (a server would never return)
     if script in ("pipeline", "ablations", "evaluate", "train_hgnn", "train_two_tower"):
         out.append("--config=test")
         out += [] if any(a.startswith("--config.sampler") for a in out) else ["--config.sampler=numpy"]
