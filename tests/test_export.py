@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import ROOT
 from twotower_hgnn.io import atomic_dir, atomic_write_text
 from twotower_hgnn.serving import Recommender, ServingError
-from twotower_hgnn.serving_batch import batch_recommend
+from twotower_hgnn.serving_batch import batch_recommend, batch_recommend_export
 from twotower_hgnn.serving_export import export_model
 
 
@@ -101,6 +101,9 @@ def test_batch_top_k_equals_per_user_requests(version, tmp_path):
         np.testing.assert_allclose(got["score"], [s for _, _, s in want], rtol=1e-5, atol=1e-6)
     with pytest.raises(ServingError, match="chunk_users"):
         batch_recommend(rec, tmp_path / "c.parquet", chunk_users=0)
+    every = batch_recommend_export(version / "export", tmp_path / "all", k=12)  # each served type
+    assert sorted(every) == ["audiobook", "podcast"] and every["podcast"]["rows"] == a["rows"]
+    pd.testing.assert_frame_equal(df, pd.read_parquet(tmp_path / "all" / "top12-podcast.parquet"))
 
 
 def _recommend(*args: str) -> subprocess.CompletedProcess:

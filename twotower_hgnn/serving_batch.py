@@ -135,3 +135,29 @@ def batch_recommend(
         "as_of": as_of,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def batch_recommend_export(
+    export_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    k: Any = 10,
+    chunk_users: Any = 4096,
+    progress: Any = None,
+) -> dict:
+    """Every served target type of an export folder: ``<out_dir>/top<k>-<target>.parquet`` (a pipeline stage's
+    body: ``Recommender.load(export_dir, target)`` then :func:`batch_recommend`); returns per target the summary."""
+    import json
+
+    from twotower_hgnn.serving import Recommender
+
+    manifest = Path(export_dir) / "MANIFEST.json"
+    try:
+        served = sorted(json.loads(manifest.read_text())["served"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ServingError(f"{manifest}: not a readable export manifest ({e})") from None
+    out = {}
+    for target in served:
+        rec = Recommender.load(export_dir, target)
+        path = Path(out_dir) / f"top{min(check_k(k), rec.num_items)}-{target}.parquet"
+        out[target] = batch_recommend(rec, path, k=k, chunk_users=chunk_users, progress=progress)
+    return out
