@@ -104,6 +104,13 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.index not in INDEX_KINDS:
             raise ConfigError(f"export.index: {self.index!r} is not one of {INDEX_KINDS}")
+        if self.index == "ivf":
+            from twotower_hgnn.retrieval import faiss_available
+
+            if not faiss_available():
+                raise ConfigError(
+                    "export.index: 'ivf' needs faiss: pip install 'twotower_hgnn[ann]' (or use auto/exact)"
+                )
 
 
 @dataclasses.dataclass(frozen=True)
