@@ -196,6 +196,15 @@ def store_dataset(directory: Path, meta: dict) -> Dataset:
 
 
 # ---------------------------------------------------------------------------------- version export
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link where the file system allows it (model files are immutable once written: a rerun
+    replaces its folder, the export keeps the old inode), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
 def measure_recall(index: Any, queries: np.ndarray, vectors: np.ndarray, k: int = 100) -> dict:
     """recall@k of ``index`` against exact search over ``vectors`` for ``queries`` ``[Q, d]``."""
     k = int(min(k, vectors.shape[0]))
@@ -225,7 +234,7 @@ def export_model(
     with atomic_dir(dest) as d:
         for name in MODEL_FILES + STORE_FILES:
             if (src / name).is_file():
-                shutil.copyfile(src / name, d / name)
+                _link_or_copy(src / name, d / name)
         ds = store_dataset(d, meta) if meta.get("has_store") else None
         item_ids = (ds.items if ds is not None else pd.read_parquet(d / "items.parquet"))["item_id"].to_numpy()[gids]
         idx = make_index(kind, iv, seed=seed) if kind != "exact" else make_index(kind, iv)
