@@ -55,11 +55,6 @@ def _source() -> str:
 def _batch(rec) -> None:
     from twotower_hgnn.serving_batch import batch_recommend
 
-    if FLAGS.out is None:
-        _die("--all_users needs --out=FILE.parquet")
-    if FLAGS.user_id is not None or FLAGS.age is not None or FLAGS.country is not None:
-        _die("--all_users cannot be combined with --user_id/--age/--country")
-
     def progress(done: int, total: int, s: float) -> None:
         eta = s / done * (total - done)
         print(
@@ -78,24 +73,42 @@ def _batch(rec) -> None:
     print(f"[recommend] wrote {out['rows']} rows for {out['users']} users (top {out['k']}) to {out['path']}")
 
 
+def _check_flags() -> tuple[dict, str]:
+    """The request's fields from the flags, validated before anything is loaded (no device work for a bad
+    flag); -> (recommend keyword arguments, who)."""
+    from twotower_hgnn.serving_requests import ServingError, check_id, check_timestamp, parse_demographics
+
+    if FLAGS.as_of is not None:
+        check_timestamp(FLAGS.as_of, "--as_of")
+    if FLAGS.all_users:
+        if FLAGS.out is None:
+            raise ServingError("--all_users needs --out=FILE.parquet")
+        if FLAGS.user_id is not None or FLAGS.age is not None or FLAGS.country is not None:
+            raise ServingError("--all_users cannot be combined with --user_id/--age/--country")
+        return {}, "every user"
+    if FLAGS.user_id is not None:
+        if FLAGS.age is not None or FLAGS.country is not None:
+            raise ServingError("--user_id cannot be combined with --age/--country")
+        return {"user_id": check_id(FLAGS.user_id, "--user_id")}, f"user {FLAGS.user_id}"
+    parse_demographics(FLAGS.age, FLAGS.country, None, 0)
+    return {"age": FLAGS.age, "country": FLAGS.country}, "a new user"
+
+
 def main(argv) -> None:
     del argv
     from launch.common import quiet_library_logs
 
     quiet_library_logs()
-    from twotower_hgnn.serving import Recommender, ServingError
+    from twotower_hgnn.serving_requests import ServingError
 
     source = _source()
     try:
+        kw, who = _check_flags()
+        from twotower_hgnn.serving import Recommender
+
         rec = Recommender.load(source, target_type=FLAGS.target_type)
         if FLAGS.all_users:
             return _batch(rec)
-        if FLAGS.user_id is not None:
-            if FLAGS.age is not None or FLAGS.country is not None:
-                raise ServingError("--user_id cannot be combined with --age/--country")
-            kw, who = {"user_id": FLAGS.user_id}, f"user {FLAGS.user_id}"
-        else:
-            kw, who = {"age": FLAGS.age, "country": FLAGS.country}, "a new user"
         out = rec.recommend(**kw, k=FLAGS.k, exclude_consumed=FLAGS.exclude_consumed, as_of=FLAGS.as_of)
     except ServingError as e:
         _die(str(e))

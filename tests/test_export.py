@@ -127,7 +127,7 @@ def test_launch_recommend_run(version):
     for item_id, title, score in expected:
         assert f"{score:8.4f}  {item_id}  {title}" in res.stdout
     bad = _recommend(f"--run={version}", "--as_of=-10")
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: as_of -10 is outside")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: --as_of -10 is outside")
     assert "Traceback" not in bad.stderr
 
 
