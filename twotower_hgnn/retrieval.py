@@ -281,6 +281,7 @@ class ExactIndex:
         padded[: self.num_items] = v
         self._host = v
         self._items = jax.device_put(jnp.asarray(padded.reshape(n_chunks, self.chunk_size, self.dim), dtype=dtype))
+        self._items.block_until_ready()  # no transfer left pending (an exit right after loading must not race it)
         self._fns: dict[int, Any] = {}
         self._lock = threading.Lock()
         self.trace_count = 0  # incremented at trace time: tests assert no recompilation
