@@ -117,6 +117,51 @@ def random_changes_table(r: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _stamp(m: Mapping[str, Any]) -> str:
+    return f"{m['date_utc'][:10]}, git {m['git_sha'][:10]}{' (dirty)' if m.get('git_dirty') else ''}, {m['cpus']} CPUs"
+
+
+def ops_table(results: Path) -> str | None:
+    """Reliability, HTTP serving and batch top-K rows from their JSON files (the ones present)."""
+    rows = []
+    rel = results / "reliability.json"
+    if rel.exists():
+        r = json.loads(rel.read_text())
+        f, d = r["flags"]["counts"], r["data"]["counts"]
+        bad = ", ".join(f"{k} {v}" for k, v in sorted(f.items()) if k not in ("cases", "clean_error")) or "nothing else"
+        rows.append(
+            f"| reliability (`benchmarks/reliability.py`) | {f['cases']} bad flag values over every launch script: "
+            f"{f.get('clean_error', 0)} one-line errors (exit 2), {bad}; {d['cases']} corrupted-data cases: "
+            f"{d.get('clean_error', 0)} one-line errors, {d.get('accepted_equal', 0)} accepted with the clean "
+            f"input's result, {d['cases'] - d.get('clean_error', 0) - d.get('accepted_equal', 0)} other | "
+            f"{_stamp(r['machine'])} |"
+        )
+    http = results / "serving_http.json"
+    if http.exists():
+        h = json.loads(http.read_text())
+        s, g, ks = h["summary"], h["summary"]["GET known user"], h["summary"]["k_sweep"]
+        rows.append(
+            f"| HTTP serving (`benchmarks/serving_http.py`) | {s['requests']:,} requests from "
+            f"{h['meta']['args']['clients']} clients, a quarter malformed, a reload in the middle: {s['5xx']} 5xx, "
+            f"{s['malformed_not_4xx']} malformed without a 4xx; GET p50 {g['p50_ms']:.1f} ms, p99 {g['p99_ms']:.0f} ms; "
+            f"{ks['distinct_k']:,} distinct k: {ks['programs_lowered']} programs compiled, RSS +{ks['rss_growth_mb']} MB | "
+            f"{_stamp(h['meta']['machine'])} |"
+        )
+    bt = results / "batch_topk.json"
+    if bt.exists():
+        b = json.loads(bt.read_text())
+        parts = [
+            f"{r['users']:,} users: traced peak {r['peak_traced_mb']} MB, {r['users_per_s']:,} users/s"
+            for r in b["rows"]
+        ]
+        rows.append(
+            f"| batch top-K (`benchmarks/batch_topk.py`) | {'; '.join(parts)} | {_stamp(b['meta']['machine'])} |"
+        )
+    if not rows:
+        return None
+    return "\n".join(["| what | result | measured |", "|---|---|---|", *rows])
+
+
 NOTES = Path(__file__).resolve().parents[1] / "BUILD_NOTES.md"
 BEGIN, END = "<!-- BEGIN generated -->", "<!-- END generated -->"
 
@@ -143,6 +188,9 @@ def main() -> None:
         parts.append(changes_table(changes))
         if "random_changes" in changes:
             parts.append(random_changes_table(changes["random_changes"]))
+    ops = ops_table(RESULTS)
+    if ops:
+        parts.append(ops)
     if not parts:
         sys.exit(f"no results in {RESULTS}")
     text = "\n\n".join(parts)
