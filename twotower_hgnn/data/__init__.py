@@ -6,9 +6,9 @@
   (:func:`twotower_hgnn.data.movielens.load_movielens1m`; kwargs: ``cache_dir``).
 * ``"synthetic"`` — the Spotify-shaped generator (:func:`twotower_hgnn.data.synthetic.generate`;
   kwargs: ``scale`` (default "tiny"), ``seed``, config overrides).
-* ``"files"`` — a user's three files (:func:`twotower_hgnn.data.readers.load_files`; kwargs:
-  ``interactions``, ``items``, ``users`` paths and the read options ``timestamp_unit``,
-  ``duplicates``, ``encoding``).
+* ``"files"`` — a user's files (:func:`twotower_hgnn.data.readers.load_files`; kwargs:
+  ``interactions``, ``items``, ``users`` paths (items and users optional) and the read options
+  ``timestamp_unit``, ``duplicates``, ``encoding``, ``mapping`` (:mod:`twotower_hgnn.data.mapping`)).
 """
 
 from __future__ import annotations
@@ -32,11 +32,18 @@ def load_dataset(name: str, **kwargs) -> Dataset:
         seed = int(kwargs.pop("seed", 0))
         return generate(scale, seed=seed, **kwargs)
     if name == "files":
-        missing = [k for k in ("interactions", "items", "users") if not kwargs.get(k)]
+        from twotower_hgnn.data.mapping import as_mapping
+
+        missing = [k for k in ("interactions", "items") if not kwargs.get(k)]
+        if missing[-1:] == ["items"] and as_mapping(kwargs.get("mapping")).constant("items", "item_type") is not None:
+            missing.pop()  # the items are built from the interactions
         if missing:
-            raise DataError(f"dataset 'files' needs paths for {missing} (flags --interactions/--items/--users)")
-        opts = {k: kwargs[k] for k in ("timestamp_unit", "duplicates", "encoding") if k in kwargs}
-        return load_files(kwargs["interactions"], kwargs["items"], kwargs["users"], **opts)
+            raise DataError(
+                f"dataset 'files' needs paths for {missing} (flags --interactions/--items; without --items, a default "
+                "item type --default_item_type=TYPE builds the items from the interactions)"
+            )
+        opts = {k: kwargs[k] for k in ("timestamp_unit", "duplicates", "encoding", "mapping") if k in kwargs}
+        return load_files(kwargs["interactions"], kwargs.get("items"), kwargs.get("users"), **opts)
     raise ValueError(f"unknown dataset {name!r}; choose from {list(DATASETS)}")
 
 

@@ -5,7 +5,7 @@ What a user's file may be, and what happens:
 * a path that does not exist, a directory, a pipe or device, or a file that cannot be opened -> :class:`InputPathError`
   (an :class:`~twotower_hgnn.errors.PathError` that is also a :class:`DataError`) naming the path;
 * ``.parquet`` / ``.pq`` -> read with pyarrow (native dtypes); an unreadable one is a :class:`DataError`;
-* ``.csv`` / ``.tsv`` (optionally ``.gz``; gzip is also recognised by its magic bytes whatever the
+* ``.csv`` / ``.tsv`` (a ``.csv`` whose header line has tabs and no commas is read as TSV; optionally ``.gz``; gzip is also recognised by its magic bytes whatever the
   suffix) -> every cell read as a string. A UTF-8 byte-order mark and CRLF line endings are accepted
   and give the same table as clean input. Text is decoded strictly with ``encoding`` (default
   ``"utf-8"``): an undecodable byte or a NUL byte (binary data) is a :class:`DataError` naming the file,
@@ -120,6 +120,12 @@ def _read_csv_text(p: Path, text: str, sep: str) -> pd.DataFrame:
     return df
 
 
+def sniff_delimiter(text: str) -> str:
+    """A tab when the header line has tabs and no commas (a TSV named ``.csv``), else a comma."""
+    header = text.split("\n", 1)[0]
+    return "\t" if "\t" in header and "," not in header else ","
+
+
 def read_table(path: str | os.PathLike, encoding: str = "utf-8") -> tuple[pd.DataFrame, bool]:
     """Reads CSV/TSV (all cells as strings) or Parquet (native dtypes). Returns (frame, is_csv)."""
     p = check_readable(path)
@@ -137,7 +143,7 @@ def read_table(path: str | os.PathLike, encoding: str = "utf-8") -> tuple[pd.Dat
         if not data.strip(b" \t\r\n" + _BOM):
             raise DataError(f"{p}: empty file (no header, no rows)")
         text = decode_text(p, data, encoding, gz)
-        df = _read_csv_text(p, text, "\t" if ".tsv" in name else ",")
+        df = _read_csv_text(p, text, "\t" if ".tsv" in name else sniff_delimiter(text))
         is_csv = True
     else:
         raise DataError(f"{p}: unsupported file type {p.suffix!r} (use .csv, .tsv, .csv.gz or .parquet)")

@@ -50,7 +50,8 @@ from twotower_hgnn.data.readers_checks import (  # DataError re-exported
     _source,
     _tag,
 )
-from twotower_hgnn.data.files import read_table
+from twotower_hgnn.data.formats import read_frame
+from twotower_hgnn.data.mapping import ColumnMapping, as_mapping, items_from_interactions, users_from_interactions
 from twotower_hgnn.data.timestamps import check_range, check_unit, parse_iso, to_seconds
 from twotower_hgnn.data.schema import (
     EVENTS,
@@ -117,14 +118,15 @@ def validate_interactions(
     csv: bool = False,
     *,
     timestamp_unit: str | None = None,
-    duplicates: str = "keep",
+    duplicates: str | None = "keep",
 ) -> pd.DataFrame:
     """Validates and normalises an interactions table (see module docstring). Returns a new frame.
 
     Args:
       timestamp_unit: "s" | "ms" | "iso" (files; converted to seconds and range-checked, see
         :mod:`twotower_hgnn.data.timestamps`), or None (in-memory tables: integer seconds as given).
-      duplicates: "drop" | "keep" exact duplicate rows; either way they are counted and reported.
+      duplicates: "drop" | "keep" exact duplicate rows; either way they are counted and reported (None:
+        not looked for; the caller does it).
     """
     _check_columns(df, INTERACTION_COLUMNS, source)
     if len(df) == 0:
@@ -141,7 +143,8 @@ def validate_interactions(
         }
     )
     _check_allowed(out["event"], EVENTS, "event", source, csv)
-    out = _duplicates(out, source, csv, duplicates)
+    if duplicates is not None:
+        out = _duplicates(out, source, csv, duplicates)
     return _tag(out, source)
 
 
@@ -224,28 +227,56 @@ def validate_users(
 
 # ------------------------------------------------------------------------------------ file readers
 def read_interactions(
-    path: str | os.PathLike, *, timestamp_unit: str = "s", duplicates: str = "drop", encoding: str = "utf-8"
+    path: str | os.PathLike,
+    *,
+    timestamp_unit: str = "s",
+    duplicates: str = "drop",
+    encoding: str = "utf-8",
+    mapping: ColumnMapping | dict | None = None,
 ) -> pd.DataFrame:
-    """Reads and validates an interactions file (CSV/TSV/Parquet by suffix, see :mod:`twotower_hgnn.data.files`).
+    """Reads and validates an interactions file (a format of :mod:`twotower_hgnn.data.formats`).
 
     ``timestamp_unit``: "s" (default) | "ms" | "iso"; ``duplicates``: "drop" (default) | "keep" exact
-    duplicate rows (counted and reported either way; ``attrs["duplicate_rows"]``); ``encoding`` of a CSV.
+    duplicate rows (counted and reported either way; ``attrs["duplicate_rows"]``); ``encoding`` of a CSV;
+    ``mapping``: columns and event rules (:mod:`twotower_hgnn.data.mapping`): rows matching no rule are
+    dropped, counted in one log line and in ``attrs["unmatched_event_rows"]``.
     """
     check_unit(timestamp_unit)
-    df, csv = read_table(path, encoding)
-    return validate_interactions(df, str(path), csv, timestamp_unit=timestamp_unit, duplicates=duplicates)
+    m = as_mapping(mapping)
+    df, csv, known = read_frame(path, encoding)
+    src = str(path)
+    df = m.prepare(df, "interactions", src, known)
+    if not m.events:
+        return validate_interactions(df, src, csv, timestamp_unit=timestamp_unit, duplicates=duplicates)
+    events = m.event_column(df, src, csv)  # file rows: checked before any row is dropped
+    out = validate_interactions(df.assign(event="stream"), src, csv, timestamp_unit=timestamp_unit, duplicates=None)
+    out["event"] = events
+    miss = pd.isna(events)
+    if miss.any():
+        r = _first(miss)
+        where = f"row {r}" + (f" (line {r + 2})" if csv else "")
+        _log.warning("%s: %d row(s) match no --events rule, first at %s: dropped", src, int(miss.sum()), where)
+        if miss.all():
+            raise DataError(f"{src}: no row matches an --events rule ({', '.join(r.text for r in m.events)})")
+    out = _duplicates(out[~miss], src, csv, duplicates)
+    out.attrs["unmatched_event_rows"] = int(miss.sum())
+    return _tag(out, src)
 
 
-def read_items(path: str | os.PathLike, *, encoding: str = "utf-8") -> pd.DataFrame:
-    """Reads and validates an items file (CSV/TSV/Parquet by suffix)."""
-    df, csv = read_table(path, encoding)
-    return validate_items(df, str(path), csv)
+def read_items(
+    path: str | os.PathLike, *, encoding: str = "utf-8", mapping: ColumnMapping | dict | None = None
+) -> pd.DataFrame:
+    """Reads and validates an items file (a format of :mod:`twotower_hgnn.data.formats`; ``mapping`` applied)."""
+    df, csv, known = read_frame(path, encoding)
+    return validate_items(as_mapping(mapping).prepare(df, "items", str(path), known), str(path), csv)
 
 
-def read_users(path: str | os.PathLike, *, encoding: str = "utf-8") -> pd.DataFrame:
+def read_users(
+    path: str | os.PathLike, *, encoding: str = "utf-8", mapping: ColumnMapping | dict | None = None
+) -> pd.DataFrame:
     """Reads and validates a users file. The music vector, if any, is kept in ``df.attrs['music']``."""
-    df, csv = read_table(path, encoding)
-    users, music = validate_users(df, str(path), csv)
+    df, csv, known = read_frame(path, encoding)
+    users, music = validate_users(as_mapping(mapping).prepare(df, "users", str(path), known), str(path), csv)
     users.attrs["music"] = music
     return users
 
@@ -437,26 +468,32 @@ def build_dataset(
 
 def load_files(
     interactions_path: str | os.PathLike,
-    items_path: str | os.PathLike,
-    users_path: str | os.PathLike,
+    items_path: str | os.PathLike | None,
+    users_path: str | os.PathLike | None,
     *,
     name: str = "files",
     meta: Mapping[str, object] | None = None,
     timestamp_unit: str = "s",
     duplicates: str = "drop",
     encoding: str = "utf-8",
+    mapping: ColumnMapping | dict | None = None,
 ) -> Dataset:
-    """A user's own three files (CSV or Parquet) as a :class:`Dataset` (options: :func:`read_interactions`).
-    Exact duplicate interaction rows dropped are counted in ``Dataset.dropped["duplicate_rows"]``."""
+    """A user's own files as a :class:`Dataset` (options: :func:`read_interactions`). Without an items
+    table the items are the interactions' (typed by the mapping's ``items.item_type``, no text); without a
+    users table the users are the interactions' (age and country unknown). Rows dropped by a rule are
+    counted in ``Dataset.dropped`` (``duplicate_rows``, ``unmatched_event_rows``)."""
+    m = as_mapping(mapping)
     inter = read_interactions(
-        interactions_path, timestamp_unit=timestamp_unit, duplicates=duplicates, encoding=encoding
+        interactions_path, timestamp_unit=timestamp_unit, duplicates=duplicates, encoding=encoding, mapping=m
     )
-    items = read_items(items_path, encoding=encoding)
-    users = read_users(users_path, encoding=encoding)
-    m = {"paths": {"interactions": str(interactions_path), "items": str(items_path), "users": str(users_path)}}
-    m.update(meta or {})
-    n_dup = int(inter.attrs.get("duplicate_rows", 0))
-    dropped = {"duplicate_rows": n_dup} if n_dup and duplicates == "drop" else {}
+    items = read_items(items_path, encoding=encoding, mapping=m) if items_path else None
+    if items is None:
+        items = validate_items(items_from_interactions(inter, m, str(interactions_path)), "<interactions' items>")
+    users = read_users(users_path, encoding=encoding, mapping=m) if users_path else users_from_interactions(inter)
+    paths = {"interactions": interactions_path, "items": items_path, "users": users_path}
+    m_ = {"paths": {k: str(v) for k, v in paths.items() if v}, **(meta or {})}
+    keys = ("duplicate_rows", "unmatched_event_rows") if duplicates == "drop" else ("unmatched_event_rows",)
+    dropped = {k: int(inter.attrs[k]) for k in keys if inter.attrs.get(k)}
     return build_dataset(
-        inter, items, users, name=name, music=users.attrs.get("music"), meta=m, validate=False, dropped=dropped
+        inter, items, users, name=name, music=users.attrs.get("music"), meta=m_, validate=False, dropped=dropped
     )

@@ -274,10 +274,10 @@ def external_dataset(
     read, validated (schema, ids present in ``items``/``users``, each file's errors naming that file
     and its own row) and index-coded together. The parts are given to :func:`split_from_files`; the
     dataset itself carries no part labels. ``read_opts``: ``timestamp_unit``, ``duplicates``,
-    ``encoding`` (:func:`~twotower_hgnn.data.readers.read_interactions`)."""
+    ``encoding``, ``mapping`` (:func:`~twotower_hgnn.data.readers.read_interactions`)."""
     from twotower_hgnn.data.readers import build_dataset, check_references, read_interactions, read_items, read_users
 
-    enc = {"encoding": read_opts["encoding"]} if "encoding" in read_opts else {}
+    enc = {k: read_opts[k] for k in ("encoding", "mapping") if k in read_opts}
     its, us = read_items(items, **enc), read_users(users, **enc)
     parts = [read_interactions(p, **read_opts) for p in (train, valid, test) if p is not None]
     for part in parts:
