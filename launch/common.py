@@ -99,6 +99,20 @@ def check_input_file(flag: str, path: str | None) -> bool:
     return True
 
 
+def check_input_table(flag: str, path: str | None) -> bool:
+    """A readable file, or a folder holding ``.parquet`` files (a Parquet dataset)."""
+    if path is not None and os.path.isdir(path):
+        from twotower_hgnn.data.formats import parquet_files
+
+        try:
+            if parquet_files(path):
+                return check_input_dir(flag, path)
+        except OSError as e:
+            _fail(flag, path, f"cannot be read ({e.strerror or e})")
+        _fail(flag, path, "is a directory, not a file (a folder is read only when it holds .parquet files)")
+    return check_input_file(flag, path)
+
+
 def check_input_dir(flag: str, path: str | None) -> bool:
     """A readable folder."""
     if path is None:
@@ -150,9 +164,10 @@ def check_iso_date(flag: str, value: str | None) -> bool:
 
 
 def define_input(name: str, default: str | None, help: str, kind: str = "file", required: bool = False) -> None:
-    """A string flag naming an input file (``kind="file"``) or folder (``"dir"``), validated at parse time."""
+    """A string flag naming an input file (``kind="file"``), folder (``"dir"``) or table (``"table"``: a file
+    or a Parquet dataset folder), validated at parse time."""
     flags.DEFINE_string(name, default, help, required=required)
-    check = check_input_file if kind == "file" else check_input_dir
+    check = {"file": check_input_file, "dir": check_input_dir, "table": check_input_table}[kind]
     flags.register_validator(name, lambda v, n=name: check(n, v))
     _INPUTS.add(name)
 
@@ -186,16 +201,16 @@ def define_renamed(old: str, new: str) -> None:
 
 
 def require_dataset_files(dataset_flag: str = "dataset") -> None:
-    """``--dataset=files`` needs ``--interactions``, ``--items`` and ``--users``."""
+    """``--dataset=files`` needs ``--interactions``; ``--users`` is optional, ``--items`` too with a default
+    item type (``--default_item_type`` or ``--map=items.item_type=TYPE``, checked when the data is read)."""
+    from twotower_hgnn.data.mapping import FILES_NEED
 
     def check(v: dict) -> bool:
-        if v[dataset_flag] == "files":
-            missing = [n for n in ("interactions", "items", "users") if not v[n]]
-            if missing:
-                raise flags.ValidationError(f"--dataset=files needs --{', --'.join(missing)}")
+        if v[dataset_flag] == "files" and not v["interactions"]:
+            raise flags.ValidationError(FILES_NEED)
         return True
 
-    flags.register_multi_flags_validator([dataset_flag, "interactions", "items", "users"], check)
+    flags.register_multi_flags_validator([dataset_flag, "interactions"], check)
 
 
 def define_dataset_flags(default: str | None = "movielens1m", seed_name: str = "data_seed") -> None:
@@ -204,18 +219,66 @@ def define_dataset_flags(default: str | None = "movielens1m", seed_name: str = "
     flags.DEFINE_enum("dataset", default, list(DATASETS), "Data source.")
     flags.DEFINE_enum("scale", "tiny", list(SCALES), "Synthetic scale.")
     flags.DEFINE_integer(seed_name, 0, "Synthetic generator seed.", lower_bound=0)
-    define_input("interactions", None, "--dataset=files: interactions CSV/Parquet.")
-    define_input("items", None, "--dataset=files: items CSV/Parquet.")
-    define_input("users", None, "--dataset=files: users CSV/Parquet.")
+    define_input(
+        "interactions",
+        None,
+        "--dataset=files: interactions (CSV/TSV/Parquet file or folder, .inter, ratings.dat).",
+        kind="table",
+    )
+    define_input(
+        "items",
+        None,
+        "--dataset=files: items (optional with --default_item_type; movies.csv/.dat, .item).",
+        kind="table",
+    )
+    define_input(
+        "users", None, "--dataset=files: users (optional: built from the interactions; .user, users.dat).", kind="table"
+    )
     require_dataset_files()
     define_read_flags()
 
 
-READ_FLAGS = ("timestamp_unit", "duplicates", "encoding")
+READ_FLAGS = ("timestamp_unit", "duplicates", "encoding", "map", "events", "mapping", "default_item_type")
+_READ_FIELDS = {"map": "column_map", "mapping": "mapping_file"}  # flag -> PipelineConfig field where they differ
+
+
+def define_mapping_flags() -> None:
+    """The column and event mapping (``twotower_hgnn.data.mapping``), validated while parsing."""
+    from twotower_hgnn.data import mapping as m
+
+    flags.DEFINE_multi_string(
+        "map",
+        None,
+        "Column mapping TABLE.SOURCE=TARGET (rename) or TABLE.COLUMN=VALUE (constant), comma-separated "
+        "or repeated, e.g. --map=interactions.userId=user_id,interactions.movieId=item_id.",
+    )
+    flags.DEFINE_multi_string(
+        "events",
+        None,
+        "Event rules COLUMN OP VALUE:EVENT, first match wins, rows matching none dropped and counted, "
+        "e.g. --events=rating>=4:stream,rating==3:preview.",
+    )
+    define_input("mapping", None, "A JSON mapping file: {map: [...], events: [...], default_item_type: TYPE}.")
+    flags.DEFINE_string("default_item_type", None, "Item type of items without one (= --map=items.item_type=TYPE).")
+
+    def check(parse):
+        def run(v):
+            try:
+                parse(v)
+            except m.ConfigError as e:
+                raise flags.ValidationError(re.sub(r"^--\w+( \w+)?: ", "", str(e))) from None
+            return True
+
+        return run
+
+    flags.register_validator("map", check(m.parse_map))
+    flags.register_validator("events", check(m.parse_events))
+    flags.register_validator("mapping", check(lambda v: v and m.build_mapping(mapping_file=v)))
 
 
 def define_read_flags() -> None:
-    """How input tables are read: ``--timestamp_unit``, ``--duplicates``, ``--encoding``."""
+    """How input tables are read: ``--timestamp_unit``, ``--duplicates``, ``--encoding`` and the mapping
+    (``--map``, ``--events``, ``--mapping``, ``--default_item_type``)."""
     flags.DEFINE_enum(
         "timestamp_unit", "s", ["s", "ms", "iso"], "Input timestamps: Unix seconds, milliseconds or ISO 8601 strings."
     )
@@ -234,11 +297,15 @@ def define_read_flags() -> None:
         return True
 
     flags.register_validator("encoding", check)
+    define_mapping_flags()
 
 
-def read_kwargs() -> dict[str, str]:
-    """The read options of the parsed flags (:func:`define_read_flags`)."""
-    return {n: FLAGS[n].value for n in READ_FLAGS}
+def read_kwargs() -> dict[str, Any]:
+    """The read options of the parsed flags (:func:`define_read_flags`) as PipelineConfig fields."""
+    out = {_READ_FIELDS.get(n, n): FLAGS[n].value for n in READ_FLAGS}
+    for n in ("column_map", "events"):  # repeated flags: one comma-separated list
+        out[n] = ",".join(out[n]) if out[n] else None
+    return out
 
 
 def load_dataset_from_flags(seed: int | None = None):
@@ -248,8 +315,12 @@ def load_dataset_from_flags(seed: int | None = None):
     if FLAGS.dataset == "synthetic":
         return load_dataset("synthetic", scale=FLAGS.scale, seed=FLAGS.data_seed if seed is None else seed)
     if FLAGS.dataset == "files":
+        from twotower_hgnn.data.mapping import build_mapping
+
         paths = {n: FLAGS[n].value for n in ("interactions", "items", "users")}
-        return load_dataset("files", **paths, **read_kwargs())
+        kw = read_kwargs()
+        mapping = build_mapping(*(kw.pop(n) for n in ("column_map", "events", "mapping_file", "default_item_type")))
+        return load_dataset("files", **paths, **kw, mapping=mapping)
     return load_dataset(FLAGS.dataset)
 
 

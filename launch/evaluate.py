@@ -28,16 +28,16 @@ from launch.common import (
     run_main,
 )
 
-define_input("train_interactions", None, "Training interactions (CSV/Parquet).", required=True)
-define_input("test_interactions", None, "Test interactions (CSV/Parquet).", required=True)
+define_input("train_interactions", None, "Training interactions (CSV/Parquet).", required=True, kind="table")
+define_input("test_interactions", None, "Test interactions (CSV/Parquet).", required=True, kind="table")
 define_input(
     "valid_interactions",
     None,
     "Validation interactions (CSV/Parquet; optional): held out "
     "of training for early stopping and tuning, then part of the final models' training data.",
 )
-define_input("items", None, "Items table (CSV/Parquet).", required=True)
-define_input("users", None, "Users table (CSV/Parquet).", required=True)
+define_input("items", None, "Items table (CSV/Parquet).", required=True, kind="table")
+define_input("users", None, "Users table (CSV/Parquet).", required=True, kind="table")
 define_read_flags()
 define_output("out_dir", "runs", "Output root.")
 flags.DEFINE_integer("seed", 0, "Training seed.", lower_bound=0)

@@ -13,6 +13,7 @@ from twotower_hgnn import errors
 from twotower_hgnn import configs
 from twotower_hgnn.configs import RunConfig
 from twotower_hgnn.data import load_dataset
+from twotower_hgnn.data.mapping import FILES_NEED
 from twotower_hgnn.data.schema import WEAK_EVENTS, Dataset
 from twotower_hgnn.data.split import AUTO, Split, external_dataset
 from twotower_hgnn.provenance import DigestCache
@@ -41,6 +42,9 @@ ABLATIONS: dict[str, str] = {
 AB, PC = "audiobook", "podcast"
 
 
+READ_FIELDS = ("timestamp_unit", "duplicates", "encoding", "column_map", "events", "mapping_file", "default_item_type")
+
+
 class PipelineError(errors.ConfigError):
     """A pipeline configuration or input that cannot run (names the flag)."""
 
@@ -60,6 +64,10 @@ class PipelineConfig:
         rows belong to the training part of the split and form the validation split's held-out part.
       timestamp_unit / duplicates / encoding: how the input files are read (``--timestamp_unit=s|ms|iso``,
         ``--duplicates=drop|keep``, ``--encoding``; ``twotower_hgnn.data.readers.read_interactions``).
+      column_map / events / mapping_file / default_item_type: the column and event mapping (``--map``,
+        ``--events``, ``--mapping``, ``--default_item_type``; ``twotower_hgnn.data.mapping``). With a
+        default item type ``items`` may be left out (items built from the interactions); ``users`` may
+        always be left out (users built from the interactions, age and country unknown).
       out_dir: root of all versions.
       as_of: ISO date; the split cut and the version name (rolling history window ending there).
       warm_start: initialise the HGNN and two-tower from the latest earlier version of this dataset.
@@ -82,6 +90,10 @@ class PipelineConfig:
     timestamp_unit: str = "s"
     duplicates: str = "drop"
     encoding: str = "utf-8"
+    column_map: str | None = None
+    events: str | None = None
+    mapping_file: str | None = None
+    default_item_type: str | None = None
     out_dir: str = "runs"
     as_of: str | None = None
     warm_start: bool = False
@@ -95,9 +107,8 @@ class PipelineConfig:
         if self.dataset not in ("movielens1m", "synthetic", "files"):
             raise PipelineError(f"--dataset: {self.dataset!r} is not one of movielens1m, synthetic, files")
         if self.dataset == "files":
-            missing = [f for f in ("interactions", "items", "users") if not getattr(self, f)]
-            if missing:
-                raise PipelineError(f"--dataset=files needs --{', --'.join(missing)}")
+            if not self.interactions:
+                raise PipelineError(FILES_NEED)
         if self.from_stage is not None and self.from_stage not in STAGES:
             raise PipelineError(f"--from_stage: {self.from_stage!r} is not one of {STAGES}")
         if self.ablation is not None and self.ablation not in ABLATIONS:
@@ -127,7 +138,8 @@ class PipelineConfig:
         if self.dataset == "synthetic":
             return f"synthetic-{self.scale}-s{self.data_seed}"
         if self.dataset == "files":
-            return "files-" + fingerprint([os.path.abspath(p) for p in (self.interactions, self.items, self.users)])[:8]
+            paths = (self.interactions, self.items, self.users)
+            return "files-" + fingerprint([os.path.abspath(p) if p else "" for p in paths])[:8]
         return self.dataset
 
     @property
@@ -153,14 +165,29 @@ def with_targets(cfg: PipelineConfig, targets: Sequence[str]) -> PipelineConfig:
 def run_config_dict(cfg: PipelineConfig) -> dict[str, Any]:
     """The resolved configuration of a run as saved (``<version>/config.json``, report.json's meta).
     The read options (:func:`read_options`) are recorded for ``dataset="files"`` only: no other source reads files."""
-    skip = {"config"} | (set() if cfg.dataset == "files" else set(read_options(cfg)))
+    skip = {"config"} | (set() if cfg.dataset == "files" else set(READ_FIELDS))
     ident = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in skip}
     return {**ident, "config": cfg.config.to_dict()}
 
 
-def read_options(cfg: PipelineConfig) -> dict[str, str]:
-    """How the run's input files are read (``twotower_hgnn.data.readers.read_interactions`` options)."""
-    return {"timestamp_unit": cfg.timestamp_unit, "duplicates": cfg.duplicates, "encoding": cfg.encoding}
+def read_options(cfg: PipelineConfig) -> dict[str, Any]:
+    """How the run's input files are read (``twotower_hgnn.data.readers.read_interactions`` options); the
+    column and event mapping (its JSON form, a mapping file's content included) only when one is given."""
+    opts: dict[str, Any] = {
+        "timestamp_unit": cfg.timestamp_unit,
+        "duplicates": cfg.duplicates,
+        "encoding": cfg.encoding,
+    }
+    mapping = _mapping(cfg)
+    if mapping.active:
+        opts["mapping"] = mapping.to_dict()
+    return opts
+
+
+def _mapping(cfg: PipelineConfig):
+    from twotower_hgnn.data.mapping import build_mapping
+
+    return build_mapping(cfg.column_map, cfg.events, cfg.mapping_file, cfg.default_item_type)
 
 
 def _check_read_options(cfg: PipelineConfig) -> None:
@@ -177,6 +204,10 @@ def _check_read_options(cfg: PipelineConfig) -> None:
         codecs.lookup(cfg.encoding)
     except (LookupError, TypeError):
         raise PipelineError(f"--encoding: {cfg.encoding!r} is not a known text encoding") from None
+    try:
+        _mapping(cfg)
+    except errors.ConfigError as e:
+        raise PipelineError(str(e)) from None
 
 
 def load_data(cfg: PipelineConfig) -> Dataset:
@@ -270,10 +301,26 @@ def input_digests(cfg: PipelineConfig, cache: DigestCache) -> dict[str, list]:
         p = getattr(cfg, role)
         if p:
             try:
-                out[role] = [os.path.abspath(p), os.stat(p).st_size, cache.digest(p)]
+                out[role] = (
+                    _folder_digest(p, cache)
+                    if os.path.isdir(p)
+                    else [os.path.abspath(p), os.stat(p).st_size, cache.digest(p)]
+                )
             except OSError:  # missing, a directory, unreadable: the reader reports it (PathError, one line)
                 out[role] = [os.path.abspath(p), None, None]
     return out
+
+
+def _folder_digest(folder: str, cache: DigestCache) -> list:
+    """[absolute path, total size, digest of every Parquet file's relative path and content] of a Parquet
+    dataset folder (``twotower_hgnn.data.formats``); a folder without Parquet files gets no digest."""
+    from twotower_hgnn.data.formats import parquet_files
+
+    files = parquet_files(folder)
+    if not files:
+        return [os.path.abspath(folder), None, None]
+    parts = [[str(f.relative_to(folder)), cache.digest(f)] for f in files]
+    return [os.path.abspath(folder), sum(f.stat().st_size for f in files), fingerprint(parts)]
 
 
 def stage_names(cfg: PipelineConfig) -> dict[str, str]:
