@@ -107,6 +107,10 @@ def test_event_rules_keep_type_and_count_rows(tmp_path, caplog):
         read_interactions(path, mapping=build_mapping(m.to_dict()["map"], "kind>=4:stream"))
     with pytest.raises(DataError, match=r"plays\.csv: column 'userId': missing \(--map interactions\.userId=user_id"):
         read_interactions(path, mapping=build_mapping("interactions.userId=user_id", "*:stream"))
+    with pytest.raises(
+        DataError, match=r"column 'user_id': missing .*; to read 'uid' as 'user_id': --map=interactions"
+    ):
+        read_interactions(path)
     with pytest.raises(DataError, match="needs paths for \\['items'\\]"):
         load_dataset("files", interactions=str(path), mapping=m)
 

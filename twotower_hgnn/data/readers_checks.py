@@ -59,7 +59,33 @@ def _check_columns(df: pd.DataFrame, required: Mapping[str, str], source: str) -
     if missing:
         raise DataError(
             f"{source}: column {missing[0]!r}: missing (required columns: {list(required)}; found {list(df.columns)})"
+            + _map_hint(missing[0], required, df.columns)
         )
+
+
+_ALIASES = {
+    "user_id": ("uid", "user", "userid"),
+    "item_id": ("iid", "item", "movieid", "movie", "trackid", "track", "episodeid", "bookid"),
+    "timestamp": ("ts", "time", "datetime", "date", "eventtime"),
+    "item_type": ("type", "kind", "category"),
+    "genre": ("genres", "category", "categories"),
+}
+
+
+def _map_hint(column: str, required: Mapping[str, str], found) -> str:
+    """How the mapping flags would supply a missing column (a column of another name that looks like it,
+    event rules, a default item type), or ""."""
+    table = "interactions" if "event" in required else "items" if "item_type" in required else "users"
+    key = column.replace("_", "").lower()
+    names = {key, key + "s", *_ALIASES.get(column, ())}
+    alike = [str(c) for c in found if str(c).replace("_", "").lower() in names]
+    if alike:
+        return f"; to read {alike[0]!r} as {column!r}: --map={table}.{alike[0]}={column}"
+    if column == "event":
+        return "; to label rows by a column: --events=COLUMN OP VALUE:EVENT,... (e.g. rating>=4:stream)"
+    if column == "item_type":
+        return "; to give every item one type: --default_item_type=TYPE"
+    return ""
 
 
 def _as_str(col: pd.Series, name: str, source: str, csv: bool, required: bool) -> pd.Series:
