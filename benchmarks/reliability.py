@@ -44,6 +44,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_boolean("data", True, "Also run benchmarks/reliability_data.py's catalogue (corrupted inputs).")
 flags.DEFINE_integer("workers", 2, "Cases run in parallel.", lower_bound=1)
+flags.DEFINE_boolean("sweep", True, "Run the automatic sweep: bad values for every flag of every launch program.")
 FLAGS = flags.FLAGS
 
 
@@ -60,7 +61,15 @@ def fixtures(d: Path) -> dict[str, str]:
     os.chmod(d / "locked.csv", 0)
     (d / "garbage.npy").write_bytes(b"not an array")
     (d / "broken.py").write_text("def get_config(:\n    pass\n")
-    return {"tmp": str(d), "missing": str(d / "missing.csv"), "file": str(d / "i.csv"), "dir": str(d / "dir")}
+    (d / "readonly").mkdir()
+    os.chmod(d / "readonly", 0o555)
+    return {
+        "tmp": str(d),
+        "missing": str(d / "missing.csv"),
+        "file": str(d / "i.csv"),
+        "dir": str(d / "dir"),
+        "readonly": str(d / "readonly"),
+    }
 
 
 def _cases_pipeline() -> list[tuple[str, list[str]]]:
@@ -207,7 +216,11 @@ def _excerpt(text: str, keep: int = 400) -> str:
     return text if len(text) <= 2 * keep else f"{text[:keep]} [...] {text[-keep:]}"
 
 
-def run_case(script: str, args: list[str], subst: dict[str, str], must_fail: bool = True) -> dict[str, Any]:
+def run_case(
+    script: str, args: list[str], subst: dict[str, str], must_fail: bool = True, sentinel: str | None = None
+) -> dict[str, Any]:
+    """One command line; ``sentinel``: the base flags' own failure after parsing (a case ending in it had its
+    value accepted while parsing: a silent success, or an accepted control)."""
     argv = [a.format(**subst) for a in args]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
     t0 = time.perf_counter()
@@ -224,6 +237,8 @@ def run_case(script: str, args: list[str], subst: dict[str, str], must_fail: boo
     except subprocess.TimeoutExpired as e:
         rc, err = None, (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
     outcome = classify(rc, err, must_fail)
+    if sentinel and rc == 2 and sentinel in err and "Traceback" not in err:
+        outcome = "silent_success" if must_fail else "accepted"
     return {
         "case": f"launch.{script} {' '.join(args)}",
         "outcome": outcome,
@@ -273,6 +288,54 @@ def flag_cases(with_model: bool) -> list[tuple[str, list[str], bool]]:
     return cases + [(s, a, False) for s, a in controls]
 
 
+def run_sweep(pool, subst: dict[str, str], with_model: bool) -> dict[str, Any]:
+    """The automatic sweep (benchmarks/flag_sweep.py): every flag of every launch program from ``--helpxml``,
+    bad values by type/kind (allow-listed free-text flags: one accepted control). Programs needing the
+    exported model are left out without ``--model``."""
+    from benchmarks import flag_sweep as fs
+
+    by_program = fs.all_flags(FLAGS.workers)
+    if not with_model:
+        by_program = {p: f for p, f in by_program.items() if "{model}" not in " ".join(fs.BASE[p])}
+    cases = fs.sweep_cases(by_program)
+    if not fs.WRITABLE_CHECK:
+        print("running as root: the non-writable output parent cases are not generated")
+
+    def one(c: dict[str, Any]) -> dict[str, Any]:
+        row = run_case(c["program"], c["args"], subst, c["must_fail"], fs.SENTINEL.get(c["program"]))
+        row.update(program=c["program"], flag=c["flag"])
+        return row
+
+    rows = list(pool.map(one, cases))
+    cov = fs.coverage(by_program)
+    programs = {}
+    for program, c in cov.items():
+        mine = [r for r in rows if r["program"] == program]
+        programs[program] = {
+            **c,
+            "n_flags": len(c["flags"]),
+            "n_covered": len(c["covered"]),
+            "n_allow_listed": len(c["allow_listed"]),
+            "cases": len(mine),
+            "outcomes": counts(mine),
+        }
+    for r in rows:
+        if r["outcome"] not in ("clean_error", "accepted"):
+            print(f"  sweep {r['outcome']:<15} {r['case']}\n      {r['message'][-300:]!r}")
+    return {"counts": counts(rows), "programs": programs, "cases": rows}
+
+
+def print_sweep(sweep: dict[str, Any]) -> None:
+    print(f"{'program':<16} {'flags':>5} {'covered':>7} {'allowed':>7} {'uncov':>5} {'cases':>5}  outcomes")
+    for program, p in sweep["programs"].items():
+        outs = ", ".join(f"{k} {v}" for k, v in p["outcomes"].items() if k != "cases")
+        print(
+            f"{program:<16} {p['n_flags']:>5} {p['n_covered']:>7} {p['n_allow_listed']:>7} "
+            f"{len(p['uncovered']):>5} {p['cases']:>5}  {outs}"
+        )
+    print(f"sweep cases:   {json.dumps(sweep['counts'])}")
+
+
 def data_rows() -> list[dict[str, Any]] | None:
     """benchmarks/reliability_data.py's rows, or None where that module is not in this tree."""
     try:
@@ -306,6 +369,7 @@ def main(argv):
         cases = flag_cases(FLAGS.model)
         with ThreadPoolExecutor(FLAGS.workers) as pool:
             rows = list(pool.map(lambda c: run_case(c[0], c[1], subst, c[2]), cases))
+            sweep = run_sweep(pool, subst, FLAGS.model) if FLAGS.sweep else None
     flag_rows = [r for r in rows if r["outcome"] not in ("accepted", "wrongly_refused")]
     control_rows = [r for r in rows if r["outcome"] in ("accepted", "wrongly_refused")]
     for r in rows:
@@ -320,6 +384,9 @@ def main(argv):
     }
     print(f"flag cases:    {json.dumps(result['flags']['counts'])}")
     print(f"controls:      {json.dumps(result['controls']['counts'])}")
+    if sweep is not None:
+        result["sweep"] = sweep
+        print_sweep(sweep)
     if FLAGS.data:
         drows = data_rows()
         if drows is None:

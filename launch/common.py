@@ -64,6 +64,7 @@ _SHORTCUTS: dict[str, str] = {}  # the shortcut flags this program defined
 _RENAMED: dict[str, str] = {}  # deprecated flag name -> its new name (rewritten on the command line)
 _INPUTS: set[str] = set()  # flags naming input files / folders
 _OUTPUTS: set[str] = set()  # flags naming output folders / files
+_WARNINGS: list[str] = []  # deprecation lines, printed once the command line parsed (an error prints one line)
 _RESOLVED: list = []
 _HELP = (
     "--help",
@@ -185,6 +186,8 @@ def define_range(name: str, lo: float | None, hi: float | None, open_hi: bool = 
     def check(v: Any) -> bool:
         if v is None:
             return True
+        if v != v:  # NaN compares false with every bound
+            _fail(name, v, "not a number")
         if lo is not None and (v < lo or (open_lo and v == lo)):
             _fail(name, v, f"must be {'>' if open_lo else '>='} {lo}")
         if hi is not None and (v > hi or (open_hi and v == hi)):
@@ -386,7 +389,7 @@ def _rename(argv: list[str]) -> list[str]:
             if old in _RENAMED:
                 new = _RENAMED[old]
                 a = f"--{'no' if neg else ''}{new}{eq}{value}"
-                print(f"warning: --{old} is deprecated; use --{new}", file=sys.stderr)
+                _WARNINGS.append(f"warning: --{old} is deprecated; use --{new}")
         out.append(a)
     return out
 
@@ -419,11 +422,21 @@ def parse_flags_with_config(argv: list[str]) -> list[str]:
         if e.code == 1 and any(a.split("=")[0] in _HELP for a in rest[1:]):
             raise SystemExit(0) from None
         raise
+    for name, flag in [(n, FLAGS[n]) for n in FLAGS]:  # absl's float bounds compare false with NaN: never a valid value
+        if isinstance(flag.value, float) and flag.value != flag.value and name == flag.name:
+            _exit_user(f"flag --{name}={flag.value}: not a number")
     if len(remaining) > 1:
         _exit_user(f"unexpected argument(s): {' '.join(remaining[1:])} (flags are --name=value)")
     if "config" in FLAGS:
         _RESOLVED[:] = [_resolve_config()]
+    _flush_warnings()
     return remaining
+
+
+def _flush_warnings() -> None:
+    for line in _WARNINGS:
+        print(line, file=sys.stderr)
+    _WARNINGS.clear()
 
 
 def _resolve_config():
@@ -434,9 +447,8 @@ def _resolve_config():
     for name, path in _ALIASES.items():
         if FLAGS[name].present:
             value = FLAGS[name].value
-            print(
-                f"warning: --{name} is deprecated; use --config{'=' + value if path is None else '.' + path + '=' + value}",
-                file=sys.stderr,
+            _WARNINGS.append(
+                f"warning: --{name} is deprecated; use --config{'=' + value if path is None else '.' + path + '=' + value}"
             )
             if path is None:
                 spec = value
@@ -448,6 +460,7 @@ def _resolve_config():
         cfg = configs.load(spec, over)
     except configs.ConfigError as e:
         _exit_user(str(e))
+    _flush_warnings()
     if FLAGS.print_config:
         import json
 

@@ -22,19 +22,22 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 from absl import flags
 
+from launch import common
+
 flags.DEFINE_string("run", None, "A pipeline version folder (<out_dir>/<dataset>/<version>); serves its export/.")
 flags.DEFINE_string("export", None, "An export folder (<version>/export) or a model directory.")
 flags.DEFINE_string("model_dir", None, "Deprecated: use --export.")
 flags.DEFINE_string("target_type", None, "Item type to recommend (default: audiobook if served, else the first).")
 flags.DEFINE_string("user_id", None, "A user of the export's user store (omit for a new user: --age/--country).")
-flags.DEFINE_integer("age", None, "New user: age in years.")
+flags.DEFINE_integer("age", None, "New user: age in years.", lower_bound=0)
 flags.DEFINE_string("country", None, "New user: country code.")
 flags.DEFINE_integer("k", 10, "Number of recommendations (capped at the catalogue size).", lower_bound=1)
 flags.DEFINE_integer("as_of", None, "Unix seconds the user features are computed at (default: the export snapshot).")
 flags.DEFINE_boolean("exclude_consumed", True, "Drop items the user already streamed.")
 flags.DEFINE_boolean("all_users", False, "Top-k of every user of the store, written to --out as Parquet.")
-flags.DEFINE_string("out", None, "--all_users: the Parquet file to write.")
+common.define_output("out", None, "--all_users: the Parquet file to write.", is_dir=False)
 flags.DEFINE_integer("chunk_users", 4096, "--all_users: users per chunk (bounds memory).", lower_bound=1)
+flags.adopt_module_key_flags(common)  # --help lists --out (defined through launch.common)
 FLAGS = flags.FLAGS
 
 
@@ -47,8 +50,6 @@ def _source() -> str:
     given = [n for n in ("run", "export", "model_dir") if FLAGS[n].value is not None]
     if len(given) != 1:
         _die("give exactly one of --run=VERSION_DIR or --export=EXPORT_DIR")
-    if given[0] == "model_dir":
-        print("warning: --model_dir is deprecated; use --export", file=sys.stderr)
     return FLAGS[given[0]].value
 
 
@@ -107,6 +108,8 @@ def main(argv) -> None:
         from twotower_hgnn.serving import Recommender
 
         rec = Recommender.load(source, target_type=FLAGS.target_type)
+        if FLAGS.model_dir is not None:  # after loading: a bad value prints the error line alone
+            print("warning: --model_dir is deprecated; use --export", file=sys.stderr)
         if FLAGS.all_users:
             return _batch(rec)
         out = rec.recommend(**kw, k=FLAGS.k, exclude_consumed=FLAGS.exclude_consumed, as_of=FLAGS.as_of)

@@ -15,7 +15,9 @@ in-process and exits 0 without binding (a smoke test for scripts).
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import signal
 import socket
 import sys
@@ -30,6 +32,23 @@ flags.DEFINE_string("run", None, "A pipeline version folder (<out_dir>/<dataset>
 flags.DEFINE_string("export", None, "An export folder (<version>/export) or a model directory.")
 flags.DEFINE_string("target_type", None, "Item type to serve (default: audiobook if served, else the first).")
 flags.DEFINE_string("host", "127.0.0.1", "Interface to bind (127.0.0.1: this machine only).")
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def _check_host(v: str) -> bool:
+    """An IP address or a syntactically valid host name (resolved when binding)."""
+    try:
+        ipaddress.ip_address(v)
+        return True
+    except ValueError:
+        if _HOSTNAME.fullmatch(v):
+            return True
+    raise flags.ValidationError("not an IP address or host name")
+
+
+flags.register_validator("host", _check_host)
 flags.DEFINE_integer("port", 8000, "TCP port (0: any free port).", lower_bound=0, upper_bound=65535)
 flags.DEFINE_integer("max_concurrency", 16, "Requests computed at once; more get 503.", lower_bound=1)
 flags.DEFINE_float("timeout_s", 10.0, "Per-request time limit (504 after).", lower_bound=0.001)

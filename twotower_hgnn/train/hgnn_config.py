@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from sampler.spec import SamplingSpec
+from sampler.spec import BALANCE_POLICIES, SamplingSpec
 from twotower_hgnn.models.hgnn import HGNNConfig
 
 
@@ -108,6 +108,10 @@ class HGNNTrainConfig:
             "val_every_steps": self.val_every_steps >= 0,
             "val_max_edges": self.val_max_edges is None or self.val_max_edges >= 1,
             "log_every_steps": self.log_every_steps >= 1,
+            "balance": self.balance in BALANCE_POLICIES,
+            # relation names are SRC-DST item types (sampler.csr.relation_name), checked against the graph later
+            "relations": self.relations is None
+            or (len(self.relations) > 0 and all(isinstance(r, str) and "-" in r.strip("-") for r in self.relations)),
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
