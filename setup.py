@@ -1,9 +1,11 @@
 """twotower_hgnn: a JAX reimplementation of Spotify's 2T-HGNN audiobook recommender.
 
-Ranges live here; exact pins for the CPU platform live in requirements/cpu.lock.txt, which
-scripts/setup_env.sh passes to pip as a constraints file. The core install needs neither torch nor
-faiss: text encoding (``[text]``), approximate nearest-neighbour indexes (``[ann]``) and the HTTP
-service (``[serve]``) are extras. ``twotower-hgnn <command>`` runs the launch scripts (``launch/cli.py``).
+Ranges live here; the CPU platform's exact versions live in requirements/cpu.lock.txt (every package,
+with hashes, compiled by scripts/lock.sh from the pins in requirements/cpu.in), which
+scripts/setup_env.sh installs with --require-hashes before installing this project with --no-deps.
+The core install needs neither torch nor faiss: text encoding (``[text]``), approximate nearest-neighbour
+indexes (``[ann]``) and the HTTP service (``[serve]``) are extras. ``twotower-hgnn <command>`` runs the
+launch scripts (``launch/cli.py``).
 """
 
 import re
