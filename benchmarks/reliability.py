@@ -17,8 +17,17 @@ exported by a tiny pipeline run (``--config=test``, built once in a temporary fo
 ``--model_dir``; ``--nomodel`` skips them). The JSON (``--out_json``, default ``benchmarks/results/reliability.json``)
 carries the machine, date and git sha, every case with its outcome and stderr, and the counts.
 
+The **sweep** (``benchmarks/flag_sweep.py``; ``--nosweep`` skips it) adds cases generated from absl itself:
+every flag of every launch program, as ``--helpxml`` lists it, gets bad values by type (int/float: a
+non-number, NaN, out of range; enum: an unknown value; bool: ``maybe``; list: malformed elements) or, for
+strings, by kind (input paths: missing / a folder; output paths: under a regular file; ISO dates:
+``2026-02-30`` ...; deprecated aliases: bad values of the field they map to). Free-text flags are
+allow-listed there with the reason and get one accepted control. Its JSON section ``sweep`` has per-program
+coverage (flags, covered, allow-listed, cases, outcomes) and every case; a coverage table is printed.
+
     .venv/bin/python -m benchmarks.reliability                 # flag catalogue + data catalogue
     .venv/bin/python -m benchmarks.reliability --nomodel --nodata
+    .venv/bin/python -m benchmarks.reliability --nosweep           # the hand-written catalogue only
 """
 
 from __future__ import annotations
