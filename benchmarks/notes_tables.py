@@ -121,6 +121,21 @@ def _stamp(m: Mapping[str, Any]) -> str:
     return f"{m['date_utc'][:10]}, git {m['git_sha'][:10]}{' (dirty)' if m.get('git_dirty') else ''}, {m['cpus']} CPUs"
 
 
+def _sweep_text(sweep: Mapping[str, Any] | None) -> str:
+    """The automatic flag sweep's part of the reliability row ('' for a JSON without one)."""
+    if not sweep:
+        return ""
+    progs, c = sweep["programs"].values(), sweep["counts"]
+    n = sum(p["n_flags"] for p in progs)
+    allowed = sum(p["n_allow_listed"] for p in progs)
+    other = c["cases"] - c.get("clean_error", 0) - c.get("accepted", 0)
+    return (
+        f"; automatic sweep of all {n} flags of {len(sweep['programs'])} launch programs ({n - allowed} with "
+        f"generated bad values, {allowed} free-text allow-listed): {c['cases']} cases, {c.get('clean_error', 0)} "
+        f"one-line errors, {c.get('accepted', 0)} accepted controls, {other} other"
+    )
+
+
 def ops_table(results: Path) -> str | None:
     """Reliability, HTTP serving and batch top-K rows from their JSON files (the ones present)."""
     rows = []
@@ -133,8 +148,8 @@ def ops_table(results: Path) -> str | None:
             f"| reliability (`benchmarks/reliability.py`) | {f['cases']} bad flag values over every launch script: "
             f"{f.get('clean_error', 0)} one-line errors (exit 2), {bad}; {d['cases']} corrupted-data cases: "
             f"{d.get('clean_error', 0)} one-line errors, {d.get('accepted_equal', 0)} accepted with the clean "
-            f"input's result, {d['cases'] - d.get('clean_error', 0) - d.get('accepted_equal', 0)} other | "
-            f"{_stamp(r['machine'])} |"
+            f"input's result, {d['cases'] - d.get('clean_error', 0) - d.get('accepted_equal', 0)} other"
+            f"{_sweep_text(r.get('sweep'))} | {_stamp(r['machine'])} |"
         )
     http = results / "serving_http.json"
     if http.exists():
