@@ -243,25 +243,45 @@ def _leave_one_out_features(
     end = int(train["timestamp"].max()) + 1 if len(train) else 0
     uniq, inv = np.unique(users, return_inverse=True)
     f = take_users(user_features_as_of(ds, train, uniq, end, item_emb, vocab), inv)
+    keys, counts = history_pair_counts(ds, train, vocab, end)
+    items = np.asarray(items, np.int64)[:, None]
+    n_ui = pair_multiplicity(keys, counts, users.astype(np.int64)[:, None] * int(ds.num_items) + items)
+    remove_from_history(f, ITEM_TYPES.index(target_type), items, n_ui, item_emb, np.ones(items.shape, bool))
+    return f
+
+
+def history_pair_counts(ds: Dataset, train: pd.DataFrame, vocab: FeatureVocab, end: int):
+    """(sorted int64 keys ``user * n_items + item``, multiplicities) of the counted history rows in the
+    window ending at ``end`` (the rows a held-out item removes from a user's features)."""
     lu, lt, li, _ = _counted_log(train, ds, vocab.history_events)
     if vocab.history_days is not None:
         inside = lt >= end - int(np.ceil(vocab.history_days * DAY_S))
         lu, li = lu[inside], li[inside]
-    # rows of (user, target item) in the counted history: removed from the target type's mean and count
-    n_items = int(ds.num_items)
-    pair_keys, pair_counts = np.unique(lu * n_items + li, return_counts=True)
-    q = users.astype(np.int64) * n_items + items
-    n_ui = np.zeros(len(q), np.int64)
-    if pair_keys.size:
-        pos = np.minimum(np.searchsorted(pair_keys, q), pair_keys.size - 1)
-        n_ui = np.where(pair_keys[pos] == q, pair_counts[pos], 0)
-    k = ITEM_TYPES.index(target_type)
+    return np.unique(lu.astype(np.int64) * int(ds.num_items) + li, return_counts=True)
+
+
+def pair_multiplicity(keys: np.ndarray, counts: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """int64, shape of ``q``: the multiplicity of each key of ``q`` among ``keys`` (0 where absent)."""
+    if keys.size == 0:
+        return np.zeros(np.shape(q), np.int64)
+    pos = np.minimum(np.searchsorted(keys, q), keys.size - 1)
+    return np.where(keys[pos] == q, counts[pos], 0)
+
+
+def remove_from_history(
+    f: UserFeatures, k: int, items: np.ndarray, n_ui: np.ndarray, item_emb: np.ndarray, mask: np.ndarray
+) -> None:
+    """Removes from type ``k`` of the bundle ``f`` (in place, ``[B]`` rows) ``n_ui[b, m]`` history rows of
+    item ``items[b, m]`` (global ids, ``[B, M]``; ``mask`` False = padding): the mean, count and flag are
+    recomputed without them and their id tokens are dropped."""
     c = np.rint(np.expm1(f.history_count[:, k])).astype(np.int64)
-    rest = c - n_ui
-    total = f.history_mean[:, k] * c[:, None] - n_ui[:, None] * np.asarray(item_emb, np.float32)[items]
+    rest = c - n_ui.sum(1)
+    removed = np.einsum("bm,bmd->bd", n_ui.astype(np.float64), np.asarray(item_emb, np.float32)[items])
+    total = f.history_mean[:, k] * c[:, None] - removed
     f.history_mean[:, k] = np.where(rest[:, None] > 0, total / np.maximum(rest, 1)[:, None], 0.0)
-    f.history_count[:, k] = np.log1p(rest).astype(np.float32)
+    f.history_count[:, k] = np.log1p(np.maximum(rest, 0)).astype(np.float32)
     f.has_history[:, k] = (rest > 0).astype(np.float32)
     if f.history_ids.shape[-1]:
-        f.history_ids[:, k] = np.where(f.history_ids[:, k] == (items + 1)[:, None], 0, f.history_ids[:, k])
-    return f
+        tok = np.where(mask, items + 1, -1)
+        hit = (f.history_ids[:, k][:, :, None] == tok[:, None, :]).any(-1)
+        f.history_ids[:, k] = np.where(hit, 0, f.history_ids[:, k])

@@ -61,14 +61,17 @@ def recency_weights(timestamps: np.ndarray, halflife_days: float | None) -> np.n
     return w / w.mean()
 
 
-def batch_rows(n_examples: int, batch_size: int, seed: int, step: int, _cache: dict | None = None) -> np.ndarray:
-    """Example rows of global step ``step`` (deterministic in (seed, step): resumable)."""
+def batch_rows(
+    n_examples: int, batch_size: int, seed: int, step: int, _cache: dict | None = None, stream: str = "2t-shuffle"
+) -> np.ndarray:
+    """Example rows of global step ``step`` (deterministic in (seed, step): resumable); each epoch a
+    permutation from the RNG stream ``stream`` (cached per epoch in ``_cache``)."""
     spe = math.ceil(n_examples / batch_size)
     epoch, pos = divmod(step, spe)
     if _cache is not None and _cache.get("epoch") == epoch:
         perm = _cache["perm"]
     else:
-        perm = np_rng(seed, "2t-shuffle", epoch).permutation(n_examples)
+        perm = np_rng(seed, stream, epoch).permutation(n_examples)
         if _cache is not None:
             _cache.update(epoch=epoch, perm=perm)
     return perm[pos * batch_size : (pos + 1) * batch_size]

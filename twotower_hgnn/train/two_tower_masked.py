@@ -14,15 +14,15 @@ item tower is unchanged. The draw of step ``s`` is a pure function of ``(seed, s
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable
 
 import numpy as np
 
 from twotower_hgnn import features as F
 from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
-from twotower_hgnn.history import _counted_log, user_features_as_of
+from twotower_hgnn.history import history_pair_counts, pair_multiplicity, remove_from_history, user_features_as_of
 from twotower_hgnn.rng import np_rng
+from twotower_hgnn.train.two_tower_batches import batch_rows
 
 
 @dataclasses.dataclass
@@ -68,11 +68,7 @@ def build_units(ds: Dataset, train: Any, cfg: Any, item_emb: np.ndarray, vocab: 
     users, counts, rows = users[ok], counts[ok], pi[sel]
     end = int(train["timestamp"].max()) + 1 if len(train) else 0
     full = user_features_as_of(ds, train, users, end, item_emb, vocab)
-    lu, lt, li, _ = _counted_log(train, ds, vocab.history_events)
-    if vocab.history_days is not None:
-        inside = lt >= end - int(np.ceil(vocab.history_days * F.DAY_S))
-        lu, li = lu[inside], li[inside]
-    keys, kc = np.unique(lu.astype(np.int64) * int(ds.num_items) + li, return_counts=True)
+    keys, kc = history_pair_counts(ds, train, vocab, end)
     return UserUnits(
         users=users,
         indptr=np.r_[0, np.cumsum(counts)].astype(np.int64),
@@ -111,21 +107,11 @@ def units_batch(
     cand = units.rows[np.minimum(offs, len(units.rows) - 1)]
     tgt, mask = draw_targets(cnt, cand, cfg.target_frac, cfg.max_targets, rng)
     f = F.take_users(units.full, pos)
-    k = ITEM_TYPES.index(cfg.target_type)
-    q = units.users[pos][:, None] * n_items + (tgt.astype(np.int64) + start)
-    at = np.minimum(np.searchsorted(units.pair_keys, q), max(units.pair_keys.size - 1, 0))
-    n_ui = np.where(mask & (units.pair_keys[at] == q), units.pair_counts[at], 0) if units.pair_keys.size else 0 * q
-    c = np.rint(np.expm1(f.history_count[:, k])).astype(np.int64)
-    rest = c - n_ui.sum(1)
-    emb = np.asarray(item_emb, np.float32)[tgt.astype(np.int64) + start]  # [n, m, d]
-    total = f.history_mean[:, k] * c[:, None] - np.einsum("nm,nmd->nd", n_ui.astype(np.float32), emb)
-    f.history_mean[:, k] = np.where(rest[:, None] > 0, total / np.maximum(rest, 1)[:, None], 0.0)
-    f.history_count[:, k] = np.log1p(np.maximum(rest, 0)).astype(np.float32)
-    f.has_history[:, k] = (rest > 0).astype(np.float32)
-    if f.history_ids.shape[-1]:
-        tok = np.where(mask, tgt + start + 1, -1)
-        hit = (f.history_ids[:, k][:, :, None] == tok[:, None, :]).any(-1)
-        f.history_ids[:, k] = np.where(hit, 0, f.history_ids[:, k])
+    items = tgt.astype(np.int64) + start
+    n_ui = np.where(
+        mask, pair_multiplicity(units.pair_keys, units.pair_counts, units.users[pos][:, None] * n_items + items), 0
+    )
+    remove_from_history(f, ITEM_TYPES.index(cfg.target_type), items, n_ui, item_emb, mask)
     b, n = cfg.batch_size, len(pos)
     m = np.zeros((b, cfg.max_targets), np.float32)
     m[:n] = mask
@@ -137,12 +123,10 @@ def units_batch(
 def units_host_batch(ds: Dataset, units: UserUnits, cfg: Any, item_emb: np.ndarray) -> Callable[[int], F.TwoTowerBatch]:
     """``host_batch(step)``: each epoch a seeded permutation of the users, ``batch_size`` per step."""
     start, _ = F.target_item_range(ds, cfg.target_type)
-    n, spe = len(units), max(1, math.ceil(len(units) / cfg.batch_size))
+    cache: dict = {}
 
     def host_batch(step: int) -> F.TwoTowerBatch:
-        epoch, at = divmod(int(step), spe)
-        perm = np_rng(cfg.seed, "2t-units", epoch).permutation(n)
-        pos = perm[at * cfg.batch_size : (at + 1) * cfg.batch_size]
+        pos = batch_rows(len(units), cfg.batch_size, cfg.seed, int(step), cache, stream="2t-units")
         return units_batch(units, pos, cfg, item_emb, int(ds.num_items), start, np_rng(cfg.seed, "2t-targets", step))
 
     return host_batch
