@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from twotower_hgnn.data.schema import EVENTS
+from twotower_hgnn.data.timestamps import MAX_SECONDS as MAX_TIMESTAMP
+from twotower_hgnn.data.timestamps import MIN_SECONDS as MIN_TIMESTAMP
 from twotower_hgnn.errors import UserError
 from twotower_hgnn.features import MAX_AGE
 
-MIN_TIMESTAMP = 631_152_000  # 1990-01-01T00:00:00Z
-MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01T00:00:00Z
 MAX_INTERACTIONS = 10_000  # history rows per request
 MAX_ID_LEN = 256  # characters of a user or item id
 MAX_COUNTRY_LEN = 64
