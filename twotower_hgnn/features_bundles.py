@@ -17,11 +17,10 @@ import jax
 import numpy as np
 
 from twotower_hgnn import errors
-from twotower_hgnn.data.schema import EVENTS
+from twotower_hgnn.data.schema import EVENTS, MAX_AGE  # noqa: F401  (MAX_AGE: re-exported for the features)
 
 AGE_EDGES: tuple[int, ...] = (18, 25, 35, 45, 55, 65)
 N_AGE_BUCKETS = len(AGE_EDGES) + 2  # + unknown + the open last bucket
-MAX_AGE = 130
 DAY_S = 86_400
 DEFAULT_HISTORY_EVENTS: tuple[str, ...] = EVENTS  # stream + all weak signals (the paper, §1.3)
 
