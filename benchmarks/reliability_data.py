@@ -580,10 +580,10 @@ def _value_cases() -> list[Case]:
             r"items\.csv: column 'item_id': row 5 \(line 7\): duplicate id 'a1'",
         ),
         Case(
-            "unknown_item_type",
-            _files(items=_set("item_type", 2, "ebook")),
+            "item_type_not_a_name",
+            _files(items=_set("item_type", 2, "e-book")),
             "error",
-            r"items\.csv: column 'item_type': row 2 \(line 4\): unknown value 'ebook'",
+            r"items\.csv: column 'item_type': row 2 \(line 4\): 'e-book' is not a type name",
         ),
         Case(
             "unknown_event",

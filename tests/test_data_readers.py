@@ -191,11 +191,11 @@ CASES = [
         r"column 'event': row 4 \(line 6\): unknown value 'click'",
     ),
     (
-        "unknown_item_type",
+        "item_type_not_a_name",
         "parquet",
-        _mod("items", _set("item_type", 2, "ebook")),
+        _mod("items", _set("item_type", 2, "e-book")),
         "items",
-        r"column 'item_type': row 2: unknown value 'ebook'",
+        r"column 'item_type': row 2: 'e-book' is not a type name",
     ),
     (
         "duplicate_item",

@@ -34,7 +34,7 @@ import numpy as np
 
 from sampler.csr import HeteroCSR, Relation, relation_name
 from twotower_hgnn import errors
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
+from twotower_hgnn.data.schema import EVENTS, Dataset
 from twotower_hgnn.graph_pairs import _count_pairs, _topk_pairs, _user_sequences
 
 RULES = ("any", "min_shared", "topk")
@@ -116,8 +116,8 @@ def default_graph_config(ds: Dataset | str) -> GraphConfig:
 
 
 def graph_relations(type_counts: Mapping[str, int]) -> tuple[Relation, ...]:
-    """Every unordered type pair (ITEM_TYPES order) whose two types both have items."""
-    present = [t for t in ITEM_TYPES if int(type_counts.get(t, 0)) > 0]
+    """Every unordered type pair (in ``type_counts`` order: the data's) whose two types both have items."""
+    present = [t for t, c in type_counts.items() if int(c) > 0]
     return tuple((a, b) for i, a in enumerate(present) for b in present[i:])
 
 
@@ -176,10 +176,10 @@ def _relation_graph(ds: Dataset, a: np.ndarray, b: np.ndarray) -> tuple[HeteroCS
     rels = graph_relations(ds.item_type_counts)
     edges = {}
     for rel in rels:
-        i, j = ITEM_TYPES.index(rel[0]), ITEM_TYPES.index(rel[1])
+        i, j = ds.item_type_index(rel[0]), ds.item_type_index(rel[1])
         m = (ta == i) & (tb == j)
         edges[rel] = np.stack([a[m], b[m]], axis=1)
-    return HeteroCSR.from_edges(ITEM_TYPES, dict(ds.item_type_counts), edges), rels
+    return HeteroCSR.from_edges(ds.item_types, dict(ds.item_type_counts), edges), rels
 
 
 def _relation_stats(graph: HeteroCSR, rels: tuple[Relation, ...]) -> dict:
@@ -249,7 +249,7 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
     total_edges = int(sum(graph.num_edges(r) for r in rels))
     stats = {
         "config": cfg.to_dict(),
-        "nodes": {t: int(ds.item_type_counts.get(t, 0)) for t in ITEM_TYPES},
+        "nodes": {t: int(ds.item_type_counts[t]) for t in ds.item_types},
         "interactions_used": n_used,
         "users": int(counts.size),
         "rows_dropped_duplicate_user_item": n_used - int(counts.sum()) - cap_dropped,
@@ -319,7 +319,7 @@ def prepare_report(
     it = ds.interactions
     report = {
         "dataset": ds.name,
-        "items": {t: int(ds.item_type_counts.get(t, 0)) for t in ITEM_TYPES},
+        "items": {t: int(ds.item_type_counts[t]) for t in ds.item_types},
         "users": ds.num_users,
         "interactions": int(len(it)),
         "events": {e: int(c) for e, c in zip(EVENTS, np.bincount(it["event_code"].to_numpy(), minlength=len(EVENTS)))},

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from twotower_hgnn.data.readers import DataError, build_dataset, load_files, read_interactions, read_items, read_users
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, WEAK_EVENTS, Dataset
+from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, WEAK_EVENTS, Dataset, is_paper_types, item_type_order
 
 DATASETS = ("movielens1m", "synthetic", "files")
 
@@ -77,6 +77,8 @@ __all__ = [
     "Dataset",
     "EVENTS",
     "ITEM_TYPES",
+    "is_paper_types",
+    "item_type_order",
     "WEAK_EVENTS",
     "build_dataset",
     "load_dataset",

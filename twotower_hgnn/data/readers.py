@@ -4,8 +4,8 @@ Every source ends in :func:`build_dataset`, which checks referential integrity a
 tables. File readers (:func:`read_interactions`, :func:`read_items`, :func:`read_users`) accept CSV,
 TSV (optionally gzip'd) or Parquet, chosen by suffix (:mod:`twotower_hgnn.data.files`: paths,
 encodings, BOM/CRLF), and raise one :class:`DataError` naming the file, the column and the first
-offending row for: an empty file, a missing column, a wrong dtype, an unknown event or item_type, a
-duplicate id, a missing (NaN/None) value, a negative or out-of-range timestamp, an age outside
+offending row for: an empty file, a missing column, a wrong dtype, an unknown event, an item_type that
+is not a name (:func:`~twotower_hgnn.data.readers_checks.check_item_types`), a duplicate id, a missing (NaN/None) value, a negative or out-of-range timestamp, an age outside
 ``[-1, MAX_AGE]``. A missing, unreadable or directory path is a ``PathError`` (also a DataError).
 
 Options of :func:`read_interactions` (and :func:`load_files`, the external-split readers):
@@ -45,6 +45,7 @@ from twotower_hgnn.data.readers_checks import (  # DataError re-exported
     _check_columns,
     _check_unique,
     _fail,
+    check_item_types,
     _first,
     _row_label,
     _source,
@@ -57,11 +58,11 @@ from twotower_hgnn.data.schema import (
     EVENTS,
     INTERACTION_COLUMNS,
     ITEM_COLUMNS,
-    ITEM_TYPES,
     MAX_AGE,
     MUSIC_PREFIX,
     USER_COLUMNS,
     Dataset,
+    item_type_order,
 )
 
 DUPLICATES: tuple[str, ...] = ("drop", "keep")
@@ -155,7 +156,7 @@ def validate_items(df: pd.DataFrame, source: str = "<items>", csv: bool = False)
     out = pd.DataFrame(
         {c: _as_str(df[c], c, source, csv, required=c in ("item_id", "item_type")) for c in ITEM_COLUMNS}
     )
-    _check_allowed(out["item_type"], ITEM_TYPES, "item_type", source, csv)
+    check_item_types(out["item_type"], source, csv)
     _check_unique(out["item_id"], "item_id", source, csv)
     return _tag(out, source)
 
@@ -340,14 +341,10 @@ def _checked_tables(
 def _order_items(
     items: pd.DataFrame, item_vectors: np.ndarray | None, name: str, src_it: str
 ) -> tuple[pd.DataFrame, np.ndarray | None, dict[str, int]]:
-    """(items stably ordered by type so row i == global node id i, item_vectors reordered with them,
-    item count per type)."""
-    type_code = pd.Categorical(items["item_type"], categories=list(ITEM_TYPES)).codes.astype(np.int8)
-    if (type_code < 0).any():
-        r = _first(type_code < 0)
-        raise _fail(
-            src_it, "item_type", r, f"unknown value {items['item_type'].iloc[r]!r} (allowed: {list(ITEM_TYPES)})"
-        )
+    """(items stably ordered by type (``schema.item_type_order``) so row i == global node id i,
+    item_vectors reordered with them, item count per type in that order)."""
+    types = item_type_order(pd.unique(items["item_type"]))
+    type_code = pd.Categorical(items["item_type"], categories=list(types)).codes.astype(np.int8)
     order = np.argsort(type_code, kind="stable")
     items = items.iloc[order].reset_index(drop=True)
     if item_vectors is not None:
@@ -355,8 +352,8 @@ def _order_items(
         if item_vectors.ndim != 2 or item_vectors.shape[0] != len(order):
             raise DataError(f"{name}: item_vectors shape {item_vectors.shape} does not match {len(order)} items")
         item_vectors = item_vectors[order]
-    counts = np.bincount(type_code, minlength=len(ITEM_TYPES))
-    type_counts = {t: int(c) for t, c in zip(ITEM_TYPES, counts)}
+    counts = np.bincount(type_code, minlength=len(types))
+    type_counts = {t: int(c) for t, c in zip(types, counts)}
     return items, item_vectors, type_counts
 
 
@@ -431,11 +428,12 @@ def build_dataset(
 ) -> Dataset:
     """Checks referential integrity and index-codes the three tables into a :class:`Dataset`.
 
-    Items are stably reordered by ``item_type`` (ITEM_TYPES order) so row ``i`` is graph node ``i``;
+    Items are stably reordered by ``item_type`` (the data's type order, ``schema.item_type_order``) so row
+    ``i`` is graph node ``i``;
     ``item_vectors`` (rows aligned with the *given* items order) are reordered with them. Interactions
     get ``user_idx``/``item_idx`` (int32) and ``event_code`` (int8) and are sorted by
     (timestamp, user_idx, item_idx). A dataset whose items are all of one type is accepted
-    (homogeneous mode; the other type has 0 items).
+    (homogeneous mode; with the paper's types the other one has 0 items).
 
     Args:
       validate: run the per-table checks (file readers already did; generators that build valid

@@ -12,6 +12,7 @@ editor shows it.
 
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 import numpy as np
@@ -187,6 +188,22 @@ def _check_allowed(s: pd.Series, allowed: tuple[str, ...], name: str, source: st
     if bad.any():
         r = _first(bad)
         raise _fail(source, name, r, f"unknown value {s.iloc[r]!r} (allowed: {list(allowed)})", csv)
+
+
+MAX_ITEM_TYPES = 127  # item type codes are int8
+_TYPE_NAME = re.compile(r"[^\W][\w.]*")
+
+
+def check_item_types(s: pd.Series, source: str, csv: bool) -> None:
+    """Item types are names taken from the data: letters, digits, ``_`` and ``.`` (relations are named
+    ``a-b``, directed ones ``a<-b``), at most :data:`MAX_ITEM_TYPES` distinct ones."""
+    names = pd.unique(s)
+    bad = [str(t) for t in names if not _TYPE_NAME.fullmatch(str(t))]
+    if bad:
+        r = _first((s == bad[0]).to_numpy())
+        raise _fail(source, "item_type", r, f"{bad[0]!r} is not a type name (letters, digits, '_' and '.' only)", csv)
+    if len(names) > MAX_ITEM_TYPES:
+        raise DataError(f"{source}: column 'item_type': {len(names)} distinct types; at most {MAX_ITEM_TYPES}")
 
 
 def _tag(df: pd.DataFrame, source: str) -> pd.DataFrame:

@@ -8,8 +8,9 @@ Tables (pandas DataFrames; column -> dtype):
 * **interactions** — ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int64, Unix seconds, >= 0),
   ``event`` (str, one of :data:`EVENTS`). ``stream`` is the strong signal; ``follow``, ``preview``,
   ``intent_to_pay`` are the paper's weak signals (:data:`WEAK_EVENTS`).
-* **items** — ``item_id`` (str, unique), ``item_type`` (str, one of :data:`ITEM_TYPES`), ``title``,
-  ``description``, ``language``, ``genre`` (str; empty string allowed for description/language/genre).
+* **items** — ``item_id`` (str, unique), ``item_type`` (str, any non-empty name: the data's item types,
+  see :func:`item_type_order`), ``title``, ``description``, ``language``, ``genre`` (str; empty string
+  allowed for description/language/genre).
 * **users** — ``user_id`` (str, unique), ``age`` (int in ``[0, MAX_AGE]``; -1 = unknown), ``country``
   (str; "" = unknown),
   and optionally a fixed-length music vector in columns ``music_0 .. music_{d-1}`` (float).
@@ -25,7 +26,9 @@ import pandas as pd
 
 EVENTS: tuple[str, ...] = ("stream", "follow", "preview", "intent_to_pay")
 WEAK_EVENTS: tuple[str, ...] = ("follow", "preview", "intent_to_pay")
-ITEM_TYPES: tuple[str, ...] = ("audiobook", "podcast")  # global node-id order of the graph
+# The paper's item types, in the paper's order (audiobooks are global ids [0, n_audiobooks)). Data whose
+# types are a subset of these keep exactly this order (both listed, a type without items counts 0).
+ITEM_TYPES: tuple[str, ...] = ("audiobook", "podcast")
 
 INTERACTION_COLUMNS: dict[str, str] = {"user_id": "str", "item_id": "str", "timestamp": "int64", "event": "str"}
 ITEM_COLUMNS: dict[str, str] = {
@@ -41,19 +44,40 @@ MUSIC_PREFIX = "music_"
 MAX_AGE = 130  # oldest age a users table may give (features bucket ages up to this; -1 = unknown)
 
 
+def item_type_order(names) -> tuple[str, ...]:
+    """The item types of a dataset, in global node-id order, from the type names its items carry.
+
+    Types that are a subset of the paper's (:data:`ITEM_TYPES`) give exactly ``ITEM_TYPES`` (a type
+    without items is kept with count 0: the paper-shaped layout, history axes and relations of every
+    earlier run stay the same). Otherwise the paper's types present come first in the paper's order
+    (audiobooks stay global ids ``[0, n_audiobooks)``), then every other type **sorted by name**
+    (deterministic: the order does not depend on the order of the rows).
+    """
+    present = {str(t) for t in names}
+    if present <= set(ITEM_TYPES):
+        return ITEM_TYPES
+    return tuple(t for t in ITEM_TYPES if t in present) + tuple(sorted(present - set(ITEM_TYPES)))
+
+
+def is_paper_types(types) -> bool:
+    """Whether the types include both of the paper's (audiobook and podcast: Table 1, ablations C-F)."""
+    return set(ITEM_TYPES) <= set(types)
+
+
 @dataclasses.dataclass
 class Dataset:
     """A validated, index-coded dataset.
 
     Attributes:
       name: source name ("movielens1m", "synthetic-tiny", "files", ...).
-      items: items table, **ordered by item_type in ITEM_TYPES order** so that row ``i`` is global graph
-        node id ``i`` (the HeteroCSR convention); index is a RangeIndex.
+      items: items table, **ordered by item_type in ``item_types`` order** so that row ``i`` is global
+        graph node id ``i`` (the HeteroCSR convention); index is a RangeIndex.
       users: users table; row ``j`` is user index ``j``.
       interactions: interactions table sorted by (timestamp, user_idx, item_idx) with extra columns
         ``user_idx`` (int32 row in ``users``), ``item_idx`` (int32 row in ``items``) and ``event_code``
         (int8 index into EVENTS).
-      item_type_counts: item_type -> number of items, in ITEM_TYPES order (types with 0 items allowed).
+      item_type_counts: item_type -> number of items, in the data's type order (:func:`item_type_order`;
+        types with 0 items allowed). Its keys are :attr:`item_types`.
       music: float32 ``[n_users, d_music]`` or None.
       item_vectors: float32 ``[n_items, d]`` content vectors supplied by the source instead of text
         (large synthetic scales), or None (then text is encoded by ``twotower_hgnn.text``).
@@ -82,13 +106,23 @@ class Dataset:
     def num_users(self) -> int:
         return int(len(self.users))
 
+    @property
+    def item_types(self) -> tuple[str, ...]:
+        """The data's item types in global node-id order (the keys of ``item_type_counts``)."""
+        return tuple(self.item_type_counts)
+
+    def item_type_index(self, item_type: str) -> int:
+        """Position of ``item_type`` in :attr:`item_types` (a ValueError naming the data's types otherwise)."""
+        if item_type not in self.item_type_counts:
+            raise ValueError(f"item type {item_type!r} is not in the data (types: {list(self.item_types)})")
+        return self.item_types.index(item_type)
+
     def item_type_offsets(self) -> np.ndarray:
-        """int64 ``[len(ITEM_TYPES) + 1]`` global-id offsets per item type."""
-        return np.concatenate([[0], np.cumsum([int(self.item_type_counts.get(t, 0)) for t in ITEM_TYPES])]).astype(
-            np.int64
-        )
+        """int64 ``[len(item_types) + 1]`` global-id offsets per item type."""
+        counts = [int(self.item_type_counts[t]) for t in self.item_types]
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     def item_type_codes(self) -> np.ndarray:
-        """int8 ``[n_items]`` index into ITEM_TYPES of every item."""
+        """int8 ``[n_items]`` index into :attr:`item_types` of every item."""
         off = self.item_type_offsets()
-        return np.repeat(np.arange(len(ITEM_TYPES), dtype=np.int8), np.diff(off))
+        return np.repeat(np.arange(len(self.item_types), dtype=np.int8), np.diff(off))

@@ -24,15 +24,16 @@ import numpy as np
 import pandas as pd
 
 from twotower_hgnn.data.readers_checks import DataError
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, WEAK_EVENTS, Dataset
+from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS, Dataset
 
 _log = logging.getLogger(__name__)
 Relation = tuple[str, str]
 
 
 def present_relations(type_counts: Mapping[str, int]) -> tuple[Relation, ...]:
-    """Every unordered type pair (ITEM_TYPES order) whose two types both have items (the graph's relations)."""
-    present = [t for t in ITEM_TYPES if int(type_counts.get(t, 0)) > 0]
+    """Every unordered type pair (in ``type_counts`` order: the data's) whose two types both have items (the
+    graph's relations)."""
+    present = [t for t, c in type_counts.items() if int(c) > 0]
     return tuple((a, b) for i, a in enumerate(present) for b in present[i:])
 
 
@@ -49,11 +50,11 @@ def relation_support(ds: Dataset, train: pd.DataFrame, edge_events: Sequence[str
     pairs = np.unique(u * max(ds.num_items, 1) + it)  # distinct (user, item)
     u, it = pairs // max(ds.num_items, 1), pairs % max(ds.num_items, 1)
     tcode = ds.item_type_codes()[it] if it.size else np.zeros(0, np.int8)
-    n_t = len(ITEM_TYPES)
+    n_t = len(ds.item_types)
     per = np.bincount(u * n_t + tcode.astype(np.int64), minlength=ds.num_users * n_t).reshape(ds.num_users, n_t)
     out = {}
     for a, b in present_relations(ds.item_type_counts):
-        ia, ib = ITEM_TYPES.index(a), ITEM_TYPES.index(b)
+        ia, ib = ds.item_type_index(a), ds.item_type_index(b)
         ok = per[:, ia] >= 2 if a == b else (per[:, ia] >= 1) & (per[:, ib] >= 1)
         out[_name((a, b))] = int(ok.sum())
     return out
@@ -67,7 +68,7 @@ def _why(ds: Dataset, train: pd.DataFrame, rel: Relation, edge_events: Sequence[
     weak = np.isin(ev, [EVENTS.index(e) for e in WEAK_EVENTS if e not in edge_events])
     parts = []
     for t in dict.fromkeys(rel):
-        m = tcode == ITEM_TYPES.index(t)
+        m = tcode == ds.item_type_index(t)
         n, s, w = int(m.sum()), int((m & strong).sum()), int((m & weak).sum())
         if n and s == 0 and w == n:
             parts.append(f"all {n:,} {t} rows are weak events ({'/'.join(WEAK_EVENTS)})")
@@ -133,7 +134,7 @@ def targets_with_signal(ds: Dataset, targets: Sequence[str]) -> tuple[tuple[str,
     strong = inter["event_code"].to_numpy() == EVENTS.index("stream")
     reasons = {}
     for t in targets:
-        m = tcode == ITEM_TYPES.index(t)
+        m = tcode == ds.item_type_index(t)
         if not (m & strong).any():
             reasons[t] = f"no {t} stream in the data ({int(m.sum()):,} {t} rows, all weak events or none)"
     kept = tuple(t for t in targets if t not in reasons)
