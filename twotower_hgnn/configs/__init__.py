@@ -15,7 +15,15 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Mapping
 
-from twotower_hgnn.configs.base import ConfigError, EvalConfig, ExportConfig, RunConfig, SplitConfig, TextConfig
+from twotower_hgnn.configs.base import (
+    ConfigError,
+    EvalConfig,
+    ExportConfig,
+    RunConfig,
+    SplitConfig,
+    TextConfig,
+    TopKConfig,
+)
 from twotower_hgnn.configs.overrides import apply_overrides, field_paths, parse_value
 
 PRESETS: tuple[str, ...] = ("paper", "demo", "demo_faithful", "test")
@@ -29,6 +37,7 @@ __all__ = [
     "RunConfig",
     "SplitConfig",
     "TextConfig",
+    "TopKConfig",
     "apply_overrides",
     "field_paths",
     "load",

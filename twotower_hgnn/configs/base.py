@@ -114,6 +114,23 @@ class ExportConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TopKConfig:
+    """The opt-in batch top-K stage (``pipeline`` stage ``topk``, after ``export``): the top ``k`` items of every
+    user of each served target type (``serving_batch.batch_recommend_export``) in
+    ``<version>/topk/top<k>-<target>.parquet``. k: items per user (0 = the stage is off); chunk_users: users
+    scored per chunk (memory bound; one Parquet row group each). Only the main run has it (not ablations)."""
+
+    k: int = 0
+    chunk_users: int = 4096
+
+    def __post_init__(self) -> None:
+        for name in ("k", "chunk_users"):  # the ranges: _RANGES
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"topk.{name}: {v!r} is not an integer")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Everything a pipeline run is configured by, besides its inputs, outputs and identity.
 
@@ -121,7 +138,7 @@ class RunConfig:
       name: the preset this configuration was built from (informative).
       sampler: where HGNN training batches are sampled: "numpy" (host), "device" (jitted, CSR on the
         accelerator) or "auto" (device on GPU/TPU, NumPy on CPU-only machines).
-      split / graph / text / hgnn / eval / export: see each section.
+      split / graph / text / hgnn / eval / export / topk: see each section.
       two_tower: the two-tower training template; the pipeline fills in the target type, whether the
         HGNN inputs are used (2T-HGNN vs 2T) and the seed for each model it trains.
     """
@@ -135,6 +152,7 @@ class RunConfig:
     two_tower: TwoTowerTrainConfig = dataclasses.field(default_factory=TwoTowerTrainConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    topk: TopKConfig = dataclasses.field(default_factory=TopKConfig)
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -164,6 +182,8 @@ _RANGES: tuple[tuple[str, float, bool, float | None, bool], ...] = (
     ("hgnn.num_devices", 1, False, None, True),
     ("hgnn.max_to_keep", 1, False, None, False),
     ("eval.k", 1, False, MAX_K, False),
+    ("topk.k", 0, False, MAX_K, False),
+    ("topk.chunk_users", 1, False, 1 << 20, False),
 )
 
 

@@ -105,6 +105,9 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
     if hgnn_hist.exists():
         training["hgnn"] = json.loads(hgnn_hist.read_text())
     conf = run_config_dict(cfg)
+    # the report records what it depends on: not the settings of the stages after it (the batch top-K), which
+    # neither change it nor recompute it when they change (config.json beside the run has every setting)
+    conf["config"].pop("topk", None)
     conf["hgnn_train"] = ctx.hgnn_cfg.to_dict()
     conf["two_tower_train"] = {k: v.to_json() for k, v in ctx.two_tower_cfgs.items()}
     return build_report(evaluation, protocol, k=ev.k, config=conf, dataset=ctx.ds, split=ctx.split, training=training)
