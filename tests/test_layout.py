@@ -19,6 +19,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
         "data",
         (
             "twotower_hgnn.data",
+            "twotower_hgnn.logs",
             "twotower_hgnn.errors",
             "twotower_hgnn.io",
             "twotower_hgnn.rng",
