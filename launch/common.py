@@ -50,7 +50,7 @@ DEPRECATED: dict[str, str | None] = {
 SHORTCUTS: dict[str, str] = {"text_model": "text.model", "exclude_seen": "eval.exclude_seen"}
 DATASETS = ("movielens1m", "synthetic", "files")
 SCALES = ("tiny", "small", "medium", "large", "xlarge", "paper")
-STAGES = ("data", "split", "valid", "graph", "content", "hgnn", "hgnn_users", "two_tower", "evaluate", "export")
+STAGES = ("data", "split", "valid", "graph", "content", "hgnn", "hgnn_users", "two_tower", "evaluate", "export", "topk")
 # library errors a user causes that cannot derive from errors.UserError (sampler/ never imports
 # twotower_hgnn; serving's type belongs to its module): mapped here by (module, class name)
 EXPLICIT_USER_ERRORS: tuple[tuple[str, str], ...] = (

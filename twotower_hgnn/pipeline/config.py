@@ -30,6 +30,7 @@ STAGES: tuple[str, ...] = (
     "two_tower",
     "evaluate",
     "export",
+    "topk",
 )
 ABLATIONS: dict[str, str] = {
     "A": "w/o multi-edge opt. (balanced sampler off)",
