@@ -4,7 +4,7 @@ Ranges live here; the CPU platform's exact versions live in requirements/cpu.loc
 with hashes, compiled by scripts/lock.sh from the pins in requirements/cpu.in), which
 scripts/setup_env.sh installs with --require-hashes before installing this project with --no-deps.
 The core install needs neither torch nor faiss: text encoding (``[text]``), approximate nearest-neighbour
-indexes (``[ann]``) and the HTTP service (``[serve]``) are extras. ``twotower-hgnn <command>`` runs the
+indexes (``[ann]``), the HTTP service (``[serve]``) and the log queries on Spark (``[spark]``) are extras. ``twotower-hgnn <command>`` runs the
 launch scripts (``launch/cli.py``).
 """
 
@@ -40,6 +40,9 @@ setup(
         "tensorboardX>=2.6,<3",
         "psutil>=5.9",
         "scipy>=1.11",
+        # The interaction-log queries (twotower_hgnn/logs): DuckDB runs them, SQLGlot transpiles them for Spark.
+        "duckdb>=1.1,<3",
+        "sqlglot>=25,<31",
     ],
     extras_require={
         # Text encoding pulls torch; kept optional so GPU/TPU users keep their own torch (or none).
@@ -48,6 +51,8 @@ setup(
         "ann": ["faiss-cpu>=1.8,<2"],
         # The HTTP service (launch/serve.py).
         "serve": ["fastapi>=0.110,<1", "uvicorn>=0.30,<1"],
+        # The log queries on Apache Spark (logs beyond one machine; local mode in the tests; needs Java 17+).
+        "spark": ["pyspark>=3.5,<5"],
         "dev": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.17,<0.18", "hypothesis>=6.100,<7", "httpx>=0.27,<1"],
     },
     entry_points={"console_scripts": ["twotower-hgnn=launch.cli:main"]},
