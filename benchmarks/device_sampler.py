@@ -243,6 +243,7 @@ def bench_fused_train_rows(
     steps: int,
     warmup: int = 2,
     device_only_ms: float | None = None,
+    variants: Sequence[str] = ("fused", "two jits"),
 ) -> list[dict[str, Any]]:
     """End-to-end training steps/s with the device backend, for ``benchmarks/train_step.py``.
 
@@ -256,6 +257,7 @@ def bench_fused_train_rows(
 
     With ``device_only_ms`` (the same step on pre-placed batches) each row carries the ratio
     ``e2e_over_device_only`` — the issue's goal is >= 0.95 (f32) / 0.90 (bf16) on a GPU.
+    ``variants`` picks the rows (a subset of ``("fused", "two jits")``, in that order).
     """
     label = f"device ({platform_label()})"
     ds = dev.DeviceSampler(graph, spec)
@@ -268,12 +270,12 @@ def bench_fused_train_rows(
         return train_step(st, f, fused.step(g, o, j, k))
 
     sample = jax.jit(fused.step)
-    variants = {
+    fns = {
         "fused": lambda st, j: fused_step(st, features, ds.dgraph, order, np.int32(j % n), ek),
         "two jits": lambda st, j: train_step(st, features, sample(ds.dgraph, order, np.int32(j % n), ek)),
     }
     rows = []
-    for name, fn in variants.items():
+    for name, fn in ((k, v) for k, v in fns.items() if k in variants):
         st = state
         t0 = time.perf_counter()
         for j in range(warmup):

@@ -220,9 +220,10 @@ def time_torch(
 
 
 # ---------------------------------------------------------------------------- floor
-def measure_ceilings(dtype: str) -> dict:
-    """Matmul FLOP/s and copy bandwidth of the default device (median of a few runs)."""
-    n = 2048 if jax.default_backend() == "cpu" else 8192
+def measure_ceilings(dtype: str, n: int | None = None) -> dict:
+    """Matmul FLOP/s (``n x n`` operands; default 2048 on CPU, 8192 on an accelerator) and copy
+    bandwidth of the default device (median of a few runs)."""
+    n = n or (2048 if jax.default_backend() == "cpu" else 8192)
     a = jnp.ones((n, n), dtype)
     mm = jax.jit(lambda x: x @ x)
     mm(a).block_until_ready()
@@ -233,6 +234,7 @@ def measure_ceilings(dtype: str) -> dict:
         ts.append(time.perf_counter() - t0)
     flops = 2 * n**3 / float(np.median(ts))
     m = (64 if jax.default_backend() == "cpu" else 512) * (1 << 20) // 4
+    m = min(m, max(n * n * 4, 1 << 20))  # small operands: a small copy too
     x = jnp.ones((m,), jnp.float32)
     cp = jax.jit(lambda v: v + 1.0)
     cp(x).block_until_ready()
