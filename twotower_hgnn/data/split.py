@@ -40,20 +40,18 @@ import numpy as np
 import pandas as pd
 
 from twotower_hgnn.data.schema import EVENTS, Dataset
-from twotower_hgnn.data.split_rules import SplitError, check_given_parts, check_segments
+from twotower_hgnn.data.split_rules import (  # noqa: F401 (AUTO, DAY: the module's public names)
+    AUTO,
+    DAY,
+    SplitError,
+    check_given_parts,
+    check_segments,
+    cut_bounds,
+)
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
 from twotower_hgnn.rng import np_rng
 
-DAY = 86_400
 _log = logging.getLogger(__name__)
-
-
-class _Auto:
-    def __repr__(self) -> str:  # shows in signatures/docs
-        return "AUTO"
-
-
-AUTO = _Auto()
 
 
 @dataclasses.dataclass
@@ -122,20 +120,6 @@ class Split:
         )
 
 
-def _to_seconds(cut_date) -> int:
-    if isinstance(cut_date, (int, np.integer)):
-        return int(cut_date)
-    if isinstance(cut_date, float):
-        return int(cut_date)
-    try:
-        ts = pd.Timestamp(cut_date)
-    except (ValueError, TypeError) as e:
-        raise SplitError(f"cut_date {cut_date!r}: not a date ({e})") from None
-    if ts.tzinfo is None:
-        ts = ts.tz_localize("UTC")
-    return int(ts.timestamp())
-
-
 def temporal_split(
     ds: Dataset,
     *,
@@ -166,30 +150,20 @@ def temporal_split(
     cold_users, warm_users_ab_test / cold_users_ab_test (test users with an audiobook stream in the
     test window: the users audiobook metrics are computed on), dropped_before_history.
     """
-    defaults = dict(ds.meta.get("split", {}) or {})
     inter = ds.interactions
     ts = inter["timestamp"].to_numpy()
     if len(ts) == 0:
         raise SplitError(f"{ds.name}: no interactions to split")
-    if cut_date is not None and cut_quantile is not None:
-        raise SplitError("give cut_date or cut_quantile, not both")
-    if cut_date is None and cut_quantile is None:
-        cut_quantile = defaults.get("cut_quantile")
-        if cut_quantile is None:
-            days = float(defaults.get("test_days_from_end", 14))
-            cut_date = int(ts.max()) + 1 - int(days * DAY)
-    if cut_quantile is not None:
-        if not 0.0 < float(cut_quantile) < 1.0:
-            raise SplitError(f"cut_quantile must be in (0, 1), got {cut_quantile}")
-        cut = int(np.quantile(ts, float(cut_quantile), method="lower"))
-    else:
-        cut = _to_seconds(cut_date)
-    if history_days is AUTO:
-        history_days = defaults.get("history_days", 90)
-    if test_days is AUTO:
-        test_days = defaults.get("test_days")
-    hist = None if history_days is None else cut - int(round(float(history_days) * DAY))
-    test_end = None if test_days is None else cut + int(round(float(test_days) * DAY))
+    cut, hist, test_end = cut_bounds(
+        ds.meta.get("split"),
+        len(ts),
+        int(ts.max()),
+        lambda p: int(ts[p]),
+        cut_date,
+        cut_quantile,
+        history_days,
+        test_days,
+    )
 
     # ts is sorted (Dataset contract): slice by binary search, no boolean masks over the log
     lo = 0 if hist is None else int(np.searchsorted(ts, hist, side="left"))

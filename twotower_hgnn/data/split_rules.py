@@ -25,6 +25,15 @@ from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS
 _log = logging.getLogger("twotower_hgnn.data.split")
 _STREAM = EVENTS.index("stream")
 _ROW = ["user_idx", "item_idx", "timestamp", "event_code"]
+DAY = 86_400
+
+
+class _Auto:
+    def __repr__(self) -> str:  # shows in signatures/docs
+        return "AUTO"
+
+
+AUTO = _Auto()
 
 
 class SplitError(errors.DataError):
@@ -93,3 +102,48 @@ def check_given_parts(train: pd.DataFrame, test: pd.DataFrame, train_src: str, t
         f"{test_src}: every one of its {len(hb):,} rows is also in the training part ({train_src}): "
         "the test file must hold interactions the model has not seen"
     )
+
+
+# ---------------------------------------------------------------------------------- the cut
+def _to_seconds(cut_date) -> int:
+    if isinstance(cut_date, (int, np.integer)):
+        return int(cut_date)
+    if isinstance(cut_date, float):
+        return int(cut_date)
+    try:
+        ts = pd.Timestamp(cut_date)
+    except (ValueError, TypeError) as e:
+        raise SplitError(f"cut_date {cut_date!r}: not a date ({e})") from None
+    if ts.tzinfo is None:
+        ts = ts.tz_localize("UTC")
+    return int(ts.timestamp())
+
+
+def cut_bounds(
+    defaults, n: int, max_ts: int, ts_at, cut_date=None, cut_quantile=None, history_days=AUTO, test_days=AUTO
+) -> tuple[int, int | None, int | None]:
+    """(cut, history start or None, test end or None) of a temporal split (arguments as
+    :func:`temporal_split`) of a time-sorted log of ``n >= 1`` rows whose last second is ``max_ts``;
+    ``ts_at(p)`` is the timestamp of sorted row ``p`` (a quantile cut reads one row). Shared by the NumPy
+    split and the log queries (``twotower_hgnn.logs``)."""
+    defaults = dict(defaults or {})
+    if cut_date is not None and cut_quantile is not None:
+        raise SplitError("give cut_date or cut_quantile, not both")
+    if cut_date is None and cut_quantile is None:
+        cut_quantile = defaults.get("cut_quantile")
+        if cut_quantile is None:
+            days = float(defaults.get("test_days_from_end", 14))
+            cut_date = int(max_ts) + 1 - int(days * DAY)
+    if cut_quantile is not None:
+        if not 0.0 < float(cut_quantile) < 1.0:
+            raise SplitError(f"cut_quantile must be in (0, 1), got {cut_quantile}")
+        cut = int(ts_at(int(np.floor(float(cut_quantile) * (n - 1)))))  # np.quantile(method="lower")
+    else:
+        cut = _to_seconds(cut_date)
+    if history_days is AUTO:
+        history_days = defaults.get("history_days", 90)
+    if test_days is AUTO:
+        test_days = defaults.get("test_days")
+    hist = None if history_days is None else cut - int(round(float(history_days) * DAY))
+    test_end = None if test_days is None else cut + int(round(float(test_days) * DAY))
+    return cut, hist, test_end

@@ -1,0 +1,137 @@
+"""Co-listening pairs and the graph rule as queries (the relational form of ``twotower_hgnn.graph_pairs``).
+
+The same steps as the NumPy builder, over the view ``inter`` (:mod:`.tables`):
+
+1. rows whose event is an edge event; each user's first row per item (the smallest ``row_id``: a user
+   counts once per pair), numbered in (time, row) order;
+2. each user's most recent ``cap`` items kept (positions renumbered 1..m);
+3. every item paired with the next ``window`` items of its user (an equi-join on ``pos + k`` over the
+   offsets ``k = 1..window``, so work is linear in the pairs generated; ``window=None``: all later items);
+4. pairs ``(lo, hi) = (min, max)`` counted (shared users);
+5. the rule: "any" keeps every pair, "min_shared" pairs with ``count >= min_shared``, "topk" a pair that
+   is in the top ``k`` of either endpoint, ranking an item's neighbours by ``min(count, 32767)``
+   descending then the smaller neighbour id (the NumPy builder's 15-bit count field).
+
+:func:`colisten_edges` returns the kept pairs sorted by (lo, hi) -- exactly the NumPy builder's
+``np.unique`` of canonical keys -- and the builder's integer statistics.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+COUNT_CAP = 2**15 - 1  # the NumPy builder ranks by min(count, 2**15 - 1) (graph_pairs._topk_pairs)
+
+
+def _in_list(codes: Sequence[int]) -> str:
+    return ", ".join(str(int(c)) for c in codes)
+
+
+def sequences_sql(edge_codes: Sequence[int], cap: int | None) -> str:
+    """(u, i, pos, n): each user's distinct edge-event items in first-seen order, capped to the last ``cap``;
+    ``pos`` 1..m after the cap, ``n`` the user's length before it."""
+    first = (
+        "SELECT user_idx AS u, item_idx AS i, MIN(row_id) AS r FROM inter "
+        f"WHERE event_code IN ({_in_list(edge_codes)}) GROUP BY user_idx, item_idx"
+    )
+    numbered = (
+        "SELECT u, i, ROW_NUMBER() OVER (PARTITION BY u ORDER BY r) AS pos, "
+        f"COUNT(*) OVER (PARTITION BY u) AS n FROM ({first}) AS f"
+    )
+    if cap is None:
+        return f"SELECT u, i, pos, n FROM ({numbered}) AS s"
+    c = int(cap)
+    return f"SELECT u, i, pos - GREATEST(n - {c}, 0) AS pos, n FROM ({numbered}) AS s WHERE pos > n - {c}"
+
+
+def pair_counts_sql(window: int | None, seq: str = "g_seq") -> str:
+    """(lo, hi, c): windowed pairs of the sequences table ``seq`` and their shared-user counts."""
+    if window is None:
+        join = f"FROM {seq} AS a JOIN {seq} AS b ON b.u = a.u AND b.pos > a.pos"
+    else:
+        offs = ", ".join(f"({k})" for k in range(1, int(window) + 1))
+        join = (
+            f"FROM {seq} AS a CROSS JOIN (SELECT * FROM (VALUES {offs}) AS t(k)) AS o "
+            f"JOIN {seq} AS b ON b.u = a.u AND b.pos = a.pos + o.k"
+        )
+    return (
+        "SELECT lo, hi, COUNT(*) AS c FROM ("
+        f"SELECT LEAST(a.i, b.i) AS lo, GREATEST(a.i, b.i) AS hi {join}"
+        ") AS p GROUP BY lo, hi"
+    )
+
+
+def rule_sql(rule: str, min_shared: int, topk: int, pairs: str = "g_pairs") -> str:
+    """(lo, hi) of the pairs the rule keeps, sorted."""
+    if rule == "any":
+        return f"SELECT lo, hi FROM {pairs} ORDER BY lo, hi"
+    if rule == "min_shared":
+        return f"SELECT lo, hi FROM {pairs} WHERE c >= {int(min_shared)} ORDER BY lo, hi"
+    directed = f"SELECT lo AS s, hi AS t, c FROM {pairs} UNION ALL SELECT hi AS s, lo AS t, c FROM {pairs}"
+    ranked = (
+        f"SELECT s, t, ROW_NUMBER() OVER (PARTITION BY s ORDER BY LEAST(c, {COUNT_CAP}) DESC, t) AS rk "
+        f"FROM ({directed}) AS d"
+    )
+    return (
+        "SELECT lo, hi FROM (SELECT DISTINCT LEAST(s, t) AS lo, GREATEST(s, t) AS hi "
+        f"FROM ({ranked}) AS r WHERE rk <= {int(topk)}) AS k ORDER BY lo, hi"
+    )
+
+
+def _stats(engine, edge_codes: Sequence[int]) -> dict:
+    used = engine.fetch(f"SELECT COUNT(*) AS n FROM inter WHERE event_code IN ({_in_list(edge_codes)})")["n"]
+    per_user = engine.fetch(
+        "SELECT COUNT(*) AS users, SUM(n) AS distinct_rows, SUM(m) AS rows, SUM(m * (m - 1) / 2) AS all_pairs "
+        "FROM (SELECT u, MAX(n) AS n, COUNT(*) AS m FROM g_seq GROUP BY u) AS x"
+    )
+    pairs = engine.fetch("SELECT COUNT(*) AS distinct_pairs, SUM(c) AS generated FROM g_pairs")
+
+    def val(d, k):
+        v = d[k][0] if len(d[k]) else 0
+        return 0 if v is None or (isinstance(v, float) and v != v) else int(v)
+
+    n_used, distinct_rows, rows = val({"n": used}, "n"), val(per_user, "distinct_rows"), val(per_user, "rows")
+    return {
+        "interactions_used": n_used,
+        "users": val(per_user, "users"),
+        "rows_dropped_duplicate_user_item": n_used - distinct_rows,
+        "rows_dropped_by_user_cap": distinct_rows - rows,
+        "pairs_generated": val(pairs, "generated"),
+        "pairs_skipped_by_window": val(per_user, "all_pairs") - val(pairs, "generated"),
+        "distinct_pairs": val(pairs, "distinct_pairs"),
+    }
+
+
+def colisten_pairs(engine, edge_codes: Sequence[int], cap: int | None, window: int | None) -> dict:
+    """Materialises the tables ``g_seq`` and ``g_pairs`` in ``engine``; returns the statistics."""
+    engine.materialize("g_seq", sequences_sql(edge_codes, cap))
+    engine.materialize("g_pairs", pair_counts_sql(window))
+    return _stats(engine, edge_codes)
+
+
+def colisten_edges(
+    engine,
+    edge_codes: Sequence[int],
+    rule: str,
+    min_shared: int,
+    topk: int,
+    window: int | None,
+    cap: int | None,
+    with_pairs: bool = False,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(lo, hi) int64 of the edges the rule keeps, sorted by (lo, hi), and the pair statistics
+    (``interactions_used``, ``users``, rows dropped, ``pairs_generated``, ``pairs_skipped_by_window``,
+    ``distinct_pairs``) of the view ``inter``; ``with_pairs``: the statistics also hold ``pairs``, every
+    distinct windowed pair (``lo``, ``hi`` int64 sorted, shared-user ``count``)."""
+    try:
+        stats = colisten_pairs(engine, edge_codes, cap, window)
+        if with_pairs:
+            got = engine.fetch("SELECT lo, hi, c FROM g_pairs ORDER BY lo, hi")
+            stats["pairs"] = {k: got[c].astype(np.int64) for k, c in (("lo", "lo"), ("hi", "hi"), ("count", "c"))}
+        kept = engine.fetch(rule_sql(rule, min_shared, topk))
+    finally:
+        engine.drop("g_pairs")
+        engine.drop("g_seq")
+    return kept["lo"].astype(np.int64), kept["hi"].astype(np.int64), stats

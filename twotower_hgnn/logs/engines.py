@@ -1,0 +1,163 @@
+"""The two executors of the log queries: DuckDB (default) and Apache Spark (local mode or a cluster).
+
+Both take the same query text, written once in DuckDB's SQL dialect (:mod:`.queries`); Spark runs it
+after SQLGlot transpiles it (``sqlglot.transpile(q, read="duckdb", write="spark")``). Both read the
+same inputs: the validated interactions as a Parquet dataset partitioned by day
+(:func:`.tables.write_interactions`), or an in-memory table. Results come back as NumPy columns.
+
+* :class:`DuckDBEngine` -- embedded, out-of-core: ``memory_limit`` bounds its buffer memory and what
+  does not fit spills to ``temp_directory``.
+* :class:`SparkEngine` -- a ``SparkSession`` (default ``local[*]``); needs the ``[spark]`` extra and Java 17+.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from twotower_hgnn import errors
+
+ENGINES = ("duckdb", "spark")
+
+
+class EngineError(errors.UserError):
+    """A log engine that cannot run here (missing package, bad setting)."""
+
+
+class DuckDBEngine:
+    """DuckDB in this process. memory_limit: e.g. "4GB" (None = DuckDB's default, 80 % of RAM);
+    temp_directory: where operators spill (None = a fresh temporary folder); threads: None = all cores."""
+
+    name = "duckdb"
+
+    def __init__(self, memory_limit: str | None = None, temp_directory: str | os.PathLike | None = None, threads=None):
+        import duckdb
+
+        self._tmp = None
+        if temp_directory is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="twotower-duckdb-")
+            temp_directory = self._tmp.name
+        self.temp_directory = str(temp_directory)
+        cfg: dict[str, Any] = {"temp_directory": self.temp_directory, "preserve_insertion_order": False}
+        if memory_limit is not None:
+            cfg["memory_limit"] = str(memory_limit)
+        if threads is not None:
+            cfg["threads"] = int(threads)
+        try:
+            self.con = duckdb.connect(":memory:", config=cfg)
+        except duckdb.Error as e:
+            raise EngineError(f"duckdb: {str(e).splitlines()[0]}") from None
+
+    def register_frame(self, name: str, df: pd.DataFrame) -> None:
+        """``df`` as the view ``name`` (scanned in place, not copied)."""
+        self.con.register(name, df)
+
+    def register_parquet(self, name: str, path: str | os.PathLike, where: str | None = None) -> None:
+        """The hive-partitioned Parquet dataset at ``path`` as the view ``name``; ``where`` (a condition on
+        the partition column ``day``) prunes whole partitions before any file is opened."""
+        glob = str(Path(path) / "**" / "*.parquet").replace("'", "''")
+        cond = f" WHERE {where}" if where else ""
+        self.con.execute(
+            f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = true){cond}"
+        )
+
+    def materialize(self, name: str, sql: str) -> None:
+        """The result of ``sql`` as the temporary table ``name`` (spilled to disk beyond the memory limit)."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def drop(self, name: str) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def fetch(self, sql: str) -> dict[str, np.ndarray]:
+        """The columns of ``sql``'s result as NumPy arrays."""
+        return {k: np.asarray(v) for k, v in self.con.execute(sql).fetchnumpy().items()}
+
+    def spilled_bytes(self) -> int:
+        """Bytes now in DuckDB's temporary files (what spilled past the memory limit)."""
+        rows = self.con.execute("SELECT coalesce(sum(size), 0) FROM duckdb_temporary_files()").fetchone()
+        return int(rows[0])
+
+    def close(self) -> None:
+        self.con.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def to_spark_sql(sql: str) -> str:
+    """DuckDB SQL -> Spark SQL (SQLGlot)."""
+    import sqlglot
+
+    (out,) = sqlglot.transpile(sql, read="duckdb", write="spark")
+    return out
+
+
+class SparkEngine:
+    """The same queries on Spark SQL. session: an existing ``SparkSession``; None = a local one
+    (``master``, e.g. ``local[2]``), stopped by :meth:`close`."""
+
+    name = "spark"
+
+    def __init__(self, session=None, master: str = "local[*]", shuffle_partitions: int = 4):
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError:
+            raise EngineError(
+                "engine 'spark' needs pyspark: pip install 'twotower_hgnn[spark]' (and Java 17+)"
+            ) from None
+        self._own = session is None
+        if session is None:
+            session = (
+                SparkSession.builder.master(master)
+                .appName("twotower_hgnn-logs")
+                .config("spark.sql.shuffle.partitions", str(int(shuffle_partitions)))
+                .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.sql.session.timeZone", "UTC")
+                .getOrCreate()
+            )
+        self.spark = session
+        if self._own:
+            session.sparkContext.setLogLevel("ERROR")
+
+    def register_frame(self, name: str, df: pd.DataFrame) -> None:
+        self.spark.createDataFrame(df).createOrReplaceTempView(name)
+
+    def register_parquet(self, name: str, path: str | os.PathLike, where: str | None = None) -> None:
+        df = self.spark.read.parquet(str(path))
+        if where:
+            df = df.where(to_spark_sql(f"SELECT * FROM t WHERE {where}").split(" WHERE ", 1)[1])
+        df.createOrReplaceTempView(name)
+
+    def materialize(self, name: str, sql: str) -> None:
+        self.spark.sql(to_spark_sql(sql)).cache().createOrReplaceTempView(name)
+
+    def drop(self, name: str) -> None:
+        if self.spark.catalog.tableExists(name):
+            self.spark.table(name).unpersist()
+            self.spark.catalog.dropTempView(name)
+
+    def fetch(self, sql: str) -> dict[str, np.ndarray]:
+        pdf = self.spark.sql(to_spark_sql(sql)).toPandas()
+        return {k: pdf[k].to_numpy() for k in pdf.columns}
+
+    def spilled_bytes(self) -> int:
+        return 0  # not tracked for Spark
+
+    def close(self) -> None:
+        if self._own:
+            self.spark.stop()
+
+
+def open_engine(name: str = "duckdb", **opts):
+    """A new engine by name (:data:`ENGINES`); ``opts`` go to its constructor."""
+    if name == "duckdb":
+        return DuckDBEngine(**opts)
+    if name == "spark":
+        return SparkEngine(**opts)
+    raise EngineError(f"log engine {name!r} is not one of {ENGINES}")

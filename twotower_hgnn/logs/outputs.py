@@ -1,0 +1,73 @@
+"""Every log output of a dataset under its default split and graph rule, computed by one engine, under
+the names of the golden digests (``benchmarks/log_golden.py``, ``tests/golden/log_digests.json``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS, Dataset
+from twotower_hgnn.data.split import cut_bounds
+from twotower_hgnn.logs.colisten import colisten_edges
+from twotower_hgnn.logs.counts import item_event_counts, log_bounds, relation_support, split_parts, timestamp_at
+from twotower_hgnn.logs.tables import interactions_frame, items_frame
+
+
+def _split_outputs(engine, ds: Dataset, types: list[str]) -> dict:
+    n, mx = log_bounds(engine)
+    cut, hist, end = cut_bounds(ds.meta.get("split"), n, mx, lambda p: timestamp_at(engine, p))
+    sp = split_parts(engine, cut, hist, end, types.index("audiobook") if "audiobook" in types else -1)
+    out = {
+        "split.part": sp["part"],
+        "split.cut_time": cut,
+        "split.history_start": -1 if hist is None else hist,
+        "split.test_end": -1 if end is None else end,
+        "split.warm_users": sp["warm"],
+        "split.cold_users": sp["cold"],
+    }
+    out.update({f"split.sizes.{k}": v for k, v in sp["sizes"].items()})
+    return out, sp["part"]
+
+
+def _train_outputs(engine, ds: Dataset, types: list[str], graph_cfg) -> dict:
+    codes = [EVENTS.index(e) for e in graph_cfg.edge_events]
+    cap, window = graph_cfg.max_items_per_user, graph_cfg.window
+    lo, hi, st = colisten_edges(
+        engine, codes, graph_cfg.rule, graph_cfg.min_shared, graph_cfg.topk, window, cap, with_pairs=True
+    )
+    pairs = st.pop("pairs")
+    out: dict = {"pairs.lo_hi": np.stack([pairs["lo"], pairs["hi"]], axis=1), "pairs.count": pairs["count"]}
+    tcode = items_frame(ds.item_type_codes())["type_code"].to_numpy()
+    for a in range(len(types)):
+        for b in range(a, len(types)):
+            if int(ds.item_type_counts.get(types[a], 0)) and int(ds.item_type_counts.get(types[b], 0)):
+                m = (tcode[lo] == a) & (tcode[hi] == b)
+                out[f"graph.edges.{types[a]}-{types[b]}"] = np.stack([lo[m], hi[m]], axis=1)
+    out.update({f"graph.{k}": v for k, v in st.items()})
+    out["graph.edges"] = int(lo.size)
+    out["graph.pairs_dropped_by_rule"] = st["distinct_pairs"] - int(lo.size)
+    ev = item_event_counts(engine, [EVENTS.index(e) for e in ("stream",) + WEAK_EVENTS], ds.num_items)
+    off = np.concatenate([[0], np.cumsum([int(ds.item_type_counts.get(t, 0)) for t in types])])
+    for i, t in enumerate(types):
+        if off[i + 1] > off[i]:
+            out[f"popularity.{t}"] = ev[EVENTS.index("stream")][off[i] : off[i + 1]]
+    out.update({f"weak.{e}": ev[EVENTS.index(e)] for e in WEAK_EVENTS})
+    sup = relation_support(engine, codes)
+    for a in range(len(types)):
+        for b in range(a, len(types)):
+            if int(ds.item_type_counts.get(types[a], 0)) and int(ds.item_type_counts.get(types[b], 0)):
+                out[f"signal.{types[a]}-{types[b]}"] = sup.get((a, b), 0)
+    return out
+
+
+def engine_outputs(engine, ds: Dataset, graph_cfg) -> dict:
+    """The golden outputs of ``ds`` (default temporal split; ``graph_cfg`` its graph configuration),
+    every one computed by ``engine`` from the views ``inter`` (all rows, then the training part) and
+    ``items``. Float summaries of the graph (density, degrees) are left to the caller."""
+    types = list(ds.item_type_counts)
+    engine.register_frame("items", items_frame(ds.item_type_codes()))
+    engine.register_frame("inter", interactions_frame(ds.interactions))
+    out, part = _split_outputs(engine, ds, types)
+    train = ds.interactions.iloc[np.flatnonzero(part == 1)]  # contiguous: the rows are time-sorted
+    engine.register_frame("inter", interactions_frame(train))
+    out.update(_train_outputs(engine, ds, types, graph_cfg))
+    return out
