@@ -44,6 +44,8 @@ def _stats(times: Sequence[float], cpu: Sequence[float], seeds: int, edges: Sequ
         c = float(np.median(cpu))
         row["cpu_median_ms"] = c * 1e3
         row["seeds_per_cpu_s"] = seeds / c if c > 0 else None
+        row["cpu_s"] = float(np.sum(cpu))  # over the timed calls (compile and warm-up excluded)
+        row["cpu_source"] = "per-call process CPU time (all threads)"
     return row
 
 

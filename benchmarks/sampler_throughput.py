@@ -14,6 +14,15 @@ Run:
   .venv/bin/python -m benchmarks.sampler_throughput --json=/tmp/s.json # full: 200K AB + 1M PC, ~20M edges
 Peers come from ``benchmarks/install_peers.sh`` (.peers_venv/dgl, .peers_venv/pyg); a missing peer
 gives a row saying why.
+
+Noise: the 1-minute load average is recorded at the start; a run started at load >= 0.5
+(:data:`QUIET_LOAD`) is marked ``noisy`` (meta, summary and every scaling row) and its ratios are
+figures, not verdicts. Every row carries ``cpu_s``, the CPU seconds of this process and its finished
+children (``getrusage``) over the row's measurement (warm-up included), ``span_seeds`` (seeds sampled
+in it) and ``seeds_per_cpu_s``: per batch from the sampling thread's or process's CPU time where a row
+has one (``cpu_source`` says which), else ``span_seeds / cpu_s``. The ``scaling`` rows divide the
+seeds/s of N workers by that of 1 worker in the same mode and harness (goal on a quiet run: 2 workers
+>= 1.8x).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import resource
 import subprocess
 import sys
 import threading
@@ -82,6 +92,9 @@ flags.DEFINE_list(
 flags.DEFINE_integer(
     "device_epoch_batches", 20, "batches timed for the device whole-epoch row (0 = the whole epoch; else extrapolated)"
 )
+
+QUIET_LOAD = 0.5  # 1-minute load average at the start below which a run counts as quiet
+SCALING_GOAL = 1.8  # 2 workers vs 1, on a quiet run
 
 _DIRS = (("audiobook", "audiobook"), ("audiobook", "podcast"), ("podcast", "audiobook"), ("podcast", "podcast"))
 
@@ -144,6 +157,66 @@ def _stats(times: list[float], seeds: int, edges: list[int] | None, cpu: list[fl
         row["cpu_median_ms"] = c * 1e3
         row["seeds_per_cpu_s"] = seeds / c if c > 0 else None
     return row
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads) and its waited-for children."""
+    me, ch = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+
+
+class Span:
+    """CPU seconds (:func:`cpu_seconds`) and wall seconds of one row's measurement."""
+
+    def __enter__(self) -> "Span":
+        self.c0, self.t0 = cpu_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cpu_s, self.wall_s = cpu_seconds() - self.c0, time.perf_counter() - self.t0
+
+    def fields(self, seeds: int, row: dict | None = None) -> dict[str, Any]:
+        """``cpu_s``, ``span_wall_s``, ``span_seeds`` and, unless ``row`` has a per-batch one, ``seeds_per_cpu_s``."""
+        out: dict[str, Any] = {"cpu_s": self.cpu_s, "span_wall_s": self.wall_s, "span_seeds": int(seeds)}
+        if row is not None and row.get("seeds_per_cpu_s"):
+            out["cpu_source"] = "per-batch median CPU time of the sampling thread/process"
+        else:
+            out["seeds_per_cpu_s"] = seeds / self.cpu_s if self.cpu_s > 0 else None
+            out["cpu_source"] = "getrusage self + children over the row"
+        return out
+
+
+def scaling_rows(rows: list[dict], noisy: bool) -> list[dict]:
+    """Per mode (same name prefix): seeds/s of N > 1 workers over 1 worker, from rows of the same harness."""
+    out = []
+    for prefix in ("numpy static-shape sampler, threads", "numpy static-shape sampler, processes", "Loader end to end"):
+        for mode_name in sorted({r["name"] for r in rows if r["name"].startswith(prefix)}):
+            same = {r["workers"]: r for r in rows if r["name"] == mode_name and r.get("seeds_per_s")}
+            if 1 not in same:
+                continue
+            for w, r in sorted(same.items()):
+                if w == 1:
+                    continue
+                ratio = r["seeds_per_s"] / same[1]["seeds_per_s"]
+                goal = SCALING_GOAL if w == 2 else None
+                out.append(
+                    {
+                        "name": f"scaling: {mode_name}, {w} vs 1 workers",
+                        "workers": w,
+                        "replace": False,
+                        "scope": "ratio of seeds/s",
+                        "seeds_per_s": None,
+                        "edges_per_s": None,
+                        "median_ms": None,
+                        "ratio": ratio,
+                        "goal": f">= {goal} on a quiet run" if goal else None,
+                        "met": None if (noisy or goal is None) else bool(ratio >= goal),
+                        "noisy": noisy,
+                        "note": f"{r['seeds_per_s']:,.0f} vs {same[1]['seeds_per_s']:,.0f} seeds/s"
+                        + (" (noisy run: not a verdict)" if noisy else ""),
+                    }
+                )
+    return out
 
 
 # ---------------------------------------------------------------------------- our sampler
@@ -291,11 +364,11 @@ def run_peer(peer: str, graph_path: Path, seeds_file: Path, threads: int) -> dic
 
 
 # ---------------------------------------------------------------------------- main
-def _meta(argv_flags: dict) -> dict[str, Any]:
+def _meta(argv_flags: dict, load0: float) -> dict[str, Any]:
     from twotower_hgnn.provenance import git_sha, utc_now
 
     return {
-        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.2f} at start",
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs, load avg {load0:.2f} at start",
         "date": utc_now(),
         "git_sha": git_sha(ROOT),
         "args": argv_flags,
@@ -333,6 +406,8 @@ def _print_table(rows: list[dict]) -> None:
         m = f"{r['median_ms']:>8.2f}" if r.get("median_ms") is not None else f"{'-':>8}"
         sp = f"{r['p10_ms']:>6.1f}-{r['p90_ms']:<7.1f}" if r.get("p10_ms") is not None else f"{'':>15}"
         st = r.get("status", "ok")
+        if "ratio" in r:
+            st = f"{r['ratio']:.2f}x (goal {r['goal'] or '-'}, met {r['met']}) {r['note']}"
         c = f"{r['cpu_median_ms']:>7.2f}" if r.get("cpu_median_ms") is not None else f"{'':>7}"
         print(
             f"{r['name']:<62} {r['workers']:>3} {s} {e} {m} {sp} {c}  {r.get('scope', '')}{'' if st == 'ok' else ' / ' + st}"
@@ -341,8 +416,14 @@ def _print_table(rows: list[dict]) -> None:
 
 def main(argv: list[str]) -> None:
     del argv
+    load0 = os.getloadavg()[0]  # before this run adds its own load
+    noisy = load0 >= QUIET_LOAD
     _apply_quick()
     t_start = time.perf_counter()
+    print(
+        f"load average {load0:.2f} at start: "
+        + (f"NOISY run (>= {QUIET_LOAD}): ratios are figures, not verdicts" if noisy else "quiet run")
+    )
     fan_list = [int(x) for x in FLAGS.fanouts]
     fan = _fan(fan_list)
     g, gpath, t_graph = load_graph()
@@ -362,7 +443,8 @@ def main(argv: list[str]) -> None:
     nseed = FLAGS.batch_seeds
 
     # 1. ours, 1 worker, neighbourhood scope
-    times, edges, cpu = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
+    with Span() as sp:
+        times, edges, cpu = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
     ours1 = {
         "name": "numpy static-shape sampler (this repo)",
         "workers": 1,
@@ -370,26 +452,27 @@ def main(argv: list[str]) -> None:
         "scope": "neighbourhood",
         **_stats(times, nseed, edges, cpu),
     }
+    ours1.update(sp.fields(len(batches) * nseed, ours1))
     rows.append(ours1)
-    times_r, edges_r, cpu_r = _time_ours(adjs, g, batches, fan, True, FLAGS.warmup)
-    rows.append(
-        {
-            "name": "numpy static-shape sampler, WITH replacement",
-            "workers": 1,
-            "replace": True,
-            "scope": "neighbourhood",
-            **_stats(times_r, nseed, edges_r, cpu_r),
-        }
-    )
+    with Span() as sp:
+        times_r, edges_r, cpu_r = _time_ours(adjs, g, batches, fan, True, FLAGS.warmup)
+    r = {
+        "name": "numpy static-shape sampler, WITH replacement",
+        "workers": 1,
+        "replace": True,
+        "scope": "neighbourhood",
+        **_stats(times_r, nseed, edges_r, cpu_r),
+    }
+    rows.append({**r, **sp.fields(len(batches) * nseed, r)})
     edges_per_batch = float(np.median(edges))
     # 2. ours, N workers
     rounds = 3 if FLAGS.quick else 5
+    # every worker count, 1 included: the scaling rows compare N workers with 1 in the same harness
     for w in (int(x) for x in FLAGS.workers):
-        if w <= 1:
-            continue
         timed = batches[FLAGS.warmup :]
         if "thread" in FLAGS.modes:
-            walls, nb = _thread_rounds(adjs, g, timed, fan, w, rounds)
+            with Span() as sp:
+                walls, nb = _thread_rounds(adjs, g, timed, fan, w, rounds)
             rows.append(
                 {
                     "name": "numpy static-shape sampler, threads",
@@ -397,11 +480,13 @@ def main(argv: list[str]) -> None:
                     "replace": False,
                     "scope": "neighbourhood",
                     **_stats([x / nb for x in walls], nseed, [edges_per_batch]),
+                    **sp.fields(rounds * nb * nseed),
                     "note": "per-batch time = round wall / batches",
                 }
             )
         if "process" in FLAGS.modes:
-            walls = _process_rounds(gpath, timed, fan_list, w, rounds)
+            with Span() as sp:
+                walls = _process_rounds(gpath, timed, fan_list, w, rounds)
             rows.append(
                 {
                     "name": "numpy static-shape sampler, processes",
@@ -409,7 +494,9 @@ def main(argv: list[str]) -> None:
                     "replace": False,
                     "scope": "neighbourhood",
                     **_stats([x / len(timed) for x in walls], nseed, [edges_per_batch]),
-                    "note": "results stay in the workers (no transfer); see Loader rows for end to end",
+                    **sp.fields((rounds * len(timed) + 2 * w) * nseed),
+                    "note": "results stay in the workers (no transfer); see Loader rows for end to end; cpu_s "
+                    "includes the pool's start-up and graph loading",
                 }
             )
     # 3. separately timed pieces of a training batch: supervision edges, negatives, exclusion
@@ -420,21 +507,31 @@ def main(argv: list[str]) -> None:
     sampler.batch(0, 0)
     pieces = {"supervision": [], "negatives": [], "negatives_avoid": [], "exclusion": [], "full": []}
     avoid = {d: adjs[d] for d in _DIRS}
+    pieces_span = Span().__enter__()
+    piece_cpu = {k: 0.0 for k in pieces}  # this thread's CPU seconds per piece, summed over the batches
     for i in range(FLAGS.batches):
+        c = [time.thread_time()]
         t0 = time.perf_counter()
         pairs = sampler.batch_edges(0, i % sampler.num_batches(0))
         a, p = sampler.supervision(pairs, np.random.default_rng(i))
         t1 = time.perf_counter()
+        c.append(time.thread_time())
         draw_negatives(g, spec.negatives_per_type, a, sampler._anchor_type, np.random.default_rng(i))
         t2 = time.perf_counter()
+        c.append(time.thread_time())
         draw_negatives(g, spec.negatives_per_type, a, sampler._anchor_type, np.random.default_rng(i), avoid_adj=avoid)
         t3 = time.perf_counter()
+        c.append(time.thread_time())
         sampler.holes(a, p, np.ones(P, bool))
         t4 = time.perf_counter()
+        c.append(time.thread_time())
         sampler.batch(0, i % sampler.num_batches(0))
         t5 = time.perf_counter()
-        for k, v in zip(pieces, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+        c.append(time.thread_time())
+        for j, (k, v) in enumerate(zip(pieces, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4))):
             pieces[k].append(v)
+            piece_cpu[k] += c[j + 1] - c[j]
+    pieces_span.__exit__(None, None, None)
     for k, scope in (
         ("supervision", "supervision edges only"),
         ("negatives", "negatives only"),
@@ -448,6 +545,10 @@ def main(argv: list[str]) -> None:
                 "replace": False,
                 "scope": f"piece, {P} positives",
                 **_stats(pieces[k], lay.num_seeds, None),
+                "cpu_s": piece_cpu[k],
+                "span_seeds": FLAGS.batches * lay.num_seeds,
+                "seeds_per_cpu_s": FLAGS.batches * lay.num_seeds / piece_cpu[k] if piece_cpu[k] > 0 else None,
+                "cpu_source": "per-batch thread CPU time of the piece, summed",
             }
         )
     rows.append(
@@ -457,6 +558,8 @@ def main(argv: list[str]) -> None:
             "replace": False,
             "scope": f"full batch: {P} pos x (2+4 neg) = {lay.num_seeds} seeds, exclusion on",
             **_stats(pieces["full"], lay.num_seeds, None),
+            **pieces_span.fields(FLAGS.batches * lay.num_seeds),
+            "note": "cpu_s covers the pieces above and the full batches, timed in one loop",
         }
     )
     # 4. Loader end to end (full training batches, result delivered to the consumer)
@@ -467,6 +570,7 @@ def main(argv: list[str]) -> None:
                 sl = NumpySampler(HeteroCSR.load(gpath), spec)  # memmapped: pickles by file name
             else:
                 sl = sampler
+            sp = Span().__enter__()
             with Loader(sl, 0, workers=w, mode=mode, prefetch=2 * w) as L:
                 first = time.perf_counter()
                 next(L)  # start-up (process spawn, graph paging) excluded
@@ -477,6 +581,7 @@ def main(argv: list[str]) -> None:
                     if k >= n_load:
                         break
                 wall = time.perf_counter() - t0
+            sp.__exit__(None, None, None)
             rows.append(
                 {
                     "name": f"Loader end to end, {mode} mode",
@@ -489,7 +594,8 @@ def main(argv: list[str]) -> None:
                     "p10_ms": None,
                     "p90_ms": None,
                     "n_batches": k,
-                    "note": f"start-up {t0 - first:.2f} s excluded",
+                    **sp.fields((k + 1) * lay.num_seeds),
+                    "note": f"start-up {t0 - first:.2f} s excluded from seeds/s, included in cpu_s",
                 }
             )
     # 5. naive loop on a subset, extrapolated
@@ -497,11 +603,13 @@ def main(argv: list[str]) -> None:
     ns = sum(v.size for v in sub.values())
     rnd = random.Random(0)
     tn = []
+    naive_span = Span().__enter__()
     for rep in range(3):
         t0 = time.perf_counter()
         ne = _naive_sample(g, sub, fan_list, rnd)
         tn.append(time.perf_counter() - t0)
     med = float(np.median(tn))
+    naive_span.__exit__(None, None, None)
     rows.append(
         {
             "name": f"naive per-node Python loop ({ns}-seed subset, EXTRAPOLATED)",
@@ -514,6 +622,7 @@ def main(argv: list[str]) -> None:
             "p10_ms": None,
             "p90_ms": None,
             "n_batches": 3,
+            **naive_span.fields(3 * ns),
         }
     )
     # 5b. the device backend (benchmarks/device_sampler.py, owned by the device-sampler area)
@@ -536,9 +645,14 @@ def main(argv: list[str]) -> None:
     for peer in FLAGS.peers:
         for th in (int(x) for x in FLAGS.peer_threads):
             print(f"running {peer} with {th} thread(s) ...", flush=True)
-            rows.append(run_peer(peer, gpath, seeds_file, th))
+            with Span() as sp:
+                pr = run_peer(peer, gpath, seeds_file, th)
+            if pr.get("seeds_per_s"):  # cpu_s includes the peer's start-up (imports, graph build)
+                pr.update(sp.fields(n_b * nseed, pr))
+            rows.append(pr)
     # 7. ours again after the peers: the shared machine's load drifts; a second measurement brackets it
-    times2, edges2, cpu2 = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
+    with Span() as sp:
+        times2, edges2, cpu2 = _time_ours(adjs, g, batches, fan, False, FLAGS.warmup)
     ours1b = {
         "name": "numpy static-shape sampler (this repo), repeated after peers",
         "workers": 1,
@@ -546,7 +660,9 @@ def main(argv: list[str]) -> None:
         "scope": "neighbourhood",
         **_stats(times2, nseed, edges2, cpu2),
     }
+    ours1b.update(sp.fields(len(batches) * nseed, ours1b))
     rows.append(ours1b)
+    rows.extend(scaling_rows(rows, noisy))
     # ratios + GPU feeding estimate
     for r in rows:
         r.setdefault("status", "ok")
@@ -566,12 +682,20 @@ def main(argv: list[str]) -> None:
     full = next(r for r in rows if r["name"].startswith("NumpySampler.batch"))
     summary["workers_for_gpu_step_neighbourhood"] = FLAGS.gpu_seeds_per_s / ours1["seeds_per_s"]
     summary["workers_for_gpu_step_full_batch"] = FLAGS.gpu_seeds_per_s / full["seeds_per_s"]
+    summary["load_avg_start"] = load0
+    summary["noisy"] = noisy
+    summary["scaling"] = {r["name"]: r["ratio"] for r in rows if r["name"].startswith("scaling:")}
     summary["load_avg_end"] = os.getloadavg()[0]
     summary["wall_s"] = time.perf_counter() - t_start
     _print_table(rows)
     print("\nsummary:", json.dumps(summary, indent=1))
     out = {
-        "meta": _meta({f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}),
+        "meta": {
+            **_meta({f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}, load0),
+            "load_avg_start": load0,
+            "noisy": noisy,
+            "quiet_load_below": QUIET_LOAD,
+        },
         "rows": rows,
         "summary": summary,
         "graph": st,

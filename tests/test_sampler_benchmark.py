@@ -49,5 +49,25 @@ def test_benchmark_tiny_run_writes_schema(tmp_path):
     for peer in ("dgl", "pyg"):
         pr = [r for r in rows if peer in r["name"]]
         assert pr and pr[0]["seeds_per_s"] is None and pr[0]["status"].startswith("not installed"), pr
+    # noise marking: load average at the start, per-row CPU seconds, seeds per CPU-second
+    meta = d["meta"]
+    assert isinstance(meta["load_avg_start"], float) and meta["load_avg_start"] >= 0
+    assert meta["noisy"] is (meta["load_avg_start"] >= 0.5) and d["summary"]["noisy"] is meta["noisy"]
+    timed = [r for r in rows if r.get("seeds_per_s")]
+    assert len(timed) >= 6
+    for r in timed:
+        assert r["cpu_s"] > 0 and r["seeds_per_cpu_s"] > 0 and r["span_seeds"] > 0, r
+        assert r["cpu_source"].startswith(("per-batch", "per-call", "getrusage")), r
+    # 2 threads vs 1 thread, same harness: a reported ratio (a verdict only on a quiet run)
+    sc = [r for r in rows if r["name"] == "scaling: numpy static-shape sampler, threads, 2 vs 1 workers"]
+    assert len(sc) == 1, [r["name"] for r in rows]
+    one, two = (
+        next(r for r in rows if r["name"] == "numpy static-shape sampler, threads" and r["workers"] == w)
+        for w in (1, 2)
+    )
+    assert abs(sc[0]["ratio"] - two["seeds_per_s"] / one["seeds_per_s"]) < 1e-9
+    assert sc[0]["met"] is (None if meta["noisy"] else sc[0]["ratio"] >= 1.8)
+    assert d["summary"]["scaling"][sc[0]["name"]] == sc[0]["ratio"]
+    assert any(r["name"].startswith("scaling: Loader end to end, thread mode") for r in rows)
     # the graph was cached for the next run
     assert any((tmp_path / "cache").glob("*/meta.json"))

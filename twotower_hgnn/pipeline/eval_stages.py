@@ -108,6 +108,9 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
     # the report records what it depends on: not the settings of the stages after it (the batch top-K), which
     # neither change it nor recompute it when they change (config.json beside the run has every setting)
     conf["config"].pop("topk", None)
+    # how the graph is computed (the engine, its memory limit) gives the same edges: not a result setting
+    for k in ("engine", "memory_limit"):
+        conf["config"]["graph"].pop(k, None)
     conf["hgnn_train"] = ctx.hgnn_cfg.to_dict()
     conf["two_tower_train"] = {k: v.to_json() for k, v in ctx.two_tower_cfgs.items()}
     return build_report(evaluation, protocol, k=ev.k, config=conf, dataset=ctx.ds, split=ctx.split, training=training)
