@@ -8,7 +8,7 @@ import pytest
 
 from twotower_hgnn.data.synthetic import generate
 from twotower_hgnn.graph import build_graph, holdout_edges
-from twotower_hgnn.tracking import read_metrics_jsonl
+from twotower_hgnn.tracking import in_vocabulary, read_metrics_jsonl
 from twotower_hgnn.train import hgnn as trainer
 from twotower_hgnn.train.hgnn import FailAfterStep, HGNNTrainConfig, InjectedFailure, train_hgnn
 
@@ -49,7 +49,8 @@ def test_training_lowers_val_loss_beats_random_and_compiles_once(uninterrupted):
     assert res.steps == 2 * h[1]["step"] and res.steps >= 20
     assert res.traces == {"train": 1, "eval": 1}, res.traces
     tags = {m["tag"] for m in read_metrics_jsonl(wd / "logs")}
-    assert {"val_mrr", "val_loss", "train/loss", "val_loss/audiobook-audiobook"} <= tags
+    assert {"valid/mrr", "valid/loss", "train/loss", "valid/loss/audiobook-audiobook", "stop/max_epochs"} <= tags
+    assert all(in_vocabulary(t) for t in tags), tags
     assert list((wd / "logs").glob("events.out.tfevents*"))
     assert all(np.all(np.isfinite(v)) for v in jax.tree_util.tree_leaves(res.params))
 
@@ -84,13 +85,18 @@ def test_bad_inputs_raise_clear_errors(data, tmp_path):
         trainer.build_spec(g, _cfg(batch_positives=63), 2)
 
 
-def test_step_budget_and_warm_start(data, uninterrupted, tmp_path):
+def test_step_budget_and_warm_start(data, uninterrupted, tmp_path, capsys):
     g, x, val = data
     ref, _ = uninterrupted
     # warm start from the trained params: the pre-training validation equals the trained model's
     trainer.save_params(tmp_path / "p.npz", ref.params)
     res = train_hgnn(g, x, val, _cfg(max_steps=3), tmp_path / "run", init_params_path=tmp_path / "p.npz")
     assert res.stop_reason == "max_steps" and res.steps == 3 and res.traces == {"train": 0, "eval": 0}
+    # training says why it stopped and its best validation metric
+    assert (
+        f"[hgnn] stopped at step 3 (epoch 0 complete): max_steps (step budget spent); best validation MRR {res.best_metric:.4f}"
+        in capsys.readouterr().out
+    )
     assert res.history[0]["val_mrr"] == pytest.approx(ref.history[ref.best_epoch]["val_mrr"], rel=1e-6)
     assert [h["step"] for h in res.history] == [0, 3]  # the budget stop validates the partial epoch
     # resuming with the same budget does nothing more

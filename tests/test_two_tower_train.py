@@ -39,7 +39,7 @@ def full_run(data, tmp_path_factory):
     return train_two_tower(ds, sp, content, hgnn, cfg, tmp_path_factory.mktemp("full"))
 
 
-def test_one_compile_across_padded_epoch_boundary(data, tmp_path):
+def test_one_compile_across_padded_epoch_boundary(data, tmp_path, capsys):
     ds, sp, content, hgnn = data
     # batch 128: ~10 steps per epoch; run one step into epoch 2 so a padded batch and a reshuffle are crossed
     n_ex = 1185  # tiny seed 0, audiobook streams of the training part
@@ -52,8 +52,13 @@ def test_one_compile_across_padded_epoch_boundary(data, tmp_path):
     assert res.step == spe + 1 and res.n_compiles == 1
     assert all(np.isfinite(h["loss"]) for h in res.history)
     rows = [json.loads(x) for x in (tmp_path / "tb" / "metrics.jsonl").read_text().splitlines()]
-    assert {r["tag"] for r in rows} >= {"2t/loss", "2t/epoch"} and rows[-1]["step"] == spe + 1
+    assert {r["tag"] for r in rows} >= {"train/loss", "train/epoch", "train/steps_per_sec"}
+    assert rows[-1] == {**rows[-1], "tag": "stop/max_steps", "step": spe + 1}  # the last row: why it stopped
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+    assert (
+        f"[2T] audiobook: stopped at step {spe + 1} ({(spe + 1) / spe:.2f} epochs): max_steps"
+        in capsys.readouterr().out
+    )
     assert res.item_table.hgnn.shape[1] == 0  # 2T baseline: no HGNN input
 
 

@@ -8,6 +8,7 @@ hash-partitioned de-duplicating counter, and the top-k co-listened neighbours of
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -143,8 +144,10 @@ def _generate_pairs(
     n_items: int,
     counter: _PartitionedCounter,
     chunk: int,
+    progress: Any = None,
 ) -> int:
-    """Feeds canonical pair keys of each user's sequence into ``counter``; returns raw pairs generated."""
+    """Feeds canonical pair keys of each user's sequence into ``counter``; returns raw pairs generated.
+    ``progress``: a ``tracking.Progress`` advanced by the pairs of each chunk (or None)."""
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     rem = np.repeat(starts + counts, counts) - np.arange(u.size) - 1  # partners left after each position
     max_k = int(counts.max() - 1) if counts.size else 0
@@ -163,6 +166,8 @@ def _generate_pairs(
             key = np.minimum(a, b) * np.int64(n_items) + np.maximum(a, b)
             counter.add(key)
             total += int(sl.size)
+            if progress is not None:
+                progress.update(int(sl.size))
     return total
 
 
@@ -173,7 +178,10 @@ def _count_pairs(
     expected, all_pairs = _pair_counts(counts, window)
     n_parts = max(1, min(4096, math.ceil(expected / chunk_pairs)))
     counter = _PartitionedCounter(n_parts, compact_at=max(chunk_pairs // n_parts, 1))
-    generated = _generate_pairs(u, it, counts, window, n_items, counter, chunk_pairs)
+    from twotower_hgnn.tracking import Progress  # console only (a terminal); changes nothing computed
+
+    with Progress(expected, desc="[graph] co-listening pairs", unit="pairs", enabled=None, final="shown") as prog:
+        generated = _generate_pairs(u, it, counts, window, n_items, counter, chunk_pairs, prog)
     assert generated == expected, (generated, expected)
     return counter, generated, all_pairs, n_parts
 

@@ -143,6 +143,7 @@ def embed_items(
     max_neighbors: int | None = None,
     relations: Sequence[tuple[str, str]] | None = None,
     seed: int = 0,
+    progress: bool | None = None,
 ) -> np.ndarray:
     """float32 ``[N, out_dim]`` L2-normalised embeddings of every graph node (row = global id).
 
@@ -157,7 +158,11 @@ def embed_items(
         the params have weights for; in homogeneous mode every relation of the graph — pass the
         training relations to reproduce an ablation).
       seed: for ``max_neighbors`` sampling.
+      progress: console progress over the (layer, node chunk) updates (``tracking.Progress``; None: on a
+        terminal only). When shown, each chunk is waited for, so that the rate is real; results unchanged.
     """
+    from twotower_hgnn.tracking import Progress
+
     if chunk_size < 1 or edge_chunk < 1:
         raise ValueError(f"chunk_size and edge_chunk must be >= 1, got {chunk_size}, {edge_chunk}")
     x = padded_features(features, graph.num_nodes)[:-1]
@@ -168,6 +173,10 @@ def embed_items(
     gts = {d: direction_graph(graph, d, max_neighbors, seed) for d in dirs}
     ranges = {t: graph.type_range(t) for t in types}
     h = {t: _pad_rows(jnp.asarray(x[lo:hi]), _padded_rows(hi - lo, chunk_size)) for t, (lo, hi) in ranges.items()}
+    n_chunks = sum(-(-int(v.shape[0]) // chunk_size) for v in h.values())
+    prog = Progress(
+        cfg.num_layers * n_chunks, desc="[inference] full graph", unit="chunks", enabled=progress, final="shown"
+    )
     for layer in range(cfg.num_layers):
         lp = params[f"layer_{layer}"]
         last = layer == cfg.num_layers - 1
@@ -190,8 +199,12 @@ def embed_items(
             for c0 in range(0, h[t].shape[0], chunk_size):
                 agg = _chunk_messages(k, cfg, msgs, gts, ranges, into, c0, n_t, chunk_size, edge_chunk, d_out, dt)
                 out_chunks.append(k.update(h[t], c0, w_self, agg, last=last))
+                if prog.enabled:
+                    out_chunks[-1].block_until_ready()
+                prog.update(1, layer=layer + 1)
             new_h[t] = jnp.concatenate(out_chunks)
         h = new_h
+    prog.close()
     out = np.zeros((graph.num_nodes, cfg.out_dim), np.float32)
     for t, (lo, hi) in ranges.items():
         out[lo:hi] = np.asarray(l2_normalize(h[t][: hi - lo]))

@@ -137,6 +137,24 @@ def batch_recommend(
     }
 
 
+def console_progress(desc: str, enabled: bool | None = None) -> Callable[[int, int, float], None]:
+    """A ``progress`` callback for :func:`batch_recommend` showing ``desc done/total (%) users/s ETA`` on the
+    console (``tracking.Progress``: every few seconds, quiet unless a terminal or ``enabled``)."""
+    from twotower_hgnn.tracking import Progress
+
+    state: dict[str, Any] = {}
+
+    def progress(done: int, total: int, seconds: float) -> None:
+        if "p" not in state:
+            state["p"] = Progress(total, desc=desc, unit="users", enabled=enabled, final="shown")
+        p = state["p"]
+        p.update(done - p.n)
+        if done >= total:
+            p.close()
+
+    return progress
+
+
 def batch_recommend_export(
     export_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -145,7 +163,8 @@ def batch_recommend_export(
     progress: Any = None,
 ) -> dict:
     """Every served target type of an export folder: ``<out_dir>/top<k>-<target>.parquet`` (a pipeline stage's
-    body: ``Recommender.load(export_dir, target)`` then :func:`batch_recommend`); returns per target the summary."""
+    body: ``Recommender.load(export_dir, target)`` then :func:`batch_recommend`); returns per target the summary.
+    ``progress``: a :func:`batch_recommend` callback, or ``"console"`` for :func:`console_progress` per target."""
     import json
 
     from twotower_hgnn.serving import Recommender
@@ -159,5 +178,6 @@ def batch_recommend_export(
     for target in served:
         rec = Recommender.load(export_dir, target)
         path = Path(out_dir) / f"top{min(check_k(k), rec.num_items)}-{target}.parquet"
-        out[target] = batch_recommend(rec, path, k=k, chunk_users=chunk_users, progress=progress)
+        prog = console_progress(f"[topk] {target}") if progress == "console" else progress
+        out[target] = batch_recommend(rec, path, k=k, chunk_users=chunk_users, progress=prog)
     return out

@@ -11,6 +11,10 @@ Cache: ``<cache_dir>/<model key>/shard-*.npz``; each shard holds ``keys`` (uint6
 UTF-8 text) and ``vectors`` (float32, L2-normalised), written atomically. A text already in the cache
 for the same model key is never re-encoded (a re-run reads the cache only). Shards are written every
 ``shard_size`` new texts, so an interrupted long run resumes where it stopped.
+
+Device: a sentence-transformers model runs on the accelerator when torch sees a CUDA device, else on the
+CPU (:func:`text_device`); the console says which when the model loads. The cache key is the model's, not
+the device's: a text cached on one device is not encoded again on another.
 """
 
 from __future__ import annotations
@@ -57,8 +61,21 @@ def default_cache_dir() -> Path:
 
 
 # ----------------------------------------------------------------------------------- encoders
-def sentence_transformer_encoder(model: str = DEFAULT_MODEL, device: str = "cpu", batch_size: int = 64) -> Encoder:
-    """A sentence-transformers encoder (imports torch lazily, on first call)."""
+def text_device() -> tuple[str, str]:
+    """``(device, description)`` for sentence-transformers: ``"cuda"`` when torch sees a CUDA device, else
+    ``"cpu"`` (imports torch: call it where the encoder runs)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", f"cuda ({torch.cuda.get_device_name(0)})"
+    return "cpu", "cpu (torch sees no CUDA device)"
+
+
+def sentence_transformer_encoder(
+    model: str = DEFAULT_MODEL, device: str | None = None, batch_size: int = 64
+) -> Encoder:
+    """A sentence-transformers encoder (imports torch lazily, on first call). ``device``: a torch device
+    name, or None for :func:`text_device` (the accelerator when there is one); printed once when it loads."""
     state: dict = {}
 
     def encode(texts: list[str]) -> np.ndarray:
@@ -68,7 +85,9 @@ def sentence_transformer_encoder(model: str = DEFAULT_MODEL, device: str = "cpu"
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
-            state["m"] = SentenceTransformer(str(model), device=device)
+            dev, what = (device, device) if device is not None else text_device()
+            print(f"[encode_texts] {Path(str(model)).name} on {what}", file=sys.stderr, flush=True)
+            state["m"] = SentenceTransformer(str(model), device=dev)
         return state["m"].encode(
             list(texts),
             batch_size=batch_size,
@@ -242,24 +261,17 @@ def _encode_missing(
 ) -> np.ndarray:
     """Encodes the unique texts ``todo`` (indices into ``uniq``) shard by shard into ``out_u`` (allocated
     here when nothing was cached), writing each shard to the cache ``d``; returns ``out_u``."""
-    t0, last = time.perf_counter(), time.perf_counter()
-    done = 0
+    from twotower_hgnn.tracking import Progress
+
+    t0 = time.perf_counter()
+    prog = Progress(todo.size, desc="[encode_texts]", unit="texts", enabled=progress, final="shown")
     for s in range(0, todo.size, shard_size):
         block = todo[s : s + shard_size]
         parts = []
         for b in range(0, block.size, batch_size):
             idx = block[b : b + batch_size]
             parts.append(_normalise(encoder([texts[first[i]] for i in idx]), idx.size, key))
-            done += idx.size
-            now = time.perf_counter()
-            if progress and now - last > 5.0:
-                rate = done / (now - t0)
-                print(
-                    f"[encode_texts] {done:,}/{todo.size:,} texts {rate:.1f}/s ETA {(todo.size - done) / max(rate, 1e-9):.0f}s",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                last = now
+            prog.update(idx.size)
         vecs = np.concatenate(parts)
         if out_u is None:
             dim = vecs.shape[1]
@@ -268,6 +280,7 @@ def _encode_missing(
             raise TextError(f"encoder {key}: dimension {vecs.shape[1]} differs from the cached {dim}; clear {d}")
         out_u[block] = vecs
         _write_shard(d, uniq[block], vecs)
+    prog.close()
     if progress and todo.size > batch_size:
         print(
             f"[encode_texts] encoded {todo.size:,} new texts ({uniq.size - todo.size:,} cached) in "

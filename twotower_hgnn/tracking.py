@@ -3,6 +3,20 @@
 ``MetricWriter`` writes both TensorBoard event files (tensorboardX, readable by TensorBoard or
 ``tensorboard.backend.event_processing``) and a ``metrics.jsonl`` (one ``{"step", "tag", "value",
 "time"}`` object per line) that tests and reports read without TensorBoard.
+
+One tag vocabulary for every trainer (a writer made with ``strict=True`` refuses any other tag):
+
+* ``train/loss`` (loss at the logging cadence), ``train/mean_loss`` (mean over the epoch so far, at each
+  validation), ``train/epoch`` (epochs done, fractional), ``train/steps_per_sec``, ``train/wall_s``;
+* ``valid/<metric>`` — the validation metrics (``valid/mrr``, ``valid/loss``, ``valid/loss/<relation>``,
+  ``valid/hr@<k>`` ...), ``valid/best`` (the best validation metric so far);
+* ``stop/<reason>`` — written once when training ends, at its last step, value = that step; ``<reason>``
+  is one of :data:`STOP_REASONS` (why it stopped: ``epochs``/``max_epochs``/``max_steps`` budget spent,
+  ``early_stopping`` patience, ``max_time``/``time_cap`` wall-clock safety net).
+
+In a pipeline run every stage writes under ``<version>/tensorboard/<stage>`` (:func:`stage_logdir`), so
+``tensorboard --logdir <version>/tensorboard`` shows every stage; the stand-alone trainers default to a
+folder of their work directory.
 """
 
 from __future__ import annotations
@@ -14,6 +28,58 @@ import sys
 import time
 from pathlib import Path
 from typing import IO, Any, Literal, Mapping
+
+
+TRAIN_LOSS = "train/loss"
+TRAIN_MEAN_LOSS = "train/mean_loss"
+TRAIN_EPOCH = "train/epoch"
+TRAIN_STEPS_PER_SEC = "train/steps_per_sec"
+TRAIN_WALL_S = "train/wall_s"
+VALID = "valid/"  # + metric name
+VALID_BEST = "valid/best"
+STOP = "stop/"  # + one of STOP_REASONS
+STOP_REASONS = ("epochs", "max_epochs", "max_steps", "early_stopping", "max_time", "time_cap")
+TRAIN_TAGS = (TRAIN_LOSS, TRAIN_MEAN_LOSS, TRAIN_EPOCH, TRAIN_STEPS_PER_SEC, TRAIN_WALL_S)
+TENSORBOARD_DIR = "tensorboard"  # <version>/tensorboard/<stage>
+
+
+def valid_tag(metric: str) -> str:
+    """``valid/<metric>`` (a leading ``val_`` is dropped: ``val_mrr`` -> ``valid/mrr``)."""
+    return VALID + (metric[4:] if metric.startswith("val_") else metric)
+
+
+def stop_tag(reason: str) -> str:
+    """``stop/<reason>``; ``reason`` must be one of :data:`STOP_REASONS`."""
+    if reason not in STOP_REASONS:
+        raise ValueError(f"stop reason {reason!r} is not one of {STOP_REASONS}")
+    return STOP + reason
+
+
+def in_vocabulary(tag: str) -> bool:
+    """Whether ``tag`` belongs to the tag vocabulary (module docstring)."""
+    if tag in TRAIN_TAGS:
+        return True
+    if tag.startswith(VALID):
+        return len(tag) > len(VALID)
+    return tag.startswith(STOP) and tag[len(STOP) :] in STOP_REASONS
+
+
+def stage_logdir(version_dir: str | os.PathLike, stage: str, *sub: str) -> Path:
+    """``<version_dir>/tensorboard/<stage>[/<sub>...]``: where a pipeline stage writes its metrics."""
+    return Path(version_dir, TENSORBOARD_DIR, stage, *sub)
+
+
+def progress_enabled(stream: IO[str] | None = None) -> bool:
+    """Whether pipeline phases show progress by default: ``$TWOTOWER_HGNN_PROGRESS`` = 1/0 forces it on/off,
+    else only when ``stream`` (default stderr) is a terminal (logs of batch jobs and tests stay quiet)."""
+    env = os.environ.get("TWOTOWER_HGNN_PROGRESS")
+    if env is not None and env.strip() != "":
+        return env.strip().lower() not in ("0", "false", "no", "off")
+    stream = stream if stream is not None else sys.stderr
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -38,6 +104,9 @@ class Progress:
 
     Prints at most once every ``every_s`` seconds (plus a final line on ``close``) so a tight
     training loop is not slowed down by terminal I/O. Metrics shown are the latest passed.
+    ``enabled=None``: :func:`progress_enabled` (a terminal, or ``$TWOTOWER_HGNN_PROGRESS``).
+    ``final="shown"``: the final line only when a line was printed before (a phase that ended within
+    ``every_s`` stays silent); ``"always"``: always. Progress only prints: it changes no result.
     """
 
     def __init__(
@@ -47,14 +116,17 @@ class Progress:
         every_s: float = 5.0,
         stream: IO[str] | None = None,
         unit: str = "steps",
-        enabled: bool = True,
+        enabled: bool | None = True,
+        final: Literal["always", "shown"] = "always",
     ) -> None:
         self.total = total
         self.desc = desc
         self.every_s = float(every_s)
         self.stream = stream if stream is not None else sys.stderr
         self.unit = unit
-        self.enabled = enabled
+        self.enabled = progress_enabled(self.stream) if enabled is None else bool(enabled)
+        self.final = final
+        self._shown = False
         self.n = 0
         self.metrics: dict[str, Any] = {}
         self._t0 = time.perf_counter()
@@ -88,10 +160,11 @@ class Progress:
         now = time.perf_counter()
         if self.enabled and now - self._last_print >= self.every_s:
             self._last_print = now
+            self._shown = True
             print(self.line(), file=self.stream, flush=True)
 
     def close(self) -> None:
-        if not self._closed and self.enabled:
+        if not self._closed and self.enabled and (self.final == "always" or self._shown):
             print(self.line() + " done", file=self.stream, flush=True)
         self._closed = True
 
@@ -103,11 +176,14 @@ class Progress:
 
 
 class MetricWriter:
-    """Scalars to TensorBoard event files and ``<logdir>/metrics.jsonl`` (appended: resume-safe)."""
+    """Scalars to TensorBoard event files and ``<logdir>/metrics.jsonl`` (appended: resume-safe).
 
-    def __init__(self, logdir: str | os.PathLike, enabled: bool = True) -> None:
+    ``strict=True``: a tag outside the vocabulary (:func:`in_vocabulary`) raises ValueError."""
+
+    def __init__(self, logdir: str | os.PathLike, enabled: bool = True, strict: bool = False) -> None:
         self.logdir = Path(logdir)
         self.enabled = enabled
+        self.strict = strict
         self._tb = None
         self._jsonl = None
         if not enabled:
@@ -127,6 +203,8 @@ class MetricWriter:
         now = time.time()
         lines = []
         for tag, value in values.items():
+            if self.strict and not in_vocabulary(tag):
+                raise ValueError(f"metric tag {tag!r} is not in the tag vocabulary (twotower_hgnn.tracking)")
             v = float(value)  # jax/NumPy scalars included; raises on non-numeric input
             self._tb.add_scalar(tag, v, global_step=int(step), walltime=now)
             lines.append(json.dumps({"step": int(step), "tag": tag, "value": v, "time": now}))

@@ -1,9 +1,10 @@
 """Tests and smoke runs: the whole pipeline on the tiny synthetic data in seconds; the demo's quality options
-(but the parameters' moving average: a few dozen steps are too few for it), budgets cut to a few epochs."""
+(but the parameters' moving average: a few dozen steps are too few for it), budgets cut to a few epochs; the
+opt-in batch top-K stage on (top 5 of every user), so that the tiny run exercises every stage."""
 
 from __future__ import annotations
 
-from twotower_hgnn.configs.base import RunConfig
+from twotower_hgnn.configs.base import RunConfig, TopKConfig
 from twotower_hgnn.configs.demo import IMPROVED, IMPROVED_MODEL
 from twotower_hgnn.models.hgnn import HGNNConfig
 from twotower_hgnn.models.two_tower import TwoTowerConfig
@@ -38,4 +39,5 @@ def get_config() -> RunConfig:
             **IMPROVED,
             model=TwoTowerConfig(tower_dims=(64, 32), id_dim=8, **IMPROVED_MODEL),
         ),
+        topk=TopKConfig(k=5),
     )

@@ -480,18 +480,27 @@ def load_files(
     table the items are the interactions' (typed by the mapping's ``items.item_type``, no text); without a
     users table the users are the interactions' (age and country unknown). Rows dropped by a rule are
     counted in ``Dataset.dropped`` (``duplicate_rows``, ``unmatched_event_rows``)."""
+    from twotower_hgnn.tracking import Progress  # console only (a terminal): per file read and validated
+
     m = as_mapping(mapping)
+    prog = Progress(4, desc="[data] read+validate", unit="steps", enabled=None, final="shown")
     inter = read_interactions(
         interactions_path, timestamp_unit=timestamp_unit, duplicates=duplicates, encoding=encoding, mapping=m
     )
+    prog.update(1, done="interactions")
     items = read_items(items_path, encoding=encoding, mapping=m) if items_path else None
     if items is None:
         items = validate_items(items_from_interactions(inter, m, str(interactions_path)), "<interactions' items>")
+    prog.update(1, done="items")
     users = read_users(users_path, encoding=encoding, mapping=m) if users_path else users_from_interactions(inter)
+    prog.update(1, done="users")
     paths = {"interactions": interactions_path, "items": items_path, "users": users_path}
     m_ = {"paths": {k: str(v) for k, v in paths.items() if v}, **(meta or {})}
     keys = ("duplicate_rows", "unmatched_event_rows") if duplicates == "drop" else ("unmatched_event_rows",)
     dropped = {k: int(inter.attrs[k]) for k in keys if inter.attrs.get(k)}
-    return build_dataset(
+    ds = build_dataset(
         inter, items, users, name=name, music=users.attrs.get("music"), meta=m_, validate=False, dropped=dropped
     )
+    prog.update(1, done="dataset")
+    prog.close()
+    return ds

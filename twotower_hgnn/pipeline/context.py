@@ -57,6 +57,7 @@ class RunContext:
     prev: Path | None
     load_s: float = 0.0
     inputs: dict = dataclasses.field(default_factory=dict)
+    _fresh_logs: set = dataclasses.field(default_factory=set, repr=False)  # stages whose logdir was checked
 
     # ------------------------------------------------------------------ places
     def path(self, stage: str) -> Path:
@@ -66,6 +67,24 @@ class RunContext:
     def work_dir(self, stage: str) -> Path:
         """Resumable scratch space (checkpoints) of the running ``stage``."""
         return self.runner.work_dir(self.names[stage])
+
+    def logdir(self, stage: str, *sub: str) -> Path:
+        """Where the running ``stage`` writes TensorBoard events and ``metrics.jsonl``:
+        ``<version>/tensorboard/<stage>[/<sub>...]`` (``tracking.stage_logdir``; an ablation's own stages
+        under ``tensorboard/ablation-<X>/``). A stage that starts afresh (no scratch space of its
+        fingerprint yet) first clears its folder, so that the curves shown are those of the outputs it
+        makes; a resumed stage appends to them."""
+        import shutil
+
+        from twotower_hgnn.tracking import stage_logdir
+
+        root = stage_logdir(self.cfg.version_dir(), self.names[stage])
+        if stage not in self._fresh_logs:
+            wd = self.work_dir(stage)
+            if not wd.is_dir() or not any(wd.iterdir()):
+                shutil.rmtree(root, ignore_errors=True)
+            self._fresh_logs.add(stage)
+        return root.joinpath(*sub)
 
     # ------------------------------------------------------------------ derived configuration
     @functools.cached_property

@@ -1,5 +1,6 @@
 """The evaluation and serving floors of the pipeline: the report (every model and baseline under the
-paper's protocol, with bootstrap intervals) and the export (index, ids, manifest)."""
+paper's protocol, with bootstrap intervals), the export (index, ids, manifest) and the opt-in batch top-K
+of every user (``topk``)."""
 
 from __future__ import annotations
 
@@ -85,22 +86,34 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
     from twotower_hgnn.eval.protocol import build_protocol
     from twotower_hgnn.eval.report import DEFAULT_BASELINES, build_report, evaluate_models
 
+    from twotower_hgnn.tracking import Progress
+
     cfg, ev = ctx.cfg, ctx.cfg.config.eval
     protocol = build_protocol(ctx.ds, ctx.split, list(ev.targets), exclude_seen=ev.exclude_seen)
     models: dict[str, dict[str, Any]] = {}
     training: dict[str, Any] = {}
+    # progress over the phases: per target its baselines and its two-tower models, then the tuned item
+    # baselines, then the metrics and intervals of every model
+    n_tt = {t: sum(c.target_type == t for c in ctx.two_tower_cfgs.values()) for t in protocol.targets}
+    total = sum(n_tt.values()) + (0 if cfg.ablation else len(n_tt) + 1) + 1
+    prog = Progress(total, desc="[evaluate]", unit="phases", enabled=None, final="shown")
     for t, tp in protocol.targets.items():
         if not cfg.ablation:
             _knn_baselines(ctx, t, tp, models)
+            prog.update(1, at=f"{t} baselines")
         _two_tower_rankings(ctx, t, tp, models, training)
+        prog.update(n_tt[t], at=f"{t} two-tower")
     if not cfg.ablation:
         cf, cf_info = tuned_item_baselines(ctx.ds, ctx.train_split, protocol, k=ev.k, valid_split=ctx.valid)
         models.update(cf)
         training["item_baselines"] = {
             m: {k: v for k, v in i.items() if k != "table"} for m, i in cf_info.items() if isinstance(i, dict)
         }
+        prog.update(1, at="item baselines")
     models = {m: models[m] for m in MODEL_ORDER if m in models}
     evaluation = evaluate_models(models, protocol, k=ev.k, baselines=DEFAULT_BASELINES)
+    prog.update(1, at="metrics")
+    prog.close()
     hgnn_hist = ctx.path("hgnn") / "history.json"
     if hgnn_hist.exists():
         training["hgnn"] = json.loads(hgnn_hist.read_text())
@@ -175,3 +188,34 @@ def export_stage(ctx: RunContext, out: Path) -> dict:
             f"[export] {len(new_items)} item(s) new since {prev.name}: {new_items[:5]}{' ...' if len(new_items) > 5 else ''}"
         )
     return {"served": list(served), "new_items": len(new_items)}
+
+
+# ------------------------------------------------------------------------------------------ topk
+def with_topk(ctx: RunContext) -> bool:
+    """The batch top-K stage runs when ``topk.k`` > 0, in the main run only (not in ablations or Table 1's
+    reference run, whose exports are for comparison)."""
+    return ctx.cfg.config.topk.k > 0 and not ctx.cfg.ablation and not ctx.cfg.table1
+
+
+def topk_key(ctx: RunContext) -> dict:
+    from twotower_hgnn.serving_batch import SCHEMA
+
+    tk = ctx.cfg.config.topk
+    return {"k": tk.k, "chunk_users": tk.chunk_users, "schema": SCHEMA.names}
+
+
+def topk_stage(ctx: RunContext, out: Path) -> dict:
+    """The top ``topk.k`` items of every user of the store, per served target type, from the export
+    (``serving_batch.batch_recommend_export``): ``top<k>-<target>.parquet`` with ``user_id, rank, item_id,
+    score`` (rank 1 = best; at most k rows per user: fewer only where the user streamed most of the
+    catalogue), as of the export's snapshot, consumed items excluded — what ``Recommender.recommend`` answers."""
+    from twotower_hgnn.serving_batch import batch_recommend_export
+
+    tk = ctx.cfg.config.topk
+    res = batch_recommend_export(ctx.path("export"), out, k=tk.k, chunk_users=tk.chunk_users, progress="console")
+    summ = {}
+    for t, r in res.items():
+        name = Path(r["path"]).name
+        log(f"[topk] {t}: {r['rows']} rows for {r['users']} users (top {r['k']}) in {r['seconds']:.1f}s -> {name}")
+        summ[t] = {"file": name, "users": r["users"], "rows": r["rows"], "k": r["k"]}
+    return summ

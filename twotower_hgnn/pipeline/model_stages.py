@@ -59,6 +59,7 @@ def hgnn_stage(ctx: RunContext, out: Path) -> dict:
         hcfg,
         ctx.work_dir("hgnn"),
         sampler_factory=sampler_factory(ctx.cfg.config.sampler),
+        logdir=ctx.logdir("hgnn"),
         **_hgnn_warm_start(ctx),
     )
     emb = embed_items(res.params, hcfg.model, full_graph, ctx.content, relations=ctx.relations)
@@ -78,9 +79,9 @@ def hgnn_stage(ctx: RunContext, out: Path) -> dict:
             "config": hcfg.to_dict(),
         },
     )
-    log(
-        f"[hgnn] stopped ({res.stop_reason}) after {res.steps} steps / {res.epochs_run} full epochs in "
-        f"{res.wall_s:.0f}s; best val MRR {res.best_metric:.4f} (random {res.baseline['val_mrr']:.4f})"
+    log(  # the trainer printed why it stopped; this line: the run's figures against the random baseline
+        f"[hgnn] {res.steps} steps / {res.epochs_run} full epochs in {res.wall_s:.0f}s ({res.stop_reason}); "
+        f"best val MRR {res.best_metric:.4f} (random {res.baseline['val_mrr']:.4f})"
         + (" -- the wall-clock safety net ended it: not reproducible" if res.stop_reason == "max_time" else "")
     )
     return {
@@ -118,7 +119,14 @@ def hgnn_users_stage(ctx: RunContext, out: Path) -> dict:
     g_train, val = holdout_edges(g, frac=0.1, seed=ctx.cfg.seed)
     feats = user_node_features(ctx.ds, g, ctx.content)
     res = train_hgnn(
-        g_train, feats, val, ucfg, ctx.work_dir("hgnn_users"), sampler_factory=sampler_factory(ctx.cfg.config.sampler)
+        g_train,
+        feats,
+        val,
+        ucfg,
+        ctx.work_dir("hgnn_users"),
+        sampler_factory=sampler_factory(ctx.cfg.config.sampler),
+        logdir=ctx.logdir("hgnn_users"),
+        name="hgnn_users",
     )
     atomic_save_npy(out / "node_embeddings.npy", np.asarray(embed_items(res.params, ucfg.model, g, feats), np.float32))
     atomic_write_json(
@@ -154,12 +162,14 @@ def fit_two_tower(
     workdir: Path,
     k: int,
     init: Path | None = None,
+    logdir: Path | None = None,
 ):
     """Selects the training length on the validation split, then refits on the whole training part.
 
     1. Train on ``valid.train`` with early stopping on validation HR@``k`` (``eval.validation``).
     2. Train a fresh model on ``split.train`` for the best number of steps (same seed and config).
-    Returns ``(final, selection)`` results; both runs are checkpointed (and resumed) under ``workdir``.
+    Returns ``(final, selection)`` results; both runs are checkpointed (and resumed) under ``workdir``,
+    their metrics written under ``logdir/select`` and ``logdir/refit`` (default: under ``workdir``).
     """
     from twotower_hgnn.eval.validation import two_tower_validator
     from twotower_hgnn.train.two_tower import train_two_tower
@@ -167,7 +177,19 @@ def fit_two_tower(
     emb = hgnn_emb if tcfg.use_hgnn else None
     init_path = init if init is not None and init.exists() else None
     score = two_tower_validator(ds, valid, tcfg.target_type, k=k)
-    sel = train_two_tower(ds, valid, content, emb, tcfg, workdir / "select", init_params_path=init_path, validate=score)
+    score.metric_name = f"hr@{k}"  # type: ignore[attr-defined]  (TensorBoard: valid/hr@<k>)
+    logs = (lambda run: None) if logdir is None else (lambda run: logdir / run)  # noqa: E731
+    sel = train_two_tower(
+        ds,
+        valid,
+        content,
+        emb,
+        tcfg,
+        workdir / "select",
+        init_params_path=init_path,
+        validate=score,
+        logdir=logs("select"),
+    )
     final = train_two_tower(
         ds,
         split,
@@ -176,6 +198,7 @@ def fit_two_tower(
         dataclasses.replace(tcfg, max_steps=max(1, sel.best_step)),
         workdir / "final",
         init_params_path=init_path,
+        logdir=logs("refit"),
     )
     return final, sel
 
@@ -200,6 +223,7 @@ def two_tower_stage(ctx: RunContext, out: Path) -> dict:
             ctx.work_dir("two_tower") / tag,
             ctx.cfg.config.eval.k,
             init,
+            ctx.logdir("two_tower", tag),
         )
         save_model(res, snapshot, out / tag)
         summ[tag] = {

@@ -306,6 +306,8 @@ def train_hgnn(
     sampler_factory: SamplerFactory | None = None,
     fail_after_step: int | None = None,
     hooks: Sequence[Hook] = (),
+    logdir: str | os.PathLike | None = None,
+    name: str = "hgnn",
 ) -> HGNNTrainResult:
     """Trains the HGNN on ``graph`` (the training graph: held-out edges removed) and returns the
     best params by ``val_mrr``.
@@ -316,8 +318,8 @@ def train_hgnn(
       val_edges: relation -> int ``[E, 2]`` held-out edges (``graph.holdout_edges``); they are also
         kept out of message passing (sampler ``holdout``).
       cfg: training config.
-      workdir: checkpoints in ``workdir/checkpoints``, TensorBoard + ``metrics.jsonl`` in ``workdir/logs``.
-        An existing checkpoint is resumed. None: no checkpoints, no logs.
+      workdir: checkpoints in ``workdir/checkpoints``, TensorBoard + ``metrics.jsonl`` in ``workdir/logs``
+        (unless ``logdir`` is given). An existing checkpoint is resumed. None: no checkpoints, no logs.
       init_params / init_params_path: warm start (a params pytree, or an ``.npz`` from
         :func:`~twotower_hgnn.checkpoint.save_params`) instead of the random initialisation; ignored
         when a checkpoint is resumed. Shapes must match the config (error names the first mismatching leaf).
@@ -326,6 +328,9 @@ def train_hgnn(
         another sampling backend.
       fail_after_step: shorthand for ``hooks=[FailAfterStep(n)]`` (a test hook simulating a crash).
       hooks: more :class:`Hook` s, run after the built-in ones (validation, logging, checkpointing).
+      logdir: where TensorBoard + ``metrics.jsonl`` go (the pipeline: ``<version>/tensorboard/hgnn``);
+        tags: the vocabulary of :mod:`twotower_hgnn.tracking`.
+      name: the console prefix of progress and of the final line (best validation MRR, stop reason).
     """
     t_start = time.perf_counter()
     traces0 = dict(_TRACES)
@@ -346,7 +351,12 @@ def train_hgnn(
         s,
         [
             ValidationHook(),
-            LoggingHook(workdir / "logs" if workdir is not None else None, cfg, ctx.p_idx),
+            LoggingHook(
+                Path(logdir) if logdir is not None else (workdir / "logs" if workdir is not None else None),
+                cfg,
+                ctx.p_idx,
+                name,
+            ),
             ckpt,
             *hooks,
             *([FailAfterStep(fail_after_step)] if fail_after_step is not None else []),

@@ -25,6 +25,7 @@ from sampler.spec import Layout, SamplingSpec
 from twotower_hgnn import losses
 from twotower_hgnn.parallel import block_on_cpu, shard_batch
 from twotower_hgnn.rng import np_rng
+from twotower_hgnn import tracking as T
 from twotower_hgnn.tracking import EarlyStopping, MetricWriter, Progress
 from twotower_hgnn.train.hgnn_feed import FusedStep, _Feed
 
@@ -336,14 +337,20 @@ class ValidationHook(Hook):
 
 class LoggingHook(Hook):
     """The history (every validation record), scalars (TensorBoard + ``metrics.jsonl`` in ``logdir``;
-    process 0 only) and console progress: ``train/loss`` every ``log_every_steps`` steps."""
+    process 0 only; the tag vocabulary of :mod:`twotower_hgnn.tracking`) and console progress:
+    ``train/loss`` every ``log_every_steps`` steps; each validation as ``valid/<metric>`` with
+    ``train/mean_loss``, ``train/steps_per_sec``, ``train/wall_s``; at the end ``stop/<reason>`` and one
+    console line with the best validation MRR and why training stopped."""
 
-    def __init__(self, logdir: Path | None, cfg: HGNNTrainConfig, p_idx: int) -> None:
-        self.writer = MetricWriter(logdir, enabled=p_idx == 0) if logdir is not None else None
-        self.prog = Progress(None, desc="hgnn", enabled=cfg.progress and p_idx == 0)
+    def __init__(self, logdir: Path | None, cfg: HGNNTrainConfig, p_idx: int, name: str = "hgnn") -> None:
+        self.writer = MetricWriter(logdir, enabled=p_idx == 0, strict=True) if logdir is not None else None
+        self.name = name
+        self.prog = Progress(None, desc=name, enabled=cfg.progress and p_idx == 0)
         self.every, self.p_idx = cfg.log_every_steps, p_idx
 
     def on_start(self, ctx: TrainContext, s: LoopState) -> None:
+        if ctx.cfg.max_steps is not None:  # steps left in this run: %, ETA (epoch-bound runs: rate only)
+            self.prog.total = max(int(ctx.cfg.max_steps) - s.step, 0) or None
         self._record(s)
 
     def after_step(self, ctx: TrainContext, s: LoopState) -> None:
@@ -351,7 +358,7 @@ class LoggingHook(Hook):
             lv = float(s.loss)
             self.prog.update(self.every, epoch=s.step_epoch, loss=lv)
             if self.writer is not None:
-                self.writer.scalars({"train/loss": lv}, s.step)
+                self.writer.scalars({T.TRAIN_LOSS: lv, T.TRAIN_EPOCH: s.step_epoch}, s.step)
         self._record(s)
         if s.stop_reason == "max_time" and self.p_idx == 0:
             print(
@@ -360,18 +367,45 @@ class LoggingHook(Hook):
                 flush=True,
             )
 
+    @staticmethod
+    def scalars_of(record: Mapping[str, Any], best: float | None) -> dict[str, float]:
+        """A validation record's scalars under the tag vocabulary."""
+        names = {"train_loss": T.TRAIN_MEAN_LOSS, "steps_per_s": T.TRAIN_STEPS_PER_SEC, "wall_s": T.TRAIN_WALL_S}
+        out = {
+            names.get(k, T.valid_tag(k)): v for k, v in record.items() if k not in ("epoch", "step") and v is not None
+        }
+        if best is not None:
+            out[T.VALID_BEST] = best
+        return out
+
     def _record(self, s: LoopState) -> None:
         if s.record is not None:
             s.history.append(s.record)
             if self.writer is not None:
-                self.writer.scalars(
-                    {k: v for k, v in s.record.items() if k not in ("epoch", "step") and v is not None}, s.step
-                )
+                self.writer.scalars(self.scalars_of(s.record, s.stopper.best), s.step)
 
     def on_end(self, ctx: TrainContext, s: LoopState) -> None:
         self.prog.close()
+        if s.stop_reason is not None and self.p_idx == 0:
+            best = s.stopper.best
+            print(
+                f"[{self.name}] stopped at step {s.step} (epoch {s.epoch - 1} complete): {s.stop_reason}"
+                f" ({_STOP_WHY.get(s.stop_reason, s.stop_reason)}); best validation MRR "
+                + (f"{best:.4f} at epoch {s.best_epoch}" if best is not None else "n/a"),
+                flush=True,
+            )
         if self.writer is not None:
+            if s.stop_reason is not None:
+                self.writer.scalars({T.stop_tag(s.stop_reason): s.step}, s.step)
             self.writer.close()
+
+
+_STOP_WHY = {
+    "max_epochs": "epoch budget spent",
+    "max_steps": "step budget spent",
+    "early_stopping": "no validation improvement within the patience",
+    "max_time": "wall-clock safety net",
+}
 
 
 class CheckpointHook(Hook):

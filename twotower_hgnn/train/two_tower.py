@@ -52,6 +52,7 @@ from twotower_hgnn.models.encode import (  # noqa: F401  (re-exported: encoding 
 from twotower_hgnn.models.two_tower import TwoTowerConfig, TwoTowerModel, full_softmax_loss, in_batch_softmax_loss
 from twotower_hgnn.parallel import make_mesh, replicate, shard_batch
 from twotower_hgnn.rng import jax_key, np_rng  # noqa: F401  (np_rng: kept importable from here)
+from twotower_hgnn import tracking as T
 from twotower_hgnn.tracking import MetricWriter, Progress
 from twotower_hgnn.train.two_tower_batches import (  # noqa: F401  (batch helpers re-exported for callers)
     _known_items,
@@ -339,7 +340,7 @@ def _run_with_hooks(
     run: TrainRun,
     step_fn: Callable,
     cfg: TwoTowerTrainConfig,
-    workdir: Path,
+    logdir: Path,
     ckpt: Checkpointer,
     fingerprint: dict,
     validate: Callable[[TwoTowerResult], float] | None,
@@ -351,34 +352,39 @@ def _run_with_hooks(
     eval_every = run.spe if cfg.eval_every is None else int(cfg.eval_every)
     with (
         ckpt,
-        MetricWriter(workdir / "tb") as writer,
+        MetricWriter(logdir, strict=True) as writer,
         Progress(run.total - run.step, desc=f"2T {cfg.target_type}", enabled=cfg.progress) as prog,
     ):
         validation = [ValidationHook(validate, writer, eval_every)] if keep_best else []
+        logs = LogHook(writer, prog)
         run.t0 = time.perf_counter()
-        run_loop(
-            run,
-            step_fn,
-            [LogHook(writer, prog), *validation, TimeCapHook(), *hooks, CheckpointHook(ckpt, fingerprint, keep_best)],
-        )
+        run_loop(run, step_fn, [logs, *validation, TimeCapHook(), *hooks, CheckpointHook(ckpt, fingerprint, keep_best)])
+        # ended (not crashed): the last partial window of losses, then why it stopped
+        logs.flush(run)
+        writer.scalars({T.stop_tag(_stop_reason(run, cfg)): run.step}, run.step)
+
+
+def _stop_reason(run: TrainRun, cfg: TwoTowerTrainConfig) -> str:
+    """Why the run ended: its hooks' stop (early stopping, time cap), else the budget it spent."""
+    return (
+        run.stop
+        or run.loop.stopped
+        or ("max_steps" if cfg.max_steps is not None and run.total == int(cfg.max_steps) else "epochs")
+    )
 
 
 def _finish(
     run: TrainRun, cfg: TwoTowerTrainConfig, keep_best: bool, n_compiles: int, resumed_from: int | None
 ) -> TwoTowerResult:
     """The returned result (best validated or final parameters), with the stop reason logged."""
-    loop, total, spe = run.loop, run.total, run.spe
-    reason = (
-        run.stop
-        or loop.stopped
-        or ("max_steps" if cfg.max_steps is not None and total == int(cfg.max_steps) else "epochs")
-    )
+    loop, spe = run.loop, run.spe
+    reason = _stop_reason(run, cfg)
     out = run.result(run.best if keep_best else run.state[run.served], run.step)
     out.n_compiles, out.resumed_from, out.stop_reason = n_compiles, resumed_from, reason
     out.best_step, out.val_history = (loop.best_step if keep_best else None), loop.val_history
     print(
         f"[2T] {cfg.target_type}: stopped at step {run.step} ({run.step / spe:.2f} epochs): {reason}"
-        + (f"; best validation {loop.best_metric:.4f} at step {loop.best_step}" if keep_best else ""),
+        + (f"; best validation {run.metric_name} {loop.best_metric:.4f} at step {loop.best_step}" if keep_best else ""),
         flush=True,
     )
     return out
@@ -396,12 +402,15 @@ def train_two_tower(
     init_params_path: str | os.PathLike | None = None,
     validate: Callable[[TwoTowerResult], float] | None = None,
     hooks: Sequence[Hook] = (),
+    logdir: str | os.PathLike | None = None,
 ) -> TwoTowerResult:
     """Trains (or resumes training of) a two-tower model; checkpoints under ``workdir/checkpoints``,
-    metrics (TensorBoard + metrics.jsonl) under ``workdir/tb``.
+    metrics (TensorBoard + metrics.jsonl; the tag vocabulary of :mod:`twotower_hgnn.tracking`) under
+    ``logdir`` (default ``workdir/tb``; the pipeline: ``<version>/tensorboard/two_tower/<model>/<run>``).
 
     ``validate(result) -> float`` (higher is better; e.g. validation HR@10 of a result carrying the
-    current parameters) turns on early stopping: the returned parameters are the best validated ones.
+    current parameters; its ``metric_name`` attribute, if any, names it: ``valid/<name>``) turns on early
+    stopping: the returned parameters are the best validated ones.
     Stops on ``epochs`` / ``max_steps`` / early stopping; ``time_budget_s`` is only a safety net.
     ``run_loop`` calls the hooks logging, validation, time cap, then ``hooks`` (e.g. ``FailAfter``), then
     checkpointing (so a stop a hook asks for is checkpointed).
@@ -445,6 +454,8 @@ def train_two_tower(
         loop=loop,
         best=best,
         result=_result_fn(cfg, model_cfg, vocab, table, hist, loop, len(ex)),
+        metric_name=str(getattr(validate, "metric_name", "metric")),
     )
-    _run_with_hooks(run, step_fn, cfg, workdir, ckpt, fingerprint, validate, hooks)
+    logdir = Path(logdir).expanduser().resolve() if logdir is not None else workdir / "tb"
+    _run_with_hooks(run, step_fn, cfg, logdir, ckpt, fingerprint, validate, hooks)
     return _finish(run, cfg, keep_best, counter[0], resumed_from)

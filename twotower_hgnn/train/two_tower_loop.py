@@ -19,6 +19,7 @@ import numpy as np
 
 from twotower_hgnn.checkpoint import Checkpointer
 from twotower_hgnn.parallel import block_on_cpu
+from twotower_hgnn import tracking as T
 from twotower_hgnn.tracking import MetricWriter, Progress
 
 if TYPE_CHECKING:  # annotations only: the trainer imports this module
@@ -61,7 +62,8 @@ class TrainRun:
     best: Any
     result: Callable[[Any, int], TwoTowerResult]
     stop: str | None = None
-    t0: float = 0.0  # time.perf_counter() when loop.train_s was last brought up to date
+    t0: float = 0.0
+    metric_name: str = "metric"  # the validation metric's name (``validate.metric_name``)  # time.perf_counter() when loop.train_s was last brought up to date
 
     def spent(self) -> float:
         """Training seconds summed over resumes."""
@@ -82,23 +84,41 @@ class Hook:
 @dataclasses.dataclass
 class LogHook(Hook):
     """Every ``log_every`` steps and at the end: the window's mean loss -> ``loop.history``, TensorBoard
-    (``2t/loss``, ``2t/epoch``), the progress bar; a non-finite mean raises FloatingPointError."""
+    (``train/loss``, ``train/epoch``, ``train/steps_per_sec``), the progress bar; a non-finite mean raises
+    FloatingPointError."""
 
     writer: MetricWriter
     prog: Progress
     window: list = dataclasses.field(default_factory=list)
+    t_last: float | None = None  # when the last window was logged (None: the run's start, ``run.t0``)
 
     def after_step(self, run: TrainRun, loss: jax.Array) -> None:
         self.window.append(loss)
         step, every = run.step, run.cfg.log_every
         if step % every == 0 or step == run.total:
             mean_loss = float(np.mean(jax.device_get(self.window)))
-            self.window = []
+            now, n = time.perf_counter(), len(self.window)
+            rate = n / max(now - (run.t0 if self.t_last is None else self.t_last), 1e-9)
+            self.window, self.t_last = [], now
             if not math.isfinite(mean_loss):
                 raise FloatingPointError(f"two-tower loss is {mean_loss} at step {step}")
             run.loop.history.append({"step": step, "loss": mean_loss})
-            self.writer.scalars({"2t/loss": mean_loss, "2t/epoch": step / run.spe}, step)
+            tags = {T.TRAIN_LOSS: mean_loss, T.TRAIN_EPOCH: step / run.spe, T.TRAIN_STEPS_PER_SEC: rate}
+            self.writer.scalars(tags, step)
             self.prog.update(every if step % every == 0 else step % every, loss=mean_loss)
+
+    def flush(self, run: TrainRun) -> None:
+        """A run stopped between two logging steps (early stopping, time cap): the curves get the last
+        window's mean loss at the stop step too (TensorBoard only; ``loop.history`` is unchanged)."""
+        if not self.window:
+            return
+        mean_loss = float(np.mean(jax.device_get(self.window)))
+        now, n = time.perf_counter(), len(self.window)
+        rate = n / max(now - (run.t0 if self.t_last is None else self.t_last), 1e-9)
+        self.window, self.t_last = [], now
+        tags = {T.TRAIN_LOSS: mean_loss, T.TRAIN_EPOCH: run.step / run.spe, T.TRAIN_STEPS_PER_SEC: rate}
+        self.writer.scalars(tags, run.step)
+        self.prog.update(n, loss=mean_loss)
 
 
 @dataclasses.dataclass
@@ -117,8 +137,7 @@ class ValidationHook(Hook):
             return
         metric = float(self.validate(run.result(run.state[run.served], step)))
         loop.val_history.append({"step": step, "val": metric})
-        self.writer.scalars({"2t/val": metric}, step)
-        print(f"[2T] {run.cfg.target_type} step {step}: validation {metric:.4f}", flush=True)
+        print(f"[2T] {run.cfg.target_type} step {step}: validation {run.metric_name} {metric:.4f}", flush=True)
         if metric > loop.best_metric:
             loop.best_metric, loop.best_step, loop.bad_evals = metric, step, 0
             run.best = jax.device_get(run.state[run.served])
@@ -126,6 +145,7 @@ class ValidationHook(Hook):
             loop.bad_evals += 1
             if loop.bad_evals >= run.cfg.patience:
                 run.stop = loop.stopped = "early_stopping"
+        self.writer.scalars({T.valid_tag(run.metric_name): metric, T.VALID_BEST: loop.best_metric}, step)
 
 
 class TimeCapHook(Hook):

@@ -1,0 +1,123 @@
+"""The opt-in batch top-K stage and the per-version TensorBoard logs, on the session's tiny pipeline run
+(``tiny_run`` in conftest.py: the ``test`` preset, whose ``topk.k`` is 5).
+
+* ``<version>/topk/top<k>-<target>.parquet``: exactly k rows per user of the store, ranks 1..k, scores
+  non-increasing, items of the target type only; skipped on a rerun (fingerprint), recomputed alone when
+  ``topk.k`` changes.
+* ``<version>/tensorboard/<stage>``: event files and ``metrics.jsonl`` for the HGNN and every two-tower
+  model, every tag in the one vocabulary of ``twotower_hgnn.tracking``, training and validation curves,
+  and the reason each training stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from twotower_hgnn import configs
+from twotower_hgnn import tracking as T
+from twotower_hgnn.pipeline import open_run, run_stage
+from twotower_hgnn.tracking import read_metrics_jsonl
+
+
+@pytest.fixture(scope="module")
+def run_copy(tiny_run, tmp_path_factory):
+    """A copy of the tiny run (this module reruns a stage with another k: the shared run stays as it is)."""
+    cfg, _ = tiny_run
+    dst = tmp_path_factory.mktemp("topk_copy")
+    shutil.copytree(Path(cfg.out_dir), dst, dirs_exist_ok=True)
+    return dataclasses.replace(cfg, out_dir=str(dst))
+
+
+def _check_topk(ctx, k: int) -> None:
+    vdir = ctx.cfg.version_dir()
+    items = pd.read_parquet(vdir / "export" / "item_ids.parquet").set_index("item_id")["item_type"]
+    users = set(ctx.ds.users["user_id"].astype(str))
+    files = sorted((vdir / "topk").glob("*.parquet"))
+    targets = list(ctx.cfg.config.eval.targets)
+    assert [f.name for f in files] == sorted(f"top{k}-{t}.parquet" for t in targets)
+    for t in targets:
+        df = pd.read_parquet(vdir / "topk" / f"top{k}-{t}.parquet")
+        assert list(df.columns) == ["user_id", "rank", "item_id", "score"]
+        assert set(df["user_id"]) == users  # every user of the store
+        per_user = df.groupby("user_id", sort=False)
+        assert (per_user.size() == k).all()
+        assert (per_user["rank"].apply(lambda r: list(r) == list(range(1, k + 1)))).all()
+        assert (per_user["score"].apply(lambda s: bool(np.all(np.diff(s.to_numpy()) <= 0)))).all()
+        assert (per_user["item_id"].nunique() == k).all()  # no item twice in a list
+        assert set(items.loc[df["item_id"].unique()]) == {t}
+        assert np.isfinite(df["score"].to_numpy()).all()
+
+
+def test_topk_stage_writes_k_rows_per_user_and_is_skipped_on_rerun(run_copy):
+    ctx = open_run(run_copy)
+    vdir = run_copy.version_dir()
+    assert run_copy.config.topk.k == 5
+    _check_topk(ctx, 5)
+    # a rerun finds every stage valid: nothing runs
+    res = run_stage(ctx, "topk")
+    assert res is not None and not res.ran
+    assert not [name for name, r in ctx.runner.results.items() if r.ran]
+    # another k: only the top-K stage runs again, its previous files replaced
+    cfg3 = dataclasses.replace(run_copy, config=configs.apply_overrides(run_copy.config, {"topk.k": "3"}))
+    ctx3 = open_run(cfg3)
+    res3 = run_stage(ctx3, "topk")
+    assert res3.ran and [name for name, r in ctx3.runner.results.items() if r.ran] == ["topk"]
+    assert res3.fingerprint != res.fingerprint
+    _check_topk(ctx3, 3)
+    for p in [vdir / "topk", *(vdir / "topk").iterdir()]:  # readable by others (umask 022: 0755 / 0644)
+        assert p.stat().st_mode & 0o044 == 0o044
+
+
+def test_topk_is_off_by_default_and_validated():
+    assert configs.load("demo").topk.k == 0 and configs.load("paper").topk.k == 0
+    for bad, msg in (("-1", "topk.k: -1 must be >= 0"), ("1001", "topk.k: 1001"), ("x", "not an int")):
+        with pytest.raises(configs.ConfigError, match=msg):
+            configs.load("test", {"topk.k": bad})
+    with pytest.raises(configs.ConfigError, match="topk.chunk_users: 0 must be >= 1"):
+        configs.load("test", {"topk.chunk_users": "0"})
+
+
+def test_tensorboard_per_stage_with_one_tag_vocabulary(tiny_run):
+    cfg, report = tiny_run
+    tb = cfg.version_dir() / T.TENSORBOARD_DIR
+    assert sorted(p.name for p in tb.iterdir()) == ["hgnn", "two_tower"]  # hgnn_users is off in this run
+    runs = [p.parent for p in tb.rglob("metrics.jsonl")]
+    models = [key.split("/", 1)[1] for key in report["training"] if key.startswith("two_tower/")]
+    assert len(models) == 4  # 2T-HGNN and 2T, audiobook and podcast
+    assert sorted(str(r.relative_to(tb)) for r in runs) == sorted(
+        ["hgnn"] + [f"two_tower/{m}/{part}" for m in models for part in ("select", "refit")]
+    )
+    for run in runs:
+        assert list(run.glob("events.out.tfevents.*")), run
+        rows = read_metrics_jsonl(run)
+        tags = {r["tag"] for r in rows}
+        assert all(T.in_vocabulary(t) for t in tags), (run, sorted(t for t in tags if not T.in_vocabulary(t)))
+        assert T.TRAIN_LOSS in tags and T.TRAIN_STEPS_PER_SEC in tags, (run, tags)
+        stops = [r for r in rows if r["tag"].startswith(T.STOP)]
+        assert len(stops) == 1 and stops[0]["step"] == max(r["step"] for r in rows), (run, stops)
+        if run.name != "refit":  # the refit trains for the selected length without validating
+            assert T.VALID_BEST in tags and any(t.startswith(T.VALID) and t != T.VALID_BEST for t in tags)
+    hgnn_tags = {r["tag"] for r in read_metrics_jsonl(tb / "hgnn")}
+    assert {"valid/mrr", "valid/loss", "train/mean_loss"} <= hgnn_tags
+    hist = report["training"]["hgnn"]
+    assert T.stop_tag(hist["stop_reason"]) in hgnn_tags
+    for m in models:
+        sel = {r["tag"] for r in read_metrics_jsonl(tb / "two_tower" / m / "select")}
+        k = report["meta"]["k"]
+        assert f"valid/hr@{k}" in sel
+        assert T.stop_tag(report["training"][f"two_tower/{m}"]["stop_reason"]) in sel
+
+
+def test_tag_vocabulary():
+    assert T.valid_tag("val_mrr") == "valid/mrr" and T.valid_tag("hr@10") == "valid/hr@10"
+    assert T.in_vocabulary("valid/loss/audiobook-podcast") and T.in_vocabulary("stop/early_stopping")
+    for bad in ("2t/loss", "val_mrr", "valid/", "stop/bored", "loss"):
+        assert not T.in_vocabulary(bad)
+    with pytest.raises(ValueError, match="stop reason"):
+        T.stop_tag("bored")
