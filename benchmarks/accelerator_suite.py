@@ -277,7 +277,7 @@ def train_rows(a: argparse.Namespace, g: HeteroCSR, feats_np: np.ndarray, log) -
                 )
                 rel = abs(tloss - jloss) / max(abs(jloss), 1e-12)
                 note = f"torch {torch.__version__}, {mode}" + (
-                    " (dry run: eager, not the goal's peer)" if mode == "eager" else ""
+                    " (eager: not the goal's torch.compile peer)" if mode == "eager" else ""
                 )
                 out.append(row(f"hgnn_step_torch_{dt}", tmed, "ms", note=note, loss=tloss, loss_rel_diff=rel, **extra))
                 r = med / tmed

@@ -22,6 +22,8 @@ if [[ $# -lt 1 ]]; then
   exit 2
 fi
 [[ $dry == 1 ]] && export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
+# jax takes 75 % of the GPU by default; the PyTorch peer runs in the same process and needs room too
+export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.6}"
 site="$root/.cache/accelerator_site"
 export PYTHONPATH="$root:$site${PYTHONPATH:+:$PYTHONPATH}"
 

@@ -172,9 +172,73 @@ def ops_table(results: Path) -> str | None:
         rows.append(
             f"| batch top-K (`benchmarks/batch_topk.py`) | {'; '.join(parts)} | {_stamp(b['meta']['machine'])} |"
         )
+    sp = results / "sampler_throughput.json"
+    if sp.exists():
+        rows.append(sampler_row(json.loads(sp.read_text())))
     if not rows:
         return None
     return "\n".join(["| what | result | measured |", "|---|---|---|", *rows])
+
+
+def sampler_row(d: Mapping[str, Any]) -> str:
+    """The sampler benchmark's row: 1-worker seeds/s and per CPU-second, worker scaling, noise."""
+    m, rows = d["meta"], d["rows"]
+    one = next(r for r in rows if r["name"] == "numpy static-shape sampler (this repo)")
+    scal = [r for r in rows if r["name"].startswith("scaling:")]
+    sc = "; ".join(
+        f"{r['name'].removeprefix('scaling: ')}: {r['ratio']:.2f}x"
+        + ("" if r["met"] is None else (" (goal met)" if r["met"] else " (goal missed)"))
+        for r in scal
+    )
+    noise = (
+        f"NOISY (load {m['load_avg_start']:.2f} at start >= {m['quiet_load_below']}): ratios are not verdicts"
+        if m.get("noisy")
+        else f"quiet (load {m['load_avg_start']:.2f} at start)"
+    )
+    spc = one.get("seeds_per_cpu_s")
+    return (
+        f"| sampler (`benchmarks/sampler_throughput.py`) | 1 worker {one['seeds_per_s']:,.0f} seeds/s"
+        + (f", {spc:,.0f} seeds per CPU-second" if spc else "")
+        + f" ({m['args']['batch_seeds']} seeds, fan-out {'/'.join(map(str, m['args']['fanouts']))}); "
+        f"{sc or 'no scaling rows'}; {noise} | {m['date'][:10]}, git {m['git_sha'][:10]} |"
+    )
+
+
+def _cell(r: Mapping[str, Any] | None) -> str:
+    if r is None or r.get("seconds") is None:
+        return "-"
+    rss = r.get("peak_rss_bytes")
+    text = f"{r['seconds']:,.1f} s" + (f", {rss / 2**30:.2f} GiB" if rss else "")
+    return f"~{text}" if r["extrapolated"] else text
+
+
+def scale_table(d: Mapping[str, Any]) -> str:
+    """``benchmarks/results/scale.json``: per stage, seconds and peak RSS at each scale (``~`` =
+    extrapolated) and the fitted slopes."""
+    m, rows = d["meta"], d["rows"]
+    scales = list(dict.fromkeys(r["scale"] for r in rows))
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    by = {(r["scale"], r["stage"]): r for r in rows}
+    inter = {sc: next(r["interactions"] for r in rows if r["scale"] == sc) for sc in scales}
+    measured = [sc for sc in scales if not by[(sc, stages[0])]["extrapolated"]]
+    head = (
+        f"**scale** (`benchmarks/scale.py`, preset `{m['preset']}`, measured {', '.join(measured)}; written "
+        f"{m['date'][:19]}Z at git {m['git_sha'][:10]} on {m['cpus']} CPUs, load {m['load_avg_start']:.1f} at start): "
+        "wall seconds and peak RSS of each stage in its own process; `~` = EXTRAPOLATED from the log-log fit "
+        "`cost = a * interactions^b` over the measured scales; b = the fitted slope (seconds / peak RSS)"
+    )
+    cols = [f"{sc} ({inter[sc]:,.0f})" for sc in scales]
+    lines = [head, "", "| stage | " + " | ".join(cols) + " | b |", "|---|" + "---|" * (len(scales) + 1)]
+    for st in stages:
+        sl = d["slopes"][st]
+        f = d["fits"][st]["seconds"]
+        b = "-" if sl["seconds"] is None else f"{sl['seconds']:.2f}" + (" (assumed)" if f["assumed_slope"] else "")
+        b += " / " + ("-" if sl["peak_rss_bytes"] is None else f"{sl['peak_rss_bytes']:.2f}")
+        lines.append(f"| {st} | " + " | ".join(_cell(by.get((sc, st))) for sc in scales) + f" | {b} |")
+    skipped = [f"{s['scale']}: {s['reason']}" for s in d["skipped_scales"]]
+    if skipped:
+        lines += ["", "Not run: " + "; ".join(skipped) + "."]
+    return "\n".join(lines)
 
 
 NOTES = Path(__file__).resolve().parents[1] / "BUILD_NOTES.md"
@@ -203,6 +267,9 @@ def main() -> None:
         parts.append(changes_table(changes))
         if "random_changes" in changes:
             parts.append(random_changes_table(changes["random_changes"]))
+    sc = RESULTS / "scale.json"
+    if sc.exists():
+        parts.append(scale_table(json.loads(sc.read_text())))
     ops = ops_table(RESULTS)
     if ops:
         parts.append(ops)
