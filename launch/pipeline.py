@@ -53,11 +53,10 @@ def print_examples(cfg, k: int = 5) -> None:
 
     vdir = cfg.version_dir()
     split = load_split(vdir / "split")
-    targets = cfg.config.eval.targets
-    target = "audiobook" if "audiobook" in targets else targets[0]
-    # the user store as known at the split (an external split's test rows can predate a user's as-of)
-    rec = Recommender.from_version(vdir, target_type=target, dataset=known_at_cut(load_data(cfg), split))
-    ds = rec.dataset
+    # the export's default target (audiobook when served, else the first served type); the user store as
+    # known at the split (an external split's test rows can predate a user's as-of)
+    rec = Recommender.from_version(vdir, dataset=known_at_cut(load_data(cfg), split))
+    ds, target = rec.dataset, rec.target_type
     for seg, users in (("warm", split.warm_users), ("cold", split.cold_users)):
         if len(users) == 0:
             print(f"\n(no {seg} test user)")

@@ -38,7 +38,7 @@ define_renamed("workdir", "out_dir")
 define_output("export", None, "Exported model directory (default OUT_DIR/model).")
 define_input("hgnn_embeddings", None, "HGNN item embeddings .npz (inference.export_embeddings).")
 flags.DEFINE_boolean("use_hgnn", True, "False: the paper's 2T baseline (no HGNN inputs).")
-flags.DEFINE_enum("target_type", "audiobook", ["audiobook", "podcast"], "Item type to recommend.")
+flags.DEFINE_string("target_type", "audiobook", "Item type to recommend (any type of the data's items).")
 flags.register_multi_flags_validator(
     ["use_hgnn", "hgnn_embeddings"],
     lambda v: bool(v["hgnn_embeddings"]) or not v["use_hgnn"],
@@ -99,15 +99,20 @@ def main(argv) -> None:
 
     quiet_library_logs()
     from twotower_hgnn.data.split import temporal_split
+    from twotower_hgnn.errors import ConfigError
     from twotower_hgnn.eval.compare import compare_with_popularity
     from twotower_hgnn.serving import save_model
     from twotower_hgnn.text import item_features
     from twotower_hgnn.train.two_tower import train_two_tower
 
     run = run_config()
+    if not FLAGS.target_type.strip():
+        raise ConfigError("--target_type: empty; give an item type of the data")
     cfg = dataclasses.replace(run.two_tower, target_type=FLAGS.target_type, use_hgnn=FLAGS.use_hgnn, seed=FLAGS.seed)
     loaded = _load_hgnn(FLAGS.hgnn_embeddings) if FLAGS.use_hgnn else None  # a bad file fails before any work
     ds = load_dataset_from_flags()
+    if FLAGS.target_type not in ds.item_types:
+        raise ConfigError(f"--target_type: {FLAGS.target_type!r} is not an item type of the data {list(ds.item_types)}")
     split = temporal_split(ds)
     print(split.summary())
     content = item_features(ds, model=run.text.model)

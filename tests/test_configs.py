@@ -57,7 +57,7 @@ def test_overrides_are_parsed_by_the_field_types():
         ({"eval.k": "0"}, "eval.k: 0 must be >= 1"),
         ({"hgnn": "3"}, "is a section"),
         ({"two_tower.model.negatives": "some"}, "negatives must be one of"),
-        ({"eval.targets": "movies"}, "eval.targets"),
+        ({"eval.targets": "sci-fi"}, "must be a non-empty list of item type names"),
         ({"sampler": "gpu"}, "sampler: 'gpu' is not one of"),
     ],
 )

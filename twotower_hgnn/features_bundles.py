@@ -48,12 +48,13 @@ class UserFeatures:
       country: int32 ``[B]`` in ``[0, n_countries]`` (0 = OOV/unknown).
       music: float32 ``[B, d_music]`` (zeros where absent; ``d_music`` may be 0).
       has_music: float32 ``[B]`` 1.0 where a music vector was given.
-      history_mean: float32 ``[B, 2, d_hist]`` mean embedding of the audiobooks (index 0) and the
-        podcasts (index 1) in the window; zeros where the user has none of that type.
-      has_history: float32 ``[B, 2]`` 1.0 where the user has >= 1 interaction of that type.
-      history_count: float32 ``[B, 2]`` log1p of the number of interactions of that type.
-      history_ids: int32 ``[B, 2, L]`` id tokens (global item id + 1; 0 = padding) of the user's ``L``
-        most recent audiobooks (index 0) and podcasts (index 1) in the window, newest first, for the
+      history_mean: float32 ``[B, T, d_hist]`` mean embedding of the items of each of the data's ``T``
+        item types (``Dataset.item_types`` order: audiobooks index 0, podcasts index 1 on the paper's
+        data) in the window; zeros where the user has none of that type.
+      has_history: float32 ``[B, T]`` 1.0 where the user has >= 1 interaction of that type.
+      history_count: float32 ``[B, T]`` log1p of the number of interactions of that type.
+      history_ids: int32 ``[B, T, L]`` id tokens (global item id + 1; 0 = padding) of the user's ``L``
+        most recent items of each type in the window, newest first, for the
         learned item-id embedding shared with the item tower; ``L = 0`` when the model has none.
     """
 

@@ -69,7 +69,7 @@ def build_vocab(
     id_history_len: int = 0,
 ) -> FeatureVocab:
     """Vocabularies from the dataset (countries of all users; language/genre of target-type items)."""
-    _check_target_type(target_type)
+    _check_target_type(target_type, ds.item_types)
     items = ds.items[ds.items["item_type"] == target_type]
     bad = [e for e in history_events if e not in EVENTS]
     if bad:
@@ -86,9 +86,10 @@ def build_vocab(
     )
 
 
-def _check_target_type(target_type: str) -> None:
-    if target_type not in ITEM_TYPES:
-        raise FeatureError(f"target_type must be one of {ITEM_TYPES}, got {target_type!r}")
+def _check_target_type(target_type: str, types: Sequence[str] = ITEM_TYPES) -> None:
+    """``target_type`` must be one of ``types`` (the data's item types; without data: the paper's)."""
+    if target_type not in types:
+        raise FeatureError(f"target_type must be one of the data's item types {list(types)}, got {target_type!r}")
 
 
 def _interactions_frame(interactions: Any) -> pd.DataFrame:
@@ -132,9 +133,9 @@ def assemble_user_features(
 # ----------------------------------------------------------------------------------------------
 def target_item_range(ds: Dataset, target_type: str) -> tuple[int, int]:
     """[start, stop) global ids of the target type (items are ordered by type)."""
-    _check_target_type(target_type)
+    _check_target_type(target_type, ds.item_types)
     off = ds.item_type_offsets()
-    k = ITEM_TYPES.index(target_type)
+    k = ds.item_type_index(target_type)
     return int(off[k]), int(off[k + 1])
 
 

@@ -59,6 +59,13 @@ def _sorted_log(log_user, log_time, log_item, log_type, q_user: np.ndarray):
     return u, t, it, ty, t0, span
 
 
+def _check_types(log_type: np.ndarray, n_types: int) -> None:
+    if len(log_type) and int(np.max(log_type)) >= n_types:
+        raise FeatureError(
+            f"history: item type code {int(np.max(log_type))} with n_types={n_types} (pass len(Dataset.item_types))"
+        )
+
+
 def history_means(
     log_user: np.ndarray,
     log_time: np.ndarray,
@@ -78,6 +85,8 @@ def history_means(
       item_emb: float ``[n_items, d]`` (indexed by ``log_item``).
       q_user: int ``[Q]``; q_time: int64 ``[Q]`` (as-of times, exclusive).
       window_s: window length in seconds; None = everything before ``q_time``.
+      n_types: the data's number of item types (``len(Dataset.item_types)``; a ``log_type`` at or above it
+        is a FeatureError, never a silently dropped row).
 
     Returns:
       means float32 ``[Q, n_types, d]`` (zeros where count is 0) and counts int64 ``[Q, n_types]``.
@@ -86,6 +95,7 @@ def history_means(
     q_time = np.asarray(q_time, np.int64)
     d = int(item_emb.shape[1])
     Q = q_user.shape[0]
+    _check_types(log_type, n_types)
     means = np.zeros((Q, n_types, d), np.float32)
     counts = np.zeros((Q, n_types), np.int64)
     if Q == 0 or len(log_user) == 0:
@@ -145,6 +155,7 @@ def history_id_tokens(
     """
     q_user = np.asarray(q_user, np.int64)
     q_time = np.asarray(q_time, np.int64)
+    _check_types(log_type, n_types)
     out = np.zeros((q_user.shape[0], n_types, int(length)), np.int32)
     if length == 0 or q_user.size == 0 or len(log_user) == 0:
         return out
@@ -211,8 +222,9 @@ def user_features_as_of(
     as_of = np.broadcast_to(np.asarray(as_of_time, np.int64), user_idx.shape)
     lu, lt, li, lty = _counted_log(df, ds, vocab.history_events)
     window = None if vocab.history_days is None else vocab.history_days * DAY_S
-    means, counts = history_means(lu, lt, li, lty, item_emb, user_idx, as_of, window, chunk_rows=chunk_rows)
-    ids = history_id_tokens(lu, lt, li, lty, user_idx, as_of, window, vocab.id_history_len)
+    n_types = len(ds.item_types)
+    means, counts = history_means(lu, lt, li, lty, item_emb, user_idx, as_of, window, n_types, chunk_rows=chunk_rows)
+    ids = history_id_tokens(lu, lt, li, lty, user_idx, as_of, window, vocab.id_history_len, n_types)
     music, has_music = _music_rows(ds, user_idx, vocab.d_music)
     users = ds.users
     return assemble_user_features(
@@ -246,7 +258,7 @@ def _leave_one_out_features(
     keys, counts = history_pair_counts(ds, train, vocab, end)
     items = np.asarray(items, np.int64)[:, None]
     n_ui = pair_multiplicity(keys, counts, users.astype(np.int64)[:, None] * int(ds.num_items) + items)
-    remove_from_history(f, ITEM_TYPES.index(target_type), items, n_ui, item_emb, np.ones(items.shape, bool))
+    remove_from_history(f, ds.item_type_index(target_type), items, n_ui, item_emb, np.ones(items.shape, bool))
     return f
 
 

@@ -69,11 +69,14 @@ def _export_model_dir(path: Path, target_type: str | None) -> Path:
             f"{path} is neither an export folder (MANIFEST.json), a version folder nor a model directory"
         )
     try:
-        served = json.loads(mpath.read_text()).get("served", {})
+        manifest = json.loads(mpath.read_text())
+        served = manifest.get("served", {})
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
         raise ServingError(f"{mpath}: not a valid manifest ({e})") from None
     if target_type is None:
-        target_type = "audiobook" if "audiobook" in served else next(iter(sorted(served)), None)
+        target_type = manifest.get("default_target")
+        if target_type not in served:
+            target_type = "audiobook" if "audiobook" in served else next(iter(sorted(served)), None)
     if target_type not in served:
         raise ServingError(f"{mpath}: no served model for {target_type!r} (served: {sorted(served)})")
     entry = served[target_type]
@@ -138,7 +141,8 @@ class Recommender:
     @classmethod
     def load(cls, path: str | os.PathLike, target_type: str | None = None) -> "Recommender":
         """A recommender from an export folder, a version folder or a model directory (module docstring);
-        ``target_type`` picks the served model (default: audiobook if served, else the first)."""
+        ``target_type`` picks the served model (default: the manifest's ``default_target``: audiobook if
+        served, else the first served type)."""
         path = Path(path)
         if not path.is_dir():
             raise ServingError(f"{path}: no such directory")
@@ -169,9 +173,10 @@ class Recommender:
 
     @classmethod
     def from_version(
-        cls, version_dir: str | os.PathLike, target_type: str = "audiobook", dataset: Dataset | None = None
+        cls, version_dir: str | os.PathLike, target_type: str | None = None, dataset: Dataset | None = None
     ) -> "Recommender":
-        """The served model of a pipeline version (``export/MANIFEST.json``'s ``served[target_type]``)."""
+        """The served model of a pipeline version (``export/MANIFEST.json``'s ``served[target_type]``;
+        default: the manifest's ``default_target``)."""
         return cls.from_model_dir(_export_model_dir(Path(version_dir), target_type), dataset=dataset)
 
     def _check_index_ids(self, index_dir: Path) -> None:
@@ -224,8 +229,9 @@ class Recommender:
             item[keep],
             self.dataset.item_type_codes()[item[keep]].astype(np.int64),
         )
-        means, counts = F.history_means(*log, self.result.history_emb, np.zeros(1, np.int64), np.array([as_of]), window)
-        ids = F.history_id_tokens(*log, np.zeros(1, np.int64), np.array([as_of]), window, vocab.id_history_len)
+        q, at, n_types = np.zeros(1, np.int64), np.array([as_of]), len(self.dataset.item_types)
+        means, counts = F.history_means(*log, self.result.history_emb, q, at, window, n_types)
+        ids = F.history_id_tokens(*log, q, at, window, vocab.id_history_len, n_types)
         return F.assemble_user_features(vocab, [age], [country], music[None, :], [has_music], means, counts, ids)
 
     def _resolve(self, user_id: Any, age: Any, country: Any, music: Any, interactions: Any, as_of: Any):

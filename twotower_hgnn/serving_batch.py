@@ -45,8 +45,9 @@ def chunk_features(rec: Any, u0: int, u1: int, as_of: int) -> F.UserFeatures:
     item = log["item_idx"][keep]
     rows = (log["user_idx"][keep], log["timestamp"][keep], item, ds.item_type_codes()[item].astype(np.int64))
     q_time = np.full(len(users), as_of, np.int64)
-    means, counts = F.history_means(*rows, rec.result.history_emb, users, q_time, window)
-    ids = F.history_id_tokens(*rows, users, q_time, window, vocab.id_history_len)
+    n_types = len(ds.item_types)
+    means, counts = F.history_means(*rows, rec.result.history_emb, users, q_time, window, n_types)
+    ids = F.history_id_tokens(*rows, users, q_time, window, vocab.id_history_len, n_types)
     if vocab.d_music and ds.music is not None:
         m = np.asarray(ds.music[u0:u1], np.float32)
         ok = np.isfinite(m).all(axis=1)  # a NaN row means "no music vector"

@@ -20,8 +20,9 @@ onto ``dir``, so a reader sees the old model or the complete new one; files 0644
 **Export folder** of a version (``<version>/export/``, the pipeline's export stage; everything needed to
 serve, nothing read from the rest of the run folder; ``Recommender.load(export_dir)``):
 
-    MANIFEST.json       format, version, dataset, package version, per target type the model folder, the
-                        index kind and its recall@k measured at export time against exact search
+    MANIFEST.json       format, version, dataset, package version, the data's item types (global id
+                        order), per target type the model folder, the index kind and its recall@k
+                        measured at export time against exact search
     <target type>/      a model directory (above) per served target type, index of the configured kind
     item_ids.parquet    item_id, item_type of every item (rows of hgnn_embeddings.npy)
     hgnn_embeddings.npy float32 [n_items, d] HGNN item embeddings
@@ -41,7 +42,7 @@ import pandas as pd
 from flax import traverse_util
 
 from twotower_hgnn import features as F
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
+from twotower_hgnn.data.schema import EVENTS, Dataset, item_type_order
 from twotower_hgnn.io import atomic_dir, atomic_write_parquet
 from twotower_hgnn.models.encode import item_vectors, user_vectors
 from twotower_hgnn.models.two_tower import TwoTowerConfig
@@ -182,8 +183,11 @@ def store_dataset(directory: Path, meta: dict) -> Dataset:
         music = np.load(directory / "music.npy") if (directory / "music.npy").is_file() else None
     except (OSError, ValueError) as e:
         raise ServingError(f"{directory}: unreadable user store ({e})") from None
-    codes = pd.Categorical(items["item_type"], categories=list(ITEM_TYPES)).codes
-    counts = {t: int((codes == i).sum()) for i, t in enumerate(ITEM_TYPES)}
+    types = item_type_order(pd.unique(items["item_type"]))  # the rule that ordered the rows when trained
+    codes = pd.Categorical(items["item_type"], categories=list(types)).codes
+    if (codes < 0).any() or (np.diff(codes) < 0).any():
+        raise ServingError(f"{directory}/items.parquet: items are not ordered by type {list(types)}; re-export")
+    counts = {t: int((codes == i).sum()) for i, t in enumerate(types)}
     return Dataset(
         name=str(meta.get("dataset", "export")),
         items=items,

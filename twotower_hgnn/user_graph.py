@@ -2,8 +2,9 @@
 
 Unlike the co-listening graph (items only), users are nodes here: an edge joins a user and an item
 the user streamed (the paper: "an edge when a user streams an item"). Node ids follow the HeteroCSR
-convention: items keep their global ids ``0..N-1`` (audiobooks, then podcasts) and user ``j`` is node
-``N + j``; relations are ``audiobook-user`` and ``podcast-user`` (types in ``USER_NODE_TYPES`` order).
+convention: items keep their global ids ``0..N-1`` (in the data's type order: audiobooks, then podcasts)
+and user ``j`` is node ``N + j``; relations are ``<type>-user`` for every item type with items
+(``audiobook-user`` and ``podcast-user``; node types: :func:`user_node_types`).
 User nodes have no text, so their input features are the mean content vector of the items they
 streamed (zeros when none) — the same space as the items' features.
 """
@@ -14,10 +15,21 @@ import numpy as np
 import pandas as pd
 
 from sampler.csr import HeteroCSR
+from twotower_hgnn import errors
 from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
 
 USER = "user"
-USER_NODE_TYPES: tuple[str, ...] = ITEM_TYPES + (USER,)
+USER_NODE_TYPES: tuple[str, ...] = ITEM_TYPES + (USER,)  # the paper's data
+
+
+def user_node_types(ds: Dataset) -> tuple[str, ...]:
+    """The tripartite graph's node types: the data's item types, then ``user``."""
+    if USER in ds.item_types:
+        raise errors.DataError(
+            f"item type {USER!r}: the HGNN-w-users baseline names its user nodes {USER!r}; rename that item type "
+            "or leave --config.eval.with_hgnn_users off"
+        )
+    return ds.item_types + (USER,)
 
 
 def tripartite_graph(ds: Dataset, interactions: pd.DataFrame, events: tuple[str, ...] = ("stream",)) -> HeteroCSR:
@@ -32,16 +44,17 @@ def tripartite_graph(ds: Dataset, interactions: pd.DataFrame, events: tuple[str,
     n_items = ds.num_items
     key = np.unique(it * np.int64(ds.num_users) + u)  # distinct pairs, sorted
     it, u = key // ds.num_users, key % ds.num_users
+    node_types = user_node_types(ds)
     off = ds.item_type_offsets()
-    counts = {t: int(ds.item_type_counts.get(t, 0)) for t in ITEM_TYPES}
+    counts = {t: int(ds.item_type_counts[t]) for t in ds.item_types}
     counts[USER] = ds.num_users
     edges = {}
-    for t_i, t in enumerate(ITEM_TYPES):
+    for t_i, t in enumerate(ds.item_types):
         if counts[t] == 0:
             continue
         sel = (it >= off[t_i]) & (it < off[t_i + 1])
         edges[(t, USER)] = np.stack([it[sel], n_items + u[sel]], axis=1)
-    return HeteroCSR.from_edges(USER_NODE_TYPES, counts, edges)
+    return HeteroCSR.from_edges(node_types, counts, edges)
 
 
 def user_node_features(ds: Dataset, graph: HeteroCSR, item_features: np.ndarray) -> np.ndarray:
@@ -63,7 +76,7 @@ def user_node_features(ds: Dataset, graph: HeteroCSR, item_features: np.ndarray)
         users += np.asarray(
             sp.csr_matrix((w, np.asarray(csr.indices), csr.indptr), shape=(ds.num_users, n)) @ item_features
         )
-    # a user with edges of both types averages the two per-type means (equal weight per type)
+    # a user with edges of several types averages the per-type means (equal weight per type)
     n_types = sum(1 for (dst, _), c in graph.adj.items() if dst == USER and c.nnz)
     both = (
         sum((np.diff(c.indptr) > 0).astype(np.float32) for (dst, _), c in graph.adj.items() if dst == USER)

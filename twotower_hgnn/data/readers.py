@@ -62,7 +62,7 @@ from twotower_hgnn.data.schema import (
     MUSIC_PREFIX,
     USER_COLUMNS,
     Dataset,
-    item_type_order,
+    order_items,
 )
 
 DUPLICATES: tuple[str, ...] = ("drop", "keep")
@@ -338,25 +338,6 @@ def _checked_tables(
     return interactions, items, users, music
 
 
-def _order_items(
-    items: pd.DataFrame, item_vectors: np.ndarray | None, name: str, src_it: str
-) -> tuple[pd.DataFrame, np.ndarray | None, dict[str, int]]:
-    """(items stably ordered by type (``schema.item_type_order``) so row i == global node id i,
-    item_vectors reordered with them, item count per type in that order)."""
-    types = item_type_order(pd.unique(items["item_type"]))
-    type_code = pd.Categorical(items["item_type"], categories=list(types)).codes.astype(np.int8)
-    order = np.argsort(type_code, kind="stable")
-    items = items.iloc[order].reset_index(drop=True)
-    if item_vectors is not None:
-        item_vectors = np.asarray(item_vectors, dtype=np.float32)
-        if item_vectors.ndim != 2 or item_vectors.shape[0] != len(order):
-            raise DataError(f"{name}: item_vectors shape {item_vectors.shape} does not match {len(order)} items")
-        item_vectors = item_vectors[order]
-    counts = np.bincount(type_code, minlength=len(types))
-    type_counts = {t: int(c) for t, c in zip(types, counts)}
-    return items, item_vectors, type_counts
-
-
 def _checked_music(music: np.ndarray | None, n_users: int, src_u: str) -> np.ndarray | None:
     """The music array as float32 ``[n_users, d]`` (None stays None); any other shape is an error."""
     if music is not None:
@@ -445,7 +426,7 @@ def build_dataset(
     interactions, items, users, music = _checked_tables(
         interactions, items, users, music, validate, (src_i, src_it, src_u)
     )
-    items, item_vectors, type_counts = _order_items(items, item_vectors, name, src_it)
+    items, item_vectors, type_counts = order_items(items, item_vectors, name)
     users = users.reset_index(drop=True)
     music = _checked_music(music, len(users), src_u)
     inter = _indexed_interactions(interactions, items, users, src_i, src_it, src_u)

@@ -59,6 +59,26 @@ def item_type_order(names) -> tuple[str, ...]:
     return tuple(t for t in ITEM_TYPES if t in present) + tuple(sorted(present - set(ITEM_TYPES)))
 
 
+def order_items(
+    items: pd.DataFrame, item_vectors: np.ndarray | None, name: str
+) -> tuple[pd.DataFrame, np.ndarray | None, dict[str, int]]:
+    """(items stably ordered by type (:func:`item_type_order`) so row i == global node id i, item_vectors
+    reordered with them, item count per type in that order)."""
+    from twotower_hgnn.errors import DataError
+
+    types = item_type_order(pd.unique(items["item_type"]))
+    type_code = pd.Categorical(items["item_type"], categories=list(types)).codes.astype(np.int8)
+    order = np.argsort(type_code, kind="stable")
+    items = items.iloc[order].reset_index(drop=True)
+    if item_vectors is not None:
+        item_vectors = np.asarray(item_vectors, dtype=np.float32)
+        if item_vectors.ndim != 2 or item_vectors.shape[0] != len(order):
+            raise DataError(f"{name}: item_vectors shape {item_vectors.shape} does not match {len(order)} items")
+        item_vectors = item_vectors[order]
+    counts = np.bincount(type_code, minlength=len(types))
+    return items, item_vectors, {t: int(c) for t, c in zip(types, counts)}
+
+
 def is_paper_types(types) -> bool:
     """Whether the types include both of the paper's (audiobook and podcast: Table 1, ablations C-F)."""
     return set(ITEM_TYPES) <= set(types)

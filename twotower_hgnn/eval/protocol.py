@@ -2,8 +2,8 @@
 
 From a :class:`~twotower_hgnn.data.schema.Dataset` and a temporal split (anything with ``train`` and
 ``test`` interaction tables carrying ``user_idx``, ``item_idx``, ``event_code``; ``data.split.Split``
-is one) :func:`build_protocol` builds, for every **target item type** ("audiobook" = Tables 2-3,
-"podcast" = Table 4), a :class:`TargetProtocol`:
+is one) :func:`build_protocol` builds, for every **target item type** (any of the data's item types;
+on the paper's data "audiobook" = Tables 2-3, "podcast" = Table 4), a :class:`TargetProtocol`:
 
 * **catalogue** — every item of the target type in the items table (global ids ``off[t] .. off[t+1]-1``),
   whether or not it was ever streamed; it is both the candidate set of every model and the
@@ -22,7 +22,7 @@ is one) :func:`build_protocol` builds, for every **target item type** ("audioboo
   streams and the weak signals) in the train part: the input of the LLM-KNN and HGNN-KNN baselines.
 * **segments** — ``warm``: the user has target-type history before the split (for audiobooks this is the
   paper's definition: streamed, previewed, showed intent to pay for or followed an audiobook); ``cold``:
-  none (they may have history of the other type); ``all``: both. For podcasts the segments use podcast
+  none (they may have history of other types); ``all``: both. For podcasts the segments use podcast
   history (so LLM-KNN/HGNN-KNN, which need history, serve the podcast ``warm`` segment); Table 4 is the
   ``all`` segment.
 * **train_streams / tiers** — stream counts of every catalogue item in the train part (the Popularity
@@ -41,7 +41,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, WEAK_EVENTS, Dataset
+from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS, Dataset
 from twotower_hgnn.eval.metrics import ItemSets, popularity_tiers, sorted_unique
 
 SEGMENTS: tuple[str, ...] = ("all", "warm", "cold")
@@ -84,7 +84,7 @@ class TargetProtocol:
     """Evaluation sets for one target item type (module docstring). ``U`` = number of evaluated users.
 
     Attributes:
-      target_type: an entry of ``ITEM_TYPES``.
+      target_type: an entry of the dataset's ``item_types``.
       catalogue: int64 ``[n_cat]`` sorted global ids of all items of the type (contiguous range).
       users: int64 ``[U]`` sorted user rows of the evaluated users.
       warm: bool ``[U]`` the user has target-type history before the split.
@@ -186,17 +186,19 @@ def _columns(df: pd.DataFrame, part: str, n_users: int, n_items: int) -> tuple[n
 def build_protocol(
     dataset: Dataset,
     split: Any,
-    target_types: Sequence[str] = ITEM_TYPES,
+    target_types: Sequence[str] | None = None,
     exclude_seen: bool = True,
     exclude_events: Sequence[str] = ("stream",),
     history_events: Sequence[str] = ("stream",) + WEAK_EVENTS,
     n_tiers: int = 5,
     tier_mode: str = "count",
 ) -> EvalProtocol:
-    """Builds the :class:`EvalProtocol` (module docstring) from a dataset and a split."""
-    bad = [t for t in target_types if t not in ITEM_TYPES]
+    """Builds the :class:`EvalProtocol` (module docstring) from a dataset and a split (``target_types``:
+    default every item type of the dataset)."""
+    target_types = dataset.item_types if target_types is None else tuple(target_types)
+    bad = [t for t in target_types if t not in dataset.item_types]
     if bad:
-        raise ValueError(f"target_types: unknown item type(s) {bad}; expected a subset of {ITEM_TYPES}")
+        raise ValueError(f"target_types: unknown item type(s) {bad}; expected a subset of {list(dataset.item_types)}")
     n_users, n_items = dataset.num_users, dataset.num_items
     tr_u, tr_i, tr_e = _columns(split.train, "train", n_users, n_items)
     te_u, te_i, te_e = _columns(split.test, "test", n_users, n_items)
@@ -207,7 +209,7 @@ def build_protocol(
     hist_ev = _event_mask(history_events, "history_events")
     targets: dict[str, TargetProtocol] = {}
     for t in target_types:
-        code = ITEM_TYPES.index(t)
+        code = dataset.item_type_index(t)
         if off[code + 1] == off[code]:
             continue  # no item of this type (homogeneous mode): no table
         catalogue = np.arange(off[code], off[code + 1], dtype=np.int64)

@@ -8,7 +8,7 @@
         "created_utc": "2026-11-27T05:00:00Z", "git_sha": "<40 hex | 'unknown'>",
         "k": 10, "depth": 100,                     # HR/Recall/NDCG cut-off K and MRR/Coverage depth
         "config": {...},                           # the run's configuration (free-form, JSON-able)
-        "dataset": {...},                          # dataset_stats(): sizes, items per type, events
+        "dataset": {...},                          # dataset_stats(): sizes, items per type, events, content
         "split": {...},                            # split_stats(): cut time, window, part sizes
         "protocol": {...},                         # EvalProtocol.config (exclusion, events, tiers)
         "protocol_stats": {target_type: {...}}     # TargetProtocol.stats() (users per segment ...)
@@ -34,7 +34,8 @@ Metric definitions: :mod:`twotower_hgnn.eval.metrics`; Coverage values are fract
 print them as percentages). ``intervals`` and ``flags`` may be absent in older reports. Per-user hit@K
 and reciprocal rank behind every result row go to ``per_user.parquet`` (columns ``target, segment,
 model, user_idx, hit, rr``; :func:`write_report`), not into the JSON. The paper's tables: Table 2 =
-(audiobook, warm), Table 3 = (audiobook, cold), Table 4 = (podcast, all), Table 1 = ``ablations``.
+(audiobook, warm), Table 3 = (audiobook, cold), Table 4 = (podcast, all), Table 1 = ``ablations``; other
+item types get one table per (target type, segment) titled with the data's names (``report_format``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from typing import Any, Collection, Mapping, Sequence
 import numpy as np
 
 from twotower_hgnn import errors
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
+from twotower_hgnn.data.schema import EVENTS, Dataset
 from twotower_hgnn.eval.bootstrap import best_baseline_intervals, per_user_frame
 from twotower_hgnn.eval.metrics import check_rankings, metric_keys, restrict, summarise, user_scores
 from twotower_hgnn.eval.protocol import SEGMENTS, EvalProtocol, Rankings
@@ -191,18 +192,26 @@ def evaluate_models(
 
 
 def dataset_stats(dataset: Dataset) -> dict[str, Any]:
-    """Sizes of a dataset for the report's meta."""
+    """Sizes of a dataset for the report's meta: ``items_per_type`` in the data's type order, and
+    ``content`` (``text_content.content_source``) when the items had no text to give content features
+    (``columns: genre, ...`` or ``none``; absent: the items' text or the source's own vectors, as before)."""
+    from twotower_hgnn.text_content import TEXT, VECTORS, content_source
+
     codes = dataset.interactions["event_code"].to_numpy(dtype=np.int64)
     counts = np.bincount(codes, minlength=len(EVENTS))
-    return {
+    out = {
         "name": dataset.name,
         "users": dataset.num_users,
         "items": dataset.num_items,
-        "items_per_type": {t: int(dataset.item_type_counts.get(t, 0)) for t in ITEM_TYPES},
+        "items_per_type": {t: int(dataset.item_type_counts[t]) for t in dataset.item_types},
         "interactions": int(len(dataset.interactions)),
         "events": {e: int(c) for e, c in zip(EVENTS, counts)},
         "dropped": dict(dataset.dropped),
     }
+    source = content_source(dataset)
+    if source not in (TEXT, VECTORS):
+        out["content"] = source
+    return out
 
 
 def split_stats(split: Any) -> dict[str, Any]:

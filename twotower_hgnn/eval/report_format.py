@@ -17,6 +17,8 @@ PAPER_TABLES: tuple[tuple[str, str, str], ...] = (
     ("Table 4 - podcast recommendations, all users", "podcast", "all"),
 )
 TABLE1_TITLE = "Table 1 - ablations (warm-start users, audiobooks)"
+_CONTENT_DEFAULT = "the items' text (or the source's vectors)"  # a report without meta.dataset.content
+_SEGMENT_WORDS = {"warm": "warm-start users", "cold": "cold-start users", "all": "all users"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -107,13 +109,28 @@ def _text_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in body])
 
 
+def _type_tables(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(title, target, segment) of every table: the paper's Tables 2-4 for the paper's types, then for every
+    other target type (the report's protocol order, else by name) one per segment with results."""
+    paper = {t for _, t, _ in PAPER_TABLES}
+    order = list(report.get("meta", {}).get("protocol", {}).get("target_types") or [])
+    targets = list(dict.fromkeys([*order, *sorted({r["target_type"] for r in report["results"]})]))
+    out = list(PAPER_TABLES)
+    for t in (t for t in targets if t not in paper):
+        for seg in ("warm", "cold", "all"):
+            out.append((f"{t} recommendations, {_SEGMENT_WORDS[seg]}", t, seg))
+    return out
+
+
 def paper_tables(report: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, body) of Table 1 (if ablations are given) and Tables 2-4 (those with rows)."""
+    """(title, header, body) of Table 1 (if ablations are given), Tables 2-4 (those with rows) and, for item
+    types other than the paper's, one table per (target type, segment) with rows, titled with the data's
+    type names ("film recommendations, warm-start users")."""
     k, depth = int(report["meta"]["k"]), int(report["meta"]["depth"])
     out = []
     if report.get("ablations"):
         out.append((TABLE1_TITLE, *_table_rows(report["ablations"], k, depth)))
-    for title, target, seg in PAPER_TABLES:
+    for title, target, seg in _type_tables(report):
         rows = _select(report["results"], target, seg)
         if rows:
             out.append((title, *_table_rows(rows, k, depth, report)))
@@ -128,13 +145,23 @@ _LEGEND = (
 
 
 def format_console(report: Mapping[str, Any]) -> str:
-    """The paper-shaped tables as plain text (what the pipeline prints last), then the reference flags."""
+    """The paper-shaped tables as plain text (what the pipeline prints last), then the reference flags. Data
+    with other item types than the paper's, or content not from the items' text, first gets one line
+    naming its item types and where the content features came from."""
     parts = [f"{title}\n{_text_table(h, b)}" for title, h, b in paper_tables(report)]
+    ds = report.get("meta", {}).get("dataset", {})
+    if "content" in ds or not set(ds.get("items_per_type") or {}) <= {t for _, t, _ in PAPER_TABLES}:
+        parts.insert(0, f"item types: {_types_line(ds)}; content features: {ds.get('content', _CONTENT_DEFAULT)}")
     if report.get("intervals") or report.get("flags"):
         parts.append(_LEGEND.format(k=report["meta"]["k"]))
     if report.get("flags"):
         parts.append("\n".join(format_flags(report)))
     return "\n\n".join(parts)
+
+
+def _types_line(ds: Mapping[str, Any]) -> str:
+    per = ds.get("items_per_type") or {}
+    return ", ".join(f"{t} ({n})" for t, n in per.items()) if per else "?"
 
 
 def format_markdown(report: Mapping[str, Any]) -> str:
@@ -148,6 +175,7 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         f"- created: {meta['created_utc']}, git {meta['git_sha'][:12]}",
         f"- dataset: {ds.get('name', '?')} ({ds.get('users', '?')} users, {ds.get('items', '?')} items, "
         f"{ds.get('interactions', '?')} interactions)",
+        f"- item types: {_types_line(ds)}; content features: {ds.get('content', _CONTENT_DEFAULT)}",
         f"- split: {json.dumps(meta.get('split', {}), sort_keys=True)}",
         f"- protocol: {json.dumps(meta.get('protocol', {}), sort_keys=True)}",
         f"- HR/Recall/NDCG at K={k}; MRR and Coverage over the top {depth}; Coverage in % of the "

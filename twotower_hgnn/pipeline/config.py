@@ -14,7 +14,7 @@ from twotower_hgnn import configs
 from twotower_hgnn.configs import RunConfig
 from twotower_hgnn.data import load_dataset
 from twotower_hgnn.data.mapping import FILES_NEED
-from twotower_hgnn.data.schema import WEAK_EVENTS, Dataset
+from twotower_hgnn.data.schema import ITEM_TYPES, WEAK_EVENTS, Dataset, is_paper_types
 from twotower_hgnn.data.split import AUTO, Split, external_dataset
 from twotower_hgnn.provenance import DigestCache
 from twotower_hgnn.stages import fingerprint
@@ -41,6 +41,7 @@ ABLATIONS: dict[str, str] = {
     "F": "2T-GNN, PC-PC only (homogeneous; audiobooks inductive)",
 }
 AB, PC = "audiobook", "podcast"
+PAPER_ABLATIONS = ("C", "D", "E", "F")  # named by the paper's relations: need audiobooks and podcasts
 
 
 READ_FIELDS = ("timestamp_unit", "duplicates", "encoding", "column_map", "events", "mapping_file", "default_item_type")
@@ -239,6 +240,50 @@ def strip_weak(split: Split) -> Split:
     """
     train = split.train[~split.train["event"].isin(WEAK_EVENTS)].reset_index(drop=True)
     return dataclasses.replace(split, train=train)
+
+
+def check_paper_shape(cfg: PipelineConfig, ds: Dataset) -> None:
+    """Ablations C-F and Table 1 are defined on the paper's relations (AB-AB, AB-PC, PC-PC): offered only
+    when the data has both audiobook and podcast items; otherwise one PipelineError naming the flag."""
+    types = [t for t in ds.item_types if int(ds.item_type_counts[t]) > 0]
+    if is_paper_types(types):
+        return
+    have = f"the data's item types are {types}"
+    if cfg.ablation in PAPER_ABLATIONS:
+        raise PipelineError(
+            f"--ablation={cfg.ablation}: ablations C-F remove the paper's audiobook/podcast relations and need "
+            f"audiobook and podcast items; {have} (ablations A and B apply to any types)"
+        )
+    if cfg.table1:
+        raise PipelineError(
+            f"Table 1 (launch.ablations) compares audiobook recommendations and needs audiobook and podcast items; {have}"
+        )
+
+
+def resolve_targets(cfg: PipelineConfig, ds: Dataset) -> tuple[tuple[str, ...], list[str]]:
+    """(the run's target types, notes) from ``--config.eval.targets`` and the data.
+
+    The default (the paper's targets, ``ITEM_TYPES``) means the paper's targets that have items, else
+    every type of the data that has items (in the data's order). Explicit targets must be item types of
+    the data (one PipelineError naming the flag otherwise); the paper's types without items are skipped
+    with a note (homogeneous paper-shaped data)."""
+    wanted = tuple(cfg.config.eval.targets)
+    present = tuple(t for t in ds.item_types if int(ds.item_type_counts[t]) > 0)
+    if wanted == ITEM_TYPES:
+        targets = tuple(t for t in wanted if t in present) or present
+        if not set(targets) & set(ITEM_TYPES):
+            return targets, [f"no audiobook or podcast items: evaluating every item type of the data {list(targets)}"]
+    else:
+        unknown = [t for t in wanted if t not in ds.item_types]
+        if unknown:
+            raise PipelineError(
+                f"--config.eval.targets: {unknown} not item type(s) of the data (its types: {list(ds.item_types)})"
+            )
+        targets = tuple(t for t in wanted if t in present)
+    if not targets:
+        raise PipelineError(f"--config.eval.targets: the dataset has no items of type {list(wanted)}")
+    skipped = [t for t in wanted if t not in targets]
+    return targets, ([f"no items of type {sorted(skipped)}: evaluating {list(targets)} only"] if skipped else [])
 
 
 def ablation_relations(ablation: str | None, type_counts: Mapping[str, int]) -> tuple[tuple[str, str], ...] | None:

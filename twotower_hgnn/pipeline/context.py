@@ -19,12 +19,13 @@ from twotower_hgnn.pipeline.config import (
     INPUT_CACHE,
     STAGES,
     PipelineConfig,
-    PipelineError,
     ablation_relations,
+    check_paper_shape,
     hgnn_config,
     input_digests,
     load_data,
     previous_version,
+    resolve_targets,
     run_config_dict,
     stage_names,
     strip_weak,
@@ -170,12 +171,11 @@ def open_run(cfg: PipelineConfig) -> RunContext:
     digests = DigestCache(cfg.version_dir() / INPUT_CACHE)
     inputs = input_digests(cfg, digests)
     ds = load_data(cfg)
+    check_paper_shape(cfg, ds)  # ablations C-F / Table 1 need audiobooks and podcasts
     wanted = cfg.config.eval.targets
-    targets = tuple(t for t in wanted if int(ds.item_type_counts.get(t, 0)) > 0)
-    if not targets:
-        raise PipelineError(f"--config.eval.targets: the dataset has no items of type {list(wanted)}")
-    if targets != wanted:
-        log(f"[pipeline] no items of type {sorted(set(wanted) - set(targets))}: evaluating {list(targets)} only")
+    targets, notes = resolve_targets(cfg, ds)  # the default: the paper's targets present, else every type
+    for n in notes:
+        log(f"[pipeline] {n}")
     targets, notes = targets_with_signal(ds, targets)  # a type never streamed: a note; none left: DataError
     for n in notes:
         log(f"[pipeline] note: {n}")

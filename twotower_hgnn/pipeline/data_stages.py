@@ -128,15 +128,11 @@ def content_key(ctx: RunContext) -> dict:
 
 
 def content_stage(ctx: RunContext, out: Path) -> dict:
-    """float32 ``[n_items, d]`` content features: the dataset's own vectors, or Sentence-BERT of the item
-    texts encoded in a separate process (``text.encode_texts_isolated``: training never imports torch)."""
-    if ctx.ds.item_vectors is not None:
-        emb = np.asarray(ctx.ds.item_vectors, np.float32)
-    else:
-        from twotower_hgnn.text import encode_texts_isolated, item_texts
+    """float32 ``[n_items, d]`` content features from the columns the data has (``text_content.content_features``:
+    the dataset's own vectors, Sentence-BERT of the item texts, or of their genre/language, or none)."""
+    from twotower_hgnn.text_content import content_features
 
-        emb = encode_texts_isolated(item_texts(ctx.ds), model=ctx.cfg.config.text.model)
-        if emb.shape[0] != ctx.ds.num_items:
-            raise RuntimeError(f"text encoder returned {emb.shape[0]} rows for {ctx.ds.num_items} items")
+    emb, source = content_features(ctx.ds, model=ctx.cfg.config.text.model)
+    log(f"[content] {source}")
     atomic_save_npy(out / "content.npy", emb.astype(np.float32))
-    return {"shape": list(emb.shape)}
+    return {"shape": list(emb.shape), "source": source}

@@ -34,7 +34,23 @@ def evaluate_stage(ctx: RunContext, out: Path) -> dict:
     report = evaluate_run(ctx)
     write_report(report, out)
     plot_report(report, out)
+    _plot_two_tower_curves(ctx, out)
     return {"rows": len(report["results"])}
+
+
+def _plot_two_tower_curves(ctx: RunContext, out: Path) -> None:
+    """``training_two_tower_<model>.png``: the training and validation curves of the length-selection run
+    (loss, validation HR@k) beside the refit's loss (the report holds only the refit's loss history)."""
+    from twotower_hgnn.eval.plots import plot_training_curves
+
+    k = ctx.cfg.config.eval.k
+    for tag in ctx.two_tower_cfgs:
+        h = json.loads((ctx.path("two_tower") / tag / "history.json").read_text())
+        rows = [{"step": r["step"], "selection: train loss": r["loss"]} for r in h.get("selection_history") or []]
+        rows += [{"step": r["step"], f"selection: validation HR@{k}": r["val"]} for r in h.get("val_history") or []]
+        rows += [{"step": r["step"], "refit: train loss": r["loss"]} for r in h.get("history") or []]
+        if rows:
+            plot_training_curves(rows, out / f"training_two_tower_{tag}.png", title=f"two_tower/{tag}")
 
 
 def _knn_baselines(ctx: RunContext, t: str, tp: Any, models: dict[str, dict[str, Any]]) -> None:
@@ -175,6 +191,7 @@ def export_stage(ctx: RunContext, out: Path) -> dict:
                 s: runner.results[ctx.names[s]].fingerprint
                 for s in ("graph", "content", "hgnn", "two_tower", "evaluate")
             },
+            "item_types": list(ds.item_types),
             "served": served,
             "default_target": "audiobook" if "audiobook" in served else next(iter(sorted(served)), None),
             "n_items": ds.num_items,

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from twotower_hgnn import features as F
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
+from twotower_hgnn.data.schema import EVENTS, Dataset
 from twotower_hgnn.history import history_pair_counts, pair_multiplicity, remove_from_history, user_features_as_of
 from twotower_hgnn.rng import np_rng
 from twotower_hgnn.train.two_tower_batches import batch_rows
@@ -98,9 +98,10 @@ def draw_targets(cnt: np.ndarray, cand: np.ndarray, frac: float, m: int, rng: np
 
 
 def units_batch(
-    units: UserUnits, pos: np.ndarray, cfg: Any, item_emb: np.ndarray, n_items: int, start: int, rng
+    units: UserUnits, pos: np.ndarray, cfg: Any, item_emb: np.ndarray, n_items: int, start: int, type_index: int, rng
 ) -> F.TwoTowerBatch:
-    """The padded batch of the units at positions ``pos``: targets held out of each user's features."""
+    """The padded batch of the units at positions ``pos``: targets held out of each user's features
+    (type ``type_index`` of the history: the target type's position in ``Dataset.item_types``)."""
     cnt = np.diff(units.indptr)[pos]
     width = int(cnt.max()) if len(cnt) else 1
     offs = units.indptr[pos][:, None] + np.arange(width)[None, :]
@@ -111,7 +112,7 @@ def units_batch(
     n_ui = np.where(
         mask, pair_multiplicity(units.pair_keys, units.pair_counts, units.users[pos][:, None] * n_items + items), 0
     )
-    remove_from_history(f, ITEM_TYPES.index(cfg.target_type), items, n_ui, item_emb, mask)
+    remove_from_history(f, type_index, items, n_ui, item_emb, mask)
     b, n = cfg.batch_size, len(pos)
     m = np.zeros((b, cfg.max_targets), np.float32)
     m[:n] = mask
@@ -123,10 +124,12 @@ def units_batch(
 def units_host_batch(ds: Dataset, units: UserUnits, cfg: Any, item_emb: np.ndarray) -> Callable[[int], F.TwoTowerBatch]:
     """``host_batch(step)``: each epoch a seeded permutation of the users, ``batch_size`` per step."""
     start, _ = F.target_item_range(ds, cfg.target_type)
+    k = ds.item_type_index(cfg.target_type)
     cache: dict = {}
 
     def host_batch(step: int) -> F.TwoTowerBatch:
         pos = batch_rows(len(units), cfg.batch_size, cfg.seed, int(step), cache, stream="2t-units")
-        return units_batch(units, pos, cfg, item_emb, int(ds.num_items), start, np_rng(cfg.seed, "2t-targets", step))
+        rng = np_rng(cfg.seed, "2t-targets", step)
+        return units_batch(units, pos, cfg, item_emb, int(ds.num_items), start, k, rng)
 
     return host_batch
