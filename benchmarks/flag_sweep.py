@@ -88,6 +88,7 @@ STRING_KINDS: dict[str, str] = {
     "hgnn_embeddings": "input_file",
     "mapping": "input_file",
     "graph_dir": "input_dir",
+    "data_dir": "input_dir",
     "out_dir": "output_dir",
     "cache_dir": "output_dir",
     "out": "output_file",

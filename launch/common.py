@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from absl import app, flags
@@ -204,16 +205,71 @@ def define_renamed(old: str, new: str) -> None:
 
 
 def require_dataset_files(dataset_flag: str = "dataset") -> None:
-    """``--dataset=files`` needs ``--interactions``; ``--users`` is optional, ``--items`` too with a default
-    item type (``--default_item_type`` or ``--map=items.item_type=TYPE``, checked when the data is read)."""
+    """``--dataset=files`` needs ``--interactions`` (or ``--data_dir``); ``--users`` is optional, ``--items``
+    too with a default item type (``--default_item_type`` or ``--map=items.item_type=TYPE``, checked when the
+    data is read)."""
     from twotower_hgnn.data.mapping import FILES_NEED
 
     def check(v: dict) -> bool:
-        if v[dataset_flag] == "files" and not v["interactions"]:
+        if v[dataset_flag] == "files" and not v["interactions"] and not v.get("data_dir"):
             raise flags.ValidationError(FILES_NEED)
         return True
 
-    flags.register_multi_flags_validator([dataset_flag, "interactions"], check)
+    names = [dataset_flag, "interactions"] + (["data_dir"] if "data_dir" in FLAGS else [])
+    flags.register_multi_flags_validator(names, check)
+
+
+def recbole_files(folder: str) -> dict[str, str | None]:
+    """The atomic files of a RecBole dataset folder ``<name>/``: ``{"interactions": "<name>.inter", "items":
+    "<name>.item" or None, "users": "<name>.user" or None}`` (paths). ``<name>`` is the folder's name, or the
+    stem of its only ``.inter`` file; anything else is a ``flags.ValidationError`` naming what is there."""
+    d = Path(folder)
+    inter = d / f"{d.name}.inter"
+    if not inter.is_file():
+        found = sorted(p for p in d.glob("*.inter") if p.is_file())
+        if len(found) != 1:
+            what = (
+                f"{len(found)} .inter files ({', '.join(p.name for p in found[:5])}): name one with --interactions"
+                if found
+                else "no .inter file (a RecBole dataset folder <name>/ holds <name>.inter, optionally .item, .user)"
+            )
+            raise flags.ValidationError(f"--data_dir={folder}: no {d.name}.inter and {what}")
+        inter = found[0]
+    other = {k: inter.with_suffix(suffix) for k, suffix in (("items", ".item"), ("users", ".user"))}
+    return {"interactions": str(inter), **{k: str(p) if p.is_file() else None for k, p in other.items()}}
+
+
+def define_data_dir_flag() -> None:
+    """``--data_dir``: a RecBole dataset folder in one flag (``--dataset=files`` on its atomic files,
+    :func:`recbole_files`); exclusive with ``--interactions/--items/--users`` and other ``--dataset`` values."""
+    define_input(
+        "data_dir",
+        None,
+        "A RecBole dataset folder <name>/: --dataset=files on <name>.inter and, where present, <name>.item and "
+        "<name>.user (instead of --interactions/--items/--users; the read flags apply).",
+        kind="dir",
+    )
+
+    def check(v: dict) -> bool:
+        if not v["data_dir"]:
+            return True
+        given = [f"--{n}" for n in ("interactions", "items", "users") if v[n]]
+        if given:
+            raise flags.ValidationError(f"--data_dir names the files itself: leave out {', '.join(given)}")
+        if v["dataset"] not in (None, "files"):
+            raise flags.ValidationError(f"--data_dir reads files: it cannot be combined with --dataset={v['dataset']}")
+        recbole_files(v["data_dir"])
+        return True
+
+    flags.register_multi_flags_validator(["data_dir", "dataset", "interactions", "items", "users"], check)
+
+
+def dataset_paths() -> tuple[str | None, dict[str, str | None]]:
+    """``(dataset, {"interactions", "items", "users": path or None})`` of the parsed flags, ``--data_dir``
+    resolved (:func:`recbole_files`)."""
+    if "data_dir" in FLAGS and FLAGS.data_dir:
+        return "files", recbole_files(FLAGS.data_dir)
+    return FLAGS.dataset, {n: FLAGS[n].value for n in ("interactions", "items", "users")}
 
 
 def define_dataset_flags(default: str | None = "movielens1m", seed_name: str = "data_seed") -> None:
@@ -237,6 +293,7 @@ def define_dataset_flags(default: str | None = "movielens1m", seed_name: str = "
     define_input(
         "users", None, "--dataset=files: users (optional: built from the interactions; .user, users.dat).", kind="table"
     )
+    define_data_dir_flag()
     require_dataset_files()
     define_read_flags()
 
@@ -315,16 +372,16 @@ def load_dataset_from_flags(seed: int | None = None):
     """The dataset named by the parsed ``--dataset`` flags (synthetic seed: ``seed`` or ``--data_seed``)."""
     from twotower_hgnn.data import load_dataset
 
-    if FLAGS.dataset == "synthetic":
+    dataset, paths = dataset_paths()
+    if dataset == "synthetic":
         return load_dataset("synthetic", scale=FLAGS.scale, seed=FLAGS.data_seed if seed is None else seed)
-    if FLAGS.dataset == "files":
+    if dataset == "files":
         from twotower_hgnn.data.mapping import build_mapping
 
-        paths = {n: FLAGS[n].value for n in ("interactions", "items", "users")}
         kw = read_kwargs()
         mapping = build_mapping(*(kw.pop(n) for n in ("column_map", "events", "mapping_file", "default_item_type")))
         return load_dataset("files", **paths, **kw, mapping=mapping)
-    return load_dataset(FLAGS.dataset)
+    return load_dataset(dataset)
 
 
 # ------------------------------------------------------------------------------- configuration
@@ -394,6 +451,15 @@ def _rename(argv: list[str]) -> list[str]:
     return out
 
 
+def _imply_files(argv: list[str]) -> list[str]:
+    """``--data_dir`` without ``--dataset`` means ``--dataset=files`` (programs with the flag only)."""
+    if "data_dir" not in FLAGS:
+        return argv
+    args = argv[1 : argv.index("--")] if "--" in argv else argv[1:]
+    given = lambda n: any(a == f"--{n}" or a.startswith(f"--{n}=") for a in args)  # noqa: E731
+    return [argv[0], "--dataset=files", *argv[1:]] if given("data_dir") and not given("dataset") else argv
+
+
 def parse_flags_with_config(argv: list[str]) -> list[str]:
     """absl flags parser (``app.run(main, flags_parser=...)``): takes every ``--config.<path>=value`` (or
     ``--config.<path> value``) out of ``argv``, rewrites deprecated names, parses and validates every flag
@@ -415,7 +481,7 @@ def parse_flags_with_config(argv: list[str]) -> list[str]:
         else:
             rest.append(a)
     try:
-        remaining = FLAGS(_rename(rest))
+        remaining = FLAGS(_imply_files(_rename(rest)))
     except flags.Error as e:  # a multi-flag validator's message starts "flags a=1, b=None: "; keep the reason
         _exit_user(re.sub(r"^flags [^:]*: ", "", str(e)))
     except SystemExit as e:  # absl's --help/--helpfull exit 1 after printing the help: that is a success
@@ -478,13 +544,12 @@ def run_config():
 
 def pipeline_kwargs() -> dict:
     """PipelineConfig keyword arguments from the parsed flags."""
+    dataset, paths = dataset_paths()
     return dict(
-        dataset=FLAGS.dataset,
+        dataset=dataset,
         scale=FLAGS.scale,
         data_seed=FLAGS.data_seed,
-        interactions=FLAGS.interactions,
-        items=FLAGS.items,
-        users=FLAGS.users,
+        **paths,
         out_dir=FLAGS.out_dir,
         as_of=FLAGS.as_of,
         warm_start=FLAGS.warm_start,
