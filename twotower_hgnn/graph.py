@@ -26,6 +26,8 @@ Per-dataset defaults: :func:`default_graph_config` (numbers behind the choices: 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import re
 import resource
 import time
 from typing import Mapping
@@ -38,6 +40,8 @@ from twotower_hgnn.data.schema import EVENTS, Dataset
 from twotower_hgnn.graph_pairs import _count_pairs, _topk_pairs, _user_sequences
 
 RULES = ("any", "min_shared", "topk")
+ENGINES = ("duckdb", "spark", "numpy")
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 
 class GraphError(errors.DataError):
@@ -58,7 +62,15 @@ class GraphConfig:
       window: pair each item with the next ``window`` distinct items of the user (time order);
         None = all pairs within the (capped) sequence.
       max_items_per_user: keep only each user's most recent N distinct items; None = no cap.
-      chunk_pairs: raw pairs per de-duplication chunk (bounds transient memory; ~16 bytes each).
+      chunk_pairs: raw pairs per de-duplication chunk (bounds transient memory; ~16 bytes each): the
+        users are counted in ``ceil(pairs / chunk_pairs)`` partitions.
+      engine: what runs the pair counting and the rule: "duckdb" (the queries of
+        :mod:`twotower_hgnn.logs`, embedded, spilling to disk past ``memory_limit``), "spark" (the same
+        queries on a local Spark; the ``[spark]`` extra and Java 17+) or "numpy" (the in-process builder of
+        :mod:`twotower_hgnn.graph_pairs`, kept for the speed comparison of ``benchmarks/graph_engine.py``).
+        Every engine gives the same edges, so ``engine`` and ``memory_limit`` are left out of
+        :meth:`to_dict` (the graph stage's fingerprint and the report).
+      memory_limit: DuckDB's memory limit, e.g. "4GB" (None = DuckDB's default, 80 % of RAM).
     """
 
     edge_events: tuple[str, ...] = ("stream",)
@@ -68,6 +80,8 @@ class GraphConfig:
     window: int | None = 20
     max_items_per_user: int | None = 1000
     chunk_pairs: int = 8_000_000
+    engine: str = "duckdb"
+    memory_limit: str | None = None
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -87,10 +101,23 @@ class GraphConfig:
             raise GraphError(f"GraphConfig.max_items_per_user must be >= 2 or None, got {self.max_items_per_user}")
         if self.chunk_pairs < 1:
             raise GraphError(f"GraphConfig.chunk_pairs must be >= 1, got {self.chunk_pairs}")
+        self._check_engine()
+
+    def _check_engine(self) -> None:
+        if self.engine not in ENGINES:
+            raise GraphError(f"GraphConfig.engine: {self.engine!r} is not one of {ENGINES}")
+        if self.engine == "spark" and importlib.util.find_spec("pyspark") is None:
+            raise GraphError(
+                "GraphConfig.engine: 'spark' needs pyspark: pip install 'twotower_hgnn[spark]' (and Java 17+)"
+            )
+        if self.memory_limit is not None and not _MEMORY.match(str(self.memory_limit)):
+            raise GraphError(f"GraphConfig.memory_limit: {self.memory_limit!r} is not a size such as '4GB' or '512MiB'")
 
     def to_dict(self) -> dict:
+        """The fields that decide the edges (not ``engine`` / ``memory_limit``: every engine gives the same)."""
         d = dataclasses.asdict(self)
         d["edge_events"] = list(self.edge_events)
+        del d["engine"], d["memory_limit"]
         return d
 
 
@@ -205,32 +232,15 @@ def _item_degrees(graph: HeteroCSR, n_items: int) -> np.ndarray:
     return all_deg
 
 
-def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) -> tuple[HeteroCSR, dict]:
-    """Builds the co-listening :class:`~sampler.csr.HeteroCSR` from (training) interactions.
-
-    Args:
-      ds: the dataset (item types and counts; node id = item row).
-      interactions: a DataFrame with ``user_idx``, ``item_idx``, ``event_code`` in time order (e.g.
-        ``Split.train``); None = all of ``ds.interactions``.
-      cfg: None = :func:`default_graph_config`.
-
-    Returns:
-      (graph, stats): stats has per relation edges/density/degree distribution, pairs generated,
-      distinct pairs, pairs dropped by the rule, pairs the window skipped, rows the per-user cap
-      dropped, build seconds, RSS and process peak RSS (MiB).
-    """
+def _numpy_edges(inter, cfg: GraphConfig, n_items: int) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """(lo, hi, pair statistics, phase seconds) by the NumPy builder (:mod:`twotower_hgnn.graph_pairs`)."""
     t0 = time.perf_counter()
-    cfg = cfg or default_graph_config(ds)
-    inter = ds.interactions if interactions is None else interactions
-    n_items = ds.num_items
     users, items, n_used = _edge_rows(inter, cfg, n_items)
-
     u, it, counts, cap_dropped = _user_sequences(users, items, cfg.max_items_per_user)
     phases = {"sequences": time.perf_counter() - t0}
     counter, generated, all_pairs, n_parts = _count_pairs(u, it, counts, n_items, cfg.window, cfg.chunk_pairs)
     del u, it
     phases["pairs_dedup"] = time.perf_counter() - t0 - sum(phases.values())
-
     min_c = cfg.min_shared if cfg.rule == "min_shared" else 1
     distinct, keys, cnts = counter.collect(min_c, with_counts=cfg.rule == "topk")
     del counter
@@ -238,8 +248,71 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
         keys = _topk_pairs(keys, cnts, cfg.topk, n_items, cfg.chunk_pairs)
     del cnts
     phases["rule"] = time.perf_counter() - t0 - sum(phases.values())
-    a, b = keys // n_items, keys % n_items
-    del keys
+    pst = {
+        "interactions_used": n_used,
+        "users": int(counts.size),
+        "rows_dropped_duplicate_user_item": n_used - int(counts.sum()) - cap_dropped,
+        "rows_dropped_by_user_cap": int(cap_dropped),
+        "pairs_generated": int(generated),
+        "pairs_skipped_by_window": int(all_pairs - generated),
+        "distinct_pairs": int(distinct),
+        "partitions": int(n_parts),
+    }
+    return keys // n_items, keys % n_items, pst, phases
+
+
+def _engine_edges(inter, cfg: GraphConfig, n_items: int) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """(lo, hi, pair statistics, phase seconds) by the log queries on ``cfg.engine`` (:mod:`twotower_hgnn.logs`)."""
+    from twotower_hgnn.logs.colisten import colisten_edges
+    from twotower_hgnn.logs.engines import open_engine
+    from twotower_hgnn.logs.tables import interactions_frame
+
+    t0 = time.perf_counter()
+    _edge_rows(inter.iloc[:0], cfg, n_items)  # the columns
+    frame = interactions_frame(inter)
+    codes = [EVENTS.index(e) for e in cfg.edge_events]
+    items = frame["item_idx"].to_numpy()[np.isin(frame["event_code"].to_numpy(), codes)]
+    if items.size and (items.min() < 0 or items.max() >= n_items):
+        raise GraphError(f"interactions: item_idx outside [0, {n_items})")
+    opts = {"memory_limit": cfg.memory_limit} if cfg.engine == "duckdb" else {}
+    engine = open_engine(cfg.engine, **opts)
+    try:
+        engine.register_frame("inter", frame)
+        lo, hi, pst = colisten_edges(
+            engine,
+            codes,
+            cfg.rule,
+            cfg.min_shared,
+            cfg.topk,
+            cfg.window,
+            cfg.max_items_per_user,
+            chunk_pairs=cfg.chunk_pairs,
+        )
+    finally:
+        engine.close()
+    return lo, hi, pst, {"queries": time.perf_counter() - t0}
+
+
+def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) -> tuple[HeteroCSR, dict]:
+    """Builds the co-listening :class:`~sampler.csr.HeteroCSR` from (training) interactions.
+
+    Args:
+      ds: the dataset (item types and counts; node id = item row).
+      interactions: a DataFrame with ``user_idx``, ``item_idx``, ``event_code`` in time order (e.g.
+        ``Split.train``); None = all of ``ds.interactions``.
+      cfg: None = :func:`default_graph_config`; ``cfg.engine`` runs the pair counting and the rule.
+
+    Returns:
+      (graph, stats): stats has per relation edges/density/degree distribution, pairs generated,
+      distinct pairs, pairs dropped by the rule, pairs the window skipped, rows the per-user cap
+      dropped, the engine, build seconds, RSS and process peak RSS (MiB).
+    """
+    t0 = time.perf_counter()
+    cfg = cfg or default_graph_config(ds)
+    inter = ds.interactions if interactions is None else interactions
+    n_items = ds.num_items
+    edges = _numpy_edges if cfg.engine == "numpy" else _engine_edges
+    a, b, pst, phases = edges(inter, cfg, n_items)
 
     graph, rels = _relation_graph(ds, a, b)
     secs = time.perf_counter() - t0
@@ -249,16 +322,11 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
     total_edges = int(sum(graph.num_edges(r) for r in rels))
     stats = {
         "config": cfg.to_dict(),
+        "engine": cfg.engine,
         "nodes": {t: int(ds.item_type_counts[t]) for t in ds.item_types},
-        "interactions_used": n_used,
-        "users": int(counts.size),
-        "rows_dropped_duplicate_user_item": n_used - int(counts.sum()) - cap_dropped,
-        "rows_dropped_by_user_cap": int(cap_dropped),
-        "pairs_generated": int(generated),
-        "pairs_skipped_by_window": int(all_pairs - generated),
-        "distinct_pairs": int(distinct),
-        "pairs_dropped_by_rule": int(distinct - total_edges),
-        "partitions": int(n_parts),
+        **{k: v for k, v in pst.items() if k != "partitions"},
+        "pairs_dropped_by_rule": int(pst["distinct_pairs"] - total_edges),
+        "partitions": pst["partitions"],
         "edges": total_edges,
         "density": total_edges / n_pairs_total if n_pairs_total else 0.0,
         "degree": _degree_distribution(_item_degrees(graph, n_items)),

@@ -18,6 +18,7 @@ The same steps as the NumPy builder, over the view ``inter`` (:mod:`.tables`):
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -46,20 +47,31 @@ def sequences_sql(edge_codes: Sequence[int], cap: int | None) -> str:
     return f"SELECT u, i, pos - GREATEST(n - {c}, 0) AS pos, n FROM ({numbered}) AS s WHERE pos > n - {c}"
 
 
-def pair_counts_sql(window: int | None, seq: str = "g_seq") -> str:
-    """(lo, hi, c): windowed pairs of the sequences table ``seq`` and their shared-user counts."""
+def pair_counts_sql(window: int | None, seq: str = "g_seq", part: tuple[int, int] | None = None) -> str:
+    """(lo, hi, c): windowed pairs of the sequences table ``seq`` and their shared-user counts;
+    ``part=(p, P)``: only the users ``u % P = p`` (partial counts)."""
+    left = seq if part is None else f"(SELECT * FROM {seq} WHERE u % {int(part[1])} = {int(part[0])})"
     if window is None:
-        join = f"FROM {seq} AS a JOIN {seq} AS b ON b.u = a.u AND b.pos > a.pos"
+        join = f"FROM {left} AS a JOIN {seq} AS b ON b.u = a.u AND b.pos > a.pos"
     else:
         offs = ", ".join(f"({k})" for k in range(1, int(window) + 1))
         join = (
-            f"FROM {seq} AS a CROSS JOIN (SELECT * FROM (VALUES {offs}) AS t(k)) AS o "
+            f"FROM {left} AS a CROSS JOIN (SELECT * FROM (VALUES {offs}) AS t(k)) AS o "
             f"JOIN {seq} AS b ON b.u = a.u AND b.pos = a.pos + o.k"
         )
     return (
         "SELECT lo, hi, COUNT(*) AS c FROM ("
         f"SELECT LEAST(a.i, b.i) AS lo, GREATEST(a.i, b.i) AS hi {join}"
         ") AS p GROUP BY lo, hi"
+    )
+
+
+def expected_pairs_sql(window: int | None, seq: str = "g_seq") -> str:
+    """(pairs): the number of windowed pairs of ``seq`` (``graph_pairs._pair_counts``)."""
+    c = "m - 1" if window is None else f"LEAST({int(window)}, m - 1)"
+    return (
+        f"SELECT COALESCE(SUM(({c}) * m - ({c}) * (({c}) + 1) / 2), 0) AS pairs "
+        f"FROM (SELECT COUNT(*) AS m FROM {seq} GROUP BY u) AS x"
     )
 
 
@@ -81,34 +93,52 @@ def rule_sql(rule: str, min_shared: int, topk: int, pairs: str = "g_pairs") -> s
 
 
 def _stats(engine, edge_codes: Sequence[int]) -> dict:
-    used = engine.fetch(f"SELECT COUNT(*) AS n FROM inter WHERE event_code IN ({_in_list(edge_codes)})")["n"]
-    per_user = engine.fetch(
-        "SELECT COUNT(*) AS users, SUM(n) AS distinct_rows, SUM(m) AS rows, SUM(m * (m - 1) / 2) AS all_pairs "
-        "FROM (SELECT u, MAX(n) AS n, COUNT(*) AS m FROM g_seq GROUP BY u) AS x"
+    got = engine.fetch(
+        f"SELECT (SELECT COUNT(*) FROM inter WHERE event_code IN ({_in_list(edge_codes)})) AS used, "
+        "x.users, x.distinct_rows, x.kept_rows, x.all_pairs, "
+        "(SELECT COUNT(*) FROM g_pairs) AS distinct_pairs, (SELECT SUM(c) FROM g_pairs) AS generated FROM ("
+        "SELECT COUNT(*) AS users, SUM(n) AS distinct_rows, SUM(m) AS kept_rows, SUM(m * (m - 1) / 2) AS all_pairs "
+        "FROM (SELECT u, MAX(n) AS n, COUNT(*) AS m FROM g_seq GROUP BY u) AS y) AS x"
     )
-    pairs = engine.fetch("SELECT COUNT(*) AS distinct_pairs, SUM(c) AS generated FROM g_pairs")
 
-    def val(d, k):
-        v = d[k][0] if len(d[k]) else 0
+    def val(k):
+        v = got[k][0] if len(got[k]) else None
         return 0 if v is None or (isinstance(v, float) and v != v) else int(v)
 
-    n_used, distinct_rows, rows = val({"n": used}, "n"), val(per_user, "distinct_rows"), val(per_user, "rows")
     return {
-        "interactions_used": n_used,
-        "users": val(per_user, "users"),
-        "rows_dropped_duplicate_user_item": n_used - distinct_rows,
-        "rows_dropped_by_user_cap": distinct_rows - rows,
-        "pairs_generated": val(pairs, "generated"),
-        "pairs_skipped_by_window": val(per_user, "all_pairs") - val(pairs, "generated"),
-        "distinct_pairs": val(pairs, "distinct_pairs"),
+        "interactions_used": val("used"),
+        "users": val("users"),
+        "rows_dropped_duplicate_user_item": val("used") - val("distinct_rows"),
+        "rows_dropped_by_user_cap": val("distinct_rows") - val("kept_rows"),
+        "pairs_generated": val("generated"),
+        "pairs_skipped_by_window": val("all_pairs") - val("generated"),
+        "distinct_pairs": val("distinct_pairs"),
     }
 
 
-def colisten_pairs(engine, edge_codes: Sequence[int], cap: int | None, window: int | None) -> dict:
-    """Materialises the tables ``g_seq`` and ``g_pairs`` in ``engine``; returns the statistics."""
+def colisten_pairs(
+    engine, edge_codes: Sequence[int], cap: int | None, window: int | None, chunk_pairs: int | None = None
+) -> dict:
+    """Materialises the tables ``g_seq`` and ``g_pairs`` in ``engine``; returns the statistics.
+
+    ``chunk_pairs``: the users are counted in ``P = ceil(pairs / chunk_pairs)`` groups (``u % P``, at most
+    4096, as the NumPy builder's partitions) whose partial counts are appended to one table and summed,
+    so one aggregation holds about ``chunk_pairs`` raw pairs; None = one aggregation (the engine spills)."""
     engine.materialize("g_seq", sequences_sql(edge_codes, cap))
-    engine.materialize("g_pairs", pair_counts_sql(window))
-    return _stats(engine, edge_codes)
+    n_parts = 1
+    if chunk_pairs is not None:
+        expected = int(engine.fetch(expected_pairs_sql(window))["pairs"][0])
+        n_parts = max(1, min(4096, math.ceil(expected / int(chunk_pairs))))
+    if n_parts == 1:
+        engine.materialize("g_pairs", pair_counts_sql(window))
+    else:
+        try:
+            for p in range(n_parts):
+                (engine.append if p else engine.materialize)("g_part", pair_counts_sql(window, part=(p, n_parts)))
+            engine.materialize("g_pairs", "SELECT lo, hi, SUM(c) AS c FROM g_part GROUP BY lo, hi")
+        finally:
+            engine.drop("g_part")
+    return {**_stats(engine, edge_codes), "partitions": n_parts}
 
 
 def colisten_edges(
@@ -120,13 +150,14 @@ def colisten_edges(
     window: int | None,
     cap: int | None,
     with_pairs: bool = False,
+    chunk_pairs: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """(lo, hi) int64 of the edges the rule keeps, sorted by (lo, hi), and the pair statistics
     (``interactions_used``, ``users``, rows dropped, ``pairs_generated``, ``pairs_skipped_by_window``,
-    ``distinct_pairs``) of the view ``inter``; ``with_pairs``: the statistics also hold ``pairs``, every
+    ``distinct_pairs``, ``partitions``: see :func:`colisten_pairs`) of the view ``inter``; ``with_pairs``: the statistics also hold ``pairs``, every
     distinct windowed pair (``lo``, ``hi`` int64 sorted, shared-user ``count``)."""
     try:
-        stats = colisten_pairs(engine, edge_codes, cap, window)
+        stats = colisten_pairs(engine, edge_codes, cap, window, chunk_pairs)
         if with_pairs:
             got = engine.fetch("SELECT lo, hi, c FROM g_pairs ORDER BY lo, hi")
             stats["pairs"] = {k: got[c].astype(np.int64) for k, c in (("lo", "lo"), ("hi", "hi"), ("count", "c"))}

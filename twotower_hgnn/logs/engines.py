@@ -39,6 +39,7 @@ class DuckDBEngine:
         import duckdb
 
         self._tmp = None
+        self.memory_limit = memory_limit
         if temp_directory is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="twotower-duckdb-")
             temp_directory = self._tmp.name
@@ -50,8 +51,20 @@ class DuckDBEngine:
             cfg["threads"] = int(threads)
         try:
             self.con = duckdb.connect(":memory:", config=cfg)
+            self.con.execute("SET enable_progress_bar = false")
         except duckdb.Error as e:
             raise EngineError(f"duckdb: {str(e).splitlines()[0]}") from None
+
+    def _run(self, sql: str):
+        import duckdb
+
+        try:
+            return self.con.execute(sql)
+        except duckdb.OutOfMemoryException:
+            raise EngineError(
+                f"duckdb: out of memory under memory_limit={self.memory_limit or 'default'} with spilling to "
+                f"{self.temp_directory} (raise graph.memory_limit or free disk there)"
+            ) from None
 
     def register_frame(self, name: str, df: pd.DataFrame) -> None:
         """``df`` as the view ``name`` (scanned in place, not copied)."""
@@ -68,14 +81,18 @@ class DuckDBEngine:
 
     def materialize(self, name: str, sql: str) -> None:
         """The result of ``sql`` as the temporary table ``name`` (spilled to disk beyond the memory limit)."""
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        self._run(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def append(self, name: str, sql: str) -> None:
+        """Appends the rows of ``sql`` to the table ``name``."""
+        self._run(f"INSERT INTO {name} {sql}")
 
     def drop(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
 
     def fetch(self, sql: str) -> dict[str, np.ndarray]:
         """The columns of ``sql``'s result as NumPy arrays."""
-        return {k: np.asarray(v) for k, v in self.con.execute(sql).fetchnumpy().items()}
+        return {k: np.asarray(v) for k, v in self._run(sql).fetchnumpy().items()}
 
     def spilled_bytes(self) -> int:
         """Bytes now in DuckDB's temporary files (what spilled past the memory limit)."""
@@ -136,6 +153,13 @@ class SparkEngine:
 
     def materialize(self, name: str, sql: str) -> None:
         self.spark.sql(to_spark_sql(sql)).cache().createOrReplaceTempView(name)
+
+    def append(self, name: str, sql: str) -> None:
+        old = self.spark.table(name)
+        new = old.unionByName(self.spark.sql(to_spark_sql(sql))).cache()
+        new.count()  # materialise before the old cache goes
+        old.unpersist()
+        new.createOrReplaceTempView(name)
 
     def drop(self, name: str) -> None:
         if self.spark.catalog.tableExists(name):

@@ -1,0 +1,164 @@
+"""The log queries (``twotower_hgnn.logs``) on DuckDB and Spark against the golden digests of the NumPy
+code (``tests/golden/log_digests.json``, written by ``benchmarks/log_golden.py``).
+
+Integer outputs (split, pair counts, edges, popularity, weak-event counts, relation support) must be
+identical; the graph's float summaries equal within 1e-6 relative. Spark runs in local mode (one
+SparkSession for the module; the test needs Java 17+).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from twotower_hgnn.data.split import temporal_split
+from twotower_hgnn.data.synthetic import generate
+from twotower_hgnn.graph import GraphConfig, GraphError, build_graph, default_graph_config
+from twotower_hgnn.logs.colisten import colisten_edges, colisten_pairs
+from twotower_hgnn.logs.digest import compare_digests, digest_outputs
+from twotower_hgnn.logs.engines import DuckDBEngine, EngineError, open_engine
+from twotower_hgnn.logs.outputs import engine_outputs
+from twotower_hgnn.logs.tables import day_window, write_interactions
+
+GOLDEN = json.loads((Path(__file__).parent / "golden" / "log_digests.json").read_text())["datasets"]
+FLOATS = ("graph.density", "graph.degree.")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return generate("tiny", seed=0)
+
+
+def _graph_floats(ds, cfg) -> dict:
+    _, st = build_graph(ds, temporal_split(ds).train, cfg)
+    return {"graph.density": st["density"], **{f"graph.degree.{k}": v for k, v in st["degree"].items()}}
+
+
+def test_duckdb_gives_the_golden_outputs_on_tiny(tiny):
+    cfg = default_graph_config(tiny)
+    engine = DuckDBEngine(memory_limit="1GB")
+    try:
+        got = digest_outputs(engine_outputs(engine, tiny, cfg))
+    finally:
+        engine.close()
+    got.update(digest_outputs(_graph_floats(tiny, cfg)))  # build_graph: DuckDB by default
+    assert cfg.engine == "duckdb"
+    assert set(got) == set(GOLDEN["tiny"])
+    assert compare_digests(GOLDEN["tiny"], got) == []
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        GraphConfig(rule="any", window=None, max_items_per_user=None),
+        GraphConfig(rule="min_shared", min_shared=3, window=5, max_items_per_user=30),
+        GraphConfig(rule="topk", topk=3, window=None, max_items_per_user=8, chunk_pairs=2000),
+        GraphConfig(edge_events=("stream", "preview", "follow"), rule="topk", topk=7, window=2),
+    ],
+)
+def test_duckdb_graph_is_the_numpy_graph(tiny, cfg):
+    train = temporal_split(tiny).train
+    g_n, st_n = build_graph(tiny, train, GraphConfig(**{**cfg.__dict__, "engine": "numpy"}))
+    g_d, st_d = build_graph(tiny, train, cfg)
+    assert st_d["engine"] == "duckdb" and st_n["engine"] == "numpy"
+    for rel in g_n.relations:
+        assert np.array_equal(g_n.edges[rel], g_d.edges[rel]), rel
+        for d, adj in g_n.adj.items():
+            assert np.array_equal(adj.indptr, g_d.adj[d].indptr) and np.array_equal(adj.indices, g_d.adj[d].indices)
+    skip = {"build_seconds", "phase_seconds", "rss_mib", "peak_rss_mib", "engine"}
+    assert {k: v for k, v in st_n.items() if k not in skip} == {k: v for k, v in st_d.items() if k not in skip}
+
+
+def test_a_day_partitioned_parquet_log_read_by_window(tiny, tmp_path):
+    """The training window of the full log, read from day partitions, gives the golden edges."""
+    sp = temporal_split(tiny)
+    path = write_interactions(tiny.interactions, tmp_path / "log")
+    days = sorted(int(p.name.split("=")[1]) for p in path.iterdir())
+    assert len(days) > 50 and all(p.name.startswith("day=") for p in path.iterdir())
+    cfg = default_graph_config(tiny)
+    engine = DuckDBEngine()
+    try:
+        engine.register_parquet("inter_all", path, where=day_window(sp.history_start, sp.cut_time))
+        seen = engine.fetch("SELECT MIN(day) AS lo, MAX(day) AS hi FROM inter_all")
+        assert seen["lo"][0] >= sp.history_start // 86_400 and seen["hi"][0] <= (sp.cut_time - 1) // 86_400
+        engine.materialize(
+            "inter", f"SELECT * FROM inter_all WHERE timestamp >= {sp.history_start} AND timestamp < {sp.cut_time}"
+        )
+        lo, hi, _ = colisten_edges(engine, [0], cfg.rule, cfg.min_shared, cfg.topk, cfg.window, cfg.max_items_per_user)
+    finally:
+        engine.close()
+    g, _ = build_graph(tiny, sp.train, GraphConfig(**{**cfg.__dict__, "engine": "numpy"}))
+    want = np.concatenate([np.asarray(e) for e in g.edges.values()])
+    want = want[np.lexsort((want[:, 1], want[:, 0]))]
+    assert np.array_equal(np.stack([lo, hi], axis=1), want)
+
+
+def _random_log(users: int = 8000, per_user: int = 25, items: int = 200_000) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = users * per_user
+    return pd.DataFrame(
+        {
+            "user_idx": np.repeat(np.arange(users), per_user).astype(np.int32),
+            "item_idx": rng.integers(0, items, n).astype(np.int32),
+            "event_code": np.zeros(n, np.int8),
+            "timestamp": np.arange(n, dtype=np.int64) * 10,
+        }
+    )
+
+
+def test_duckdb_spills_under_its_memory_limit_and_gives_the_same_answer(tmp_path):
+    path = write_interactions(_random_log(), tmp_path / "log")
+    got = {}
+    for limit in ("40MB", None):
+        engine = DuckDBEngine(memory_limit=limit, temp_directory=tmp_path / f"spill-{limit}", threads=1)
+        try:
+            engine.register_parquet("inter", path)
+            st = colisten_pairs(engine, [0], None, 20)
+            spilled = engine.spilled_bytes()
+            got[limit] = (st, engine.fetch("SELECT lo, hi, c FROM g_pairs ORDER BY lo, hi"), spilled)
+        finally:
+            engine.close()
+    assert got["40MB"][2] > 0 and got[None][2] == 0  # the limited run spilled to its temp_directory
+    assert got["40MB"][0] == got[None][0] and got["40MB"][0]["distinct_pairs"] > 2_000_000
+    for col in ("lo", "hi", "c"):
+        assert np.array_equal(got["40MB"][1][col], got[None][1][col])
+
+
+def test_engine_errors_are_one_line_user_errors():
+    with pytest.raises(EngineError, match="not one of"):
+        open_engine("sqlite")
+    with pytest.raises(GraphError, match="engine"):
+        GraphConfig(engine="polars")
+    with pytest.raises(GraphError, match="memory_limit"):
+        GraphConfig(memory_limit="lots")
+    engine = DuckDBEngine(memory_limit="1MB", threads=1)
+    try:
+        engine.register_frame("inter", _random_log(users=2000).assign(row_id=lambda d: np.arange(len(d))))
+        with pytest.raises(EngineError, match="out of memory under memory_limit=1MB"):
+            colisten_pairs(engine, [0], None, 20)
+    finally:
+        engine.close()
+
+
+# ------------------------------------------------------------------------------------------ Spark
+@pytest.fixture(scope="module")
+def spark_engine():
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java 17+ on PATH")
+    from twotower_hgnn.logs.engines import SparkEngine
+
+    engine = SparkEngine(master="local[2]", shuffle_partitions=1)
+    yield engine
+    engine.close()
+
+
+def test_spark_gives_the_golden_outputs_on_tiny(tiny, spark_engine):
+    got = digest_outputs(engine_outputs(spark_engine, tiny, default_graph_config(tiny)))
+    want = {k: v for k, v in GOLDEN["tiny"].items() if not k.startswith(FLOATS)}
+    assert set(got) == set(want)
+    assert compare_digests(want, got) == []
