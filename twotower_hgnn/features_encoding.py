@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
+from twotower_hgnn.data.schema import EVENTS, Dataset
 from twotower_hgnn.features_bundles import (
     AGE_EDGES,
     DEFAULT_HISTORY_EVENTS,
@@ -86,8 +86,8 @@ def build_vocab(
     )
 
 
-def _check_target_type(target_type: str, types: Sequence[str] = ITEM_TYPES) -> None:
-    """``target_type`` must be one of ``types`` (the data's item types; without data: the paper's)."""
+def _check_target_type(target_type: str, types: Sequence[str]) -> None:
+    """``target_type`` must be one of ``types`` (the data's item types)."""
     if target_type not in types:
         raise FeatureError(f"target_type must be one of the data's item types {list(types)}, got {target_type!r}")
 

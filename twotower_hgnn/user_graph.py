@@ -16,10 +16,9 @@ import pandas as pd
 
 from sampler.csr import HeteroCSR
 from twotower_hgnn import errors
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
+from twotower_hgnn.data.schema import EVENTS, Dataset
 
 USER = "user"
-USER_NODE_TYPES: tuple[str, ...] = ITEM_TYPES + (USER,)  # the paper's data
 
 
 def user_node_types(ds: Dataset) -> tuple[str, ...]:
