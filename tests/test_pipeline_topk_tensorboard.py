@@ -121,3 +121,34 @@ def test_tag_vocabulary():
         assert not T.in_vocabulary(bad)
     with pytest.raises(ValueError, match="stop reason"):
         T.stop_tag("bored")
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_text_encoder_runs_on_the_accelerator_when_torch_sees_one(monkeypatch, capsys, cuda):
+    """sentence-transformers gets device "cuda" when torch sees a CUDA device, else "cpu", and the console
+    says which (torch and sentence-transformers stand-ins: nothing is downloaded or loaded)."""
+    import sys
+    import types
+
+    from twotower_hgnn.text import sentence_transformer_encoder
+
+    seen = {}
+
+    class FakeST:
+        def __init__(self, name, device):
+            seen["device"] = device
+
+        def encode(self, texts, **kw):
+            return np.ones((len(texts), 4), np.float32) / 2
+
+    torch = types.SimpleNamespace(
+        cuda=types.SimpleNamespace(is_available=lambda: cuda, get_device_name=lambda i: "Fake GPU")
+    )
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "sentence_transformers", types.SimpleNamespace(SentenceTransformer=FakeST))
+    out = sentence_transformer_encoder("some-model")(["a", "b"])
+    assert out.shape == (2, 4) and seen["device"] == ("cuda" if cuda else "cpu")
+    err = capsys.readouterr().err
+    assert ("on cuda (Fake GPU)" if cuda else "on cpu (torch sees no CUDA device)") in err
+    sentence_transformer_encoder("some-model", device="cpu")(["a"])
+    assert seen["device"] == "cpu"
