@@ -117,7 +117,7 @@ def _cases_pipeline() -> list[tuple[str, list[str]]]:
         ["--config.two_tower.max_steps=-1"],
         ["--config.hgnn.max_steps=0"],
         ["--config.eval.targets="],
-        ["--config.eval.targets=movies"],
+        ["--config.eval.targets=sci-fi"],
         ["--config.hgnn.nope=1"],
         ["--config.nosection.x=1"],
         ["--config.hgnn.lr=-0.1"],
@@ -167,7 +167,7 @@ def _cases_other() -> list[tuple[str, list[str]]]:
         ("train_hgnn", ["--dataset=synthetic", "--out_dir={tmp}/h", "--config.hgnn.batch_positives=0"]),
         ("train_two_tower", ["--out_dir={tmp}/t", "--print_config"]),
         ("train_two_tower", ["--out_dir={tmp}/t", "--hgnn_embeddings={tmp}/garbage.npy"]),
-        ("train_two_tower", ["--out_dir={tmp}/t", "--nouse_hgnn", "--target_type=movie", "--print_config"]),
+        ("train_two_tower", ["--out_dir={tmp}/t", "--nouse_hgnn", "--target_type=", "--print_config"]),
         ("train_two_tower", ["--out_dir={tmp}/t", "--nouse_hgnn", "--config.two_tower.batch_size=0"]),
     ]
 

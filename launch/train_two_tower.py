@@ -39,6 +39,7 @@ define_output("export", None, "Exported model directory (default OUT_DIR/model).
 define_input("hgnn_embeddings", None, "HGNN item embeddings .npz (inference.export_embeddings).")
 flags.DEFINE_boolean("use_hgnn", True, "False: the paper's 2T baseline (no HGNN inputs).")
 flags.DEFINE_string("target_type", "audiobook", "Item type to recommend (any type of the data's items).")
+flags.register_validator("target_type", lambda v: bool(v and v.strip()), "--target_type: empty; give an item type")
 flags.register_multi_flags_validator(
     ["use_hgnn", "hgnn_embeddings"],
     lambda v: bool(v["hgnn_embeddings"]) or not v["use_hgnn"],
@@ -106,8 +107,6 @@ def main(argv) -> None:
     from twotower_hgnn.train.two_tower import train_two_tower
 
     run = run_config()
-    if not FLAGS.target_type.strip():
-        raise ConfigError("--target_type: empty; give an item type of the data")
     cfg = dataclasses.replace(run.two_tower, target_type=FLAGS.target_type, use_hgnn=FLAGS.use_hgnn, seed=FLAGS.seed)
     loaded = _load_hgnn(FLAGS.hgnn_embeddings) if FLAGS.use_hgnn else None  # a bad file fails before any work
     ds = load_dataset_from_flags()
