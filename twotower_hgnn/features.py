@@ -1,9 +1,9 @@
 """User and item features of the two-tower model, computed without label leakage.
 
 User features (the paper, §1.3, §4): age (bucketed), country (vocabulary + OOV bucket), the optional music
-vector, and the mean item embedding (HGNN, or content for the "2T" baseline) of the audiobooks and,
-separately, of the podcasts the user streamed or weakly interacted with (follow / preview /
-intent_to_pay) inside the history window.
+vector, and the mean item embedding (HGNN, or content for the "2T" baseline) of the items of each item
+type of the data (``Dataset.item_types``: the audiobooks and, separately, the podcasts on the paper's data)
+the user streamed or weakly interacted with (follow / preview / intent_to_pay) inside the history window.
 
 **As-of semantics.** The history of a query (user u, time t) is every interaction of u with a counted
 event and timestamp in ``[t - window, t)`` — strictly before t. A training example (u, target item,
