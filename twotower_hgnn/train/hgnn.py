@@ -346,22 +346,9 @@ def train_hgnn(
     resumed_from = ckpt.restore(s)
     s.train = jax.device_put(s.train, replicated_sharding(ctx.mesh))
     s.step = int(jax.device_get(s.train["step"]))  # host mirror: no device sync per step
-    run_loop(
-        ctx,
-        s,
-        [
-            ValidationHook(),
-            LoggingHook(
-                Path(logdir) if logdir is not None else (workdir / "logs" if workdir is not None else None),
-                cfg,
-                ctx.p_idx,
-                name,
-            ),
-            ckpt,
-            *hooks,
-            *([FailAfterStep(fail_after_step)] if fail_after_step is not None else []),
-        ],
-    )
+    log_to = Path(logdir) if logdir is not None else (workdir / "logs" if workdir is not None else None)
+    extra = [*hooks, *([FailAfterStep(fail_after_step)] if fail_after_step is not None else [])]
+    run_loop(ctx, s, [ValidationHook(), LoggingHook(log_to, cfg, ctx.p_idx, name), ckpt, *extra])
     return HGNNTrainResult(
         params=s.best_params,
         last_params=host_copy(s.train["params"]),
