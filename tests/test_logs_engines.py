@@ -19,7 +19,7 @@ import pytest
 from twotower_hgnn.data.split import temporal_split
 from twotower_hgnn.data.synthetic import generate
 from twotower_hgnn.graph import GraphConfig, GraphError, build_graph, default_graph_config
-from twotower_hgnn.logs.colisten import colisten_edges, colisten_pairs
+from twotower_hgnn.logs.colisten import colisten_edges, colisten_pairs, rule_sql
 from twotower_hgnn.logs.digest import compare_digests, digest_outputs
 from twotower_hgnn.logs.engines import DuckDBEngine, EngineError, open_engine
 from twotower_hgnn.logs.outputs import engine_outputs
@@ -72,6 +72,22 @@ def test_duckdb_graph_is_the_numpy_graph(tiny, cfg):
             assert np.array_equal(adj.indptr, g_d.adj[d].indptr) and np.array_equal(adj.indices, g_d.adj[d].indices)
     skip = {"build_seconds", "phase_seconds", "rss_mib", "peak_rss_mib", "engine"}
     assert {k: v for k, v in st_n.items() if k not in skip} == {k: v for k, v in st_d.items() if k not in skip}
+
+
+def test_both_forms_of_the_topk_rule_agree(tiny):
+    """DuckDB's top-n aggregate and the window ranking Spark runs select the same edges."""
+    from twotower_hgnn.logs.tables import interactions_frame
+
+    engine = DuckDBEngine()
+    try:
+        engine.register_frame("inter", interactions_frame(temporal_split(tiny).train))
+        colisten_pairs(engine, [0], 1000, 20)
+        for k in (1, 3, 20):
+            heap = engine.fetch(rule_sql("topk", 1, k, topn_aggregate=True))
+            window = engine.fetch(rule_sql("topk", 1, k, topn_aggregate=False))
+            assert heap["lo"].size > 0 and all(np.array_equal(heap[c], window[c]) for c in ("lo", "hi")), k
+    finally:
+        engine.close()
 
 
 def test_a_day_partitioned_parquet_log_read_by_window(tiny, tmp_path):

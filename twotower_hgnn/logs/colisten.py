@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 COUNT_CAP = 2**15 - 1  # the NumPy builder ranks by min(count, 2**15 - 1) (graph_pairs._topk_pairs)
+KEY = 2**32  # pair key lo * KEY + hi (item ids are int32)
 
 
 def _in_list(codes: Sequence[int]) -> str:
@@ -47,23 +48,35 @@ def sequences_sql(edge_codes: Sequence[int], cap: int | None) -> str:
     return f"SELECT u, i, pos - GREATEST(n - {c}, 0) AS pos, n FROM ({numbered}) AS s WHERE pos > n - {c}"
 
 
+def lead_sql(window: int, seq: str = "g_seq") -> str:
+    """(u, i, n1 .. n{window}): each sequence position with the items ``1 .. window`` positions later (NULL past
+    the user's end): one sort of the sequences instead of a join per offset."""
+    cols = ", ".join(f"LEAD(i, {k}) OVER w AS n{k}" for k in range(1, int(window) + 1))
+    return f"SELECT u, i, {cols} FROM {seq} WINDOW w AS (PARTITION BY u ORDER BY pos)"
+
+
 def pair_counts_sql(window: int | None, seq: str = "g_seq", part: tuple[int, int] | None = None) -> str:
-    """(lo, hi, c): windowed pairs of the sequences table ``seq`` and their shared-user counts;
-    ``part=(p, P)``: only the users ``u % P = p`` (partial counts)."""
-    left = seq if part is None else f"(SELECT * FROM {seq} WHERE u % {int(part[1])} = {int(part[0])})"
+    """(lo, hi, c): windowed pairs and their shared-user counts; with a window from the table ``g_lead``
+    (:func:`lead_sql`), without one from a self-join of ``seq``. ``part=(p, P)``: only the users
+    ``u % P = p`` (partial counts)."""
+    cond = "" if part is None else f"u % {int(part[1])} = {int(part[0])}"
     if window is None:
-        join = f"FROM {left} AS a JOIN {seq} AS b ON b.u = a.u AND b.pos > a.pos"
-    else:
-        offs = ", ".join(f"({k})" for k in range(1, int(window) + 1))
-        join = (
-            f"FROM {left} AS a CROSS JOIN (SELECT * FROM (VALUES {offs}) AS t(k)) AS o "
-            f"JOIN {seq} AS b ON b.u = a.u AND b.pos = a.pos + o.k"
+        left = seq if part is None else f"(SELECT * FROM {seq} WHERE {cond})"
+        pairs = (
+            f"SELECT LEAST(a.i, b.i) AS lo, GREATEST(a.i, b.i) AS hi FROM {left} AS a "
+            f"JOIN {seq} AS b ON b.u = a.u AND b.pos > a.pos"
         )
-    return (
-        "SELECT lo, hi, COUNT(*) AS c FROM ("
-        f"SELECT LEAST(a.i, b.i) AS lo, GREATEST(a.i, b.i) AS hi {join}"
-        ") AS p GROUP BY lo, hi"
-    )
+    else:  # one BIGINT key per pair: one-column grouping
+        where = " AND ".join(x for x in ("n{k} IS NOT NULL", cond) if x)
+        keys = " UNION ALL ".join(
+            f"SELECT LEAST(i, n{k})::BIGINT * {KEY} + GREATEST(i, n{k}) AS key FROM g_lead WHERE {where.format(k=k)}"
+            for k in range(1, int(window) + 1)
+        )
+        return (
+            f"SELECT key // {KEY} AS lo, key % {KEY} AS hi, c FROM "
+            f"(SELECT key, COUNT(*) AS c FROM ({keys}) AS p GROUP BY key) AS g"
+        )
+    return f"SELECT lo, hi, COUNT(*) AS c FROM ({pairs}) AS p GROUP BY lo, hi"
 
 
 def expected_pairs_sql(window: int | None, seq: str = "g_seq") -> str:
@@ -75,12 +88,8 @@ def expected_pairs_sql(window: int | None, seq: str = "g_seq") -> str:
     )
 
 
-def rule_sql(rule: str, min_shared: int, topk: int, pairs: str = "g_pairs") -> str:
-    """(lo, hi) of the pairs the rule keeps, sorted."""
-    if rule == "any":
-        return f"SELECT lo, hi FROM {pairs} ORDER BY lo, hi"
-    if rule == "min_shared":
-        return f"SELECT lo, hi FROM {pairs} WHERE c >= {int(min_shared)} ORDER BY lo, hi"
+def _topk_window_sql(topk: int, pairs: str) -> str:
+    """Top-k by ROW_NUMBER over each item's neighbours (Spark plans ``rk <= k`` as a per-group limit)."""
     directed = f"SELECT lo AS s, hi AS t, c FROM {pairs} UNION ALL SELECT hi AS s, lo AS t, c FROM {pairs}"
     ranked = (
         f"SELECT s, t, ROW_NUMBER() OVER (PARTITION BY s ORDER BY LEAST(c, {COUNT_CAP}) DESC, t) AS rk "
@@ -90,6 +99,33 @@ def rule_sql(rule: str, min_shared: int, topk: int, pairs: str = "g_pairs") -> s
         "SELECT lo, hi FROM (SELECT DISTINCT LEAST(s, t) AS lo, GREATEST(s, t) AS hi "
         f"FROM ({ranked}) AS r WHERE rk <= {int(topk)}) AS k ORDER BY lo, hi"
     )
+
+
+def _topk_heap_sql(topk: int, pairs: str) -> str:
+    """Top-k by DuckDB's top-n aggregate ``min(x, k)`` (a heap per group, no sort of all pairs) over the
+    rank key ``(COUNT_CAP - min(count, COUNT_CAP)) * KEY + neighbour``: each side of a pair (item as its
+    lo, item as its hi) gives <= k candidates, the union is ranked again (``graph_pairs._topk_pairs``)."""
+    k = int(topk)
+
+    def side(src: str, dst: str) -> str:
+        rank = f"({COUNT_CAP} - LEAST(c, {COUNT_CAP}))::BIGINT * {KEY} + {dst}"
+        return f"SELECT {src} AS s, UNNEST(min({rank}, {k})) AS r FROM {pairs} GROUP BY {src}"
+
+    return (
+        f"WITH cand AS ({side('lo', 'hi')} UNION ALL {side('hi', 'lo')}), "
+        f"top AS (SELECT s, UNNEST(min(r, {k})) % {KEY} AS t FROM cand GROUP BY s) "
+        "SELECT DISTINCT LEAST(s, t) AS lo, GREATEST(s, t) AS hi FROM top ORDER BY lo, hi"
+    )
+
+
+def rule_sql(rule: str, min_shared: int, topk: int, pairs: str = "g_pairs", topn_aggregate: bool = False) -> str:
+    """(lo, hi) of the pairs the rule keeps, sorted. The top-k selection is the one step with two forms:
+    ``topn_aggregate`` (DuckDB's ``min(x, k)``) or a window ranking (every engine; Spark's form)."""
+    if rule == "any":
+        return f"SELECT lo, hi FROM {pairs} ORDER BY lo, hi"
+    if rule == "min_shared":
+        return f"SELECT lo, hi FROM {pairs} WHERE c >= {int(min_shared)} ORDER BY lo, hi"
+    return _topk_heap_sql(topk, pairs) if topn_aggregate else _topk_window_sql(topk, pairs)
 
 
 def _stats(engine, edge_codes: Sequence[int]) -> dict:
@@ -125,6 +161,8 @@ def colisten_pairs(
     4096, as the NumPy builder's partitions) whose partial counts are appended to one table and summed,
     so one aggregation holds about ``chunk_pairs`` raw pairs; None = one aggregation (the engine spills)."""
     engine.materialize("g_seq", sequences_sql(edge_codes, cap))
+    if window is not None:
+        engine.materialize("g_lead", lead_sql(window))
     n_parts = 1
     if chunk_pairs is not None:
         expected = int(engine.fetch(expected_pairs_sql(window))["pairs"][0])
@@ -132,12 +170,13 @@ def colisten_pairs(
     if n_parts == 1:
         engine.materialize("g_pairs", pair_counts_sql(window))
     else:
-        try:
+        try:  # partial counts per group of users, summed
             for p in range(n_parts):
                 (engine.append if p else engine.materialize)("g_part", pair_counts_sql(window, part=(p, n_parts)))
             engine.materialize("g_pairs", "SELECT lo, hi, SUM(c) AS c FROM g_part GROUP BY lo, hi")
         finally:
             engine.drop("g_part")
+    engine.drop("g_lead")
     return {**_stats(engine, edge_codes), "partitions": n_parts}
 
 
@@ -161,7 +200,7 @@ def colisten_edges(
         if with_pairs:
             got = engine.fetch("SELECT lo, hi, c FROM g_pairs ORDER BY lo, hi")
             stats["pairs"] = {k: got[c].astype(np.int64) for k, c in (("lo", "lo"), ("hi", "hi"), ("count", "c"))}
-        kept = engine.fetch(rule_sql(rule, min_shared, topk))
+        kept = engine.fetch(rule_sql(rule, min_shared, topk, topn_aggregate=engine.topn_aggregate))
     finally:
         engine.drop("g_pairs")
         engine.drop("g_seq")

@@ -34,6 +34,7 @@ class DuckDBEngine:
     temp_directory: where operators spill (None = a fresh temporary folder); threads: None = all cores."""
 
     name = "duckdb"
+    topn_aggregate = True  # min(x, k): the k smallest values of a group
 
     def __init__(self, memory_limit: str | None = None, temp_directory: str | os.PathLike | None = None, threads=None):
         import duckdb
@@ -118,6 +119,7 @@ class SparkEngine:
     (``master``, e.g. ``local[2]``), stopped by :meth:`close`."""
 
     name = "spark"
+    topn_aggregate = False
 
     def __init__(self, session=None, master: str = "local[*]", shuffle_partitions: int = 4):
         try:
