@@ -222,7 +222,9 @@ def scale_table(d: Mapping[str, Any]) -> str:
     inter = {sc: next(r["interactions"] for r in rows if r["scale"] == sc) for sc in scales}
     measured = [sc for sc in scales if not by[(sc, stages[0])]["extrapolated"]]
     head = (
-        f"**scale** (`benchmarks/scale.py`, preset `{m['preset']}`, measured {', '.join(measured)}; written "
+        f"**scale** (`benchmarks/scale.py`, preset `{m['preset']}`"
+        + "".join(f", {k}={v}" for k, v in m.get("overrides", {}).items())
+        + f", measured {', '.join(measured)}; written "
         f"{m['date'][:19]}Z at git {m['git_sha'][:10]} on {m['cpus']} CPUs, load {m['load_avg_start']:.1f} at start): "
         "wall seconds and peak RSS of each stage in its own process; `~` = EXTRAPOLATED from the log-log fit "
         "`cost = a * interactions^b` over the measured scales; b = the fitted slope (seconds / peak RSS)"

@@ -24,10 +24,12 @@ assumed and the fit says so). Scales not run (above ``--max_scale``, or refused 
 a scale whose estimated peak RSS (:func:`guard_estimate`) exceeds ``--mem_fraction`` of the available
 memory is skipped with a note, and so is every larger one) get rows with ``extrapolated: true`` from those fits, their
 interactions estimated from the scale's users x mean events, corrected by the measured scales' ratio.
-Training stages run the preset's fixed step budgets (``--config``, default ``test``): their slope
-measures the per-item work around training (sampling set-up, inference, evaluation), not convergence.
+Training stages run the preset's budgets (``--config``, default ``test``, plus ``--set`` overrides): with
+a step cap (``--set=two_tower.max_steps=300``) their slope measures the per-item work around training
+(examples, sampling set-up, inference, evaluation), not an epoch; without one, the test preset's fixed
+epochs make training grow with the data.
 
-  .venv/bin/python -m benchmarks.scale --max_scale=small           # benchmarks/results/scale.{json,png}
+  .venv/bin/python -m benchmarks.scale --max_scale=small --fresh --set=two_tower.max_steps=300 --set=hgnn.max_steps=30
   .venv/bin/python -m benchmarks.scale --max_scale=medium --config=demo --stages=data,split,graph
 """
 
@@ -238,7 +240,7 @@ def run_scales(
 
 
 # ------------------------------------------------------------------------------------ the real runner
-def child_runner(work_dir: Path, preset: str, poll_s: float, timeout_s: float) -> Runner:
+def child_runner(work_dir: Path, preset: str, poll_s: float, timeout_s: float, overrides: Sequence[str] = ()) -> Runner:
     """A runner that runs each (scale, stage) in a fresh ``python -m benchmarks.scale --child`` process."""
 
     def run(scale: str, stage: str) -> dict:
@@ -262,6 +264,7 @@ def child_runner(work_dir: Path, preset: str, poll_s: float, timeout_s: float) -
             f"--work_dir={work_dir}",
             f"--config={preset}",
             f"--result={result}",
+            *(f"--set={o}" for o in overrides),
         ]
         log_path = work_dir / "_spill" / f"{scale}-{stage}.log"
         t0, peak_spill = time.perf_counter(), 0
@@ -302,7 +305,18 @@ def _cpu_all() -> float:
     return me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
 
 
-def child_main(scale: str, stage: str, work_dir: str, preset: str, result: str) -> None:
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    """``["two_tower.max_steps=300", ...]`` -> ``{"two_tower.max_steps": "300"}`` (configs.load's overrides)."""
+    out = {}
+    for it in items:
+        key, sep, value = it.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set={it!r}: expected path=value, e.g. two_tower.max_steps=300")
+        out[key] = value
+    return out
+
+
+def child_main(scale: str, stage: str, work_dir: str, preset: str, result: str, overrides: Sequence[str] = ()) -> None:
     """One (scale, stage) in this process; writes the measured figures to ``result``."""
     import resource
 
@@ -313,7 +327,9 @@ def child_main(scale: str, stage: str, work_dir: str, preset: str, result: str) 
     from twotower_hgnn.pipeline.driver import run_stage
 
     t0, c0 = time.perf_counter(), _cpu_all()
-    cfg = PipelineConfig(dataset="synthetic", scale=scale, out_dir=work_dir, config=configs.load(preset))
+    cfg = PipelineConfig(
+        dataset="synthetic", scale=scale, out_dir=work_dir, config=configs.load(preset, parse_overrides(overrides))
+    )
     ctx = open_run(cfg)
     open_s, rss_open = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     t1, c1 = time.perf_counter(), _cpu_all()
@@ -423,6 +439,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--max_scale", default="small", choices=SCALE_ORDER)
     p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of the pipeline stages")
     p.add_argument("--config", default="test", help="preset (twotower_hgnn.configs) every stage runs with")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="configuration override for every stage (repeatable), e.g. --set=two_tower.max_steps=300",
+    )
     p.add_argument("--work_dir", default=str(ROOT / ".cache" / "scale_runs"), help="the runs' folder (kept)")
     p.add_argument("--fresh", action="store_true", help="remove --work_dir first (else valid stages are reused)")
     p.add_argument("--mem_fraction", type=float, default=0.8, help="memory guard: share of MemAvailable")
@@ -436,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--result", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
-        child_main(a.scale, a.stage, a.work_dir, a.config, a.result)
+        child_main(a.scale, a.stage, a.work_dir, a.config, a.result, a.set)
         return
     stages = [s for s in a.stages.split(",") if s]
     bad = [s for s in stages if s not in STAGES]
@@ -454,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run = run_scales(
         SCALE_ORDER,
         stages,
-        child_runner(work, a.config, a.poll_s, a.timeout_s),
+        child_runner(work, a.config, a.poll_s, a.timeout_s, a.set),
         max_scale=a.max_scale,
         mem_fraction=a.mem_fraction,
     )
@@ -464,6 +487,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "date": utc_now(),
         "git_sha": git_sha(ROOT),
         "preset": a.config,
+        "overrides": parse_overrides(a.set),
         "max_scale": a.max_scale,
         "stages": stages,
         "load_avg_start": load0,
