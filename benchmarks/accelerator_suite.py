@@ -190,8 +190,11 @@ def skipped(name: str, unit: str, why: str, goal: str | None = None) -> dict:
     return {"name": name, "figure": None, "unit": unit, "goal": goal, "met": None, "skipped": True, "note": why}
 
 
-def _time_consecutive(fn: Callable[[Any, int], tuple[Any, Any]], state: Any, steps: int, warmup: int) -> float:
-    """Steps/s of ``steps`` consecutive ``fn(state, j)`` calls blocked once at the end (after ``warmup``)."""
+def _time_consecutive(
+    fn: Callable[[Any, int], tuple[Any, Any]], state: Any, steps: int, warmup: int
+) -> tuple[float, Any]:
+    """(steps/s of ``steps`` consecutive ``fn(state, j)`` calls blocked once at the end, after ``warmup``;
+    the final state). On an accelerator the train step donates its state: only the returned one lives."""
     st, loss = state, None
     for j in range(warmup):
         st, loss = fn(st, j)
@@ -200,7 +203,7 @@ def _time_consecutive(fn: Callable[[Any, int], tuple[Any, Any]], state: Any, ste
     for j in range(steps):
         st, loss = fn(st, warmup + j)
     jax.block_until_ready(loss)
-    return steps / (time.perf_counter() - t0)
+    return steps / (time.perf_counter() - t0), st
 
 
 def torch_status() -> tuple[Any, str]:
@@ -299,7 +302,7 @@ def train_rows(a: argparse.Namespace, g: HeteroCSR, feats_np: np.ndarray, log) -
                 out.append(skipped(f"hgnn_step_jax_over_torch_{dt}", "x", msg, goal=f"<= {GOALS['jax_over_torch']}"))
         # device-only vs fused sampler, both as consecutive steps blocked once at the end
         n_b = len(dev_b)
-        dev_only = _time_consecutive(
+        dev_only, state = _time_consecutive(
             lambda st, j, f=feats, b=dev_b: train_step(st, f, b[j % n_b]), state, a.e2e_steps, 2
         )
         fused = bench_fused_train_rows(
