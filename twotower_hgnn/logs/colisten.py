@@ -55,28 +55,28 @@ def lead_sql(window: int, seq: str = "g_seq") -> str:
     return f"SELECT u, i, {cols} FROM {seq} WINDOW w AS (PARTITION BY u ORDER BY pos)"
 
 
-def pair_counts_sql(window: int | None, seq: str = "g_seq", part: tuple[int, int] | None = None) -> str:
-    """(lo, hi, c): windowed pairs and their shared-user counts; with a window from the table ``g_lead``
-    (:func:`lead_sql`), without one from a self-join of ``seq``. ``part=(p, P)``: only the users
-    ``u % P = p`` (partial counts)."""
-    cond = "" if part is None else f"u % {int(part[1])} = {int(part[0])}"
+def pair_keys_sql(window: int | None, seq: str = "g_seq") -> str:
+    """(key): one BIGINT ``lo * KEY + hi`` per windowed pair; with a window from the table ``g_lead``
+    (:func:`lead_sql`), without one from a self-join of ``seq``."""
     if window is None:
-        left = seq if part is None else f"(SELECT * FROM {seq} WHERE {cond})"
-        pairs = (
-            f"SELECT LEAST(a.i, b.i) AS lo, GREATEST(a.i, b.i) AS hi FROM {left} AS a "
-            f"JOIN {seq} AS b ON b.u = a.u AND b.pos > a.pos"
-        )
-    else:  # one BIGINT key per pair: one-column grouping
-        where = " AND ".join(x for x in ("n{k} IS NOT NULL", cond) if x)
-        keys = " UNION ALL ".join(
-            f"SELECT LEAST(i, n{k})::BIGINT * {KEY} + GREATEST(i, n{k}) AS key FROM g_lead WHERE {where.format(k=k)}"
-            for k in range(1, int(window) + 1)
-        )
         return (
-            f"SELECT key // {KEY} AS lo, key % {KEY} AS hi, c FROM "
-            f"(SELECT key, COUNT(*) AS c FROM ({keys}) AS p GROUP BY key) AS g"
+            f"SELECT LEAST(a.i, b.i)::BIGINT * {KEY} + GREATEST(a.i, b.i) AS key "
+            f"FROM {seq} AS a JOIN {seq} AS b ON b.u = a.u AND b.pos > a.pos"
         )
-    return f"SELECT lo, hi, COUNT(*) AS c FROM ({pairs}) AS p GROUP BY lo, hi"
+    return " UNION ALL ".join(
+        f"SELECT LEAST(i, n{k})::BIGINT * {KEY} + GREATEST(i, n{k}) AS key FROM g_lead WHERE n{k} IS NOT NULL"
+        for k in range(1, int(window) + 1)
+    )
+
+
+def pair_counts_sql(keys: str = "g_keys", part: tuple[int, int] | None = None) -> str:
+    """(lo, hi, c): the distinct pairs of the key table ``keys`` and their shared-user counts (one-column
+    grouping); ``part=(p, P)``: only the keys equal to ``p`` modulo ``P`` (disjoint partitions)."""
+    cond = "" if part is None else f" WHERE key % {int(part[1])} = {int(part[0])}"
+    return (
+        f"SELECT key // {KEY} AS lo, key % {KEY} AS hi, c FROM "
+        f"(SELECT key, COUNT(*) AS c FROM {keys}{cond} GROUP BY key) AS g"
+    )
 
 
 def expected_pairs_sql(window: int | None, seq: str = "g_seq") -> str:
@@ -157,26 +157,23 @@ def colisten_pairs(
 ) -> dict:
     """Materialises the tables ``g_seq`` and ``g_pairs`` in ``engine``; returns the statistics.
 
-    ``chunk_pairs``: the users are counted in ``P = ceil(pairs / chunk_pairs)`` groups (``u % P``, at most
-    4096, as the NumPy builder's partitions) whose partial counts are appended to one table and summed,
-    so one aggregation holds about ``chunk_pairs`` raw pairs; None = one aggregation (the engine spills)."""
+    ``chunk_pairs``: the pairs are counted in ``P = ceil(pairs / chunk_pairs)`` disjoint partitions of
+    their key (at most 4096, as the NumPy builder's hash partitions), appended one after the other, so
+    one aggregation holds about ``chunk_pairs`` raw pairs; None = one aggregation (the engine spills).
+    The raw keys are materialised once (``g_keys``, 8 bytes per pair, spilled past the memory limit)."""
     engine.materialize("g_seq", sequences_sql(edge_codes, cap))
     if window is not None:
         engine.materialize("g_lead", lead_sql(window))
+    engine.materialize("g_keys", pair_keys_sql(window))
+    engine.drop("g_lead")
     n_parts = 1
     if chunk_pairs is not None:
         expected = int(engine.fetch(expected_pairs_sql(window))["pairs"][0])
         n_parts = max(1, min(4096, math.ceil(expected / int(chunk_pairs))))
-    if n_parts == 1:
-        engine.materialize("g_pairs", pair_counts_sql(window))
-    else:
-        try:  # partial counts per group of users, summed
-            for p in range(n_parts):
-                (engine.append if p else engine.materialize)("g_part", pair_counts_sql(window, part=(p, n_parts)))
-            engine.materialize("g_pairs", "SELECT lo, hi, SUM(c) AS c FROM g_part GROUP BY lo, hi")
-        finally:
-            engine.drop("g_part")
-    engine.drop("g_lead")
+    for p in range(n_parts):
+        part = None if n_parts == 1 else (p, n_parts)
+        (engine.append if p else engine.materialize)("g_pairs", pair_counts_sql(part=part))
+    engine.drop("g_keys")
     return {**_stats(engine, edge_codes), "partitions": n_parts}
 
 
