@@ -197,9 +197,11 @@ def run_scales(
     mem_available: Callable[[], int] = mem_available_bytes,
     mem_fraction: float = 0.8,
     log: Callable[[str], None] = print,
+    reuse: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Runs ``runner(scale, stage)`` for every scale up to ``max_scale`` (memory guard first) and
-    extrapolates the rest; returns ``{"rows", "fits", "skipped_scales", "interactions_factor"}``."""
+    extrapolates the rest; returns ``{"rows", "fits", "skipped_scales", "interactions_factor"}``.
+    ``reuse``: scale -> measured rows of an earlier run (same preset), taken instead of running it."""
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     stop = scales.index(max_scale) + 1
@@ -218,6 +220,11 @@ def run_scales(
                 log(f"[scale] {scale}: skipped, {refused}")
         if refused is not None:
             skipped.append({"scale": scale, "reason": refused})
+            continue
+        old = {r["stage"]: r for r in (reuse or {}).get(scale, ())}
+        if all(st in old for st in stages):
+            rows.extend({**old[st], "reused": True} for st in stages)
+            log(f"[scale] {scale}: measured rows reused from the earlier run")
             continue
         for st in stages:
             r = {"scale": scale, "stage": st, "extrapolated": False, **runner(scale, st)}
@@ -448,6 +455,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     p.add_argument("--work_dir", default=str(ROOT / ".cache" / "scale_runs"), help="the runs' folder (kept)")
     p.add_argument("--fresh", action="store_true", help="remove --work_dir first (else valid stages are reused)")
+    p.add_argument(
+        "--reuse",
+        default=None,
+        help="an earlier scale.json (same preset and overrides): its measured scales are taken, not rerun",
+    )
     p.add_argument("--mem_fraction", type=float, default=0.8, help="memory guard: share of MemAvailable")
     p.add_argument("--poll_s", type=float, default=0.5, help="spill folder polling period")
     p.add_argument("--timeout_s", type=float, default=3600.0, help="per (scale, stage) child")
@@ -472,6 +484,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     from twotower_hgnn.io import atomic_write_json
     from twotower_hgnn.provenance import git_sha, utc_now
 
+    reuse: dict[str, list[dict]] = {}
+    if a.reuse:
+        old = json.loads(Path(a.reuse).read_text())
+        same = old["meta"]["preset"] == a.config and old["meta"].get("overrides", {}) == parse_overrides(a.set)
+        if not same:
+            p.error(f"--reuse={a.reuse}: preset/overrides differ from this run's")
+        when = {"date": old["meta"]["date"], "git_sha": old["meta"]["git_sha"]}
+        for r in old["rows"]:
+            if not r["extrapolated"] and r["scale"] in SCALE_ORDER[: SCALE_ORDER.index(a.max_scale) + 1]:
+                reuse.setdefault(r["scale"], []).append({**r, "measured": r.get("measured", when)})
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     run = run_scales(
@@ -480,6 +502,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         child_runner(work, a.config, a.poll_s, a.timeout_s, a.set),
         max_scale=a.max_scale,
         mem_fraction=a.mem_fraction,
+        reuse=reuse,
     )
     meta = {
         "machine": f"{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()})",
@@ -491,6 +514,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "max_scale": a.max_scale,
         "stages": stages,
         "load_avg_start": load0,
+        "reused_scales": {s: rs[0]["measured"] for s, rs in reuse.items()},
         "load_avg_end": os.getloadavg()[0],
         "mem_available_bytes_end": mem_available_bytes(),
         "wall_s": time.perf_counter() - t0,

@@ -91,3 +91,19 @@ def test_fit_power_edge_cases():
     assert S.fit_power([1.0, 2.0], [0.0, 0.0]) is None  # zero costs carry no slope
     f = S.fit_power([10.0, 100.0, 1000.0], [5.0, 50.0, 500.0])
     assert f["b"] == pytest.approx(1.0) and f["r2"] == pytest.approx(1.0) and math.isclose(f["a"], 0.5)
+
+
+def test_reuse_takes_earlier_rows_instead_of_running():
+    calls = []
+    first = S.run_scales(S.SCALE_ORDER, ["graph"], fake_runner(calls), max_scale="small", mem_available=lambda: 1 << 50)
+    old = {}
+    for r in first["rows"]:
+        if not r["extrapolated"]:
+            old.setdefault(r["scale"], []).append(r)
+    calls.clear()
+    run = S.run_scales(
+        S.SCALE_ORDER, ["graph"], fake_runner(calls), max_scale="medium", mem_available=lambda: 1 << 50, reuse=old
+    )
+    assert calls == [("medium", "graph")]
+    assert [r["scale"] for r in run["rows"] if r.get("reused")] == ["tiny", "small"]
+    assert run["fits"]["graph"]["seconds"]["points"] == 3
