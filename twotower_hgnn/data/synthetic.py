@@ -203,9 +203,11 @@ def _gen_items(ri: np.random.Generator, cfg: SyntheticConfig, topic_p: np.ndarra
     return _Items(ab_topic, pc_topic, ab_w, pc_w, np.concatenate([ab_topic, pc_topic]))
 
 
-def _gen_users(ru: np.random.Generator, cfg: SyntheticConfig, topics: _Topics) -> _Users:
-    """Step 3 on the ``users`` stream."""
-    K, n_ab, n_pc, n_u = cfg.n_topics, cfg.n_audiobooks, cfg.n_podcasts, cfg.n_users
+def _gen_users(ru: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, n_u: int | None = None) -> _Users:
+    """Step 3 on the ``users`` stream, for ``n_u`` users (None = ``cfg.n_users``; a chunk of users draws its
+    own stream, see :mod:`twotower_hgnn.data.synthetic_parquet`)."""
+    K, n_ab, n_pc = cfg.n_topics, cfg.n_audiobooks, cfg.n_podcasts
+    n_u = cfg.n_users if n_u is None else int(n_u)
     topic_p = topics.p
     act = ru.lognormal(0.0, cfg.user_activity_sigma, n_u)
     eng_target = cfg.mean_interactions / cfg.expected_events_per_engagement()
@@ -232,14 +234,40 @@ def _gen_users(ru: np.random.Generator, cfg: SyntheticConfig, topics: _Topics) -
     return _Users(n_eng, tastes, taste_w, is_ab, share, adopt, age, country_idx, music)
 
 
+@dataclasses.dataclass
+class _ItemDraw:
+    """What step 4 needs of the items, built once (no randomness): per-type topic mass and samplers."""
+
+    ab_mass: np.ndarray
+    pc_mass: np.ndarray
+    ab: _GroupSampler | None
+    pc: _GroupSampler | None
+
+    @classmethod
+    def build(cls, cfg: SyntheticConfig, topics: _Topics, items: _Items) -> "_ItemDraw":
+        K, n_ab = cfg.n_topics, cfg.n_audiobooks
+        return cls(
+            _topic_mass(items.ab_topic, items.ab_w, topics.p),
+            _topic_mass(items.pc_topic, items.pc_w, topics.p),
+            _GroupSampler(items.ab_topic, items.ab_w, K, 0) if n_ab else None,
+            _GroupSampler(items.pc_topic, items.pc_w, K, n_ab) if cfg.n_podcasts else None,
+        )
+
+
 def _gen_engagements(
-    re_: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, items: _Items, users: _Users
+    re_: np.random.Generator,
+    cfg: SyntheticConfig,
+    topics: _Topics,
+    items: _Items,
+    users: _Users,
+    draw: _ItemDraw | None = None,
 ) -> _Engagements:
-    """Step 4 on the ``engagements`` stream: type, topic, item and time of every engagement."""
-    K, n_ab, n_pc, n_u = cfg.n_topics, cfg.n_audiobooks, cfg.n_podcasts, cfg.n_users
+    """Step 4 on the ``engagements`` stream: type, topic, item and time of every engagement (``user`` is
+    the row in ``users``; ``draw``: the items' :class:`_ItemDraw`, None = built here)."""
+    K, n_u = cfg.n_topics, users.n_eng.shape[0]
     topic_p, tastes, taste_w = topics.p, users.tastes, users.taste_w
-    ab_mass = _topic_mass(items.ab_topic, items.ab_w, topic_p)
-    pc_mass = _topic_mass(items.pc_topic, items.pc_w, topic_p)
+    draw = _ItemDraw.build(cfg, topics, items) if draw is None else draw
+    ab_mass, pc_mass = draw.ab_mass, draw.pc_mass
     n_total = int(users.n_eng.sum())
     user = np.repeat(np.arange(n_u, dtype=np.int64), users.n_eng)
     eng_ab = re_.random(n_total) < users.share[user]
@@ -254,12 +282,12 @@ def _gen_engagements(
         p_explore = topic_p * mass / (topic_p * mass).sum()
         topic[m] = np.where(explore[m], re_.choice(K, int(m.sum()), p=p_explore), tastes[um, slot])
     item = np.empty(n_total, np.int64)
-    if n_ab:
+    if draw.ab is not None:
         m = eng_ab
-        item[m] = _GroupSampler(items.ab_topic, items.ab_w, K, 0).sample(re_, topic[m])
-    if n_pc:
+        item[m] = draw.ab.sample(re_, topic[m])
+    if draw.pc is not None:
         m = ~eng_ab
-        item[m] = _GroupSampler(items.pc_topic, items.pc_w, K, n_ab).sample(re_, topic[m])
+        item[m] = draw.pc.sample(re_, topic[m])
     lo = np.where(eng_ab, users.adopt[user], 0.0)
     t_eng = lo + re_.random(n_total) * (cfg.days * DAY - lo)
     return _Engagements(user, eng_ab, item, t_eng)
@@ -293,10 +321,11 @@ def _gen_events(rv: np.random.Generator, cfg: SyntheticConfig, eng: _Engagements
     return ev, e_user, e_item, e_time
 
 
-def _items_table(
-    rtx: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, item_topic: np.ndarray, item_ids: pd.Series
-) -> pd.DataFrame:
-    """The items table; language (and text, if ``emit_text``) on the ``text`` stream."""
+def _items_columns(
+    rtx: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, item_topic: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The items table's columns but ``item_id`` (NumPy str arrays); language (and text, if ``emit_text``)
+    on the ``text`` stream."""
     n_ab = cfg.n_audiobooks
     n_items = item_topic.shape[0]
     langs = np.array([lang for _, lang in COUNTRIES])
@@ -306,14 +335,20 @@ def _items_table(
         title, desc = _texts(rtx, item_topic, n_ab)
     else:
         title = desc = np.full(n_items, "", dtype="U1")
+    item_type = np.where(np.arange(n_items) < n_ab, "audiobook", "podcast")
+    return {"item_type": item_type, "title": title, "description": desc, "language": lang, "genre": genre}
+
+
+def _items_table(
+    rtx: np.random.Generator, cfg: SyntheticConfig, topics: _Topics, item_topic: np.ndarray, item_ids: pd.Series
+) -> pd.DataFrame:
+    """The items table (:func:`_items_columns` with the ids)."""
+    cols = _items_columns(rtx, cfg, topics, item_topic)
     return pd.DataFrame(
         {
             "item_id": item_ids,
-            "item_type": pd.Series(np.where(np.arange(n_items) < n_ab, "audiobook", "podcast")).astype(object),
-            "title": title.astype(object),
-            "description": desc.astype(object),
-            "language": lang.astype(object),
-            "genre": genre.astype(object),
+            "item_type": pd.Series(cols["item_type"]).astype(object),
+            **{k: cols[k].astype(object) for k in ("title", "description", "language", "genre")},
         }
     )
 
@@ -342,6 +377,18 @@ def _content_vectors(
     return _normalise(topic_dir[item_topic] + noise)
 
 
+def _dataset_meta(cfg: SyntheticConfig, seed: int) -> dict:
+    """``Dataset.meta`` of a synthetic dataset: scale, seed, config, time bounds and the split rule."""
+    return {
+        "scale": cfg.name,
+        "seed": seed,
+        "config": dataclasses.asdict(cfg),
+        "start": cfg.start,
+        "end": cfg.start + cfg.days * DAY,
+        "split": {"test_days_from_end": 14, "history_days": cfg.days},
+    }
+
+
 def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) -> Dataset:
     """Generates a synthetic :class:`Dataset` (see module docstring). ``overrides`` replace config fields."""
     cfg = _resolve_config(cfg_or_scale, overrides)
@@ -367,15 +414,7 @@ def generate(cfg_or_scale: SyntheticConfig | str, seed: int = 0, **overrides) ->
     item_vectors = None
     if cfg.content_dim > 0:
         item_vectors = _content_vectors(r("content"), cfg, topics.direction, items.item_topic)
-    meta = {
-        "scale": cfg.name,
-        "seed": seed,
-        "config": dataclasses.asdict(cfg),
-        "start": cfg.start,
-        "end": cfg.start + cfg.days * DAY,
-        "split": {"test_days_from_end": 14, "history_days": cfg.days},
-        "generate_seconds": None,
-    }
+    meta = {**_dataset_meta(cfg, seed), "generate_seconds": None}
     ds = build_dataset(
         inter,
         items_df,
