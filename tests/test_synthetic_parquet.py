@@ -1,0 +1,156 @@
+"""The chunked Parquet writer of the synthetic generator (twotower_hgnn.data.synthetic_parquet): one chunk is
+``generate()``'s dataset, several chunks keep its calibration, users are split disjointly, the files are what
+the log queries read, and an interrupted run resumes chunk by chunk to the same bytes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from twotower_hgnn.data import synthetic as syn
+from twotower_hgnn.data import synthetic_parquet as sp
+from twotower_hgnn.data.schema import EVENTS
+from twotower_hgnn.errors import DataError
+from twotower_hgnn.io import _umask
+from twotower_hgnn.logs.colisten import colisten_edges
+from twotower_hgnn.logs.counts import log_bounds, timestamp_at
+from twotower_hgnn.logs.engines import DuckDBEngine
+from twotower_hgnn.logs.tables import interactions_frame
+
+COLS = ["timestamp", "user_idx", "item_idx", "event_code"]
+
+
+@pytest.fixture(scope="module")
+def tiny_gen():
+    return syn.generate("tiny", seed=3)
+
+
+@pytest.fixture(scope="module")
+def one_chunk(tmp_path_factory, tiny_gen):
+    out = tmp_path_factory.mktemp("one") / "tiny"
+    sp.write_synthetic("tiny", 3, out, chunk_users=10**6)
+    return out
+
+
+def test_one_chunk_is_generate(one_chunk, tiny_gen):
+    ds = sp.load_dataset(one_chunk, verify=True)
+    g = tiny_gen
+    pd.testing.assert_frame_equal(ds.items, g.items)
+    pd.testing.assert_frame_equal(ds.users, g.users)
+    assert np.array_equal(ds.music, g.music) and np.array_equal(ds.item_vectors, g.item_vectors)
+    assert np.array_equal(ds.interactions[COLS].to_numpy(), g.interactions[COLS].to_numpy())
+    assert ds.item_type_counts == g.item_type_counts
+    assert {k: ds.meta[k] for k in ("start", "end", "split", "seed")} == {
+        k: g.meta[k] for k in ("start", "end", "split", "seed")
+    }
+    vec = np.load(one_chunk / "item_vectors.npy", mmap_mode="r")  # memory-mappable as written
+    assert vec.dtype == np.float32 and vec.shape == g.item_vectors.shape
+    assert oct((one_chunk / "items.parquet").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def test_the_log_queries_read_the_parquet_as_the_in_memory_log(one_chunk, tiny_gen):
+    """row_id is the position in the time-ordered log: the co-listening pairs (first row per user and item,
+    sequence order) and the split's timestamp_at equal the in-memory table's."""
+    eng_pq, eng_mem = DuckDBEngine(memory_limit="512MB", threads=1), DuckDBEngine(threads=1)
+    try:
+        eng_pq.register_parquet("inter", one_chunk / "interactions")
+        eng_mem.register_frame("inter", interactions_frame(tiny_gen.interactions))
+        n, mx = log_bounds(eng_pq)
+        assert (n, mx) == log_bounds(eng_mem) == (len(tiny_gen.interactions), tiny_gen.interactions.timestamp.max())
+        for pos in (0, n // 3, n - 1):
+            assert timestamp_at(eng_pq, pos) == int(tiny_gen.interactions.timestamp.iloc[pos])
+        stream = [EVENTS.index("stream")]
+        a = colisten_edges(eng_pq, stream, "topk", 1, 5, window=10, cap=50)
+        b = colisten_edges(eng_mem, stream, "topk", 1, 5, window=10, cap=50)
+        assert a[0].size > 100 and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    finally:
+        eng_pq.close()
+        eng_mem.close()
+
+
+def _top_share(counts: np.ndarray, frac: float) -> float:
+    c = np.sort(counts)[::-1]
+    return float(c[: max(1, int(round(frac * c.size)))].sum() / max(c.sum(), 1))
+
+
+def test_chunks_are_calibrated_disjoint_complete_and_readable(tmp_path):
+    out = tmp_path / "small"
+    man = sp.write_synthetic("small", 5, out, chunk_users=5_000, digest=False)
+    assert man["complete"] and man["n_chunks"] == 4 and not (out / "staging").exists()
+    ds = sp.load_dataset(out)
+    g = syn.generate("small", seed=5)
+    a, b = syn.calibration(ds), syn.calibration(g)
+    assert abs(a["mean_interactions_per_user"] / b["mean_interactions_per_user"] - 1) < 0.03, (a, b)
+    for k in ("top20_audiobooks_stream_share", "top25_users_stream_share", "frac_users_with_audiobooks"):
+        assert abs(a[k] - b[k]) < 0.03, (k, a[k], b[k])
+    assert abs(a["frac_ab_users_streaming_podcasts"] - b["frac_ab_users_streaming_podcasts"]) < 0.05
+    n_ab = ds.item_type_counts["audiobook"]
+    share = [float((d.interactions.item_idx.to_numpy() < n_ab).mean()) for d in (ds, g)]
+    assert abs(share[0] - share[1]) < 0.01, share  # audiobook share of the log
+    pop = [_top_share(np.bincount(d.interactions.item_idx, minlength=d.num_items), 0.2) for d in (ds, g)]
+    assert abs(pop[0] - pop[1]) < 0.03, pop
+    assert not np.array_equal(ds.users.age, g.users.age)  # several chunks: another draw of the same model
+
+    # users: the chunks' ranges partition [0, n); every user is in exactly one users part and has rows
+    ranges = [tuple(man["chunks"][str(c)]["users"]) for c in range(4)]
+    assert ranges == sp.chunk_ranges(20_000, 5_000)
+    ids = np.concatenate(
+        [pq.read_table(out / f"users/part-{c:05d}.parquet").column("user_id").to_numpy() for c in range(4)]
+    )
+    assert np.array_equal(ids.astype(str), syn._ids("u", 20_000).to_numpy().astype(str))
+    u = ds.interactions.user_idx.to_numpy()
+    assert np.array_equal(np.unique(u), np.arange(20_000))
+    per_chunk = np.bincount(u // 5_000, minlength=4)
+    assert per_chunk.tolist() == [man["chunks"][str(c)]["interactions"] for c in range(4)]
+    # ordered by (timestamp, user, item, event), row_id = position
+    key = ds.interactions[COLS].to_numpy()
+    assert (np.diff(key[:, 0]) >= 0).all()
+
+    eng = DuckDBEngine(memory_limit="512MB", threads=1)
+    try:
+        eng.register_parquet("inter", out / "interactions", where="day >= 19600")
+        got = eng.fetch(
+            "SELECT COUNT(*) AS n, MIN(row_id) AS lo, MAX(row_id) AS hi, COUNT(DISTINCT day) AS d FROM inter"
+        )
+        eng.register_parquet("inter", out / "interactions")
+        every = eng.fetch("SELECT COUNT(*) AS n, COUNT(DISTINCT row_id) AS r, MAX(row_id) AS hi FROM inter")
+    finally:
+        eng.close()
+    days = {int(d): v["rows"] for d, v in man["days"].items()}
+    assert int(got["n"][0]) == sum(n for d, n in days.items() if d >= 19600) and int(got["d"][0]) == 90 - 61
+    assert int(every["n"][0]) == int(every["r"][0]) == len(ds.interactions) == man["rows"]["interactions"]
+    assert int(every["hi"][0]) == len(ds.interactions) - 1
+
+
+def test_an_interrupted_run_resumes_to_the_same_files(tmp_path, monkeypatch):
+    whole = sp.write_synthetic("tiny", 7, tmp_path / "whole", chunk_users=300)
+    real = sp._write_chunk
+    calls, crash = [], [True]
+
+    def crash_on_third(out, cfg, seed, c, *args):
+        calls.append(c)
+        if c == 2 and crash[0]:
+            raise RuntimeError("killed")
+        return real(out, cfg, seed, c, *args)
+
+    monkeypatch.setattr(sp, "_write_chunk", crash_on_third)
+    with pytest.raises(RuntimeError, match="killed"):
+        sp.write_synthetic("tiny", 7, tmp_path / "cut", chunk_users=300)
+    with pytest.raises(DataError, match="incomplete"):
+        sp.read_manifest(tmp_path / "cut")
+    assert sorted(json.loads((tmp_path / "cut" / sp.MANIFEST).read_text())["chunks"]) == ["0", "1"]
+    calls.clear()
+    crash[0] = False
+    again = sp.write_synthetic("tiny", 7, tmp_path / "cut", chunk_users=300)
+    assert calls == [2]  # chunks 0 and 1 were listed: skipped
+    assert sp.final_files(again) == sp.final_files(whole)  # same rows, bytes and digests
+    sp.read_manifest(tmp_path / "cut", verify=True)
+    with pytest.raises(DataError, match="another synthetic dataset"):
+        sp.write_synthetic("tiny", 8, tmp_path / "cut", chunk_users=300)
+    (tmp_path / "cut" / "items.parquet").write_bytes(b"changed")
+    with pytest.raises(DataError, match="changed"):
+        sp.read_manifest(tmp_path / "cut", verify=True)
