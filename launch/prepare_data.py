@@ -3,6 +3,8 @@
 python -m launch.prepare_data                                   # MovieLens-1M, dataset defaults
 python -m launch.prepare_data --dataset=synthetic --scale=small --graph_rule=any
 python -m launch.prepare_data --dataset=files --interactions=i.csv --items=it.parquet --users=u.csv
+python -m launch.prepare_data --dataset=synthetic --scale=large --format=parquet_chunks --chunk_users=200000 \
+    --out_dir=/data/synthetic-large       # the data only, as chunked Parquet (resumable; no split or graph)
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ flags.DEFINE_float("holdout_frac", 0.1, "Fraction of edges held out for HGNN val
 define_range("holdout_frac", 0.0, 1.0, open_hi=True)
 define_output("out_dir", None, "Optional directory: writes graph/ (HeteroCSR) and stats.json.")
 define_renamed("out", "out_dir")
+flags.DEFINE_enum(
+    "format",
+    "report",
+    ["report", "parquet_chunks"],
+    "report: split, build the graph and print the statistics (--out_dir: graph/ and stats.json). parquet_chunks: "
+    "write the synthetic dataset to --out_dir as Parquet in chunks of --chunk_users users (items.parquet, users/, "
+    "interactions/day=N/, manifest.json; rerun to resume) and stop there.",
+)
+flags.DEFINE_integer(
+    "chunk_users", 200_000, "--format=parquet_chunks: users per chunk (peak memory follows it).", lower_bound=1
+)
 flags.adopt_module_key_flags(common)  # --help lists the shared flags too
 FLAGS = flags.FLAGS
 _MINIMUM = {"history_days": 0, "test_days": 0, "window": 1, "max_items_per_user": 2}
@@ -93,6 +106,27 @@ flags.register_validator("cut_date", _check_cut_date)
 flags.register_validator("edge_events", _check_events)
 
 
+def _check_format(v: dict) -> bool:
+    if v["format"] == "parquet_chunks" and (v["dataset"] != "synthetic" or not v["out_dir"]):
+        raise flags.ValidationError("--format=parquet_chunks needs --dataset=synthetic and --out_dir")
+    return True
+
+
+flags.register_multi_flags_validator(["format", "dataset", "out_dir"], _check_format)
+
+
+def _write_parquet_chunks() -> None:
+    """--format=parquet_chunks: the synthetic scale written (or resumed) as chunked Parquet."""
+    from twotower_hgnn.data.synthetic_parquet import write_synthetic
+
+    seed = FLAGS.data_seed if FLAGS["data_seed"].present else FLAGS.seed
+    t0 = time.perf_counter()
+    man = write_synthetic(FLAGS.scale, seed, FLAGS.out_dir, chunk_users=FLAGS.chunk_users, log=print)
+    summary = {"out_dir": FLAGS.out_dir, "scale": FLAGS.scale, "seed": seed, "chunk_users": FLAGS.chunk_users}
+    summary.update(rows=man["rows"], chunks=man["n_chunks"], seconds=round(time.perf_counter() - t0, 1))
+    print(json.dumps(summary))
+
+
 def main(argv):
     del argv
     import dataclasses
@@ -102,6 +136,8 @@ def main(argv):
     from twotower_hgnn.graph import default_graph_config, prepare_report
     from twotower_hgnn.io import atomic_write_json
 
+    if FLAGS.format == "parquet_chunks":
+        return _write_parquet_chunks()
     t0 = time.perf_counter()
     ds = load_dataset_from_flags(FLAGS.data_seed if FLAGS["data_seed"].present else FLAGS.seed)
     load_s = time.perf_counter() - t0

@@ -154,3 +154,28 @@ def test_an_interrupted_run_resumes_to_the_same_files(tmp_path, monkeypatch):
     (tmp_path / "cut" / "items.parquet").write_bytes(b"changed")
     with pytest.raises(DataError, match="changed"):
         sp.read_manifest(tmp_path / "cut", verify=True)
+
+
+def test_prepare_data_writes_parquet_chunks_and_rejects_bad_flags(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(root)}
+
+    def run(*args):
+        cmd = [sys.executable, "-m", "launch.prepare_data", "--dataset=synthetic", "--scale=tiny", *args]
+        return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+
+    bad = run("--format=parquet_chunks")  # no --out_dir
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: --format=parquet_chunks needs --dataset=synthetic and --out_dir"
+    ), bad.stderr
+    p = run("--format=parquet_chunks", "--chunk_users=500", "--data_seed=3", f"--out_dir={tmp_path / 'x'}")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    assert summary["chunks"] == 2 and summary["rows"]["users"] == 800
+    man = sp.read_manifest(tmp_path / "x", verify=True)
+    assert man["chunk_users"] == 500 and man["seed"] == 3 and man["rows"] == summary["rows"]
