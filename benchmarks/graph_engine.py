@@ -190,7 +190,8 @@ def main(argv):
         }
         path = Path(FLAGS.json)
         doc = json.loads(path.read_text()) if path.exists() else {}
-        doc[FLAGS.scale] = {"meta": meta, "rows": rows, "summary": summary}
+        key = FLAGS.scale + (f"-memory_limit={FLAGS.memory_limit}" if FLAGS.memory_limit else "")
+        doc[key] = {"meta": meta, "rows": rows, "summary": summary}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
         print(f"wrote {path}")

@@ -1,3 +1,19 @@
-"""The steps that read the interaction log, written once as relational queries (DuckDB SQL) and run by
-DuckDB (default; embedded, out-of-core under a memory limit) or Apache Spark (the ``[spark]`` extra; the
-same SQL transpiled by SQLGlot). Data floor: imports ``twotower_hgnn.data`` and nothing above."""
+"""The steps that read the interaction log, written once as relational queries and run by an engine.
+
+The queries are SQL text in DuckDB's dialect (:mod:`.colisten`: co-listening pairs and the graph rule;
+:mod:`.counts`: popularity, weak-event counts, relation support, the temporal split). DuckDB runs them
+as written (default; embedded, out-of-core: ``memory_limit`` bounds its memory, the rest spills to
+``temp_directory``); Spark runs the same text after SQLGlot transpiles it (the ``[spark]`` extra, Java
+17+). The one step with a second form is the top-k rule's selection (DuckDB's top-n aggregate, a window
+ranking elsewhere), and a test checks the two agree. Inputs (:mod:`.tables`) are the validated
+interactions, in memory or as a Parquet dataset partitioned by day so that a window reads only its days.
+Results come back as NumPy arrays; the CSR, the sampler and everything downstream stay NumPy/JAX.
+
+The outputs equal the NumPy code's, checked against the golden digests ``tests/golden/log_digests.json``
+(:mod:`.digest`, :mod:`.outputs`; written by ``benchmarks/log_golden.py``). Data floor: imports
+``twotower_hgnn.data`` and nothing above. ``twotower_hgnn.graph.build_graph`` uses it through
+``GraphConfig.engine`` (default ``"duckdb"``).
+
+Not yet here (issue 15): the two-tower training examples and the as-of history (per-example item ids or
+index ranges) still come from the NumPy code in ``features_examples`` / ``history``.
+"""
