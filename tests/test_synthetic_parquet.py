@@ -137,6 +137,18 @@ def test_an_interrupted_run_resumes_to_the_same_files(tmp_path, monkeypatch):
             raise RuntimeError("killed")
         return real(out, cfg, seed, c, *args)
 
+    real_vectors = sp._write_vectors
+
+    def disk_full(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sp, "_write_vectors", disk_full)  # items.parquet written, the vectors not
+    with pytest.raises(RuntimeError, match="disk full"):
+        sp.write_synthetic("tiny", 7, tmp_path / "cut", chunk_users=300)
+    assert (tmp_path / "cut" / "items.parquet").exists() and "items" not in json.loads(
+        (tmp_path / "cut" / sp.MANIFEST).read_text()
+    )
+    monkeypatch.setattr(sp, "_write_vectors", real_vectors)
     monkeypatch.setattr(sp, "_write_chunk", crash_on_third)
     with pytest.raises(RuntimeError, match="killed"):
         sp.write_synthetic("tiny", 7, tmp_path / "cut", chunk_users=300)

@@ -290,6 +290,8 @@ def write_synthetic(
         log(f"{out}: complete, nothing to do")
         return man
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / MANIFEST).exists():  # first: a folder interrupted at any later point is resumable
+        atomic_write_json(out / MANIFEST, man)
     t0 = time.perf_counter()
     topics = syn._gen_topics(np_rng(seed, "synthetic", "topics"), cfg)
     items = syn._gen_items(np_rng(seed, "synthetic", "items"), cfg, topics.p)
