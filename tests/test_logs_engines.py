@@ -130,7 +130,7 @@ def _random_log(users: int = 8000, per_user: int = 25, items: int = 200_000) -> 
 def test_duckdb_spills_under_its_memory_limit_and_gives_the_same_answer(tmp_path):
     path = write_interactions(_random_log(), tmp_path / "log")
     got = {}
-    for limit in ("40MB", None):
+    for limit in ("64MB", None):
         engine = DuckDBEngine(memory_limit=limit, temp_directory=tmp_path / f"spill-{limit}", threads=1)
         try:
             engine.register_parquet("inter", path)
@@ -139,10 +139,10 @@ def test_duckdb_spills_under_its_memory_limit_and_gives_the_same_answer(tmp_path
             got[limit] = (st, engine.fetch("SELECT lo, hi, c FROM g_pairs ORDER BY lo, hi"), spilled)
         finally:
             engine.close()
-    assert got["40MB"][2] > 0 and got[None][2] == 0  # the limited run spilled to its temp_directory
-    assert got["40MB"][0] == got[None][0] and got["40MB"][0]["distinct_pairs"] > 2_000_000
+    assert got["64MB"][2] > 0 and got[None][2] == 0  # the limited run spilled to its temp_directory
+    assert got["64MB"][0] == got[None][0] and got["64MB"][0]["distinct_pairs"] > 2_000_000
     for col in ("lo", "hi", "c"):
-        assert np.array_equal(got["40MB"][1][col], got[None][1][col])
+        assert np.array_equal(got["64MB"][1][col], got[None][1][col])
 
 
 def test_engine_errors_are_one_line_user_errors():
