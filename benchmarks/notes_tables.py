@@ -205,6 +205,10 @@ def sampler_row(d: Mapping[str, Any]) -> str:
 
 
 def _cell(r: Mapping[str, Any] | None) -> str:
+    if r is not None and r.get("failed"):
+        if r.get("seconds_at_least"):
+            return f"> {r['seconds_at_least']:,.0f} s (stopped)"
+        return "not run" if r["failed"].startswith("not run") else "failed"
     if r is None or r.get("seconds") is None:
         return "-"
     rss = r.get("peak_rss_bytes")
@@ -219,7 +223,7 @@ def scale_table(d: Mapping[str, Any]) -> str:
     scales = list(dict.fromkeys(r["scale"] for r in rows))
     stages = list(dict.fromkeys(r["stage"] for r in rows))
     by = {(r["scale"], r["stage"]): r for r in rows}
-    inter = {sc: next(r["interactions"] for r in rows if r["scale"] == sc) for sc in scales}
+    inter = {sc: next((r["interactions"] for r in rows if r["scale"] == sc and r["interactions"]), 0) for sc in scales}
     measured = [sc for sc in scales if not by[(sc, stages[0])]["extrapolated"]]
     head = (
         f"**scale** (`benchmarks/scale.py`, preset `{m['preset']}`"
@@ -238,6 +242,9 @@ def scale_table(d: Mapping[str, Any]) -> str:
         b += " / " + ("-" if sl["peak_rss_bytes"] is None else f"{sl['peak_rss_bytes']:.2f}")
         lines.append(f"| {st} | " + " | ".join(_cell(by.get((sc, st))) for sc in scales) + f" | {b} |")
     skipped = [f"{s['scale']}: {s['reason']}" for s in d["skipped_scales"]]
+    skipped += [
+        f"{r['scale']} {r['stage']}: {r['failed']}" for r in rows if r.get("failed") and r.get("seconds_at_least")
+    ]
     if skipped:
         lines += ["", "Not run: " + "; ".join(skipped) + "."]
     return "\n".join(lines)

@@ -170,7 +170,7 @@ def guard_estimate(rows: Sequence[Mapping[str, Any]], stages: Sequence[str], sca
     A stage fitted over >= 2 scales: its log-log fit. Over one scale (a one-point fit knows no slope):
     the part of its peak above that scale's smallest peak (the interpreter, jax and the dataset, which
     every stage holds) grows in proportion to the interactions: ``base + (peak - base) * x / x0``."""
-    measured = [r for r in rows if not r["extrapolated"] and r.get("peak_rss_bytes")]
+    measured = [r for r in rows if not r["extrapolated"] and r.get("peak_rss_bytes") and r.get("interactions")]
     if not measured:
         return 0.0
     fits = fit_all(rows, stages)
@@ -187,6 +187,20 @@ def guard_estimate(rows: Sequence[Mapping[str, Any]], stages: Sequence[str], sca
     return est
 
 
+class StageFailed(RuntimeError):
+    """A (scale, stage) that did not finish: ``reason`` and whatever was measured (``fields``)."""
+
+    def __init__(self, reason: str, fields: Mapping[str, Any] | None = None):
+        super().__init__(reason)
+        self.reason, self.fields = reason, dict(fields or {})
+
+
+def _failed_row(scale: str, stage: str, reason: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    row = {"scale": scale, "stage": stage, "extrapolated": False, "ran": False, "failed": reason}
+    row.update({c: None for c in COSTS}, spill_bytes=None, rows=None, interactions=None, **fields)
+    return row
+
+
 # ------------------------------------------------------------------------------------ driver
 def run_scales(
     scales: Sequence[str],
@@ -198,10 +212,15 @@ def run_scales(
     mem_fraction: float = 0.8,
     log: Callable[[str], None] = print,
     reuse: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    on_row: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> dict[str, Any]:
     """Runs ``runner(scale, stage)`` for every scale up to ``max_scale`` (memory guard first) and
     extrapolates the rest; returns ``{"rows", "fits", "skipped_scales", "interactions_factor"}``.
-    ``reuse``: scale -> measured rows of an earlier run (same preset), taken instead of running it."""
+    ``reuse``: scale -> measured rows of an earlier run (same preset), taken instead of running it.
+    A stage whose runner raises :class:`StageFailed` (an error, or a child past ``--timeout_s``) gets a
+    row with ``failed`` (and ``ran: false``); the scale's later stages and every larger scale are then
+    not run (they would recompute it). ``on_row(rows)`` is called after every measured row (partial
+    results on disk)."""
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     stop = scales.index(max_scale) + 1
@@ -226,14 +245,25 @@ def run_scales(
             rows.extend({**old[st], "reused": True} for st in stages)
             log(f"[scale] {scale}: measured rows reused from the earlier run")
             continue
-        for st in stages:
-            r = {"scale": scale, "stage": st, "extrapolated": False, **runner(scale, st)}
+        for j, st in enumerate(stages):
+            try:
+                r = {"scale": scale, "stage": st, "extrapolated": False, **runner(scale, st)}
+            except StageFailed as e:
+                refused = f"stage {st} failed at {scale}: {e.reason}"
+                rows.append(_failed_row(scale, st, e.reason, e.fields))
+                rows.extend(_failed_row(scale, later, f"not run: {refused}", {}) for later in stages[j + 1 :])
+                log(f"[scale] {scale:7s} {st:10s} FAILED: {e.reason}")
+                if on_row:
+                    on_row(list(rows))
+                break
             rows.append(r)
             log(
                 f"[scale] {scale:7s} {st:10s} {r['seconds']:9.2f} s  cpu {r['cpu_s']:9.2f} s  "
                 f"peak RSS {r['peak_rss_bytes'] / 2**30:6.2f} GiB  spill {r['spill_bytes'] / 2**20:8.1f} MiB  "
                 f"rows {r.get('rows')} ({r.get('rows_what', '')})"
             )
+            if on_row:
+                on_row(list(rows))
     fits = fit_all(rows, stages)
     factor = interactions_factor(rows)
     for i, scale in enumerate(scales):
@@ -285,13 +315,17 @@ def child_runner(work_dir: Path, preset: str, poll_s: float, timeout_s: float, o
                 if time.perf_counter() - t0 > timeout_s:
                     proc.kill()
                     _, status, ru = os.wait4(proc.pid, 0)
-                    break
+                    proc.returncode = os.waitstatus_to_exitcode(status)
+                    raise StageFailed(
+                        f"timed out after {timeout_s:.0f} s (--timeout_s)",
+                        {"seconds_at_least": time.perf_counter() - t0, "peak_rss_bytes_at_least": ru.ru_maxrss * 1024},
+                    )
                 time.sleep(poll_s)
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
         wall = time.perf_counter() - t0
         if proc.returncode != 0 or not result.exists():
             tail = log_path.read_text(errors="replace").splitlines()[-15:]
-            raise RuntimeError(f"{scale}/{stage}: child exited {proc.returncode}:\n" + "\n".join(tail))
+            raise StageFailed(f"child exited {proc.returncode}: " + " | ".join(tail[-3:]))
         out = json.loads(result.read_text())
         out.update(
             peak_rss_bytes=ru.ru_maxrss * 1024,
@@ -430,9 +464,10 @@ def print_table(result: Mapping[str, Any]) -> None:
     for r in result["rows"]:
         f = lambda v, k=1.0, p=2: "-" if v is None else f"{v / k:.{p}f}"  # noqa: E731
         print(
-            f"{r['scale']:8s} {r['stage']:10s} {r['interactions']:13,.0f} {f(r['seconds']):>9s} {f(r['cpu_s']):>9s} "
+            f"{r['scale']:8s} {r['stage']:10s} {f(r['interactions'], 1.0, 0):>13s} {f(r['seconds']):>9s} {f(r['cpu_s']):>9s} "
             f"{f(r['peak_rss_bytes'], 2**30):>8s} {f(r.get('spill_bytes'), 2**20, 1):>9s}"
             + ("  EXTRAPOLATED" if r["extrapolated"] else "")
+            + (f"  FAILED: {r['failed']}" if r.get("failed") else "")
         )
     print("\nslope b of cost ~ a * interactions^b:")
     for st, s in result["slopes"].items():
@@ -492,10 +527,31 @@ def main(argv: Sequence[str] | None = None) -> None:
             p.error(f"--reuse={a.reuse}: preset/overrides differ from this run's")
         when = {"date": old["meta"]["date"], "git_sha": old["meta"]["git_sha"]}
         for r in old["rows"]:
-            if not r["extrapolated"] and r["scale"] in SCALE_ORDER[: SCALE_ORDER.index(a.max_scale) + 1]:
+            if (
+                not r["extrapolated"]
+                and not r.get("failed")
+                and r["scale"] in SCALE_ORDER[: SCALE_ORDER.index(a.max_scale) + 1]
+            ):
                 reuse.setdefault(r["scale"], []).append({**r, "measured": r.get("measured", when)})
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
+    base_meta = {
+        "machine": f"{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()})",
+        "cpus": os.cpu_count(),
+        "git_sha": git_sha(ROOT),
+        "preset": a.config,
+        "overrides": parse_overrides(a.set),
+        "max_scale": a.max_scale,
+        "stages": stages,
+        "load_avg_start": load0,
+    }
+    partial = Path(a.json + ".partial")
+
+    def save_partial(rows: list[dict]) -> None:  # a killed run leaves its rows (usable with --reuse)
+        atomic_write_json(
+            partial, {"benchmark": "scale", "partial": True, "meta": {**base_meta, "date": utc_now()}, "rows": rows}
+        )
+
     run = run_scales(
         SCALE_ORDER,
         stages,
@@ -503,17 +559,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_scale=a.max_scale,
         mem_fraction=a.mem_fraction,
         reuse=reuse,
+        on_row=save_partial,
     )
     meta = {
-        "machine": f"{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()})",
-        "cpus": os.cpu_count(),
+        **base_meta,
         "date": utc_now(),
-        "git_sha": git_sha(ROOT),
-        "preset": a.config,
-        "overrides": parse_overrides(a.set),
-        "max_scale": a.max_scale,
-        "stages": stages,
-        "load_avg_start": load0,
         "reused_scales": {s: rs[0]["measured"] for s, rs in reuse.items()},
         "load_avg_end": os.getloadavg()[0],
         "mem_available_bytes_end": mem_available_bytes(),
@@ -523,6 +573,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print_table(result)
     atomic_write_json(a.json, json.loads(json.dumps(result, default=float)))
     plot(result, Path(a.plot))
+    partial.unlink(missing_ok=True)
     print(f"wrote {a.json} and {a.plot}")
 
 

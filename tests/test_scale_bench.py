@@ -107,3 +107,27 @@ def test_reuse_takes_earlier_rows_instead_of_running():
     assert calls == [("medium", "graph")]
     assert [r["scale"] for r in run["rows"] if r.get("reused")] == ["tiny", "small"]
     assert run["fits"]["graph"]["seconds"]["points"] == 3
+
+
+def test_a_failed_stage_is_a_row_and_stops_the_larger_scales():
+    calls = []
+    ok = fake_runner(calls)
+
+    def run(scale, stage):
+        if (scale, stage) == ("small", "hgnn"):
+            raise S.StageFailed("timed out after 60 s (--timeout_s)", {"seconds_at_least": 60.0})
+        return ok(scale, stage)
+
+    saved = []
+    res = S.run_scales(
+        S.SCALE_ORDER, list(LAWS), run, max_scale="large", mem_available=lambda: 1 << 50, on_row=saved.append
+    )
+    assert calls == [("tiny", st) for st in LAWS] + [("small", "graph")]
+    small = {r["stage"]: r for r in res["rows"] if r["scale"] == "small"}
+    assert small["hgnn"]["failed"].startswith("timed out") and small["hgnn"]["seconds_at_least"] == 60.0
+    assert small["evaluate"]["failed"].startswith("not run") and small["evaluate"]["seconds"] is None
+    assert not small["graph"].get("failed") and res["fits"]["graph"]["seconds"]["points"] == 2
+    assert res["fits"]["hgnn"]["scales"] == ["tiny"]  # the failed row is not a point of the fit
+    assert [s["scale"] for s in res["skipped_scales"]][:1] == ["medium"]
+    assert "hgnn failed at small" in res["skipped_scales"][0]["reason"]
+    assert len(saved) == 5 and len(saved[-1]) == 6  # a partial save after every row
