@@ -168,7 +168,10 @@ def spark_engine():
         pytest.skip("Spark needs Java 17+ on PATH")
     from twotower_hgnn.logs.engines import SparkEngine
 
-    engine = SparkEngine(master="local[2]", shuffle_partitions=1)
+    # tiny data: one shuffle partition, no adaptive re-planning, no whole-stage code generation (compile
+    # time dominates at this size)
+    small = {"spark.sql.adaptive.enabled": "false", "spark.sql.codegen.wholeStage": "false"}
+    engine = SparkEngine(master="local[2]", shuffle_partitions=1, conf=small)
     yield engine
     engine.close()
 

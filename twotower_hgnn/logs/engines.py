@@ -116,12 +116,12 @@ def to_spark_sql(sql: str) -> str:
 
 class SparkEngine:
     """The same queries on Spark SQL. session: an existing ``SparkSession``; None = a local one
-    (``master``, e.g. ``local[2]``), stopped by :meth:`close`."""
+    (``master``, e.g. ``local[2]``; ``conf``: more Spark settings), stopped by :meth:`close`."""
 
     name = "spark"
     topn_aggregate = False
 
-    def __init__(self, session=None, master: str = "local[*]", shuffle_partitions: int = 4):
+    def __init__(self, session=None, master: str = "local[*]", shuffle_partitions: int = 4, conf: dict | None = None):
         try:
             from pyspark.sql import SparkSession
         except ImportError:
@@ -138,8 +138,10 @@ class SparkEngine:
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.sql.session.timeZone", "UTC")
-                .getOrCreate()
             )
+            for k, v in (conf or {}).items():
+                session = session.config(k, str(v))
+            session = session.getOrCreate()
         self.spark = session
         if self._own:
             session.sparkContext.setLogLevel("ERROR")
