@@ -170,3 +170,22 @@ def test_pipeline_on_three_item_types(tmp_path):
     assert rec.target_type == "film" and rec.dataset.item_types == ("book", "film", "song")
     recs = rec.recommend(user_id="u0", k=3)
     assert len(recs) == 3 and all(item_id.startswith("film") for item_id, _, _ in recs)
+
+
+def test_split_segments_use_the_first_type_when_there_are_no_audiobooks(tmp_path):
+    """Warm = a training interaction of the data's first type ("book"); a catalogue without books
+    reports an empty warm segment naming that type, and the summary uses the type's name."""
+    from twotower_hgnn.data.split import segment_type, temporal_split
+
+    ds = load_dataset("files", **_write(tmp_path))
+    assert segment_type(ds) == "book"
+    sp = temporal_split(ds, cut_quantile=0.8)
+    assert sp.segment_type == "book"
+    lo, hi = ds.item_type_offsets()[:2]
+    tr = sp.train
+    has_book = set(tr.loc[(tr["item_idx"] >= lo) & (tr["item_idx"] < hi), "user_idx"])
+    test_users = set(sp.test["user_idx"])
+    assert set(sp.warm_users.tolist()) == test_users & has_book
+    assert set(sp.cold_users.tolist()) == test_users - has_book
+    assert "with book streams in test" in sp.summary()
+    assert not any("audiobook" in n for n in sp.notes)

@@ -15,7 +15,8 @@ early stopping and tuning: the last ``frac`` of the training time range (tempora
 validation file, or a seeded per-user random ``frac`` of each user's training rows (external splits).
 
 Test users are labelled **warm** if their training interactions (the history the model can see)
-contain any audiobook interaction of any event, **cold** otherwise.
+contain any audiobook interaction of any event, **cold** otherwise (data without audiobooks: the data's
+first item type, :func:`segment_type`).
 
 Dataset defaults (``Dataset.meta["split"]``, used when the caller gives neither a cut date nor a
 quantile): synthetic data cuts 14 days before its end with a 90-day history; MovieLens-1M cuts at the
@@ -67,12 +68,15 @@ class Split:
         only; features use :meth:`user_as_of`).
       history_start: first training second, or None (no history window).
       test_end: first second after the test window, or None (to the end of the log).
-      warm_users: int32 ``[n_warm]`` sorted user_idx of test users with an audiobook interaction in ``train``.
+      warm_users: int32 ``[n_warm]`` sorted user_idx of test users with a ``segment_type`` interaction in
+        ``train``.
       cold_users: int32 ``[n_cold]`` sorted user_idx of the other test users.
       segment_sizes: counts of every segment (see :func:`segments`), JSON-serialisable.
       as_of_times: int64 ``[num_users]`` per-user as-of second (external splits: the user's last
         training second + 1, 0 without training rows), or None: everybody as of ``cut_time``.
       notes: what the segments rule reported (e.g. an empty warm segment; :mod:`.split_rules`).
+      segment_type: the item type that makes a user warm (:func:`segment_type`; "audiobook" for the
+        paper's data).
     """
 
     train: pd.DataFrame
@@ -85,6 +89,7 @@ class Split:
     test_end: int | None = None
     as_of_times: np.ndarray | None = None
     notes: tuple[str, ...] = ()
+    segment_type: str = "audiobook"
 
     @property
     def external(self) -> bool:
@@ -114,7 +119,7 @@ class Split:
             f"{head}: "
             f"train {s['train_interactions']:,} interactions / {s['train_users']:,} users; "
             f"test {s['test_interactions']:,} interactions / {s['test_users']:,} users "
-            f"(warm {s['warm_users']:,}, cold {s['cold_users']:,}; with audiobook streams in test: "
+            f"(warm {s['warm_users']:,}, cold {s['cold_users']:,}; with {self.segment_type} streams in test: "
             f"warm {s['warm_users_ab_test']:,}, cold {s['cold_users_ab_test']:,})"
             + "".join(f"; note: {n}" for n in self.notes)
         )
@@ -175,32 +180,46 @@ def temporal_split(
     warm, cold, sizes = segments(ds, train, test)
     sizes.update(dropped_before_history=int(lo), after_test_window=int(len(ts) - hi))
     hint = "; move the cut (cut_date/cut_quantile) or widen the windows"
-    n_ab = int(ds.item_type_counts.get("audiobook", 0))
     label = (ds.meta.get("paths") or {}).get("interactions") or ds.name  # a user's file, named
-    notes = check_segments(f"{label}: split at {cut}", sizes, test, min_segment_users, n_ab, hint)
-    split = Split(train, test, cut, hist, warm, cold, sizes, test_end, notes=tuple(notes))
+    seg_t = segment_type(ds)
+    n_seg = int(ds.item_type_counts.get(seg_t, 0))
+    notes = check_segments(f"{label}: split at {cut}", sizes, test, min_segment_users, n_seg, hint, seg_t)
+    split = Split(train, test, cut, hist, warm, cold, sizes, test_end, notes=tuple(notes), segment_type=seg_t)
     _log.info("%s: %s", ds.name, split.summary())
     return split
 
 
 # ---------------------------------------------------------------------------------- segments
+def segment_type(ds: Dataset) -> str:
+    """The item type whose training history makes a test user warm: ``audiobook`` (the paper's §5.1)
+    when the data has that type, else the data's first type (``Dataset.item_types`` order)."""
+    types = tuple(ds.item_types)
+    return "audiobook" if "audiobook" in types or not types else types[0]
+
+
 def segments(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, dict]:
     """``(warm, cold, sizes)`` of a train/test pair (index-coded tables).
 
-    warm / cold: int32 sorted user_idx of the test users with / without an audiobook interaction (any
-    event) in ``train``. ``sizes`` keys: train_interactions, train_users, test_interactions,
-    test_users, warm_users, cold_users, warm_users_ab_test / cold_users_ab_test (test users with an
-    audiobook stream in ``test``: the users audiobook metrics are computed on).
+    warm / cold: int32 sorted user_idx of the test users with / without an interaction (any event) of
+    the :func:`segment_type` (audiobooks for the paper's data) in ``train``. ``sizes`` keys:
+    train_interactions, train_users, test_interactions, test_users, warm_users, cold_users,
+    warm_users_ab_test / cold_users_ab_test (test users with a stream of that type in ``test``: the
+    users its metrics are computed on; the keys keep the paper's name).
     """
-    n_ab = int(ds.item_type_counts.get("audiobook", 0))  # audiobooks are global ids [0, n_ab)
+    seg_t = segment_type(ds)
+    off = ds.item_type_offsets()
+    k = list(ds.item_types).index(seg_t) if seg_t in ds.item_types else None
+    lo_id, hi_id = (int(off[k]), int(off[k + 1])) if k is not None else (0, 0)  # that type's global ids
     tr_u = train["user_idx"].to_numpy()
     has_ab = np.zeros(ds.num_users, bool)
-    has_ab[tr_u[train["item_idx"].to_numpy() < n_ab]] = True
+    tr_i = train["item_idx"].to_numpy()
+    has_ab[tr_u[(tr_i >= lo_id) & (tr_i < hi_id)]] = True
     te_u = test["user_idx"].to_numpy()
     test_users = np.unique(te_u).astype(np.int32)
     warm = test_users[has_ab[test_users]]
     cold = test_users[~has_ab[test_users]]
-    te_ab_stream = (test["item_idx"].to_numpy() < n_ab) & (test["event_code"].to_numpy() == EVENTS.index("stream"))
+    te_i = test["item_idx"].to_numpy()
+    te_ab_stream = (te_i >= lo_id) & (te_i < hi_id) & (test["event_code"].to_numpy() == EVENTS.index("stream"))
     ab_test = np.zeros(ds.num_users, bool)
     ab_test[te_u[te_ab_stream]] = True
     sizes = {
@@ -297,8 +316,9 @@ def external_split(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, *, min_
         raise SplitError(f"external split: train has {len(train)} rows and test {len(test)}; both must be non-empty")
     check_given_parts(train, test, src_tr, src_te)
     warm, cold, sizes = segments(ds, train, test)
-    n_ab = int(ds.item_type_counts.get("audiobook", 0))
-    notes = check_segments(f"external split (test {src_te})", sizes, test, min_segment_users, n_ab)
+    seg_t = segment_type(ds)
+    n_seg = int(ds.item_type_counts.get(seg_t, 0))
+    notes = check_segments(f"external split (test {src_te})", sizes, test, min_segment_users, n_seg, type_name=seg_t)
     split = Split(
         train=train,
         test=test,
@@ -310,6 +330,7 @@ def external_split(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame, *, min_
         test_end=None,
         as_of_times=last_train_times(ds.num_users, train),
         notes=tuple(notes),
+        segment_type=seg_t,
     )
     _log.info("%s: %s", ds.name, split.summary())
     return split
@@ -393,7 +414,7 @@ def _make_validation(
             "both must be non-empty (change frac or the validation file)"
         )
     warm, cold, sizes = segments(ds, train, test)
-    sp = Split(train, test, cut, hist, warm, cold, sizes, end, as_of)
+    sp = Split(train, test, cut, hist, warm, cold, sizes, end, as_of, segment_type=segment_type(ds))
     _log.info("%s validation: %s", ds.name, sp.summary())
     return sp
 
@@ -444,6 +465,7 @@ def save_split(split: Split, out: str | os.PathLike) -> None:
             "segment_sizes": split.segment_sizes,
             "external": split.external,
             "notes": list(split.notes),
+            **({"segment_type": split.segment_type} if split.segment_type != "audiobook" else {}),
         },
     )
 
@@ -464,4 +486,5 @@ def load_split(path: str | os.PathLike) -> Split:
         test_end=meta["test_end"],
         as_of_times=as_of,
         notes=tuple(meta.get("notes", ())),
+        segment_type=str(meta.get("segment_type", "audiobook")),
     )

@@ -1,6 +1,7 @@
 """The rules every split obeys (temporal and external; :mod:`twotower_hgnn.data.split` applies them).
 
-**Segments.** Test users are warm (an audiobook interaction in the training part) or cold. An empty
+**Segments.** Test users are warm (an audiobook interaction in the training part; on data without
+audiobooks, an interaction of the data's first item type) or cold. An empty
 warm or cold segment is *not* an error: it is reported with a note (in the log, in
 ``Split.notes`` and in :meth:`Split.summary`), and its metrics are not computed — a podcast-only
 catalogue has no warm user, an audiobook-only one may have no cold user. A non-empty segment below
@@ -46,18 +47,24 @@ def scorable_users(test: pd.DataFrame) -> int:
     return int(np.unique(test["user_idx"].to_numpy()[strong]).size)
 
 
-def _empty_notes(sizes: dict, n_audiobooks: int) -> list[str]:
+def _empty_notes(sizes: dict, n_items: int, type_name: str) -> list[str]:
     notes = []
     if sizes["test_users"] and sizes["warm_users"] == 0:
-        why = "the catalogue has no audiobooks" if n_audiobooks == 0 else "no test user has audiobook history"
+        why = f"the catalogue has no {type_name} items" if n_items == 0 else f"no test user has {type_name} history"
         notes.append(f"warm segment empty ({why}): warm metrics are not computed")
     if sizes["test_users"] and sizes["cold_users"] == 0:
-        notes.append("cold segment empty (every test user has audiobook history): cold metrics are not computed")
+        notes.append(f"cold segment empty (every test user has {type_name} history): cold metrics are not computed")
     return notes
 
 
 def check_segments(
-    name: str, sizes: dict, test: pd.DataFrame, min_segment_users: int, n_audiobooks: int, hint: str = ""
+    name: str,
+    sizes: dict,
+    test: pd.DataFrame,
+    min_segment_users: int,
+    n_items: int,
+    hint: str = "",
+    type_name: str = "audiobook",
 ) -> list[str]:
     """Applies the segments rule (module docstring) to a split's ``segment_sizes`` and test part.
 
@@ -78,7 +85,7 @@ def check_segments(
             f"{name}: no scorable test user in any segment: the test part's {sizes['test_interactions']:,} rows of "
             f"{sizes['test_users']:,} users are {weak}({', '.join(ev)}); metrics are computed on streams{hint}"
         )
-    notes = _empty_notes(sizes, n_audiobooks)
+    notes = _empty_notes(sizes, n_items, type_name)
     for n in notes:
         _log.warning("%s: note: %s", name, n)
     return notes

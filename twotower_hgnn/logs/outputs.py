@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS, Dataset
-from twotower_hgnn.data.split import cut_bounds
+from twotower_hgnn.data.split import cut_bounds, segment_type
 from twotower_hgnn.logs.colisten import colisten_edges
 from twotower_hgnn.logs.counts import item_event_counts, log_bounds, relation_support, split_parts, timestamp_at
 from twotower_hgnn.logs.tables import interactions_frame, items_frame
@@ -15,7 +15,8 @@ from twotower_hgnn.logs.tables import interactions_frame, items_frame
 def _split_outputs(engine, ds: Dataset, types: list[str]) -> dict:
     n, mx = log_bounds(engine)
     cut, hist, end = cut_bounds(ds.meta.get("split"), n, mx, lambda p: timestamp_at(engine, p))
-    sp = split_parts(engine, cut, hist, end, types.index("audiobook") if "audiobook" in types else -1)
+    seg_t = segment_type(ds)
+    sp = split_parts(engine, cut, hist, end, types.index(seg_t) if seg_t in types else -1)
     out = {
         "split.part": sp["part"],
         "split.cut_time": cut,
