@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,7 @@ def graph_child(folder: Path) -> dict:
     finally:
         eng.close()
         stop.set()
+        shutil.rmtree(spill, ignore_errors=True)
     secs = time.perf_counter() - t0
     deg = np.bincount(np.concatenate([a, b]), minlength=1) if a.size else np.zeros(1, np.int64)
     return {
