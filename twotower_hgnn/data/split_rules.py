@@ -50,7 +50,7 @@ def scorable_users(test: pd.DataFrame) -> int:
 def _empty_notes(sizes: dict, n_items: int, type_name: str) -> list[str]:
     notes = []
     if sizes["test_users"] and sizes["warm_users"] == 0:
-        why = f"the catalogue has no {type_name} items" if n_items == 0 else f"no test user has {type_name} history"
+        why = f"the catalogue has no {type_name}s" if n_items == 0 else f"no test user has {type_name} history"
         notes.append(f"warm segment empty ({why}): warm metrics are not computed")
     if sizes["test_users"] and sizes["cold_users"] == 0:
         notes.append(f"cold segment empty (every test user has {type_name} history): cold metrics are not computed")
