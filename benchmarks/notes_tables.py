@@ -240,7 +240,10 @@ def scale_table(d: Mapping[str, Any]) -> str:
         f = d["fits"][st]["seconds"]
         b = "-" if sl["seconds"] is None else f"{sl['seconds']:.2f}" + (" (assumed)" if f["assumed_slope"] else "")
         b += " / " + ("-" if sl["peak_rss_bytes"] is None else f"{sl['peak_rss_bytes']:.2f}")
-        lines.append(f"| {st} | " + " | ".join(_cell(by.get((sc, st))) for sc in scales) + f" | {b} |")
+        cells = [_cell(by.get((sc, st))) for sc in scales]
+        if f["assumed_slope"]:  # one measured point: no fit, nothing extrapolated
+            cells = ["no fit (1 point)" if c.startswith("~") else c for c in cells]
+        lines.append(f"| {st} | " + " | ".join(cells) + f" | {b} |")
     skipped = [f"{s['scale']}: {s['reason']}" for s in d["skipped_scales"]]
     skipped += [
         f"{r['scale']} {r['stage']}: {r['failed']}" for r in rows if r.get("failed") and r.get("seconds_at_least")
