@@ -11,7 +11,7 @@ The substitution rule (what the test changes in a README command, and nothing el
 3. Identity: ``--config=test --config.sampler=numpy`` (the tiny run's configuration; a
    ``--config.<path>`` the command sets itself is kept) and ``--out_dir=<the tiny run's root>`` are
    appended; ``runs/<dataset>/<version>`` paths become the tiny run's version folder, ``--user_id`` a
-   user of the tiny data.
+   user of the tiny data, ``launch.prepare_data``'s ``--out_dir`` a temporary folder.
 4. A bare ``…`` is the script's smallest argument set (:data:`FILL`); ``launch.serve`` gets ``--check``
    (loads the export, answers one request and exits instead of serving forever).
 5. Commands whose substituted form is the tiny run itself (its dataset, version and configuration) run
@@ -103,6 +103,8 @@ def substitute(cmd: str, ctx: dict[str, str]) -> tuple[list[str], bool]:
             a = f"{name}={files[name.lstrip('-')]}"
         elif name == "--dataset" and value != "files":
             a = "--dataset=synthetic"
+        elif name == "--out_dir" and script == "prepare_data":
+            a = f"--out_dir={ctx['tmp']}/prepare_data"
         elif name == "--user_id":
             a = f"--user_id={ctx['user']}"
         elif eq and re.match(r"runs/[^/]+/[^/]+", value):
