@@ -5,7 +5,7 @@ disk in ``benchmarks/results/synthetic_parquet.json``.
 Each step runs in a child process whose own peak RSS is read from ``os.wait4`` (``ru_maxrss``). The graph
 step registers ``interactions/`` as the log view (``DuckDBEngine.register_parquet``), keeps the training
 window of the dataset's temporal split (``split_rules.cut_bounds`` with the dataset's rule: history start ..
-cut, whole days pruned before any file is opened) and runs ``logs.colisten.colisten_edges`` with the
+cut, whole days pruned before any file is opened) and runs ``graph.config_colisten`` (the log queries) with the
 dataset's default :class:`~twotower_hgnn.graph.GraphConfig` -- the queries ``build_graph`` runs on an
 in-memory log (``build_graph`` itself takes a ``Dataset``, so it is not called: nothing is loaded in pandas).
 
@@ -67,11 +67,9 @@ def graph_child(folder: Path) -> dict:
     """The training window's co-listening edges from ``folder/interactions`` on DuckDB (module docstring)."""
     import numpy as np
 
-    from twotower_hgnn.data.schema import EVENTS
     from twotower_hgnn.data.split_rules import cut_bounds
     from twotower_hgnn.data.synthetic_parquet import read_manifest
-    from twotower_hgnn.graph import default_graph_config
-    from twotower_hgnn.logs.colisten import colisten_edges
+    from twotower_hgnn.graph import config_colisten, default_graph_config
     from twotower_hgnn.logs.counts import log_bounds, timestamp_at
     from twotower_hgnn.logs.engines import DuckDBEngine
     from twotower_hgnn.logs.tables import day_window
@@ -96,17 +94,7 @@ def graph_child(folder: Path) -> dict:
         where = f"{day_window(lo, cut)} AND timestamp >= {lo} AND timestamp < {cut}"
         eng.register_parquet("inter", folder / "interactions", where=where)
         train_rows = int(eng.fetch("SELECT COUNT(*) AS n FROM inter")["n"][0])
-        codes = [EVENTS.index(e) for e in cfg.edge_events]
-        a, b, st = colisten_edges(
-            eng,
-            codes,
-            cfg.rule,
-            cfg.min_shared,
-            cfg.topk,
-            cfg.window,
-            cfg.max_items_per_user,
-            chunk_pairs=cfg.chunk_pairs,
-        )
+        a, b, st = config_colisten(eng, cfg)
     finally:
         eng.close()
         stop.set()

@@ -261,9 +261,26 @@ def _numpy_edges(inter, cfg: GraphConfig, n_items: int) -> tuple[np.ndarray, np.
     return keys // n_items, keys % n_items, pst, phases
 
 
+def config_colisten(engine, cfg: GraphConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(lo, hi, pair statistics)`` of the co-listening rule ``cfg`` over the view ``inter`` that
+    ``engine`` (:mod:`twotower_hgnn.logs.engines`) already holds."""
+    from twotower_hgnn.logs.colisten import colisten_edges
+
+    codes = [EVENTS.index(e) for e in cfg.edge_events]
+    return colisten_edges(
+        engine,
+        codes,
+        cfg.rule,
+        cfg.min_shared,
+        cfg.topk,
+        cfg.window,
+        cfg.max_items_per_user,
+        chunk_pairs=cfg.chunk_pairs,
+    )
+
+
 def _engine_edges(inter, cfg: GraphConfig, n_items: int) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     """(lo, hi, pair statistics, phase seconds) by the log queries on ``cfg.engine`` (:mod:`twotower_hgnn.logs`)."""
-    from twotower_hgnn.logs.colisten import colisten_edges
     from twotower_hgnn.logs.engines import open_engine
     from twotower_hgnn.logs.tables import interactions_frame
 
@@ -278,16 +295,7 @@ def _engine_edges(inter, cfg: GraphConfig, n_items: int) -> tuple[np.ndarray, np
     engine = open_engine(cfg.engine, **opts)
     try:
         engine.register_frame("inter", frame)
-        lo, hi, pst = colisten_edges(
-            engine,
-            codes,
-            cfg.rule,
-            cfg.min_shared,
-            cfg.topk,
-            cfg.window,
-            cfg.max_items_per_user,
-            chunk_pairs=cfg.chunk_pairs,
-        )
+        lo, hi, pst = config_colisten(engine, cfg)
     finally:
         engine.close()
     return lo, hi, pst, {"queries": time.perf_counter() - t0}
