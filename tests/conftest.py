@@ -39,3 +39,17 @@ def tiny_run(tmp_path_factory):
         config=configs.load("test", {"sampler": "numpy"}),
     )
     return cfg, run_pipeline(cfg)
+
+
+@pytest.fixture(scope="module")
+def run_copy(tiny_run, tmp_path_factory):
+    """A copy of :func:`tiny_run` for a module that reruns stages (the shared run stays as it is):
+    the same ``PipelineConfig`` with ``out_dir`` moved to the copy."""
+    import dataclasses
+    import shutil
+    from pathlib import Path
+
+    cfg, _ = tiny_run
+    dst = tmp_path_factory.mktemp("tiny_run_copy")
+    shutil.copytree(Path(cfg.out_dir), dst, dirs_exist_ok=True)
+    return dataclasses.replace(cfg, out_dir=str(dst))

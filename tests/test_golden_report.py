@@ -15,11 +15,9 @@ the finished run is a session fixture, computed once per test worker.)
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -103,14 +101,6 @@ def _json_without_clocks(folder: Path) -> dict[str, object]:
         for p in sorted(folder.rglob("*.json"))
         if p.name != MARKER and p.name != "MANIFEST.json"
     }
-
-
-@pytest.fixture(scope="module")
-def run_copy(tiny_run, tmp_path_factory):
-    cfg, _ = tiny_run
-    dst = tmp_path_factory.mktemp("stages")
-    shutil.copytree(Path(cfg.out_dir), dst, dirs_exist_ok=True)
-    return dataclasses.replace(cfg, out_dir=str(dst))
 
 
 @pytest.mark.parametrize("name", [s.name for s in STAGE_TABLE if s.name != "hgnn_users"])

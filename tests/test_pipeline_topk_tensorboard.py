@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,15 +21,6 @@ from twotower_hgnn import configs
 from twotower_hgnn import tracking as T
 from twotower_hgnn.pipeline import open_run, run_stage
 from twotower_hgnn.tracking import read_metrics_jsonl
-
-
-@pytest.fixture(scope="module")
-def run_copy(tiny_run, tmp_path_factory):
-    """A copy of the tiny run (this module reruns a stage with another k: the shared run stays as it is)."""
-    cfg, _ = tiny_run
-    dst = tmp_path_factory.mktemp("topk_copy")
-    shutil.copytree(Path(cfg.out_dir), dst, dirs_exist_ok=True)
-    return dataclasses.replace(cfg, out_dir=str(dst))
 
 
 def _check_topk(ctx, k: int) -> None:
