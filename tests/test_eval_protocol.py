@@ -1,5 +1,6 @@
 """The evaluation protocol on a hand-made dataset: segments, relevant sets, exclusions, catalogue."""
 
+import dataclasses
 import types
 
 import numpy as np
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 from twotower_hgnn.data.schema import EVENTS, Dataset
-from twotower_hgnn.eval.protocol import Rankings, build_protocol
+from twotower_hgnn.eval.protocol import Rankings, build_protocol, sample_users
 
 # items 0-2 audiobooks, 3-5 podcasts; users 0-3
 TRAIN = [
@@ -114,3 +115,58 @@ def test_rankings_rows_for():
     np.testing.assert_array_equal(r.rows_for(np.array([2, 5, 3, 7])), [1, 2, -1, 0])
     with pytest.raises(ValueError, match="unique"):
         Rankings(users=np.array([1, 1]), items=np.zeros((2, 4), np.int64))
+
+
+def _random_protocol(n_users=300, seed=0):
+    """A protocol over random train/test streams: 20 audiobooks + 30 podcasts, ``n_users`` users."""
+    rng = np.random.default_rng(seed)
+    n_ab, n_pc = 20, 30
+
+    def rows(n):
+        u = rng.integers(0, n_users, n)
+        i = np.where(rng.random(n) < 0.5, rng.integers(0, n_ab, n), rng.integers(n_ab, n_ab + n_pc, n))
+        return pd.DataFrame(
+            {
+                "user_idx": u.astype(np.int32),
+                "item_idx": i.astype(np.int32),
+                "event_code": np.zeros(n, np.int8),
+                "timestamp": np.arange(n, dtype=np.int64),
+            }
+        )
+
+    train, test = rows(2 * n_users), rows(2 * n_users)
+    ds = _dataset(n_ab, n_pc)
+    ds.users = pd.DataFrame({"user_id": [f"u{j}" for j in range(n_users)], "age": -1, "country": ""})
+    return build_protocol(ds, types.SimpleNamespace(train=train, test=test))
+
+
+def test_user_sample_keeps_whole_rows_of_at_most_n_users_per_segment():
+    full = _random_protocol()
+    n = 25
+    sampled = sample_users(full, n, seed=3)
+    assert sample_users(full, 0, seed=3) is full  # 0 = every user
+    for t, tp in full.targets.items():
+        sp = sampled[t]
+        for seg in ("warm", "cold"):
+            assert sp.segment(seg).size == min(n, tp.segment(seg).size)
+        assert sampled.config["user_sample"]["population"][t] == {
+            "warm": int(tp.warm.sum()),
+            "cold": int((~tp.warm).sum()),
+        }
+        assert np.all(np.diff(sp.users) > 0) and np.isin(sp.users, tp.users).all()
+        pos = np.searchsorted(tp.users, sp.users)
+        np.testing.assert_array_equal(sp.warm, tp.warm[pos])
+        for name in ("relevant", "exclude", "history"):  # each sampled user keeps exactly her sets
+            a, b = getattr(sp, name), getattr(tp, name).take(pos)
+            np.testing.assert_array_equal(a.indptr, b.indptr)
+            np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(sp.train_streams, tp.train_streams)  # training facts unchanged
+    # seeded: the same seed gives the same users; another seed other users; a target's sample does
+    # not depend on which other targets are evaluated
+    again = sample_users(full, n, seed=3)
+    other = sample_users(full, n, seed=4)
+    for t in full.targets:
+        np.testing.assert_array_equal(sampled[t].users, again[t].users)
+        assert not np.array_equal(sampled[t].users, other[t].users)
+    alone = dataclasses.replace(full, targets={"podcast": full["podcast"]})
+    np.testing.assert_array_equal(sample_users(alone, n, seed=3)["podcast"].users, sampled["podcast"].users)

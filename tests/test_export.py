@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import ROOT
 from twotower_hgnn.io import atomic_dir, atomic_write_text
 from twotower_hgnn.serving import Recommender, ServingError
-from twotower_hgnn.serving_batch import batch_recommend, batch_recommend_export
+from twotower_hgnn.serving_batch import batch_recommend, batch_recommend_export, sample_rows
 from twotower_hgnn.serving_export import export_model
 
 
@@ -106,6 +106,14 @@ def test_batch_top_k_equals_per_user_requests(version, tmp_path):
     every = batch_recommend_export(version / "export", tmp_path / "all", k=12)  # each served type
     assert sorted(every) == ["audiobook", "podcast"] and every["podcast"]["rows"] == a["rows"]
     pd.testing.assert_frame_equal(df, pd.read_parquet(tmp_path / "all" / "top12-podcast.parquet"))
+    # a seeded sample of users (scattered rows, chunks of 7): exactly the full run's rows of those users
+    some = batch_recommend_export(version / "export", tmp_path / "some", k=12, chunk_users=7, sample=(40, 3))
+    part = pd.read_parquet(tmp_path / "some" / "top12-podcast.parquet")
+    picked = rec.dataset.users.user_id.to_numpy()[sample_rows(rec.dataset.num_users, 40, 3)]
+    assert some["podcast"]["users"] == 40 and part.user_id.nunique() == 40 and set(part.user_id) == set(picked)
+    want = df[df.user_id.isin(picked)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(part, want)
+    assert not np.array_equal(picked, rec.dataset.users.user_id.to_numpy()[:40])  # not the first rows
 
 
 def _recommend(*args: str) -> subprocess.CompletedProcess:

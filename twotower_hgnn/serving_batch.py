@@ -30,16 +30,23 @@ from twotower_hgnn.serving_requests import ServingError, check_bool, check_int, 
 SCHEMA = pa.schema([("user_id", pa.string()), ("rank", pa.int32()), ("item_id", pa.string()), ("score", pa.float32())])
 
 
-def _log_slice(rec: Any, u0: int, u1: int) -> dict[str, np.ndarray]:
-    """The recommender's user-sorted log rows of users ``[u0, u1)``."""
-    lo, hi = np.searchsorted(rec._log["user_idx"], [u0, u1])
-    return {c: v[lo:hi].astype(np.int64) for c, v in rec._log.items()}
+def _log_rows(rec: Any, users: np.ndarray) -> dict[str, np.ndarray]:
+    """The recommender's user-sorted log rows of the sorted ``users`` (a contiguous slice for a range)."""
+    log_users = rec._log["user_idx"]
+    if users.size and users[-1] - users[0] + 1 == users.size:  # a range of rows: one slice
+        lo, hi = np.searchsorted(log_users, [users[0], users[-1] + 1])
+        return {c: v[lo:hi].astype(np.int64) for c, v in rec._log.items()}
+    lo, hi = np.searchsorted(log_users, users), np.searchsorted(log_users, users, side="right")
+    n = hi - lo
+    idx = np.repeat(lo - np.concatenate([[0], np.cumsum(n)[:-1]]), n) + np.arange(int(n.sum()))
+    return {c: v[idx].astype(np.int64) for c, v in rec._log.items()}
 
 
-def chunk_features(rec: Any, u0: int, u1: int, as_of: int) -> F.UserFeatures:
-    """UserFeatures of users ``[u0, u1)`` as of ``as_of``: the serving path's features, many users at once."""
-    log, vocab, ds = _log_slice(rec, u0, u1), rec.result.vocab, rec.dataset
-    users = np.arange(u0, u1, dtype=np.int64)
+def chunk_features(rec: Any, users: np.ndarray, as_of: int) -> F.UserFeatures:
+    """UserFeatures of the sorted user rows ``users`` as of ``as_of``: the serving path's features, many
+    users at once."""
+    users = np.asarray(users, dtype=np.int64)
+    log, vocab, ds = _log_rows(rec, users), rec.result.vocab, rec.dataset
     keep = np.isin(log["event_code"], [EVENTS.index(e) for e in vocab.history_events])
     window = None if vocab.history_days is None else vocab.history_days * F.DAY_S
     item = log["item_idx"][keep]
@@ -49,19 +56,20 @@ def chunk_features(rec: Any, u0: int, u1: int, as_of: int) -> F.UserFeatures:
     means, counts = F.history_means(*rows, rec.result.history_emb, users, q_time, window, n_types)
     ids = F.history_id_tokens(*rows, users, q_time, window, vocab.id_history_len, n_types)
     if vocab.d_music and ds.music is not None:
-        m = np.asarray(ds.music[u0:u1], np.float32)
+        m = np.asarray(ds.music[users], np.float32)
         ok = np.isfinite(m).all(axis=1)  # a NaN row means "no music vector"
         music, has = np.where(ok[:, None], m, 0.0).astype(np.float32), ok.astype(np.float32)
     else:
         music, has = np.zeros((len(users), vocab.d_music), np.float32), np.zeros(len(users), np.float32)
-    ages = ds.users["age"].to_numpy()[u0:u1].astype(np.int64)
-    countries = ds.users["country"].iloc[u0:u1].astype(str).to_numpy()  # slice first: O(chunk), not O(users)
+    ages = ds.users["age"].to_numpy()[users].astype(np.int64)
+    countries = ds.users["country"].iloc[users].astype(str).to_numpy()  # the chunk first: O(chunk), not O(users)
     return F.assemble_user_features(vocab, ages, countries, music, has, means, counts, ids)
 
 
-def chunk_exclusions(rec: Any, u0: int, u1: int, as_of: int) -> ExcludeCSR:
-    """Per user of ``[u0, u1)`` the target-type items streamed before ``as_of`` (index rows)."""
-    log = _log_slice(rec, u0, u1)
+def chunk_exclusions(rec: Any, users: np.ndarray, as_of: int) -> ExcludeCSR:
+    """Per user of the sorted ``users`` the target-type items streamed before ``as_of`` (index rows)."""
+    users = np.asarray(users, dtype=np.int64)
+    log = _log_rows(rec, users)
     item = log["item_idx"]
     seen = (
         (log["event_code"] == EVENTS.index("stream"))
@@ -69,19 +77,20 @@ def chunk_exclusions(rec: Any, u0: int, u1: int, as_of: int) -> ExcludeCSR:
         & (item >= rec.start)
         & (item < rec.stop)
     )
-    users = log["user_idx"][seen]
-    indptr = np.searchsorted(users, np.arange(u0, u1 + 1)).astype(np.int64)
+    owners = log["user_idx"][seen]
+    indptr = np.concatenate([np.searchsorted(owners, users), [owners.size]]).astype(np.int64)
     return ExcludeCSR(indptr, item[seen] - rec.start)
 
 
-def chunk_table(rec: Any, u0: int, u1: int, k: int, as_of: int, exclude_consumed: bool) -> pa.Table:
-    """The top-``k`` rows of users ``[u0, u1)`` as an Arrow table of :data:`SCHEMA`."""
-    feats = chunk_features(rec, u0, u1, as_of)
+def chunk_table(rec: Any, users: np.ndarray, k: int, as_of: int, exclude_consumed: bool) -> pa.Table:
+    """The top-``k`` rows of the sorted user rows ``users`` as an Arrow table of :data:`SCHEMA`."""
+    users = np.asarray(users, dtype=np.int64)
+    feats = chunk_features(rec, users, as_of)
     uv = encode_chunked(rec.result.model_cfg, rec.result.params, feats, "user")
-    excl = chunk_exclusions(rec, u0, u1, as_of) if exclude_consumed else None
+    excl = chunk_exclusions(rec, users, as_of) if exclude_consumed else None
     scores, rows = rec.index.search(uv, k, excl)
     ok = rows >= 0
-    user_rows = np.repeat(np.arange(u0, u1), ok.sum(axis=1))
+    user_rows = np.repeat(users, ok.sum(axis=1))
     ranks = np.broadcast_to(np.arange(1, k + 1, dtype=np.int32), rows.shape)[ok]  # survivors stay best-first
     glob = rows[ok] + rec.start
     return pa.table(
@@ -103,17 +112,20 @@ def batch_recommend(
     exclude_consumed: Any = True,
     as_of: Any = None,
     progress: Callable[[int, int, float], None] | None = None,
+    users: np.ndarray | None = None,
 ) -> dict:
     """Writes the top-``k`` of every user of ``rec``'s store to ``path`` (module docstring); returns a summary.
 
-    ``progress(done_users, total_users, seconds)`` is called after each chunk."""
+    ``users``: the user rows to score instead (unique; written in row order), e.g. a seeded sample
+    (:func:`sample_rows`). ``progress(done_users, total_users, seconds)`` is called after each chunk."""
     k = min(check_k(k), rec.num_items)
     chunk_users = check_int(chunk_users, "chunk_users", 1, 1 << 20)
     exclude_consumed = check_bool(exclude_consumed, "exclude_consumed")
     as_of = rec.as_of if as_of is None else check_timestamp(as_of, "as_of")
-    n_users = rec.dataset.num_users
-    if n_users == 0:
+    if rec.dataset.num_users == 0:
         raise ServingError(f"{rec.dataset.name}: the user store is empty; nothing to recommend")
+    rows_of = np.arange(rec.dataset.num_users, dtype=np.int64) if users is None else np.unique(users)
+    n_users = int(rows_of.size)
     t0, rows = time.perf_counter(), 0
 
     def write(f: Any) -> None:
@@ -121,7 +133,7 @@ def batch_recommend(
         with pq.ParquetWriter(f, SCHEMA, compression="zstd") as w:
             for u0 in range(0, n_users, chunk_users):
                 u1 = min(u0 + chunk_users, n_users)
-                table = chunk_table(rec, u0, u1, k, as_of, exclude_consumed)
+                table = chunk_table(rec, rows_of[u0:u1], k, as_of, exclude_consumed)
                 w.write_table(table)
                 rows += table.num_rows
                 if progress is not None:
@@ -136,6 +148,16 @@ def batch_recommend(
         "as_of": as_of,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def sample_rows(n_users: int, n: int, seed: int) -> np.ndarray | None:
+    """Sorted user rows of a seeded sample of ``n`` of ``n_users`` users (``rng.np_rng(seed, "topk-sample")``),
+    or None (every user) when ``n`` is 0 or at least ``n_users``."""
+    from twotower_hgnn.rng import np_rng
+
+    if n <= 0 or n >= n_users:
+        return None
+    return np.sort(np_rng(seed, "topk-sample").choice(n_users, size=n, replace=False)).astype(np.int64)
 
 
 def console_progress(desc: str, enabled: bool | None = None) -> Callable[[int, int, float], None]:
@@ -162,10 +184,12 @@ def batch_recommend_export(
     k: Any = 10,
     chunk_users: Any = 4096,
     progress: Any = None,
+    sample: tuple[int, int] = (0, 0),
 ) -> dict:
     """Every served target type of an export folder: ``<out_dir>/top<k>-<target>.parquet`` (a pipeline stage's
     body: ``Recommender.load(export_dir, target)`` then :func:`batch_recommend`); returns per target the summary.
-    ``progress``: a :func:`batch_recommend` callback, or ``"console"`` for :func:`console_progress` per target."""
+    ``progress``: a :func:`batch_recommend` callback, or ``"console"`` for :func:`console_progress` per target;
+    ``sample``: (users, seed) of a seeded sample of the store's users (:func:`sample_rows`; 0 = every user)."""
     import json
 
     from twotower_hgnn.serving import Recommender
@@ -180,5 +204,6 @@ def batch_recommend_export(
         rec = Recommender.load(export_dir, target)
         path = Path(out_dir) / f"top{min(check_k(k), rec.num_items)}-{target}.parquet"
         prog = console_progress(f"[topk] {target}") if progress == "console" else progress
-        out[target] = batch_recommend(rec, path, k=k, chunk_users=chunk_users, progress=prog)
+        users = sample_rows(rec.dataset.num_users, int(sample[0]), int(sample[1]))
+        out[target] = batch_recommend(rec, path, k=k, chunk_users=chunk_users, progress=prog, users=users)
     return out

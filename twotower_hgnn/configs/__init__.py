@@ -1,6 +1,6 @@
 """Run configurations: the typed :class:`RunConfig` and its named presets.
 
-Presets are modules of this package with a ``get_config()`` (``paper``, ``demo``, ``demo_faithful``,
+Presets are modules of this package with a ``get_config()`` (``paper``, ``demo``, ``demo_faithful``, ``scale``,
 ``test``); :func:`load` also accepts the path of a Python file defining ``get_config()``. Overrides use
 dotted paths (``{"hgnn.fanouts": "10,5"}``; ``--config.hgnn.fanouts=10,5`` on every command line).
 
@@ -26,7 +26,7 @@ from twotower_hgnn.configs.base import (
 )
 from twotower_hgnn.configs.overrides import apply_overrides, field_paths, parse_value
 
-PRESETS: tuple[str, ...] = ("paper", "demo", "demo_faithful", "test")
+PRESETS: tuple[str, ...] = ("paper", "demo", "demo_faithful", "test", "scale")
 ALIASES: dict[str, str] = {"tiny": "test", "cpu_tiny": "test", "cpu_small": "test"}  # the previous round's names
 
 __all__ = [

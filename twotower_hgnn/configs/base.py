@@ -78,18 +78,30 @@ class EvalConfig:
         ("audiobook", "podcast"), means "the paper's targets present in the data, else every type of
         the data"; types without items are skipped.
       with_hgnn_users: also train and score the HGNN-w-users baseline (users as graph nodes).
+      sample_users: 0 = score every test user; N > 0 = a seeded sample (the run's seed) of at most N
+        users per segment (warm, cold) of each target, the same users for every model
+        (``eval.protocol.sample_users``); the validation users of model selection and early stopping are
+        sampled the same way. Full ranking costs users x catalogue: the paper's scale needs a sample.
+      ease_max_items: the EASE baseline runs when the data has at most this many items (its inverse is a
+        dense ``n_items^2`` matrix, cubic time; above it the report says EASE was skipped and why).
     """
 
     k: int = 10
     exclude_seen: bool = True
     targets: tuple[str, ...] = ("audiobook", "podcast")
     with_hgnn_users: bool = False
+    sample_users: int = 0
+    ease_max_items: int = 20_000
 
     def __post_init__(self) -> None:
         import re
 
         if int(self.k) < 1:
             raise ConfigError(f"eval.k: {self.k} must be >= 1")
+        if int(self.sample_users) < 0:
+            raise ConfigError(f"eval.sample_users: {self.sample_users} must be >= 0 (0 = every test user)")
+        if int(self.ease_max_items) < 0:
+            raise ConfigError(f"eval.ease_max_items: {self.ease_max_items} must be >= 0 (0 = never EASE)")
         bad = [t for t in self.targets if not isinstance(t, str) or not re.fullmatch(r"[^\W][\w.]*", t)]
         if bad or not self.targets:
             raise ConfigError(
@@ -124,13 +136,16 @@ class TopKConfig:
     """The opt-in batch top-K stage (``pipeline`` stage ``topk``, after ``export``): the top ``k`` items of every
     user of each served target type (``serving_batch.batch_recommend_export``) in
     ``<version>/topk/top<k>-<target>.parquet``. k: items per user (0 = the stage is off); chunk_users: users
-    scored per chunk (memory bound; one Parquet row group each). Only the main run has it (not ablations)."""
+    scored per chunk (memory bound; one Parquet row group each); sample_users: 0 = every user of the store,
+    N > 0 = a seeded sample (the run's seed) of N of them (scoring every user costs users x catalogue).
+    Only the main run has it (not ablations)."""
 
     k: int = 0
     chunk_users: int = 4096
+    sample_users: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("k", "chunk_users"):  # the ranges: _RANGES
+        for name in ("k", "chunk_users", "sample_users"):  # the ranges: _RANGES
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ConfigError(f"topk.{name}: {v!r} is not an integer")
@@ -190,6 +205,7 @@ _RANGES: tuple[tuple[str, float, bool, float | None, bool], ...] = (
     ("eval.k", 1, False, MAX_K, False),
     ("topk.k", 0, False, MAX_K, False),
     ("topk.chunk_users", 1, False, 1 << 20, False),
+    ("topk.sample_users", 0, False, None, False),
 )
 
 

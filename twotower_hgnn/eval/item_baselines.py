@@ -206,13 +206,13 @@ def item_knn_rankings(
 # ------------------------------------------------------------------------------------------------
 # EASE
 # ------------------------------------------------------------------------------------------------
-def ease_applicable(n_items: int) -> bool:
-    """Whether EASE's dense ``n_items^2`` inverse is allowed (``n_items <= EASE_MAX_ITEMS``)."""
-    return int(n_items) <= EASE_MAX_ITEMS
+def ease_applicable(n_items: int, max_items: int = EASE_MAX_ITEMS) -> bool:
+    """Whether EASE's dense ``n_items^2`` inverse is allowed (``n_items <= max_items``)."""
+    return int(n_items) <= int(max_items)
 
 
-def ease_skip_reason(n_items: int) -> str:
-    return f"EASE skipped: {int(n_items):,} items > {EASE_MAX_ITEMS:,}"
+def ease_skip_reason(n_items: int, max_items: int = EASE_MAX_ITEMS) -> str:
+    return f"EASE skipped: {int(n_items):,} items > {int(max_items):,}"
 
 
 class EASE:
@@ -367,6 +367,7 @@ def tuned_item_baselines(
     knn_grid: Sequence[Mapping[str, Any]] = KNN_GRID,
     ease_grid: Sequence[Mapping[str, Any]] = EASE_GRID,
     valid_split: Any = None,
+    ease_max_items: int = EASE_MAX_ITEMS,
 ) -> tuple[dict[str, dict[str, Rankings]], dict[str, Any]]:
     """RecentPop (popularity of the last N days), ItemKNN and EASE tuned on a validation split of
     ``split.train`` and refitted on all of it.
@@ -375,10 +376,11 @@ def tuned_item_baselines(
     :func:`twotower_hgnn.data.split.validation_split` (last ``val_frac`` of the training time range for
     temporal splits) with the protocol settings of ``protocol``. Returns
     (models ``{"ItemKNN": {target: Rankings}, "EASE": {...}}`` ready for ``evaluate_models``, info
-    ``{"ItemKNN": {"best", "table", "fit_seconds"}, "EASE": {...} or {"skipped": reason}}``).
+    ``{"ItemKNN": {"best", "table", "fit_seconds"}, "EASE": {...} or {"skipped": reason}}``). EASE is
+    skipped above ``ease_max_items`` items (its inverse is dense ``n_items^2``, cubic time).
     """
     from twotower_hgnn.data.split import validation_split
-    from twotower_hgnn.eval.protocol import build_protocol
+    from twotower_hgnn.eval.protocol import build_protocol, sample_users
 
     cfg = protocol.config
     proto_kw = dict(
@@ -391,6 +393,8 @@ def tuned_item_baselines(
         proto_kw["history_events"] = cfg["history_events"]
     vsplit = validation_split(dataset, split, frac=val_frac) if valid_split is None else valid_split
     vproto = build_protocol(dataset, vsplit, list(protocol.targets), **proto_kw)
+    if "user_sample" in cfg:  # the test users are a sample: the validation users are sampled the same way
+        vproto = sample_users(vproto, cfg["user_sample"]["per_segment"], cfg["user_sample"]["seed"])
     n_u, n_i = dataset.num_users, dataset.num_items
     Xv = interaction_matrix(vsplit.train, n_u, n_i, events)
     X = interaction_matrix(split.train, n_u, n_i, events)
@@ -407,11 +411,11 @@ def tuned_item_baselines(
     specs = [
         ("RecentPop", recent_fit_rank, RECENT_GRID, True, (vsplit.train, split.train)),
         ("ItemKNN", knn_fit_rank, knn_grid, True, (Xv, X)),
-        ("EASE", ease_fit_rank, ease_grid, ease_applicable(n_i), (Xv, X)),
+        ("EASE", ease_fit_rank, ease_grid, ease_applicable(n_i, ease_max_items), (Xv, X)),
     ]
     for name, factory, grid, ok, (val_data, data) in specs:
         if not ok:
-            info[name] = {"skipped": ease_skip_reason(n_i)}
+            info[name] = {"skipped": ease_skip_reason(n_i, ease_max_items)}
             continue
         t0 = time.perf_counter()
         best, table = tune(factory(vproto, val_data, depth), grid, vproto, k)

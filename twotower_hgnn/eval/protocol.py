@@ -124,6 +124,19 @@ class TargetProtocol:
             return np.flatnonzero(~self.warm).astype(np.int64)
         raise ValueError(f"unknown segment {name!r}; expected one of {SEGMENTS}")
 
+    def take(self, positions: np.ndarray) -> "TargetProtocol":
+        """The protocol restricted to the users at sorted ``positions`` (into ``users``); the catalogue,
+        stream counts and tiers (training-side facts) are unchanged."""
+        pos = np.asarray(positions, dtype=np.int64)
+        return dataclasses.replace(
+            self,
+            users=self.users[pos],
+            warm=self.warm[pos],
+            relevant=self.relevant.take(pos),
+            exclude=self.exclude.take(pos),
+            history=self.history.take(pos),
+        )
+
     def tail_items(self, first_tail_tier: int = 3) -> np.ndarray:
         """Sorted global ids of the long-tail items (tier >= ``first_tail_tier``)."""
         return self.catalogue[self.tiers >= first_tail_tier]
@@ -246,6 +259,34 @@ def build_protocol(
         "long_tail_tiers": list(range(3, n_tiers + 1)),
         "catalogue": "all items of the target type",
     }
+    return EvalProtocol(targets=targets, config=config)
+
+
+def sample_users(protocol: EvalProtocol, per_segment: int, seed: int) -> EvalProtocol:
+    """The protocol on a seeded sample of at most ``per_segment`` users of each segment (warm, cold) of
+    every target type; ``per_segment <= 0`` returns ``protocol`` unchanged.
+
+    Full ranking costs users x catalogue, so at the paper's scale (10M users, 3.5M podcasts) it runs on a
+    sample, the same users for every model (paired comparisons stay paired). Each target draws from its
+    own stream (``rng.np_rng(seed, "eval-sample", target)``), so a target's sample does not depend on the
+    other targets. ``config["user_sample"]`` records the sample size, the seed and each segment's
+    population before sampling (the report shows it)."""
+    from twotower_hgnn.rng import np_rng
+
+    n = int(per_segment)
+    if n <= 0:
+        return protocol
+    targets: dict[str, TargetProtocol] = {}
+    population: dict[str, dict[str, int]] = {}
+    for t, tp in protocol.targets.items():
+        rng = np_rng(seed, "eval-sample", t)
+        keep = []
+        for seg in ("warm", "cold"):
+            pos = tp.segment(seg)
+            keep.append(pos if pos.size <= n else rng.choice(pos, size=n, replace=False))
+        targets[t] = tp.take(np.sort(np.concatenate(keep)))
+        population[t] = {"warm": int(tp.warm.sum()), "cold": int((~tp.warm).sum())}
+    config = {**protocol.config, "user_sample": {"per_segment": n, "seed": int(seed), "population": population}}
     return EvalProtocol(targets=targets, config=config)
 
 

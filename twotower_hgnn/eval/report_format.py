@@ -152,11 +152,23 @@ def format_console(report: Mapping[str, Any]) -> str:
     ds = report.get("meta", {}).get("dataset", {})
     if "content" in ds or not set(ds.get("items_per_type") or {}) <= {t for _, t, _ in PAPER_TABLES}:
         parts.insert(0, f"item types: {_types_line(ds)}; content features: {ds.get('content', _CONTENT_DEFAULT)}")
+    sample = sample_line(report)
+    if sample:
+        parts.insert(0, sample)
     if report.get("intervals") or report.get("flags"):
         parts.append(_LEGEND.format(k=report["meta"]["k"]))
     if report.get("flags"):
         parts.append("\n".join(format_flags(report)))
     return "\n\n".join(parts)
+
+
+def sample_line(report: Mapping[str, Any]) -> str:
+    """One line naming the seeded user sample the metrics are on (``eval.sample_users``), or ""."""
+    us = report.get("meta", {}).get("protocol", {}).get("user_sample")
+    if not us:
+        return ""
+    pop = "; ".join(f"{t}: of {p['warm']:,} warm / {p['cold']:,} cold" for t, p in (us.get("population") or {}).items())
+    return f"evaluated users: a seeded sample (seed {us['seed']}) of at most {us['per_segment']:,} per segment ({pop})"
 
 
 def _types_line(ds: Mapping[str, Any]) -> str:
@@ -178,6 +190,7 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         f"- item types: {_types_line(ds)}; content features: {ds.get('content', _CONTENT_DEFAULT)}",
         f"- split: {json.dumps(meta.get('split', {}), sort_keys=True)}",
         f"- protocol: {json.dumps(meta.get('protocol', {}), sort_keys=True)}",
+        *([f"- {sample_line(report)}"] if sample_line(report) else []),
         f"- HR/Recall/NDCG at K={k}; MRR and Coverage over the top {depth}; Coverage in % of the "
         "target type's catalogue.",
         "",

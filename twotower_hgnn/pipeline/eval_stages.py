@@ -23,7 +23,14 @@ MODEL_ORDER = ("Popularity", "RecentPop", "ItemKNN", "EASE", "LLM-KNN", "HGNN", 
 # ------------------------------------------------------------------------------------------ evaluate
 def evaluate_key(ctx: RunContext) -> dict:
     ev = ctx.cfg.config.eval
-    return {"k": ev.k, "exclude_seen": ev.exclude_seen, "targets": list(ev.targets), "baselines": list(BASELINES)}
+    return {
+        "k": ev.k,
+        "exclude_seen": ev.exclude_seen,
+        "targets": list(ev.targets),
+        "baselines": list(BASELINES),
+        "sample_users": ev.sample_users,
+        "ease_max_items": ev.ease_max_items,
+    }
 
 
 def evaluate_stage(ctx: RunContext, out: Path) -> dict:
@@ -99,13 +106,14 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
     run's validation split and refitted on the training part; every model's HR@K gets a paired-bootstrap
     interval of its difference from the best baseline of its segment."""
     from twotower_hgnn.eval.item_baselines import tuned_item_baselines
-    from twotower_hgnn.eval.protocol import build_protocol
+    from twotower_hgnn.eval.protocol import build_protocol, sample_users
     from twotower_hgnn.eval.report import DEFAULT_BASELINES, build_report, evaluate_models
 
     from twotower_hgnn.tracking import Progress
 
     cfg, ev = ctx.cfg, ctx.cfg.config.eval
     protocol = build_protocol(ctx.ds, ctx.split, list(ev.targets), exclude_seen=ev.exclude_seen)
+    protocol = sample_users(protocol, ev.sample_users, cfg.seed)  # 0: every test user
     models: dict[str, dict[str, Any]] = {}
     training: dict[str, Any] = {}
     # progress over the phases: per target its baselines and its two-tower models, then the tuned item
@@ -120,7 +128,9 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
         _two_tower_rankings(ctx, t, tp, models, training)
         prog.update(n_tt[t], at=f"{t} two-tower")
     if not cfg.ablation:
-        cf, cf_info = tuned_item_baselines(ctx.ds, ctx.train_split, protocol, k=ev.k, valid_split=ctx.valid)
+        cf, cf_info = tuned_item_baselines(
+            ctx.ds, ctx.train_split, protocol, k=ev.k, valid_split=ctx.valid, ease_max_items=ev.ease_max_items
+        )
         models.update(cf)
         training["item_baselines"] = {
             m: {k: v for k, v in i.items() if k != "table"} for m, i in cf_info.items() if isinstance(i, dict)
@@ -218,7 +228,8 @@ def topk_key(ctx: RunContext) -> dict:
     from twotower_hgnn.serving_batch import SCHEMA
 
     tk = ctx.cfg.config.topk
-    return {"k": tk.k, "chunk_users": tk.chunk_users, "schema": SCHEMA.names}
+    key = {"k": tk.k, "chunk_users": tk.chunk_users, "schema": SCHEMA.names}
+    return {**key, "sample_users": tk.sample_users, "seed": ctx.cfg.seed} if tk.sample_users else key
 
 
 def topk_stage(ctx: RunContext, out: Path) -> dict:
@@ -229,7 +240,14 @@ def topk_stage(ctx: RunContext, out: Path) -> dict:
     from twotower_hgnn.serving_batch import batch_recommend_export
 
     tk = ctx.cfg.config.topk
-    res = batch_recommend_export(ctx.path("export"), out, k=tk.k, chunk_users=tk.chunk_users, progress="console")
+    res = batch_recommend_export(
+        ctx.path("export"),
+        out,
+        k=tk.k,
+        chunk_users=tk.chunk_users,
+        progress="console",
+        sample=(tk.sample_users, ctx.cfg.seed),
+    )
     summ = {}
     for t, r in res.items():
         name = Path(r["path"]).name

@@ -149,6 +149,7 @@ def two_tower_key(ctx: RunContext) -> dict:
     return {
         "models": {k: v.to_json() for k, v in ctx.two_tower_cfgs.items()},
         "warm_start": ctx.prev.name if ctx.prev else None,
+        "sample_users": ctx.cfg.config.eval.sample_users,  # the validation users of early stopping
     }
 
 
@@ -163,6 +164,7 @@ def fit_two_tower(
     k: int,
     init: Path | None = None,
     logdir: Path | None = None,
+    sample: tuple[int, int] = (0, 0),
 ):
     """Selects the training length on the validation split, then refits on the whole training part.
 
@@ -170,13 +172,14 @@ def fit_two_tower(
     2. Train a fresh model on ``split.train`` for the best number of steps (same seed and config).
     Returns ``(final, selection)`` results; both runs are checkpointed (and resumed) under ``workdir``,
     their metrics written under ``logdir/select`` and ``logdir/refit`` (default: under ``workdir``).
+    ``sample``: (users per segment, seed) of the validation users scored (``eval.sample_users``; 0 = all).
     """
     from twotower_hgnn.eval.validation import two_tower_validator
     from twotower_hgnn.train.two_tower import train_two_tower
 
     emb = hgnn_emb if tcfg.use_hgnn else None
     init_path = init if init is not None and init.exists() else None
-    score = two_tower_validator(ds, valid, tcfg.target_type, k=k)
+    score = two_tower_validator(ds, valid, tcfg.target_type, k=k, sample_users=sample[0], seed=sample[1])
     score.metric_name = f"hr@{k}"  # type: ignore[attr-defined]  (TensorBoard: valid/hr@<k>)
     logs = (lambda run: None) if logdir is None else (lambda run: logdir / run)  # noqa: E731
     sel = train_two_tower(
@@ -224,6 +227,7 @@ def two_tower_stage(ctx: RunContext, out: Path) -> dict:
             ctx.cfg.config.eval.k,
             init,
             ctx.logdir("two_tower", tag),
+            sample=(ctx.cfg.config.eval.sample_users, ctx.cfg.seed),
         )
         save_model(res, snapshot, out / tag)
         summ[tag] = {
