@@ -1,7 +1,7 @@
 """Cost of every pipeline stage against the number of interactions, tiny -> small -> ... -> paper.
 
 For each synthetic scale (``data.synthetic.SCALES``, in order, up to ``--max_scale``) and each stage of
-``pipeline.driver.STAGE_TABLE`` (data, split, valid, graph, content, hgnn, two_tower, evaluate, export),
+``pipeline.driver.STAGE_TABLE`` (data, split, valid, graph, content, hgnn, two_tower, evaluate, export, topk),
 a **fresh child process** opens the run (``pipeline.context.open_run``: the dataset is generated and
 validated, as the pipeline holds it) and runs that one stage with ``pipeline.driver.run_stage`` (its
 upstream stages' outputs already exist, so they are skipped: the child says so). The pseudo-stage
@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SCALE_ORDER = ("tiny", "small", "medium", "large", "xlarge", "paper")
-STAGES = ("open", "data", "split", "valid", "graph", "content", "hgnn", "two_tower", "evaluate", "export")
+STAGES = ("open", "data", "split", "valid", "graph", "content", "hgnn", "two_tower", "evaluate", "export", "topk")
 COSTS = ("seconds", "cpu_s", "peak_rss_bytes")
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -191,3 +191,20 @@ def test_prepare_data_writes_parquet_chunks_and_rejects_bad_flags(tmp_path):
     assert summary["chunks"] == 2 and summary["rows"]["users"] == 800
     man = sp.read_manifest(tmp_path / "x", verify=True)
     assert man["chunk_users"] == 500 and man["seed"] == 3 and man["rows"] == summary["rows"]
+
+
+def test_the_pipeline_reads_parquet_scales_from_their_folder(tmp_path, monkeypatch, tiny_gen):
+    """Scales in ``PARQUET_SCALES`` are written once under ``<out_dir>/synthetic-parquet/`` and read back: the
+    first run writes the folder (one chunk: ``generate``'s data), the next one only reads it."""
+    from twotower_hgnn.pipeline import config as pc
+
+    monkeypatch.setattr(pc, "PARQUET_SCALES", ("tiny",))
+    cfg = pc.PipelineConfig(dataset="synthetic", scale="tiny", data_seed=3, out_dir=str(tmp_path))
+    ds = pc.load_data(cfg)
+    folder = pc.synthetic_parquet_dir(cfg)
+    assert folder.parent == tmp_path / "synthetic-parquet" and sp.read_manifest(folder)["complete"]
+    assert np.array_equal(ds.interactions[COLS].to_numpy(), tiny_gen.interactions[COLS].to_numpy())
+    stamp = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    again = pc.load_data(cfg)
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == stamp  # read, not rewritten
+    pd.testing.assert_frame_equal(again.interactions, ds.interactions)

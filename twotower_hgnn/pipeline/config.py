@@ -212,8 +212,30 @@ def _check_read_options(cfg: PipelineConfig) -> None:
         raise PipelineError(str(e)) from None
 
 
+# synthetic scales generated to chunked Parquet on disk, then read (``data.synthetic_parquet``): the
+# generator's peak memory follows the chunk, and a second run (or a stage in a fresh process) reads the
+# log instead of drawing it again
+PARQUET_SCALES: tuple[str, ...] = ("large", "xlarge", "paper")
+
+
+def synthetic_parquet_dir(cfg: PipelineConfig) -> Path:
+    """``<out_dir>/synthetic-parquet/<scale>-seed<data_seed>-chunk<users per chunk>``: where a scale of
+    :data:`PARQUET_SCALES` is written once (resumably) and read by every run of that scale and seed."""
+    from twotower_hgnn.data.synthetic_parquet import DEFAULT_CHUNK_USERS
+
+    return Path(cfg.out_dir) / "synthetic-parquet" / f"{cfg.scale}-seed{cfg.data_seed}-chunk{DEFAULT_CHUNK_USERS}"
+
+
 def load_data(cfg: PipelineConfig) -> Dataset:
-    """The run's dataset (a validated :class:`Dataset`)."""
+    """The run's dataset (a validated :class:`Dataset`). Synthetic scales of :data:`PARQUET_SCALES` are
+    generated in chunks of users into :func:`synthetic_parquet_dir` (resumed when a run was killed
+    while writing; skipped when complete) and read back from there."""
+    if cfg.dataset == "synthetic" and cfg.scale in PARQUET_SCALES:
+        from twotower_hgnn.data import synthetic_parquet as sp
+
+        out = synthetic_parquet_dir(cfg)
+        sp.write_synthetic(cfg.scale, cfg.data_seed, out, log=lambda m: print(f"[data] {m}", flush=True))
+        return sp.load_dataset(out)
     if cfg.dataset == "synthetic":
         return load_dataset("synthetic", scale=cfg.scale, seed=cfg.data_seed)
     if cfg.dataset == "files":
