@@ -10,6 +10,8 @@ not the number of epochs, and evaluation does not grow as users x catalogue.
 * Evaluation on a seeded sample of at most 20,000 users per segment (``eval.sample_users``), the same
   users for every model; EASE only up to 5,000 items (its inverse is dense and cubic).
 * Batch top-10 for a seeded sample of 20,000 users of the store (``topk.sample_users``).
+* The graph's DuckDB queries under a 4 GB memory limit (the rest spills to disk): a scale run shares the
+  machine with its other stages' data; the edges do not depend on the limit.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import dataclasses
 
 from twotower_hgnn.configs import demo
 from twotower_hgnn.configs.base import EvalConfig, RunConfig, TopKConfig
+from twotower_hgnn.graph import GraphConfig
 from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
 
 
 def get_config() -> RunConfig:
     return RunConfig(
         name="scale",
+        graph=GraphConfig(memory_limit="4GB"),
         hgnn=dataclasses.replace(demo.hgnn(), max_steps=200, max_time_s=None),
         two_tower=TwoTowerTrainConfig(max_steps=200, eval_every=50, patience=2, log_every=50),
         eval=EvalConfig(sample_users=20_000, ease_max_items=5_000),
