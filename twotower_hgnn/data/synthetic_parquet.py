@@ -350,6 +350,28 @@ def read_manifest(out_dir: str | os.PathLike, verify: bool = False) -> dict:
     return man
 
 
+LOG_DTYPES = {"user_idx": np.int32, "item_idx": np.int32, "event_code": np.int8, "timestamp": np.int64}
+
+
+def _read_log(out: Path, man: Mapping) -> dict[str, np.ndarray]:
+    """The whole log as NumPy columns (:data:`LOG_DTYPES`), read one day file at a time into arrays sized
+    from the manifest: peak memory is the columns plus one day, not the columns twice or more (an
+    Arrow table of every day, then its NumPy copy)."""
+    days = sorted(man["days"], key=int)
+    n = sum(int(man["days"][d]["rows"]) for d in days)
+    col = {k: np.empty(n, dtype=t) for k, t in LOG_DTYPES.items()}
+    at = 0
+    for d in days:
+        t = pq.read_table(out / f"interactions/day={d}/part-0.parquet", columns=list(LOG_DTYPES))
+        m = t.num_rows
+        if m != int(man["days"][d]["rows"]):
+            raise DataError(f"{out}/interactions/day={d}: {m} rows, the manifest lists {man['days'][d]['rows']}")
+        for k in LOG_DTYPES:
+            col[k][at : at + m] = t.column(k).to_numpy()
+        at += m
+    return col
+
+
 def load_dataset(out_dir: str | os.PathLike, verify: bool = False) -> Dataset:
     """A complete output read back into memory as a :class:`Dataset` (small scales, tests): the tables of
     ``generate`` (``truth`` is not written, so None)."""
@@ -370,9 +392,7 @@ def load_dataset(out_dir: str | os.PathLike, verify: bool = False) -> Dataset:
             "country": ut.column("country").to_numpy(zero_copy_only=False).astype(object),
         }
     )
-    days = sorted(man["days"], key=int)
-    it = pa.concat_tables([pq.read_table(out / f"interactions/day={d}/part-0.parquet") for d in days])
-    col = {k: it.column(k).to_numpy() for k in it.column_names}
+    col = _read_log(out, man)
     inter = pd.DataFrame(
         {
             "user_id": pd.Categorical.from_codes(col["user_idx"], categories=pd.Index(users["user_id"])),
