@@ -56,6 +56,7 @@ def test_overrides_are_parsed_by_the_field_types():
         ({"hgnn.lr": "fast"}, "--config.hgnn.lr=fast: not a float"),
         ({"eval.k": "0"}, "eval.k: 0 must be >= 1"),
         ({"eval.sample_users": "-5"}, "eval.sample_users: -5 must be >= 0"),
+        ({"eval.knn_max_items": "-1"}, "eval.knn_max_items: -1 must be >= 0"),
         ({"hgnn": "3"}, "is a section"),
         ({"two_tower.model.negatives": "some"}, "negatives must be one of"),
         ({"eval.targets": "sci-fi"}, "must be a non-empty list of item type names"),

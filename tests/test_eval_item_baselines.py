@@ -178,7 +178,7 @@ def test_default_grids_are_small():
 def test_tuned_item_baselines_on_the_synthetic_tiny_dataset():
     from twotower_hgnn.data import load_dataset
     from twotower_hgnn.data.split import temporal_split
-    from twotower_hgnn.eval.protocol import build_protocol
+    from twotower_hgnn.eval.protocol import build_protocol, sample_users
 
     ds = load_dataset("synthetic", scale="tiny", seed=0)
     split = temporal_split(ds)
@@ -193,6 +193,18 @@ def test_tuned_item_baselines_on_the_synthetic_tiny_dataset():
             np.testing.assert_array_equal(rk.users, tp.users)
             assert not tp.exclude.contains(np.arange(tp.n_users)[:, None], rk.items).any()
             assert np.isin(rk.items[rk.items >= 0], tp.catalogue).all()
+    # the item caps: above them a baseline is skipped with its reason, the others still run; on a
+    # seeded user sample every ranking is of the sampled users
+    small = sample_users(proto, 30, seed=1)
+    capped, cinfo = tuned_item_baselines(
+        ds, split, small, knn_grid=KNN_GRID[:1], ease_grid=EASE_GRID[:1], ease_max_items=10, knn_max_items=10
+    )
+    assert set(capped) == {"RecentPop"}
+    assert cinfo["ItemKNN"] == {"skipped": f"ItemKNN skipped: {ds.num_items:,} items > 10 (eval.knn_max_items)"}
+    assert cinfo["EASE"] == {"skipped": f"EASE skipped: {ds.num_items:,} items > 10"}
+    for t, tp in small.targets.items():
+        np.testing.assert_array_equal(capped["RecentPop"][t].users, tp.users)
+    assert cinfo["validation"]["protocol"]["audiobook"]["users"] <= 60  # the validation users are sampled too
 
 
 def test_recent_popularity_ranks_by_the_last_days_then_all_time():

@@ -84,6 +84,8 @@ class EvalConfig:
         sampled the same way. Full ranking costs users x catalogue: the paper's scale needs a sample.
       ease_max_items: the EASE baseline runs when the data has at most this many items (its inverse is a
         dense ``n_items^2`` matrix, cubic time; above it the report says EASE was skipped and why).
+      knn_max_items: the ItemKNN baseline runs when the data has at most this many items (0 = no limit;
+        its similarities are dense item x catalogue blocks, time items x catalogue per grid point).
     """
 
     k: int = 10
@@ -92,6 +94,7 @@ class EvalConfig:
     with_hgnn_users: bool = False
     sample_users: int = 0
     ease_max_items: int = 20_000
+    knn_max_items: int = 0
 
     def __post_init__(self) -> None:
         import re
@@ -102,6 +105,8 @@ class EvalConfig:
             raise ConfigError(f"eval.sample_users: {self.sample_users} must be >= 0 (0 = every test user)")
         if int(self.ease_max_items) < 0:
             raise ConfigError(f"eval.ease_max_items: {self.ease_max_items} must be >= 0 (0 = never EASE)")
+        if int(self.knn_max_items) < 0:
+            raise ConfigError(f"eval.knn_max_items: {self.knn_max_items} must be >= 0 (0 = no limit)")
         bad = [t for t in self.targets if not isinstance(t, str) or not re.fullmatch(r"[^\W][\w.]*", t)]
         if bad or not self.targets:
             raise ConfigError(

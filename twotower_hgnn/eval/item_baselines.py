@@ -368,6 +368,7 @@ def tuned_item_baselines(
     ease_grid: Sequence[Mapping[str, Any]] = EASE_GRID,
     valid_split: Any = None,
     ease_max_items: int = EASE_MAX_ITEMS,
+    knn_max_items: int | None = None,
 ) -> tuple[dict[str, dict[str, Rankings]], dict[str, Any]]:
     """RecentPop (popularity of the last N days), ItemKNN and EASE tuned on a validation split of
     ``split.train`` and refitted on all of it.
@@ -377,7 +378,9 @@ def tuned_item_baselines(
     temporal splits) with the protocol settings of ``protocol``. Returns
     (models ``{"ItemKNN": {target: Rankings}, "EASE": {...}}`` ready for ``evaluate_models``, info
     ``{"ItemKNN": {"best", "table", "fit_seconds"}, "EASE": {...} or {"skipped": reason}}``). EASE is
-    skipped above ``ease_max_items`` items (its inverse is dense ``n_items^2``, cubic time).
+    skipped above ``ease_max_items`` items (its inverse is dense ``n_items^2``, cubic time), ItemKNN above
+    ``knn_max_items`` (None = never; its similarities are computed in dense item x catalogue blocks, so
+    its time grows as items x catalogue per grid point).
     """
     from twotower_hgnn.data.split import validation_split
     from twotower_hgnn.eval.protocol import build_protocol, sample_users
@@ -410,12 +413,16 @@ def tuned_item_baselines(
     # (protocol, data, depth): an interaction matrix for ItemKNN/EASE, the interaction table for RecentPop
     specs = [
         ("RecentPop", recent_fit_rank, RECENT_GRID, True, (vsplit.train, split.train)),
-        ("ItemKNN", knn_fit_rank, knn_grid, True, (Xv, X)),
+        ("ItemKNN", knn_fit_rank, knn_grid, knn_max_items is None or n_i <= knn_max_items, (Xv, X)),
         ("EASE", ease_fit_rank, ease_grid, ease_applicable(n_i, ease_max_items), (Xv, X)),
     ]
+    skip = {
+        "EASE": ease_skip_reason(n_i, ease_max_items),
+        "ItemKNN": f"ItemKNN skipped: {n_i:,} items > {knn_max_items or 0:,} (eval.knn_max_items)",
+    }
     for name, factory, grid, ok, (val_data, data) in specs:
         if not ok:
-            info[name] = {"skipped": ease_skip_reason(n_i, ease_max_items)}
+            info[name] = {"skipped": skip[name]}
             continue
         t0 = time.perf_counter()
         best, table = tune(factory(vproto, val_data, depth), grid, vproto, k)

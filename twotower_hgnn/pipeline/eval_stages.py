@@ -30,6 +30,7 @@ def evaluate_key(ctx: RunContext) -> dict:
         "baselines": list(BASELINES),
         "sample_users": ev.sample_users,
         "ease_max_items": ev.ease_max_items,
+        "knn_max_items": ev.knn_max_items,
     }
 
 
@@ -129,7 +130,13 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
         prog.update(n_tt[t], at=f"{t} two-tower")
     if not cfg.ablation:
         cf, cf_info = tuned_item_baselines(
-            ctx.ds, ctx.train_split, protocol, k=ev.k, valid_split=ctx.valid, ease_max_items=ev.ease_max_items
+            ctx.ds,
+            ctx.train_split,
+            protocol,
+            k=ev.k,
+            valid_split=ctx.valid,
+            ease_max_items=ev.ease_max_items,
+            knn_max_items=ev.knn_max_items or None,
         )
         models.update(cf)
         training["item_baselines"] = {
