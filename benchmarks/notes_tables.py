@@ -253,6 +253,52 @@ def scale_table(d: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def retrieval_table(d: Mapping[str, Any]) -> str:
+    """``benchmarks/results/retrieval_paper.json`` (``benchmarks/retrieval.py`` at the paper's catalogue):
+    per configuration build seconds, index and peak memory, one-core latency and recall@100."""
+    m, rows = d["meta"], d["rows"]
+    a = m["args"]
+    goal = f"p99 < {a['max_p99_ms']:g} ms at recall@{a['k']} >= {a['min_recall']:g}"
+    lines = [
+        f"**retrieval at {m['num_items']:,} items** (`benchmarks/retrieval.py`, {m['num_items']:,} x {a['dim']}, "
+        f"{m['num_topics']:,} topics; user tower + top-{a['k']} on one pinned core; recall vs exact f32 on "
+        f"{a['recall_users']:,} held-out users; written {m['date'][:19]}Z at git {m['git_sha'][:10]} on {m['cpus']} "
+        f"CPUs, load {m['load_avg_start']:.1f} at start, {m['load_avg_end_1_5_15'][0]:.1f} at end; goal {goal})",
+        "",
+        "| configuration | build s | index MiB | peak RSS GiB | p50 ms | p99 ms | p99 CPU ms | recall@100 | goal |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        rec = "-" if r["recall_at_100"] is None else f"{r['recall_at_100']:.3f}"
+        mib = "-" if r.get("index_bytes") is None else f"{r['index_bytes'] / 2**20:,.0f}"
+        nl = f", nlist {r['nlist']}" if r.get("nlist") else ""
+        goal_cell = "met" if r["meets_goal"] else ("CPU time only" if r["meets_goal_cpu_time"] else "no")
+        lines.append(
+            f"| {r['name']}{nl} | {r['build_s']:.1f} | {mib} | {r['peak_rss_bytes'] / 2**30:.2f} | {r['p50_ms']:.2f} | "
+            f"{r['p99_ms']:.2f} | {r['p99_cpu_ms']:.2f} | {rec} | {goal_cell} |"
+        )
+    auto = m.get("auto_export_choice", {})
+    auto_row = next(
+        (
+            r
+            for r in rows
+            if r["kind"] == auto.get("kind")
+            and r.get("nlist") == auto.get("nlist")
+            and r["params"].get("nprobe") == auto.get("nprobe")
+            and r["params"].get("train_size", 100_000) == auto.get("train_size")
+        ),
+        None,
+    )
+    best = m.get("fastest_meeting_goal")
+    lines += [
+        "",
+        f"Fastest configuration meeting the goal: {best or 'none'}. Export `index=auto` at this size builds "
+        + ", ".join(f"{k} {v}" for k, v in auto.items())
+        + (f" (row {auto_row['name']})." if auto_row else " (no row with exactly those settings)."),
+    ]
+    return "\n".join(lines)
+
+
 NOTES = Path(__file__).resolve().parents[1] / "BUILD_NOTES.md"
 BEGIN, END = "<!-- BEGIN generated -->", "<!-- END generated -->"
 
@@ -282,6 +328,9 @@ def main() -> None:
     sc = RESULTS / "scale.json"
     if sc.exists():
         parts.append(scale_table(json.loads(sc.read_text())))
+    rp = RESULTS / "retrieval_paper.json"
+    if rp.exists():
+        parts.append(retrieval_table(json.loads(rp.read_text())))
     ops = ops_table(RESULTS)
     if ops:
         parts.append(ops)

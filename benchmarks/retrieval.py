@@ -11,8 +11,8 @@ One core, one compute thread (set before jax / faiss start any threads):
   faiss.omp_set_num_threads(1). Index builds are offline work: they run on all allowed cores
   (build_s column), then the process is pinned again before anything is timed.
 
-Synthetic but structured data (not i.i.d. Gaussian): items come from a topic model — 500 topics
-with Zipf-like sizes, a 32-d latent (topic centre + within-topic spread) mapped to 128-d by a fixed
+Synthetic but structured data (not i.i.d. Gaussian): items come from a topic model — T topics
+with Zipf-like sizes (T = 500 up to 250K items, then N / 500: 7,000 at the paper's 3.5M), a 32-d latent (topic centre + within-topic spread) mapped to 128-d by a fixed
 random matrix, plus isotropic noise, L2-normalised. Each user has 1-3 preferred topics, a taste
 vector in the same latent space and a history of 5-40 consumed items drawn from those topics (these
 are excluded at search time). The user tower is a stand-in with the real shapes (input 352 =
@@ -21,8 +21,25 @@ ReLU): the first two layers are random, the last is fitted by least squares so t
 user's features to her taste vector — the queries are therefore genuine tower outputs that live
 where real trained queries live (near the item manifold), and their dot products have structure.
 
+Topics grow with the catalogue (``default_topics``; ``--topics`` overrides): a catalogue 14x larger
+is mostly more niches, not 14x more shows per niche, and with a fixed 500 topics every topic would
+hold ~7,000 items, so a user's top-100 would come from a 14x denser blob: a different problem from
+the 250K world (expected to concentrate the top-100 in fewer IVF lists; not measured). T = N / 500 keeps the 250K world's density (~500 items per topic)
+and the shape of the topic-size distribution (smallest topic ~100 items at both sizes; the largest
+holds 3.5 % instead of 7 % of the catalogue). The 250K world is unchanged (T = 500, same draws).
+
+Memory: ``make_world`` generates the items in chunks (float32 items + float64 [N, 32] latents:
+peak ~3.2 GiB at 3.5M x 128); the exact f32 reference adds two copies of the items while it exists
+(peak ~5.3 GiB), and it is freed before the approximate indexes are built. At >= 1M items
+(``PAPER_SCALE``) a smaller configuration set runs (``paper_configs``: no HNSW — its build at 3.5M
+would take hours on two cores — and no flat / bf16 scans, which only repeat exact search's ~0.1 s).
+faiss-cpu's OpenBLAS does not recognise the dev box's CPU and falls back to an SSE3 sgemm: the
+benchmark sets OPENBLAS_CORETYPE (``openblas_coretype``) so IVF builds run 3-4x faster (recorded in
+the JSON; search latency does not use BLAS at one query).
+
     python -m benchmarks.retrieval --json=/tmp/retrieval.json          # full: 250K x 128
     python -m benchmarks.retrieval --quick                              # < 60 s smoke run
+    python -m benchmarks.retrieval --num_items=3500000 --json=benchmarks/results/retrieval_paper.json
 """
 
 from __future__ import annotations
@@ -42,6 +59,9 @@ flags.DEFINE_integer("batch", 256, "users per batch for throughput")
 flags.DEFINE_float("throughput_s", 3.0, "seconds of batch scoring per configuration (at least one batch)")
 flags.DEFINE_integer("core", -1, "CPU core to pin to (-1: the last core this process may use)")
 flags.DEFINE_integer("seed", 0, "data seed")
+flags.DEFINE_integer(
+    "topics", 0, "topics of the synthetic world (0: default_topics(num_items): 500, or N / 500 above 250K)"
+)
 flags.DEFINE_list("configs", [], "subset of configuration names to run (default: all)")
 flags.DEFINE_float("max_row_s", 30.0, "time budget for the single-request loop of one row (after 100 requests)")
 flags.DEFINE_integer("fit_users", 20_000, "users used to fit the stand-in tower's last layer")
@@ -52,6 +72,24 @@ flags.DEFINE_float("min_recall", 0.95, "recall@k a serving default must reach")
 flags.DEFINE_float("max_p99_ms", 10.0, "p99 latency budget of the serving default")
 
 RECALL_USERS_QUICK = 300
+
+
+def openblas_coretype() -> str | None:
+    """An OPENBLAS_CORETYPE for this CPU where the one set is unset: faiss-cpu's OpenBLAS 0.3.15 does not
+    recognise newer CPUs (the dev box's Sapphire Rapids) and falls back to its SSE3 'Prescott' sgemm, which
+    makes IVF k-means and adds 3-4x slower; SkylakeX / Haswell need only the ISA checked here."""
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return os.environ["OPENBLAS_CORETYPE"]
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_flags = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        return None
+    pick = "SkylakeX" if {"avx512f", "avx512bw", "avx512vl"} <= cpu_flags else None
+    pick = pick or ("Haswell" if {"avx2", "fma"} <= cpu_flags else None)
+    if pick:
+        os.environ["OPENBLAS_CORETYPE"] = pick  # read when faiss's OpenBLAS loads: before `import faiss`
+    return pick
 
 
 def pin_one_core(core: int) -> tuple[int, str]:
@@ -78,23 +116,38 @@ def pin_one_core(core: int) -> tuple[int, str]:
 # ----------------------------------------------------------------------------------- data
 
 
-def make_world(num_items: int, dim: int, num_users: int, seed: int):
-    """Items [N, dim] (L2-normalised), user features [U, 352], taste targets [U, dim], histories."""
+def default_topics(num_items: int) -> int:
+    """500 topics up to 250K items, then one topic per 500 items (7,000 at 3.5M): constant topic density."""
+    return max(500, round(num_items / 500))
+
+
+def make_world(num_items: int, dim: int, num_users: int, seed: int, n_topics: int = 500, chunk: int = 262_144):
+    """Items [N, dim] (L2-normalised), user features [U, 352], taste targets [U, dim], histories.
+
+    Items are generated ``chunk`` rows at a time (peak memory ~ the float32 items + the float64
+    [N, 32] latents, ~2.7 GiB at 3.5M x 128, instead of four float64 [N, dim] temporaries); the
+    random stream is the same as one-shot generation, so a given (N, seed, n_topics) world is unchanged.
+    """
     import numpy as np
 
     from twotower_hgnn.retrieval import ExcludeCSR
     from twotower_hgnn.rng import np_rng
 
     rng = np_rng(seed, "retrieval-bench")
-    n_topics, rank = 500, 32
+    rank = 32
     pop = 1.0 / np.arange(1, n_topics + 1) ** 0.8
     pop /= pop.sum()
     centres = rng.normal(size=(n_topics, rank))
     proj = rng.normal(size=(rank, dim)) / np.sqrt(rank)
     topic = rng.choice(n_topics, size=num_items, p=pop)
-    z = centres[topic] + 0.6 * rng.normal(size=(num_items, rank))
-    items = z @ proj + 0.35 * rng.normal(size=(num_items, dim))
-    items = (items / np.linalg.norm(items, axis=1, keepdims=True)).astype(np.float32)
+    z = centres[topic]
+    for s in range(0, num_items, chunk):  # same draws as 0.6 * rng.normal(size=(num_items, rank))
+        z[s : s + chunk] += 0.6 * rng.normal(size=(min(chunk, num_items - s), rank))
+    items = np.empty((num_items, dim), np.float32)
+    for s in range(0, num_items, chunk):
+        x = z[s : s + chunk] @ proj + 0.35 * rng.normal(size=(min(chunk, num_items - s), dim))
+        items[s : s + chunk] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    del x, z
 
     # Users: 1-3 topics; taste = mean topic centre + spread, in the items' output space.
     n_pref = rng.integers(1, 4, size=num_users)
@@ -172,8 +225,13 @@ def make_tower(feats, taste, seed: int):
 # ----------------------------------------------------------------------------------- configs
 
 
-def configs(quick: bool) -> list[tuple[str, dict, list[tuple[str, dict]]]]:
+PAPER_SCALE = 1_000_000  # from this many items: the paper-scale configuration set (see configs)
+
+
+def configs(quick: bool, num_items: int = 250_000) -> list[tuple[str, dict, list[tuple[str, dict]]]]:
     """(index kind, build params, [(row name, search params), ...]): one build per index."""
+    if num_items >= PAPER_SCALE and not quick:
+        return paper_configs()
     groups = [
         ("exact", {"chunk_size": 16384}, [("exact_f32", {})]),
         ("none", {}, [("tower_only", {})]),  # the request path without search: the machine's noise floor
@@ -196,6 +254,19 @@ def configs(quick: bool) -> list[tuple[str, dict, list[tuple[str, dict]]]]:
     return groups
 
 
+def paper_configs() -> list[tuple[str, dict, list[tuple[str, dict]]]]:
+    """The set run at the paper's catalogue (3.5M): exact f32 (the recall reference and a latency row),
+    the request path without search, IVF-SQ8 as the export's ``auto`` builds it (``default_nlist``:
+    8192 lists at 3.5M, 100K training rows) at several nprobe (64 = the old fixed default, 256 =
+    ``default_nprobe``), and the same lists trained on 320K rows (faiss's 39 per centroid)."""
+    return [
+        ("exact", {"chunk_size": 16384}, [("exact_f32", {})]),
+        ("none", {}, [("tower_only", {})]),
+        ("ivf_sq8", {}, [(f"ivf_sq8_np{n}", {"nprobe": n}) for n in (64, 128, 192, 256)]),
+        ("ivf_sq8", {"train_size": 320_000}, [(f"ivf_sq8_t320k_np{n}", {"nprobe": n}) for n in (128, 160, 192)]),
+    ]
+
+
 def recall_at(found, truth) -> float:
     import numpy as np
 
@@ -210,11 +281,36 @@ def rows_slice(ex, lo: int, hi: int):
     return ExcludeCSR(ex.indptr[lo : hi + 1] - a, ex.indices[a:b])
 
 
+def rss_bytes() -> int:
+    """This process's resident set now (VmRSS)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def peak_rss_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def index_bytes(index) -> int | None:
+    """Bytes of an index's data: the device array of an exact index; a faiss index's serialised size
+    (codes, ids, centroids / graph links: what it holds in memory, without allocator slack)."""
+    if index is None:
+        return None
+    if hasattr(index, "_items"):
+        return int(index._items.nbytes)
+    import faiss
+
+    return int(faiss.serialize_index(index._index).nbytes)
+
+
 def main(argv):
     del argv
+    load0 = os.getloadavg()  # before this run adds its own load
     all_cores = sorted(os.sched_getaffinity(0))
     core, how = pin_one_core(FLAGS.core)
-    import datetime
+    blas_core = openblas_coretype()
     import platform
     import time
 
@@ -224,7 +320,7 @@ def main(argv):
 
     faiss.omp_set_num_threads(1)
     from twotower_hgnn.io import atomic_write_json
-    from twotower_hgnn.retrieval import DEFAULT_KIND, DEFAULT_PARAMS, make_index
+    from twotower_hgnn.retrieval import DEFAULT_KIND, default_nlist, default_nprobe, make_index
 
     quick = FLAGS.quick
     n_items = 50_000 if quick and FLAGS.num_items == 250_000 else FLAGS.num_items
@@ -234,11 +330,13 @@ def main(argv):
     k = FLAGS.k
     t0 = time.perf_counter()
     n_users = n_rec + n_req + FLAGS.batch + (min(FLAGS.fit_users, 4000) if quick else FLAGS.fit_users)
-    items, feats, taste, exclude = make_world(n_items, FLAGS.dim, n_users, FLAGS.seed)
+    n_topics = FLAGS.topics or default_topics(n_items)
+    items, feats, taste, exclude = make_world(n_items, FLAGS.dim, n_users, FLAGS.seed, n_topics)
     fit = slice(n_rec + n_req + FLAGS.batch, n_users)  # tower's last layer is fitted on these users only
     tower = make_tower(feats[fit], taste[fit], FLAGS.seed)
     print(
-        f"data: {n_items} items x {FLAGS.dim}, {n_users} users, {time.perf_counter() - t0:.1f} s; pinning: {how}",
+        f"data: {n_items} items x {FLAGS.dim} ({n_topics} topics), {n_users} users, {time.perf_counter() - t0:.1f} s, "
+        f"peak RSS {peak_rss_bytes() / 2**30:.2f} GiB; pinning: {how}",
         flush=True,
     )
 
@@ -250,7 +348,7 @@ def main(argv):
     for b in (1, FLAGS.batch):  # compile the tower's two shapes before timing
         tower(feats[:b])
 
-    def measure(name, kind, params, index, build_s):
+    def measure(name, kind, params, index, build_s, mem):
         # Recall set (vs exact f32, same exclusions), in batches of 256.
         found = None
         if index is not None:
@@ -288,7 +386,12 @@ def main(argv):
             batch()
             n_done += len(bat_users)
         lat_ms, cpu_ms = np.asarray(lat) * 1e3, np.asarray(cpu) * 1e3
-        serving_default = kind == DEFAULT_KIND and all(params.get(key) == v for key, v in DEFAULT_PARAMS.items())
+        # The export's default build (kind, default lists and training rows) probed default_nprobe(nlist) lists.
+        serving_default = (
+            kind == DEFAULT_KIND
+            and not set(params) & {"nlist", "train_size"}
+            and params.get("nprobe") == default_nprobe(mem["nlist"])
+        )
         return {
             "name": name,
             "kind": kind,
@@ -301,6 +404,8 @@ def main(argv):
             "p99_cpu_ms": float(np.percentile(cpu_ms, 99)),
             "requests": len(lat),
             "build_s": round(build_s, 2),
+            **mem,
+            "peak_rss_bytes": peak_rss_bytes(),  # the process's peak so far (data + every index built until now)
             "serving_default": serving_default,
             "_found": found,
         }
@@ -308,25 +413,30 @@ def main(argv):
     truth = None
     rows = []
     wanted = set(FLAGS.configs)
-    known = {name for _, _, variants in configs(False) for name, _ in variants}
+    known = {name for _, _, variants in configs(False) + paper_configs() for name, _ in variants}
     if wanted - known:
         raise app.UsageError(f"--configs: unknown {sorted(wanted - known)}; known: {sorted(known)}")
-    for kind, build_params, variants in configs(quick):
+    for kind, build_params, variants in configs(quick, n_items):
         variants = [v for v in variants if not wanted or v[0] in wanted or v[0] in ("exact_f32", "tower_only")]
         if not variants:
             continue
         # Builds are offline work: they may use every allowed core; measurement is on one core.
         os.sched_setaffinity(0, all_cores)
         faiss.omp_set_num_threads(len(all_cores))
-        tb = time.perf_counter()
+        rss0, tb = rss_bytes(), time.perf_counter()
         index = None if kind == "none" else make_index(kind, items, **build_params)
         build_s = time.perf_counter() - tb
+        mem = {
+            "index_bytes": index_bytes(index),
+            "rss_growth_build_bytes": rss_bytes() - rss0,  # resident memory the build left behind
+            "nlist": getattr(index, "params", {}).get("nlist") if kind.startswith("ivf") else None,
+        }
         os.sched_setaffinity(0, {core})
         faiss.omp_set_num_threads(1)
         for name, search_params in variants:
             if search_params:
                 index.set_search_params(**search_params)
-            r = measure(name, kind, {**build_params, **search_params}, index, build_s)
+            r = measure(name, kind, {**build_params, **search_params}, index, build_s, mem)
             found = r.pop("_found")
             if truth is None:
                 truth = found
@@ -334,10 +444,11 @@ def main(argv):
                 r["recall_at_100"] = recall_at(found, truth)
             rows.append(r)
             rec = "   n/a" if r["recall_at_100"] is None else f"{r['recall_at_100']:.4f}"
+            mb = "     -" if r["index_bytes"] is None else f"{r['index_bytes'] / 2**20:6.0f}"
             print(
                 f"{name:18s} p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  (cpu p50 {r['p50_cpu_ms']:6.2f} p99 "
                 f"{r['p99_cpu_ms']:6.2f})  {r['users_per_s']:8.0f} users/s  recall@{k} {rec}  build {build_s:6.1f} s  "
-                f"({r['requests']} requests)",
+                f"index {mb} MiB  peak RSS {r['peak_rss_bytes'] / 2**30:5.2f} GiB  ({r['requests']} requests)",
                 flush=True,
             )
         del index
@@ -351,15 +462,15 @@ def main(argv):
         r["meets_goal"] = bool(meets(r, "p99_ms"))
         r["meets_goal_cpu_time"] = bool(meets(r, "p99_cpu_ms"))
         r["fastest_meeting_goal"] = best is not None and r is best
-    print(f"\n| name | p50 ms | p99 ms | p99 cpu ms | users/s | recall@{k} | build s | goal (wall / cpu) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"\n| name | p50 ms | p99 ms | p99 cpu ms | users/s | recall@{k} | build s | index MiB | goal (wall / cpu) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         rec = "n/a" if r["recall_at_100"] is None else f"{r['recall_at_100']:.4f}"
         mark = ("yes" if r["meets_goal"] else "no") + " / " + ("yes" if r["meets_goal_cpu_time"] else "no")
         name = r["name"] + (" **(serving default)**" if r["serving_default"] else "")
         print(
             f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p99_cpu_ms']:.2f} | {r['users_per_s']:.0f} | {rec} | "
-            f"{r['build_s']:.1f} | {mark} |"
+            f"{r['build_s']:.1f} | {'-' if r['index_bytes'] is None else round(r['index_bytes'] / 2**20)} | {mark} |"
         )
     dflt = [r for r in rows if r["serving_default"]]
     if dflt and not dflt[0]["meets_goal"]:
@@ -368,16 +479,26 @@ def main(argv):
             f"\nMISS: serving default {d['name']}: p99 {d['p99_ms']:.2f} ms (cpu-time p99 {d['p99_cpu_ms']:.2f} ms), "
             f"recall@{k} {d['recall_at_100']:.4f}; goal p99 < {FLAGS.max_p99_ms} ms with recall >= {FLAGS.min_recall}"
         )
-    from twotower_hgnn.provenance import git_sha
+    from twotower_hgnn.provenance import git_sha, utc_now
+    from twotower_hgnn.retrieval import resolve_index_kind
 
     sha = git_sha()
+    auto_kind = resolve_index_kind("auto", n_items)
     meta = {
         "machine": FLAGS.machine,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "node": platform.node(),
+        "cpus": os.cpu_count(),
+        "date": utc_now(),
         "git_sha": sha,
+        "load_avg_start": load0[0],
+        "load_avg_start_1_5_15": list(load0),
+        "load_avg_end_1_5_15": list(os.getloadavg()),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "num_topics": n_topics,
         "args": {f.name: f.value for f in FLAGS.get_key_flags_for_module(sys.modules[__name__])},
         "num_items": n_items,
         "pinning": how,
+        "openblas_coretype": blas_core,
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
         "jax": jax.__version__,
@@ -385,7 +506,20 @@ def main(argv):
         "data": "topic-model items (500 Zipf topics, 32-d latent -> 128-d + noise, L2-normalised); "
         "users with 1-3 topics, 5-40 history items excluded; stand-in 352-512-256-128 tower",
         "fastest_meeting_goal": best["name"] if best else None,
-        "serving_default": {"kind": DEFAULT_KIND, **DEFAULT_PARAMS},
+        "serving_default": {
+            "kind": DEFAULT_KIND,
+            "nlist": default_nlist(n_items),
+            "nprobe": default_nprobe(default_nlist(n_items)),
+        },
+        # What the export's index="auto" builds at this catalogue (FaissIndex's defaults: nlist, nprobe, train_size).
+        "auto_export_choice": {"kind": auto_kind}
+        if auto_kind == "exact"
+        else {
+            "kind": auto_kind,
+            "nlist": default_nlist(n_items),
+            "nprobe": default_nprobe(default_nlist(n_items)),
+            "train_size": 100_000,
+        },
         "cpu_time_note": "p*_cpu_ms = process CPU time per request (excludes time preempted by other processes)",
         "total_s": round(time.perf_counter() - t0, 1),
     }

@@ -43,6 +43,10 @@ from twotower_hgnn.io import atomic_dir
 # little margin for real embeddings, whose recall may be lower than on the synthetic set).
 DEFAULT_KIND = "ivf_sq8"
 DEFAULT_PARAMS = {"nprobe": 64}
+# nprobe grows with nlist beyond 2048 lists (> ~262K items): 64 of 2048 lists (1/32) is the measured 250K
+# operating point; a fixed 64 of the 8192 lists built at 3.5M items reached only recall@100 0.909 there,
+# nlist / 32 = 256 reached 0.97 (benchmarks/results/retrieval_paper.json).
+NPROBE_FRACTION = 32
 # The export's index kinds (``export.index``): "exact"; "ivf" (the measured IVF default above); "auto"
 # (IVF from IVF_MIN_ITEMS items when faiss is installed, exact below: brute force is fast enough there).
 EXPORT_KINDS = ("exact", "ivf", "auto")
@@ -201,6 +205,18 @@ def _search_inputs(queries: Any, k: int, exclude: ExcludeLike, dim: int, num_ite
 def next_pow2(n: int, minimum: int = 1) -> int:
     n = max(int(n), minimum)
     return 1 << (n - 1).bit_length()
+
+
+def default_nlist(num_items: int) -> int:
+    """IVF lists for ``num_items``: ~4 sqrt(N), the usual faiss guidance, a power of two, with >= 39
+    items per list (faiss's minimum per centroid)."""
+    return int(min(next_pow2(int(4 * np.sqrt(num_items))), max(1, int(num_items) // 39)))
+
+
+def default_nprobe(nlist: int) -> int:
+    """Lists probed by default: ``DEFAULT_PARAMS["nprobe"]`` (64), or ``nlist / NPROBE_FRACTION`` where
+    that is more — the same fraction of the catalogue scanned as at the measured 250K point."""
+    return max(DEFAULT_PARAMS["nprobe"], int(nlist) // NPROBE_FRACTION)
 
 
 def _empty_result(b: int, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,8 @@ from twotower_hgnn.retrieval import (
     _empty_result,
     _import_faiss,
     _search_inputs,
-    next_pow2,
+    default_nlist,
+    default_nprobe,
 )
 
 _SEARCH_PARAMS = {"hnsw": ("ef_search",), "ivf_flat": ("nprobe",), "ivf_sq8": ("nprobe",)}
@@ -29,7 +30,8 @@ class FaissIndex:
     """A faiss inner-product index behind the ``search`` interface.
 
     kind: "flat" (exact f32), "flat_sq8" / "flat_fp16" (exact scan of 8-bit / fp16 codes),
-          "hnsw" (M, ef_construction, ef_search), "ivf_flat" / "ivf_sq8" (nlist, nprobe).
+          "hnsw" (M, ef_construction, ef_search), "ivf_flat" / "ivf_sq8" (nlist, nprobe; by default
+          ``retrieval.default_nlist(N)`` and ``retrieval.default_nprobe(nlist)``).
     Training (IVF k-means, SQ ranges) uses ``train_size`` rows sampled with ``seed``.
     """
 
@@ -41,7 +43,7 @@ class FaissIndex:
         ef_construction: int = 200,
         ef_search: int = 128,
         nlist: int | None = None,
-        nprobe: int = DEFAULT_PARAMS["nprobe"],
+        nprobe: int | None = None,
         train_size: int = 100_000,
         seed: int = 0,
         _index: Any = None,
@@ -54,7 +56,7 @@ class FaissIndex:
             "M": int(M),
             "ef_construction": int(ef_construction),
             "ef_search": int(ef_search),
-            "nprobe": int(nprobe),
+            "nprobe": DEFAULT_PARAMS["nprobe"] if nprobe is None else int(nprobe),
             "train_size": int(train_size),
             "seed": int(seed),
         }
@@ -62,16 +64,20 @@ class FaissIndex:
             self._index = _index
             self.num_items, self.dim = int(_index.ntotal), int(_index.d)
             self.params["nlist"] = nlist
+            if nprobe is None and kind.startswith("ivf"):  # the nprobe the file was written with
+                nprobe = int(faiss.extract_index_ivf(_index).nprobe)
             self.set_search_params(ef_search=ef_search, nprobe=nprobe)
             return
         v = _check_vectors(vectors)
         self.num_items, self.dim = v.shape
         d = self.dim
         ip = faiss.METRIC_INNER_PRODUCT
-        if nlist is None:  # ~4 sqrt(N) lists, the usual faiss guidance, power of two
-            nlist = next_pow2(int(4 * np.sqrt(self.num_items)))
+        if nlist is None:
+            nlist = default_nlist(self.num_items)
         nlist = int(min(nlist, max(1, self.num_items // 39)))  # faiss wants >= 39 points per centroid
         self.params["nlist"] = nlist
+        if nprobe is None:
+            nprobe = default_nprobe(nlist)
         if kind == "flat":
             index = faiss.IndexFlatIP(d)
         elif kind == "flat_sq8":
