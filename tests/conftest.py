@@ -26,19 +26,36 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
+def tiny_run(tmp_path_factory, worker_id):
     """One finished pipeline run of the ``test`` configuration on the tiny synthetic data:
-    ``(PipelineConfig, report dict)``, shared by the golden-report and stage tests."""
+    ``(PipelineConfig, report dict)``, shared by the golden-report and stage tests.
+
+    Built once per suite run, not once per xdist worker: the first worker to need it runs the pipeline
+    under a file lock in the folder the workers share (pytest-xdist's documented pattern), and the
+    others wait for it and read its report. Modules that rerun stages take :func:`run_copy`."""
+    import json
+
+    from filelock import FileLock
+
     from twotower_hgnn import configs
+    from twotower_hgnn.eval.report import load_report
     from twotower_hgnn.pipeline import PipelineConfig, run_pipeline
 
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
     cfg = PipelineConfig(
         dataset="synthetic",
         scale="tiny",
-        out_dir=str(tmp_path_factory.mktemp("tiny_run")),
+        out_dir=str(shared / "tiny_run_shared"),
         config=configs.load("test", {"sampler": "numpy"}),
     )
-    return cfg, run_pipeline(cfg)
+    done = shared / "tiny_run_shared.done"
+    with FileLock(str(shared / "tiny_run_shared.lock")):
+        if not done.exists():
+            report = run_pipeline(cfg)
+            done.write_text(json.dumps({"version_dir": str(cfg.version_dir())}))
+            return cfg, report
+    return cfg, load_report(cfg.version_dir() / "evaluate" / "report.json")
 
 
 @pytest.fixture(scope="module")
