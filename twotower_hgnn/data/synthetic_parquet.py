@@ -393,16 +393,19 @@ def load_dataset(out_dir: str | os.PathLike, verify: bool = False) -> Dataset:
         }
     )
     col = _read_log(out, man)
+    # copy=False: the id columns' codes are the index columns themselves (int32 / int8 codes are used as
+    # given), so the frame holds each log column once (18 bytes a row)
     inter = pd.DataFrame(
         {
             "user_id": pd.Categorical.from_codes(col["user_idx"], categories=pd.Index(users["user_id"])),
             "item_id": pd.Categorical.from_codes(col["item_idx"], categories=pd.Index(items["item_id"])),
             "timestamp": col["timestamp"],
-            "event": pd.Categorical.from_codes(col["event_code"].astype(np.int64), categories=list(EVENTS)),
+            "event": pd.Categorical.from_codes(col["event_code"], categories=list(EVENTS)),
             "user_idx": col["user_idx"],
             "item_idx": col["item_idx"],
             "event_code": col["event_code"],
-        }
+        },
+        copy=False,
     )
     vec_path = out / "item_vectors.npy"
     cfg = man["config"]
