@@ -88,7 +88,8 @@ VARIANTS: dict[str, tuple[str, bool, dict[str, Any]]] = {
 def run_variant(name: str, vdir: Path) -> dict[str, Any]:
     """Select on validation, refit, score on test; the result row."""
     from twotower_hgnn.data import load_dataset
-    from twotower_hgnn.data.split import load_split, validation_split
+    from twotower_hgnn.data.split import validation_split
+    from twotower_hgnn.data.split_io import load_split
     from twotower_hgnn.eval.baselines import rank_users
     from twotower_hgnn.eval.metrics import compute_metrics
     from twotower_hgnn.eval.protocol import SEGMENTS, build_protocol

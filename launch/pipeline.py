@@ -47,7 +47,8 @@ def main(argv):
 def print_examples(cfg, k: int = 5) -> None:
     """Prints top-``k`` recommendations (titles, scores) for one warm and one cold test user, served from
     the version's export (user vector in real time + the exported index)."""
-    from twotower_hgnn.data.split import known_at_cut, load_split
+    from twotower_hgnn.data.split import known_at_cut
+    from twotower_hgnn.data.split_io import load_split
     from twotower_hgnn.pipeline import load_data
     from twotower_hgnn.serving import Recommender
 

@@ -104,3 +104,33 @@ def test_dataset_default_synthetic_last_14_days():
     s = sp.segment_sizes
     assert s["warm_users"] > 0 and s["cold_users"] > s["warm_users"]  # most users have no audiobook history
     assert s["cold_users_ab_test"] > 0  # cold-start users who start audiobooks in the test window
+
+
+def test_temporal_parts_are_views_and_load_back_as_views(ds, tmp_path):
+    """A temporal split's parts (and its validation split's) are row ranges of the dataset: views of its
+    columns, saved as ranges beside the Parquet copies and rebuilt as views when loaded with the dataset;
+    loaded without it, or with another dataset, the Parquet copies are read."""
+    import dataclasses
+
+    from twotower_hgnn.data import load_dataset
+    from twotower_hgnn.data.split import validation_split
+    from twotower_hgnn.data.split_io import load_split, save_split
+
+    big = load_dataset("synthetic", scale="tiny", seed=0)
+    sp = temporal_split(big)
+    vs = validation_split(big, sp)
+    col = big.interactions["item_idx"].to_numpy()
+    lo, mid, hi = sp.rows
+    assert (vs.rows[0], vs.rows[2]) == (lo, mid) and lo <= vs.rows[1] <= mid
+    for part, (a, b) in ((sp.train, (lo, mid)), (sp.test, (mid, hi)), (vs.train, vs.rows[:2]), (vs.test, vs.rows[1:])):
+        assert np.shares_memory(part["item_idx"].to_numpy(), col)
+        pd.testing.assert_frame_equal(part, big.interactions.iloc[a:b].reset_index(drop=True))
+    save_split(sp, tmp_path / "s")
+    back = load_split(tmp_path / "s", big)
+    assert back.rows == sp.rows and np.shares_memory(back.train["item_idx"].to_numpy(), col)
+    read = load_split(tmp_path / "s")  # no dataset: the saved Parquet parts
+    assert read.rows is None and not np.shares_memory(read.train["item_idx"].to_numpy(), col)
+    for a, b in ((back.train, read.train), (back.test, read.test)):
+        pd.testing.assert_frame_equal(a, b, check_categorical=False)
+    other = dataclasses.replace(big, interactions=big.interactions.iloc[1:].reset_index(drop=True))
+    assert load_split(tmp_path / "s", other).rows is None  # ranges of another log: not trusted

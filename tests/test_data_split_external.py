@@ -11,12 +11,11 @@ from twotower_hgnn.data.split import (
     external_dataset,
     external_split,
     known_at_cut,
-    load_split,
-    save_split,
     split_from_files,
     temporal_split,
     validation_split,
 )
+from twotower_hgnn.data.split_io import load_split, save_split
 
 RAW = ["user_id", "item_id", "timestamp", "event"]
 

@@ -8,7 +8,8 @@ import pytest
 
 from twotower_hgnn import configs
 from twotower_hgnn.data import load_dataset
-from twotower_hgnn.data.split import load_split, split_from_files
+from twotower_hgnn.data.split import split_from_files
+from twotower_hgnn.data.split_io import load_split
 from twotower_hgnn.pipeline import PipelineConfig, load_data, run_pipeline
 
 

@@ -82,7 +82,7 @@ def test_podcast_only_split_is_a_note_not_move_the_cut(tmp_path):
     sp = loaded.split
     assert sp.segment_sizes["warm_users"] == 0 and sp.segment_sizes["cold_users"] > 0
     assert "note: warm segment empty (the catalogue has no audiobooks)" in sp.summary()
-    from twotower_hgnn.data.split import load_split, save_split
+    from twotower_hgnn.data.split_io import load_split, save_split
 
     save_split(sp, tmp_path / "split")
     assert load_split(tmp_path / "split").notes == sp.notes

@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -49,7 +47,6 @@ from twotower_hgnn.data.split_rules import (  # noqa: F401 (AUTO, DAY: the modul
     check_segments,
     cut_bounds,
 )
-from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
 from twotower_hgnn.rng import np_rng
 
 _log = logging.getLogger(__name__)
@@ -77,6 +74,10 @@ class Split:
       notes: what the segments rule reported (e.g. an empty warm segment; :mod:`.split_rules`).
       segment_type: the item type that makes a user warm (:func:`segment_type`; "audiobook" for the
         paper's data).
+      rows: ``(lo, mid, hi)`` when ``train`` / ``test`` are the rows ``[lo, mid)`` / ``[mid, hi)`` of
+        ``Dataset.interactions`` (temporal splits: the log is time-sorted), else None. The parts are then
+        views of the dataset's columns, not copies (:func:`rows_view`), and :func:`load_split` given the
+        dataset rebuilds them as views: at the paper's 300M rows a copy of the training part is ~5 GB.
     """
 
     train: pd.DataFrame
@@ -90,6 +91,7 @@ class Split:
     as_of_times: np.ndarray | None = None
     notes: tuple[str, ...] = ()
     segment_type: str = "audiobook"
+    rows: tuple[int, int, int] | None = None
 
     @property
     def external(self) -> bool:
@@ -174,8 +176,7 @@ def temporal_split(
     lo = 0 if hist is None else int(np.searchsorted(ts, hist, side="left"))
     mid = int(np.searchsorted(ts, cut, side="left"))
     hi = len(ts) if test_end is None else int(np.searchsorted(ts, test_end, side="left"))
-    train = inter.iloc[lo:mid].reset_index(drop=True)
-    test = inter.iloc[mid:hi].reset_index(drop=True)
+    train, test = rows_view(inter, lo, mid), rows_view(inter, mid, hi)
 
     warm, cold, sizes = segments(ds, train, test)
     sizes.update(dropped_before_history=int(lo), after_test_window=int(len(ts) - hi))
@@ -184,9 +185,20 @@ def temporal_split(
     seg_t = segment_type(ds)
     n_seg = int(ds.item_type_counts.get(seg_t, 0))
     notes = check_segments(f"{label}: split at {cut}", sizes, test, min_segment_users, n_seg, hint, seg_t)
-    split = Split(train, test, cut, hist, warm, cold, sizes, test_end, notes=tuple(notes), segment_type=seg_t)
+    split = Split(
+        train, test, cut, hist, warm, cold, sizes, test_end, notes=tuple(notes), segment_type=seg_t, rows=(lo, mid, hi)
+    )
     _log.info("%s: %s", ds.name, split.summary())
     return split
+
+
+def rows_view(frame: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
+    """Rows ``[a, b)`` of ``frame`` with a fresh ``RangeIndex``, sharing ``frame``'s column arrays (a
+    positional slice is a view; only the index is new). Read-only use: the parts of a split are never
+    written to."""
+    view = frame.iloc[a:b]
+    view.index = pd.RangeIndex(b - a)
+    return view
 
 
 # ---------------------------------------------------------------------------------- segments
@@ -383,8 +395,9 @@ def validation_split(
             raise SplitError("validation split: the training part is empty")
         vcut = int(np.quantile(ts, 1.0 - float(frac), method="lower"))
         mid = int(np.searchsorted(ts, vcut, side="left"))  # train is time-sorted
-        train, test = tr.iloc[:mid].reset_index(drop=True), tr.iloc[mid:].reset_index(drop=True)
-        return _make_validation(ds, train, test, vcut, split.history_start, split.cut_time, None)
+        train, test = rows_view(tr, 0, mid), rows_view(tr, mid, len(tr))
+        rows = None if split.rows is None else (split.rows[0], split.rows[0] + mid, split.rows[1])
+        return _make_validation(ds, train, test, vcut, split.history_start, split.cut_time, None, rows)
     else:
         hold = _random_holdout(tr["user_idx"].to_numpy(np.int64), ds.num_users, float(frac), seed)
         train, test = tr[~hold].reset_index(drop=True), tr[hold].reset_index(drop=True)
@@ -407,6 +420,7 @@ def _make_validation(
     hist: int | None,
     end: int | None,
     as_of: np.ndarray | None,
+    rows: tuple[int, int, int] | None = None,
 ) -> Split:
     if len(train) == 0 or len(test) == 0:
         raise SplitError(
@@ -414,7 +428,7 @@ def _make_validation(
             "both must be non-empty (change frac or the validation file)"
         )
     warm, cold, sizes = segments(ds, train, test)
-    sp = Split(train, test, cut, hist, warm, cold, sizes, end, as_of, segment_type=segment_type(ds))
+    sp = Split(train, test, cut, hist, warm, cold, sizes, end, as_of, segment_type=segment_type(ds), rows=rows)
     _log.info("%s validation: %s", ds.name, sp.summary())
     return sp
 
@@ -444,47 +458,3 @@ def _multiset_member(rows: pd.DataFrame, remove: pd.DataFrame) -> np.ndarray:
     out = np.zeros(len(rows), bool)
     out[hit] = True
     return out
-
-
-# ---------------------------------------------------------------------------------- persistence
-def save_split(split: Split, out: str | os.PathLike) -> None:
-    """Writes ``split`` into directory ``out`` (parquet parts, segment arrays, per-user as-of times)."""
-    out = Path(out)
-    atomic_write_parquet(split.train, out / "train.parquet")
-    atomic_write_parquet(split.test, out / "test.parquet")
-    atomic_save_npy(out / "warm_users.npy", np.asarray(split.warm_users, np.int32))
-    atomic_save_npy(out / "cold_users.npy", np.asarray(split.cold_users, np.int32))
-    if split.external:
-        atomic_save_npy(out / "as_of_times.npy", np.asarray(split.as_of_times, np.int64))
-    atomic_write_json(
-        out / "split.json",
-        {
-            "cut_time": split.cut_time,
-            "history_start": split.history_start,
-            "test_end": split.test_end,
-            "segment_sizes": split.segment_sizes,
-            "external": split.external,
-            "notes": list(split.notes),
-            **({"segment_type": split.segment_type} if split.segment_type != "audiobook" else {}),
-        },
-    )
-
-
-def load_split(path: str | os.PathLike) -> Split:
-    """The split :func:`save_split` wrote into ``path``."""
-    path = Path(path)
-    meta = json.loads((path / "split.json").read_text())
-    as_of = np.load(path / "as_of_times.npy") if meta.get("external") else None
-    return Split(
-        train=pd.read_parquet(path / "train.parquet"),
-        test=pd.read_parquet(path / "test.parquet"),
-        cut_time=int(meta["cut_time"]),
-        history_start=meta["history_start"],
-        warm_users=np.load(path / "warm_users.npy"),
-        cold_users=np.load(path / "cold_users.npy"),
-        segment_sizes=meta["segment_sizes"],
-        test_end=meta["test_end"],
-        as_of_times=as_of,
-        notes=tuple(meta.get("notes", ())),
-        segment_type=str(meta.get("segment_type", "audiobook")),
-    )

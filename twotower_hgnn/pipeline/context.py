@@ -13,7 +13,8 @@ import numpy as np
 
 from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.data.signal import targets_with_signal
-from twotower_hgnn.data.split import Split, load_split
+from twotower_hgnn.data.split import Split
+from twotower_hgnn.data.split_io import load_split
 from twotower_hgnn.io import atomic_write_json
 from twotower_hgnn.pipeline.config import (
     INPUT_CACHE,
@@ -120,7 +121,7 @@ class RunContext:
     # ------------------------------------------------------------------ stage outputs
     @functools.cached_property
     def split(self) -> Split:
-        return load_split(self.path("split"))
+        return load_split(self.path("split"), self.ds)  # temporal splits: views of the dataset's rows
 
     @property
     def train_split(self) -> Split:
@@ -130,7 +131,7 @@ class RunContext:
     @functools.cached_property
     def valid(self) -> Split:
         """The validation split (ablation B: weak signals removed from its training part)."""
-        vs = load_split(self.path("valid"))
+        vs = load_split(self.path("valid"), self.ds)
         return strip_weak(vs) if self.cfg.ablation == "B" else vs
 
     @functools.cached_property

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from twotower_hgnn.data.signal import check_relation_signal
-from twotower_hgnn.data.split import save_split, split_from_files, temporal_split, validation_split
+from twotower_hgnn.data.split import split_from_files, temporal_split, validation_split
+from twotower_hgnn.data.split_io import save_split
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json
 from twotower_hgnn.pipeline.config import read_options
 from twotower_hgnn.pipeline.config import days_arg
