@@ -23,7 +23,7 @@ quantile): synthetic data cuts 14 days before its end with a 90-day history; Mov
 0.8 interaction quantile with no history window, because 90 % of its ratings fall in the first 8 of
 34 months and a day-based cut leaves almost no test users.
 
-Splits persist with :func:`save_split` / :func:`load_split` (a reloaded split behaves the same,
+Splits persist with ``split_io.save_split`` / ``split_io.load_split`` (a reloaded split behaves the same,
 per-user as-of times included).
 """
 
@@ -76,8 +76,8 @@ class Split:
         paper's data).
       rows: ``(lo, mid, hi)`` when ``train`` / ``test`` are the rows ``[lo, mid)`` / ``[mid, hi)`` of
         ``Dataset.interactions`` (temporal splits: the log is time-sorted), else None. The parts are then
-        views of the dataset's columns, not copies (:func:`rows_view`), and :func:`load_split` given the
-        dataset rebuilds them as views: at the paper's 300M rows a copy of the training part is ~5 GB.
+        views of the dataset's columns, not copies (:func:`rows_view`), and ``split_io.load_split`` given
+        the dataset rebuilds them as views: at the paper's 300M rows a copy of the training part is ~5 GB.
     """
 
     train: pd.DataFrame
