@@ -278,17 +278,7 @@ def retrieval_table(d: Mapping[str, Any]) -> str:
             f"{r['p99_ms']:.2f} | {r['p99_cpu_ms']:.2f} | {rec} | {goal_cell} |"
         )
     auto = m.get("auto_export_choice", {})
-    auto_row = next(
-        (
-            r
-            for r in rows
-            if r["kind"] == auto.get("kind")
-            and r.get("nlist") == auto.get("nlist")
-            and r["params"].get("nprobe") == auto.get("nprobe")
-            and r["params"].get("train_size", 100_000) == auto.get("train_size")
-        ),
-        None,
-    )
+    auto_row = next((r for r in rows if r["serving_default"]), None)  # the export's default build and nprobe
     best = m.get("fastest_meeting_goal")
     lines += [
         "",

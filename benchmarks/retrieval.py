@@ -256,14 +256,15 @@ def configs(quick: bool, num_items: int = 250_000) -> list[tuple[str, dict, list
 
 def paper_configs() -> list[tuple[str, dict, list[tuple[str, dict]]]]:
     """The set run at the paper's catalogue (3.5M): exact f32 (the recall reference and a latency row),
-    the request path without search, IVF-SQ8 as the export's ``auto`` builds it (``default_nlist``:
-    8192 lists at 3.5M, 100K training rows) at several nprobe (64 = the old fixed default, 256 =
-    ``default_nprobe``), and the same lists trained on 320K rows (faiss's 39 per centroid)."""
+    the request path without search, IVF-SQ8 over ``default_nlist`` lists (8192 at 3.5M) trained on the
+    old fixed 100K rows (nprobe 64 = the old fixed default, up to 256 = nlist / 32, the 250K point's
+    fraction) and as the export's ``auto`` builds it now (``default_train_size``: 319,488 rows at 8192
+    lists; ``default_nprobe``: 128)."""
     return [
         ("exact", {"chunk_size": 16384}, [("exact_f32", {})]),
         ("none", {}, [("tower_only", {})]),
-        ("ivf_sq8", {}, [(f"ivf_sq8_np{n}", {"nprobe": n}) for n in (64, 128, 192, 256)]),
-        ("ivf_sq8", {"train_size": 320_000}, [(f"ivf_sq8_t320k_np{n}", {"nprobe": n}) for n in (128, 160, 192)]),
+        ("ivf_sq8", {"train_size": 100_000}, [(f"ivf_sq8_t100k_np{n}", {"nprobe": n}) for n in (64, 128, 192, 256)]),
+        ("ivf_sq8", {}, [(f"ivf_sq8_np{n}", {"nprobe": n}) for n in (96, 128, 160, 192)]),
     ]
 
 
@@ -320,7 +321,7 @@ def main(argv):
 
     faiss.omp_set_num_threads(1)
     from twotower_hgnn.io import atomic_write_json
-    from twotower_hgnn.retrieval import DEFAULT_KIND, default_nlist, default_nprobe, make_index
+    from twotower_hgnn.retrieval import DEFAULT_KIND, default_nlist, default_nprobe, default_train_size, make_index
 
     quick = FLAGS.quick
     n_items = 50_000 if quick and FLAGS.num_items == 250_000 else FLAGS.num_items
@@ -518,7 +519,7 @@ def main(argv):
             "kind": auto_kind,
             "nlist": default_nlist(n_items),
             "nprobe": default_nprobe(default_nlist(n_items)),
-            "train_size": 100_000,
+            "train_size": default_train_size(default_nlist(n_items)),
         },
         "cpu_time_note": "p*_cpu_ms = process CPU time per request (excludes time preempted by other processes)",
         "total_s": round(time.perf_counter() - t0, 1),

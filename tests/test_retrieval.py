@@ -165,8 +165,9 @@ def test_clear_errors(int_data, exact):
 
 
 def test_default_ivf_lists_and_probes_scale_with_the_catalogue():
-    from twotower_hgnn.retrieval import default_nlist, default_nprobe
+    from twotower_hgnn.retrieval import default_nlist, default_nprobe, default_train_size
 
     assert default_nlist(250_000) == 2048 and default_nprobe(2048) == 64  # the measured 250K point
-    assert default_nlist(3_500_000) == 8192 and default_nprobe(8192) == 256  # same fraction probed at 3.5M
+    assert default_nlist(3_500_000) == 8192 and default_nprobe(8192) == 128  # 3.5M: measured in retrieval_paper.json
     assert default_nlist(1000) == 25 and default_nprobe(25) == 64  # >= 39 items per list; nprobe never below 64
+    assert default_train_size(2048) == 100_000 and default_train_size(8192) == 39 * 8192

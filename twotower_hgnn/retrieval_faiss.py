@@ -21,6 +21,7 @@ from twotower_hgnn.retrieval import (
     _search_inputs,
     default_nlist,
     default_nprobe,
+    default_train_size,
 )
 
 _SEARCH_PARAMS = {"hnsw": ("ef_search",), "ivf_flat": ("nprobe",), "ivf_sq8": ("nprobe",)}
@@ -32,7 +33,8 @@ class FaissIndex:
     kind: "flat" (exact f32), "flat_sq8" / "flat_fp16" (exact scan of 8-bit / fp16 codes),
           "hnsw" (M, ef_construction, ef_search), "ivf_flat" / "ivf_sq8" (nlist, nprobe; by default
           ``retrieval.default_nlist(N)`` and ``retrieval.default_nprobe(nlist)``).
-    Training (IVF k-means, SQ ranges) uses ``train_size`` rows sampled with ``seed``.
+    Training (IVF k-means, SQ ranges) uses ``train_size`` rows sampled with ``seed`` (by default
+    ``retrieval.default_train_size(nlist)``: 100K, or 39 per list where that is more).
     """
 
     def __init__(
@@ -44,7 +46,7 @@ class FaissIndex:
         ef_search: int = 128,
         nlist: int | None = None,
         nprobe: int | None = None,
-        train_size: int = 100_000,
+        train_size: int | None = None,
         seed: int = 0,
         _index: Any = None,
     ) -> None:
@@ -57,7 +59,7 @@ class FaissIndex:
             "ef_construction": int(ef_construction),
             "ef_search": int(ef_search),
             "nprobe": DEFAULT_PARAMS["nprobe"] if nprobe is None else int(nprobe),
-            "train_size": int(train_size),
+            "train_size": None if train_size is None else int(train_size),
             "seed": int(seed),
         }
         if _index is not None:  # load()
@@ -78,6 +80,9 @@ class FaissIndex:
         self.params["nlist"] = nlist
         if nprobe is None:
             nprobe = default_nprobe(nlist)
+        if train_size is None:
+            train_size = default_train_size(nlist)
+        self.params["train_size"] = int(train_size)
         if kind == "flat":
             index = faiss.IndexFlatIP(d)
         elif kind == "flat_sq8":
