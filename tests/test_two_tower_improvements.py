@@ -244,3 +244,34 @@ def test_ema_parameters_are_the_moving_average(tmp_path):
         np.linalg.norm(leaves(avg.params) - leaves(raw.params)),
     )
     assert 0 < d_start and 0 < d_end < np.linalg.norm(leaves(raw.params) - leaves(init.params))
+
+
+@pytest.mark.parametrize("history", ["as_of", "leave_one_out"])
+def test_a_step_budget_builds_only_the_features_it_reads(ds, history):
+    """With ``max_steps`` x ``batch_size`` below the number of examples only the examples those steps read get
+    user features; every batch of the budget equals the batch built from every example's features."""
+    from twotower_hgnn.train.two_tower_batches import batch_rows, budget_rows, make_batch
+
+    sp = temporal_split(ds, cut_quantile=0.9, history_days=None, min_segment_users=0)
+    emb = np.random.default_rng(0).normal(size=(ds.num_items, 3)).astype(np.float32)
+    vocab = F.build_vocab(ds, "podcast", d_hist=3, history_days=None, id_history_len=3)
+    cfg = TwoTowerTrainConfig(target_type="podcast", batch_size=8, max_steps=5, seed=2)
+    full = F.build_training_examples(ds, sp, "podcast", emb, vocab, example_history=history)
+    part = F.build_training_examples(
+        ds, sp, "podcast", emb, vocab, example_history=history, budget_rows=lambda n: budget_rows(n, cfg)
+    )
+    n = len(full)
+    assert 5 * 8 < n and part.user_rows is not None and len(part) == n
+    built = np.flatnonzero(part.user_rows >= 0)
+    assert len(built) == part.user.history_mean.shape[0] <= 5 * 8
+    np.testing.assert_array_equal(part.item_counts, full.item_counts)  # the correction sees every example
+    log_q = F.smoothed_log_q(full.item_counts)
+    for step in range(5):
+        rows = batch_rows(n, 8, cfg.seed, step)
+        assert np.isin(rows, built).all()
+        a, b = make_batch(part, rows, log_q, 8), make_batch(full, rows, log_q, 8)
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(F.FeatureError, match="outside the step budget"):
+        part.users_of(np.setdiff1d(np.arange(n), built)[:1])
+    assert budget_rows(n, dataclasses.replace(cfg, max_steps=None)) is None  # epochs: every example

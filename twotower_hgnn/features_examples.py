@@ -6,7 +6,7 @@ time-aware popularity prior :func:`prior_table` and the static one :func:`smooth
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -29,6 +29,7 @@ def build_training_examples(
     first_only: bool = False,
     chunk_rows: int = 1 << 18,
     example_history: str = "as_of",
+    budget_rows: Callable[[int], np.ndarray | None] | None = None,
 ) -> TrainingExamples:
     """One example per positive (user, target-type item) interaction of ``split.train``.
 
@@ -43,6 +44,10 @@ def build_training_examples(
         without the target item (every row of it removed): the held-out-item view, whose features
         match those the model sees at evaluation/serving time (a full history), and which does not
         learn the within-session rating order of logs such as MovieLens. Uses only training rows.
+
+    ``budget_rows(n_examples)``: the sorted example rows a training budget reads (or None: all). Only
+    their user features are built (``TrainingExamples.user_rows`` maps the others to -1): 200 steps of
+    128 read 25,600 examples, while the ``large`` scale has ~25M, whose features would need ~13 GB.
     """
     train = _interactions_frame(getattr(split, "train", split))
     start, stop = target_item_range(ds, target_type)
@@ -56,10 +61,16 @@ def build_training_examples(
     u = pos["user_idx"].to_numpy(np.int64)
     ts = pos["timestamp"].to_numpy(np.int64)
     row = (pos["item_idx"].to_numpy(np.int64) - start).astype(np.int32)
+    only = None if budget_rows is None else budget_rows(len(u))
+    user_rows = None
+    if only is not None:
+        user_rows = np.full(len(u), -1, np.int64)
+        user_rows[only] = np.arange(len(only))
+    fu, fts, frow = (u, ts, row) if only is None else (u[only], ts[only], row[only])
     if example_history == "as_of":
-        feats = user_features_as_of(ds, train, u, ts, item_emb, vocab, chunk_rows=chunk_rows)
+        feats = user_features_as_of(ds, train, fu, fts, item_emb, vocab, chunk_rows=chunk_rows)
     elif example_history == "leave_one_out":
-        feats = _leave_one_out_features(ds, train, u, row.astype(np.int64) + start, item_emb, vocab, target_type)
+        feats = _leave_one_out_features(ds, train, fu, frow.astype(np.int64) + start, item_emb, vocab, target_type)
     else:
         raise FeatureError(f"example_history must be 'as_of' or 'leave_one_out', got {example_history!r}")
     return TrainingExamples(
@@ -68,6 +79,7 @@ def build_training_examples(
         item_row=row,
         timestamp=ts,
         item_counts=np.bincount(row, minlength=stop - start).astype(np.int64),
+        user_rows=user_rows,
     )
 
 

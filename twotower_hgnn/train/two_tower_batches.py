@@ -34,7 +34,7 @@ def make_batch(
     mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
     w = mask if weights is None else np.concatenate([weights[rows], np.zeros(pad)]).astype(np.float32)
     return F.TwoTowerBatch(
-        user=F.pad_users(F.take_users(ex.user, rows), batch_size),
+        user=F.pad_users(ex.users_of(rows), batch_size),
         item_row=item_row,
         log_q=(log_q_items[item_row] * mask).astype(np.float32),
         mask=mask,
@@ -77,6 +77,18 @@ def batch_rows(
     return perm[pos * batch_size : (pos + 1) * batch_size]
 
 
+def budget_rows(n_examples: int, cfg: TwoTowerTrainConfig) -> np.ndarray | None:
+    """Sorted example rows that steps ``0 .. max_steps - 1`` read (:func:`batch_rows`; step 0 always: its
+    batch initialises the parameters), or None when the budget is epochs or reads every example anyway:
+    only these examples need user features."""
+    steps = None if cfg.max_steps is None else max(int(cfg.max_steps), 1)
+    if steps is None or steps * cfg.batch_size >= n_examples:
+        return None
+    cache: dict = {}
+    rows = [batch_rows(n_examples, cfg.batch_size, cfg.seed, s, cache) for s in range(steps)]
+    return np.unique(np.concatenate(rows))
+
+
 def _known_items(split: Any) -> np.ndarray:
     train = getattr(split, "train", split)
     return np.unique(train["item_idx"].to_numpy(np.int64))
@@ -107,6 +119,7 @@ def training_data(
         positive_events=cfg.positive_events,
         first_only=cfg.first_only,
         example_history=cfg.example_history,
+        budget_rows=lambda n: budget_rows(n, cfg),
     )
     if len(ex) == 0:
         raise ValueError(f"no training examples: no {cfg.positive_events} of {cfg.target_type}s in the training part")
