@@ -45,9 +45,10 @@ DEFAULT_KIND = "ivf_sq8"
 DEFAULT_PARAMS = {"nprobe": 64}
 # Beyond 2048 lists (> ~262K items) nprobe grows as nlist / 64, and k-means trains on >= 39 rows per list
 # (faiss's minimum; 100K rows below 2565 lists). At 3.5M items (8192 lists; benchmarks/results/
-# retrieval_paper.json, one core): the old fixed nprobe 64 with 100K training rows reached recall@100 0.91;
-# 128 lists on 100K rows 0.95 (no margin), nlist / 32 = 256 0.97 at 10.8 ms CPU-time p99 (over budget); 128
-# lists on 320K training rows 0.97 at 5.7 ms (a 370 s build instead of 221 s on two shared cores).
+# retrieval_paper.json, one core, CPU-time p99 of two runs on a shared box): the old fixed nprobe 64 on 100K
+# training rows reached recall@100 0.91; 128 lists on 100K rows 0.95 (no margin); nlist / 32 = 256 0.97 at
+# 9.5-10.8 ms (at the budget); 128 lists on ~320K training rows 0.97 at 5.2-5.7 ms (build 339-370 s, not
+# 221-254 s, on two shared cores).
 NPROBE_DIVISOR = 64
 TRAIN_ROWS_PER_LIST = 39
 MIN_TRAIN_ROWS = 100_000
