@@ -43,8 +43,8 @@ peak RSS (its whole life: interpreter, jax, the memory-mapped graph pages it tou
 machine is shared: the 1-minute load average is recorded at the start and at each phase; a run
 started at load >= :data:`QUIET_LOAD` is marked ``noisy``.
 
-  JAX_PLATFORMS=cpu .venv/bin/python -m benchmarks.paper_model                  # paper size, ~15 min
-  JAX_PLATFORMS=cpu .venv/bin/python -m benchmarks.paper_model --dry_run --json=/tmp/p.json  # tiny, seconds
+  JAX_PLATFORMS=cpu .venv/bin/python -m benchmarks.paper_model                  # paper size, ~22 min on 2 cores
+  JAX_PLATFORMS=cpu .venv/bin/python -m benchmarks.paper_model --dry_run --json=/tmp/p.json  # tiny, ~30 s
 """
 
 from __future__ import annotations
