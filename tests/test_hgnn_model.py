@@ -236,3 +236,16 @@ def test_max_margin_loss_matches_numpy():
     assert float(losses.max_margin_loss(zz, np.array([0]), np.array([0]), np.array([[1, 2]]), 0.5)) == 0.0
     r = np.asarray(losses.rank_of_positive(jnp.array([0.5, 0.2]), jnp.array([[0.1, 0.5], [0.3, 0.4]])))
     np.testing.assert_array_equal(r, [2, 3])
+
+
+def test_padded_features_take_bfloat16_storage_and_refuse_non_floats():
+    import ml_dtypes
+
+    from twotower_hgnn.models.hgnn import padded_features
+
+    f = np.random.default_rng(0).normal(size=(5, 3)).astype(ml_dtypes.bfloat16)
+    out = padded_features(f, 5)
+    assert out.dtype == np.float32 and out.shape == (6, 3) and not out[-1].any()
+    np.testing.assert_array_equal(out[:5], f.astype(np.float32))
+    with pytest.raises(ValueError, match="expected a float array"):
+        padded_features(np.ones((5, 3), np.int32), 5)

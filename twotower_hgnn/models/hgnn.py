@@ -262,11 +262,12 @@ def _aggregate(nbr_params, cfg, act, h_next, masks_k, layout: Layout, k: int, di
 
 
 def padded_features(features: np.ndarray, num_nodes: int) -> np.ndarray:
-    """``[N, d]`` or ``[N + 1, d]`` (last row zeros) -> float32 ``[N + 1, d]`` with the padding row."""
+    """``[N, d]`` or ``[N + 1, d]`` (last row zeros), any float dtype (bfloat16 storage included) -> float32
+    ``[N + 1, d]`` with the padding row."""
     f = np.asarray(features)
     if f.ndim != 2 or f.shape[0] not in (num_nodes, num_nodes + 1):
         raise ValueError(f"features: expected shape [{num_nodes}, d] (one row per graph node), got {list(f.shape)}")
-    if not np.issubdtype(f.dtype, np.floating):
+    if not jnp.issubdtype(f.dtype, jnp.floating):  # numpy's own test says no to ml_dtypes' bfloat16
         raise ValueError(f"features: expected a float array, got dtype {f.dtype}")
     f = f.astype(np.float32, copy=False)
     if f.shape[0] == num_nodes + 1:
