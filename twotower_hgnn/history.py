@@ -221,6 +221,11 @@ def user_features_as_of(
         raise FeatureError(f"item_emb has shape {item_emb.shape}, expected ({ds.num_items}, {vocab.d_hist})")
     as_of = np.broadcast_to(np.asarray(as_of_time, np.int64), user_idx.shape)
     lu, lt, li, lty = _counted_log(df, ds, vocab.history_events)
+    if user_idx.size < ds.num_users // 2:  # few users (a step budget, a user sample): only their log rows
+        member = np.zeros(ds.num_users, bool)
+        member[user_idx] = True
+        keep = member[lu]
+        lu, lt, li, lty = lu[keep], lt[keep], li[keep], lty[keep]
     window = None if vocab.history_days is None else vocab.history_days * DAY_S
     n_types = len(ds.item_types)
     means, counts = history_means(lu, lt, li, lty, item_emb, user_idx, as_of, window, n_types, chunk_rows=chunk_rows)
