@@ -134,3 +134,6 @@ def test_temporal_parts_are_views_and_load_back_as_views(ds, tmp_path):
         pd.testing.assert_frame_equal(a, b, check_categorical=False)
     other = dataclasses.replace(big, interactions=big.interactions.iloc[1:].reset_index(drop=True))
     assert load_split(tmp_path / "s", other).rows is None  # ranges of another log: not trusted
+    from twotower_hgnn.pipeline.config import strip_weak
+
+    assert strip_weak(sp).rows is None  # ablation B's training part is no longer a range of the log

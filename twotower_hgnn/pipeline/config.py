@@ -261,7 +261,7 @@ def strip_weak(split: Split) -> Split:
     same users and relevant items.
     """
     train = split.train[~split.train["event"].isin(WEAK_EVENTS)].reset_index(drop=True)
-    return dataclasses.replace(split, train=train)
+    return dataclasses.replace(split, train=train, rows=None)  # no longer a row range of the log
 
 
 def check_paper_shape(cfg: PipelineConfig, ds: Dataset) -> None:
