@@ -42,11 +42,12 @@ def _log_rows(rec: Any, users: np.ndarray) -> dict[str, np.ndarray]:
     return {c: v[idx].astype(np.int64) for c, v in rec._log.items()}
 
 
-def chunk_features(rec: Any, users: np.ndarray, as_of: int) -> F.UserFeatures:
+def chunk_features(rec: Any, users: np.ndarray, as_of: int, log: dict | None = None) -> F.UserFeatures:
     """UserFeatures of the sorted user rows ``users`` as of ``as_of``: the serving path's features, many
-    users at once."""
+    users at once (``log``: their rows, :func:`_log_rows`, when the caller has them already)."""
     users = np.asarray(users, dtype=np.int64)
-    log, vocab, ds = _log_rows(rec, users), rec.result.vocab, rec.dataset
+    log = _log_rows(rec, users) if log is None else log
+    vocab, ds = rec.result.vocab, rec.dataset
     keep = np.isin(log["event_code"], [EVENTS.index(e) for e in vocab.history_events])
     window = None if vocab.history_days is None else vocab.history_days * F.DAY_S
     item = log["item_idx"][keep]
@@ -66,10 +67,11 @@ def chunk_features(rec: Any, users: np.ndarray, as_of: int) -> F.UserFeatures:
     return F.assemble_user_features(vocab, ages, countries, music, has, means, counts, ids)
 
 
-def chunk_exclusions(rec: Any, users: np.ndarray, as_of: int) -> ExcludeCSR:
-    """Per user of the sorted ``users`` the target-type items streamed before ``as_of`` (index rows)."""
+def chunk_exclusions(rec: Any, users: np.ndarray, as_of: int, log: dict | None = None) -> ExcludeCSR:
+    """Per user of the sorted ``users`` the target-type items streamed before ``as_of`` (index rows;
+    ``log``: their rows, as in :func:`chunk_features`)."""
     users = np.asarray(users, dtype=np.int64)
-    log = _log_rows(rec, users)
+    log = _log_rows(rec, users) if log is None else log
     item = log["item_idx"]
     seen = (
         (log["event_code"] == EVENTS.index("stream"))
@@ -85,9 +87,10 @@ def chunk_exclusions(rec: Any, users: np.ndarray, as_of: int) -> ExcludeCSR:
 def chunk_table(rec: Any, users: np.ndarray, k: int, as_of: int, exclude_consumed: bool) -> pa.Table:
     """The top-``k`` rows of the sorted user rows ``users`` as an Arrow table of :data:`SCHEMA`."""
     users = np.asarray(users, dtype=np.int64)
-    feats = chunk_features(rec, users, as_of)
+    log = _log_rows(rec, users)  # gathered once for the features and the exclusions
+    feats = chunk_features(rec, users, as_of, log)
     uv = encode_chunked(rec.result.model_cfg, rec.result.params, feats, "user")
-    excl = chunk_exclusions(rec, users, as_of) if exclude_consumed else None
+    excl = chunk_exclusions(rec, users, as_of, log) if exclude_consumed else None
     scores, rows = rec.index.search(uv, k, excl)
     ok = rows >= 0
     user_rows = np.repeat(users, ok.sum(axis=1))
