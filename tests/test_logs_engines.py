@@ -19,7 +19,7 @@ import pytest
 from twotower_hgnn.data.split import temporal_split
 from twotower_hgnn.data.synthetic import generate
 from twotower_hgnn.graph import GraphConfig, GraphError, build_graph, default_graph_config
-from twotower_hgnn.logs.colisten import colisten_edges, colisten_pairs, rule_sql
+from twotower_hgnn.logs.colisten import colisten_edges
 from twotower_hgnn.logs.digest import compare_digests, digest_outputs
 from twotower_hgnn.logs.engines import DuckDBEngine, EngineError, open_engine
 from twotower_hgnn.logs.outputs import engine_outputs
@@ -74,18 +74,23 @@ def test_duckdb_graph_is_the_numpy_graph(tiny, cfg):
     assert {k: v for k, v in st_n.items() if k not in skip} == {k: v for k, v in st_d.items() if k not in skip}
 
 
-def test_both_forms_of_the_topk_rule_agree(tiny):
-    """DuckDB's top-n aggregate and the window ranking Spark runs select the same edges."""
+def test_both_forms_of_the_topk_rule_agree(tiny, monkeypatch):
+    """DuckDB's top-n aggregate and the window ranking Spark runs select the same edges, in one
+    partition and in several written in waves (~20,000 keys a wave here), which give the one-partition edges."""
+    from twotower_hgnn.logs import colisten
     from twotower_hgnn.logs.tables import interactions_frame
 
+    monkeypatch.setattr(colisten, "WAVE_KEYS", 20_000)
     engine = DuckDBEngine()
     try:
         engine.register_frame("inter", interactions_frame(temporal_split(tiny).train))
-        colisten_pairs(engine, [0], 1000, 20)
-        for k in (1, 3, 20):
-            heap = engine.fetch(rule_sql("topk", 1, k, topn_aggregate=True))
-            window = engine.fetch(rule_sql("topk", 1, k, topn_aggregate=False))
-            assert heap["lo"].size > 0 and all(np.array_equal(heap[c], window[c]) for c in ("lo", "hi")), k
+        one = colisten_edges(engine, [0], "topk", 1, 3, 20, 1000)
+        for k, chunk in ((3, 500), (20, None)):
+            heap = colisten_edges(engine, [0], "topk", 1, k, 20, 1000, chunk_pairs=chunk, topn_aggregate=True)
+            window = colisten_edges(engine, [0], "topk", 1, k, 20, 1000, chunk_pairs=chunk, topn_aggregate=False)
+            assert heap[0].size > 0 and all(np.array_equal(a, b) for a, b in zip(heap[:2], window[:2])), k
+            if chunk:
+                assert window[2]["partitions"] > 20 and all(np.array_equal(a, b) for a, b in zip(one[:2], heap[:2]))
     finally:
         engine.close()
 
@@ -134,14 +139,13 @@ def test_duckdb_spills_under_its_memory_limit_and_gives_the_same_answer(tmp_path
         engine = DuckDBEngine(memory_limit=limit, temp_directory=tmp_path / f"spill-{limit}", threads=1)
         try:
             engine.register_parquet("inter", path)
-            st = colisten_pairs(engine, [0], None, 20)
-            spilled = engine.spilled_bytes()
-            got[limit] = (st, engine.fetch("SELECT lo, hi, c FROM g_pairs ORDER BY lo, hi"), spilled)
+            *_, st = colisten_edges(engine, [0], "any", 1, 1, 20, None, with_pairs=True)
+            got[limit] = (st, st.pop("pairs"), engine.peak_spilled)
         finally:
             engine.close()
     assert got["64MB"][2] > 0 and got[None][2] == 0  # the limited run spilled to its temp_directory
     assert got["64MB"][0] == got[None][0] and got["64MB"][0]["distinct_pairs"] > 2_000_000
-    for col in ("lo", "hi", "c"):
+    for col in ("lo", "hi", "count"):
         assert np.array_equal(got["64MB"][1][col], got[None][1][col])
 
 
@@ -156,7 +160,7 @@ def test_engine_errors_are_one_line_user_errors():
     try:
         engine.register_frame("inter", _random_log(users=2000).assign(row_id=lambda d: np.arange(len(d))))
         with pytest.raises(EngineError, match="out of memory under memory_limit=1MB"):
-            colisten_pairs(engine, [0], None, 20)
+            colisten_edges(engine, [0], "any", 1, 1, 20, None)
     finally:
         engine.close()
 

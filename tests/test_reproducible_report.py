@@ -1,6 +1,10 @@
-"""Reproducible results and the quality benchmark's smoke run: ``benchmarks.quality --quick`` twice
-into two fresh output folders (no stage reused) gives the same report — training stops on steps,
-epochs and early stopping, never on time — and a JSON with every goal's per-seed comparison."""
+"""The quality benchmark's smoke run: ``benchmarks.quality --quick`` into a fresh output folder (no stage
+reused) runs to its goals and writes a JSON with every goal's per-seed comparison.
+
+That the same command gives the same report (training stops on steps, epochs and early stopping, never
+on time) is checked by ``tests/test_golden_report.py``: each suite run computes the tiny pipeline afresh
+and compares its whole report with the committed golden copy. (This file ran the benchmark twice and
+compared the two reports: the same property at twice the cost.)"""
 
 from __future__ import annotations
 
@@ -11,53 +15,28 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VOLATILE = (
-    "created_utc",
-    "git_sha",
-    "git_dirty",
-    "load_s",
-    "wall_s",
-    "seconds",
-    "tune_seconds",
-    "fit_seconds",
-    "steps_per_s",
-    "train_s",
-    "out_dir",
-)
 
 
-def _strip(obj):
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in VOLATILE}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    return obj
-
-
-def test_quick_benchmark_twice_gives_identical_reports(tmp_path):
+def test_quick_benchmark_runs_to_its_goals(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "TWOTOWER_HGNN_PROGRESS": "0"}
-    reports, outs = [], []
-    for run in ("a", "b"):
-        out = tmp_path / f"{run}.json"
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks.quality", "--quick", f"--out_dir={tmp_path / run}", f"--json={out}"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert "goal audiobook/warm: 2T-HGNN > HGNN" in proc.stdout
-        rep = next((tmp_path / run).glob("synthetic/synthetic-tiny-s0/default/evaluate/report.json"))
-        reports.append(_strip(json.loads(rep.read_text())))
-        outs.append(json.loads(out.read_text()))
-    assert reports[0]["results"] and reports[0] == reports[1]
-    q = outs[0]
+    out = tmp_path / "quality.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.quality", "--quick", f"--out_dir={tmp_path / 'runs'}", f"--json={out}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "goal audiobook/warm: 2T-HGNN > HGNN" in proc.stdout
+    rep = next((tmp_path / "runs").glob("synthetic/synthetic-tiny-s0/default/evaluate/report.json"))
+    models = {r["model"] for r in json.loads(rep.read_text())["results"]}
+    assert models >= {"Popularity", "HGNN", "2T-HGNN"}, models
+    q = json.loads(out.read_text())
     assert q["quick"] and q["machine"]["git_sha"] and q["machine"]["cpus"] >= 1
     goals = q["settings"]["synthetic"]["goals"]
     assert {g["goal"] for g in goals} >= {"audiobook/warm: 2T-HGNN > HGNN", "audiobook/cold: 2T-HGNN > Popularity"}
     for g in goals:
         c = g["per_seed"]["0"]
         assert c is None or (c["lo"] <= c["diff"] <= c["hi"] and c["n_boot"] == 1000)
-    assert _strip(outs[0]["settings"]) == _strip(outs[1]["settings"])

@@ -4,6 +4,7 @@ the log queries read, and an interrupted run resumes chunk by chunk to the same 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -208,3 +209,29 @@ def test_the_pipeline_reads_parquet_scales_from_their_folder(tmp_path, monkeypat
     again = pc.load_data(cfg)
     assert {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()} == stamp  # read, not rewritten
     pd.testing.assert_frame_equal(again.interactions, ds.interactions)
+
+
+def test_the_graph_read_from_the_parquet_log_is_the_in_memory_graph(tmp_path, monkeypatch, tiny_gen):
+    """The graph stage's engine reads the training rows straight from the Parquet log (``row_id`` range
+    and day partitions): the same graph and statistics as from the in-memory training frame, for the
+    split's and the validation split's training rows; a dataset that is not the whole log has no source."""
+    from twotower_hgnn.data.split import temporal_split, validation_split
+    from twotower_hgnn.graph import build_graph, default_graph_config, parquet_source
+    from twotower_hgnn.pipeline import config as pc
+
+    monkeypatch.setattr(pc, "PARQUET_SCALES", ("tiny",))
+    ds = pc.load_data(pc.PipelineConfig(dataset="synthetic", scale="tiny", data_seed=3, out_dir=str(tmp_path)))
+    split = temporal_split(ds)
+    cfg = dataclasses.replace(default_graph_config(ds), chunk_pairs=5_000)
+    for s in (split, validation_split(ds, split)):
+        src = parquet_source(ds, s.rows[:2])
+        assert src is not None and src[1:3] == s.rows[:2]
+        g_mem, st_mem = build_graph(ds, s.train, cfg)
+        g_pq, st_pq = build_graph(ds, s.train, cfg, parquet=src)
+        assert st_pq["source"] == "parquet" and st_mem["source"] == "memory" and st_pq["partitions"] > 1
+        for rel in g_mem.relations:
+            assert np.array_equal(g_mem.edges[rel], g_pq.edges[rel]), rel
+        keys = ("distinct_pairs", "pairs_generated", "interactions_used", "users", "rows_dropped_by_user_cap")
+        assert {k: st_pq[k] for k in keys} == {k: st_mem[k] for k in keys}
+    part = dataclasses.replace(ds, interactions=ds.interactions.iloc[: len(ds.interactions) // 2])
+    assert parquet_source(part, (0, 10)) is None

@@ -30,6 +30,7 @@ import importlib.util
 import re
 import resource
 import time
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -279,29 +280,49 @@ def config_colisten(engine, cfg: GraphConfig) -> tuple[np.ndarray, np.ndarray, d
     )
 
 
-def _engine_edges(inter, cfg: GraphConfig, n_items: int) -> tuple[np.ndarray, np.ndarray, dict, dict]:
-    """(lo, hi, pair statistics, phase seconds) by the log queries on ``cfg.engine`` (:mod:`twotower_hgnn.logs`)."""
+def parquet_source(ds: Dataset, rows: tuple[int, int] | None) -> tuple[str, int, int, int, int] | None:
+    """``(folder, a, b, t0, t1)``: the rows ``[a, b)`` of ``ds.interactions`` as rows of the day-partitioned
+    Parquet log the dataset was read from (``meta["parquet_dir"]``, whose ``row_id`` is the row's
+    position), their seconds in ``[t0, t1)``; None when the dataset has no such log (or is not all of it)
+    or ``rows`` is None."""
+    folder, n = ds.meta.get("parquet_dir"), ds.meta.get("parquet_rows")
+    if not folder or rows is None or n != len(ds.interactions) or rows[1] <= rows[0]:
+        return None
+    ts = ds.interactions["timestamp"].to_numpy()
+    return str(folder), int(rows[0]), int(rows[1]), int(ts[rows[0]]), int(ts[rows[1] - 1]) + 1
+
+
+def _engine_edges(inter, cfg: GraphConfig, n_items: int, parquet=None) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """(lo, hi, pair statistics, phase seconds) by the log queries on ``cfg.engine`` (:mod:`twotower_hgnn.logs`);
+    ``parquet`` (:func:`parquet_source`): the engine reads those rows from the Parquet log, not ``inter``."""
     from twotower_hgnn.logs.engines import open_engine
-    from twotower_hgnn.logs.tables import interactions_frame
+    from twotower_hgnn.logs.tables import day_window, interactions_frame
 
     t0 = time.perf_counter()
     _edge_rows(inter.iloc[:0], cfg, n_items)  # the columns
-    frame = interactions_frame(inter)
-    codes = [EVENTS.index(e) for e in cfg.edge_events]
-    items = frame["item_idx"].to_numpy()[np.isin(frame["event_code"].to_numpy(), codes)]
-    if items.size and (items.min() < 0 or items.max() >= n_items):
-        raise GraphError(f"interactions: item_idx outside [0, {n_items})")
+    frame = None
+    if parquet is None:
+        frame = interactions_frame(inter)
+        codes = [EVENTS.index(e) for e in cfg.edge_events]
+        items = frame["item_idx"].to_numpy()[np.isin(frame["event_code"].to_numpy(), codes)]
+        if items.size and (items.min() < 0 or items.max() >= n_items):
+            raise GraphError(f"interactions: item_idx outside [0, {n_items})")
     opts = {"memory_limit": cfg.memory_limit} if cfg.engine == "duckdb" else {}
     engine = open_engine(cfg.engine, **opts)
     try:
-        engine.register_frame("inter", frame)
+        if frame is None:
+            folder, a, b, t_lo, t_hi = parquet
+            where = f"{day_window(t_lo, t_hi)} AND row_id >= {a} AND row_id < {b}"
+            engine.register_parquet("inter", Path(folder) / "interactions", where=where)
+        else:
+            engine.register_frame("inter", frame)
         lo, hi, pst = config_colisten(engine, cfg)
     finally:
         engine.close()
     return lo, hi, pst, {"queries": time.perf_counter() - t0}
 
 
-def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) -> tuple[HeteroCSR, dict]:
+def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None, parquet=None) -> tuple[HeteroCSR, dict]:
     """Builds the co-listening :class:`~sampler.csr.HeteroCSR` from (training) interactions.
 
     Args:
@@ -309,6 +330,8 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
       interactions: a DataFrame with ``user_idx``, ``item_idx``, ``event_code`` in time order (e.g.
         ``Split.train``); None = all of ``ds.interactions``.
       cfg: None = :func:`default_graph_config`; ``cfg.engine`` runs the pair counting and the rule.
+      parquet: :func:`parquet_source` of ``interactions``: a log engine reads them from the Parquet log
+        (the NumPy builder ignores it).
 
     Returns:
       (graph, stats): stats has per relation edges/density/degree distribution, pairs generated,
@@ -319,8 +342,10 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
     cfg = cfg or default_graph_config(ds)
     inter = ds.interactions if interactions is None else interactions
     n_items = ds.num_items
-    edges = _numpy_edges if cfg.engine == "numpy" else _engine_edges
-    a, b, pst, phases = edges(inter, cfg, n_items)
+    if cfg.engine == "numpy":
+        a, b, pst, phases = _numpy_edges(inter, cfg, n_items)
+    else:
+        a, b, pst, phases = _engine_edges(inter, cfg, n_items, parquet)
 
     graph, rels = _relation_graph(ds, a, b)
     secs = time.perf_counter() - t0
@@ -331,6 +356,7 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None) 
     stats = {
         "config": cfg.to_dict(),
         "engine": cfg.engine,
+        "source": "parquet" if parquet is not None and cfg.engine != "numpy" else "memory",
         "nodes": {t: int(ds.item_type_counts[t]) for t in ds.item_types},
         **{k: v for k, v in pst.items() if k != "partitions"},
         "pairs_dropped_by_rule": int(pst["distinct_pairs"] - total_edges),

@@ -417,5 +417,10 @@ def load_dataset(out_dir: str | os.PathLike, verify: bool = False) -> Dataset:
         item_type_counts={"audiobook": int(cfg["n_audiobooks"]), "podcast": int(cfg["n_podcasts"])},
         music=music,
         item_vectors=np.load(vec_path) if vec_path.exists() else None,
-        meta={**man["meta"], "parquet_dir": str(out), "chunk_users": man["chunk_users"]},
+        meta={
+            **man["meta"],
+            "parquet_dir": str(out),
+            "parquet_rows": int(len(col["timestamp"])),
+            "chunk_users": man["chunk_users"],
+        },
     )

@@ -5,12 +5,20 @@ The same steps as the NumPy builder, over the view ``inter`` (:mod:`.tables`):
 1. rows whose event is an edge event; each user's first row per item (the smallest ``row_id``: a user
    counts once per pair), numbered in (time, row) order;
 2. each user's most recent ``cap`` items kept (positions renumbered 1..m);
-3. every item paired with the next ``window`` items of its user (an equi-join on ``pos + k`` over the
-   offsets ``k = 1..window``, so work is linear in the pairs generated; ``window=None``: all later items);
-4. pairs ``(lo, hi) = (min, max)`` counted (shared users);
-5. the rule: "any" keeps every pair, "min_shared" pairs with ``count >= min_shared``, "topk" a pair that
-   is in the top ``k`` of either endpoint, ranking an item's neighbours by ``min(count, 32767)``
-   descending then the smaller neighbour id (the NumPy builder's 15-bit count field).
+3. every item paired with the next ``window`` items of its user (``LEAD`` over each user's sequence, one
+   scan of it; ``window=None``: all later items), each pair in both directions: the key
+   ``s * KEY + t`` for a source item ``s`` and its neighbour ``t``;
+4. the keys split into partitions by their SOURCE item (``s mod P``), so that a partition holds every
+   neighbour of its items: each is counted (shared users) and
+5. ruled on its own: "any" keeps every pair, "min_shared" pairs with ``count >= min_shared``, "topk" a
+   pair that is in the top ``k`` of either endpoint, ranking an item's neighbours by
+   ``min(count, 32767)`` descending then the smaller neighbour id (the NumPy builder's 15-bit count
+   field). A partition's output is at most ``k`` edges per item, so nothing of the size of the distinct
+   pairs is ever stored.
+
+Work and disk are linear in the pairs: DuckDB writes a wave of partitions to Parquet in one pass
+(``COPY ... PARTITION_BY``) and each partition is read back alone (:meth:`DuckDBEngine.spill_partitions`);
+other engines filter one materialised key table per partition.
 
 :func:`colisten_edges` returns the kept pairs sorted by (lo, hi) -- exactly the NumPy builder's
 ``np.unique`` of canonical keys -- and the builder's integer statistics.
@@ -19,12 +27,13 @@ The same steps as the NumPy builder, over the view ``inter`` (:mod:`.tables`):
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
 COUNT_CAP = 2**15 - 1  # the NumPy builder ranks by min(count, 2**15 - 1) (graph_pairs._topk_pairs)
-KEY = 2**32  # pair key lo * KEY + hi (item ids are int32)
+KEY = 2**32  # pair key s * KEY + t (item ids are int32)
+WAVE_KEYS = 2**29  # directed keys written to disk at once (~4 GB of Parquet): bounds the spill
 
 
 def _in_list(codes: Sequence[int]) -> str:
@@ -49,34 +58,21 @@ def sequences_sql(edge_codes: Sequence[int], cap: int | None) -> str:
 
 
 def lead_sql(window: int, seq: str = "g_seq") -> str:
-    """(u, i, n1 .. n{window}): each sequence position with the items ``1 .. window`` positions later (NULL past
-    the user's end): one sort of the sequences instead of a join per offset."""
+    """(i, n1 .. n{window}): each sequence position with the items ``1 .. window`` positions later (NULL
+    past the user's end): one sort of the sequences instead of a join per offset."""
     cols = ", ".join(f"LEAD(i, {k}) OVER w AS n{k}" for k in range(1, int(window) + 1))
-    return f"SELECT u, i, {cols} FROM {seq} WINDOW w AS (PARTITION BY u ORDER BY pos)"
+    return f"SELECT i, {cols} FROM {seq} WINDOW w AS (PARTITION BY u ORDER BY pos)"
 
 
-def pair_keys_sql(window: int | None, seq: str = "g_seq") -> str:
-    """(key): one BIGINT ``lo * KEY + hi`` per windowed pair; with a window from the table ``g_lead``
-    (:func:`lead_sql`), without one from a self-join of ``seq``."""
+def directed_keys_sql(window: int | None, seq: str = "g_seq") -> str:
+    """(key): ``s * KEY + t`` for every windowed pair in both directions; with a window from one scan of
+    the table ``g_lead`` (:func:`lead_sql`), without one from a self-join of ``seq``."""
     if window is None:
         return (
-            f"SELECT LEAST(a.i, b.i)::BIGINT * {KEY} + GREATEST(a.i, b.i) AS key "
-            f"FROM {seq} AS a JOIN {seq} AS b ON b.u = a.u AND b.pos > a.pos"
+            f"SELECT a.i::BIGINT * {KEY} + b.i AS key FROM {seq} AS a JOIN {seq} AS b ON b.u = a.u AND b.pos <> a.pos"
         )
-    return " UNION ALL ".join(
-        f"SELECT LEAST(i, n{k})::BIGINT * {KEY} + GREATEST(i, n{k}) AS key FROM g_lead WHERE n{k} IS NOT NULL"
-        for k in range(1, int(window) + 1)
-    )
-
-
-def pair_counts_sql(keys: str = "g_keys", part: tuple[int, int] | None = None) -> str:
-    """(lo, hi, c): the distinct pairs of the key table ``keys`` and their shared-user counts (one-column
-    grouping); ``part=(p, P)``: only the keys equal to ``p`` modulo ``P`` (disjoint partitions)."""
-    cond = "" if part is None else f" WHERE key % {int(part[1])} = {int(part[0])}"
-    return (
-        f"SELECT key // {KEY} AS lo, key % {KEY} AS hi, c FROM "
-        f"(SELECT key, COUNT(*) AS c FROM {keys}{cond} GROUP BY key) AS g"
-    )
+    both = ", ".join(f"i::BIGINT * {KEY} + n{k}, n{k}::BIGINT * {KEY} + i" for k in range(1, int(window) + 1))
+    return f"SELECT key FROM (SELECT UNNEST([{both}]) AS key FROM g_lead) AS x WHERE key IS NOT NULL"
 
 
 def expected_pairs_sql(window: int | None, seq: str = "g_seq") -> str:
@@ -88,51 +84,42 @@ def expected_pairs_sql(window: int | None, seq: str = "g_seq") -> str:
     )
 
 
-def _topk_window_sql(topk: int, pairs: str) -> str:
+def counts_sql(src: str) -> str:
+    """(key, c): the distinct directed keys of the FROM item ``src`` and their shared-user counts."""
+    return f"SELECT key, COUNT(*) AS c FROM {src} GROUP BY key"
+
+
+def _topk_window_sql(topk: int, part: str) -> str:
     """Top-k by ROW_NUMBER over each item's neighbours (Spark plans ``rk <= k`` as a per-group limit)."""
-    directed = f"SELECT lo AS s, hi AS t, c FROM {pairs} UNION ALL SELECT hi AS s, lo AS t, c FROM {pairs}"
     ranked = (
-        f"SELECT s, t, ROW_NUMBER() OVER (PARTITION BY s ORDER BY LEAST(c, {COUNT_CAP}) DESC, t) AS rk "
-        f"FROM ({directed}) AS d"
+        f"SELECT key // {KEY} AS s, key % {KEY} AS t, ROW_NUMBER() OVER (PARTITION BY key // {KEY} "
+        f"ORDER BY LEAST(c, {COUNT_CAP}) DESC, key % {KEY}) AS rk FROM {part}"
     )
-    return (
-        "SELECT lo, hi FROM (SELECT DISTINCT LEAST(s, t) AS lo, GREATEST(s, t) AS hi "
-        f"FROM ({ranked}) AS r WHERE rk <= {int(topk)}) AS k ORDER BY lo, hi"
-    )
+    return f"SELECT LEAST(s, t) AS lo, GREATEST(s, t) AS hi FROM ({ranked}) AS r WHERE rk <= {int(topk)}"
 
 
-def _topk_heap_sql(topk: int, pairs: str) -> str:
-    """Top-k by DuckDB's top-n aggregate ``min(x, k)`` (a heap per group, no sort of all pairs) over the
-    rank key ``(COUNT_CAP - min(count, COUNT_CAP)) * KEY + neighbour``: each side of a pair (item as its
-    lo, item as its hi) gives <= k candidates, the union is ranked again (``graph_pairs._topk_pairs``)."""
-    k = int(topk)
-
-    def side(src: str, dst: str) -> str:
-        rank = f"({COUNT_CAP} - LEAST(c, {COUNT_CAP}))::BIGINT * {KEY} + {dst}"
-        return f"SELECT {src} AS s, UNNEST(min({rank}, {k})) AS r FROM {pairs} GROUP BY {src}"
-
-    return (
-        f"WITH cand AS ({side('lo', 'hi')} UNION ALL {side('hi', 'lo')}), "
-        f"top AS (SELECT s, UNNEST(min(r, {k})) % {KEY} AS t FROM cand GROUP BY s) "
-        "SELECT DISTINCT LEAST(s, t) AS lo, GREATEST(s, t) AS hi FROM top ORDER BY lo, hi"
-    )
+def _topk_heap_sql(topk: int, part: str) -> str:
+    """Top-k by DuckDB's top-n aggregate ``min(x, k)`` (a heap per item, no sort of its neighbours) over
+    the rank key ``(COUNT_CAP - min(count, COUNT_CAP)) * KEY + neighbour``."""
+    rank = f"({COUNT_CAP} - LEAST(c, {COUNT_CAP}))::BIGINT * {KEY} + key % {KEY}"
+    top = f"SELECT key // {KEY} AS s, UNNEST(min({rank}, {int(topk)})) % {KEY} AS t FROM {part} GROUP BY key // {KEY}"
+    return f"SELECT LEAST(s, t) AS lo, GREATEST(s, t) AS hi FROM ({top}) AS x"
 
 
-def rule_sql(rule: str, min_shared: int, topk: int, pairs: str = "g_pairs", topn_aggregate: bool = False) -> str:
-    """(lo, hi) of the pairs the rule keeps, sorted. The top-k selection is the one step with two forms:
-    ``topn_aggregate`` (DuckDB's ``min(x, k)``) or a window ranking (every engine; Spark's form)."""
-    if rule == "any":
-        return f"SELECT lo, hi FROM {pairs} ORDER BY lo, hi"
-    if rule == "min_shared":
-        return f"SELECT lo, hi FROM {pairs} WHERE c >= {int(min_shared)} ORDER BY lo, hi"
-    return _topk_heap_sql(topk, pairs) if topn_aggregate else _topk_window_sql(topk, pairs)
+def part_rule_sql(rule: str, min_shared: int, topk: int, part: str = "g_part", topn_aggregate: bool = False) -> str:
+    """(lo, hi): the pairs a partition of counted directed keys (:func:`counts_sql`) gives the rule; a pair
+    may come twice (from both of its items: the caller de-duplicates). The top-k selection is the one
+    step with two forms: ``topn_aggregate`` (DuckDB's ``min(x, k)``) or a window ranking (every engine)."""
+    if rule in ("any", "min_shared"):
+        cond = "" if rule == "any" else f" AND c >= {int(min_shared)}"
+        return f"SELECT key // {KEY} AS lo, key % {KEY} AS hi FROM {part} WHERE key // {KEY} < key % {KEY}{cond}"
+    return _topk_heap_sql(topk, part) if topn_aggregate else _topk_window_sql(topk, part)
 
 
-def _stats(engine, edge_codes: Sequence[int]) -> dict:
+def _seq_stats(engine, edge_codes: Sequence[int]) -> dict:
     got = engine.fetch(
         f"SELECT (SELECT COUNT(*) FROM inter WHERE event_code IN ({_in_list(edge_codes)})) AS used, "
-        "x.users, x.distinct_rows, x.kept_rows, x.all_pairs, "
-        "(SELECT COUNT(*) FROM g_pairs) AS distinct_pairs, (SELECT SUM(c) FROM g_pairs) AS generated FROM ("
+        "x.users, x.distinct_rows, x.kept_rows, x.all_pairs FROM ("
         "SELECT COUNT(*) AS users, SUM(n) AS distinct_rows, SUM(m) AS kept_rows, SUM(m * (m - 1) / 2) AS all_pairs "
         "FROM (SELECT u, MAX(n) AS n, COUNT(*) AS m FROM g_seq GROUP BY u) AS y) AS x"
     )
@@ -141,40 +128,21 @@ def _stats(engine, edge_codes: Sequence[int]) -> dict:
         v = got[k][0] if len(got[k]) else None
         return 0 if v is None or (isinstance(v, float) and v != v) else int(v)
 
-    return {
-        "interactions_used": val("used"),
-        "users": val("users"),
-        "rows_dropped_duplicate_user_item": val("used") - val("distinct_rows"),
-        "rows_dropped_by_user_cap": val("distinct_rows") - val("kept_rows"),
-        "pairs_generated": val("generated"),
-        "pairs_skipped_by_window": val("all_pairs") - val("generated"),
-        "distinct_pairs": val("distinct_pairs"),
-    }
+    return {k: val(k) for k in ("used", "users", "distinct_rows", "kept_rows", "all_pairs")}
 
 
-def colisten_pairs(
-    engine, edge_codes: Sequence[int], cap: int | None, window: int | None, chunk_pairs: int | None = None
-) -> dict:
-    """Materialises the tables ``g_seq`` and ``g_pairs`` in ``engine``; returns the statistics.
-
-    ``chunk_pairs``: the pairs are counted in ``P = ceil(pairs / chunk_pairs)`` disjoint partitions of
-    their key (at most 4096, as the NumPy builder's hash partitions), appended one after the other, so
-    one aggregation holds about ``chunk_pairs`` raw pairs; None = one aggregation (the engine spills).
-    The raw keys are materialised once (``g_keys``, 8 bytes per pair, spilled past the memory limit)."""
-    engine.materialize("g_seq", sequences_sql(edge_codes, cap))
-    if window is not None:
-        engine.materialize("g_lead", lead_sql(window))
-    engine.materialize("g_keys", pair_keys_sql(window))
-    engine.drop("g_lead")
-    n_parts = 1
-    if chunk_pairs is not None:
-        expected = int(engine.fetch(expected_pairs_sql(window))["pairs"][0])
-        n_parts = max(1, min(4096, math.ceil(expected / int(chunk_pairs))))
-    for p in range(n_parts):
-        part = None if n_parts == 1 else (p, n_parts)
-        (engine.append if p else engine.materialize)("g_pairs", pair_counts_sql(part=part))
-    engine.drop("g_keys")
-    return {**_stats(engine, edge_codes), "partitions": n_parts}
+def _partitions(engine, keys: str, n_parts: int, per_wave: int) -> Iterator[str]:
+    """FROM items of the ``n_parts`` partitions of the directed keys ``keys`` by source item (``s mod P``);
+    an engine with ``spill_partitions`` (DuckDB) writes ``per_wave`` of them at a time to disk."""
+    if n_parts > 1 and hasattr(engine, "spill_partitions"):
+        yield from engine.spill_partitions(keys, f"(key // {KEY}) % {n_parts}", n_parts, per_wave)
+        return
+    engine.materialize("g_keys", keys)
+    try:
+        for p in range(n_parts):
+            yield "g_keys" if n_parts == 1 else f"(SELECT key FROM g_keys WHERE (key // {KEY}) % {n_parts} = {p})"
+    finally:
+        engine.drop("g_keys")
 
 
 def colisten_edges(
@@ -187,18 +155,54 @@ def colisten_edges(
     cap: int | None,
     with_pairs: bool = False,
     chunk_pairs: int | None = None,
+    topn_aggregate: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(lo, hi) int64 of the edges the rule keeps, sorted by (lo, hi), and the pair statistics
-    (``interactions_used``, ``users``, rows dropped, ``pairs_generated``, ``pairs_skipped_by_window``,
-    ``distinct_pairs``, ``partitions``: see :func:`colisten_pairs`) of the view ``inter``; ``with_pairs``: the statistics also hold ``pairs``, every
-    distinct windowed pair (``lo``, ``hi`` int64 sorted, shared-user ``count``)."""
+    """(lo, hi) int64 of the edges the rule keeps over the view ``inter``, sorted by (lo, hi), and the
+    pair statistics: ``interactions_used``, ``users``, ``rows_dropped_duplicate_user_item``,
+    ``rows_dropped_by_user_cap``, ``pairs_generated``, ``pairs_skipped_by_window``, ``distinct_pairs``,
+    ``partitions``.
+
+    ``chunk_pairs``: the directed keys of about this many pairs per partition, ``P = ceil(pairs /
+    chunk_pairs)`` (at most 4096, as the NumPy builder's hash partitions); None = one partition.
+    ``with_pairs``: the statistics also hold ``pairs``, every distinct windowed pair (``lo``, ``hi``
+    int64 sorted, shared-user ``count``) -- as large as the log's distinct pairs, for tests and digests.
+    ``topn_aggregate``: the top-k form (None = the engine's)."""
+    heap = engine.topn_aggregate if topn_aggregate is None else bool(topn_aggregate)
     try:
-        stats = colisten_pairs(engine, edge_codes, cap, window, chunk_pairs)
+        engine.materialize("g_seq", sequences_sql(edge_codes, cap))
+        seq = _seq_stats(engine, edge_codes)
+        expected = int(engine.fetch(expected_pairs_sql(window))["pairs"][0])
+        n_parts = 1 if chunk_pairs is None else max(1, min(4096, math.ceil(expected / int(chunk_pairs))))
+        per_wave = max(1, WAVE_KEYS * n_parts // max(1, 2 * expected))
+        if window is not None:
+            engine.materialize("g_lead", lead_sql(window))
+            engine.drop("g_seq")
+        distinct = generated = 0
+        for p, src in enumerate(_partitions(engine, directed_keys_sql(window), n_parts, per_wave)):
+            engine.materialize("g_part", counts_sql(src))
+            got = engine.fetch("SELECT COUNT(*) AS d, COALESCE(SUM(c), 0) AS g FROM g_part")
+            distinct, generated = distinct + int(got["d"][0]), generated + int(got["g"][0])
+            (engine.append if p else engine.materialize)(
+                "g_kept", part_rule_sql(rule, min_shared, topk, topn_aggregate=heap)
+            )
+            if with_pairs:
+                lo_hi = f"SELECT key // {KEY} AS lo, key % {KEY} AS hi, c FROM g_part WHERE key // {KEY} < key % {KEY}"
+                (engine.append if p else engine.materialize)("g_pairs", lo_hi)
+        stats = {
+            "interactions_used": seq["used"],
+            "users": seq["users"],
+            "rows_dropped_duplicate_user_item": seq["used"] - seq["distinct_rows"],
+            "rows_dropped_by_user_cap": seq["distinct_rows"] - seq["kept_rows"],
+            "pairs_generated": generated // 2,
+            "pairs_skipped_by_window": seq["all_pairs"] - generated // 2,
+            "distinct_pairs": distinct // 2,
+            "partitions": n_parts,
+        }
         if with_pairs:
             got = engine.fetch("SELECT lo, hi, c FROM g_pairs ORDER BY lo, hi")
             stats["pairs"] = {k: got[c].astype(np.int64) for k, c in (("lo", "lo"), ("hi", "hi"), ("count", "c"))}
-        kept = engine.fetch(rule_sql(rule, min_shared, topk, topn_aggregate=engine.topn_aggregate))
+        kept = engine.fetch("SELECT DISTINCT lo, hi FROM g_kept ORDER BY lo, hi")
     finally:
-        engine.drop("g_pairs")
-        engine.drop("g_seq")
+        for t in ("g_part", "g_kept", "g_pairs", "g_lead", "g_seq"):
+            engine.drop(t)
     return kept["lo"].astype(np.int64), kept["hi"].astype(np.int64), stats

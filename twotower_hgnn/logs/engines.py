@@ -41,6 +41,7 @@ class DuckDBEngine:
 
         self._tmp = None
         self.memory_limit = memory_limit
+        self.peak_spilled = 0  # the most bytes seen in temp_directory after a statement (spilled_bytes)
         if temp_directory is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="twotower-duckdb-")
             temp_directory = self._tmp.name
@@ -66,6 +67,8 @@ class DuckDBEngine:
                 f"duckdb: out of memory under memory_limit={self.memory_limit or 'default'} with spilling to "
                 f"{self.temp_directory} (raise graph.memory_limit or free disk there)"
             ) from None
+        except duckdb.IOException as e:
+            raise EngineError(f"duckdb: {str(e).splitlines()[0]} (spilling to {self.temp_directory})") from None
 
     def register_frame(self, name: str, df: pd.DataFrame) -> None:
         """``df`` as the view ``name`` (scanned in place, not copied)."""
@@ -83,10 +86,39 @@ class DuckDBEngine:
     def materialize(self, name: str, sql: str) -> None:
         """The result of ``sql`` as the temporary table ``name`` (spilled to disk beyond the memory limit)."""
         self._run(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        self.peak_spilled = max(self.peak_spilled, self.spilled_bytes())
 
     def append(self, name: str, sql: str) -> None:
         """Appends the rows of ``sql`` to the table ``name``."""
         self._run(f"INSERT INTO {name} {sql}")
+        self.peak_spilled = max(self.peak_spilled, self.spilled_bytes())
+
+    def spill_partitions(self, sql: str, part: str, n_parts: int, per_wave: int):
+        """Yields a FROM item per partition ``0 .. n_parts - 1`` of ``sql``'s rows, ``part`` the partition
+        expression. Waves of ``per_wave`` partitions are written to Parquet under ``temp_directory`` in
+        one pass of ``sql`` each (``COPY ... PARTITION_BY``); a partition is read back alone, and a wave's
+        files are removed before the next is written, so the disk holds one wave."""
+        import shutil
+
+        root = Path(self.temp_directory) / "partitions"
+        root.parent.mkdir(parents=True, exist_ok=True)
+        for a in range(0, int(n_parts), int(per_wave)):
+            b = min(int(n_parts), a + int(per_wave))
+            shutil.rmtree(root, ignore_errors=True)
+            self._run(
+                f"COPY (SELECT * FROM (SELECT *, ({part})::INTEGER AS part FROM ({sql}) AS q) AS w "
+                f"WHERE part >= {a} AND part < {b}) TO '{root}' (FORMAT parquet, PARTITION_BY (part))"
+            )
+            self.peak_spilled = max(self.peak_spilled, self.spilled_bytes())
+            try:
+                for p in range(a, b):
+                    folder = root / f"part={p}"
+                    if folder.is_dir():
+                        yield f"read_parquet('{folder}/*.parquet')"
+                    else:  # no key fell in this partition
+                        yield "(SELECT NULL::BIGINT AS key WHERE false)"
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
 
     def drop(self, name: str) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {name}")
@@ -96,9 +128,12 @@ class DuckDBEngine:
         return {k: np.asarray(v) for k, v in self._run(sql).fetchnumpy().items()}
 
     def spilled_bytes(self) -> int:
-        """Bytes now in DuckDB's temporary files (what spilled past the memory limit)."""
+        """Bytes now in DuckDB's temporary files (what spilled past the memory limit) and in the
+        partition files of :meth:`spill_partitions`."""
         rows = self.con.execute("SELECT coalesce(sum(size), 0) FROM duckdb_temporary_files()").fetchone()
-        return int(rows[0])
+        parts = Path(self.temp_directory) / "partitions"
+        written = sum(f.stat().st_size for f in parts.rglob("*.parquet")) if parts.is_dir() else 0
+        return int(rows[0]) + written
 
     def close(self) -> None:
         self.con.close()

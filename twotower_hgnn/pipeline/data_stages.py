@@ -108,9 +108,11 @@ def graph_key(ctx: RunContext) -> dict:
 
 def graph_stage(ctx: RunContext, out: Path) -> dict:
     """The item-only co-listening graph of the training part, and 10 % of its edges held out."""
-    from twotower_hgnn.graph import build_graph, holdout_edges
+    from twotower_hgnn.graph import build_graph, holdout_edges, parquet_source
 
-    g, stats = build_graph(ctx.ds, ctx.train_split.train, ctx.cfg.config.graph)
+    sp = ctx.train_split
+    src = parquet_source(ctx.ds, None if sp.rows is None else sp.rows[:2])
+    g, stats = build_graph(ctx.ds, sp.train, ctx.cfg.config.graph, parquet=src)
     g_train, val = holdout_edges(g, frac=0.1, seed=ctx.cfg.seed)
     g_train.save(out / "train_graph")
     np.savez(out / "val_edges.npz", **{f"{a}-{b}": e for (a, b), e in val.items()})
