@@ -211,8 +211,13 @@ def ease_applicable(n_items: int, max_items: int = EASE_MAX_ITEMS) -> bool:
     return int(n_items) <= int(max_items)
 
 
+def skip_reason(name: str, n_items: int, max_items: int, flag: str = "") -> str:
+    """The report's note for an item baseline not fitted above its item cap (``flag``: the setting to name)."""
+    return f"{name} skipped: {int(n_items):,} items > {int(max_items):,}" + (f" ({flag})" if flag else "")
+
+
 def ease_skip_reason(n_items: int, max_items: int = EASE_MAX_ITEMS) -> str:
-    return f"EASE skipped: {int(n_items):,} items > {int(max_items):,}"
+    return skip_reason("EASE", n_items, max_items)
 
 
 class EASE:
@@ -418,7 +423,7 @@ def tuned_item_baselines(
     ]
     skip = {
         "EASE": ease_skip_reason(n_i, ease_max_items),
-        "ItemKNN": f"ItemKNN skipped: {n_i:,} items > {knn_max_items or 0:,} (eval.knn_max_items)",
+        "ItemKNN": skip_reason("ItemKNN", n_i, knn_max_items or 0, "eval.knn_max_items"),
     }
     for name, factory, grid, ok, (val_data, data) in specs:
         if not ok:

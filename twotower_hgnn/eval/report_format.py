@@ -190,7 +190,7 @@ def format_markdown(report: Mapping[str, Any]) -> str:
         f"- item types: {_types_line(ds)}; content features: {ds.get('content', _CONTENT_DEFAULT)}",
         f"- split: {json.dumps(meta.get('split', {}), sort_keys=True)}",
         f"- protocol: {json.dumps(meta.get('protocol', {}), sort_keys=True)}",
-        *([f"- {sample_line(report)}"] if sample_line(report) else []),
+        *[f"- {line}" for line in (sample_line(report),) if line],
         f"- HR/Recall/NDCG at K={k}; MRR and Coverage over the top {depth}; Coverage in % of the "
         "target type's catalogue.",
         "",

@@ -75,6 +75,35 @@ def directed_keys_sql(window: int | None, seq: str = "g_seq") -> str:
     return f"SELECT key FROM (SELECT UNNEST([{both}]) AS key FROM g_lead) AS x WHERE key IS NOT NULL"
 
 
+def wave_keys_sql(window: int | None, n_parts: int, a: int, b: int, seq: str = "g_seq") -> str:
+    """(key, part): the directed keys of :func:`directed_keys_sql` whose source item's partition
+    ``part = s mod n_parts`` is in ``[a, b)``. Each direction filters before it makes keys: the forward
+    keys of a ``g_lead`` row share its source ``i`` (one row filter, then one ``UNNEST``), the backward
+    keys of offset ``k`` have source ``n{k}`` (one filtered scan of two columns each), so a wave costs a
+    pass over the sequences but makes only its own keys."""
+    n = int(n_parts)
+
+    def cond(c: str) -> str:
+        return f"{c} % {n} >= {int(a)} AND {c} % {n} < {int(b)}"
+
+    if window is None:
+        body = (
+            f"SELECT x.i::BIGINT * {KEY} + y.i AS key FROM {seq} AS x JOIN {seq} AS y "
+            f"ON y.u = x.u AND y.pos <> x.pos WHERE {cond('x.i')}"
+        )
+    else:
+        fw = ", ".join(f"i::BIGINT * {KEY} + n{k}" for k in range(1, int(window) + 1))
+        parts = [
+            f"SELECT key FROM (SELECT UNNEST([{fw}]) AS key FROM g_lead WHERE {cond('i')}) AS f WHERE key IS NOT NULL"
+        ]
+        parts += [
+            f"SELECT n{k}::BIGINT * {KEY} + i AS key FROM g_lead WHERE {cond(f'n{k}')}"
+            for k in range(1, int(window) + 1)
+        ]
+        body = " UNION ALL ".join(parts)
+    return f"SELECT key, ((key // {KEY}) % {n})::INTEGER AS part FROM ({body}) AS w"
+
+
 def expected_pairs_sql(window: int | None, seq: str = "g_seq") -> str:
     """(pairs): the number of windowed pairs of ``seq`` (``graph_pairs._pair_counts``)."""
     c = "m - 1" if window is None else f"LEAST({int(window)}, m - 1)"
@@ -131,13 +160,14 @@ def _seq_stats(engine, edge_codes: Sequence[int]) -> dict:
     return {k: val(k) for k in ("used", "users", "distinct_rows", "kept_rows", "all_pairs")}
 
 
-def _partitions(engine, keys: str, n_parts: int, per_wave: int) -> Iterator[str]:
-    """FROM items of the ``n_parts`` partitions of the directed keys ``keys`` by source item (``s mod P``);
-    an engine with ``spill_partitions`` (DuckDB) writes ``per_wave`` of them at a time to disk."""
+def _partitions(engine, window: int | None, n_parts: int, per_wave: int) -> Iterator[str]:
+    """FROM items of the ``n_parts`` partitions of the directed keys by source item (``s mod P``); an
+    engine with ``spill_partitions`` (DuckDB) writes ``per_wave`` of them at a time to disk
+    (:func:`wave_keys_sql`), others filter one materialised key table."""
     if n_parts > 1 and hasattr(engine, "spill_partitions"):
-        yield from engine.spill_partitions(keys, f"(key // {KEY}) % {n_parts}", n_parts, per_wave)
+        yield from engine.spill_partitions(lambda a, b: wave_keys_sql(window, n_parts, a, b), n_parts, per_wave)
         return
-    engine.materialize("g_keys", keys)
+    engine.materialize("g_keys", directed_keys_sql(window))
     try:
         for p in range(n_parts):
             yield "g_keys" if n_parts == 1 else f"(SELECT key FROM g_keys WHERE (key // {KEY}) % {n_parts} = {p})"
@@ -176,9 +206,9 @@ def colisten_edges(
         per_wave = max(1, WAVE_KEYS * n_parts // max(1, 2 * expected))
         if window is not None:
             engine.materialize("g_lead", lead_sql(window))
-            engine.drop("g_seq")
+            engine.drop("g_seq")  # every later step reads g_lead
         distinct = generated = 0
-        for p, src in enumerate(_partitions(engine, directed_keys_sql(window), n_parts, per_wave)):
+        for p, src in enumerate(_partitions(engine, window, n_parts, per_wave)):
             engine.materialize("g_part", counts_sql(src))
             got = engine.fetch("SELECT COUNT(*) AS d, COALESCE(SUM(c), 0) AS g FROM g_part")
             distinct, generated = distinct + int(got["d"][0]), generated + int(got["g"][0])

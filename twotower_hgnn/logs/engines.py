@@ -93,11 +93,12 @@ class DuckDBEngine:
         self._run(f"INSERT INTO {name} {sql}")
         self.peak_spilled = max(self.peak_spilled, self.spilled_bytes())
 
-    def spill_partitions(self, sql: str, part: str, n_parts: int, per_wave: int):
-        """Yields a FROM item per partition ``0 .. n_parts - 1`` of ``sql``'s rows, ``part`` the partition
-        expression. Waves of ``per_wave`` partitions are written to Parquet under ``temp_directory`` in
-        one pass of ``sql`` each (``COPY ... PARTITION_BY``); a partition is read back alone, and a wave's
-        files are removed before the next is written, so the disk holds one wave."""
+    def spill_partitions(self, wave_sql, n_parts: int, per_wave: int):
+        """Yields a FROM item per partition ``0 .. n_parts - 1``; ``wave_sql(a, b)``: a query of the rows of
+        partitions ``[a, b)`` with their partition number in the column ``part``. Waves of ``per_wave``
+        partitions are written to Parquet under ``temp_directory`` by one query each (``COPY ...
+        PARTITION_BY``); a partition is read back alone, and a wave's files are removed before the next
+        is written, so the disk holds one wave."""
         import shutil
 
         root = Path(self.temp_directory) / "partitions"
@@ -105,10 +106,7 @@ class DuckDBEngine:
         for a in range(0, int(n_parts), int(per_wave)):
             b = min(int(n_parts), a + int(per_wave))
             shutil.rmtree(root, ignore_errors=True)
-            self._run(
-                f"COPY (SELECT * FROM (SELECT *, ({part})::INTEGER AS part FROM ({sql}) AS q) AS w "
-                f"WHERE part >= {a} AND part < {b}) TO '{root}' (FORMAT parquet, PARTITION_BY (part))"
-            )
+            self._run(f"COPY ({wave_sql(a, b)}) TO '{root}' (FORMAT parquet, PARTITION_BY (part))")
             self.peak_spilled = max(self.peak_spilled, self.spilled_bytes())
             try:
                 for p in range(a, b):
