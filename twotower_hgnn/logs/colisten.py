@@ -16,9 +16,12 @@ The same steps as the NumPy builder, over the view ``inter`` (:mod:`.tables`):
    field). A partition's output is at most ``k`` edges per item, so nothing of the size of the distinct
    pairs is ever stored.
 
-Work and disk are linear in the pairs: DuckDB writes a wave of partitions to Parquet in one pass
-(``COPY ... PARTITION_BY``) and each partition is read back alone (:meth:`DuckDBEngine.spill_partitions`);
-other engines filter one materialised key table per partition.
+DuckDB writes a wave of partitions to Parquet by one query (``COPY ... PARTITION_BY``, making only that
+wave's keys: :func:`wave_keys_sql`) and reads each partition back alone
+(:meth:`DuckDBEngine.spill_partitions`): counting and ruling are linear in the pairs, the disk holds one
+wave. Each wave re-reads the windowed sequences, so waves are as large as 40 % of the free disk allows
+(``DuckDBEngine.wave_keys``; a few at the paper's scale). Other engines (Spark) count every key in one
+pass and leave partitioning and spilling to their own shuffle.
 
 :func:`colisten_edges` returns the kept pairs sorted by (lo, hi) -- exactly the NumPy builder's
 ``np.unique`` of canonical keys -- and the builder's integer statistics.
@@ -33,7 +36,7 @@ import numpy as np
 
 COUNT_CAP = 2**15 - 1  # the NumPy builder ranks by min(count, 2**15 - 1) (graph_pairs._topk_pairs)
 KEY = 2**32  # pair key s * KEY + t (item ids are int32)
-WAVE_KEYS = 2**29  # directed keys written to disk at once (~4 GB of Parquet): bounds the spill
+WAVE_KEYS = 2**33  # the most directed keys written to disk at once (DuckDB: also <= 40 % of the free disk)
 
 
 def _in_list(codes: Sequence[int]) -> str:
@@ -161,16 +164,15 @@ def _seq_stats(engine, edge_codes: Sequence[int]) -> dict:
 
 
 def _partitions(engine, window: int | None, n_parts: int, per_wave: int) -> Iterator[str]:
-    """FROM items of the ``n_parts`` partitions of the directed keys by source item (``s mod P``); an
-    engine with ``spill_partitions`` (DuckDB) writes ``per_wave`` of them at a time to disk
-    (:func:`wave_keys_sql`), others filter one materialised key table."""
+    """FROM items of the partitions of the directed keys by source item (``s mod P``): an engine with
+    ``spill_partitions`` (DuckDB) writes ``per_wave`` of them at a time to disk (:func:`wave_keys_sql`);
+    any other (Spark, whose own shuffle partitions and spills) counts every key in one pass."""
     if n_parts > 1 and hasattr(engine, "spill_partitions"):
         yield from engine.spill_partitions(lambda a, b: wave_keys_sql(window, n_parts, a, b), n_parts, per_wave)
         return
     engine.materialize("g_keys", directed_keys_sql(window))
     try:
-        for p in range(n_parts):
-            yield "g_keys" if n_parts == 1 else f"(SELECT key FROM g_keys WHERE (key // {KEY}) % {n_parts} = {p})"
+        yield "g_keys"
     finally:
         engine.drop("g_keys")
 
@@ -193,7 +195,8 @@ def colisten_edges(
     ``partitions``.
 
     ``chunk_pairs``: the directed keys of about this many pairs per partition, ``P = ceil(pairs /
-    chunk_pairs)`` (at most 4096, as the NumPy builder's hash partitions); None = one partition.
+    chunk_pairs)`` (at most 4096, as the NumPy builder's hash partitions); None = one partition. Only
+    an engine with ``spill_partitions`` (DuckDB) partitions; Spark always counts in one pass.
     ``with_pairs``: the statistics also hold ``pairs``, every distinct windowed pair (``lo``, ``hi``
     int64 sorted, shared-user ``count``) -- as large as the log's distinct pairs, for tests and digests.
     ``topn_aggregate``: the top-k form (None = the engine's)."""
@@ -203,7 +206,10 @@ def colisten_edges(
         seq = _seq_stats(engine, edge_codes)
         expected = int(engine.fetch(expected_pairs_sql(window))["pairs"][0])
         n_parts = 1 if chunk_pairs is None else max(1, min(4096, math.ceil(expected / int(chunk_pairs))))
-        per_wave = max(1, WAVE_KEYS * n_parts // max(1, 2 * expected))
+        if not hasattr(engine, "spill_partitions"):
+            n_parts = 1
+        wave_keys = min(WAVE_KEYS, engine.wave_keys()) if hasattr(engine, "wave_keys") else WAVE_KEYS
+        per_wave = max(1, wave_keys * n_parts // max(1, 2 * expected))
         if window is not None:
             engine.materialize("g_lead", lead_sql(window))
             engine.drop("g_seq")  # every later step reads g_lead

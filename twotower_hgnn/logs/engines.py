@@ -93,6 +93,17 @@ class DuckDBEngine:
         self._run(f"INSERT INTO {name} {sql}")
         self.peak_spilled = max(self.peak_spilled, self.spilled_bytes())
 
+    def wave_keys(self, disk_fraction: float = 0.4, bytes_per_key: int = 6) -> int:
+        """How many 8-byte keys a wave of :meth:`spill_partitions` may write: ``disk_fraction`` of the free
+        disk under ``temp_directory`` at ``bytes_per_key`` (Parquet stores the keys in ~4-5 bytes each).
+        Every wave re-reads the sequences, so fewer, larger waves are faster."""
+        import shutil
+
+        folder = Path(self.temp_directory)
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        return max(1, int(shutil.disk_usage(folder).free * disk_fraction) // int(bytes_per_key))
+
     def spill_partitions(self, wave_sql, n_parts: int, per_wave: int):
         """Yields a FROM item per partition ``0 .. n_parts - 1``; ``wave_sql(a, b)``: a query of the rows of
         partitions ``[a, b)`` with their partition number in the column ``part``. Waves of ``per_wave``
