@@ -149,7 +149,7 @@ def test_duckdb_spills_under_its_memory_limit_and_gives_the_same_answer(tmp_path
         assert np.array_equal(got["64MB"][1][col], got[None][1][col])
 
 
-def test_engine_errors_are_one_line_user_errors():
+def test_engine_errors_are_one_line_user_errors(tmp_path):
     with pytest.raises(EngineError, match="not one of"):
         open_engine("sqlite")
     with pytest.raises(GraphError, match="engine"):
@@ -161,6 +161,15 @@ def test_engine_errors_are_one_line_user_errors():
         engine.register_frame("inter", _random_log(users=2000).assign(row_id=lambda d: np.arange(len(d))))
         with pytest.raises(EngineError, match="out of memory under memory_limit=1MB"):
             colisten_edges(engine, [0], "any", 1, 1, 20, None)
+    finally:
+        engine.close()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    engine = DuckDBEngine(temp_directory=blocker / "spill", threads=1)
+    try:
+        engine.register_frame("inter", _random_log(users=200).assign(row_id=lambda d: np.arange(len(d))))
+        with pytest.raises(EngineError, match="cannot create the spill folder"):
+            colisten_edges(engine, [0], "topk", 1, 3, 20, None, chunk_pairs=1000)
     finally:
         engine.close()
 

@@ -113,7 +113,10 @@ class DuckDBEngine:
         import shutil
 
         root = Path(self.temp_directory) / "partitions"
-        root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EngineError(f"duckdb: cannot create the spill folder {root.parent}: {e.strerror}") from None
         for a in range(0, int(n_parts), int(per_wave)):
             b = min(int(n_parts), a + int(per_wave))
             shutil.rmtree(root, ignore_errors=True)
