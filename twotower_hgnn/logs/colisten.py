@@ -208,11 +208,12 @@ def colisten_edges(
         n_parts = 1 if chunk_pairs is None else max(1, min(4096, math.ceil(expected / int(chunk_pairs))))
         if not hasattr(engine, "spill_partitions"):
             n_parts = 1
-        wave_keys = min(WAVE_KEYS, engine.wave_keys()) if hasattr(engine, "wave_keys") else WAVE_KEYS
-        per_wave = max(1, wave_keys * n_parts // max(1, 2 * expected))
         if window is not None:
             engine.materialize("g_lead", lead_sql(window))
             engine.drop("g_seq")  # every later step reads g_lead
+        # the free disk once the sequences have spilled
+        wave_keys = min(WAVE_KEYS, engine.wave_keys()) if hasattr(engine, "wave_keys") else WAVE_KEYS
+        per_wave = max(1, wave_keys * n_parts // max(1, 2 * expected))
         distinct = generated = 0
         for p, src in enumerate(_partitions(engine, window, n_parts, per_wave)):
             engine.materialize("g_part", counts_sql(src))
