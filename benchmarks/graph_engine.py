@@ -27,6 +27,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from benchmarks.measure import dir_bytes
+
 SCALES = ("tiny", "small", "medium", "large")
 ENGINES = ("numpy", "duckdb", "spark")
 RESULTS = Path(__file__).resolve().parent / "results" / "graph_engine.json"
@@ -46,17 +48,6 @@ def _rss_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return -1
-
-
-def _dir_bytes(path: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(root, f))
-            except OSError:
-                pass
-    return total
 
 
 def _prepare(folder: Path) -> dict:
@@ -99,7 +90,7 @@ def _child(folder: Path, engine: str) -> dict:
 
     def watch():
         while not stop.wait(0.2):
-            peak_spill[0] = max(peak_spill[0], _dir_bytes(spill_dir))
+            peak_spill[0] = max(peak_spill[0], dir_bytes(spill_dir))
 
     before = _rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS

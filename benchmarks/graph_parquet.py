@@ -29,6 +29,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from benchmarks.measure import dir_bytes
+
 RESULTS = Path(__file__).resolve().parent / "results" / "graph_parquet.json"
 
 flags.DEFINE_string("folder", None, "a synthetic_parquet output folder (manifest.json, interactions/)")
@@ -41,22 +43,9 @@ flags.DEFINE_string("machine", "dev box (2 cores, 24 GiB, shared)", "machine lab
 FLAGS = flags.FLAGS
 
 
-def _dir_bytes(path: Path) -> int:
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(root, f))
-            except OSError:
-                pass
-    return total
-
-
 def build(folder: Path, spill: Path) -> dict:
     """Builds the edges from ``folder``'s log with DuckDB spilling to ``spill``; the measurement."""
-    from twotower_hgnn.data.schema import EVENTS
-    from twotower_hgnn.graph import GraphConfig
-    from twotower_hgnn.logs.colisten import colisten_edges
+    from twotower_hgnn.graph import GraphConfig, config_colisten
     from twotower_hgnn.logs.engines import DuckDBEngine
 
     man = json.loads((folder / "manifest.json").read_text())
@@ -69,7 +58,7 @@ def build(folder: Path, spill: Path) -> dict:
 
     def watch():
         while not stop.wait(0.5):
-            peak[0] = max(peak[0], _dir_bytes(spill))
+            peak[0] = max(peak[0], dir_bytes(spill))
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -77,17 +66,7 @@ def build(folder: Path, spill: Path) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         eng.register_parquet("inter", folder / "interactions", where=f"day >= {days[0]} AND day <= {days[-1]}")
-        codes = [EVENTS.index(e) for e in cfg.edge_events]
-        lo, _, st = colisten_edges(
-            eng,
-            codes,
-            cfg.rule,
-            cfg.min_shared,
-            cfg.topk,
-            cfg.window,
-            cfg.max_items_per_user,
-            chunk_pairs=cfg.chunk_pairs,
-        )
+        lo, _, st = config_colisten(eng, cfg)
     finally:
         secs, cpu = time.perf_counter() - t0, time.process_time() - c0
         stop.set()

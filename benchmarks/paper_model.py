@@ -67,6 +67,8 @@ if str(ROOT) not in sys.path:
 
 import numpy as np  # noqa: E402
 
+from benchmarks.measure import dir_bytes  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 QUIET_LOAD = 0.5  # 1-minute load average at the start below which a run counts as quiet
 PAPER_COUNTS = {"audiobook": 250_000, "podcast": 3_500_000}
@@ -357,15 +359,8 @@ def _child_graph(plan: dict[str, Any]) -> dict[str, Any]:
         "edges_train": {relation_name(r): int(e.shape[0]) for r, e in g_train.edges.items()},
         "edges_held_out": {relation_name(r): int(e.shape[0]) for r, e in held.items()},
         "degree": degrees,
-        "bytes_on_disk": {
-            "full_graph": _dir_bytes(work / "full_graph"),
-            "train_graph": _dir_bytes(work / "train_graph"),
-        },
+        "bytes_on_disk": {"full_graph": dir_bytes(work / "full_graph"), "train_graph": dir_bytes(work / "train_graph")},
     }
-
-
-def _dir_bytes(p: Path) -> int:
-    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
 def _load_val(work: Path) -> dict[tuple[str, str], np.ndarray]:

@@ -50,6 +50,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.measure import dir_bytes  # noqa: E402
+
 SCALE_ORDER = ("tiny", "small", "medium", "large", "xlarge", "paper")
 STAGES = ("open", "data", "split", "valid", "graph", "content", "hgnn", "two_tower", "evaluate", "export", "topk")
 COSTS = ("seconds", "cpu_s", "peak_rss_bytes")
@@ -86,18 +88,6 @@ def mem_available_bytes() -> int:
         if line.startswith("MemAvailable:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("/proc/meminfo has no MemAvailable")
-
-
-def dir_bytes(path: Path) -> int:
-    """Bytes of the regular files under ``path`` (files vanishing meanwhile are skipped)."""
-    total = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(root, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 # ------------------------------------------------------------------------------------ fits

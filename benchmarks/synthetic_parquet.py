@@ -27,6 +27,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from benchmarks.measure import dir_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "synthetic_parquet.json"
 
@@ -41,10 +43,6 @@ flags.DEFINE_string("json", str(RESULTS), "result file ('' = none)")
 flags.DEFINE_string("machine", "dev box (2 cores, 24 GiB, shared)", "machine label for the JSON")
 flags.DEFINE_string("child_graph", None, "internal: build the graph from this output folder, print JSON")
 FLAGS = flags.FLAGS
-
-
-def dir_bytes(path: Path) -> int:
-    return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
 
 
 def measured(cmd: list[str], env: dict | None = None) -> dict:
