@@ -214,6 +214,7 @@ def colisten_edges(
         # the free disk once the sequences have spilled
         wave_keys = min(WAVE_KEYS, engine.wave_keys()) if hasattr(engine, "wave_keys") else WAVE_KEYS
         per_wave = max(1, wave_keys * n_parts // max(1, 2 * expected))
+        per_wave = math.ceil(n_parts / math.ceil(n_parts / per_wave))  # equal waves: each re-reads the sequences
         distinct = generated = 0
         for p, src in enumerate(_partitions(engine, window, n_parts, per_wave)):
             engine.materialize("g_part", counts_sql(src))
