@@ -70,3 +70,24 @@ def run_copy(tiny_run, tmp_path_factory):
     dst = tmp_path_factory.mktemp("tiny_run_copy")
     shutil.copytree(Path(cfg.out_dir), dst, dirs_exist_ok=True)
     return dataclasses.replace(cfg, out_dir=str(dst))
+
+
+# The slowest files (about a minute or more each on the 2-core box) are handed out first: with
+# ``--dist loadfile`` a worker takes whole files in collection order, so a heavy file collected last runs
+# alone while the other worker idles. The rest keep their order (a stable sort).
+HEAVY_FIRST = (
+    "test_pipeline.py",
+    "test_external_split.py",
+    "test_readme_commands.py",
+    "test_logs_engines.py",
+    "test_hgnn_parallel.py",
+    "test_reproducible_report.py",
+    "test_accelerator_suite.py",
+    "test_data_in.py",
+    "test_item_types.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))
