@@ -13,11 +13,9 @@ at least 2x faster than NumPy at ``large``, with a lower peak::
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,7 +25,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from benchmarks.measure import dir_bytes
+from benchmarks.measure import dir_bytes, run_meta
 
 SCALES = ("tiny", "small", "medium", "large")
 ENGINES = ("numpy", "duckdb", "spark")
@@ -144,7 +142,6 @@ def main(argv):
     if FLAGS.child:
         print(json.dumps(_child(Path(FLAGS.child), FLAGS.engines[0])))
         return
-    from twotower_hgnn.provenance import git_sha
 
     with tempfile.TemporaryDirectory(prefix="graph-engine-") as tmp:
         folder = Path(tmp)
@@ -168,12 +165,7 @@ def main(argv):
     print(json.dumps(summary))
     if FLAGS.json:
         meta = {
-            "machine": FLAGS.machine,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "git_sha": git_sha(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "load_average_start": os.getloadavg(),
+            **run_meta(FLAGS.machine),
             "scale": FLAGS.scale,
             "seed": FLAGS.seed,
             "memory_limit": FLAGS.memory_limit,

@@ -16,10 +16,8 @@ keyed by the folder's scale.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -29,7 +27,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from benchmarks.measure import dir_bytes
+from benchmarks.measure import dir_bytes, run_meta
 
 RESULTS = Path(__file__).resolve().parent / "results" / "graph_parquet.json"
 
@@ -93,7 +91,6 @@ def main(argv):
     if not (folder / "manifest.json").is_file():
         print(f"error: --folder={FLAGS.folder}: no manifest.json (a synthetic_parquet output folder)", file=sys.stderr)
         sys.exit(2)
-    from twotower_hgnn.provenance import git_sha
 
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="graph-parquet-", dir=FLAGS.spill_dir) as tmp:
@@ -104,15 +101,7 @@ def main(argv):
         f"{row['edges']:,} edges"
     )
     if FLAGS.json:
-        meta = {
-            "machine": FLAGS.machine,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "git_sha": git_sha(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "load_average_start": load,
-            "load_average_end": os.getloadavg(),
-        }
+        meta = {**run_meta(FLAGS.machine, load), "load_average_end": os.getloadavg()}
         path = Path(FLAGS.json)
         doc = json.loads(path.read_text()) if path.exists() else {}
         doc[row["scale"] + (f"-days{row['days']}" if FLAGS.days else "")] = {"meta": meta, **row}

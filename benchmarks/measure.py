@@ -17,3 +17,21 @@ def dir_bytes(path: str | os.PathLike) -> int:
             except OSError:
                 pass
     return total
+
+
+def run_meta(machine: str, load_start: tuple[float, float, float] | None = None) -> dict:
+    """The provenance every benchmark JSON carries: machine label, UTC date, git sha, platform, CPUs and
+    the load average at the start (``load_start``, taken before the work; None = now)."""
+    import datetime
+    import platform
+
+    from twotower_hgnn.provenance import git_sha
+
+    return {
+        "machine": machine,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_sha": git_sha(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average_start": tuple(load_start) if load_start is not None else os.getloadavg(),
+    }

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -235,3 +237,37 @@ def test_the_graph_read_from_the_parquet_log_is_the_in_memory_graph(tmp_path, mo
         assert {k: st_pq[k] for k in keys} == {k: st_mem[k] for k in keys}
     part = dataclasses.replace(ds, interactions=ds.interactions.iloc[: len(ds.interactions) // 2])
     assert parquet_source(part, (0, 10)) is None
+
+
+def test_graph_parquet_benchmark_on_a_tiny_log(one_chunk, tiny_gen, tmp_path):
+    """``benchmarks.graph_parquet`` reads a written log in place: its JSON row has the run's provenance
+    and the same edge count as the in-memory build of the whole log (default rule, small partitions)."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from twotower_hgnn.graph import GraphConfig, build_graph
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gp.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.graph_parquet",
+        f"--folder={one_chunk}",
+        "--chunk_pairs=5000",
+        f"--json={out}",
+    ]
+    p = subprocess.run(
+        cmd, cwd=root, capture_output=True, text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"}
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    row = json.loads(out.read_text())["tiny"]
+    assert {"git_sha", "date", "load_average_start", "cpus"} <= set(row["meta"]) and row["partitions"] > 1
+    assert row["interactions"] == len(tiny_gen.interactions) and row["seconds"] > 0 and row["peak_rss_mib"] > 0
+    _, st = build_graph(tiny_gen, tiny_gen.interactions, dataclasses.replace(GraphConfig(), engine="numpy"))
+    assert row["edges"] == st["edges"] and row["distinct_pairs"] == st["distinct_pairs"]
+    bad = subprocess.run([*cmd[:3], f"--folder={tmp_path}"], cwd=root, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"error: --folder={tmp_path}: no manifest.json (a synthetic_parquet output folder)"
+    ]
