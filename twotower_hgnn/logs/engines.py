@@ -86,12 +86,12 @@ class DuckDBEngine:
     def materialize(self, name: str, sql: str) -> None:
         """The result of ``sql`` as the temporary table ``name`` (spilled to disk beyond the memory limit)."""
         self._run(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
-        self.peak_spilled = max(self.peak_spilled, self.spilled_bytes())
+        self._note_spill()
 
     def append(self, name: str, sql: str) -> None:
         """Appends the rows of ``sql`` to the table ``name``."""
         self._run(f"INSERT INTO {name} {sql}")
-        self.peak_spilled = max(self.peak_spilled, self.spilled_bytes())
+        self._note_spill()
 
     def wave_keys(self, disk_fraction: float = 0.4, bytes_per_key: int = 6) -> int:
         """How many 8-byte keys a wave of :meth:`spill_partitions` may write: ``disk_fraction`` of the free
@@ -121,7 +121,7 @@ class DuckDBEngine:
             b = min(int(n_parts), a + int(per_wave))
             shutil.rmtree(root, ignore_errors=True)
             self._run(f"COPY ({wave_sql(a, b)}) TO '{root}' (FORMAT parquet, PARTITION_BY (part))")
-            self.peak_spilled = max(self.peak_spilled, self.spilled_bytes())
+            self._note_spill()
             try:
                 for p in range(a, b):
                     folder = root / f"part={p}"
@@ -146,6 +146,10 @@ class DuckDBEngine:
         parts = Path(self.temp_directory) / "partitions"
         written = sum(f.stat().st_size for f in parts.rglob("*.parquet")) if parts.is_dir() else 0
         return int(rows[0]) + written
+
+    def _note_spill(self) -> None:
+        """Raises :attr:`peak_spilled` to what is on disk now (after each writing statement)."""
+        self.peak_spilled = max(self.peak_spilled, self.spilled_bytes())
 
     def close(self) -> None:
         self.con.close()
