@@ -52,15 +52,8 @@ def build_training_examples(
     train = _interactions_frame(getattr(split, "train", split))
     start, stop = target_item_range(ds, target_type)
     codes = np.asarray([EVENTS.index(e) for e in positive_events], np.int64)
-    item = train["item_idx"].to_numpy(np.int64)
-    keep = np.isin(train["event_code"].to_numpy(), codes) & (item >= start) & (item < stop)
-    pos = train.loc[keep, ["user_idx", "item_idx", "timestamp"]]
-    pos = pos.sort_values(["timestamp", "user_idx", "item_idx"], kind="stable")
-    if first_only:
-        pos = pos.drop_duplicates(["user_idx", "item_idx"], keep="first")
-    u = pos["user_idx"].to_numpy(np.int64)
-    ts = pos["timestamp"].to_numpy(np.int64)
-    row = (pos["item_idx"].to_numpy(np.int64) - start).astype(np.int32)
+    u, ts, item = _positives(train, codes, start, stop, ds.num_items, first_only)
+    row = (item - start).astype(np.int32)
     only = None if budget_rows is None else budget_rows(len(u))
     user_rows = None
     if only is not None:
@@ -81,6 +74,34 @@ def build_training_examples(
         item_counts=np.bincount(row, minlength=stop - start).astype(np.int64),
         user_rows=user_rows,
     )
+
+
+def _positives(
+    train: Any, codes: np.ndarray, start: int, stop: int, n_items: int, first_only: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int64 ``(user, time, item)`` of the rows of ``train`` with an event in ``codes`` and an item in
+    ``[start, stop)``, ordered by (time, user, item) (stable); ``first_only``: the first row of each
+    (user, item) pair. Works on the kept rows' arrays: the log is already in that order (the
+    ``Dataset`` contract), checked in one pass, so the sort runs only for a table that is not."""
+    item = train["item_idx"].to_numpy()
+    rows = np.flatnonzero(np.isin(train["event_code"].to_numpy(), codes) & (item >= start) & (item < stop))
+    u = train["user_idx"].to_numpy()[rows].astype(np.int64)
+    ts = train["timestamp"].to_numpy()[rows].astype(np.int64)
+    it = item[rows].astype(np.int64)
+    if not _is_sorted(ts, u, it):
+        order = np.lexsort((it, u, ts))
+        u, ts, it = u[order], ts[order], it[order]
+    if first_only and len(u):
+        _, first = np.unique(u * int(n_items) + it, return_index=True)
+        first.sort()
+        u, ts, it = u[first], ts[first], it[first]
+    return u, ts, it
+
+
+def _is_sorted(ts: np.ndarray, u: np.ndarray, it: np.ndarray) -> bool:
+    """Whether rows are in non-decreasing (ts, u, it) order."""
+    dt, du, di = np.diff(ts), np.diff(u), np.diff(it)
+    return bool(np.all((dt > 0) | ((dt == 0) & ((du > 0) | ((du == 0) & (di >= 0))))))
 
 
 # ----------------------------------------------------------------------------------------------
