@@ -49,6 +49,14 @@ def test_overrides_are_parsed_by_the_field_types():
     assert configs.load("demo").hgnn.fanouts == (5, 3)
 
 
+def test_validation_sample_defaults_to_the_report_sample():
+    assert configs.load("demo", {"eval.sample_users": "300"}).eval.validation_sample == 300
+    cfg = configs.load("demo", {"eval.sample_users": "300", "eval.valid_sample_users": "0"})
+    assert cfg.eval.validation_sample == 0 and cfg.eval.sample_users == 300  # 0: every validation user
+    scale = configs.load("scale").eval
+    assert (scale.sample_users, scale.validation_sample) == (20_000, 5_000)
+
+
 @pytest.mark.parametrize(
     "over, message",
     [
@@ -57,6 +65,7 @@ def test_overrides_are_parsed_by_the_field_types():
         ({"eval.k": "0"}, "eval.k: 0 must be >= 1"),
         ({"eval.sample_users": "-5"}, "eval.sample_users: -5 must be >= 0"),
         ({"eval.knn_max_items": "-1"}, "eval.knn_max_items: -1 must be >= 0"),
+        ({"eval.valid_sample_users": "-2"}, "eval.valid_sample_users: -2 must be >= 0"),
         ({"hgnn": "3"}, "is a section"),
         ({"two_tower.model.negatives": "some"}, "negatives must be one of"),
         ({"eval.targets": "sci-fi"}, "must be a non-empty list of item type names"),

@@ -10,7 +10,9 @@ not the number of epochs, and evaluation does not grow as users x catalogue.
   the sampled validation users against the whole catalogue: 40K x 700K at ``large``); user features are
   built only for the 25,600 examples the 200 steps read.
 * Evaluation on a seeded sample of at most 20,000 users per segment (``eval.sample_users``), the same
-  users for every model; EASE only up to 5,000 items (its inverse is dense and cubic), ItemKNN up to
+  users for every model; the two-tower's validations (model selection, early stopping) on 5,000 per
+  segment (``eval.valid_sample_users``: each ranks its users against the whole catalogue, 3.5M podcasts
+  at ``paper``); EASE only up to 5,000 items (its inverse is dense and cubic), ItemKNN up to
   10,000 (dense item x catalogue similarity blocks: 10 minutes at ``small``'s 15,000 on 2 cores): from
   ``small`` up the simple baselines are Popularity and RecentPop.
 * Batch top-10 for a seeded sample of 20,000 users of the store (``topk.sample_users``).
@@ -34,6 +36,6 @@ def get_config() -> RunConfig:
         graph=GraphConfig(memory_limit="4GB"),
         hgnn=dataclasses.replace(demo.hgnn(), max_steps=200, max_time_s=None),
         two_tower=TwoTowerTrainConfig(max_steps=200, eval_every=100, patience=2, log_every=50),
-        eval=EvalConfig(sample_users=20_000, ease_max_items=5_000, knn_max_items=10_000),
+        eval=EvalConfig(sample_users=20_000, valid_sample_users=5_000, ease_max_items=5_000, knn_max_items=10_000),
         topk=TopKConfig(k=10, sample_users=20_000),
     )

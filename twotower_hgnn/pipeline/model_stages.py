@@ -149,7 +149,7 @@ def two_tower_key(ctx: RunContext) -> dict:
     return {
         "models": {k: v.to_json() for k, v in ctx.two_tower_cfgs.items()},
         "warm_start": ctx.prev.name if ctx.prev else None,
-        "sample_users": ctx.cfg.config.eval.sample_users,  # the validation users of early stopping
+        "sample_users": ctx.cfg.config.eval.validation_sample,  # the validation users of early stopping
     }
 
 
@@ -172,7 +172,7 @@ def fit_two_tower(
     2. Train a fresh model on ``split.train`` for the best number of steps (same seed and config).
     Returns ``(final, selection)`` results; both runs are checkpointed (and resumed) under ``workdir``,
     their metrics written under ``logdir/select`` and ``logdir/refit`` (default: under ``workdir``).
-    ``sample``: (users per segment, seed) of the validation users scored (``eval.sample_users``; 0 = all).
+    ``sample``: (users per segment, seed) of the validation users scored (``eval.validation_sample``; 0 = all).
     """
     from twotower_hgnn.eval.validation import two_tower_validator
     from twotower_hgnn.train.two_tower import train_two_tower
@@ -208,7 +208,8 @@ def fit_two_tower(
 
 def two_tower_stage(ctx: RunContext, out: Path) -> dict:
     """Each two-tower model: training length chosen on the validation split, then refitted on the whole
-    training part (:func:`fit_two_tower`); exported with the user store as known at the cut."""
+    training part (:func:`fit_two_tower`); the HGNN models (the served ones) saved with the user store as
+    known at the cut, the 2T baselines without one."""
     from twotower_hgnn.serving import save_model
 
     summ = {}
@@ -227,9 +228,11 @@ def two_tower_stage(ctx: RunContext, out: Path) -> dict:
             ctx.cfg.config.eval.k,
             init,
             ctx.logdir("two_tower", tag),
-            sample=(ctx.cfg.config.eval.sample_users, ctx.cfg.seed),
+            sample=(ctx.cfg.config.eval.validation_sample, ctx.cfg.seed),
         )
-        save_model(res, snapshot, out / tag)
+        # the user store (users, music, the serving log) only where it is served: the export copies the
+        # HGNN models; the 2T baseline is only scored, against the run's dataset (10M users at the paper's scale)
+        save_model(res, snapshot, out / tag, with_store=tcfg.use_hgnn)
         summ[tag] = {
             "steps": res.step,
             "examples": res.n_examples,
