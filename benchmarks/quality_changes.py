@@ -99,7 +99,7 @@ def run_variant(name: str, vdir: Path) -> dict[str, Any]:
 
     target, use_hgnn, kw = VARIANTS[name]
     ds = load_dataset("movielens1m")
-    split = load_split(vdir / "split")
+    split = load_split(vdir / "split", ds)
     valid = validation_split(ds, split)
     content = np.load(vdir / "content" / "content.npy")
     hgnn = np.load(vdir / "hgnn" / "item_embeddings.npy") if use_hgnn else None

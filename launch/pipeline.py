@@ -53,10 +53,11 @@ def print_examples(cfg, k: int = 5) -> None:
     from twotower_hgnn.serving import Recommender
 
     vdir = cfg.version_dir()
-    split = load_split(vdir / "split")
+    ds = load_data(cfg)
+    split = load_split(vdir / "split", ds)
     # the export's default target (audiobook when served, else the first served type); the user store as
     # known at the split (an external split's test rows can predate a user's as-of)
-    rec = Recommender.from_version(vdir, dataset=known_at_cut(load_data(cfg), split))
+    rec = Recommender.from_version(vdir, dataset=known_at_cut(ds, split))
     ds, target = rec.dataset, rec.target_type
     for seg, users in (("warm", split.warm_users), ("cold", split.cold_users)):
         if len(users) == 0:

@@ -108,8 +108,8 @@ def test_dataset_default_synthetic_last_14_days():
 
 def test_temporal_parts_are_views_and_load_back_as_views(ds, tmp_path):
     """A temporal split's parts (and its validation split's) are row ranges of the dataset: views of its
-    columns, saved as ranges beside the Parquet copies and rebuilt as views when loaded with the dataset;
-    loaded without it, or with another dataset, the Parquet copies are read."""
+    columns, saved as ranges (no Parquet copies) and rebuilt as views when loaded with the dataset;
+    loaded without it, or with another dataset, is a one-line SplitError (no copy of the log is saved)."""
     import dataclasses
 
     from twotower_hgnn.data import load_dataset
@@ -128,12 +128,19 @@ def test_temporal_parts_are_views_and_load_back_as_views(ds, tmp_path):
     save_split(sp, tmp_path / "s")
     back = load_split(tmp_path / "s", big)
     assert back.rows == sp.rows and np.shares_memory(back.train["item_idx"].to_numpy(), col)
-    read = load_split(tmp_path / "s")  # no dataset: the saved Parquet parts
-    assert read.rows is None and not np.shares_memory(read.train["item_idx"].to_numpy(), col)
-    for a, b in ((back.train, read.train), (back.test, read.test)):
-        pd.testing.assert_frame_equal(a, b, check_categorical=False)
+    # row ranges are saved as ranges: no copy of the log on disk, and no way to load them without it
+    assert not list((tmp_path / "s").glob("*.parquet"))
+    with pytest.raises(SplitError, match=r"split\.json: the split is rows \d+\.\.\d+ of its dataset; pass that dataset"):
+        load_split(tmp_path / "s")
     other = dataclasses.replace(big, interactions=big.interactions.iloc[1:].reset_index(drop=True))
-    assert load_split(tmp_path / "s", other).rows is None  # ranges of another log: not trusted
+    with pytest.raises(SplitError, match="the dataset given is not the one it was made from"):
+        load_split(tmp_path / "s", other)  # ranges of another log: not trusted
+    # a split that is not ranges of its log (ablation B) keeps its parts as Parquet
+    stripped = dataclasses.replace(sp, train=sp.train.iloc[::2].reset_index(drop=True), rows=None)
+    save_split(stripped, tmp_path / "b")
+    read = load_split(tmp_path / "b", big)
+    assert read.rows is None and not np.shares_memory(read.train["item_idx"].to_numpy(), col)
+    pd.testing.assert_frame_equal(read.train, stripped.train, check_categorical=False)
     from twotower_hgnn.pipeline.config import strip_weak
 
     assert strip_weak(sp).rows is None  # ablation B's training part is no longer a range of the log

@@ -70,7 +70,7 @@ def test_save_load_roundtrip_and_known_at_cut(ds, random_split, tmp_path):
     assert _rows(known_at_cut(ds, back).interactions) == _rows(sp.train)
     tmp = temporal_split(ds)
     save_split(tmp, tmp_path / "tmp")
-    t2 = load_split(tmp_path / "tmp")
+    t2 = load_split(tmp_path / "tmp", ds)  # row ranges of ds: loaded with it
     assert not t2.external and (t2.user_as_of(users) == tmp.cut_time).all()
     assert (known_at_cut(ds, t2).interactions["timestamp"] < tmp.cut_time).all()
 

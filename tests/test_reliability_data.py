@@ -85,7 +85,7 @@ def test_podcast_only_split_is_a_note_not_move_the_cut(tmp_path):
     from twotower_hgnn.data.split_io import load_split, save_split
 
     save_split(sp, tmp_path / "split")
-    assert load_split(tmp_path / "split").notes == sp.notes
+    assert load_split(tmp_path / "split", loaded.ds).notes == sp.notes
     # a non-empty segment below the minimum is still an error
     with pytest.raises(SplitError, match=r"cold_users=\d+ below min_segment_users=1000"):
         R.temporal_split(loaded.ds, cut_quantile=0.7, history_days=None, test_days=None, min_segment_users=1000)
@@ -162,3 +162,31 @@ def test_load_from_flags_passes_the_read_options(tmp_path):
     ds = load_from_flags("files", **files, timestamp_unit="ms")
     assert R.canonical(ds) == R.clean_result() and ds.dropped == {"duplicate_rows": 3}
     assert len(load_from_flags("files", **files, timestamp_unit="ms", duplicates="keep").interactions) == 75
+
+
+def test_relation_support_in_chunks_equals_distinct_pair_counting():
+    """The chunked min/max pass counts exactly the users whose edge-event rows span two distinct items of the
+    relation's types (the definition, computed here from the distinct (user, item) pairs)."""
+    import numpy as np
+
+    from twotower_hgnn.data import load_dataset
+    from twotower_hgnn.data.schema import EVENTS
+    from twotower_hgnn.data.signal import relation_support
+
+    ds = load_dataset("synthetic", scale="tiny", seed=3)
+    train = ds.interactions.iloc[: len(ds.interactions) // 3]  # few rows: some users with one item only
+    sel = train["event_code"].to_numpy() == EVENTS.index("stream")
+    pairs = set(zip(train["user_idx"].to_numpy()[sel].tolist(), train["item_idx"].to_numpy()[sel].tolist()))
+    tcode = ds.item_type_codes()
+    per: dict[tuple[int, int], int] = {}
+    for u, i in pairs:
+        per[u, int(tcode[i])] = per.get((u, int(tcode[i])), 0) + 1
+    users = {u for u, _ in per}
+    ab, pc = ds.item_type_index("audiobook"), ds.item_type_index("podcast")
+    want = {
+        "audiobook-audiobook": sum(per.get((u, ab), 0) >= 2 for u in users),
+        "audiobook-podcast": sum(per.get((u, ab), 0) >= 1 and per.get((u, pc), 0) >= 1 for u in users),
+        "podcast-podcast": sum(per.get((u, pc), 0) >= 2 for u in users),
+    }
+    assert min(want.values()) > 0 and want["audiobook-audiobook"] < len(users)
+    assert relation_support(ds, train, chunk_rows=97) == want == relation_support(ds, train)

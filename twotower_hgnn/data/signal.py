@@ -41,21 +41,33 @@ def _name(rel: Relation) -> str:
     return f"{rel[0]}-{rel[1]}"
 
 
-def relation_support(ds: Dataset, train: pd.DataFrame, edge_events: Sequence[str] = ("stream",)) -> dict[str, int]:
-    """``{"a-b": number of users whose edge-event rows in train span two distinct items of types a, b}``."""
+def relation_support(
+    ds: Dataset, train: pd.DataFrame, edge_events: Sequence[str] = ("stream",), chunk_rows: int = 1 << 24
+) -> dict[str, int]:
+    """``{"a-b": number of users whose edge-event rows in train span two distinct items of types a, b}``.
+
+    One pass over the rows in chunks of ``chunk_rows``, keeping per (user, type) the smallest and the
+    largest item id met: a user has two distinct items of a type iff they differ. Memory is two int32
+    ``[num_users, n_types]`` tables and one chunk, not the distinct (user, item) pairs of the log (a
+    sort of ~8 GB at the paper's 250M training rows)."""
     codes = np.array([EVENTS.index(e) for e in edge_events], np.int8)
-    sel = np.isin(train["event_code"].to_numpy(), codes)
-    u = train["user_idx"].to_numpy()[sel].astype(np.int64)
-    it = train["item_idx"].to_numpy()[sel].astype(np.int64)
-    pairs = np.unique(u * max(ds.num_items, 1) + it)  # distinct (user, item)
-    u, it = pairs // max(ds.num_items, 1), pairs % max(ds.num_items, 1)
-    tcode = ds.item_type_codes()[it] if it.size else np.zeros(0, np.int8)
     n_t = len(ds.item_types)
-    per = np.bincount(u * n_t + tcode.astype(np.int64), minlength=ds.num_users * n_t).reshape(ds.num_users, n_t)
+    tcodes = ds.item_type_codes().astype(np.int64)
+    lo = np.full(ds.num_users * n_t, np.iinfo(np.int32).max, np.int32)
+    hi = np.full(ds.num_users * n_t, -1, np.int32)
+    ev, users, items = (train[c].to_numpy() for c in ("event_code", "user_idx", "item_idx"))
+    for a in range(0, len(ev), int(chunk_rows)):
+        b = a + int(chunk_rows)
+        sel = np.flatnonzero(np.isin(ev[a:b], codes))
+        it = items[a:b][sel].astype(np.int64)
+        key = users[a:b][sel].astype(np.int64) * n_t + tcodes[it]
+        np.minimum.at(lo, key, it.astype(np.int32))
+        np.maximum.at(hi, key, it.astype(np.int32))
+    lo, hi = lo.reshape(ds.num_users, n_t), hi.reshape(ds.num_users, n_t)
     out = {}
     for a, b in present_relations(ds.item_type_counts):
         ia, ib = ds.item_type_index(a), ds.item_type_index(b)
-        ok = per[:, ia] >= 2 if a == b else (per[:, ia] >= 1) & (per[:, ib] >= 1)
+        ok = hi[:, ia] > lo[:, ia] if a == b else (hi[:, ia] >= 0) & (hi[:, ib] >= 0)
         out[_name((a, b))] = int(ok.sum())
     return out
 

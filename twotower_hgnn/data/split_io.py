@@ -13,14 +13,21 @@ import pandas as pd
 
 from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.data.split import Split, rows_view
+from twotower_hgnn.data.split_rules import SplitError
 from twotower_hgnn.io import atomic_save_npy, atomic_write_json, atomic_write_parquet
 
 
 def save_split(split: Split, out: str | os.PathLike) -> None:
-    """Writes ``split`` into directory ``out`` (parquet parts, segment arrays, per-user as-of times)."""
+    """Writes ``split`` into directory ``out`` (segment arrays, per-user as-of times, JSON; the parts as
+    Parquet unless the split is row ranges of its dataset).
+
+    A split of row ranges (``Split.rows``: temporal splits) is written as those ranges and their bounds
+    only: :func:`load_split` rebuilds its parts as views of the same dataset. Writing them would copy the
+    log (a 250M-row training part is ~7 GB of Parquet and more in memory while it is converted)."""
     out = Path(out)
-    atomic_write_parquet(split.train, out / "train.parquet")
-    atomic_write_parquet(split.test, out / "test.parquet")
+    if split.rows is None:
+        atomic_write_parquet(split.train, out / "train.parquet")
+        atomic_write_parquet(split.test, out / "test.parquet")
     atomic_save_npy(out / "warm_users.npy", np.asarray(split.warm_users, np.int32))
     atomic_save_npy(out / "cold_users.npy", np.asarray(split.cold_users, np.int32))
     if split.external:
@@ -60,6 +67,11 @@ def load_split(path: str | os.PathLike, ds: Dataset | None = None) -> Split:
         probe = Split(*parts, 0, None, np.zeros(0, np.int32), np.zeros(0, np.int32), {})
         if _bounds(probe) != meta.get("bounds"):
             parts = None  # not the dataset this split was made from: read the saved parts
+    if parts is None and rows is not None and not (path / "train.parquet").exists():
+        raise SplitError(
+            f"{path / 'split.json'}: the split is rows {rows[0]}..{rows[2]} of its dataset; "
+            + ("pass that dataset to load it" if ds is None else "the dataset given is not the one it was made from")
+        )
     train, test = parts or (pd.read_parquet(path / "train.parquet"), pd.read_parquet(path / "test.parquet"))
     return Split(
         train=train,
