@@ -363,18 +363,19 @@ def child_main(scale: str, stage: str, work_dir: str, preset: str, result: str, 
     )
     ctx = open_run(cfg)
     open_s, rss_open = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # counted before the stage: a stage that does not read the log may release the dataset
+    n_inter, n_items = int(len(ctx.ds.interactions)), int(ctx.ds.num_items)
     t1, c1 = time.perf_counter(), _cpu_all()
     res = None if stage == "open" else run_stage(ctx, stage)
     seconds, cpu_s = time.perf_counter() - t1, _cpu_all() - c1
     if stage == "open":
         seconds, cpu_s = open_s, c1 - c0
     upstream_ran = [n for n, r in ctx.runner.results.items() if r.ran and n != ctx.names[stage]]
-    n_inter = int(len(ctx.ds.interactions))
     summary = res.summary if res is not None else {}
     if stage == "graph" and "relations" in summary:
         rows, what = int(sum(summary["relations"].values())), "graph edges"
     elif stage in ("content", "hgnn", "export"):
-        rows, what = int(ctx.ds.num_items), "items"
+        rows, what = n_items, "items"
     else:
         rows, what = n_inter, "interactions"
     out = {
@@ -390,6 +391,7 @@ def child_main(scale: str, stage: str, work_dir: str, preset: str, result: str, 
         "upstream_ran": upstream_ran,
         "output_bytes": dir_bytes(ctx.path(stage)) if res is not None else 0,
         "spill_bytes_end": dir_bytes(Path.cwd()),
+        "data_reloads": ctx.reloads,
     }
     atomic_write_json(result, out)
 

@@ -53,13 +53,42 @@ class RunContext:
     """
 
     cfg: PipelineConfig
-    ds: Dataset
+    _ds: Dataset | None
     runner: StageRunner
     names: dict[str, str]
     prev: Path | None
     load_s: float = 0.0
     inputs: dict = dataclasses.field(default_factory=dict)
+    type_counts: dict = dataclasses.field(default_factory=dict)  # items per type (kept when the data is released)
+    reloads: int = 0  # times the dataset was loaded again after a release
     _fresh_logs: set = dataclasses.field(default_factory=set, repr=False)  # stages whose logdir was checked
+
+    # ------------------------------------------------------------------ the dataset
+    @property
+    def ds(self) -> Dataset:
+        """The run's dataset; loaded again (``config.load_data``, deterministic) after :meth:`release_data`."""
+        if self._ds is None:
+            t0 = time.time()
+            self._ds = load_data(self.cfg)
+            self.reloads += 1
+            log(f"[pipeline] dataset loaded again for the next stage ({time.time() - t0:.1f}s)")
+        return self._ds
+
+    def release_data(self) -> bool:
+        """Drops the dataset and what holds views of its rows (the splits) before a stage that needs
+        neither, when the log is large (:data:`RELEASE_BYTES`): at the paper's scale the log alone is
+        ~5.4 GB, which the HGNN stage (graph + features, ~10 GB of its own) does not read. Returns
+        whether it was released."""
+        if self._ds is None or _log_bytes(self._ds) < RELEASE_BYTES:
+            return False
+        self._ds = None
+        for name in ("split", "valid"):  # cached views of the released rows
+            self.__dict__.pop(name, None)
+        import gc
+
+        gc.collect()
+        log("[pipeline] dataset released for this stage (it does not read the log)")
+        return True
 
     # ------------------------------------------------------------------ places
     def path(self, stage: str) -> Path:
@@ -97,7 +126,7 @@ class RunContext:
 
         from twotower_hgnn.data.signal import usable_relations
 
-        rels = ablation_relations(self.cfg.ablation, self.ds.item_type_counts)
+        rels = ablation_relations(self.cfg.ablation, self.type_counts)
         st = json.loads((self.path("graph") / "stats.json").read_text())
         edges = {k: v["edges"] - st.get("val_edges", {}).get(k, 0) for k, v in st["relations"].items()}
         kept, notes = usable_relations(edges, None if rels is None else [f"{a}-{b}" for a, b in rels])
@@ -158,6 +187,14 @@ class RunContext:
         return np.load(self.path("hgnn_users") / "node_embeddings.npy") if with_hgnn_users(self) else None
 
 
+# a log at least this large in memory is released before a stage that does not read it (RunContext.release_data)
+RELEASE_BYTES = 2 << 30
+
+
+def _log_bytes(ds: Dataset) -> int:
+    return int(ds.interactions.memory_usage(index=False, deep=False).sum())
+
+
 def with_hgnn_users(ctx: RunContext) -> bool:
     return bool(ctx.cfg.config.eval.with_hgnn_users) and not ctx.cfg.ablation
 
@@ -191,7 +228,16 @@ def open_run(cfg: PipelineConfig) -> RunContext:
     # beside the run's own stages: the version directory, or ablation-<X>/ / ablation-full/
     atomic_write_json((vdir / names["evaluate"]).parent / "config.json", run_config_dict(cfg))
     prev = previous_version(cfg) if cfg.warm_start else None
-    return RunContext(cfg=cfg, ds=ds, runner=runner, names=names, prev=prev, load_s=time.time() - t0, inputs=inputs)
+    return RunContext(
+        cfg=cfg,
+        _ds=ds,
+        runner=runner,
+        names=names,
+        prev=prev,
+        load_s=time.time() - t0,
+        inputs=inputs,
+        type_counts=dict(ds.item_type_counts),
+    )
 
 
 def discard_failed_start(cfg: PipelineConfig) -> bool:

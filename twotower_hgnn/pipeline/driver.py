@@ -2,7 +2,8 @@
 
 Each row of :data:`STAGE_TABLE` names a stage, the function that computes it (``fn(ctx, out) ->
 summary``), the function giving what its fingerprint depends on besides its upstream stages, those
-upstream stages, and when it runs at all. :func:`run_stage` runs one stage alone — its upstream stages
+upstream stages, when it runs at all, and whether it reads the dataset (a large one is released while a
+stage that does not read it runs, and loaded again by the next stage that does). :func:`run_stage` runs one stage alone — its upstream stages
 first, each skipped when its valid outputs exist — and :func:`run_pipeline` runs every row in order.
 """
 
@@ -35,6 +36,7 @@ class Stage:
     key: Callable[[RunContext], dict]
     deps: tuple[str, ...] = ()
     when: Callable[[RunContext], bool] = _always
+    reads_data: bool = True  # False: the dataset may be released while it runs (RunContext.release_data)
 
 
 STAGE_TABLE: tuple[Stage, ...] = (
@@ -43,7 +45,7 @@ STAGE_TABLE: tuple[Stage, ...] = (
     Stage("valid", D.valid_stage, D.valid_key, ("split",)),
     Stage("graph", D.graph_stage, D.graph_key, ("split",)),
     Stage("content", D.content_stage, D.content_key, ("data",)),
-    Stage("hgnn", M.hgnn_stage, M.hgnn_key, ("graph", "content")),
+    Stage("hgnn", M.hgnn_stage, M.hgnn_key, ("graph", "content"), reads_data=False),
     Stage("hgnn_users", M.hgnn_users_stage, M.hgnn_users_key, ("split", "content"), when=with_hgnn_users),
     Stage("two_tower", M.two_tower_stage, M.two_tower_key, ("split", "valid", "hgnn")),
     Stage("evaluate", E.evaluate_stage, E.evaluate_key, ("two_tower", "valid", "content", "hgnn", "hgnn_users")),
@@ -63,8 +65,15 @@ def run_stage(ctx: RunContext, name: str) -> StageResult | None:
         if ctx.names[d] not in ctx.runner.results:
             run_stage(ctx, d)
     return ctx.runner.run(
-        ctx.names[name], stage.key(ctx), lambda out: stage.fn(ctx, out), depends=tuple(ctx.names[d] for d in deps)
+        ctx.names[name], stage.key(ctx), lambda out: _compute(ctx, stage, out), depends=tuple(ctx.names[d] for d in deps)
     )
+
+
+def _compute(ctx: RunContext, stage: Stage, out: Any) -> dict:
+    """Runs ``stage`` (not skipped); a stage that does not read the log first lets a large dataset go."""
+    if not stage.reads_data:
+        ctx.release_data()
+    return stage.fn(ctx, out)
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict[str, Any]:
