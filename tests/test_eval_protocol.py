@@ -170,3 +170,33 @@ def test_user_sample_keeps_whole_rows_of_at_most_n_users_per_segment():
         assert not np.array_equal(sampled[t].users, other[t].users)
     alone = dataclasses.replace(full, targets={"podcast": full["podcast"]})
     np.testing.assert_array_equal(sample_users(alone, n, seed=3)["podcast"].users, sampled["podcast"].users)
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_sampled_build_equals_sampling_the_whole_protocol(exclude_seen, monkeypatch):
+    """``build_protocol(sample=...)`` builds the sampled users' sets only, reading the training part in
+    chunks; it must give exactly ``sample_users`` of the whole protocol: users, segments, every set,
+    the catalogue's stream counts and tiers, and the recorded sample."""
+    from twotower_hgnn.data import load_dataset
+    from twotower_hgnn.data.split import temporal_split
+    from twotower_hgnn.eval import protocol as P
+
+    ds = load_dataset("synthetic", scale="tiny", seed=1)
+    sp = temporal_split(ds)
+    monkeypatch.setattr(P, "CHUNK_ROWS", 997)  # many chunks
+    whole = build_protocol(ds, sp, exclude_seen=exclude_seen)
+    assert build_protocol(ds, sp, exclude_seen=exclude_seen, sample=(0, 3)).config == whole.config  # 0: all
+    for n in (1, 9, 60, 10**6):
+        want = sample_users(whole, n, seed=5)
+        got = build_protocol(ds, sp, exclude_seen=exclude_seen, sample=(n, 5))
+        assert got.config == want.config and list(got.targets) == list(want.targets)
+        for t, a in want.targets.items():
+            b = got.targets[t]
+            assert b.n_users == a.n_users and (n > 50 or a.n_users <= 2 * n)
+            for f in ("catalogue", "users", "warm", "train_streams", "tiers"):
+                np.testing.assert_array_equal(getattr(b, f), getattr(a, f), err_msg=f"{t} {f} n={n}")
+                assert getattr(b, f).dtype == getattr(a, f).dtype, (t, f)
+            for f in ("relevant", "exclude", "history"):
+                np.testing.assert_array_equal(getattr(b, f).indptr, getattr(a, f).indptr, err_msg=f"{t} {f}")
+                np.testing.assert_array_equal(getattr(b, f).indices, getattr(a, f).indices, err_msg=f"{t} {f}")
+    assert whole.targets["podcast"].exclude.nnz > 0 or not exclude_seen  # the exclusion path is exercised

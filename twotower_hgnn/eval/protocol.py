@@ -207,9 +207,15 @@ def build_protocol(
     history_events: Sequence[str] = ("stream",) + WEAK_EVENTS,
     n_tiers: int = 5,
     tier_mode: str = "count",
+    sample: tuple[int, int] | None = None,
 ) -> EvalProtocol:
     """Builds the :class:`EvalProtocol` (module docstring) from a dataset and a split (``target_types``:
-    default every item type of the dataset)."""
+    default every item type of the dataset).
+
+    ``sample=(per_segment, seed)`` with ``per_segment > 0`` returns what :func:`sample_users` would make
+    of the whole protocol (the same users and tables), but builds the training-side tables (exclusions,
+    history) for the sampled users only, reading the training part in chunks: at the paper's scale they
+    are sorts of ~200M pairs for users who are then not scored."""
     target_types = dataset.item_types if target_types is None else tuple(target_types)
     bad = [t for t in target_types if t not in dataset.item_types]
     if bad:
@@ -223,11 +229,23 @@ def build_protocol(
     excl_ev = _event_mask(exclude_events, "exclude_events")
     hist_ev = _event_mask(history_events, "history_events")
     targets: dict[str, TargetProtocol] = {}
+    per_segment = 0 if sample is None else int(sample[0])
+    parts = _Parts((tr_u, tr_i, tr_e), type_code, excl_ev, hist_ev, n_users)
+    population: dict[str, dict[str, int]] = {}
     for t in target_types:
         code = dataset.item_type_index(t)
         if off[code + 1] == off[code]:
             continue  # no item of this type (homogeneous mode): no table
         catalogue = np.arange(off[code], off[code + 1], dtype=np.int64)
+        if per_segment > 0:
+            rel_m = (type_code[te_i] == code) & (te_e == stream)
+            targets[t], population[t] = _sampled_target(
+                t, code, catalogue, te_u[rel_m], te_i[rel_m], parts, exclude_seen, per_segment, int(sample[1])
+            )
+            targets[t] = dataclasses.replace(
+                targets[t], tiers=popularity_tiers(targets[t].train_streams, n_tiers, tier_mode)
+            )
+            continue
         tr_t = type_code[tr_i] == code
         te_t = type_code[te_i] == code
         rel_m = te_t & (te_e == stream)
@@ -261,6 +279,8 @@ def build_protocol(
         "long_tail_tiers": list(range(3, n_tiers + 1)),
         "catalogue": "all items of the target type",
     }
+    if per_segment > 0:
+        config["user_sample"] = {"per_segment": per_segment, "seed": int(sample[1]), "population": population}
     return EvalProtocol(targets=targets, config=config)
 
 
@@ -299,3 +319,97 @@ def _sets(users: np.ndarray, pair_users: np.ndarray, pair_items: np.ndarray, n_u
     rows = row_of[pair_users]
     ok = rows >= 0
     return ItemSets.from_pairs(rows[ok], pair_items[ok], int(users.size))
+
+
+# ---------------------------------------------------------------------------------- sampled build
+CHUNK_ROWS = 1 << 24  # training rows read at a time by the sampled build
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parts:
+    """The training part's columns as stored, the item types and the event masks."""
+
+    train: tuple[np.ndarray, np.ndarray, np.ndarray]  # user_idx, item_idx, event_code
+    type_code: np.ndarray
+    excl_ev: np.ndarray
+    hist_ev: np.ndarray
+    n_users: int
+
+    def chunks(self, code: int, events: np.ndarray):
+        """Per chunk of ``CHUNK_ROWS`` training rows: (users, items) of its rows of type ``code`` with an
+        event in ``events`` (bool ``[len(EVENTS)]``)."""
+        u, i, e = self.train
+        for a in range(0, len(u), CHUNK_ROWS):
+            b = a + CHUNK_ROWS
+            m = events[e[a:b]] & (self.type_code[i[a:b]] == code)
+            yield u[a:b][m], i[a:b][m]
+
+
+def _sampled_target(
+    t: str,
+    code: int,
+    catalogue: np.ndarray,
+    rel_u: np.ndarray,
+    rel_i: np.ndarray,
+    parts: _Parts,
+    exclude_seen: bool,
+    per_segment: int,
+    seed: int,
+) -> tuple[TargetProtocol, dict[str, int]]:
+    """(the protocol of target ``t`` on its sampled users (tiers left to the caller), the segments'
+    populations): ``sample_users(build_protocol(...))`` of one target, the training-side sets built for
+    the sampled users only. ``rel_u`` / ``rel_i``: the test part's target-type streams."""
+    from twotower_hgnn.rng import np_rng
+
+    n_users = parts.n_users
+    users = sorted_unique(rel_u).astype(np.int64)
+    relevant = _sets(users, rel_u, rel_i, n_users)
+    if exclude_seen:  # relevant items streamed before the split: marked by key lookups, chunk by chunk
+        row_of = np.full(n_users, -1, np.int64)
+        row_of[users] = np.arange(users.size)
+        stride = int(catalogue[-1]) + 1
+        keys = relevant.row_ids() * stride + relevant.indices  # sorted: rows, then items
+        seen = np.zeros(keys.size, bool)
+        for u, i in parts.chunks(code, parts.excl_ev):
+            r = row_of[u]
+            k = r[r >= 0] * stride + i[r >= 0]
+            pos = np.minimum(np.searchsorted(keys, k), max(keys.size - 1, 0))
+            if keys.size:
+                seen[pos[keys[pos] == k]] = True
+        relevant = relevant.filter(~seen)
+        keep = np.flatnonzero(relevant.sizes() > 0)
+        users, relevant = users[keep], relevant.take(keep)
+    has_hist = np.zeros(n_users, bool)
+    for u, _ in parts.chunks(code, parts.hist_ev):
+        has_hist[u] = True
+    warm = has_hist[users]
+    streams = np.zeros(catalogue.size, np.int64)
+    stream_ev = np.arange(len(EVENTS)) == EVENTS.index("stream")
+    for _, i in parts.chunks(code, stream_ev):
+        streams += np.bincount(i - catalogue[0], minlength=catalogue.size)
+    rng, keep = np_rng(seed, "eval-sample", t), []
+    for pos in (np.flatnonzero(warm), np.flatnonzero(~warm)):  # sample_users' draws, in its order
+        keep.append(pos if pos.size <= per_segment else rng.choice(pos, size=per_segment, replace=False))
+    pos = np.sort(np.concatenate(keep)).astype(np.int64)
+    users_s, member = users[pos], np.zeros(n_users, bool)
+    member[users_s] = True
+
+    def sets(events: np.ndarray) -> ItemSets:
+        pairs = [(u[member[u]], i[member[u]]) for u, i in parts.chunks(code, events)]
+        pu = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, np.int64)
+        pi = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0, np.int64)
+        return _sets(users_s, pu, pi, n_users)
+
+    empty = _sets(users_s, np.zeros(0, np.int64), np.zeros(0, np.int64), n_users)
+    tp = TargetProtocol(
+        t,
+        catalogue,
+        users_s,
+        warm[pos],
+        relevant.take(pos),
+        sets(parts.excl_ev) if exclude_seen else empty,
+        sets(parts.hist_ev),
+        streams,
+        np.zeros(catalogue.size, np.int8),
+    )
+    return tp, {"warm": int(warm.sum()), "cold": int((~warm).sum())}

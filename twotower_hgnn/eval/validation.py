@@ -16,7 +16,6 @@ from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.eval.baselines import rank_users
 from twotower_hgnn.eval.metrics import compute_metrics
 from twotower_hgnn.eval.protocol import build_protocol
-from twotower_hgnn.eval.protocol import sample_users as sample_protocol
 from twotower_hgnn.models.encode import EncodableModel, item_vectors, user_vectors
 
 
@@ -29,8 +28,8 @@ def two_tower_validator(
 ) -> Callable[[EncodableModel], float]:
     """``score(result) -> float``: HR@``k`` of a two-tower result on the validation users of ``target``
     (all segments; ``sample_users`` > 0: a seeded sample of at most that many per segment,
-    ``eval.protocol.sample_users``), user features as of each user's validation as-of time."""
-    proto = sample_protocol(build_protocol(ds, valid, [target], exclude_seen=exclude_seen), sample_users, seed)
+    ``eval.protocol.build_protocol``'s ``sample``), user features as of each user's validation as-of time."""
+    proto = build_protocol(ds, valid, [target], exclude_seen=exclude_seen, sample=(sample_users, seed))
     tp = proto.targets.get(target)
     if tp is None or tp.n_users == 0:
         raise ValidationError(

@@ -107,14 +107,16 @@ def evaluate_run(ctx: RunContext) -> dict[str, Any]:
     run's validation split and refitted on the training part; every model's HR@K gets a paired-bootstrap
     interval of its difference from the best baseline of its segment."""
     from twotower_hgnn.eval.item_baselines import tuned_item_baselines
-    from twotower_hgnn.eval.protocol import build_protocol, sample_users
+    from twotower_hgnn.eval.protocol import build_protocol
     from twotower_hgnn.eval.report import DEFAULT_BASELINES, build_report, evaluate_models
 
     from twotower_hgnn.tracking import Progress
 
     cfg, ev = ctx.cfg, ctx.cfg.config.eval
-    protocol = build_protocol(ctx.ds, ctx.split, list(ev.targets), exclude_seen=ev.exclude_seen)
-    protocol = sample_users(protocol, ev.sample_users, cfg.seed)  # 0: every test user
+    # sample_users > 0: only the sampled users' sets are built (= sample_users of the whole protocol)
+    protocol = build_protocol(
+        ctx.ds, ctx.split, list(ev.targets), exclude_seen=ev.exclude_seen, sample=(ev.sample_users, cfg.seed)
+    )
     models: dict[str, dict[str, Any]] = {}
     training: dict[str, Any] = {}
     # progress over the phases: per target its baselines and its two-tower models, then the tuned item
