@@ -181,3 +181,22 @@ else:
 def test_core_install_needs_neither_faiss_nor_torch():
     res = subprocess.run([sys.executable, "-c", NO_EXTRAS], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_store_of_some_users_gives_their_vectors_as_the_whole_store(version):
+    """The export's recall queries read only the query users' log rows; their user vectors equal those
+    computed from the whole store."""
+    from twotower_hgnn.models.encode import user_vectors
+    from twotower_hgnn.serving import load_model
+    from twotower_hgnn.serving_export import read_meta, store_dataset
+
+    d = version / "two_tower" / "podcast-hgnn"
+    meta, res = read_meta(d), load_model(d)
+    whole = store_dataset(d, meta)
+    users = np.sort(np.random.default_rng(0).choice(whole.num_users, 40, replace=False))
+    some = store_dataset(d, meta, only_users=users)
+    assert some.num_users == whole.num_users and 0 < len(some.interactions) < len(whole.interactions)
+    assert set(some.interactions["user_idx"]) <= set(users.tolist())
+    a = user_vectors(res, whole, whole.interactions, users, int(meta["as_of"]))
+    b = user_vectors(res, some, some.interactions, users, int(meta["as_of"]))
+    np.testing.assert_array_equal(a, b)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from flax import traverse_util
 
 from twotower_hgnn import features as F
@@ -172,14 +173,19 @@ def load_model(directory: str | os.PathLike) -> TwoTowerResult:
     )
 
 
-def store_dataset(directory: Path, meta: dict) -> Dataset:
-    """The serving store of a model directory as a Dataset (items, users, music, the kept log)."""
+def store_dataset(directory: Path, meta: dict, only_users: np.ndarray | None = None) -> Dataset:
+    """The serving store of a model directory as a Dataset (items, users, music, the kept log).
+
+    ``only_users``: user rows whose log rows are read (the others' are left on disk; every user stays in
+    the users table, so user rows keep their meaning): the export's recall queries need 1,000 users' history,
+    not a log of ~250M rows at the paper's scale."""
     if not meta.get("has_store"):
         raise ServingError(f"{directory} was exported without a user store; pass dataset=...")
     try:
         items = pd.read_parquet(directory / "items.parquet")
         users = pd.read_parquet(directory / "users.parquet")
-        inter = pd.read_parquet(directory / "interactions.parquet")
+        rows = None if only_users is None else [("user_idx", "in", [int(u) for u in only_users])]
+        inter = pd.read_parquet(directory / "interactions.parquet", filters=rows)
         music = np.load(directory / "music.npy") if (directory / "music.npy").is_file() else None
     except (OSError, ValueError) as e:
         raise ServingError(f"{directory}: unreadable user store ({e})") from None
@@ -239,14 +245,15 @@ def export_model(
         for name in MODEL_FILES + STORE_FILES:
             if (src / name).is_file():
                 _link_or_copy(src / name, d / name)
-        ds = store_dataset(d, meta) if meta.get("has_store") else None
-        item_ids = (ds.items if ds is not None else pd.read_parquet(d / "items.parquet"))["item_id"].to_numpy()[gids]
+        item_ids = pd.read_parquet(d / "items.parquet", columns=["item_id"])["item_id"].to_numpy()[gids]
         idx = make_index(kind, iv, seed=seed) if kind != "exact" else make_index(kind, iv)
         save_index(idx, item_ids, d / "index")
         queries = np.zeros((0, iv.shape[1]), np.float32)
-        if ds is not None and ds.num_users:
+        n_users = pq.ParquetFile(d / "users.parquet").metadata.num_rows if meta.get("has_store") else 0
+        if n_users:
             rng = np.random.default_rng(seed)
-            users = np.sort(rng.choice(ds.num_users, min(recall_queries, ds.num_users), replace=False))
+            users = np.sort(rng.choice(n_users, min(recall_queries, n_users), replace=False))
+            ds = store_dataset(d, meta, only_users=users)  # only the query users' log rows are read
             queries = user_vectors(result, ds, ds.interactions, users, int(meta["as_of"]))
         entry = {
             "items": int(iv.shape[0]),
