@@ -130,7 +130,9 @@ def test_temporal_parts_are_views_and_load_back_as_views(ds, tmp_path):
     assert back.rows == sp.rows and np.shares_memory(back.train["item_idx"].to_numpy(), col)
     # row ranges are saved as ranges: no copy of the log on disk, and no way to load them without it
     assert not list((tmp_path / "s").glob("*.parquet"))
-    with pytest.raises(SplitError, match=r"split\.json: the split is rows \d+\.\.\d+ of its dataset; pass that dataset"):
+    with pytest.raises(
+        SplitError, match=r"split\.json: the split is rows \d+\.\.\d+ of its dataset; pass that dataset"
+    ):
         load_split(tmp_path / "s")
     other = dataclasses.replace(big, interactions=big.interactions.iloc[1:].reset_index(drop=True))
     with pytest.raises(SplitError, match="the dataset given is not the one it was made from"):

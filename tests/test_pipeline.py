@@ -123,8 +123,12 @@ def test_pipeline_kill_resume_and_next_day(day_files, tmp_path):
     assert (vdir / "evaluate" / "report.md").exists() and list((vdir / "evaluate").glob("*.png"))
     # the served (HGNN) models carry the user store; the scored-only 2T baselines do not
     tt = vdir / "two_tower"
-    assert (tt / "audiobook-hgnn" / "users.parquet").exists() and (tt / "audiobook-hgnn" / "interactions.parquet").exists()
-    assert (tt / "audiobook-nohgnn" / "params.npz").exists() and not (tt / "audiobook-nohgnn" / "users.parquet").exists()
+    assert (tt / "audiobook-hgnn" / "users.parquet").exists() and (
+        tt / "audiobook-hgnn" / "interactions.parquet"
+    ).exists()
+    assert (tt / "audiobook-nohgnn" / "params.npz").exists() and not (
+        tt / "audiobook-nohgnn" / "users.parquet"
+    ).exists()
 
     # --- day 2: a new audiobook enters the catalogue; warm start from day 1
     ds, *_, new_item = day_files

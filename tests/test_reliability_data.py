@@ -167,7 +167,6 @@ def test_load_from_flags_passes_the_read_options(tmp_path):
 def test_relation_support_in_chunks_equals_distinct_pair_counting():
     """The chunked min/max pass counts exactly the users whose edge-event rows span two distinct items of the
     relation's types (the definition, computed here from the distinct (user, item) pairs)."""
-    import numpy as np
 
     from twotower_hgnn.data import load_dataset
     from twotower_hgnn.data.schema import EVENTS

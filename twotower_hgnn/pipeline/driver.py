@@ -65,7 +65,10 @@ def run_stage(ctx: RunContext, name: str) -> StageResult | None:
         if ctx.names[d] not in ctx.runner.results:
             run_stage(ctx, d)
     return ctx.runner.run(
-        ctx.names[name], stage.key(ctx), lambda out: _compute(ctx, stage, out), depends=tuple(ctx.names[d] for d in deps)
+        ctx.names[name],
+        stage.key(ctx),
+        lambda out: _compute(ctx, stage, out),
+        depends=tuple(ctx.names[d] for d in deps),
     )
 
 
