@@ -239,6 +239,36 @@ def test_the_graph_read_from_the_parquet_log_is_the_in_memory_graph(tmp_path, mo
     assert parquet_source(part, (0, 10)) is None
 
 
+def test_graph_stage_lets_the_log_go_while_the_engine_reads_the_parquet(tmp_path, monkeypatch):
+    """In the pipeline, the graph stage of a Parquet-backed dataset releases the in-memory log while the
+    engine builds (a large log: ``context.RELEASE_BYTES``); its graph equals the in-memory build and the
+    next stage that reads the data loads it again."""
+    from twotower_hgnn import configs
+    from twotower_hgnn.graph import build_graph
+    from twotower_hgnn.pipeline import config as pc
+    from twotower_hgnn.pipeline import context as C
+    from twotower_hgnn.pipeline import driver as D
+    from sampler.csr import HeteroCSR
+
+    monkeypatch.setattr(pc, "PARQUET_SCALES", ("tiny",))
+    cfg = pc.PipelineConfig(
+        dataset="synthetic", scale="tiny", data_seed=3, out_dir=str(tmp_path), config=configs.load("test")
+    )
+    ctx = C.open_run(cfg)
+    D.run_stage(ctx, "split")
+    want, _ = build_graph(ctx.ds, ctx.train_split.train, cfg.config.graph)  # in memory, before any release
+    monkeypatch.setattr(C, "RELEASE_BYTES", 0)
+    D.run_stage(ctx, "graph")
+    assert ctx._ds is None and ctx.reloads == 0  # released during the build, not needed since
+    st = json.loads((ctx.path("graph") / "stats.json").read_text())
+    assert st["source"] == "parquet"
+    got = HeteroCSR.load(ctx.path("graph") / "full_graph")
+    for rel in want.relations:
+        assert np.array_equal(np.asarray(got.edges[rel]), np.asarray(want.edges[rel])), rel
+    D.run_stage(ctx, "valid")
+    assert ctx.reloads == 1 and ctx.split.rows is not None
+
+
 def test_graph_parquet_benchmark_on_a_tiny_log(one_chunk, tiny_gen, tmp_path):
     """``benchmarks.graph_parquet`` reads a written log in place: its JSON row has the run's provenance
     and the same edge count as the in-memory build of the whole log (default rule, small partitions)."""

@@ -5,6 +5,7 @@ Each stage is ``<name>_stage(ctx, out) -> summary`` (writes its outputs into ``o
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -110,9 +111,17 @@ def graph_stage(ctx: RunContext, out: Path) -> dict:
     """The item-only co-listening graph of the training part, and 10 % of its edges held out."""
     from twotower_hgnn.graph import build_graph, holdout_edges, parquet_source
 
-    sp = ctx.train_split
-    src = parquet_source(ctx.ds, None if sp.rows is None else sp.rows[:2])
-    g, stats = build_graph(ctx.ds, sp.train, ctx.cfg.config.graph, parquet=src)
+    sp, ds = ctx.train_split, ctx.ds
+    src = parquet_source(ds, None if sp.rows is None else sp.rows[:2])
+    inter = sp.train
+    if src is not None:
+        # the engine reads the training rows from the Parquet log: the in-memory log (~5.4 GB at the
+        # paper's scale) may go while it builds; the next stage that reads the data loads it again
+        ds = dataclasses.replace(ds, interactions=ds.interactions.iloc[:0].copy())
+        inter = ds.interactions
+        del sp
+        ctx.release_data()
+    g, stats = build_graph(ds, inter, ctx.cfg.config.graph, parquet=src)
     g_train, val = holdout_edges(g, frac=0.1, seed=ctx.cfg.seed)
     g_train.save(out / "train_graph")
     np.savez(out / "val_edges.npz", **{f"{a}-{b}": e for (a, b), e in val.items()})
