@@ -72,7 +72,11 @@ def test_save_load_roundtrip_and_known_at_cut(ds, random_split, tmp_path):
     save_split(tmp, tmp_path / "tmp")
     t2 = load_split(tmp_path / "tmp", ds)  # row ranges of ds: loaded with it
     assert not t2.external and (t2.user_as_of(users) == tmp.cut_time).all()
-    assert (known_at_cut(ds, t2).interactions["timestamp"] < tmp.cut_time).all()
+    snap = known_at_cut(ds, t2).interactions
+    assert (snap["timestamp"] < tmp.cut_time).all()
+    before = ds.interactions[ds.interactions["timestamp"].to_numpy() < tmp.cut_time].reset_index(drop=True)
+    pd.testing.assert_frame_equal(snap, before)  # every row before the cut, as a view of the log's columns
+    assert np.shares_memory(snap["item_idx"].to_numpy(), ds.interactions["item_idx"].to_numpy())
 
 
 def test_temporal_validation_split(ds):

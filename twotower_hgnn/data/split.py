@@ -360,8 +360,10 @@ def known_at_cut(ds: Dataset, split: Split) -> Dataset:
     training part (external). Exported models serve from this snapshot."""
     if split.external:
         return dataclasses.replace(ds, interactions=split.train.reset_index(drop=True))
-    keep = ds.interactions["timestamp"].to_numpy() < split.cut_time
-    return dataclasses.replace(ds, interactions=ds.interactions[keep].reset_index(drop=True))
+    # the log is time-sorted (Dataset contract): the rows before the cut are a prefix, taken as a view (a
+    # boolean row filter would copy every column: ~5 GB of the paper's 275M rows before the cut)
+    end = int(np.searchsorted(ds.interactions["timestamp"].to_numpy(), split.cut_time, side="left"))
+    return dataclasses.replace(ds, interactions=rows_view(ds.interactions, 0, end))
 
 
 # ---------------------------------------------------------------------------------- validation
