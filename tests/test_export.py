@@ -200,3 +200,31 @@ def test_store_of_some_users_gives_their_vectors_as_the_whole_store(version):
     a = user_vectors(res, whole, whole.interactions, users, int(meta["as_of"]))
     b = user_vectors(res, some, some.interactions, users, int(meta["as_of"]))
     np.testing.assert_array_equal(a, b)
+
+
+def test_serving_log_written_in_chunks_is_the_window_plus_the_target_streams(tiny_run, tmp_path):
+    """The store's log: every row of the history window before ``as_of`` plus every target-type stream,
+    in log order, written chunk by chunk (here 97 rows at a time) with the log's column types."""
+    from twotower_hgnn.data.schema import EVENTS
+    from twotower_hgnn.pipeline import load_data
+    from twotower_hgnn.serving import load_model
+    from twotower_hgnn.serving_export import _write_serving_log
+
+    cfg, _ = tiny_run
+    ds = load_data(cfg)
+    res = load_model(cfg.version_dir() / "two_tower" / "podcast-hgnn")
+    ts = ds.interactions["timestamp"].to_numpy()
+    assert res.vocab.history_days is not None
+    as_of = int(ts.max()) + int(res.vocab.history_days * 86400) // 2  # the window covers the later part only
+    n = _write_serving_log(ds, res, as_of, tmp_path / "log.parquet", chunk_rows=97)
+    df = ds.interactions
+    lo = ds.item_type_offsets()[ds.item_type_index("podcast")]
+    hi = lo + ds.item_type_counts["podcast"]
+    item = df["item_idx"].to_numpy()
+    streams = (df["event_code"].to_numpy() == EVENTS.index("stream")) & (item >= lo) & (item < hi)
+    recent = df["timestamp"].to_numpy() >= as_of - int(np.ceil(res.vocab.history_days * 86400))
+    cols = ["user_idx", "item_idx", "timestamp", "event_code"]
+    want = df.loc[streams | recent, cols].reset_index(drop=True)
+    got = pd.read_parquet(tmp_path / "log.parquet")
+    assert n == len(want) and 0 < n < len(df)
+    pd.testing.assert_frame_equal(got, want)

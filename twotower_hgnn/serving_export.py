@@ -62,17 +62,30 @@ def snapshot_time(ds: Dataset) -> int:
     return int(ts.max()) + 1 if len(ts) else 0
 
 
-def _serving_log(ds: Dataset, result: TwoTowerResult, as_of: int) -> pd.DataFrame:
-    """Rows needed to serve as of ``as_of``: the history window plus all target-type streams (exclusions)."""
-    df = ds.interactions[["user_idx", "item_idx", "timestamp", "event_code"]]
+def _write_serving_log(ds: Dataset, result: TwoTowerResult, as_of: int, path: Path, chunk_rows: int = 1 << 24) -> int:
+    """Writes the rows needed to serve as of ``as_of`` (the history window plus all target-type streams:
+    the exclusions) to ``path`` as Parquet, ``chunk_rows`` log rows at a time (memory: one chunk, not a
+    copy of the log: ~275M rows before the cut at the paper's scale). Returns the rows written."""
+    import pyarrow as pa
+
+    df = ds.interactions
+    cols = {c: df[c].to_numpy() for c in ("user_idx", "item_idx", "timestamp", "event_code")}
     start, stop = F.target_item_range(ds, result.cfg.target_type)
-    item = df["item_idx"].to_numpy()
-    consumed = (df["event_code"].to_numpy() == EVENTS.index("stream")) & (item >= start) & (item < stop)
     days = result.vocab.history_days
-    recent = (
-        np.ones(len(df), bool) if days is None else df["timestamp"].to_numpy() >= as_of - int(np.ceil(days * F.DAY_S))
-    )
-    return df.loc[recent | consumed].reset_index(drop=True)
+    since = None if days is None else as_of - int(np.ceil(days * F.DAY_S))
+    stream, n = EVENTS.index("stream"), 0
+    with pq.ParquetWriter(path, pa.schema([(c, pa.from_numpy_dtype(v.dtype)) for c, v in cols.items()])) as w:
+        for a in range(0, max(len(df), 1), int(chunk_rows)):
+            part = {c: v[a : a + int(chunk_rows)] for c, v in cols.items()}
+            item = part["item_idx"]
+            keep = (part["event_code"] == stream) & (item >= start) & (item < stop)
+            if since is None:
+                keep[:] = True
+            else:
+                keep |= part["timestamp"] >= since
+            w.write_table(pa.table({c: v[keep] for c, v in part.items()}))
+            n += int(keep.sum())
+    return n
 
 
 def save_index(index: Any, item_ids: np.ndarray, path: Path) -> Path:
@@ -124,7 +137,7 @@ def save_model(
             ds.users[["user_id", "age", "country"]].to_parquet(d / "users.parquet", index=False)
             if ds.music is not None:
                 np.save(d / "music.npy", np.asarray(ds.music, np.float32))
-            _serving_log(ds, result, as_of).to_parquet(d / "interactions.parquet", index=False)
+            _write_serving_log(ds, result, as_of, d / "interactions.parquet")
         item_ids = ds.items["item_id"].to_numpy()[gids]
         save_index(make_index(index_kind, iv, **index_kw), item_ids, d / "index")
         (d / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
