@@ -388,7 +388,7 @@ def tuned_item_baselines(
     its time grows as items x catalogue per grid point).
     """
     from twotower_hgnn.data.split import validation_split
-    from twotower_hgnn.eval.protocol import build_protocol, sample_users
+    from twotower_hgnn.eval.protocol import build_protocol
 
     cfg = protocol.config
     proto_kw = dict(
@@ -400,12 +400,19 @@ def tuned_item_baselines(
     if "history_events" in cfg:
         proto_kw["history_events"] = cfg["history_events"]
     vsplit = validation_split(dataset, split, frac=val_frac) if valid_split is None else valid_split
-    vproto = build_protocol(dataset, vsplit, list(protocol.targets), **proto_kw)
-    if "user_sample" in cfg:  # the test users are a sample: the validation users are sampled the same way
-        vproto = sample_users(vproto, cfg["user_sample"]["per_segment"], cfg["user_sample"]["seed"])
+    # the test users are a sample: the validation users are sampled the same way (only their sets built)
+    us = cfg.get("user_sample")
+    sample = (us["per_segment"], us["seed"]) if us else None
+    vproto = build_protocol(dataset, vsplit, list(protocol.targets), **proto_kw, sample=sample)
     n_u, n_i = dataset.num_users, dataset.num_items
-    Xv = interaction_matrix(vsplit.train, n_u, n_i, events)
-    X = interaction_matrix(split.train, n_u, n_i, events)
+    knn_ok, ease_ok = knn_max_items is None or n_i <= knn_max_items, ease_applicable(n_i, ease_max_items)
+    # the user x item matrices only when a model reads them (~200M non-zeros each at the paper's scale,
+    # where both item caps skip ItemKNN and EASE)
+    Xv, X = (
+        (interaction_matrix(vsplit.train, n_u, n_i, events), interaction_matrix(split.train, n_u, n_i, events))
+        if knn_ok or ease_ok
+        else (None, None)
+    )
     models: dict[str, dict[str, Rankings]] = {}
     info: dict[str, Any] = {
         "validation": {
@@ -418,8 +425,8 @@ def tuned_item_baselines(
     # (protocol, data, depth): an interaction matrix for ItemKNN/EASE, the interaction table for RecentPop
     specs = [
         ("RecentPop", recent_fit_rank, RECENT_GRID, True, (vsplit.train, split.train)),
-        ("ItemKNN", knn_fit_rank, knn_grid, knn_max_items is None or n_i <= knn_max_items, (Xv, X)),
-        ("EASE", ease_fit_rank, ease_grid, ease_applicable(n_i, ease_max_items), (Xv, X)),
+        ("ItemKNN", knn_fit_rank, knn_grid, knn_ok, (Xv, X)),
+        ("EASE", ease_fit_rank, ease_grid, ease_ok, (Xv, X)),
     ]
     skip = {
         "EASE": ease_skip_reason(n_i, ease_max_items),
