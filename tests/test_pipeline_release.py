@@ -45,3 +45,9 @@ def test_released_for_the_hgnn_stage_and_loaded_again_equal(tmp_path, monkeypatc
     np.testing.assert_array_equal(ctx.ds.interactions["item_idx"].to_numpy(), col)
     assert ctx.split.rows == before.rows and ctx.split is not before
     assert np.shares_memory(ctx.split.train["item_idx"].to_numpy(), ctx.ds.interactions["item_idx"].to_numpy())
+
+
+def test_the_stages_that_let_the_data_go():
+    """The HGNN (graph + content features) and the batch top-K (the export's own store) do not read the
+    dataset; every other stage does."""
+    assert {s.name for s in D.STAGE_TABLE if not s.reads_data} == {"hgnn", "topk"}

@@ -50,7 +50,7 @@ STAGE_TABLE: tuple[Stage, ...] = (
     Stage("two_tower", M.two_tower_stage, M.two_tower_key, ("split", "valid", "hgnn")),
     Stage("evaluate", E.evaluate_stage, E.evaluate_key, ("two_tower", "valid", "content", "hgnn", "hgnn_users")),
     Stage("export", E.export_stage, E.export_key, ("hgnn", "two_tower", "evaluate")),
-    Stage("topk", E.topk_stage, E.topk_key, ("export",), when=E.with_topk),
+    Stage("topk", E.topk_stage, E.topk_key, ("export",), when=E.with_topk, reads_data=False),  # the export's store
 )
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGE_TABLE}
 
