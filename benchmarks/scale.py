@@ -203,6 +203,7 @@ def run_scales(
     log: Callable[[str], None] = print,
     reuse: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     on_row: Callable[[list[dict[str, Any]]], None] | None = None,
+    skip: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Runs ``runner(scale, stage)`` for every scale up to ``max_scale`` (memory guard first) and
     extrapolates the rest; returns ``{"rows", "fits", "skipped_scales", "interactions_factor"}``.
@@ -210,7 +211,8 @@ def run_scales(
     A stage whose runner raises :class:`StageFailed` (an error, or a child past ``--timeout_s``) gets a
     row with ``failed`` (and ``ran: false``); the scale's later stages and every larger scale are then
     not run (they would recompute it). ``on_row(rows)`` is called after every measured row (partial
-    results on disk)."""
+    results on disk). Scales in ``skip`` are not run (extrapolated, the reason recorded): e.g. ``xlarge``
+    on the way to ``paper`` when only the paper's figures are wanted."""
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     stop = scales.index(max_scale) + 1
@@ -218,6 +220,10 @@ def run_scales(
     for i, scale in enumerate(scales):
         if i >= stop:
             break
+        if scale in skip:
+            skipped.append({"scale": scale, "reason": "not run (--skip_scales)"})
+            log(f"[scale] {scale}: skipped (--skip_scales)")
+            continue
         if refused is None:
             est = guard_estimate(rows, stages, scale)
             avail = mem_available()
@@ -487,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help="an earlier scale.json (same preset and overrides): its measured scales are taken, not rerun",
     )
+    p.add_argument("--skip_scales", default="", help="comma-separated scales not to run (extrapolated)")
     p.add_argument("--mem_fraction", type=float, default=0.8, help="memory guard: share of MemAvailable")
     p.add_argument("--poll_s", type=float, default=0.5, help="spill folder polling period")
     p.add_argument("--timeout_s", type=float, default=3600.0, help="per (scale, stage) child")
@@ -552,6 +559,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         mem_fraction=a.mem_fraction,
         reuse=reuse,
         on_row=save_partial,
+        skip=[x for x in a.skip_scales.split(",") if x],
     )
     meta = {
         **base_meta,

@@ -131,3 +131,14 @@ def test_a_failed_stage_is_a_row_and_stops_the_larger_scales():
     assert [s["scale"] for s in res["skipped_scales"]][:1] == ["medium"]
     assert "hgnn failed at small" in res["skipped_scales"][0]["reason"]
     assert len(saved) == 5 and len(saved[-1]) == 6  # a partial save after every row
+
+
+def test_skipped_scales_are_extrapolated_not_run():
+    calls = []
+    run = S.run_scales(
+        S.SCALE_ORDER, ["graph"], fake_runner(calls), max_scale="large", mem_available=lambda: 1 << 50, skip=["medium"]
+    )
+    assert [c[0] for c in calls] == ["tiny", "small", "large"]
+    med = [r for r in run["rows"] if r["scale"] == "medium"]
+    assert len(med) == 1 and med[0]["extrapolated"] and "--skip_scales" in med[0]["note"]
+    assert {s["scale"]: s["reason"] for s in run["skipped_scales"]}["medium"] == "not run (--skip_scales)"
