@@ -216,9 +216,9 @@ def _cell(r: Mapping[str, Any] | None) -> str:
     return f"~{text}" if r["extrapolated"] else text
 
 
-def scale_table(d: Mapping[str, Any]) -> str:
-    """``benchmarks/results/scale.json``: per stage, seconds and peak RSS at each scale (``~`` =
-    extrapolated) and the fitted slopes."""
+def scale_table(d: Mapping[str, Any], title: str = "scale") -> str:
+    """``benchmarks/results/scale*.json``: per stage, seconds and peak RSS at each scale (``~`` =
+    extrapolated) and the fitted slopes; rows reused from an earlier run (``--reuse``) are named."""
     m, rows = d["meta"], d["rows"]
     scales = list(dict.fromkeys(r["scale"] for r in rows))
     stages = list(dict.fromkeys(r["stage"] for r in rows))
@@ -226,7 +226,7 @@ def scale_table(d: Mapping[str, Any]) -> str:
     inter = {sc: next((r["interactions"] for r in rows if r["scale"] == sc and r["interactions"]), 0) for sc in scales}
     measured = [sc for sc in scales if not by[(sc, stages[0])]["extrapolated"]]
     head = (
-        f"**scale** (`benchmarks/scale.py`, preset `{m['preset']}`"
+        f"**{title}** (`benchmarks/scale.py`, preset `{m['preset']}`"
         + "".join(f", {k}={v}" for k, v in m.get("overrides", {}).items())
         + f", measured {', '.join(measured)}; written "
         f"{m['date'][:19]}Z at git {m['git_sha'][:10]} on {m['cpus']} CPUs, load {m['load_avg_start']:.1f} at start): "
@@ -250,6 +250,17 @@ def scale_table(d: Mapping[str, Any]) -> str:
     ]
     if skipped:
         lines += ["", "Not run: " + "; ".join(skipped) + "."]
+    reused = dict(m.get("reused_scales") or {})
+    if reused:
+        lines += [
+            "",
+            "Reused from an earlier run (`--reuse`): "
+            + "; ".join(
+                f"{sc} (measured {w.get('date', '?')[:16]} at git {w.get('git_sha', '?')[:10]})"
+                for sc, w in reused.items()
+            )
+            + ".",
+        ]
     return "\n".join(lines)
 
 
@@ -365,9 +376,9 @@ def main() -> None:
         parts.append(changes_table(changes))
         if "random_changes" in changes:
             parts.append(random_changes_table(changes["random_changes"]))
-    sc = RESULTS / "scale.json"
-    if sc.exists():
-        parts.append(scale_table(json.loads(sc.read_text())))
+    for name, title in (("scale.json", "scale"), ("scale_paper.json", "scale up to the paper's log")):
+        if (RESULTS / name).exists():
+            parts.append(scale_table(json.loads((RESULTS / name).read_text()), title))
     pm = RESULTS / "paper_model.json"
     if pm.exists():
         parts.append(paper_model_table(json.loads(pm.read_text())))

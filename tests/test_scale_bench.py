@@ -68,6 +68,14 @@ def test_fit_recovers_slopes_and_marks_extrapolation(tmp_path):
     )
     assert back["slopes"]["graph"]["seconds"] == pytest.approx(1.3)
 
+    from benchmarks.notes_tables import scale_table
+
+    back["meta"] = {**back["meta"], "cpus": 2, "load_avg_start": 0.5, "reused_scales": {"tiny": meta}}
+    text = scale_table(back, "scale up to the paper's log")
+    assert text.startswith("**scale up to the paper's log** (`benchmarks/scale.py`, preset `test`")
+    assert "| graph | " in text and "~" in text.split("| graph | ")[1].split("\n")[0]  # extrapolated cells
+    assert "Reused from an earlier run (`--reuse`): tiny (measured 2026-11-30T00:00 at git 0123456789)." in text
+
 
 def test_memory_guard_skips_a_scale_and_every_larger_one():
     calls = []
