@@ -360,6 +360,22 @@ def recent_fit_rank(protocol: EvalProtocol, train_df: Any, depth: int = 100) -> 
     }
 
 
+def _same_protocol(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """``build_protocol`` keywords of a protocol's ``config``: the same settings, and the same user sample
+    (the test users are a sample: the validation users are sampled the same way, only their sets built)."""
+    kw: dict[str, Any] = dict(
+        exclude_seen=cfg.get("exclude_seen", True),
+        exclude_events=cfg.get("exclude_events", ("stream",)),
+        n_tiers=cfg.get("n_tiers", 5),
+        tier_mode=cfg.get("tier_mode", "count"),
+    )
+    if "history_events" in cfg:
+        kw["history_events"] = cfg["history_events"]
+    us = cfg.get("user_sample")
+    kw["sample"] = (us["per_segment"], us["seed"]) if us else None
+    return kw
+
+
 def tuned_item_baselines(
     dataset: Any,
     split: Any,
@@ -391,19 +407,8 @@ def tuned_item_baselines(
     from twotower_hgnn.eval.protocol import build_protocol
 
     cfg = protocol.config
-    proto_kw = dict(
-        exclude_seen=cfg.get("exclude_seen", True),
-        exclude_events=cfg.get("exclude_events", ("stream",)),
-        n_tiers=cfg.get("n_tiers", 5),
-        tier_mode=cfg.get("tier_mode", "count"),
-    )
-    if "history_events" in cfg:
-        proto_kw["history_events"] = cfg["history_events"]
     vsplit = validation_split(dataset, split, frac=val_frac) if valid_split is None else valid_split
-    # the test users are a sample: the validation users are sampled the same way (only their sets built)
-    us = cfg.get("user_sample")
-    sample = (us["per_segment"], us["seed"]) if us else None
-    vproto = build_protocol(dataset, vsplit, list(protocol.targets), **proto_kw, sample=sample)
+    vproto = build_protocol(dataset, vsplit, list(protocol.targets), **_same_protocol(cfg))
     n_u, n_i = dataset.num_users, dataset.num_items
     knn_ok, ease_ok = knn_max_items is None or n_i <= knn_max_items, ease_applicable(n_i, ease_max_items)
     # the user x item matrices only when a model reads them (~200M non-zeros each at the paper's scale,

@@ -237,37 +237,14 @@ def build_protocol(
         if off[code + 1] == off[code]:
             continue  # no item of this type (homogeneous mode): no table
         catalogue = np.arange(off[code], off[code + 1], dtype=np.int64)
+        rel_m = (type_code[te_i] == code) & (te_e == stream)
         if per_segment > 0:
-            rel_m = (type_code[te_i] == code) & (te_e == stream)
-            targets[t], population[t] = _sampled_target(
+            tp, population[t] = _sampled_target(
                 t, code, catalogue, te_u[rel_m], te_i[rel_m], parts, exclude_seen, per_segment, int(sample[1])
             )
-            targets[t] = dataclasses.replace(
-                targets[t], tiers=popularity_tiers(targets[t].train_streams, n_tiers, tier_mode)
-            )
-            continue
-        tr_t = type_code[tr_i] == code
-        te_t = type_code[te_i] == code
-        rel_m = te_t & (te_e == stream)
-        users = sorted_unique(te_u[rel_m]).astype(np.int64)
-        relevant = _sets(users, te_u[rel_m], te_i[rel_m], n_users)
-        ex_m = tr_t & excl_ev[tr_e]
-        exclude = (
-            _sets(users, tr_u[ex_m], tr_i[ex_m], n_users) if exclude_seen else _sets(users, te_u[:0], te_i[:0], n_users)
-        )
-        if exclude_seen:
-            relevant = relevant.filter(~exclude.contains(relevant.row_ids(), relevant.indices))
-            keep = np.flatnonzero(relevant.sizes() > 0)
-            users, relevant, exclude = users[keep], relevant.take(keep), exclude.take(keep)
-        h_m = tr_t & hist_ev[tr_e]
-        history = _sets(users, tr_u[h_m], tr_i[h_m], n_users)
-        warm = np.zeros(n_users, dtype=bool)
-        warm[tr_u[h_m]] = True
-        warm = warm[users]
-        s_m = tr_t & (tr_e == stream)
-        train_streams = np.bincount(tr_i[s_m] - off[code], minlength=catalogue.size).astype(np.int64)
-        tiers = popularity_tiers(train_streams, n_tiers=n_tiers, mode=tier_mode)
-        targets[t] = TargetProtocol(t, catalogue, users, warm, relevant, exclude, history, train_streams, tiers)
+        else:
+            tp = _whole_target(t, code, catalogue, te_u[rel_m], te_i[rel_m], parts, exclude_seen)
+        targets[t] = dataclasses.replace(tp, tiers=popularity_tiers(tp.train_streams, n_tiers=n_tiers, mode=tier_mode))
     config = {
         "target_types": [t for t in target_types if t in targets],
         "exclude_seen": bool(exclude_seen),
@@ -319,6 +296,34 @@ def _sets(users: np.ndarray, pair_users: np.ndarray, pair_items: np.ndarray, n_u
     rows = row_of[pair_users]
     ok = rows >= 0
     return ItemSets.from_pairs(rows[ok], pair_items[ok], int(users.size))
+
+
+def _whole_target(
+    t: str, code: int, catalogue: np.ndarray, rel_u: np.ndarray, rel_i: np.ndarray, parts: "_Parts", exclude_seen: bool
+) -> TargetProtocol:
+    """The protocol of target ``t`` on every user with a relevant item (tiers left to the caller);
+    ``rel_u`` / ``rel_i``: the test part's target-type streams."""
+    tr_u, tr_i, tr_e = parts.train
+    n_users = parts.n_users
+    tr_t = parts.type_code[tr_i] == code
+    users = sorted_unique(rel_u).astype(np.int64)
+    relevant = _sets(users, rel_u, rel_i, n_users)
+    ex_m = tr_t & parts.excl_ev[tr_e]
+    exclude = (
+        _sets(users, tr_u[ex_m], tr_i[ex_m], n_users) if exclude_seen else _sets(users, rel_u[:0], rel_i[:0], n_users)
+    )
+    if exclude_seen:
+        relevant = relevant.filter(~exclude.contains(relevant.row_ids(), relevant.indices))
+        keep = np.flatnonzero(relevant.sizes() > 0)
+        users, relevant, exclude = users[keep], relevant.take(keep), exclude.take(keep)
+    h_m = tr_t & parts.hist_ev[tr_e]
+    history = _sets(users, tr_u[h_m], tr_i[h_m], n_users)
+    warm = np.zeros(n_users, dtype=bool)
+    warm[tr_u[h_m]] = True
+    s_m = tr_t & (tr_e == EVENTS.index("stream"))
+    streams = np.bincount(tr_i[s_m] - catalogue[0], minlength=catalogue.size).astype(np.int64)
+    no_tiers = np.zeros(catalogue.size, np.int8)
+    return TargetProtocol(t, catalogue, users, warm[users], relevant, exclude, history, streams, no_tiers)
 
 
 # ---------------------------------------------------------------------------------- sampled build
