@@ -207,7 +207,8 @@ def run_scales(
 ) -> dict[str, Any]:
     """Runs ``runner(scale, stage)`` for every scale up to ``max_scale`` (memory guard first) and
     extrapolates the rest; returns ``{"rows", "fits", "skipped_scales", "interactions_factor"}``.
-    ``reuse``: scale -> measured rows of an earlier run (same preset), taken instead of running it.
+    ``reuse``: scale -> measured rows of an earlier run (same preset), taken instead of running them (a
+    scale with only some stages measured, e.g. a paper run resumed after its graph, runs the others).
     A stage whose runner raises :class:`StageFailed` (an error, or a child past ``--timeout_s``) gets a
     row with ``failed`` (and ``ran: false``); the scale's later stages and every larger scale are then
     not run (they would recompute it). ``on_row(rows)`` is called after every measured row (partial
@@ -242,6 +243,10 @@ def run_scales(
             log(f"[scale] {scale}: measured rows reused from the earlier run")
             continue
         for j, st in enumerate(stages):
+            if st in old:  # a resumed scale: the stages measured before are taken, the rest run
+                rows.append({**old[st], "reused": True})
+                log(f"[scale] {scale:7s} {st:10s} reused from the earlier run")
+                continue
             try:
                 r = {"scale": scale, "stage": st, "extrapolated": False, **runner(scale, st)}
             except StageFailed as e:

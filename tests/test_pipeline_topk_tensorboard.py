@@ -141,3 +141,32 @@ def test_text_encoder_runs_on_the_accelerator_when_torch_sees_one(monkeypatch, c
     assert ("on cuda (Fake GPU)" if cuda else "on cpu (torch sees no CUDA device)") in err
     sentence_transformer_encoder("some-model", device="cpu")(["a"])
     assert seen["device"] == "cpu"
+
+
+def test_sampled_topk_reads_only_its_users_log_rows_and_equals_the_full_lists(tiny_run, tmp_path, monkeypatch):
+    """``sample=(n, seed)``: the store's log rows of the n sampled users only are read (at the paper's
+    scale the store's log is ~275M rows), and their lists equal those of the run over every user."""
+    from twotower_hgnn import serving
+    from twotower_hgnn.serving_batch import batch_recommend_export
+
+    export = tiny_run[0].version_dir() / "export"
+    full = batch_recommend_export(export, tmp_path / "full", k=5)
+    read = []
+    store = serving.store_dataset
+
+    def spy(directory, meta, only_users=None):
+        ds = store(directory, meta, only_users=only_users)
+        read.append((only_users, ds.interactions["user_idx"].to_numpy()))
+        return ds
+
+    monkeypatch.setattr(serving, "store_dataset", spy)
+    part = batch_recommend_export(export, tmp_path / "part", k=5, sample=(7, 3))
+    assert sorted(part) == sorted(full) and len(read) == len(full)
+    for only, rows in read:
+        assert len(only) == 7 and len(rows) and set(np.unique(rows)) <= set(only.tolist())
+    for t in full:
+        a, b = pd.read_parquet(full[t]["path"]), pd.read_parquet(part[t]["path"])
+        assert b["user_id"].nunique() == 7 and part[t]["users"] == 7
+        a = a[a["user_id"].isin(set(b["user_id"]))].reset_index(drop=True)
+        pd.testing.assert_frame_equal(a.drop(columns="score"), b.drop(columns="score"))
+        np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5, atol=1e-6)

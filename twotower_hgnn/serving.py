@@ -58,7 +58,7 @@ from twotower_hgnn.train.two_tower import TwoTowerResult
 
 
 # ---------------------------------------------------------------------------------- recommender
-def _export_model_dir(path: Path, target_type: str | None) -> Path:
+def served_model_dir(path: Path, target_type: str | None) -> Path:
     """The model directory a path names: itself, or the served model of an export / version folder."""
     if (path / "model.json").is_file():
         return path
@@ -139,28 +139,37 @@ class Recommender:
 
     # -------------------------------------------------------------- constructors
     @classmethod
-    def load(cls, path: str | os.PathLike, target_type: str | None = None) -> "Recommender":
+    def load(
+        cls, path: str | os.PathLike, target_type: str | None = None, only_users: np.ndarray | None = None
+    ) -> "Recommender":
         """A recommender from an export folder, a version folder or a model directory (module docstring);
         ``target_type`` picks the served model (default: the manifest's ``default_target``: audiobook if
-        served, else the first served type)."""
+        served, else the first served type). ``only_users``: user rows whose log rows are read from the
+        store (``store_dataset``); the others are known but answered as if they had no history — for
+        batch jobs over a user sample, not for serving."""
         path = Path(path)
         if not path.is_dir():
             raise ServingError(f"{path}: no such directory")
-        model_dir = _export_model_dir(path, target_type)
-        rec = cls.from_model_dir(model_dir)
+        model_dir = served_model_dir(path, target_type)
+        rec = cls.from_model_dir(model_dir, only_users=only_users)
         if target_type is not None and rec.target_type != target_type:
             raise ServingError(f"{model_dir} serves {rec.target_type}s, not {target_type}s")
         return rec
 
     @classmethod
     def from_model_dir(
-        cls, directory: str | os.PathLike, dataset: Dataset | None = None, index_dir: str | os.PathLike | None = None
+        cls,
+        directory: str | os.PathLike,
+        dataset: Dataset | None = None,
+        index_dir: str | os.PathLike | None = None,
+        only_users: np.ndarray | None = None,
     ) -> "Recommender":
-        """A recommender from ``save_model``'s directory (its own user store unless ``dataset`` is given)."""
+        """A recommender from ``save_model``'s directory (its own user store unless ``dataset`` is given;
+        ``only_users`` as in :meth:`load`)."""
         directory = Path(directory)
         meta = read_meta(directory)
         result = load_model(directory)
-        ds = dataset if dataset is not None else store_dataset(directory, meta)
+        ds = dataset if dataset is not None else store_dataset(directory, meta, only_users=only_users)
         index_dir = Path(index_dir) if index_dir is not None else directory / "index"
         try:
             index = load_index(index_dir)
@@ -177,7 +186,7 @@ class Recommender:
     ) -> "Recommender":
         """The served model of a pipeline version (``export/MANIFEST.json``'s ``served[target_type]``;
         default: the manifest's ``default_target``)."""
-        return cls.from_model_dir(_export_model_dir(Path(version_dir), target_type), dataset=dataset)
+        return cls.from_model_dir(served_model_dir(Path(version_dir), target_type), dataset=dataset)
 
     def _check_index_ids(self, index_dir: Path) -> None:
         ids_path = index_dir / "item_ids.parquet"

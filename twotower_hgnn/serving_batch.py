@@ -195,7 +195,8 @@ def batch_recommend_export(
     ``sample``: (users, seed) of a seeded sample of the store's users (:func:`sample_rows`; 0 = every user)."""
     import json
 
-    from twotower_hgnn.serving import Recommender
+    from twotower_hgnn.serving import Recommender, served_model_dir
+    from twotower_hgnn.serving_export import store_user_count
 
     manifest = Path(export_dir) / "MANIFEST.json"
     try:
@@ -204,9 +205,10 @@ def batch_recommend_export(
         raise ServingError(f"{manifest}: not a readable export manifest ({e})") from None
     out = {}
     for target in served:
-        rec = Recommender.load(export_dir, target)
+        n_users = store_user_count(served_model_dir(Path(export_dir), target))
+        users = sample_rows(n_users, int(sample[0]), int(sample[1]))
+        rec = Recommender.load(export_dir, target, only_users=users)  # a sample reads only its users' log rows
         path = Path(out_dir) / f"top{min(check_k(k), rec.num_items)}-{target}.parquet"
         prog = console_progress(f"[topk] {target}") if progress == "console" else progress
-        users = sample_rows(rec.dataset.num_users, int(sample[0]), int(sample[1]))
         out[target] = batch_recommend(rec, path, k=k, chunk_users=chunk_users, progress=prog, users=users)
     return out

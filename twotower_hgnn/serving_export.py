@@ -186,6 +186,14 @@ def load_model(directory: str | os.PathLike) -> TwoTowerResult:
     )
 
 
+def store_user_count(directory: Path) -> int:
+    """The number of users in a model directory's user store (``users.parquet``'s footer; nothing else read)."""
+    try:
+        return int(pq.ParquetFile(directory / "users.parquet").metadata.num_rows)
+    except (OSError, ValueError) as e:
+        raise ServingError(f"{directory}: unreadable user store ({e})") from None
+
+
 def store_dataset(directory: Path, meta: dict, only_users: np.ndarray | None = None) -> Dataset:
     """The serving store of a model directory as a Dataset (items, users, music, the kept log).
 
