@@ -40,6 +40,16 @@ the JSON; search latency does not use BLAS at one query).
     python -m benchmarks.retrieval --json=/tmp/retrieval.json          # full: 250K x 128
     python -m benchmarks.retrieval --quick                              # < 60 s smoke run
     python -m benchmarks.retrieval --num_items=3500000 --json=benchmarks/results/retrieval_paper.json
+
+``--export=DIR`` (a pipeline version's ``export`` folder, e.g. the ``paper``-scale run of
+``benchmarks/scale.py``) replaces the synthetic world by a trained model (:func:`export_world`): the
+items are the served ``--target`` model's item-tower vectors over its whole catalogue, the queries are
+seeded users of its store, and a request is the serving path itself — the user's logged history
+gathered, her as-of features built, the trained user tower, then top-100 with her consumed items
+excluded (``serving_batch.chunk_features`` / ``chunk_exclusions``, what ``Recommender.recommend`` does).
+
+    python -m benchmarks.retrieval --export=RUN/synthetic-paper-s0/default/export --target=podcast \
+        --json=benchmarks/results/retrieval_paper_export.json
 """
 
 from __future__ import annotations
@@ -65,6 +75,10 @@ flags.DEFINE_integer(
 flags.DEFINE_list("configs", [], "subset of configuration names to run (default: all)")
 flags.DEFINE_float("max_row_s", 30.0, "time budget for the single-request loop of one row (after 100 requests)")
 flags.DEFINE_integer("fit_users", 20_000, "users used to fit the stand-in tower's last layer")
+flags.DEFINE_string(
+    "export", None, "a pipeline export folder: its trained model and store instead of the synthetic world"
+)
+flags.DEFINE_string("target", "podcast", "with --export: the served target type whose catalogue is searched")
 flags.DEFINE_bool("quick", False, "smoke run under 60 s: 50K items, few requests, fewer configs")
 flags.DEFINE_string("json", None, "write the results JSON here")
 flags.DEFINE_string("machine", "2-core CPU dev box, shared/noisy", "machine description for the JSON meta")
@@ -182,6 +196,36 @@ def make_world(num_items: int, dim: int, num_users: int, seed: int, n_topics: in
     )  # music
     feats[:, 337] = 1.0  # has audiobook history
     return items, feats, taste, exclude
+
+
+def export_world(export_dir: str, target: str, num_users: int, seed: int):
+    """A trained model's world: ``(items float32 [N, d], user rows int64 [U], tower, exclusions)``.
+
+    ``items``: the served ``target`` model's item-tower vectors (the catalogue its index holds); user
+    rows: a seeded sample of ``num_users`` store users (``serving_batch.sample_rows``), of which only
+    their own log rows are read; ``tower(rows)``: float32 ``[B, d]`` user vectors of sorted user rows as
+    of the export's snapshot, through the serving path's features; ``exclusions``: per sampled user the
+    target items she streamed (an ``ExcludeCSR`` in the sample's order)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from twotower_hgnn.models.encode import encode_chunked, item_vectors
+    from twotower_hgnn.serving import Recommender, served_model_dir
+    from twotower_hgnn.serving_batch import chunk_exclusions, chunk_features, sample_rows
+    from twotower_hgnn.serving_export import store_user_count
+
+    n_store = store_user_count(served_model_dir(Path(export_dir), target))
+    users = sample_rows(n_store, num_users, seed)
+    users = np.arange(n_store, dtype=np.int64) if users is None else users
+    rec = Recommender.load(export_dir, target, only_users=users)
+    items = np.ascontiguousarray(item_vectors(rec.result)[0], dtype=np.float32)
+
+    def tower(rows):
+        feats = chunk_features(rec, np.asarray(rows, np.int64), rec.as_of)
+        return np.asarray(encode_chunked(rec.result.model_cfg, rec.result.params, feats, "user"), np.float32)
+
+    return items, users, tower, chunk_exclusions(rec, users, rec.as_of)
 
 
 def make_tower(feats, taste, seed: int):
@@ -330,13 +374,20 @@ def main(argv):
     thr_s = min(FLAGS.throughput_s, 0.5) if quick else FLAGS.throughput_s
     k = FLAGS.k
     t0 = time.perf_counter()
-    n_users = n_rec + n_req + FLAGS.batch + (min(FLAGS.fit_users, 4000) if quick else FLAGS.fit_users)
-    n_topics = FLAGS.topics or default_topics(n_items)
-    items, feats, taste, exclude = make_world(n_items, FLAGS.dim, n_users, FLAGS.seed, n_topics)
-    fit = slice(n_rec + n_req + FLAGS.batch, n_users)  # tower's last layer is fitted on these users only
-    tower = make_tower(feats[fit], taste[fit], FLAGS.seed)
+    if FLAGS.export:  # a trained model: its item vectors, its store's users through the serving path
+        n_users, n_topics = n_rec + n_req + FLAGS.batch, None
+        items, feats, tower, exclude = export_world(FLAGS.export, FLAGS.target, n_users, FLAGS.seed)
+        n_items, n_users = items.shape[0], len(feats)
+        n_rec, n_req = min(n_rec, n_users), min(n_req, max(n_users - n_rec, 0))
+    else:
+        n_users = n_rec + n_req + FLAGS.batch + (min(FLAGS.fit_users, 4000) if quick else FLAGS.fit_users)
+        n_topics = FLAGS.topics or default_topics(n_items)
+        items, feats, taste, exclude = make_world(n_items, FLAGS.dim, n_users, FLAGS.seed, n_topics)
+        fit = slice(n_rec + n_req + FLAGS.batch, n_users)  # tower's last layer is fitted on these users only
+        tower = make_tower(feats[fit], taste[fit], FLAGS.seed)
     print(
-        f"data: {n_items} items x {FLAGS.dim} ({n_topics} topics), {n_users} users, {time.perf_counter() - t0:.1f} s, "
+        f"data: {n_items} items x {items.shape[1]} ({n_topics or 'export'} topics), {n_users} users, "
+        f"{time.perf_counter() - t0:.1f} s, "
         f"peak RSS {peak_rss_bytes() / 2**30:.2f} GiB; pinning: {how}",
         flush=True,
     )
@@ -504,7 +555,12 @@ def main(argv):
         "cpu": platform.processor() or platform.machine(),
         "jax": jax.__version__,
         "faiss": faiss.__version__,
-        "data": "topic-model items (500 Zipf topics, 32-d latent -> 128-d + noise, L2-normalised); "
+        "data": (
+            f"export {FLAGS.export}: the trained {FLAGS.target} model's item vectors; seeded store users, "
+            "their as-of features through the serving path and the trained user tower; their streamed items excluded"
+        )
+        if FLAGS.export
+        else "topic-model items (500 Zipf topics, 32-d latent -> 128-d + noise, L2-normalised); "
         "users with 1-3 topics, 5-40 history items excluded; stand-in 352-512-256-128 tower",
         "fastest_meeting_goal": best["name"] if best else None,
         "serving_default": {

@@ -170,3 +170,27 @@ def test_sampled_topk_reads_only_its_users_log_rows_and_equals_the_full_lists(ti
         a = a[a["user_id"].isin(set(b["user_id"]))].reset_index(drop=True)
         pd.testing.assert_frame_equal(a.drop(columns="score"), b.drop(columns="score"))
         np.testing.assert_allclose(a["score"], b["score"], rtol=1e-5, atol=1e-6)
+
+
+def test_retrieval_benchmark_export_world_is_the_serving_path(tiny_run):
+    """``benchmarks/retrieval.py --export``: the items are the served model's item vectors, the queries the
+    user vectors ``Recommender.user_vector`` answers for the sampled store users, the exclusions what the
+    full store's batch path excludes — although only the sampled users' log rows were read."""
+    from benchmarks.retrieval import export_world
+    from twotower_hgnn.models.encode import item_vectors
+    from twotower_hgnn.serving import Recommender
+    from twotower_hgnn.serving_batch import chunk_exclusions
+
+    export = tiny_run[0].version_dir() / "export"
+    items, users, tower, excl = export_world(str(export), "podcast", 9, 0)
+    rec = Recommender.load(export, "podcast")
+    np.testing.assert_array_equal(items, item_vectors(rec.result)[0])
+    assert len(users) == 9 and np.all(np.diff(users) > 0)
+    queries = tower(users)
+    assert queries.shape == (9, items.shape[1])
+    for i, u in enumerate(users):
+        np.testing.assert_allclose(queries[i], rec.user_vector(rec._user_pos[u]), rtol=1e-5, atol=1e-6)
+    full = chunk_exclusions(rec, users, rec.as_of)
+    np.testing.assert_array_equal(excl.indptr, full.indptr)
+    np.testing.assert_array_equal(excl.indices, full.indices)
+    assert full.indices.size  # the sampled users streamed podcasts: the comparison is not vacuous
