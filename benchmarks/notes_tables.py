@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -250,18 +250,30 @@ def scale_table(d: Mapping[str, Any], title: str = "scale") -> str:
     ]
     if skipped:
         lines += ["", "Not run: " + "; ".join(skipped) + "."]
-    reused = dict(m.get("reused_scales") or {})
+    reused = _reused(rows, stages, m)
     if reused:
-        lines += [
-            "",
-            "Reused from an earlier run (`--reuse`): "
-            + "; ".join(
-                f"{sc} (measured {w.get('date', '?')[:16]} at git {w.get('git_sha', '?')[:10]})"
-                for sc, w in reused.items()
-            )
-            + ".",
-        ]
+        lines += ["", "Reused from an earlier run (`--reuse`): " + "; ".join(reused) + "."]
     return "\n".join(lines)
+
+
+def _reused(rows: Sequence[Mapping[str, Any]], stages: Sequence[str], meta: Mapping[str, Any]) -> list[str]:
+    """``"scale [stages] (measured DATE at git SHA)"`` per scale and earlier run its reused rows come from
+    (the stages named only where a scale was partly reused, e.g. a paper run resumed after its graph);
+    older JSONs without per-row flags: the meta's ``reused_scales``."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for r in rows:
+        if r.get("reused"):
+            w = r.get("measured") or (meta.get("reused_scales") or {}).get(r["scale"], {})
+            groups.setdefault((r["scale"], w.get("date", "?")[:16], w.get("git_sha", "?")[:10]), []).append(r["stage"])
+    if not groups:
+        groups = {
+            (sc, w.get("date", "?")[:16], w.get("git_sha", "?")[:10]): list(stages)
+            for sc, w in (meta.get("reused_scales") or {}).items()
+        }
+    return [
+        f"{sc}{'' if len(sts) == len(stages) else ' ' + ', '.join(sts)} (measured {date} at git {sha})"
+        for (sc, date, sha), sts in groups.items()
+    ]
 
 
 def paper_model_table(d: Mapping[str, Any]) -> str:

@@ -569,7 +569,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     meta = {
         **base_meta,
         "date": utc_now(),
-        "reused_scales": {s: rs[0]["measured"] for s, rs in reuse.items()},
+        "reused_scales": {
+            r["scale"]: r["measured"] for r in run["rows"] if r.get("reused")
+        },  # per row: "reused" and "measured"
         "load_avg_end": os.getloadavg()[0],
         "mem_available_bytes_end": mem_available_bytes(),
         "wall_s": time.perf_counter() - t0,

@@ -75,6 +75,16 @@ def test_fit_recovers_slopes_and_marks_extrapolation(tmp_path):
     assert text.startswith("**scale up to the paper's log** (`benchmarks/scale.py`, preset `test`")
     assert "| graph | " in text and "~" in text.split("| graph | ")[1].split("\n")[0]  # extrapolated cells
     assert "Reused from an earlier run (`--reuse`): tiny (measured 2026-11-30T00:00 at git 0123456789)." in text
+    # a scale resumed after some of its stages: the reused stages are named, with their run
+    early = {"date": "2026-11-29T10:00:00+00:00", "git_sha": "fedcba9876543210"}
+    for r in back["rows"]:
+        if (r["scale"], r["stage"]) == ("small", "graph") or r["scale"] == "tiny":
+            r.update(reused=True, measured=early if r["scale"] == "small" else meta)
+    text = scale_table(back, "scale")
+    assert (
+        "Reused from an earlier run (`--reuse`): tiny (measured 2026-11-30T00:00 at git 0123456789); "
+        "small graph (measured 2026-11-29T10:00 at git fedcba9876)." in text
+    )
 
 
 def test_memory_guard_skips_a_scale_and_every_larger_one():
@@ -115,6 +125,19 @@ def test_reuse_takes_earlier_rows_instead_of_running():
     assert calls == [("medium", "graph")]
     assert [r["scale"] for r in run["rows"] if r.get("reused")] == ["tiny", "small"]
     assert run["fits"]["graph"]["seconds"]["points"] == 3
+    # a partly measured scale (a run resumed after its graph): its measured stage is taken, the rest run
+    calls.clear()
+    run = S.run_scales(
+        S.SCALE_ORDER,
+        ["graph", "hgnn"],
+        fake_runner(calls),
+        max_scale="small",
+        mem_available=lambda: 1 << 50,
+        reuse=old,
+    )
+    assert calls == [("tiny", "hgnn"), ("small", "hgnn")]
+    got = {(r["scale"], r["stage"]): bool(r.get("reused")) for r in run["rows"] if not r["extrapolated"]}
+    assert got == {("tiny", "graph"): True, ("tiny", "hgnn"): False, ("small", "graph"): True, ("small", "hgnn"): False}
 
 
 def test_a_failed_stage_is_a_row_and_stops_the_larger_scales():
