@@ -189,3 +189,61 @@ def test_item_feature_table(ds):
     assert t2.hgnn.shape == (9, 0)
     with pytest.raises(F.FeatureError, match="hgnn_emb"):
         F.item_feature_table(ds, content, hgnn[:3], "podcast", vocab)
+
+
+@pytest.mark.parametrize("first_only", [False, True])
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_positives_in_chunks_equal_the_whole_log_definition(first_only, shuffled):
+    """``_positives`` counts then fills ``chunk`` rows at a time at the log's widths: the same rows, in
+    the same (time, user, item) order, as the definition over the whole log (one mask, int64, lexsort)."""
+    import pandas as pd
+
+    from twotower_hgnn.features_examples import _is_sorted, _positives
+
+    rng = np.random.default_rng(3)
+    n = 5_000
+    df = pd.DataFrame(
+        {
+            "user_idx": rng.integers(0, 40, n).astype(np.int32),
+            "item_idx": rng.integers(0, 30, n).astype(np.int32),
+            "timestamp": rng.integers(0, 400, n).astype(np.int64),
+            "event_code": rng.integers(0, 3, n).astype(np.int8),
+        }
+    ).sort_values(["timestamp", "user_idx", "item_idx"], kind="stable")
+    if shuffled:
+        df = df.sample(frac=1.0, random_state=1)
+    df = df.reset_index(drop=True)
+    codes, start, stop = np.array([0, 2]), 5, 25
+    m = df["event_code"].isin(codes) & (df["item_idx"] >= start) & (df["item_idx"] < stop)
+    ref = df[m].astype({"user_idx": np.int64, "item_idx": np.int64})
+    ref = ref.sort_values(["timestamp", "user_idx", "item_idx"], kind="stable")
+    if first_only:
+        ref = ref.drop_duplicates(["user_idx", "item_idx"], keep="first")
+    for chunk in (7, 64, 1 << 24):
+        u, ts, it = _positives(df, codes, start, stop, 30, first_only, chunk=chunk)
+        assert (u.dtype, ts.dtype, it.dtype) == (np.int32, np.int64, np.int32)
+        np.testing.assert_array_equal(u, ref["user_idx"].to_numpy())
+        np.testing.assert_array_equal(ts, ref["timestamp"].to_numpy())
+        np.testing.assert_array_equal(it, ref["item_idx"].to_numpy())
+        assert _is_sorted(ts, u, it, chunk)
+    # an order broken only across a chunk boundary is found
+    ts2 = np.arange(10, dtype=np.int64)
+    ts2[7] = 3
+    assert not _is_sorted(ts2, np.zeros(10, np.int32), np.zeros(10, np.int32), chunk=7)
+
+
+def test_event_mask_equals_isin_without_widening_the_column():
+    """``schema.event_mask``: the rows ``np.isin`` keeps, for int8 codes (negative ones included), any code
+    list (repeats, codes absent from the column, none), without an int64 copy of the column."""
+    import resource
+
+    from twotower_hgnn.data.schema import event_mask
+
+    ev = np.random.default_rng(0).integers(-2, 6, 10_000).astype(np.int8)
+    for codes in ([0], [0, 2], [2, 0, 2], [5, 7], [], [-1, 3]):
+        np.testing.assert_array_equal(event_mask(ev, codes), np.isin(ev, codes))
+    big = np.zeros(40_000_000, np.int8)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert event_mask(big, [0, 1]).all()
+    # a bool result and one bool temporary (80 MB), not an int64 copy (320 MB)
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 < 200_000_000

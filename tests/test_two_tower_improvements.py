@@ -261,8 +261,9 @@ def test_a_step_budget_builds_only_the_features_it_reads(ds, history):
         ds, sp, "podcast", emb, vocab, example_history=history, budget_rows=lambda n: budget_rows(n, cfg)
     )
     n = len(full)
-    assert 5 * 8 < n and part.user_rows is not None and len(part) == n
-    built = np.flatnonzero(part.user_rows >= 0)
+    assert 5 * 8 < n and part.built_rows is not None and len(part) == n
+    built = part.built_rows
+    assert np.all(np.diff(built) > 0)
     assert len(built) == part.user.history_mean.shape[0] <= 5 * 8
     np.testing.assert_array_equal(part.item_counts, full.item_counts)  # the correction sees every example
     log_q = F.smoothed_log_q(full.item_counts)
@@ -272,6 +273,8 @@ def test_a_step_budget_builds_only_the_features_it_reads(ds, history):
         a, b = make_batch(part, rows, log_q, 8), make_batch(full, rows, log_q, 8)
         for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
             np.testing.assert_array_equal(x, y)
-    with pytest.raises(F.FeatureError, match="outside the step budget"):
-        part.users_of(np.setdiff1d(np.arange(n), built)[:1])
+    outside = np.setdiff1d(np.arange(n), built)
+    for rows in (outside[:1], outside[-1:], np.array([n - 1]) if n - 1 not in built else outside[:1]):
+        with pytest.raises(F.FeatureError, match="outside the step budget"):
+            part.users_of(np.concatenate([built[:2], rows]))
     assert budget_rows(n, dataclasses.replace(cfg, max_steps=None)) is None  # epochs: every example

@@ -181,12 +181,13 @@ class TrainingExamples:
     """All training examples of one target type (host NumPy), one row per positive interaction.
 
     Attributes:
-      user: :class:`UserFeatures` as of each example's timestamp: ``[E]``, or, when ``user_rows`` is given,
+      user: :class:`UserFeatures` as of each example's timestamp: ``[E]``, or, when ``built_rows`` is given,
         only of the examples a step budget reads (``[F]``, F <= E).
       user_idx: int32 ``[E]``; item_row: int32 ``[E]`` row in the item table; timestamp: int64 ``[E]``.
       item_counts: int64 ``[N]`` number of examples per item row (for the sampling-bias correction).
-      user_rows: None (``user`` has every example), or int64 ``[E]``: example -> row of ``user``
-        (-1 = features not built: the budget never reads that example).
+      built_rows: None (``user`` has every example), or int64 ``[F]``: the sorted example rows whose
+        features ``user`` holds, in its row order (the others' were not built: the budget never reads
+        them; a sorted list, not an ``[E]`` map, which would be 1-2 GB at the paper's scale).
     """
 
     user: UserFeatures
@@ -194,17 +195,19 @@ class TrainingExamples:
     item_row: np.ndarray
     timestamp: np.ndarray
     item_counts: np.ndarray
-    user_rows: np.ndarray | None = None
+    built_rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.item_row.shape[0])
 
     def users_of(self, rows: np.ndarray) -> UserFeatures:
         """UserFeatures of example ``rows`` (a FeatureError for an example whose features were not built)."""
-        if self.user_rows is None:
+        if self.built_rows is None:
             return take_users(self.user, rows)
-        fr = self.user_rows[np.asarray(rows, np.int64)]
-        if (fr < 0).any():
+        rows = np.asarray(rows, np.int64)
+        fr = np.searchsorted(self.built_rows, rows)
+        ok = fr < len(self.built_rows)
+        if not ok.all() or not np.array_equal(self.built_rows[fr], rows):
             raise FeatureError("training examples: features of an example outside the step budget were not built")
         return take_users(self.user, fr)
 

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.data.schema import Dataset, EVENTS, event_mask
 from twotower_hgnn.features_bundles import DAY_S, FeatureError, FeatureVocab, PriorTable, TrainingExamples
 from twotower_hgnn.features_encoding import _interactions_frame, target_item_range
 from twotower_hgnn.history import _leave_one_out_features, user_features_as_of
@@ -46,7 +46,7 @@ def build_training_examples(
         learn the within-session rating order of logs such as MovieLens. Uses only training rows.
 
     ``budget_rows(n_examples)``: the sorted example rows a training budget reads (or None: all). Only
-    their user features are built (``TrainingExamples.user_rows`` maps the others to -1): 200 steps of
+    their user features are built (``TrainingExamples.built_rows``): 200 steps of
     128 read 25,600 examples, while the ``large`` scale has ~25M, whose features would need ~13 GB.
     """
     train = _interactions_frame(getattr(split, "train", split))
@@ -55,11 +55,8 @@ def build_training_examples(
     u, ts, item = _positives(train, codes, start, stop, ds.num_items, first_only)
     row = (item - start).astype(np.int32)
     only = None if budget_rows is None else budget_rows(len(u))
-    user_rows = None
-    if only is not None:
-        user_rows = np.full(len(u), -1, np.int64)
-        user_rows[only] = np.arange(len(only))
     fu, fts, frow = (u, ts, row) if only is None else (u[only], ts[only], row[only])
+    fu = fu.astype(np.int64)
     if example_history == "as_of":
         feats = user_features_as_of(ds, train, fu, fts, item_emb, vocab, chunk_rows=chunk_rows)
     elif example_history == "leave_one_out":
@@ -68,40 +65,59 @@ def build_training_examples(
         raise FeatureError(f"example_history must be 'as_of' or 'leave_one_out', got {example_history!r}")
     return TrainingExamples(
         user=feats,
-        user_idx=u.astype(np.int32),
+        user_idx=u,
         item_row=row,
         timestamp=ts,
         item_counts=np.bincount(row, minlength=stop - start).astype(np.int64),
-        user_rows=user_rows,
+        built_rows=None if only is None else np.asarray(only, np.int64),
     )
 
 
 def _positives(
-    train: Any, codes: np.ndarray, start: int, stop: int, n_items: int, first_only: bool
+    train: Any, codes: np.ndarray, start: int, stop: int, n_items: int, first_only: bool, chunk: int = 1 << 24
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """int64 ``(user, time, item)`` of the rows of ``train`` with an event in ``codes`` and an item in
-    ``[start, stop)``, ordered by (time, user, item) (stable); ``first_only``: the first row of each
-    (user, item) pair. Works on the kept rows' arrays: the log is already in that order (the
-    ``Dataset`` contract), checked in one pass, so the sort runs only for a table that is not."""
-    item = train["item_idx"].to_numpy()
-    rows = np.flatnonzero(np.isin(train["event_code"].to_numpy(), codes) & (item >= start) & (item < stop))
-    u = train["user_idx"].to_numpy()[rows].astype(np.int64)
-    ts = train["timestamp"].to_numpy()[rows].astype(np.int64)
-    it = item[rows].astype(np.int64)
-    if not _is_sorted(ts, u, it):
+    """``(user int32, time int64, item int32)`` of the rows of ``train`` with an event in ``codes`` and an
+    item in ``[start, stop)``, ordered by (time, user, item) (stable); ``first_only``: the first row of each
+    (user, item) pair. Two passes over ``chunk`` rows at a time (count, then fill): no temporary the size
+    of the log, and the outputs at the log's own widths (250M podcast positives at the paper's scale are
+    4 GB so, ~14 GB with int64 copies and whole-log masks). The log is already in (time, user, item)
+    order (the ``Dataset`` contract), checked in one pass, so the sort runs only for a table that is not."""
+    item, ev = train["item_idx"].to_numpy(), train["event_code"].to_numpy()
+    user, tcol = train["user_idx"].to_numpy(), train["timestamp"].to_numpy()
+    bounds = [(a, min(a + chunk, len(item))) for a in range(0, len(item), chunk)]
+
+    def keep(a: int, b: int) -> np.ndarray:
+        it = item[a:b]
+        return event_mask(ev[a:b], codes) & (it >= start) & (it < stop)
+
+    counts = [int(np.count_nonzero(keep(a, b))) for a, b in bounds]
+    u = np.empty(sum(counts), np.int32)
+    ts = np.empty(sum(counts), np.int64)
+    it = np.empty(sum(counts), np.int32)
+    o = 0
+    for (a, b), c in zip(bounds, counts):
+        m = keep(a, b)
+        u[o : o + c], ts[o : o + c], it[o : o + c] = user[a:b][m], tcol[a:b][m], item[a:b][m]
+        o += c
+    if not _is_sorted(ts, u, it, chunk):
         order = np.lexsort((it, u, ts))
         u, ts, it = u[order], ts[order], it[order]
     if first_only and len(u):
-        _, first = np.unique(u * int(n_items) + it, return_index=True)
+        _, first = np.unique(u.astype(np.int64) * int(n_items) + it, return_index=True)
         first.sort()
         u, ts, it = u[first], ts[first], it[first]
     return u, ts, it
 
 
-def _is_sorted(ts: np.ndarray, u: np.ndarray, it: np.ndarray) -> bool:
-    """Whether rows are in non-decreasing (ts, u, it) order."""
-    dt, du, di = np.diff(ts), np.diff(u), np.diff(it)
-    return bool(np.all((dt > 0) | ((dt == 0) & ((du > 0) | ((du == 0) & (di >= 0))))))
+def _is_sorted(ts: np.ndarray, u: np.ndarray, it: np.ndarray, chunk: int = 1 << 24) -> bool:
+    """Whether rows are in non-decreasing (ts, u, it) order (checked ``chunk`` rows at a time; ids are
+    non-negative, so int32 differences cannot overflow)."""
+    for a in range(0, max(len(ts) - 1, 0), chunk):
+        b = min(a + chunk + 1, len(ts))  # one row of overlap: the pair across the chunk boundary
+        dt, du, di = np.diff(ts[a:b]), np.diff(u[a:b]), np.diff(it[a:b])
+        if not np.all((dt > 0) | ((dt == 0) & ((du > 0) | ((du == 0) & (di >= 0))))):
+            return False
+    return True
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, Dataset
+from twotower_hgnn.data.schema import Dataset, EVENTS, ITEM_TYPES, event_mask
 from twotower_hgnn.features_bundles import DAY_S, FeatureError, FeatureVocab, UserFeatures, take_users
 from twotower_hgnn.features_encoding import _interactions_frame, assemble_user_features
 
@@ -186,7 +186,7 @@ def _counted_log(
     log (~5 GB of a 250M-row training part) to keep four."""
     codes = np.asarray([EVENTS.index(e) for e in history_events], np.int64)
     u = df["user_idx"].to_numpy()
-    keep = np.isin(df["event_code"].to_numpy(), codes)
+    keep = event_mask(df["event_code"].to_numpy(), codes)
     if users is not None:
         keep &= users[u]
     rows = np.flatnonzero(keep)

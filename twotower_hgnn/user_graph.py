@@ -16,7 +16,7 @@ import pandas as pd
 
 from sampler.csr import HeteroCSR
 from twotower_hgnn import errors
-from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.data.schema import Dataset, EVENTS, event_mask
 
 USER = "user"
 
@@ -37,7 +37,7 @@ def tripartite_graph(ds: Dataset, interactions: pd.DataFrame, events: tuple[str,
     Item types without items get no relation (homogeneous catalogues).
     """
     codes = [EVENTS.index(e) for e in events]
-    m = np.isin(interactions["event_code"].to_numpy(), codes)
+    m = event_mask(interactions["event_code"].to_numpy(), codes)
     u = interactions["user_idx"].to_numpy()[m].astype(np.int64)
     it = interactions["item_idx"].to_numpy()[m].astype(np.int64)
     n_items = ds.num_items

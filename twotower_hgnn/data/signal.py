@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from twotower_hgnn.data.readers_checks import DataError
-from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS, Dataset
+from twotower_hgnn.data.schema import Dataset, EVENTS, WEAK_EVENTS, event_mask
 
 _log = logging.getLogger(__name__)
 Relation = tuple[str, str]
@@ -76,8 +76,8 @@ def _why(ds: Dataset, train: pd.DataFrame, rel: Relation, edge_events: Sequence[
     """Why relation ``rel`` has no strong signal in ``train`` (counts of edge-event and weak rows per type)."""
     tcode = ds.item_type_codes()[train["item_idx"].to_numpy()] if len(train) else np.zeros(0, np.int8)
     ev = train["event_code"].to_numpy()
-    strong = np.isin(ev, [EVENTS.index(e) for e in edge_events])
-    weak = np.isin(ev, [EVENTS.index(e) for e in WEAK_EVENTS if e not in edge_events])
+    strong = event_mask(ev, [EVENTS.index(e) for e in edge_events])
+    weak = event_mask(ev, [EVENTS.index(e) for e in WEAK_EVENTS if e not in edge_events])
     parts = []
     for t in dict.fromkeys(rel):
         m = tcode == ds.item_type_index(t)

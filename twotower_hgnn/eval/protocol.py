@@ -377,7 +377,9 @@ def _sampled_target(
         seen = np.zeros(keys.size, bool)
         for u, i in parts.chunks(code, parts.excl_ev):
             r = row_of[u]
-            k = r[r >= 0] * stride + i[r >= 0]
+            # sorted first: NumPy's binary search starts from the previous answer for increasing needles,
+            # ~20x faster than random lookups of ~14M rows per chunk into ~30M keys (paper's podcasts)
+            k = np.sort(r[r >= 0] * stride + i[r >= 0])
             pos = np.minimum(np.searchsorted(keys, k), max(keys.size - 1, 0))
             if keys.size:
                 seen[pos[keys[pos] == k]] = True

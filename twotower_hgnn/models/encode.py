@@ -56,7 +56,7 @@ def encode_chunked(
     n = len(bundle)
     enc = _encoder(model_cfg, which)
     size = min(chunk, max(1, n))
-    out = []
+    out = None  # filled in place: a list of chunks and their concatenation would hold the output twice
     for s in range(0, n, size):
         part = jax.tree_util.tree_map(lambda a: np.asarray(a)[s : s + size], bundle)
         m = len(part)
@@ -64,8 +64,11 @@ def encode_chunked(
             part = jax.tree_util.tree_map(
                 lambda a: np.concatenate([a, np.zeros((size - m,) + a.shape[1:], a.dtype)]), part
             )
-        out.append(np.asarray(enc(params, part))[:m])
-    return np.concatenate(out) if out else np.zeros((0, model_cfg.out_dim), np.float32)
+        vec = np.asarray(enc(params, part))
+        if out is None:
+            out = np.empty((n,) + vec.shape[1:], vec.dtype)
+        out[s : s + m] = vec[:m]
+    return out if out is not None else np.zeros((0, model_cfg.out_dim), np.float32)
 
 
 def user_vectors(result: EncodableModel, ds: Dataset, interactions: Any, user_idx: Any, as_of: Any) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from twotower_hgnn.data.schema import EVENTS
+from twotower_hgnn.data.schema import EVENTS, event_mask
 from twotower_hgnn.rng import np_rng
 
 
@@ -38,7 +38,7 @@ def svd_item_embeddings(
       std: the returned rows' overall standard deviation (the random initialiser's).
     """
     codes = [EVENTS.index(e) for e in events]
-    keep = np.isin(train["event_code"].to_numpy(), codes)
+    keep = event_mask(train["event_code"].to_numpy(), codes)
     u = train["user_idx"].to_numpy(np.int64)[keep]
     i = train["item_idx"].to_numpy(np.int64)[keep]
     x = sp.csr_matrix((np.ones(len(u), np.float64), (u, i)), shape=(n_users, n_items))

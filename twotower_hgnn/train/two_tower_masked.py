@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from twotower_hgnn import features as F
-from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.data.schema import Dataset, EVENTS, event_mask
 from twotower_hgnn.history import history_pair_counts, pair_multiplicity, remove_from_history, user_features_as_of
 from twotower_hgnn.rng import np_rng
 from twotower_hgnn.train.two_tower_batches import batch_rows
@@ -57,7 +57,7 @@ def build_units(ds: Dataset, train: Any, cfg: Any, item_emb: np.ndarray, vocab: 
     start, stop = F.target_item_range(ds, cfg.target_type)
     codes = np.asarray([EVENTS.index(e) for e in cfg.positive_events], np.int64)
     item = train["item_idx"].to_numpy(np.int64)
-    keep = np.isin(train["event_code"].to_numpy(), codes) & (item >= start) & (item < stop)
+    keep = event_mask(train["event_code"].to_numpy(), codes) & (item >= start) & (item < stop)
     u_all, i_all = train["user_idx"].to_numpy(np.int64)[keep], item[keep] - start
     ts_all = train["timestamp"].to_numpy(np.int64)[keep]
     pairs = np.unique(u_all * (stop - start) + i_all)
