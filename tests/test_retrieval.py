@@ -171,3 +171,34 @@ def test_default_ivf_lists_and_probes_scale_with_the_catalogue():
     assert default_nlist(3_500_000) == 8192 and default_nprobe(8192) == 128  # 3.5M: measured in retrieval_paper.json
     assert default_nlist(1000) == 25 and default_nprobe(25) == 64  # >= 39 items per list; nprobe never below 64
     assert default_train_size(2048) == 100_000 and default_train_size(8192) == 39 * 8192
+
+
+def test_block_selections_equal_top_k_with_ties():
+    """The exact search's two selection shortcuts give exactly ``lax.top_k`` (ties to the lower column):
+    ``_block_top_k`` (the best groups first) and the ``few`` path taken once the carried list has filled
+    (a block's top ``few`` when no row has more than ``few`` columns above its k-th score)."""
+    import jax
+    import jax.numpy as jnp
+
+    from twotower_hgnn.retrieval import _block_top_k, _make_exact_search
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        b, c, kc = int(rng.integers(1, 30)), 16 * int(rng.integers(1, 200)), int(rng.integers(1, 120))
+        s = rng.integers(0, int(rng.integers(2, 40)), size=(b, c)).astype(np.float32)
+        s[rng.random((b, c)) < 0.2] = -np.inf
+        want, got = jax.lax.top_k(jnp.asarray(s), min(kc, c)), _block_top_k(jnp.asarray(s), min(kc, c))
+        for x, y in zip(want, got):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # many chunks of tied integer scores: the few path (few=2, and the default) = the full selection
+    v = rng.integers(-2, 3, size=(4096, 4)).astype(np.float32)
+    q = rng.integers(-2, 3, size=(16, 4)).astype(np.float32)
+    items, excl = jnp.asarray(v.reshape(64, 64, 4)), jnp.asarray(rng.integers(-1, 4096, (16, 8)).astype(np.int32))
+    full = jax.jit(_make_exact_search(64, 4096, 10, few=10**9))(items, q, excl)
+    for few in (2, 16):
+        got = jax.jit(_make_exact_search(64, 4096, 10, few=few))(items, q, excl)
+        np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(full[1]))
+        np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(full[0]))
+    excl_sets = [[e for e in row if e >= 0] for row in np.asarray(excl)]
+    rs, ri = reference(v, q, 10, excl_sets)
+    np.testing.assert_array_equal(np.asarray(full[1]), ri)

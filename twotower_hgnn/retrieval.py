@@ -237,12 +237,43 @@ def _empty_result(b: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------------- exact
 
 
-def _make_exact_search(chunk: int, num_items: int, k: int):
+GROUP = 16  # items per group of the exact search's two-step block top-k (:func:`_block_top_k`)
+
+
+def _block_top_k(s, kc: int, group: int = GROUP):
+    """``(scores, positions)`` ``[B, kc]`` of the best ``kc`` columns of each row of ``s`` ``[B, C]``,
+    exactly ``jax.lax.top_k(s, kc)`` (ties: the lower column first), in two small selections.
+
+    The columns are cut into groups of ``group``; the ``kc`` groups with the highest maxima (ties: the
+    lower group) hold every column of the answer — a column's group is beaten only by groups whose
+    maximum comes before it (higher, or equal at a lower column), fewer than ``kc`` of them — so the
+    answer is the top ``kc`` of those groups' ``kc * group`` columns, kept in column order so that ties
+    still go to the lower column. Selection work per row: ``C / group + kc * group`` instead of ``C``
+    (3,072 instead of 16,384 columns per block at k = 128): the selection, not the matmul, dominated
+    exact ranking on XLA:CPU."""
+    import jax
+    import jax.numpy as jnp
+
+    b, c = s.shape
+    n_groups = c // group
+    if c % group or n_groups <= kc:
+        return jax.lax.top_k(s, kc)
+    _, top_groups = jax.lax.top_k(s.reshape(b, n_groups, group).max(axis=2), kc)
+    cols = (jnp.sort(top_groups, axis=1)[:, :, None] * group + jnp.arange(group)[None, None, :]).reshape(b, kc * group)
+    cs, pos = jax.lax.top_k(jnp.take_along_axis(s, cols, axis=1), kc)
+    return cs, jnp.take_along_axis(cols, pos, axis=1)
+
+
+FEW = 16  # a block's selection once every row of the batch has at most this many columns above its list
+
+
+def _make_exact_search(chunk: int, num_items: int, k: int, few: int = FEW):
     """Scan (to be jitted): (items [C, chunk, d], queries [B, d], excl int32 [B, E]) -> top-k."""
     import jax
     import jax.numpy as jnp
 
     kc = min(k, chunk)
+    few = min(few, kc)
 
     def search(items, queries, excl):
         b = queries.shape[0]
@@ -259,12 +290,23 @@ def _make_exact_search(chunk: int, num_items: int, k: int):
             local = excl - start
             local = jnp.where((local >= 0) & (local < chunk), local, chunk)  # out of chunk -> dropped
             s = s.at[rows, local].set(-jnp.inf, mode="drop")
-            cs, ci = jax.lax.top_k(s, kc)
-            # Carry first: on equal scores top_k keeps the lower position, i.e. the lower item id.
-            ms = jnp.concatenate([top_s, cs], axis=1)
-            mi = jnp.concatenate([top_i, ci + start], axis=1)
-            ns, pos = jax.lax.top_k(ms, k)
-            return (ns, jnp.take_along_axis(mi, pos, axis=1)), None
+
+            def merge(width):
+                cs, ci = _block_top_k(s, width) if width < kc else jax.lax.top_k(s, width)
+                # Carry first: on equal scores top_k keeps the lower position, i.e. the lower item id.
+                ms = jnp.concatenate([top_s, cs], axis=1)
+                mi = jnp.concatenate([top_i, ci + start], axis=1)
+                ns, pos = jax.lax.top_k(ms, k)
+                return ns, jnp.take_along_axis(mi, pos, axis=1)
+
+            if few >= kc:
+                return merge(kc), None
+            # Only columns above a row's current k-th score can enter its list (equal ones lose to the
+            # carry's lower ids). Once the carry has filled, that is a handful per block: then the block's
+            # top ``few`` holds them all, a far smaller selection than its top kc (XLA:CPU's top_k costs
+            # grow with k); otherwise the full selection.
+            n_above = jnp.sum(s > top_s[:, k - 1 : k], axis=1)
+            return jax.lax.cond(jnp.max(n_above) <= few, lambda: merge(few), lambda: merge(kc)), None
 
         init = (jnp.full((b, k), -jnp.inf, jnp.float32), jnp.full((b, k), -1, jnp.int32))
         starts = jnp.arange(items.shape[0], dtype=jnp.int32) * chunk
