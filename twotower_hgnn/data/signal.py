@@ -58,7 +58,7 @@ def relation_support(
     ev, users, items = (train[c].to_numpy() for c in ("event_code", "user_idx", "item_idx"))
     for a in range(0, len(ev), int(chunk_rows)):
         b = a + int(chunk_rows)
-        sel = np.flatnonzero(np.isin(ev[a:b], codes))
+        sel = np.flatnonzero(event_mask(ev[a:b], codes))
         it = items[a:b][sel].astype(np.int64)
         key = users[a:b][sel].astype(np.int64) * n_t + tcodes[it]
         np.minimum.at(lo, key, it.astype(np.int32))

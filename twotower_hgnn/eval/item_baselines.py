@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from twotower_hgnn.data.schema import EVENTS
+from twotower_hgnn.data.schema import EVENTS, event_mask
 from twotower_hgnn.eval.protocol import EvalProtocol, Rankings, TargetProtocol
 
 EASE_MAX_ITEMS = 20_000
@@ -61,7 +61,7 @@ def interaction_matrix(
     i = np.asarray(train_df["item_idx"], dtype=np.int64)
     if events is not None:
         codes = [EVENTS.index(e) if isinstance(e, str) else int(e) for e in events]
-        keep = np.isin(np.asarray(train_df["event_code"], dtype=np.int64), codes)
+        keep = event_mask(np.asarray(train_df["event_code"]), codes)
         u, i = u[keep], i[keep]
     if u.size and (u.min() < 0 or u.max() >= n_users or i.min() < 0 or i.max() >= n_items):
         raise ValueError(f"interaction_matrix: ids outside [0, {n_users}) x [0, {n_items})")
