@@ -194,3 +194,40 @@ def test_retrieval_benchmark_export_world_is_the_serving_path(tiny_run):
     np.testing.assert_array_equal(excl.indptr, full.indptr)
     np.testing.assert_array_equal(excl.indices, full.indices)
     assert full.indices.size  # the sampled users streamed podcasts: the comparison is not vacuous
+
+
+def test_export_lets_a_large_dataset_go_before_the_models(run_copy, tmp_path, monkeypatch):
+    """With a log over ``context.RELEASE_BYTES`` the export stage drops the dataset before it exports the
+    models (they are read from their own directories): the same manifest entries and index files."""
+    import json
+
+    from twotower_hgnn import serving_export
+    from twotower_hgnn.pipeline import context as C
+    from twotower_hgnn.pipeline import eval_stages as E
+
+    ctx = open_run(run_copy)
+    run_stage(ctx, "evaluate")  # every stage valid: nothing runs, their fingerprints are known
+    assert ctx._ds is not None
+    seen, real = [], serving_export.export_model
+
+    def spy(*a, **kw):
+        seen.append(ctx._ds)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(C, "RELEASE_BYTES", 0)
+    monkeypatch.setattr(serving_export, "export_model", spy)
+    out = tmp_path / "export"
+    out.mkdir()
+    E.export_stage(ctx, out)
+    assert seen == [None, None]  # both 2T-HGNN models exported with the dataset released
+    want = json.loads((run_copy.version_dir() / "export" / "MANIFEST.json").read_text())
+    got = json.loads((out / "MANIFEST.json").read_text())
+    for k in ("served", "item_types", "n_items", "fingerprints", "new_items"):
+        assert got[k] == want[k], k
+    np.testing.assert_array_equal(
+        np.load(out / "hgnn_embeddings.npy"), np.load(run_copy.version_dir() / "export" / "hgnn_embeddings.npy")
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "item_ids.parquet"),
+        pd.read_parquet(run_copy.version_dir() / "export" / "item_ids.parquet"),
+    )

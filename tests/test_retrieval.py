@@ -202,3 +202,18 @@ def test_block_selections_equal_top_k_with_ties():
     excl_sets = [[e for e in row if e >= 0] for row in np.asarray(excl)]
     rs, ri = reference(v, q, 10, excl_sets)
     np.testing.assert_array_equal(np.asarray(full[1]), ri)
+
+
+def test_exact_topk_is_the_stable_argsort_in_bounded_blocks():
+    """``exact_topk`` (the recall reference of exports) = the first k of a stable argsort of -scores, ties
+    to the lower row, whether the queries fit one block of scores or are split into many."""
+    from twotower_hgnn.retrieval import exact_topk
+
+    rng = np.random.default_rng(11)
+    v = rng.integers(-2, 3, size=(500, 3)).astype(np.float32)  # integer scores: many ties
+    q = rng.integers(-2, 3, size=(37, 3)).astype(np.float32)
+    want = np.argsort(-(q @ v.T), axis=1, kind="stable")
+    for k in (1, 7, 100, 500, 900):
+        for score_bytes in (1, 4 * 500 * 5, 1 << 28):  # one query per block, 5 per block, all at once
+            got = exact_topk(q, v, k, score_bytes=score_bytes)
+            np.testing.assert_array_equal(got, want[:, : min(k, 500)])

@@ -267,14 +267,62 @@ def test_a_step_budget_builds_only_the_features_it_reads(ds, history):
     assert len(built) == part.user.history_mean.shape[0] <= 5 * 8
     np.testing.assert_array_equal(part.item_counts, full.item_counts)  # the correction sees every example
     log_q = F.smoothed_log_q(full.item_counts)
+    # compacted: the example columns of the built rows only, the same length and batches
+    small = part.compact()
+    assert len(small) == n and small.item_row.shape == small.timestamp.shape == small.user_idx.shape == built.shape
+    np.testing.assert_array_equal(small.timestamp, full.timestamp[built])
+    weights = np.random.default_rng(1).random(n)
     for step in range(5):
         rows = batch_rows(n, 8, cfg.seed, step)
         assert np.isin(rows, built).all()
         a, b = make_batch(part, rows, log_q, 8), make_batch(full, rows, log_q, 8)
-        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+            np.testing.assert_array_equal(x, y)
+        # per-example weights are indexed like the compacted columns
+        c, d = make_batch(small, rows, log_q, 8, weights[built]), make_batch(full, rows, log_q, 8, weights)
+        for x, y in zip(jax.tree_util.tree_leaves(c), jax.tree_util.tree_leaves(d), strict=True):
             np.testing.assert_array_equal(x, y)
     outside = np.setdiff1d(np.arange(n), built)
     for rows in (outside[:1], outside[-1:], np.array([n - 1]) if n - 1 not in built else outside[:1]):
+        for ex in (part, small):
+            with pytest.raises(F.FeatureError, match="outside the step budget"):
+                ex.users_of(np.concatenate([built[:2], rows]))
         with pytest.raises(F.FeatureError, match="outside the step budget"):
-            part.users_of(np.concatenate([built[:2], rows]))
+            small.positions(np.concatenate([built[:2], rows]))
     assert budget_rows(n, dataclasses.replace(cfg, max_steps=None)) is None  # epochs: every example
+
+
+@pytest.mark.parametrize("prior_as_of", [False, True])
+def test_training_data_under_a_budget_batches_like_every_example(ds, prior_as_of):
+    """``training_data`` under a step budget keeps only the budget's examples (compacted), yet every step's
+    host batch (users, items, priors, recency weights, prior slots) equals the one built from every example."""
+    from twotower_hgnn.train.two_tower import prepare
+    from twotower_hgnn.train.two_tower_batches import training_data
+
+    sp = temporal_split(ds, cut_quantile=0.9, history_days=None, min_segment_users=0)
+    rng = np.random.default_rng(0)
+    content = rng.normal(size=(ds.num_items, 4)).astype(np.float32)
+    cfg = TwoTowerTrainConfig(
+        target_type="podcast",
+        batch_size=8,
+        max_steps=5,
+        seed=3,
+        recency_halflife_days=2.0,
+        prior_days=3.0,
+        prior_as_of=prior_as_of,
+        model=TwoTowerConfig(item_bias=True),
+    )
+    every = dataclasses.replace(cfg, max_steps=None, epochs=1)
+    got, want = [], []
+    for c, out in ((cfg, got), (every, want)):
+        _, vocab, table, hist = prepare(ds, content, content, c)
+        ex, host_batch, train_table, prior = training_data(ds, sp, c, vocab, table, hist)
+        out.append((ex, [host_batch(s) for s in range(5)], table.log_prior, prior))
+    (ex, batches, log_prior, prior), (ex_all, batches_all, log_prior_all, prior_all) = got[0], want[0]
+    assert ex.n_examples == len(ex_all) == len(ex) > 5 * 8 >= len(ex.item_row)  # compacted
+    np.testing.assert_array_equal(log_prior, log_prior_all)
+    if prior_as_of:
+        np.testing.assert_array_equal(prior, prior_all)
+    for a, b in zip(batches, batches_all):
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True):
+            np.testing.assert_array_equal(x, y)

@@ -95,12 +95,33 @@ def resolve_index_kind(kind: str, num_items: int) -> str:
     return kind
 
 
-def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, chunk: int = 256) -> np.ndarray:
-    """int64 ``[Q, k]`` rows of the top-``k`` dot products (NumPy reference, ties to the lower row)."""
+def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, score_bytes: int = 1 << 28) -> np.ndarray:
+    """int64 ``[Q, k]`` rows of the top-``k`` dot products (NumPy reference, ties to the lower row: the order
+    of a stable argsort of ``-scores``).
+
+    Memory: one block of scores of at most ``score_bytes`` (queries per block = score_bytes / (4 N)) and
+    its selection, never ``[Q, N]``: at 3.5M items a block of 256 queries' int64 argsort alone was 7 GB.
+    Per row the ``k``-th largest score is found by ``np.partition``; the columns above it and the
+    lowest-indexed ones equal to it are the top ``k``, sorted by (score descending, row)."""
+    vectors = np.asarray(vectors, np.float32)
+    n = vectors.shape[0]
+    k = int(min(k, n))
     out = np.zeros((len(queries), k), np.int64)
+    if k == 0:
+        return out
+    chunk = max(1, int(score_bytes) // (4 * max(n, 1)))
     for s in range(0, len(queries), chunk):
-        scores = np.asarray(queries[s : s + chunk], np.float32) @ np.asarray(vectors, np.float32).T
-        out[s : s + chunk] = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        scores = np.asarray(queries[s : s + chunk], np.float32) @ vectors.T  # [c, N]
+        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]  # [c, 1] the k-th largest score
+        above = scores > kth
+        tied = scores == kth
+        # of the ties, the lowest-indexed (k - #above) ones
+        tied &= np.cumsum(tied, axis=1, dtype=np.int32) <= (k - above.sum(axis=1, dtype=np.int32))[:, None]
+        rows, cols = np.nonzero(above | tied)  # k per row, row-major: cols ascending within a row
+        cols = cols.reshape(-1, k)
+        sel = np.take_along_axis(scores, cols, axis=1)
+        order = np.argsort(-sel, axis=1, kind="stable")  # equal scores keep ascending column order
+        out[s : s + len(cols)] = np.take_along_axis(cols, order, axis=1)
     return out
 
 

@@ -179,10 +179,22 @@ def export_stage(ctx: RunContext, out: Path) -> dict:
     from twotower_hgnn import __version__
     from twotower_hgnn.serving_export import EXPORT_FORMAT, export_model
 
-    ds, cfg, runner = ctx.ds, ctx.cfg, ctx.runner
+    cfg, runner, ds = ctx.cfg, ctx.runner, ctx.ds
     emb_df = pd.DataFrame({"item_id": ds.items["item_id"].to_numpy(), "item_type": ds.items["item_type"].to_numpy()})
+    n_items, item_types = ds.num_items, list(ds.item_types)
+    prev = previous_version(cfg)
+    new_items: list[str] = []
+    if prev is not None:
+        old = set(pd.read_parquet(prev / "export" / "item_ids.parquet")["item_id"].tolist())
+        new_items = sorted(set(emb_df["item_id"].tolist()) - old)
+    # the models are exported from their own directories: the dataset (~10 GB at the paper's scale) goes
+    # before the largest one's item vectors, index and recall queries are built
+    del ds
+    ctx.release_data()
     atomic_write_parquet(emb_df, out / "item_ids.parquet")
-    atomic_save_npy(out / "hgnn_embeddings.npy", np.asarray(ctx.hgnn_emb, np.float32))
+    hgnn = np.load(ctx.path("hgnn") / "item_embeddings.npy", mmap_mode="r")  # not kept as ctx.hgnn_emb
+    atomic_save_npy(out / "hgnn_embeddings.npy", np.asarray(hgnn, np.float32))
+    del hgnn
     served = {}
     for tag, tcfg in ctx.two_tower_cfgs.items():
         if not tcfg.use_hgnn:
@@ -192,11 +204,6 @@ def export_stage(ctx: RunContext, out: Path) -> dict:
         served[t] = {"model": t, "trained_as": tag, **entry}
         ix = entry["index"]
         log(f"[export] {t}: {entry['items']} items, {ix['kind']} index, recall@{ix['k']} {ix['recall']}")
-    prev = previous_version(cfg)
-    new_items: list[str] = []
-    if prev is not None:
-        old = set(pd.read_parquet(prev / "export" / "item_ids.parquet")["item_id"].tolist())
-        new_items = sorted(set(ds.items["item_id"].tolist()) - old)
     g = json.loads((ctx.path("graph") / "stats.json").read_text())
     atomic_write_json(
         out / "MANIFEST.json",
@@ -211,10 +218,10 @@ def export_stage(ctx: RunContext, out: Path) -> dict:
                 s: runner.results[ctx.names[s]].fingerprint
                 for s in ("graph", "content", "hgnn", "two_tower", "evaluate")
             },
-            "item_types": list(ds.item_types),
+            "item_types": item_types,
             "served": served,
             "default_target": "audiobook" if "audiobook" in served else next(iter(sorted(served)), None),
-            "n_items": ds.num_items,
+            "n_items": n_items,
             "previous_version": prev.name if prev else None,
             "new_items": new_items,
             "graph": {k: g.get(k) for k in ("relations",) if k in g},

@@ -30,9 +30,10 @@ def make_batch(
     ``prior_slot`` ``[E]`` each example's slot of the time-aware prior (None = static prior)."""
     n = len(rows)
     pad = batch_size - n
-    item_row = np.concatenate([ex.item_row[rows], np.zeros(pad, np.int32)]).astype(np.int32)
+    at = ex.positions(rows)  # the rows themselves, or their places in a compacted ``ex``
+    item_row = np.concatenate([ex.item_row[at], np.zeros(pad, np.int32)]).astype(np.int32)
     mask = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
-    w = mask if weights is None else np.concatenate([weights[rows], np.zeros(pad)]).astype(np.float32)
+    w = mask if weights is None else np.concatenate([weights[at], np.zeros(pad)]).astype(np.float32)
     return F.TwoTowerBatch(
         user=F.pad_users(ex.users_of(rows), batch_size),
         item_row=item_row,
@@ -41,7 +42,7 @@ def make_batch(
         weight=w,
         prior_slot=None
         if prior_slot is None
-        else np.concatenate([prior_slot[rows], np.zeros(pad, np.int32)]).astype(np.int32),
+        else np.concatenate([prior_slot[at], np.zeros(pad, np.int32)]).astype(np.int32),
     )
 
 
@@ -80,15 +81,17 @@ def batch_rows(
     return perm[pos * batch_size : (pos + 1) * batch_size]
 
 
-def budget_rows(n_examples: int, cfg: TwoTowerTrainConfig) -> np.ndarray | None:
+def budget_rows(n_examples: int, cfg: TwoTowerTrainConfig, steps_out: list | None = None) -> np.ndarray | None:
     """Sorted example rows that steps ``0 .. max_steps - 1`` read (:func:`batch_rows`; step 0 always: its
     batch initialises the parameters), or None when the budget is epochs or reads every example anyway:
-    only these examples need user features."""
+    only these examples need user features. ``steps_out`` (a list) receives each step's rows, in step order."""
     steps = None if cfg.max_steps is None else max(int(cfg.max_steps), 1)
     if steps is None or steps * cfg.batch_size >= n_examples:
         return None
     cache: dict = {}
     rows = [batch_rows(n_examples, cfg.batch_size, cfg.seed, s, cache) for s in range(steps)]
+    if steps_out is not None:
+        steps_out[:] = rows
     return np.unique(np.concatenate(rows))
 
 
@@ -115,6 +118,7 @@ def training_data(
             raise ValueError(f"no training users with two {cfg.positive_events} of {cfg.target_type}s")
         table.log_prior = prior_log_frequency(units, cfg.prior_days, cfg.q_smoothing)
         return units, units_host_batch(ds, units, cfg, hist), table, None
+    step_rows: list = []  # each budget step's rows (filled when a step budget reads a subset)
     ex = F.build_training_examples(
         ds,
         split,
@@ -124,7 +128,7 @@ def training_data(
         positive_events=cfg.positive_events,
         first_only=cfg.first_only,
         example_history=cfg.example_history,
-        budget_rows=lambda n: budget_rows(n, cfg),
+        budget_rows=lambda n: budget_rows(n, cfg, step_rows),
     )
     if len(ex) == 0:
         raise ValueError(f"no training examples: no {cfg.positive_events} of {cfg.target_type}s in the training part")
@@ -137,11 +141,21 @@ def training_data(
     else:
         table.log_prior = prior_log_frequency(ex, cfg.prior_days, cfg.q_smoothing)
     weights = recency_weights(ex.timestamp, cfg.recency_halflife_days)
+    if ex.built_rows is not None:
+        # the priors and weights have seen every example: keep the budget's rows only, and each step's rows
+        # instead of the epoch's permutation (~5 GB less for the paper's 250M podcast examples)
+        at = ex.built_rows
+        weights = None if weights is None else weights[at]
+        slots = None if slots is None else slots[at]
+        ex = ex.compact()
     cache: dict = {}
 
+    def rows_of(step: int) -> np.ndarray:
+        if step < len(step_rows):
+            return step_rows[step]
+        return batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache)
+
     def host_batch(step):
-        return make_batch(
-            ex, batch_rows(len(ex), cfg.batch_size, cfg.seed, step, cache), log_q_items, cfg.batch_size, weights, slots
-        )
+        return make_batch(ex, rows_of(step), log_q_items, cfg.batch_size, weights, slots)
 
     return ex, host_batch, train_table, prior
