@@ -52,8 +52,8 @@ def build_training_examples(
     train = _interactions_frame(getattr(split, "train", split))
     start, stop = target_item_range(ds, target_type)
     codes = np.asarray([EVENTS.index(e) for e in positive_events], np.int64)
-    u, ts, item = _positives(train, codes, start, stop, ds.num_items, first_only)
-    row = (item - start).astype(np.int32)
+    u, ts, row = _positives(train, codes, start, stop, ds.num_items, first_only)
+    row -= np.int32(start)  # in place (int32): global item ids -> rows of the item table, no second [E] column
     only = None if budget_rows is None else budget_rows(len(u))
     fu, fts, frow = (u, ts, row) if only is None else (u[only], ts[only], row[only])
     fu = fu.astype(np.int64)

@@ -37,7 +37,7 @@ import numpy as np
 
 from sampler.csr import HeteroCSR, Relation, relation_name
 from twotower_hgnn import errors
-from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.data.schema import EVENTS, Dataset, event_mask
 from twotower_hgnn.graph_pairs import _count_pairs, _topk_pairs, _user_sequences
 
 RULES = ("any", "min_shared", "topk")
@@ -188,7 +188,7 @@ def _edge_rows(inter, cfg: GraphConfig, n_items: int) -> tuple[np.ndarray, np.nd
             raise GraphError(f"interactions: column {col!r} missing (pass Dataset.interactions or a Split table)")
     codes = np.array([EVENTS.index(e) for e in cfg.edge_events], np.int8)
     ev = inter["event_code"].to_numpy()
-    sel = np.isin(ev, codes)
+    sel = event_mask(ev, codes)
     users = inter["user_idx"].to_numpy()[sel]
     items = inter["item_idx"].to_numpy()[sel].astype(np.int64)
     if items.size and (items.min() < 0 or items.max() >= n_items):
@@ -304,7 +304,7 @@ def _engine_edges(inter, cfg: GraphConfig, n_items: int, parquet=None) -> tuple[
     if parquet is None:
         frame = interactions_frame(inter)
         codes = [EVENTS.index(e) for e in cfg.edge_events]
-        items = frame["item_idx"].to_numpy()[np.isin(frame["event_code"].to_numpy(), codes)]
+        items = frame["item_idx"].to_numpy()[event_mask(frame["event_code"].to_numpy(), codes)]
         if items.size and (items.min() < 0 or items.max() >= n_items):
             raise GraphError(f"interactions: item_idx outside [0, {n_items})")
     opts = {"memory_limit": cfg.memory_limit} if cfg.engine == "duckdb" else {}

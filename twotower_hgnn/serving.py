@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from twotower_hgnn import features as F
-from twotower_hgnn.data.schema import EVENTS, Dataset
+from twotower_hgnn.data.schema import EVENTS, Dataset, event_mask
 from twotower_hgnn.models.encode import encode_chunked, item_vectors
 from twotower_hgnn.retrieval import ExcludeCSR, load_index, make_index
 from twotower_hgnn.serving_export import (  # noqa: F401  (re-exported: the export API lives here too)
@@ -230,7 +230,7 @@ class Recommender:
     ) -> F.UserFeatures:
         item, ev, ts = log
         vocab = self.result.vocab
-        keep = np.isin(ev, [EVENTS.index(e) for e in vocab.history_events])
+        keep = event_mask(ev, [EVENTS.index(e) for e in vocab.history_events])
         window = None if vocab.history_days is None else vocab.history_days * F.DAY_S
         log = (
             np.zeros(int(keep.sum()), np.int64),

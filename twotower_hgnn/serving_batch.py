@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twotower_hgnn import features as F
-from twotower_hgnn.data.schema import EVENTS
+from twotower_hgnn.data.schema import EVENTS, event_mask
 from twotower_hgnn.io import atomic_write_stream
 from twotower_hgnn.models.encode import encode_chunked
 from twotower_hgnn.retrieval import ExcludeCSR
@@ -48,7 +48,7 @@ def chunk_features(rec: Any, users: np.ndarray, as_of: int, log: dict | None = N
     users = np.asarray(users, dtype=np.int64)
     log = _log_rows(rec, users) if log is None else log
     vocab, ds = rec.result.vocab, rec.dataset
-    keep = np.isin(log["event_code"], [EVENTS.index(e) for e in vocab.history_events])
+    keep = event_mask(log["event_code"], [EVENTS.index(e) for e in vocab.history_events])
     window = None if vocab.history_days is None else vocab.history_days * F.DAY_S
     item = log["item_idx"][keep]
     rows = (log["user_idx"][keep], log["timestamp"][keep], item, ds.item_type_codes()[item].astype(np.int64))

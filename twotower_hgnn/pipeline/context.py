@@ -82,13 +82,18 @@ class RunContext:
         if self._ds is None or _log_bytes(self._ds) < RELEASE_BYTES:
             return False
         self._ds = None
-        for name in ("split", "valid"):  # cached views of the released rows
-            self.__dict__.pop(name, None)
+        self.forget("split", "valid")  # cached views of the released rows
         import gc
 
         gc.collect()
         log("[pipeline] dataset released for this stage (it does not read the log)")
         return True
+
+    def forget(self, *names: str) -> None:
+        """Drops the cached stage outputs ``names`` (e.g. ``"content"``, ``"hgnn_emb"``); the next use
+        reads them again from their stage's folder."""
+        for name in names:
+            self.__dict__.pop(name, None)
 
     # ------------------------------------------------------------------ places
     def path(self, stage: str) -> Path:
