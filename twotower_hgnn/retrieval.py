@@ -118,7 +118,7 @@ def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, score_bytes: in
         tied = scores == kth
         # of the ties, the lowest-indexed (k - #above) ones
         tied &= np.cumsum(tied, axis=1, dtype=np.int32) <= (k - above.sum(axis=1, dtype=np.int32))[:, None]
-        rows, cols = np.nonzero(above | tied)  # k per row, row-major: cols ascending within a row
+        cols = np.nonzero(above | tied)[1]  # k per row, row-major: cols ascending within a row
         cols = cols.reshape(-1, k)
         sel = np.take_along_axis(scores, cols, axis=1)
         order = np.argsort(-sel, axis=1, kind="stable")  # equal scores keep ascending column order
