@@ -134,6 +134,12 @@ def test_temporal_parts_are_views_and_load_back_as_views(ds, tmp_path):
         SplitError, match=r"split\.json: the split is rows \d+\.\.\d+ of its dataset; pass that dataset"
     ):
         load_split(tmp_path / "s")
+    # the segments alone (e.g. to pick a few test users) need neither the dataset nor the parts
+    seg = load_split(tmp_path / "s", read_parts=False)
+    assert seg.rows is None and seg.train.empty and seg.test.empty and seg.cut_time == sp.cut_time
+    np.testing.assert_array_equal(seg.warm_users, sp.warm_users)
+    np.testing.assert_array_equal(seg.cold_users, sp.cold_users)
+    np.testing.assert_array_equal(seg.user_as_of(sp.cold_users), sp.user_as_of(sp.cold_users))
     other = dataclasses.replace(big, interactions=big.interactions.iloc[1:].reset_index(drop=True))
     with pytest.raises(SplitError, match="the dataset given is not the one it was made from"):
         load_split(tmp_path / "s", other)  # ranges of another log: not trusted

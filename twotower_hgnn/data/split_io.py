@@ -52,15 +52,18 @@ def _bounds(split: Split) -> list:
     return [[len(p), *(p["timestamp"].iloc[[0, -1]].tolist() if len(p) else [])] for p in (split.train, split.test)]
 
 
-def load_split(path: str | os.PathLike, ds: Dataset | None = None) -> Split:
+def load_split(path: str | os.PathLike, ds: Dataset | None = None, read_parts: bool = True) -> Split:
     """The split :func:`save_split` wrote into ``path``. With the dataset it was made from, a split of row
     ranges (``Split.rows``) is rebuilt as views of ``ds.interactions`` (no copy, nothing read) when the
     ranges reproduce the saved parts' sizes and first/last timestamps; otherwise (or without ``ds``)
-    its parts are read from the Parquet files."""
+    its parts are read from the Parquet files. ``read_parts=False``: the segments, cut and as-of times
+    only (``train``/``test`` empty, ``rows`` None), without the dataset: e.g. to pick a few test users."""
     path = Path(path)
     meta = json.loads((path / "split.json").read_text())
     as_of = np.load(path / "as_of_times.npy") if meta.get("external") else None
     parts, rows = None, meta.get("rows")
+    if not read_parts:
+        parts, rows = (pd.DataFrame(), pd.DataFrame()), None
     if ds is not None and rows is not None and rows[2] <= len(ds.interactions):
         lo, mid, hi = (int(r) for r in rows)
         parts = (rows_view(ds.interactions, lo, mid), rows_view(ds.interactions, mid, hi))
@@ -76,7 +79,7 @@ def load_split(path: str | os.PathLike, ds: Dataset | None = None) -> Split:
     return Split(
         train=train,
         test=test,
-        rows=tuple(int(r) for r in rows) if parts is not None else None,
+        rows=tuple(int(r) for r in rows) if parts is not None and rows is not None else None,
         cut_time=int(meta["cut_time"]),
         history_start=meta["history_start"],
         warm_users=np.load(path / "warm_users.npy"),
