@@ -140,3 +140,25 @@ def test_rank_global_order_random_against_loop():
     for u, ex in enumerate(lists):
         want = [int(i) for i in order if i not in set(ex.tolist())][:20]
         np.testing.assert_array_equal(got[u], want + [-1] * (20 - len(want)))
+
+
+def test_rank_users_with_a_search_only_index_equals_the_vectors(case):
+    """A search-only ExactIndex (host vectors not kept: the two-tower rankings drop them before the
+    search) ranks exactly as the vectors do; without vectors or an index nothing is ranked."""
+    from twotower_hgnn.retrieval import ExactIndex
+
+    proto, vecs = case
+    tp = proto["podcast"]
+    items = vecs[tp.catalogue]
+    user_vecs = np.random.default_rng(1).normal(size=(tp.n_users, items.shape[1])).astype(np.float32)
+    want = rank_users(tp, user_vecs, items, k=7)
+    index = ExactIndex(items.copy(), keep_host=False)
+    got = rank_users(tp, user_vecs, None, k=7, index=index)
+    np.testing.assert_array_equal(got.items, want.items)
+    np.testing.assert_array_equal(got.users, want.users)
+    with pytest.raises(ValueError, match="cannot be saved"):
+        index.save("unused")
+    with pytest.raises(ValueError, match="pass item_vecs or a prebuilt index"):
+        rank_users(tp, user_vecs, None)
+    with pytest.raises(ValueError, match="item vectors for a podcast catalogue"):
+        rank_users(tp, user_vecs, None, index=ExactIndex(items[:-1]))

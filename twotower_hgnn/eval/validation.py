@@ -13,10 +13,10 @@ from typing import Any, Callable
 
 from twotower_hgnn import errors
 from twotower_hgnn.data.schema import Dataset
-from twotower_hgnn.eval.baselines import rank_users
+from twotower_hgnn.eval.baselines import rank_with_item_tower
 from twotower_hgnn.eval.metrics import compute_metrics
 from twotower_hgnn.eval.protocol import build_protocol
-from twotower_hgnn.models.encode import EncodableModel, item_vectors, user_vectors
+from twotower_hgnn.models.encode import EncodableModel, user_vectors
 
 
 class ValidationError(errors.DataError):
@@ -40,8 +40,7 @@ def two_tower_validator(
 
     def score(res: EncodableModel) -> float:
         uv = user_vectors(res, ds, valid.train, tp.users, as_of)
-        iv, _ = item_vectors(res)
-        ranked = rank_users(tp, uv, iv).items
+        ranked = rank_with_item_tower(tp, uv, res).items  # the host item vectors dropped before the search
         return float(compute_metrics(ranked, tp.relevant, tp.catalogue, k=k)[f"hr@{k}"])
 
     return score

@@ -80,6 +80,7 @@ def _two_tower_rankings(ctx: RunContext, t: str, tp: Any, models: dict, training
     """The trained two-tower models of target ``t``: user vectors as of each user's cut, exact ranking."""
     from twotower_hgnn.eval.baselines import rank_users
     from twotower_hgnn.models.encode import item_vectors, user_vectors
+    from twotower_hgnn.retrieval import ExactIndex
     from twotower_hgnn.serving import load_model
 
     tt_dir = ctx.path("two_tower")
@@ -94,10 +95,13 @@ def _two_tower_rankings(ctx: RunContext, t: str, tp: Any, models: dict, training
                 f"two-tower {tag}: item table ({ids.size} items) != the {t} catalogue ({tp.catalogue.size})"
             )
         # the model's item table and history table (~4 GB for the paper's podcasts) go before the ranking
-        # copies the 3.5M item vectors to the device; the vectors go before the next model encodes its own
+        # copies the 3.5M item vectors to the device; the host vectors go once the (search-only) index
+        # holds them, and the index before the next model encodes its own
         del res
-        models.setdefault("2T-HGNN" if tcfg.use_hgnn else "2T", {})[t] = rank_users(tp, uv, iv)
-        del uv, iv
+        index = ExactIndex(iv, keep_host=False)
+        del iv
+        models.setdefault("2T-HGNN" if tcfg.use_hgnn else "2T", {})[t] = rank_users(tp, uv, None, index=index)
+        del uv, index
         hist = json.loads((tt_dir / tag / "history.json").read_text())
         training[f"two_tower/{tag}"] = {
             k: hist.get(k) for k in ("history", "val_history", "stop_reason", "best_step", "best_val", "refit_steps")
