@@ -56,15 +56,15 @@ def print_examples(cfg, k: int = 5) -> None:
 
     vdir = cfg.version_dir()
     split = load_split(vdir / "split", read_parts=False)
-    picks = [
-        (seg, int(users[0])) for seg, users in (("warm", split.warm_users), ("cold", split.cold_users)) if len(users)
-    ]
+    picks = {
+        seg: int(users[0]) for seg, users in (("warm", split.warm_users), ("cold", split.cold_users)) if len(users)
+    }
     # the export's default target (audiobook when served, else the first served type); its user store is
     # the log as known at the split
-    rec = Recommender.load(vdir, only_users=np.array([u for _, u in picks], np.int64))
+    rec = Recommender.load(vdir, only_users=np.array(list(picks.values()), np.int64))
     ds, target = rec.dataset, rec.target_type
     for seg in ("warm", "cold"):
-        user = dict(picks).get(seg)
+        user = picks.get(seg)
         if user is None:
             print(f"\n(no {seg} test user)")
             continue

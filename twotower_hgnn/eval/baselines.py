@@ -36,6 +36,13 @@ def _local_exclude(exclude: ItemSets, item_ids: np.ndarray) -> ExcludeCSR:
     return ExcludeCSR(kept.indptr, pos[ok].astype(np.int64))
 
 
+def _num_items(item_vecs: np.ndarray | None, index: Any, who: str) -> int:
+    """Rows to rank: those of ``item_vecs``, or of the prebuilt ``index`` when no vectors are given."""
+    if item_vecs is None and index is None:
+        raise ValueError(f"{who}: pass item_vecs or a prebuilt index")
+    return int(np.shape(item_vecs)[0]) if item_vecs is not None else int(index.num_items)
+
+
 def rank_with_vectors(
     user_vecs: np.ndarray,
     item_vecs: np.ndarray | None,
@@ -60,9 +67,7 @@ def rank_with_vectors(
     Returns int64 ``[U, k]`` global ids, best first, ``-1`` where fewer than ``k`` items remain.
     """
     user_vecs = np.asarray(user_vecs)
-    if item_vecs is None and index is None:
-        raise ValueError("rank_with_vectors: pass item_vecs or a prebuilt index")
-    n = int(np.shape(item_vecs)[0]) if item_vecs is not None else int(index.num_items)
+    n = _num_items(item_vecs, index, "rank_with_vectors")
     item_ids = np.arange(n, dtype=np.int64) if item_ids is None else np.asarray(item_ids, dtype=np.int64)
     if item_ids.shape != (n,) or (n > 1 and np.any(np.diff(item_ids) <= 0)):
         raise ValueError(f"rank_with_vectors: item_ids must be {n} strictly increasing ids, got shape {item_ids.shape}")
@@ -91,9 +96,7 @@ def rank_users(
     over those rows. The protocol's exclusions are applied.
     """
     positions = np.arange(tp.n_users, dtype=np.int64) if positions is None else np.asarray(positions, np.int64)
-    if item_vecs is None and index is None:
-        raise ValueError("rank_users: pass item_vecs or a prebuilt index")
-    n_items = int(np.shape(item_vecs)[0]) if item_vecs is not None else int(index.num_items)
+    n_items = _num_items(item_vecs, index, "rank_users")
     if n_items != tp.catalogue.size:
         raise ValueError(
             f"rank_users: {n_items} item vectors for a {tp.target_type} catalogue of {tp.catalogue.size} items"
