@@ -2,15 +2,29 @@
 and each stage of the pipeline's table run alone reproducing what the whole run produced.
 
 A refactor must not change what the pipeline computes: the report of the ``test`` preset on the tiny
-synthetic data equals the golden one up to float rounding (6 significant digits) once wall-clock
-figures and paths are dropped. A commit that changes behaviour on purpose regenerates the file::
+synthetic data equals the golden one once wall-clock figures and paths are dropped. A commit that
+changes behaviour on purpose regenerates the file::
 
     UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden_report.py
 
-From a copy of the same finished tiny run, every stage is recomputed by itself (``run_stage`` with that
-stage forced; its upstream stages are found valid and skipped): its fingerprint and its outputs equal the
-full run's, so a stage is a function of its configuration and its upstream outputs only. (One module:
-the finished run is a session fixture, computed once per test worker.)
+Two classes of numbers, two rules:
+
+* Everything NumPy/SciPy computes — data and split statistics, the protocol, the baselines (Popularity,
+  RecentPop, ItemKNN, EASE) and their intervals, LLM-KNN, every count, step and stop reason — equals
+  the golden copy to 6 significant digits whatever the core count or NumPy's SIMD kernels: top-k
+  selections break ties by id
+  (``twotower_hgnn.topk``), never in the order of NumPy's CPU-dispatched sorts (checked: the same
+  report with NumPy's AVX-512 kernels disabled).
+* What a trained model (HGNN, HGNN-w-users, 2T, 2T-HGNN) produces is summed by XLA:CPU, whose reduction
+  and matmul kernels (YNNPACK, LLVM-vectorised loops) split sums by the number of cores and the vector
+  width of the CPU: one core instead of two moves the HGNN's parameters at the 7th digit, and a few
+  users' ranks in the report. Those floats match within :data:`LOSS_RTOL` (losses) and
+  :data:`METRIC_ATOL` (metrics, intervals, validation scores); observed spread over core counts and
+  XLA flags that change the kernels (1 or 2 cores, YNNPACK off, ``--xla_cpu_max_isa=AVX``): losses
+  8e-5 relative, metrics 0.006 absolute. Bit-for-bit equality of these on one
+  machine is what the stage tests below check (every stage rerun alone gives the same bytes).
+
+(One module: the finished run is a session fixture, computed once per test worker.)
 """
 
 from __future__ import annotations
@@ -51,16 +65,51 @@ def normalise(x, key: str = ""):
     return x
 
 
-def _diff(a, b, path="") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = [f"{path}/{k}: only in golden" for k in a.keys() - b.keys()]
-        out += [f"{path}/{k}: only in this run" for k in b.keys() - a.keys()]
-        for k in sorted(a.keys() & b.keys()):
-            out += _diff(a[k], b[k], f"{path}/{k}")
-        return out
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _diff(x, y, f"{path}[{i}]")]
-    return [] if a == b else [f"{path}: golden {json.dumps(a)[:80]} != {json.dumps(b)[:80]}"]
+TRAINED = frozenset({"HGNN", "HGNN-w-users", "2T", "2T-HGNN"})
+LOSS_RTOL = 1e-3
+METRIC_ATOL = 0.02
+
+
+def flatten(x, path: str = "") -> dict[str, object]:
+    """``{path: leaf}``; a list of result rows is keyed by its rows' (target, segment, model, tiers), so
+    a row's path names its model."""
+    if isinstance(x, dict):
+        return {p: v for k, val in x.items() for p, v in flatten(val, f"{path}/{k}").items()}
+    if isinstance(x, list):
+        if x and all(isinstance(r, dict) and "model" in r for r in x):
+            keys = ("target_type", "segment", "model", "tiers")
+            names = ["/".join(str(r[k]) for k in keys if k in r) for r in x]
+            if len(set(names)) == len(names):
+                return {p: v for n, r in zip(names, x) for p, v in flatten(r, f"{path}[{n}]").items()}
+        return {p: v for i, r in enumerate(x) for p, v in flatten(r, f"{path}[{i}]").items()}
+    return {path: x}
+
+
+def trained(path: str) -> bool:
+    """Whether ``path`` holds a number computed by a trained model (XLA:CPU sums)."""
+    tokens = set(path.replace("[", "/").replace("]", "/").split("/"))
+    return bool(tokens & TRAINED) or path.startswith(("/training/hgnn/", "/training/two_tower/"))
+
+
+def close(path: str, a, b) -> bool:
+    if a == b:
+        return True
+    if not (trained(path) and isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool)):
+        return False
+    if "loss" in path:  # training losses: relative
+        return abs(a - b) <= LOSS_RTOL * max(abs(a), abs(b))
+    return abs(a - b) <= METRIC_ATOL
+
+
+def _diff(a, b) -> list[str]:
+    fa, fb = flatten(a), flatten(b)
+    out = [f"{p}: only in golden" for p in sorted(fa.keys() - fb.keys())]
+    out += [f"{p}: only in this run" for p in sorted(fb.keys() - fa.keys())]
+    return out + [
+        f"{p}: golden {json.dumps(fa[p])[:80]} != {json.dumps(fb[p])[:80]}"
+        for p in sorted(fa.keys() & fb.keys())
+        if not close(p, fa[p], fb[p])
+    ]
 
 
 def test_tiny_report_equals_the_golden_copy(tiny_run):

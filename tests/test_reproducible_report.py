@@ -2,8 +2,10 @@
 reused) runs to its goals and writes a JSON with every goal's per-seed comparison.
 
 That the same command gives the same report (training stops on steps, epochs and early stopping, never
-on time) is checked by ``tests/test_golden_report.py``: each suite run computes the tiny pipeline afresh
-and compares its whole report with the committed golden copy. (This file ran the benchmark twice and
+on time) is checked by ``tests/test_golden_report.py``: each suite run computes the tiny pipeline afresh,
+recomputes every stage alone for a bitwise comparison on the same machine, and compares the whole report
+with the committed golden copy (exact for NumPy numbers, within XLA:CPU's machine-to-machine spread for
+trained ones). (This file ran the benchmark twice and
 compared the two reports: the same property at twice the cost.)"""
 
 from __future__ import annotations

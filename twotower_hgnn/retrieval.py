@@ -35,6 +35,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from twotower_hgnn.io import atomic_dir
+from twotower_hgnn.topk import top_k_columns
 from twotower_hgnn.retrieval_kernels import FEW, GROUP, _block_top_k, _device_chunks, _make_exact_search  # noqa: F401
 
 # The default serving index, chosen by measurement (benchmarks/retrieval.py; BUILD_NOTES.md, appendix B):
@@ -102,8 +103,7 @@ def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, score_bytes: in
 
     Memory: one block of scores of at most ``score_bytes`` (queries per block = score_bytes / (4 N)) and
     its selection, never ``[Q, N]``: at 3.5M items a block of 256 queries' int64 argsort alone was 7 GB.
-    Per row the ``k``-th largest score is found by ``np.partition``; the columns above it and the
-    lowest-indexed ones equal to it are the top ``k``, sorted by (score descending, row)."""
+    Selection by :func:`twotower_hgnn.topk.top_k_columns`: sorted by (score descending, row)."""
     vectors = np.asarray(vectors, np.float32)
     n = vectors.shape[0]
     k = int(min(k, n))
@@ -113,16 +113,7 @@ def exact_topk(queries: np.ndarray, vectors: np.ndarray, k: int, score_bytes: in
     chunk = max(1, int(score_bytes) // (4 * max(n, 1)))
     for s in range(0, len(queries), chunk):
         scores = np.asarray(queries[s : s + chunk], np.float32) @ vectors.T  # [c, N]
-        kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]  # [c, 1] the k-th largest score
-        above = scores > kth
-        tied = scores == kth
-        # of the ties, the lowest-indexed (k - #above) ones
-        tied &= np.cumsum(tied, axis=1, dtype=np.int32) <= (k - above.sum(axis=1, dtype=np.int32))[:, None]
-        cols = np.nonzero(above | tied)[1]  # k per row, row-major: cols ascending within a row
-        cols = cols.reshape(-1, k)
-        sel = np.take_along_axis(scores, cols, axis=1)
-        order = np.argsort(-sel, axis=1, kind="stable")  # equal scores keep ascending column order
-        out[s : s + len(cols)] = np.take_along_axis(cols, order, axis=1)
+        out[s : s + len(scores)] = top_k_columns(scores, k)[0]
     return out
 
 

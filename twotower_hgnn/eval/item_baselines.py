@@ -9,7 +9,7 @@ vice versa.
 * **item-kNN** — ``sim(i, j) = (X^T X)_ij / (||x_i|| ||x_j|| + shrink)`` (cosine with shrinkage; for a
   binary ``X`` the numerator is the number of users of both items, ``||x_i||`` the square root of the
   number of users of ``i``); ``sim(j, j) = 0``. For every catalogue item ``j`` only its ``n_neighbors``
-  most similar items (over all items; positive similarity only; ties at the cut in argpartition order)
+  most similar items (over all items; positive similarity only; ties at the cut to the lower item id)
   are kept. ``score(u, j) = sum_{i in X_u} sim(i, j)`` over the kept neighbours of ``j``.
 * **EASE** — ``G = X^T X + lam I`` over all items (float64), ``P = G^{-1}``, ``B = -P / diag(P)``
   (column ``j`` divided by ``P_jj``), ``diag(B) = 0``; ``score(u, j) = X_u . B[:, j]``. The inverse
@@ -37,6 +37,7 @@ import scipy.sparse as sp
 
 from twotower_hgnn.data.schema import EVENTS, event_mask
 from twotower_hgnn.eval.protocol import EvalProtocol, Rankings, TargetProtocol
+from twotower_hgnn.topk import top_k_columns, top_k_mask
 
 EASE_MAX_ITEMS = 20_000
 KNN_GRID: tuple[dict[str, Any], ...] = tuple(
@@ -76,21 +77,9 @@ def interaction_matrix(
 # ------------------------------------------------------------------------------------------------
 def _top_columns(S: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``min(depth, n)`` columns of every row of ``S [C, n]``, by score descending, ties by lower
-    column (exact, O(C n)). Returns (int64 columns ``[C, d]``, their scores ``[C, d]``)."""
-    C, n = S.shape
-    d = min(depth, n)
-    if d < n:
-        kth = -np.partition(-S, d - 1, axis=1)[:, d - 1 : d]  # [C, 1] the d-th largest score
-        gt = S > kth
-        eq = S == kth
-        need = d - gt.sum(axis=1, keepdims=True)
-        take = gt | (eq & (np.cumsum(eq, axis=1) <= need))  # ties at the cut: lowest columns
-        cols = np.nonzero(take)[1].reshape(C, d)  # ascending within each row
-    else:
-        cols = np.broadcast_to(np.arange(n, dtype=np.int64), (C, n))
-    vals = np.take_along_axis(S, cols, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")  # stable: equal scores keep the lower column first
-    return np.take_along_axis(cols, order, axis=1).astype(np.int64), np.take_along_axis(vals, order, axis=1)
+    column (exact, O(C n); :func:`twotower_hgnn.topk.top_k_columns`). Returns (int64 columns ``[C, d]``,
+    their scores ``[C, d]``)."""
+    return top_k_columns(S, depth)
 
 
 def rank_scores(
@@ -178,15 +167,11 @@ class ItemKNN:
             den = self.norms[:, None] * self.norms[None, c] + np.float32(shrink)
             sim = np.divide(num, den, out=np.zeros(num.shape, np.float32), where=den > 0)
             sim[c, np.arange(c.size)] = 0.0  # no self-similarity
-            if kk < n:
-                top = np.argpartition(-sim, kk - 1, axis=0)[:kk]
-            else:
-                top = np.broadcast_to(np.arange(n)[:, None], sim.shape)
-            v = np.take_along_axis(sim, top, axis=0)  # [kk, c]
-            keep = v > 0
-            rows.append(top[keep])
-            cols.append(np.broadcast_to(np.arange(lo, lo + c.size), v.shape)[keep])
-            vals.append(v[keep])
+            simT = sim.T  # [c, n]: one row per column item
+            cc, rr = np.nonzero(top_k_mask(simT, kk) & (simT > 0))  # ties at the cut: the lower item
+            rows.append(rr)
+            cols.append(cc + lo)
+            vals.append(simT[cc, rr])
         return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, m))
 
     def rankings(self, tp: TargetProtocol, n_neighbors: int, shrink: float, depth: int = 100) -> Rankings:

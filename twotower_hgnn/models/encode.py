@@ -20,6 +20,7 @@ import numpy as np
 from twotower_hgnn import features as F
 from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.models.two_tower import TwoTowerConfig, TwoTowerModel
+from twotower_hgnn.topk import top_k_columns
 
 ENCODE_CHUNK = 1024  # rows per jitted tower call at evaluation time (one static shape)
 
@@ -110,6 +111,5 @@ def rank_items(
         ok = (local >= 0) & (local < len(ids))
         scores[exclude.row_ids()[ok], local[ok]] = -np.inf
     k = min(depth, len(ids))
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-    return ids[np.take_along_axis(top, order, axis=1)]
+    cols, _ = top_k_columns(scores, k)  # ties: the lower id, on every CPU
+    return ids[cols]
