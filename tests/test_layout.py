@@ -23,6 +23,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "twotower_hgnn.errors",
             "twotower_hgnn.io",
             "twotower_hgnn.rng",
+            "twotower_hgnn.topk",
             "twotower_hgnn.parallel",
             "twotower_hgnn.checkpoint",
             "twotower_hgnn.tracking",
