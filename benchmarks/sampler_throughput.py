@@ -22,7 +22,11 @@ children (``getrusage``) over the row's measurement (warm-up included), ``span_s
 in it) and ``seeds_per_cpu_s``: per batch from the sampling thread's or process's CPU time where a row
 has one (``cpu_source`` says which), else ``span_seeds / cpu_s``. The ``scaling`` rows divide the
 seeds/s of N workers by that of 1 worker in the same mode and harness (goal on a quiet run: 2 workers
->= 1.8x).
+>= 1.8x); the thread and process harnesses alternate rounds between worker counts, so that a drift of
+the shared machine's speed falls on both sides of a ratio. A control in the process harness -- random
+sorts of an in-cache array, nothing shared, nothing sent back -- measures what the machine's cores give
+work that needs only a core, 2 vs 1, in the same run (``machine_ratio``; each sampler ratio carries
+``share_of_machine``): a 2-vCPU VM's cores need not be independent.
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ flags.DEFINE_integer(
 )
 
 QUIET_LOAD = 0.5  # 1-minute load average at the start below which a run counts as quiet
+CONTROL_NAME = "control: in-cache NumPy sorts, processes (what the machine's cores give)"
 SCALING_GOAL = 1.8  # 2 workers vs 1, on a quiet run
 
 _DIRS = (("audiobook", "audiobook"), ("audiobook", "podcast"), ("podcast", "audiobook"), ("podcast", "podcast"))
@@ -187,9 +192,13 @@ class Span:
 
 
 def scaling_rows(rows: list[dict], noisy: bool) -> list[dict]:
-    """Per mode (same name prefix): seeds/s of N > 1 workers over 1 worker, from rows of the same harness."""
-    out = []
-    for prefix in ("numpy static-shape sampler, threads", "numpy static-shape sampler, processes", "Loader end to end"):
+    """Per mode (same name): seeds/s of N > 1 workers over 1 worker, from rows of the same harness.
+
+    The control (:data:`CONTROL_NAME`: work that needs only a core) gives the machine's own N-vs-1 ratio
+    in the same run; every sampler ratio also carries it (``machine_ratio``) and its share of it."""
+    out, machine = [], {}
+    prefixes = (CONTROL_NAME, "numpy static-shape sampler, threads", "numpy static-shape sampler, processes")
+    for prefix in prefixes + ("Loader end to end",):
         for mode_name in sorted({r["name"] for r in rows if r["name"].startswith(prefix)}):
             same = {r["workers"]: r for r in rows if r["name"] == mode_name and r.get("seeds_per_s")}
             if 1 not in same:
@@ -198,24 +207,30 @@ def scaling_rows(rows: list[dict], noisy: bool) -> list[dict]:
                 if w == 1:
                     continue
                 ratio = r["seeds_per_s"] / same[1]["seeds_per_s"]
-                goal = SCALING_GOAL if w == 2 else None
-                out.append(
-                    {
-                        "name": f"scaling: {mode_name}, {w} vs 1 workers",
-                        "workers": w,
-                        "replace": False,
-                        "scope": "ratio of seeds/s",
-                        "seeds_per_s": None,
-                        "edges_per_s": None,
-                        "median_ms": None,
-                        "ratio": ratio,
-                        "goal": f">= {goal} on a quiet run" if goal else None,
-                        "met": None if (noisy or goal is None) else bool(ratio >= goal),
-                        "noisy": noisy,
-                        "note": f"{r['seeds_per_s']:,.0f} vs {same[1]['seeds_per_s']:,.0f} seeds/s"
-                        + (" (noisy run: not a verdict)" if noisy else ""),
-                    }
-                )
+                control = mode_name == CONTROL_NAME
+                if control:
+                    machine[w] = ratio
+                goal = SCALING_GOAL if w == 2 and not control else None
+                row = {
+                    "name": f"scaling: {mode_name}, {w} vs 1 workers",
+                    "workers": w,
+                    "replace": False,
+                    "scope": "ratio of units/s" if control else "ratio of seeds/s",
+                    "seeds_per_s": None,
+                    "edges_per_s": None,
+                    "median_ms": None,
+                    "ratio": ratio,
+                    "goal": f">= {goal} on a quiet run" if goal else None,
+                    "met": None if (noisy or goal is None) else bool(ratio >= goal),
+                    "noisy": noisy,
+                    "note": f"{r['seeds_per_s']:,.0f} vs {same[1]['seeds_per_s']:,.0f} seeds/s"
+                    + (" (noisy run: not a verdict)" if noisy else ""),
+                }
+                if not control and w in machine:
+                    row["machine_ratio"] = machine[w]
+                    row["share_of_machine"] = ratio / machine[w]
+                    row["note"] += f"; the control's {w}-vs-1 in this run: {machine[w]:.2f}x"
+                out.append(row)
     return out
 
 
@@ -234,57 +249,85 @@ def _time_ours(adjs, g, batches, fan, replace: bool, warmup: int) -> tuple[list[
     return times, edges, cpu
 
 
-def _thread_rounds(adjs, g, batches, fan, workers: int, rounds: int) -> tuple[list[float], int]:
-    """Wall time of ``workers`` threads each sampling its share; per round: all batches once."""
-    walls = []
-    for r in range(rounds):
-        shares = [batches[w::workers] for w in range(workers)]
+def _thread_round(adjs, g, batches, fan, workers: int, seed: int) -> float:
+    """Wall time of ``workers`` threads each sampling its share of ``batches`` once."""
 
-        def run(share, seed):
-            rng = np.random.default_rng(seed)
-            for s in share:
-                sample_hops(adjs, s, _DIRS, fan, rng, pad_id=g.pad_id)
+    def run(share, s):
+        rng = np.random.default_rng(s)
+        for b in share:
+            sample_hops(adjs, b, _DIRS, fan, rng, pad_id=g.pad_id)
 
-        ts = [threading.Thread(target=run, args=(sh, r * 100 + w)) for w, sh in enumerate(shares)]
-        t0 = time.perf_counter()
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        walls.append(time.perf_counter() - t0)
-    return walls, len(batches)
+    ts = [threading.Thread(target=run, args=(batches[w::workers], seed * 100 + w)) for w in range(workers)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return time.perf_counter() - t0
 
 
 _P_STATE: dict[str, Any] = {}
 
 
 def _proc_init(path: str, fan: list[int]) -> None:
-    g = HeteroCSR.load(path)
-    _P_STATE.update(g=g, adjs=build_dir_adjs(g, _DIRS), fan=_fan(fan))
+    if path:
+        g = HeteroCSR.load(path)
+        _P_STATE.update(g=g, adjs=build_dir_adjs(g, _DIRS), fan=_fan(fan))
 
 
-def _proc_task(args: tuple[list[dict], int]) -> int:
+def _proc_task(args: tuple[list[dict], int]) -> float:
+    """Samples ``share``; returns this process's CPU seconds doing it."""
     share, seed = args
-    st = _P_STATE
+    st, c0 = _P_STATE, time.process_time()
     rng = np.random.default_rng(seed)
-    n = 0
     for s in share:
-        _, m = sample_hops(st["adjs"], s, _DIRS, st["fan"], rng, pad_id=st["g"].pad_id)
-        n += len(m)
-    return n
+        sample_hops(st["adjs"], s, _DIRS, st["fan"], rng, pad_id=st["g"].pad_id)
+    return time.process_time() - c0
 
 
-def _process_rounds(path: Path, batches, fan_list, workers: int, rounds: int) -> list[float]:
+CONTROL_ROWS = 1 << 14  # the control sorts 128 KiB of int64: in a core's L2, so memory bandwidth is no factor
+CONTROL_SORTS = 16  # sorts per unit: about one sampler batch of CPU time
+
+
+def _control_task(args: tuple[int, int]) -> float:
+    """The control: ``units`` x :data:`CONTROL_SORTS` sorts of a shuffled in-cache array (no sampler, no
+    shared state, nothing sent back) -- what the machine's cores give work that only needs a core;
+    returns this process's CPU seconds."""
+    units, seed = args
+    c0 = time.process_time()
+    x = np.random.default_rng(seed).permutation(CONTROL_ROWS).astype(np.int64)
+    for _ in range(units * CONTROL_SORTS):
+        np.sort(x, kind="quicksort")
+    return time.process_time() - c0
+
+
+def interleaved_process_rounds(
+    task, tasks_for, workers: list[int], rounds: int, init_args: tuple
+) -> tuple[dict[int, list[float]], dict[int, float]]:
+    """Per worker count: the wall seconds of ``rounds`` rounds and the workers' CPU seconds summed.
+
+    One spawn pool per worker count stays open for the whole measurement and the rounds alternate
+    between the counts (1, 2, 2, 1, 1, 2, ...), so that a drift of the shared machine's speed (other
+    tenants, frequency) falls on every count alike: the 2-vs-1 ratios are side by side, not sequential.
+    ``tasks_for(w, r)``: the ``w`` task arguments of round ``r``."""
     ctx = mp.get_context("spawn")
-    walls = []
-    with ctx.Pool(workers, initializer=_proc_init, initargs=(str(path), fan_list)) as pool:
-        pool.map(_proc_task, [(batches[:2], w) for w in range(workers)])  # warm-up: page in the graph
+    pools = {w: ctx.Pool(w, initializer=_proc_init, initargs=init_args) for w in workers}
+    walls: dict[int, list[float]] = {w: [] for w in workers}
+    cpu = {w: 0.0 for w in workers}
+    try:
+        for w, pool in pools.items():  # warm-up: start every process, page in the graph
+            pool.map(task, tasks_for(w, -1), chunksize=1)
         for r in range(rounds):
-            tasks = [(batches[w::workers], r * 100 + w) for w in range(workers)]
-            t0 = time.perf_counter()
-            pool.map(_proc_task, tasks, chunksize=1)
-            walls.append(time.perf_counter() - t0)
-    return walls
+            for w in workers if r % 2 == 0 else workers[::-1]:
+                t0 = time.perf_counter()
+                got = pools[w].map(task, tasks_for(w, r), chunksize=1)
+                walls[w].append(time.perf_counter() - t0)
+                cpu[w] += float(sum(got))
+    finally:
+        for pool in pools.values():
+            pool.terminate()
+            pool.join()
+    return walls, cpu
 
 
 # ---------------------------------------------------------------------------- naive loop
@@ -465,38 +508,74 @@ def main(argv: list[str]) -> None:
     }
     rows.append({**r, **sp.fields(len(batches) * nseed, r)})
     edges_per_batch = float(np.median(edges))
-    # 2. ours, N workers
-    rounds = 3 if FLAGS.quick else 5
-    # every worker count, 1 included: the scaling rows compare N workers with 1 in the same harness
-    for w in (int(x) for x in FLAGS.workers):
-        timed = batches[FLAGS.warmup :]
-        if "thread" in FLAGS.modes:
-            with Span() as sp:
-                walls, nb = _thread_rounds(adjs, g, timed, fan, w, rounds)
+    # 2. ours, N workers: every worker count, 1 included, in alternating rounds of one harness per mode
+    rounds = 9 if FLAGS.quick else 15  # many short alternating rounds: their median resists bursts
+    workers = [int(x) for x in FLAGS.workers]
+    timed = batches[FLAGS.warmup :]
+    if "thread" in FLAGS.modes:
+        t_walls: dict[int, list[float]] = {w: [] for w in workers}
+        with Span() as sp:
+            for r in range(rounds):
+                for w in workers if r % 2 == 0 else workers[::-1]:
+                    t_walls[w].append(_thread_round(adjs, g, timed, fan, w, r))
+        for w in workers:
             rows.append(
                 {
                     "name": "numpy static-shape sampler, threads",
                     "workers": w,
                     "replace": False,
                     "scope": "neighbourhood",
-                    **_stats([x / nb for x in walls], nseed, [edges_per_batch]),
-                    **sp.fields(rounds * nb * nseed),
-                    "note": "per-batch time = round wall / batches",
+                    **_stats([x / len(timed) for x in t_walls[w]], nseed, [edges_per_batch]),
+                    **sp.fields(rounds * len(timed) * nseed * len(workers)),
+                    "note": "per-batch time = round wall / batches; rounds alternate between worker counts",
                 }
             )
-        if "process" in FLAGS.modes:
-            with Span() as sp:
-                walls = _process_rounds(gpath, timed, fan_list, w, rounds)
+    if "process" in FLAGS.modes:
+        p_walls, p_cpu = interleaved_process_rounds(
+            _proc_task,
+            lambda w, r: [(timed[:2] if r < 0 else timed[i::w], (r + 1) * 100 + i) for i in range(w)],
+            workers,
+            rounds,
+            (str(gpath), fan_list),
+        )
+        for w in workers:
             rows.append(
                 {
                     "name": "numpy static-shape sampler, processes",
                     "workers": w,
                     "replace": False,
                     "scope": "neighbourhood",
-                    **_stats([x / len(timed) for x in walls], nseed, [edges_per_batch]),
-                    **sp.fields((rounds * len(timed) + 2 * w) * nseed),
-                    "note": "results stay in the workers (no transfer); see Loader rows for end to end; cpu_s "
-                    "includes the pool's start-up and graph loading",
+                    **_stats([x / len(timed) for x in p_walls[w]], nseed, [edges_per_batch]),
+                    "cpu_s": p_cpu[w],
+                    "span_seeds": rounds * len(timed) * nseed,
+                    "seeds_per_cpu_s": rounds * len(timed) * nseed / p_cpu[w] if p_cpu[w] > 0 else None,
+                    "cpu_source": "per-call CPU seconds of the worker processes over the timed rounds",
+                    "note": "results stay in the workers (no transfer); see Loader rows for end to end; rounds "
+                    "alternate between worker counts, each count's pool open throughout",
+                }
+            )
+        # the control, same harness: work that needs only a core, shares nothing and sends nothing back
+        c_walls, c_cpu = interleaved_process_rounds(
+            _control_task,
+            lambda w, r: [(1 if r < 0 else len(timed[i::w]), (r + 1) * 100 + i) for i in range(w)],
+            workers,
+            rounds,
+            ("", fan_list),
+        )
+        for w in workers:
+            rows.append(
+                {
+                    "name": CONTROL_NAME,
+                    "workers": w,
+                    "replace": False,
+                    "scope": "control",
+                    **_stats([x / len(timed) for x in c_walls[w]], nseed, None),
+                    "cpu_s": c_cpu[w],
+                    "span_seeds": rounds * len(timed) * nseed,
+                    "seeds_per_cpu_s": rounds * len(timed) * nseed / c_cpu[w] if c_cpu[w] > 0 else None,
+                    "cpu_source": "per-call CPU seconds of the worker processes over the timed rounds",
+                    "note": f"per unit: {CONTROL_SORTS} sorts of {CONTROL_ROWS:,} int64 (no sampler); seeds/s = "
+                    "units/s x batch_seeds, so its 2-vs-1 ratio is comparable",
                 }
             )
     # 3. separately timed pieces of a training batch: supervision edges, negatives, exclusion
@@ -685,6 +764,7 @@ def main(argv: list[str]) -> None:
     summary["load_avg_start"] = load0
     summary["noisy"] = noisy
     summary["scaling"] = {r["name"]: r["ratio"] for r in rows if r["name"].startswith("scaling:")}
+    summary["machine_ratio"] = {r["name"]: r["ratio"] for r in rows if r["name"].startswith(f"scaling: {CONTROL_NAME}")}
     summary["load_avg_end"] = os.getloadavg()[0]
     summary["wall_s"] = time.perf_counter() - t_start
     _print_table(rows)

@@ -25,7 +25,7 @@ def test_benchmark_tiny_run_writes_schema(tmp_path):
         "--batches=3",
         "--warmup=1",
         "--workers=1,2",
-        "--modes=thread",
+        "--modes=thread,process",
         "--naive_seeds=8",
         f"--cache_dir={tmp_path / 'cache'}",
         f"--peers_venv={tmp_path / 'no_venv'}",
@@ -69,5 +69,13 @@ def test_benchmark_tiny_run_writes_schema(tmp_path):
     assert sc[0]["met"] is (None if meta["noisy"] else sc[0]["ratio"] >= 1.8)
     assert d["summary"]["scaling"][sc[0]["name"]] == sc[0]["ratio"]
     assert any(r["name"].startswith("scaling: Loader end to end, thread mode") for r in rows)
+    # what the machine's cores give 2 vs 1, measured by the control in the process harness of the same run
+    ctl = [r for r in rows if r["name"].startswith("scaling: control:")]
+    assert len(ctl) == 1 and ctl[0]["goal"] is None and ctl[0]["met"] is None and ctl[0]["ratio"] > 0, ctl
+    assert d["summary"]["machine_ratio"] == {ctl[0]["name"]: ctl[0]["ratio"]}
+    proc = next(r for r in rows if r["name"] == "scaling: numpy static-shape sampler, processes, 2 vs 1 workers")
+    assert proc["machine_ratio"] == ctl[0]["ratio"]
+    assert abs(proc["share_of_machine"] - proc["ratio"] / ctl[0]["ratio"]) < 1e-9
+    assert proc["met"] is (None if meta["noisy"] else proc["ratio"] >= 1.8)  # the goal stays absolute
     # the graph was cached for the next run
     assert any((tmp_path / "cache").glob("*/meta.json"))
