@@ -531,6 +531,22 @@ def main(argv: list[str]) -> None:
                 }
             )
     if "process" in FLAGS.modes:
+        seeds = rounds * len(timed) * nseed
+
+        def process_row(name, scope, w, walls, cpu_s, edges_, note):
+            return {
+                "name": name,
+                "workers": w,
+                "replace": False,
+                "scope": scope,
+                **_stats([x / len(timed) for x in walls], nseed, edges_),
+                "cpu_s": cpu_s,
+                "span_seeds": seeds,
+                "seeds_per_cpu_s": seeds / cpu_s if cpu_s > 0 else None,
+                "cpu_source": "per-call CPU seconds of the worker processes over the timed rounds",
+                "note": note + "; rounds alternate between worker counts, each count's pool open throughout",
+            }
+
         p_walls, p_cpu = interleaved_process_rounds(
             _proc_task,
             lambda w, r: [(timed[:2] if r < 0 else timed[i::w], (r + 1) * 100 + i) for i in range(w)],
@@ -538,22 +554,6 @@ def main(argv: list[str]) -> None:
             rounds,
             (str(gpath), fan_list),
         )
-        for w in workers:
-            rows.append(
-                {
-                    "name": "numpy static-shape sampler, processes",
-                    "workers": w,
-                    "replace": False,
-                    "scope": "neighbourhood",
-                    **_stats([x / len(timed) for x in p_walls[w]], nseed, [edges_per_batch]),
-                    "cpu_s": p_cpu[w],
-                    "span_seeds": rounds * len(timed) * nseed,
-                    "seeds_per_cpu_s": rounds * len(timed) * nseed / p_cpu[w] if p_cpu[w] > 0 else None,
-                    "cpu_source": "per-call CPU seconds of the worker processes over the timed rounds",
-                    "note": "results stay in the workers (no transfer); see Loader rows for end to end; rounds "
-                    "alternate between worker counts, each count's pool open throughout",
-                }
-            )
         # the control, same harness: work that needs only a core, shares nothing and sends nothing back
         c_walls, c_cpu = interleaved_process_rounds(
             _control_task,
@@ -564,19 +564,28 @@ def main(argv: list[str]) -> None:
         )
         for w in workers:
             rows.append(
-                {
-                    "name": CONTROL_NAME,
-                    "workers": w,
-                    "replace": False,
-                    "scope": "control",
-                    **_stats([x / len(timed) for x in c_walls[w]], nseed, None),
-                    "cpu_s": c_cpu[w],
-                    "span_seeds": rounds * len(timed) * nseed,
-                    "seeds_per_cpu_s": rounds * len(timed) * nseed / c_cpu[w] if c_cpu[w] > 0 else None,
-                    "cpu_source": "per-call CPU seconds of the worker processes over the timed rounds",
-                    "note": f"per unit: {CONTROL_SORTS} sorts of {CONTROL_ROWS:,} int64 (no sampler); seeds/s = "
-                    "units/s x batch_seeds, so its 2-vs-1 ratio is comparable",
-                }
+                process_row(
+                    "numpy static-shape sampler, processes",
+                    "neighbourhood",
+                    w,
+                    p_walls[w],
+                    p_cpu[w],
+                    [edges_per_batch],
+                    "results stay in the workers (no transfer); see Loader rows for end to end",
+                )
+            )
+        for w in workers:
+            rows.append(
+                process_row(
+                    CONTROL_NAME,
+                    "control",
+                    w,
+                    c_walls[w],
+                    c_cpu[w],
+                    None,
+                    f"per unit: {CONTROL_SORTS} sorts of {CONTROL_ROWS:,} int64 (no sampler); seeds/s = units/s x "
+                    "batch_seeds, so its 2-vs-1 ratio is comparable",
+                )
             )
     # 3. separately timed pieces of a training batch: supervision edges, negatives, exclusion
     P = max(1, nseed // 6)  # 2 + 4 negatives per positive: ~batch_seeds seeds
