@@ -95,6 +95,29 @@ def test_both_forms_of_the_topk_rule_agree(tiny, monkeypatch):
         engine.close()
 
 
+def test_topk_candidates_compacted_or_not_give_the_one_partition_edges(tiny, monkeypatch):
+    """The top-k rule over many partitions keeps per item the candidates of every partition; cutting them
+    to the top k whenever they pass the bound (here after every partition) or never changes no edge."""
+    from twotower_hgnn.logs import colisten
+    from twotower_hgnn.logs.tables import interactions_frame
+
+    engine = DuckDBEngine()
+    made = []
+    real = engine.materialize
+    monkeypatch.setattr(engine, "materialize", lambda name, sql: (made.append(name), real(name, sql))[1])
+    try:
+        engine.register_frame("inter", interactions_frame(temporal_split(tiny).train))
+        one = colisten_edges(engine, [0], "topk", 1, 4, 20, 1000)
+        for per_item, compactions in ((0, True), (10**9, False)):
+            monkeypatch.setattr(colisten, "COMPACT_PER_ITEM", per_item)
+            made.clear()
+            lo, hi, st = colisten_edges(engine, [0], "topk", 1, 4, 20, 1000, chunk_pairs=4000)
+            assert st["partitions"] >= 8 and ("g_compact" in made) is compactions
+            assert np.array_equal(lo, one[0]) and np.array_equal(hi, one[1]) and lo.size > 0
+    finally:
+        engine.close()
+
+
 def test_a_day_partitioned_parquet_log_read_by_window(tiny, tmp_path):
     """The training window of the full log, read from day partitions, gives the golden edges."""
     sp = temporal_split(tiny)

@@ -6,15 +6,22 @@ The same steps as the NumPy builder, over the view ``inter`` (:mod:`.tables`):
    counts once per pair), numbered in (time, row) order;
 2. each user's most recent ``cap`` items kept (positions renumbered 1..m);
 3. every item paired with the next ``window`` items of its user (``LEAD`` over each user's sequence, one
-   scan of it; ``window=None``: all later items), each pair in both directions: the key
-   ``s * KEY + t`` for a source item ``s`` and its neighbour ``t``;
-4. the keys split into partitions by their SOURCE item (``s mod P``), so that a partition holds every
-   neighbour of its items: each is counted (shared users) and
-5. ruled on its own: "any" keeps every pair, "min_shared" pairs with ``count >= min_shared``, "topk" a
-   pair that is in the top ``k`` of either endpoint, ranking an item's neighbours by
-   ``min(count, 32767)`` descending then the smaller neighbour id (the NumPy builder's 15-bit count
-   field). A partition's output is at most ``k`` edges per item, so nothing of the size of the distinct
-   pairs is ever stored.
+   scan of it; ``window=None``: all later items), each pair once as the canonical key
+   ``lo * KEY + hi`` (``lo < hi``: a user's items are distinct);
+4. the keys split into partitions by their smaller item (``lo mod P``); each partition is counted
+   (shared users per pair) on its own and
+5. ruled: "any" keeps every pair, "min_shared" pairs with ``count >= min_shared`` -- both decided per
+   partition -- and "topk" a pair that is in the top ``k`` of either endpoint, ranking an item's
+   neighbours by ``min(count, 32767)`` descending then the smaller neighbour id (the NumPy builder's
+   15-bit count field). A partition holds every neighbour of its ``lo`` items, so their top ``k`` is
+   final there; the other side's neighbours are spread over the partitions and are kept as candidates
+   (cut to each item's top ``k`` whenever they pass a few times ``k`` per item) until the last
+   partition, when every item's top ``k`` of its candidates is its top ``k`` (the top ``k`` of a union
+   is the top ``k`` of its parts' top ``k``). Nothing of the size of the distinct pairs is stored past
+   its partition.
+
+Counting each pair once (not once per direction) halves the rows of the costly step: a hash
+aggregation whose groups are nearly all distinct (at ``large``, 314M pairs, 268M distinct).
 
 DuckDB writes a wave of partitions to Parquet by one query (``COPY ... PARTITION_BY``, making only that
 wave's keys: :func:`wave_keys_sql`) and reads each partition back alone
@@ -35,7 +42,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 COUNT_CAP = 2**15 - 1  # the NumPy builder ranks by min(count, 2**15 - 1) (graph_pairs._topk_pairs)
-KEY = 2**32  # pair key s * KEY + t (item ids are int32)
+KEY = 2**32  # pair key lo * KEY + hi, rank key r = ... * KEY + t (item ids are int32)
+COMPACT_PER_ITEM = 4  # top-k candidates are cut to k per item once they pass this many times k per item
 WAVE_KEYS = 2**33  # the most directed keys written to disk at once (DuckDB: also <= 40 % of the free disk)
 
 
@@ -67,43 +75,30 @@ def lead_sql(window: int, seq: str = "g_seq") -> str:
     return f"SELECT i, {cols} FROM {seq} WINDOW w AS (PARTITION BY u ORDER BY pos)"
 
 
-def directed_keys_sql(window: int | None, seq: str = "g_seq") -> str:
-    """(key): ``s * KEY + t`` for every windowed pair in both directions; with a window from one scan of
-    the table ``g_lead`` (:func:`lead_sql`), without one from a self-join of ``seq``."""
+def _pair_key(x: str, y: str) -> str:
+    return f"LEAST({x}, {y})::BIGINT * {KEY} + GREATEST({x}, {y})"
+
+
+def pair_keys_sql(window: int | None, seq: str = "g_seq", where: str | None = None) -> str:
+    """(key): ``lo * KEY + hi`` for every windowed pair, once; with a window from one scan of the table
+    ``g_lead`` (:func:`lead_sql`) per offset, without one from a self-join of ``seq``. ``where(lo)``: a
+    condition on the pair's smaller item, applied before the key is made."""
     if window is None:
-        return (
-            f"SELECT a.i::BIGINT * {KEY} + b.i AS key FROM {seq} AS a JOIN {seq} AS b ON b.u = a.u AND b.pos <> a.pos"
-        )
-    both = ", ".join(f"i::BIGINT * {KEY} + n{k}, n{k}::BIGINT * {KEY} + i" for k in range(1, int(window) + 1))
-    return f"SELECT key FROM (SELECT UNNEST([{both}]) AS key FROM g_lead) AS x WHERE key IS NOT NULL"
+        cond = f" WHERE {where('LEAST(a.i, b.i)')}" if where else ""
+        return f"SELECT {_pair_key('a.i', 'b.i')} AS key FROM {seq} AS a JOIN {seq} AS b ON b.u = a.u AND b.pos > a.pos{cond}"
+    parts = []
+    for k in range(1, int(window) + 1):
+        cond = f" AND {where(f'LEAST(i, n{k})')}" if where else ""
+        parts.append(f"SELECT {_pair_key('i', f'n{k}')} AS key FROM g_lead WHERE n{k} IS NOT NULL{cond}")
+    return " UNION ALL ".join(parts)
 
 
 def wave_keys_sql(window: int | None, n_parts: int, a: int, b: int, seq: str = "g_seq") -> str:
-    """(key, part): the directed keys of :func:`directed_keys_sql` whose source item's partition
-    ``part = s mod n_parts`` is in ``[a, b)``. Each direction filters before it makes keys: the forward
-    keys of a ``g_lead`` row share its source ``i`` (one row filter, then one ``UNNEST``), the backward
-    keys of offset ``k`` have source ``n{k}`` (one filtered scan of two columns each), so a wave costs a
-    pass over the sequences but makes only its own keys."""
+    """(key, part): the pair keys of :func:`pair_keys_sql` whose partition ``part = lo mod n_parts`` is
+    in ``[a, b)``; each offset's scan filters before it makes keys, so a wave costs a pass over the
+    sequences but makes only its own keys."""
     n = int(n_parts)
-
-    def cond(c: str) -> str:
-        return f"{c} % {n} >= {int(a)} AND {c} % {n} < {int(b)}"
-
-    if window is None:
-        body = (
-            f"SELECT x.i::BIGINT * {KEY} + y.i AS key FROM {seq} AS x JOIN {seq} AS y "
-            f"ON y.u = x.u AND y.pos <> x.pos WHERE {cond('x.i')}"
-        )
-    else:
-        fw = ", ".join(f"i::BIGINT * {KEY} + n{k}" for k in range(1, int(window) + 1))
-        parts = [
-            f"SELECT key FROM (SELECT UNNEST([{fw}]) AS key FROM g_lead WHERE {cond('i')}) AS f WHERE key IS NOT NULL"
-        ]
-        parts += [
-            f"SELECT n{k}::BIGINT * {KEY} + i AS key FROM g_lead WHERE {cond(f'n{k}')}"
-            for k in range(1, int(window) + 1)
-        ]
-        body = " UNION ALL ".join(parts)
+    body = pair_keys_sql(window, seq, where=lambda lo: f"{lo} % {n} >= {int(a)} AND {lo} % {n} < {int(b)}")
     return f"SELECT key, ((key // {KEY}) % {n})::INTEGER AS part FROM ({body}) AS w"
 
 
@@ -117,41 +112,41 @@ def expected_pairs_sql(window: int | None, seq: str = "g_seq") -> str:
 
 
 def counts_sql(src: str) -> str:
-    """(key, c): the distinct directed keys of the FROM item ``src`` and their shared-user counts."""
+    """(key, c): the distinct pair keys of the FROM item ``src`` and their shared-user counts."""
     return f"SELECT key, COUNT(*) AS c FROM {src} GROUP BY key"
 
 
-def _topk_window_sql(topk: int, part: str) -> str:
-    """Top-k by ROW_NUMBER over each item's neighbours (Spark plans ``rk <= k`` as a per-group limit)."""
-    ranked = (
-        f"SELECT key // {KEY} AS s, key % {KEY} AS t, ROW_NUMBER() OVER (PARTITION BY key // {KEY} "
-        f"ORDER BY LEAST(c, {COUNT_CAP}) DESC, key % {KEY}) AS rk FROM {part}"
-    )
-    return f"SELECT LEAST(s, t) AS lo, GREATEST(s, t) AS hi FROM ({ranked}) AS r WHERE rk <= {int(topk)}"
+def ranked_sql(part: str, side: str) -> str:
+    """(s, r): one direction of every counted pair of ``part`` (:func:`counts_sql`) as a source item ``s``
+    and the rank key ``r = (COUNT_CAP - min(count, COUNT_CAP)) * KEY + t`` of its neighbour ``t``
+    (ascending ``r``: count descending, then the smaller neighbour id); ``side`` "lo": ``s`` the pair's
+    smaller item, "hi": its larger."""
+    cnt = f"({COUNT_CAP} - LEAST(c, {COUNT_CAP}))::BIGINT * {KEY}"
+    s, t = (f"key // {KEY}", f"key % {KEY}") if side == "lo" else (f"key % {KEY}", f"key // {KEY}")
+    return f"SELECT {s} AS s, {cnt} + {t} AS r FROM {part}"
 
 
-def _topk_heap_sql(topk: int, part: str) -> str:
-    """Top-k by DuckDB's top-n aggregate ``min(x, k)`` (a heap per item, no sort of its neighbours) over
-    the rank key ``(COUNT_CAP - min(count, COUNT_CAP)) * KEY + neighbour``."""
-    rank = f"({COUNT_CAP} - LEAST(c, {COUNT_CAP}))::BIGINT * {KEY} + key % {KEY}"
-    top = f"SELECT key // {KEY} AS s, UNNEST(min({rank}, {int(topk)})) % {KEY} AS t FROM {part} GROUP BY key // {KEY}"
-    return f"SELECT LEAST(s, t) AS lo, GREATEST(s, t) AS hi FROM ({top}) AS x"
+def topk_sql(ranked: str, topk: int, topn_aggregate: bool) -> str:
+    """(s, r): the ``topk`` smallest rank keys of each source item of ``ranked`` (s, r). Two forms:
+    DuckDB's top-n aggregate ``min(x, k)`` (a heap per item, no sort of its neighbours) or a window
+    ranking (every engine; Spark plans ``rk <= k`` as a per-group limit)."""
+    if topn_aggregate:
+        return f"SELECT s, UNNEST(min(r, {int(topk)})) AS r FROM ({ranked}) AS x GROUP BY s"
+    ranks = f"SELECT s, r, ROW_NUMBER() OVER (PARTITION BY s ORDER BY r) AS rk FROM ({ranked}) AS x"
+    return f"SELECT s, r FROM ({ranks}) AS y WHERE rk <= {int(topk)}"
 
 
-def part_rule_sql(rule: str, min_shared: int, topk: int, part: str = "g_part", topn_aggregate: bool = False) -> str:
-    """(lo, hi): the pairs a partition of counted directed keys (:func:`counts_sql`) gives the rule; a pair
-    may come twice (from both of its items: the caller de-duplicates). The top-k selection is the one
-    step with two forms: ``topn_aggregate`` (DuckDB's ``min(x, k)``) or a window ranking (every engine)."""
-    if rule in ("any", "min_shared"):
-        cond = "" if rule == "any" else f" AND c >= {int(min_shared)}"
-        return f"SELECT key // {KEY} AS lo, key % {KEY} AS hi FROM {part} WHERE key // {KEY} < key % {KEY}{cond}"
-    return _topk_heap_sql(topk, part) if topn_aggregate else _topk_window_sql(topk, part)
+def part_rule_sql(rule: str, min_shared: int, part: str = "g_part") -> str:
+    """(lo, hi): the pairs of a partition of counted keys (:func:`counts_sql`) that "any" or "min_shared"
+    keeps (the top-k rule is decided over every partition's candidates: :func:`topk_sql`)."""
+    cond = "" if rule == "any" else f" WHERE c >= {int(min_shared)}"
+    return f"SELECT key // {KEY} AS lo, key % {KEY} AS hi FROM {part}{cond}"
 
 
 def _seq_stats(engine, edge_codes: Sequence[int]) -> dict:
     got = engine.fetch(
         f"SELECT (SELECT COUNT(*) FROM inter WHERE event_code IN ({_in_list(edge_codes)})) AS used, "
-        "x.users, x.distinct_rows, x.kept_rows, x.all_pairs FROM ("
+        "(SELECT COUNT(DISTINCT i) FROM g_seq) AS items, x.users, x.distinct_rows, x.kept_rows, x.all_pairs FROM ("
         "SELECT COUNT(*) AS users, SUM(n) AS distinct_rows, SUM(m) AS kept_rows, SUM(m * (m - 1) / 2) AS all_pairs "
         "FROM (SELECT u, MAX(n) AS n, COUNT(*) AS m FROM g_seq GROUP BY u) AS y) AS x"
     )
@@ -160,21 +155,36 @@ def _seq_stats(engine, edge_codes: Sequence[int]) -> dict:
         v = got[k][0] if len(got[k]) else None
         return 0 if v is None or (isinstance(v, float) and v != v) else int(v)
 
-    return {k: val(k) for k in ("used", "users", "distinct_rows", "kept_rows", "all_pairs")}
+    return {k: val(k) for k in ("used", "items", "users", "distinct_rows", "kept_rows", "all_pairs")}
 
 
 def _partitions(engine, window: int | None, n_parts: int, per_wave: int) -> Iterator[str]:
-    """FROM items of the partitions of the directed keys by source item (``s mod P``): an engine with
+    """FROM items of the partitions of the pair keys by smaller item (``lo mod P``): an engine with
     ``spill_partitions`` (DuckDB) writes ``per_wave`` of them at a time to disk (:func:`wave_keys_sql`);
     any other (Spark, whose own shuffle partitions and spills) counts every key in one pass."""
     if n_parts > 1 and hasattr(engine, "spill_partitions"):
         yield from engine.spill_partitions(lambda a, b: wave_keys_sql(window, n_parts, a, b), n_parts, per_wave)
         return
-    engine.materialize("g_keys", directed_keys_sql(window))
+    engine.materialize("g_keys", pair_keys_sql(window))
     try:
         yield "g_keys"
     finally:
         engine.drop("g_keys")
+
+
+def _topk_candidates(engine, p: int, topk: int, heap: bool, compact_at: int) -> None:
+    """Adds partition ``p``'s top-k candidates (from ``g_part``) to ``g_cand`` (s, r). Partitions go by the
+    pair's smaller item, so a partition holds all of its ``lo`` items' neighbours: their top k is final
+    and is all that is kept of that side (a top-n over few items, whose heaps stay in cache). The larger
+    items' side is kept whole -- an item has only a few neighbours per partition -- until ``g_cand``
+    passes ``compact_at`` rows, when it is cut to every item's top k: the table stays within a few
+    times ``k`` rows per item, however many partitions there are."""
+    (engine.append if p else engine.materialize)("g_cand", topk_sql(ranked_sql("g_part", "lo"), topk, heap))
+    engine.append("g_cand", ranked_sql("g_part", "hi"))
+    if int(engine.fetch("SELECT COUNT(*) AS n FROM g_cand")["n"][0]) > compact_at:
+        engine.materialize("g_compact", topk_sql("SELECT s, r FROM g_cand", topk, heap))
+        engine.materialize("g_cand", "SELECT s, r FROM g_compact")
+        engine.drop("g_compact")
 
 
 def colisten_edges(
@@ -194,7 +204,7 @@ def colisten_edges(
     ``rows_dropped_by_user_cap``, ``pairs_generated``, ``pairs_skipped_by_window``, ``distinct_pairs``,
     ``partitions``.
 
-    ``chunk_pairs``: the directed keys of about this many pairs per partition, ``P = ceil(pairs /
+    ``chunk_pairs``: the keys of about this many pairs per partition, ``P = ceil(pairs /
     chunk_pairs)`` (at most 4096, as the NumPy builder's hash partitions); None = one partition. Only
     an engine with ``spill_partitions`` (DuckDB) partitions; Spark always counts in one pass.
     ``with_pairs``: the statistics also hold ``pairs``, every distinct windowed pair (``lo``, ``hi``
@@ -213,27 +223,33 @@ def colisten_edges(
             engine.drop("g_seq")  # every later step reads g_lead
         # the free disk once the sequences have spilled
         wave_keys = min(WAVE_KEYS, engine.wave_keys()) if hasattr(engine, "wave_keys") else WAVE_KEYS
-        per_wave = max(1, wave_keys * n_parts // max(1, 2 * expected))
+        per_wave = max(1, wave_keys * n_parts // max(1, expected))
         per_wave = math.ceil(n_parts / math.ceil(n_parts / per_wave))  # equal waves: each re-reads the sequences
         distinct = generated = 0
         for p, src in enumerate(_partitions(engine, window, n_parts, per_wave)):
             engine.materialize("g_part", counts_sql(src))
             got = engine.fetch("SELECT COUNT(*) AS d, COALESCE(SUM(c), 0) AS g FROM g_part")
             distinct, generated = distinct + int(got["d"][0]), generated + int(got["g"][0])
-            (engine.append if p else engine.materialize)(
-                "g_kept", part_rule_sql(rule, min_shared, topk, topn_aggregate=heap)
-            )
+            if rule == "topk":
+                _topk_candidates(engine, p, topk, heap, compact_at=COMPACT_PER_ITEM * topk * seq["items"])
+            else:
+                (engine.append if p else engine.materialize)("g_kept", part_rule_sql(rule, min_shared))
             if with_pairs:
-                lo_hi = f"SELECT key // {KEY} AS lo, key % {KEY} AS hi, c FROM g_part WHERE key // {KEY} < key % {KEY}"
+                lo_hi = f"SELECT key // {KEY} AS lo, key % {KEY} AS hi, c FROM g_part"
                 (engine.append if p else engine.materialize)("g_pairs", lo_hi)
+        if rule == "topk":  # an item's top k among its candidates from every partition
+            top = topk_sql("SELECT s, r FROM g_cand", topk, heap)
+            engine.materialize(
+                "g_kept", f"SELECT LEAST(s, r % {KEY}) AS lo, GREATEST(s, r % {KEY}) AS hi FROM ({top}) AS t"
+            )
         stats = {
             "interactions_used": seq["used"],
             "users": seq["users"],
             "rows_dropped_duplicate_user_item": seq["used"] - seq["distinct_rows"],
             "rows_dropped_by_user_cap": seq["distinct_rows"] - seq["kept_rows"],
-            "pairs_generated": generated // 2,
-            "pairs_skipped_by_window": seq["all_pairs"] - generated // 2,
-            "distinct_pairs": distinct // 2,
+            "pairs_generated": generated,
+            "pairs_skipped_by_window": seq["all_pairs"] - generated,
+            "distinct_pairs": distinct,
             "partitions": n_parts,
         }
         if with_pairs:
@@ -241,6 +257,6 @@ def colisten_edges(
             stats["pairs"] = {k: got[c].astype(np.int64) for k, c in (("lo", "lo"), ("hi", "hi"), ("count", "c"))}
         kept = engine.fetch("SELECT DISTINCT lo, hi FROM g_kept ORDER BY lo, hi")
     finally:
-        for t in ("g_part", "g_kept", "g_pairs", "g_lead", "g_seq"):
+        for t in ("g_part", "g_cand", "g_compact", "g_kept", "g_pairs", "g_lead", "g_seq"):
             engine.drop(t)
     return kept["lo"].astype(np.int64), kept["hi"].astype(np.int64), stats
