@@ -43,7 +43,7 @@ import numpy as np
 
 COUNT_CAP = 2**15 - 1  # the NumPy builder ranks by min(count, 2**15 - 1) (graph_pairs._topk_pairs)
 KEY = 2**32  # pair key lo * KEY + hi, rank key r = ... * KEY + t (item ids are int32)
-COMPACT_PER_ITEM = 4  # top-k candidates are cut to k per item once they pass this many times k per item
+COMPACT_PER_ITEM = 8  # top-k candidates are cut to k per item once they pass this many times k per item
 WAVE_KEYS = 2**33  # the most directed keys written to disk at once (DuckDB: also <= 40 % of the free disk)
 
 
