@@ -401,7 +401,7 @@ def main() -> None:
     pm = RESULTS / "paper_model.json"
     if pm.exists():
         parts.append(paper_model_table(json.loads(pm.read_text())))
-    for name in ("retrieval_paper.json", "retrieval_paper_export.json"):
+    for name in ("retrieval_paper.json", "retrieval_paper_export.json", "retrieval_large_export.json"):
         if (RESULTS / name).exists():
             parts.append(retrieval_table(json.loads((RESULTS / name).read_text())))
     ops = ops_table(RESULTS)
