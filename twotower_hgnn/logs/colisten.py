@@ -230,7 +230,10 @@ def colisten_edges(
             engine.materialize("g_part", counts_sql(src))
             got = engine.fetch("SELECT COUNT(*) AS d, COALESCE(SUM(c), 0) AS g FROM g_part")
             distinct, generated = distinct + int(got["d"][0]), generated + int(got["g"][0])
-            if rule == "topk":
+            if rule == "topk" and n_parts == 1:  # one partition holds every neighbour: its top k is final
+                both = f"{ranked_sql('g_part', 'lo')} UNION ALL {ranked_sql('g_part', 'hi')}"
+                engine.materialize("g_cand", topk_sql(both, topk, heap))
+            elif rule == "topk":
                 _topk_candidates(engine, p, topk, heap, compact_at=COMPACT_PER_ITEM * topk * seq["items"])
             else:
                 (engine.append if p else engine.materialize)("g_kept", part_rule_sql(rule, min_shared))
@@ -238,7 +241,7 @@ def colisten_edges(
                 lo_hi = f"SELECT key // {KEY} AS lo, key % {KEY} AS hi, c FROM g_part"
                 (engine.append if p else engine.materialize)("g_pairs", lo_hi)
         if rule == "topk":  # an item's top k among its candidates from every partition
-            top = topk_sql("SELECT s, r FROM g_cand", topk, heap)
+            top = "SELECT s, r FROM g_cand" if n_parts == 1 else topk_sql("SELECT s, r FROM g_cand", topk, heap)
             engine.materialize(
                 "g_kept", f"SELECT LEAST(s, r % {KEY}) AS lo, GREATEST(s, r % {KEY}) AS hi FROM ({top}) AS t"
             )
