@@ -365,7 +365,14 @@ def main(argv):
 
     faiss.omp_set_num_threads(1)
     from twotower_hgnn.io import atomic_write_json
-    from twotower_hgnn.retrieval import DEFAULT_KIND, default_nlist, default_nprobe, default_train_size, make_index
+    from twotower_hgnn.retrieval import (
+        DEFAULT_KIND,
+        default_nlist,
+        default_nprobe,
+        default_train_size,
+        make_index,
+        next_pow2,
+    )
 
     quick = FLAGS.quick
     n_items = 50_000 if quick and FLAGS.num_items == 250_000 else FLAGS.num_items
@@ -418,8 +425,7 @@ def main(argv):
 
         # warm-up: a few requests, then one per exclusion-width bucket of the timed users (exact search
         # compiles one program per power-of-two exclusion width: a first use is a compile, not a latency)
-        widths = np.diff(exclude.indptr)[req_users]
-        buckets = np.ceil(np.log2(np.maximum(widths, 1))).astype(np.int64)
+        buckets = [next_pow2(int(w)) for w in np.diff(exclude.indptr)[req_users]]
         first = np.unique(buckets, return_index=True)[1]
         for u in np.concatenate([req_users[:5], req_users[first]]):
             request(u)

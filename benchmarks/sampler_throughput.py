@@ -270,9 +270,8 @@ _P_STATE: dict[str, Any] = {}
 
 
 def _proc_init(path: str, fan: list[int]) -> None:
-    if path:
-        g = HeteroCSR.load(path)
-        _P_STATE.update(g=g, adjs=build_dir_adjs(g, _DIRS), fan=_fan(fan))
+    g = HeteroCSR.load(path)
+    _P_STATE.update(g=g, adjs=build_dir_adjs(g, _DIRS), fan=_fan(fan))
 
 
 def _proc_task(args: tuple[list[dict], int]) -> float:
@@ -301,24 +300,31 @@ def _control_task(args: tuple[int, int]) -> float:
     return time.process_time() - c0
 
 
+def round_order(workers: list[int], r: int) -> list[int]:
+    """The worker counts of round ``r``, alternating (1, 2, 2, 1, 1, 2, ...) so that a drift of the shared
+    machine's speed (other tenants, frequency) falls on every count alike."""
+    return workers if r % 2 == 0 else workers[::-1]
+
+
 def interleaved_process_rounds(
-    task, tasks_for, workers: list[int], rounds: int, init_args: tuple
+    task, tasks_for, workers: list[int], rounds: int, init_args: tuple | None
 ) -> tuple[dict[int, list[float]], dict[int, float]]:
     """Per worker count: the wall seconds of ``rounds`` rounds and the workers' CPU seconds summed.
 
     One spawn pool per worker count stays open for the whole measurement and the rounds alternate
-    between the counts (1, 2, 2, 1, 1, 2, ...), so that a drift of the shared machine's speed (other
-    tenants, frequency) falls on every count alike: the 2-vs-1 ratios are side by side, not sequential.
-    ``tasks_for(w, r)``: the ``w`` task arguments of round ``r``."""
+    between the counts (:func:`round_order`): the 2-vs-1 ratios are side by side, not sequential.
+    ``tasks_for(w, r)``: the ``w`` task arguments of round ``r``; ``init_args``: the sampler workers'
+    graph and fan-out (:func:`_proc_init`), None for tasks that need no state."""
     ctx = mp.get_context("spawn")
-    pools = {w: ctx.Pool(w, initializer=_proc_init, initargs=init_args) for w in workers}
+    init = {} if init_args is None else {"initializer": _proc_init, "initargs": init_args}
+    pools = {w: ctx.Pool(w, **init) for w in workers}
     walls: dict[int, list[float]] = {w: [] for w in workers}
     cpu = {w: 0.0 for w in workers}
     try:
         for w, pool in pools.items():  # warm-up: start every process, page in the graph
             pool.map(task, tasks_for(w, -1), chunksize=1)
         for r in range(rounds):
-            for w in workers if r % 2 == 0 else workers[::-1]:
+            for w in round_order(workers, r):
                 t0 = time.perf_counter()
                 got = pools[w].map(task, tasks_for(w, r), chunksize=1)
                 walls[w].append(time.perf_counter() - t0)
@@ -516,7 +522,7 @@ def main(argv: list[str]) -> None:
         t_walls: dict[int, list[float]] = {w: [] for w in workers}
         with Span() as sp:
             for r in range(rounds):
-                for w in workers if r % 2 == 0 else workers[::-1]:
+                for w in round_order(workers, r):
                     t_walls[w].append(_thread_round(adjs, g, timed, fan, w, r))
         for w in workers:
             rows.append(
@@ -560,7 +566,7 @@ def main(argv: list[str]) -> None:
             lambda w, r: [(1 if r < 0 else len(timed[i::w]), (r + 1) * 100 + i) for i in range(w)],
             workers,
             rounds,
-            ("", fan_list),
+            None,
         )
         for w in workers:
             rows.append(

@@ -37,14 +37,14 @@ pass and leave partitioning and spilling to their own shuffle.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 COUNT_CAP = 2**15 - 1  # the NumPy builder ranks by min(count, 2**15 - 1) (graph_pairs._topk_pairs)
 KEY = 2**32  # pair key lo * KEY + hi, rank key r = ... * KEY + t (item ids are int32)
 COMPACT_PER_ITEM = 8  # top-k candidates are cut to k per item once they pass this many times k per item
-WAVE_KEYS = 2**33  # the most directed keys written to disk at once (DuckDB: also <= 40 % of the free disk)
+WAVE_KEYS = 2**33  # the most pair keys written to disk at once (DuckDB: also <= 40 % of the free disk)
 
 
 def _in_list(codes: Sequence[int]) -> str:
@@ -79,7 +79,7 @@ def _pair_key(x: str, y: str) -> str:
     return f"LEAST({x}, {y})::BIGINT * {KEY} + GREATEST({x}, {y})"
 
 
-def pair_keys_sql(window: int | None, seq: str = "g_seq", where: str | None = None) -> str:
+def pair_keys_sql(window: int | None, seq: str = "g_seq", where: Callable[[str], str] | None = None) -> str:
     """(key): ``lo * KEY + hi`` for every windowed pair, once; with a window from one scan of the table
     ``g_lead`` (:func:`lead_sql`) per offset, without one from a self-join of ``seq``. ``where(lo)``: a
     condition on the pair's smaller item, applied before the key is made."""
