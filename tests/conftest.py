@@ -2,7 +2,8 @@
 
 Tests that need several devices run their body in a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` set before jax is imported (see
-``tests/multidevice.py``), so the rest of the suite keeps a single CPU device.
+``tests/multidevice.py``), so the rest of the suite keeps a single CPU device. Every test process runs
+with the suite's XLA flags (``tests.multidevice.TEST_XLA_FLAGS``: XLA:CPU's LLVM optimisation off).
 """
 
 import os
@@ -21,6 +22,11 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# the suite's XLA flags (tests/multidevice.py says which and why), before anything imports jax
+from tests.multidevice import TEST_XLA_FLAGS  # noqa: E402
+
+if TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 import pytest  # noqa: E402
 

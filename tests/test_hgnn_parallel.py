@@ -13,7 +13,7 @@ import textwrap
 
 import numpy as np
 
-from multidevice import ROOT, run_with_devices
+from multidevice import ROOT, run_with_devices, xla_flags
 
 # Shared set-up: tiny data, the CPU config, a global batch of G sub-batches (step 0 of epoch 1),
 # two optimisation steps on the given mesh. Prints losses and a params checksum as JSON.
@@ -97,7 +97,7 @@ def test_two_processes_equal_one_process(tmp_path):
     each, each sampling its own sub-batch of every G = 2 step, one shared checkpoint directory)
     ends with the same params and validation metrics as 1 process with G = 2."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = xla_flags()  # one device per process
     errors = []
     for attempt in range(2):  # one retry: on a loaded 2-core box the coordinator start-up can time out
         port = _free_port()

@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from tests.multidevice import run_with_devices
+from tests.multidevice import run_with_devices, xla_flags
 from twotower_hgnn.parallel import batch_sharding, block_on_cpu, init_distributed, make_mesh, replicate, shard_batch
 
 
@@ -87,7 +87,7 @@ def test_shard_batch_two_processes_gloo():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = xla_flags()  # one device per process
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _TWO_PROCESS, str(i), str(port)],

@@ -1,6 +1,7 @@
 """Tests and smoke runs: the whole pipeline on the tiny synthetic data in seconds; the demo's quality options
-(but the parameters' moving average: a few dozen steps are too few for it), budgets cut to a few epochs; the
-opt-in batch top-K stage on (top 5 of every user), so that the tiny run exercises every stage."""
+(but the parameters' moving average: a few dozen steps are too few for it), budgets cut to a few epochs
+(the two-tower to at most 80 steps); the opt-in batch top-K stage on (top 5 of every user), so that the
+tiny run exercises every stage."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def get_config() -> RunConfig:
             checkpoint_every=200,
             log_every=20,
             patience=1,
+            max_steps=80,  # tiny's podcasts: 62 steps an epoch, validated at 62 and 80
             id_history_len=8,
             **IMPROVED,
             model=TwoTowerConfig(tower_dims=(64, 32), id_dim=8, **IMPROVED_MODEL),
