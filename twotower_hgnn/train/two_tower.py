@@ -26,6 +26,7 @@ the paper's §4: Adam, learning rate 1e-3, batch 128, 10 epochs. One example per
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -253,11 +254,18 @@ def _optimizer(cfg: TwoTowerTrainConfig) -> optax.GradientTransformation:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _jitted_init(model_cfg: TwoTowerConfig) -> Callable:
+    """The jitted Flax init of one model config, kept for the process: the selection run and the refit
+    of :func:`twotower_hgnn.pipeline.model_stages.fit_two_tower` share it (one trace, not two)."""
+    return jax.jit(TwoTowerModel(model_cfg).init)
+
+
 def _init_params(model_cfg: TwoTowerConfig, cfg: TwoTowerTrainConfig, batch: F.TwoTowerBatch, table: F.ItemFeatures):
     """Fresh host parameters from the seed. Jitted init: eager Flax init compiles every initialiser op
     separately (65 compiles, ~10 s on 2 cores)."""
     return jax.device_get(
-        jax.jit(TwoTowerModel(model_cfg).init)(
+        _jitted_init(model_cfg)(
             jax_key(cfg.seed, "2t-init"), batch.user, jax.tree_util.tree_map(lambda a: a[:2], table)
         )
     )
