@@ -23,6 +23,15 @@ from twotower_hgnn.io import atomic_write_bytes  # noqa: E402
 X_KEYS: tuple[str, ...] = ("step", "epoch", "iteration")
 
 
+def _margins(fig: Any, left: float, right: float, top: float, bottom: float, hspace: float, wspace: float) -> None:
+    """Fixed spacing: the four margins in inches (whatever the figure's size), the gaps between panels as
+    fractions of a panel (matplotlib's ``hspace`` / ``wspace``)."""
+    h, w = fig.get_figheight(), fig.get_figwidth()
+    fig.subplots_adjust(
+        left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h, hspace=hspace, wspace=wspace
+    )
+
+
 def _save(fig: Any, path: str | Path) -> Path:
     """Renders ``fig`` once (its spacing fixed by the caller, not by ``tight_layout`` or a tight bounding
     box: each measures every tick label, which took half of the evaluate stage's time on the tiny run)."""
@@ -57,9 +66,8 @@ def plot_metrics(report: Mapping[str, Any], path: str | Path, metrics: Sequence[
             ax.set_xticks(range(len(present)), present, rotation=45, ha="right", fontsize=7)
             ax.set_title(f"{target}/{seg}: {metric}", fontsize=8)
             ax.tick_params(axis="y", labelsize=7)
-    # fixed spacing in inches: rotated model names below each row, a title above it
-    h, w = fig.get_figheight(), fig.get_figwidth()
-    fig.subplots_adjust(left=0.5 / w, right=1 - 0.15 / w, top=1 - 0.35 / h, bottom=1.0 / h, hspace=1.0, wspace=0.35)
+    # rotated model names below each row, a title above it
+    _margins(fig, left=0.5, right=0.15, top=0.35, bottom=1.0, hspace=1.0, wspace=0.35)
     return _save(fig, path)
 
 
@@ -92,8 +100,7 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path,
     for j in range(len(keys), nrow * ncol):
         axes[j // ncol, j % ncol].axis("off")
     fig.suptitle(title)
-    h, w = fig.get_figheight(), fig.get_figwidth()
-    fig.subplots_adjust(left=0.6 / w, right=1 - 0.2 / w, top=1 - 0.6 / h, bottom=0.5 / h, hspace=0.55, wspace=0.3)
+    _margins(fig, left=0.6, right=0.2, top=0.6, bottom=0.5, hspace=0.55, wspace=0.3)
     return _save(fig, path)
 
 
