@@ -217,6 +217,61 @@ def test_time_aware_prior_trains_once_compiled_and_serves_the_end_prior(tmp_path
         dataclasses.replace(cfg, prior_days=None)
 
 
+def test_select_and_refit_feed_the_step_one_prior_shape(tmp_path, monkeypatch):
+    """The time-aware prior's rows are padded to a bucket of the slot count: the selection run (on the
+    validation split, fewer days) and the refit feed the jitted step arrays of one shape, so they share
+    one compiled program; the padding is never read (the loss equals the unpadded prior's)."""
+    from twotower_hgnn.data.split import validation_split
+    from twotower_hgnn.train import two_tower as T
+    from twotower_hgnn.train.two_tower_batches import pad_slots, slot_bucket
+
+    assert [slot_bucket(n) for n in (1, 4, 5, 9, 70, 77, 78, 80, 81)] == [4, 4, 8, 12, 80, 80, 80, 80, 96]
+    assert all(n <= slot_bucket(n) < n + max(4, n / 4) for n in range(1, 5000))
+    fed, raw = [], []
+    make, build = T.make_train_step, T.training_data
+
+    def recording(*a, **k):
+        step = make(*a, **k)
+
+        def run(state, table, batch, prior):
+            fed.append(prior.shape)
+            return step(state, table, batch, prior)
+
+        return run
+
+    def data(*a, **k):
+        out = build(*a, **k)
+        raw.append(out[3].shape)
+        return out
+
+    monkeypatch.setattr(T, "make_train_step", recording)
+    monkeypatch.setattr(T, "training_data", data)
+    ds = generate("tiny", 0)
+    sp = temporal_split(ds)
+    cfg = TwoTowerTrainConfig(
+        batch_size=32,
+        max_steps=2,
+        checkpoint_every=1000,
+        progress=False,
+        use_hgnn=False,
+        example_history="leave_one_out",
+        prior_days=7,
+        prior_as_of=True,
+        model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True),
+    )
+    train_two_tower(ds, validation_split(ds, sp), ds.item_vectors, None, cfg, tmp_path / "select")
+    train_two_tower(ds, sp, ds.item_vectors, None, cfg, tmp_path / "refit")
+    assert raw[0][0] < raw[1][0] and raw[0][1] == raw[1][1]  # the refit's training window has more days
+    assert len(set(fed)) == 1 and fed[0][0] == slot_bucket(raw[1][0])
+    # padding is never read: one batch's loss with the padded table equals the loss with the table itself
+    model_cfg, vocab, table, hist = T.prepare(ds, ds.item_vectors, None, cfg, known_items=T._known_items(sp))
+    _, host_batch, train_table, prior = build(ds, sp, cfg, vocab, table, hist)
+    params = T._init_params(model_cfg, cfg, host_batch(0), table)
+    loss = jax.jit(T.make_loss_fn(model_cfg))
+    b = host_batch(0)
+    np.testing.assert_array_equal(loss(params, train_table, b, pad_slots(prior)), loss(params, train_table, b, prior))
+
+
 def test_ema_parameters_are_the_moving_average(tmp_path):
     ds = generate("tiny", 0)
     sp = temporal_split(ds)

@@ -59,6 +59,7 @@ from twotower_hgnn.train.two_tower_batches import (  # noqa: F401  (batch helper
     _known_items,
     batch_rows,
     make_batch,
+    pad_slots,
     prior_log_frequency,
     recency_weights,
     training_data,
@@ -333,10 +334,12 @@ def _step_fn(
     host_batch: Callable[[int], F.TwoTowerBatch],
 ) -> tuple[Callable[[dict, int], tuple[dict, jax.Array]], list[int]]:
     """``(step_fn(state, step) -> (state, loss), counter)``: the jitted step fed global step ``step``'s batch;
-    ``counter[0]`` counts its traces."""
+    ``counter[0]`` counts its traces. The time-aware prior goes to the device padded to a bucket of its
+    slot count (``pad_slots``), so runs over windows a few days apart (select and refit, the next day's
+    run) compile one program."""
     counter = [0]
     jitted = make_train_step(model_cfg, tx, mesh, counter, cfg.ema_decay)
-    table_dev, prior_dev = replicate(train_table, mesh), (None if prior is None else replicate(prior, mesh))
+    table_dev, prior_dev = replicate(train_table, mesh), (None if prior is None else replicate(pad_slots(prior), mesh))
 
     def step_fn(st: dict, s: int) -> tuple[dict, jax.Array]:
         return jitted(st, table_dev, shard_batch(host_batch(s), mesh), prior_dev)

@@ -53,6 +53,24 @@ def prior_log_frequency(ex: F.TrainingExamples, days: float | None, alpha: float
     return F.smoothed_log_q(counts, alpha)
 
 
+def slot_bucket(n_slots: int) -> int:
+    """Rows the time-aware prior is padded to on the device: ``n_slots`` rounded up to a multiple of
+    ``max(4, 2^ceil(log2 n) / 8)`` (fewer than ``max(4, n / 4)`` rows more). A run's select
+    and refit (the refit's window is longer by the validation days) and the next day's run then share
+    one compiled step instead of compiling one per slot count."""
+    n = max(int(n_slots), 1)
+    g = max(4, (1 << (n - 1).bit_length()) // 8)
+    return -(-n // g) * g
+
+
+def pad_slots(log_prior: np.ndarray) -> np.ndarray:
+    """``log_prior`` ``[S, N]`` with rows appended (copies of the last) up to :func:`slot_bucket` ``(S)``;
+    examples index only the first ``S`` rows, so the padding is never read."""
+    s = log_prior.shape[0]
+    pad = slot_bucket(s) - s
+    return log_prior if pad == 0 else np.concatenate([log_prior, np.repeat(log_prior[-1:], pad, axis=0)])
+
+
 def recency_weights(timestamps: np.ndarray, halflife_days: float | None) -> np.ndarray | None:
     """float64 ``[E]`` example weights ``2^(-(t_last - t) / halflife)`` normalised to mean 1 (None = uniform)."""
     if halflife_days is None:
