@@ -175,6 +175,28 @@ class Progress:
         self.close()
 
 
+def _summary_writer_class() -> type:
+    """tensorboardX's ``SummaryWriter``, imported lazily (only writers pay for it) and without torch.
+
+    ``tensorboardX.writer`` imports torch, when it is installed, only to recognise torch tensors in its
+    ``add_*`` methods; this project writes Python floats, and importing torch costs ~2.7 s of every
+    process that writes metrics (sentence-transformers installs it). While tensorboardX is imported,
+    ``sys.modules["torch"] = None`` makes that ``import torch`` fail as if torch were absent (the
+    fallback tensorboardX has); the entry is removed again, so a later ``import torch`` works as usual.
+    """
+    if "tensorboardX.writer" in sys.modules or "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return SummaryWriter
+
+
 class MetricWriter:
     """Scalars to TensorBoard event files and ``<logdir>/metrics.jsonl`` (appended: resume-safe).
 
@@ -189,9 +211,7 @@ class MetricWriter:
         if not enabled:
             return
         self.logdir.mkdir(parents=True, exist_ok=True)
-        from tensorboardX import SummaryWriter  # Imported lazily: ~0.5 s, only writers pay it.
-
-        self._tb = SummaryWriter(logdir=str(self.logdir), flush_secs=10)
+        self._tb = _summary_writer_class()(logdir=str(self.logdir), flush_secs=10)
         self._jsonl = open(self.logdir / "metrics.jsonl", "a", encoding="utf-8")
 
     def scalar(self, tag: str, value: float, step: int) -> None:
