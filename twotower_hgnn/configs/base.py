@@ -13,9 +13,9 @@ import dataclasses
 from typing import Any
 
 from twotower_hgnn import errors
-from twotower_hgnn.graph import GraphConfig
-from twotower_hgnn.train.hgnn import HGNNTrainConfig
-from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
+from twotower_hgnn.graph_config import GraphConfig
+from twotower_hgnn.train.hgnn_config import HGNNTrainConfig
+from twotower_hgnn.train.two_tower_config import TwoTowerTrainConfig
 
 SAMPLERS = ("auto", "numpy", "device")
 INDEX_KINDS = ("exact", "ivf", "auto")  # retrieval.EXPORT_KINDS (ExportConfig)

@@ -13,10 +13,10 @@ average of the parameters; 2T gets every one of them too.
 from __future__ import annotations
 
 from twotower_hgnn.configs.base import RunConfig
-from twotower_hgnn.models.hgnn import HGNNConfig
-from twotower_hgnn.models.two_tower import TwoTowerConfig
-from twotower_hgnn.train.hgnn import HGNNTrainConfig
-from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
+from twotower_hgnn.models.hgnn_config import HGNNConfig
+from twotower_hgnn.models.two_tower_config import TwoTowerConfig
+from twotower_hgnn.train.hgnn_config import HGNNTrainConfig
+from twotower_hgnn.train.two_tower_config import TwoTowerTrainConfig
 
 # the quality options shared by the demo and test presets
 IMPROVED = dict(example_history="leave_one_out", prior_days=7.0, prior_as_of=True)

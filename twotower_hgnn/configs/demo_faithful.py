@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from twotower_hgnn.configs import demo
 from twotower_hgnn.configs.base import RunConfig
-from twotower_hgnn.models.two_tower import TwoTowerConfig
-from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
+from twotower_hgnn.models.two_tower_config import TwoTowerConfig
+from twotower_hgnn.train.two_tower_config import TwoTowerTrainConfig
 
 
 def get_config() -> RunConfig:

@@ -5,8 +5,8 @@ negatives with the logQ correction, as-of example histories, 10 epochs."""
 from __future__ import annotations
 
 from twotower_hgnn.configs.base import RunConfig, SplitConfig
-from twotower_hgnn.train.hgnn import HGNNTrainConfig
-from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
+from twotower_hgnn.train.hgnn_config import HGNNTrainConfig
+from twotower_hgnn.train.two_tower_config import TwoTowerTrainConfig
 
 
 def get_config() -> RunConfig:

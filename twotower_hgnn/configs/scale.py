@@ -26,8 +26,8 @@ import dataclasses
 
 from twotower_hgnn.configs import demo
 from twotower_hgnn.configs.base import EvalConfig, RunConfig, TopKConfig
-from twotower_hgnn.graph import GraphConfig
-from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
+from twotower_hgnn.graph_config import GraphConfig
+from twotower_hgnn.train.two_tower_config import TwoTowerTrainConfig
 
 
 def get_config() -> RunConfig:

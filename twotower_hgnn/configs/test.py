@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from twotower_hgnn.configs.base import RunConfig, TopKConfig
 from twotower_hgnn.configs.demo import IMPROVED, IMPROVED_MODEL
-from twotower_hgnn.models.hgnn import HGNNConfig
-from twotower_hgnn.models.two_tower import TwoTowerConfig
-from twotower_hgnn.train.hgnn import HGNNTrainConfig
-from twotower_hgnn.train.two_tower import TwoTowerTrainConfig
+from twotower_hgnn.models.hgnn_config import HGNNConfig
+from twotower_hgnn.models.two_tower_config import TwoTowerConfig
+from twotower_hgnn.train.hgnn_config import HGNNTrainConfig
+from twotower_hgnn.train.two_tower_config import TwoTowerTrainConfig
 
 
 def get_config() -> RunConfig:

@@ -13,10 +13,28 @@
 
 from __future__ import annotations
 
-from twotower_hgnn.data.readers import DataError, build_dataset, load_files, read_interactions, read_items, read_users
-from twotower_hgnn.data.schema import EVENTS, ITEM_TYPES, WEAK_EVENTS, Dataset, is_paper_types, item_type_order
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from twotower_hgnn.data.schema import Dataset
 
 DATASETS = ("movielens1m", "synthetic", "files")
+# Names re-exported from the modules that define them, imported on first use (PEP 562): importing a
+# light submodule (``data.events``, ``data.mapping``) does not pull the readers and pandas with it.
+_LAZY = {
+    **dict.fromkeys(
+        ("DataError", "build_dataset", "load_files", "read_interactions", "read_items", "read_users"), "readers"
+    ),
+    **dict.fromkeys(("Dataset", "ITEM_TYPES", "is_paper_types", "item_type_order"), "schema"),
+    **dict.fromkeys(("EVENTS", "WEAK_EVENTS"), "events"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"twotower_hgnn.data.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'twotower_hgnn.data' has no attribute {name!r}")
 
 
 def load_dataset(name: str, **kwargs) -> Dataset:
@@ -33,6 +51,7 @@ def load_dataset(name: str, **kwargs) -> Dataset:
         return generate(scale, seed=seed, **kwargs)
     if name == "files":
         from twotower_hgnn.data.mapping import as_mapping
+        from twotower_hgnn.data.readers import DataError, load_files
 
         missing = [k for k in ("interactions", "items") if not kwargs.get(k)]
         if missing[-1:] == ["items"] and as_mapping(kwargs.get("mapping")).constant("items", "item_type") is not None:

@@ -24,8 +24,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-EVENTS: tuple[str, ...] = ("stream", "follow", "preview", "intent_to_pay")
-WEAK_EVENTS: tuple[str, ...] = ("follow", "preview", "intent_to_pay")
+from twotower_hgnn.data.events import EVENTS, WEAK_EVENTS  # noqa: F401  (re-exported)
 
 
 def event_mask(event_code: np.ndarray, codes) -> np.ndarray:

@@ -9,7 +9,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from sampler.spec import BALANCE_POLICIES, SamplingSpec
-from twotower_hgnn.models.hgnn import HGNNConfig
+from twotower_hgnn.models.hgnn_config import HGNNConfig
 
 
 @dataclasses.dataclass

@@ -6,12 +6,14 @@ Re-exported from :mod:`twotower_hgnn.train.two_tower`, the trainer that uses the
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from twotower_hgnn.models.two_tower_config import TwoTowerConfig
 
-from twotower_hgnn import features as F
-from twotower_hgnn.models.two_tower import TwoTowerConfig
+if TYPE_CHECKING:  # annotations only: this module is read by configuration files, without jax
+    import numpy as np
+
+    from twotower_hgnn import features as F
 
 
 @dataclasses.dataclass(frozen=True)
