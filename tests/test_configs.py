@@ -116,3 +116,22 @@ def test_overrides_that_only_fit_together_apply_in_any_order():
         assert (t.example_history, t.prior_as_of) == ("leave_many_out", False)
     with pytest.raises(configs.ConfigError, match="example_history=leave_many_out"):
         configs.load("demo", {"two_tower.example_history": "leave_many_out"})  # alone it cannot apply
+
+
+def test_configs_import_neither_jax_nor_pandas():
+    """Configuration files and ``--print_config`` load the presets without the training stack."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from twotower_hgnn import configs\n"
+        "for name in configs.PRESETS:\n"
+        "    configs.load(name).to_dict()\n"
+        "print(sorted(m for m in ('jax', 'flax', 'optax', 'pandas', 'torch') if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "[]", p.stdout
