@@ -8,4 +8,5 @@ export JAX_PLATFORMS=cpu HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # the enforced layout: lint and formatting first (seconds), then the suite
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest -q -n 2 --dist loadfile --durations=15 tests "$@"
+# whole files per worker, heaviest first (tests/conftest.py HEAVY_FIRST; xdist's default reorders by test count)
+exec .venv/bin/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests "$@"

@@ -78,19 +78,23 @@ def run_copy(tiny_run, tmp_path_factory):
     return dataclasses.replace(cfg, out_dir=str(dst))
 
 
-# The slowest files (about a minute or more each on the 2-core box) are handed out first: with
-# ``--dist loadfile`` a worker takes whole files in collection order, so a heavy file collected last runs
-# alone while the other worker idles. The rest keep their order (a stable sort).
+# The slowest files (half a minute or more each on the 2-core box, slowest first) are handed out first:
+# with ``--dist loadfile --no-loadscope-reorder`` (scripts/test.sh) a worker takes whole files in
+# collection order, so a heavy file collected last would run alone while the other worker idles
+# (pytest-xdist's default instead orders files by their number of tests, which puts these few-test
+# files last). The rest keep their order (a stable sort).
 HEAVY_FIRST = (
     "test_pipeline.py",
     "test_external_split.py",
-    "test_readme_commands.py",
     "test_logs_engines.py",
-    "test_hgnn_parallel.py",
-    "test_reproducible_report.py",
     "test_accelerator_suite.py",
+    "test_readme_commands.py",
+    "test_hgnn_parallel.py",
+    "test_synthetic_parquet.py",
     "test_data_in.py",
     "test_item_types.py",
+    "test_hgnn_reproducible.py",
+    "test_reproducible_report.py",
 )
 
 

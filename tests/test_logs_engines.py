@@ -217,3 +217,6 @@ def test_spark_gives_the_golden_outputs_on_tiny(tiny, spark_engine):
     want = {k: v for k, v in GOLDEN["tiny"].items() if not k.startswith(FLOATS)}
     assert set(got) == set(want)
     assert compare_digests(want, got) == []
+    # the session's warehouse is the engine's own temporary folder, not spark-warehouse/ in the cwd
+    warehouse = spark_engine.spark.conf.get("spark.sql.warehouse.dir")
+    assert "twotower-spark-warehouse-" in warehouse and not (Path.cwd() / "spark-warehouse").exists()

@@ -180,9 +180,13 @@ class SparkEngine:
                 "engine 'spark' needs pyspark: pip install 'twotower_hgnn[spark]' (and Java 17+)"
             ) from None
         self._own = session is None
+        self._warehouse = None
         if session is None:
+            # only temporary views are made; without this Spark leaves an empty spark-warehouse/ in the cwd
+            self._warehouse = tempfile.mkdtemp(prefix="twotower-spark-warehouse-")
             session = (
                 SparkSession.builder.master(master)
+                .config("spark.sql.warehouse.dir", self._warehouse)
                 .appName("twotower_hgnn-logs")
                 .config("spark.sql.shuffle.partitions", str(int(shuffle_partitions)))
                 .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -231,6 +235,11 @@ class SparkEngine:
     def close(self) -> None:
         if self._own:
             self.spark.stop()
+        if self._warehouse is not None:
+            import shutil
+
+            shutil.rmtree(self._warehouse, ignore_errors=True)
+            self._warehouse = None
 
 
 def open_engine(name: str = "duckdb", **opts):
