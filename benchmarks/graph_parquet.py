@@ -92,6 +92,12 @@ def main(argv):
         print(f"error: --folder={FLAGS.folder}: no manifest.json (a synthetic_parquet output folder)", file=sys.stderr)
         sys.exit(2)
 
+    if FLAGS.spill_dir is not None:
+        try:
+            Path(FLAGS.spill_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(f"error: --spill_dir={FLAGS.spill_dir}: {e.strerror}", file=sys.stderr)
+            sys.exit(2)
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="graph-parquet-", dir=FLAGS.spill_dir) as tmp:
         row = build(folder, Path(tmp))

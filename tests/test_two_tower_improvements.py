@@ -189,12 +189,11 @@ def test_prior_table_counts_the_window_before_each_slot():
     assert wide.slot_days == 2.0 and wide.slot.tolist() == [0, 0, 0, 1, 1, 2]
 
 
-def test_time_aware_prior_trains_once_compiled_and_serves_the_end_prior(tmp_path):
-    ds = generate("tiny", 0)
-    sp = temporal_split(ds)
-    cfg = TwoTowerTrainConfig(
+def _as_of_prior_config(max_steps: int, **model) -> TwoTowerTrainConfig:
+    """A small leave-one-out two-tower with the time-aware 7-day prior (full softmax, item bias)."""
+    return TwoTowerTrainConfig(
         batch_size=32,
-        max_steps=6,
+        max_steps=max_steps,
         checkpoint_every=1000,
         log_every=2,
         progress=False,
@@ -202,8 +201,14 @@ def test_time_aware_prior_trains_once_compiled_and_serves_the_end_prior(tmp_path
         example_history="leave_one_out",
         prior_days=7,
         prior_as_of=True,
-        model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True, personal_scale_init=0.05),
+        model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True, **model),
     )
+
+
+def test_time_aware_prior_trains_once_compiled_and_serves_the_end_prior(tmp_path):
+    ds = generate("tiny", 0)
+    sp = temporal_split(ds)
+    cfg = _as_of_prior_config(6, personal_scale_init=0.05)
     res = train_two_tower(ds, sp, ds.item_vectors, None, cfg, tmp_path / "a")
     assert res.n_compiles == 1 and res.step == 6
     # the served prior is the table's last row over the training positives: the 7 days before the cut
@@ -248,17 +253,7 @@ def test_select_and_refit_feed_the_step_one_prior_shape(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "training_data", data)
     ds = generate("tiny", 0)
     sp = temporal_split(ds)
-    cfg = TwoTowerTrainConfig(
-        batch_size=32,
-        max_steps=2,
-        checkpoint_every=1000,
-        progress=False,
-        use_hgnn=False,
-        example_history="leave_one_out",
-        prior_days=7,
-        prior_as_of=True,
-        model=TwoTowerConfig(tower_dims=(16, 8), negatives="full", item_bias=True),
-    )
+    cfg = _as_of_prior_config(2)
     train_two_tower(ds, validation_split(ds, sp), ds.item_vectors, None, cfg, tmp_path / "select")
     train_two_tower(ds, sp, ds.item_vectors, None, cfg, tmp_path / "refit")
     assert raw[0][0] < raw[1][0] and raw[0][1] == raw[1][1]  # the refit's training window has more days
