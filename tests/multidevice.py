@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
+
+from tests.snippets import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 # The suite's XLA flags (tests/conftest.py puts them in the environment every test process and child
@@ -31,19 +30,8 @@ def run_with_devices(code: str, n_devices: int = 8, timeout: float = 300.0) -> d
 
     Returns that JSON object. Raises AssertionError with the child's stderr on failure.
     """
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = xla_flags(n_devices)
-    env["JAX_PLATFORMS"] = "cpu"
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, f"child failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}"
+    env = {**os.environ, "XLA_FLAGS": xla_flags(n_devices), "JAX_PLATFORMS": "cpu"}
+    proc = run_python(code, env=env, timeout=timeout)
     lines = [x for x in proc.stdout.strip().splitlines() if x.strip()]
     assert lines, f"child printed nothing; stderr:\n{proc.stderr[-2000:]}"
     return json.loads(lines[-1])

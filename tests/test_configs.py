@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from twotower_hgnn import configs
+from tests.snippets import run_python
 from twotower_hgnn.configs import ConfigError, RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,10 +121,6 @@ def test_overrides_that_only_fit_together_apply_in_any_order():
 
 def test_configs_import_neither_jax_nor_pandas():
     """Configuration files and ``--print_config`` load the presets without the training stack."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     code = (
         "import sys\n"
         "from twotower_hgnn import configs\n"
@@ -131,7 +128,4 @@ def test_configs_import_neither_jax_nor_pandas():
         "    configs.load(name).to_dict()\n"
         "print(sorted(m for m in ('jax', 'flax', 'optax', 'pandas', 'torch') if m in sys.modules))\n"
     )
-    root = Path(__file__).resolve().parents[1]
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert p.stdout.strip() == "[]", p.stdout
+    assert run_python(code).stdout.strip() == "[]"

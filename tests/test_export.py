@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import ROOT
+from tests.snippets import run_python
 from twotower_hgnn.io import atomic_dir, atomic_write_text
 from twotower_hgnn.serving import Recommender, ServingError
 from twotower_hgnn.serving_batch import batch_recommend, batch_recommend_export, sample_rows
@@ -179,8 +180,7 @@ else:
 
 
 def test_core_install_needs_neither_faiss_nor_torch():
-    res = subprocess.run([sys.executable, "-c", NO_EXTRAS], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
+    run_python(NO_EXTRAS)
 
 
 def test_store_of_some_users_gives_their_vectors_as_the_whole_store(version):

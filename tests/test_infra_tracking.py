@@ -71,9 +71,8 @@ def test_metric_writer_does_not_import_torch_and_leaves_it_importable(tmp_path):
     """tensorboardX imports torch (when installed) only for tensor type checks; the writer keeps it out
     of the process (~2.7 s of start-up) and a later ``import torch`` still works."""
     import importlib.util
-    import subprocess
-    import sys
-    from pathlib import Path
+
+    from tests.snippets import run_python
 
     code = (
         "import sys\n"
@@ -87,9 +86,7 @@ def test_metric_writer_does_not_import_torch_and_leaves_it_importable(tmp_path):
         "    import torch\n"
         "    print(torch.zeros(3).sum().item())\n"
     )
-    root = Path(__file__).resolve().parents[1]
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
+    p = run_python(code)
     lines = p.stdout.split()
     assert lines[:2] == ["False", "1"], p.stdout
     if importlib.util.find_spec("torch") is not None:

@@ -1,12 +1,11 @@
 """Text features: the (model, text) cache, normalisation, the encoder seam, item texts; one real SBERT run."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.snippets import run_python
 from twotower_hgnn.text import DEFAULT_MODEL, TextError, encode_texts, item_features, item_texts
 
 
@@ -85,7 +84,7 @@ def test_item_texts_and_features(tmp_path):
 
 def test_training_import_does_not_load_torch():
     code = "import sys, twotower_hgnn.text, twotower_hgnn.graph, twotower_hgnn.data; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    run_python(code)
 
 
 def test_default_model_real_sbert(tmp_path):
