@@ -216,9 +216,10 @@ def _cell(r: Mapping[str, Any] | None) -> str:
     return f"~{text}" if r["extrapolated"] else text
 
 
-def scale_table(d: Mapping[str, Any], title: str = "scale") -> str:
+def scale_table(d: Mapping[str, Any], title: str = "scale", plot: str | None = None) -> str:
     """``benchmarks/results/scale*.json``: per stage, seconds and peak RSS at each scale (``~`` =
-    extrapolated) and the fitted slopes; rows reused from an earlier run (``--reuse``) are named."""
+    extrapolated) and the fitted slopes; rows reused from an earlier run (``--reuse``) are named.
+    ``plot``: the run's log-log plot (a path relative to the notes), shown under the table."""
     m, rows = d["meta"], d["rows"]
     scales = list(dict.fromkeys(r["scale"] for r in rows))
     stages = list(dict.fromkeys(r["stage"] for r in rows))
@@ -253,6 +254,8 @@ def scale_table(d: Mapping[str, Any], title: str = "scale") -> str:
     reused = _reused(rows, stages, m)
     if reused:
         lines += ["", "Reused from an earlier run (`--reuse`): " + "; ".join(reused) + "."]
+    if plot:
+        lines += ["", f"![{title}: cost of each stage against interactions, log-log]({plot})"]
     return "\n".join(lines)
 
 
@@ -397,7 +400,9 @@ def main() -> None:
             parts.append(random_changes_table(changes["random_changes"]))
     for name, title in (("scale.json", "scale"), ("scale_paper.json", "scale up to the paper's log")):
         if (RESULTS / name).exists():
-            parts.append(scale_table(json.loads((RESULTS / name).read_text()), title))
+            png = (RESULTS / name).with_suffix(".png")
+            plot = png.relative_to(NOTES.parent).as_posix() if png.exists() else None
+            parts.append(scale_table(json.loads((RESULTS / name).read_text()), title, plot))
     pm = RESULTS / "paper_model.json"
     if pm.exists():
         parts.append(paper_model_table(json.loads(pm.read_text())))

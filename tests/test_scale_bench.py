@@ -80,11 +80,13 @@ def test_fit_recovers_slopes_and_marks_extrapolation(tmp_path):
     for r in back["rows"]:
         if (r["scale"], r["stage"]) == ("small", "graph") or r["scale"] == "tiny":
             r.update(reused=True, measured=early if r["scale"] == "small" else meta)
-    text = scale_table(back, "scale")
+    text = scale_table(back, "scale", plot="benchmarks/results/scale.png")
     assert (
         "Reused from an earlier run (`--reuse`): tiny (measured 2026-11-30T00:00 at git 0123456789); "
         "small graph (measured 2026-11-29T10:00 at git fedcba9876)." in text
     )
+    assert text.endswith("\n\n![scale: cost of each stage against interactions, log-log](benchmarks/results/scale.png)")
+    assert "![" not in scale_table(back, "scale")  # no plot given, none shown
 
 
 def test_memory_guard_skips_a_scale_and_every_larger_one():
