@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from sampler.csr import HeteroCSR, Relation
+from sampler.neighbors import sorted_distinct
 
 
 def _endpoints(rng: np.random.Generator, n: int, size: int, alpha: float, perm: np.ndarray) -> np.ndarray:
@@ -45,7 +46,7 @@ def powerlaw_edges(
             a, b = np.minimum(a, b), np.maximum(a, b)
             keep = a != b
             a, b = a[keep], b[keep]
-        key = np.unique(a * np.int64(n_b) + b)
+        key = sorted_distinct(a * np.int64(n_b) + b)
         if key.size >= want or factor == 3.0:
             break
     if key.size > want:

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from twotower_hgnn.arrays import sorted_unique
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -239,4 +241,4 @@ def _topk_pairs(keys: np.ndarray, c: np.ndarray, k: int, n_items: int, chunk: in
     pk.sort()
     top = _top_ranked(pk, k, per_src, chunk)
     src, dst = top // per_src, top % n
-    return np.unique(np.minimum(src, dst) * n + np.maximum(src, dst))
+    return sorted_unique(np.minimum(src, dst) * n + np.maximum(src, dst))

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from twotower_hgnn.arrays import sorted_unique
 from twotower_hgnn.data.schema import Dataset, EVENTS, ITEM_TYPES, event_mask
 from twotower_hgnn.features_bundles import DAY_S, FeatureError, FeatureVocab, UserFeatures, take_users
 from twotower_hgnn.features_encoding import _interactions_frame, assemble_user_features
@@ -112,7 +113,7 @@ def history_means(
     m = len(u)
     ustart = np.concatenate([[0], np.flatnonzero(np.diff(u)) + 1, [m]])
     cuts = ustart[np.searchsorted(ustart, np.arange(chunk_rows, m, chunk_rows), side="left")]
-    bounds = np.unique(np.concatenate([[0], cuts, [m]]))
+    bounds = sorted_unique(np.concatenate([[0], cuts, [m]]))
     for r0, r1 in zip(bounds[:-1], bounds[1:]):
         cu, ct, ci, cty = u[r0:r1], t[r0:r1], it[r0:r1], ty[r0:r1]
         qa = int(np.searchsorted(qs_user, cu[0], side="left"))

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twotower_hgnn.arrays import sorted_unique
 from twotower_hgnn import features as F
 from twotower_hgnn.data.schema import EVENTS, Dataset, event_mask
 from twotower_hgnn.models.encode import encode_chunked, item_vectors
@@ -299,7 +300,7 @@ class Recommender:
         exclude = None
         if exclude_consumed:
             seen = item[(ev == EVENTS.index("stream")) & (ts < as_of) & (item >= self.start) & (item < self.stop)]
-            exclude = ExcludeCSR.from_lists([np.unique(seen - self.start)])
+            exclude = ExcludeCSR.from_lists([sorted_unique(seen - self.start)])
         scores, rows = self.index.search(u, k, exclude)
         ok = rows[0] >= 0
         glob = rows[0][ok] + self.start

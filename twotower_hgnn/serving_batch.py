@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from twotower_hgnn.arrays import sorted_unique
 from twotower_hgnn import features as F
 from twotower_hgnn.data.schema import EVENTS, event_mask
 from twotower_hgnn.io import atomic_write_stream
@@ -127,7 +128,7 @@ def batch_recommend(
     as_of = rec.as_of if as_of is None else check_timestamp(as_of, "as_of")
     if rec.dataset.num_users == 0:
         raise ServingError(f"{rec.dataset.name}: the user store is empty; nothing to recommend")
-    rows_of = np.arange(rec.dataset.num_users, dtype=np.int64) if users is None else np.unique(users)
+    rows_of = np.arange(rec.dataset.num_users, dtype=np.int64) if users is None else sorted_unique(users)
     n_users = int(rows_of.size)
     t0, rows = time.perf_counter(), 0
 

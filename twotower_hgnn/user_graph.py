@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sampler.csr import HeteroCSR
+from twotower_hgnn.arrays import sorted_unique
 from twotower_hgnn import errors
 from twotower_hgnn.data.schema import Dataset, EVENTS, event_mask
 
@@ -41,7 +42,7 @@ def tripartite_graph(ds: Dataset, interactions: pd.DataFrame, events: tuple[str,
     u = interactions["user_idx"].to_numpy()[m].astype(np.int64)
     it = interactions["item_idx"].to_numpy()[m].astype(np.int64)
     n_items = ds.num_items
-    key = np.unique(it * np.int64(ds.num_users) + u)  # distinct pairs, sorted
+    key = sorted_unique(it * np.int64(ds.num_users) + u)  # distinct pairs, sorted
     it, u = key // ds.num_users, key % ds.num_users
     node_types = user_node_types(ds)
     off = ds.item_type_offsets()

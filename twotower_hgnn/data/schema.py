@@ -24,6 +24,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from twotower_hgnn.arrays import sorted_unique
 from twotower_hgnn.data.events import EVENTS, WEAK_EVENTS  # noqa: F401  (re-exported)
 
 
@@ -32,7 +33,7 @@ def event_mask(event_code: np.ndarray, codes) -> np.ndarray:
     per code, 1 byte per row: ``np.isin`` casts the column to int64 first (~3 GB for a 270M-row log)."""
     event_code = np.asarray(event_code)
     out = np.zeros(event_code.shape, bool)
-    for c in np.unique(np.asarray(codes, np.int64)):
+    for c in sorted_unique(np.asarray(codes, np.int64)):
         out |= event_code == c
     return out
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twotower_hgnn.arrays import count_distinct_ids, distinct_ids
 from twotower_hgnn.data.schema import EVENTS, Dataset
 from twotower_hgnn.data.split_rules import (  # noqa: F401 (AUTO, DAY: the module's public names)
     AUTO,
@@ -227,7 +228,7 @@ def segments(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.n
     tr_i = train["item_idx"].to_numpy()
     has_ab[tr_u[(tr_i >= lo_id) & (tr_i < hi_id)]] = True
     te_u = test["user_idx"].to_numpy()
-    test_users = np.unique(te_u).astype(np.int32)
+    test_users = distinct_ids(te_u, ds.num_users)
     warm = test_users[has_ab[test_users]]
     cold = test_users[~has_ab[test_users]]
     te_i = test["item_idx"].to_numpy()
@@ -236,7 +237,7 @@ def segments(ds: Dataset, train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.n
     ab_test[te_u[te_ab_stream]] = True
     sizes = {
         "train_interactions": int(len(train)),
-        "train_users": int(np.unique(tr_u).shape[0]),
+        "train_users": count_distinct_ids(tr_u, ds.num_users),
         "test_interactions": int(len(test)),
         "test_users": int(test_users.shape[0]),
         "warm_users": int(warm.shape[0]),

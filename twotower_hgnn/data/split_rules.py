@@ -20,6 +20,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from twotower_hgnn.arrays import sorted_unique
 from twotower_hgnn import errors
 from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS
 
@@ -44,7 +45,7 @@ class SplitError(errors.DataError):
 def scorable_users(test: pd.DataFrame) -> int:
     """Number of distinct test users with at least one ``stream`` row in ``test`` (index-coded)."""
     strong = test["event_code"].to_numpy() == _STREAM
-    return int(np.unique(test["user_idx"].to_numpy()[strong]).size)
+    return int(sorted_unique(test["user_idx"].to_numpy()[strong]).size)
 
 
 def _empty_notes(sizes: dict, n_items: int, type_name: str) -> list[str]:

@@ -44,6 +44,8 @@ import dataclasses
 
 import numpy as np
 
+from twotower_hgnn.arrays import sorted_unique
+
 METRIC_NAMES: tuple[str, ...] = ("hr", "mrr", "coverage", "recall", "ndcg")
 
 
@@ -134,21 +136,6 @@ class ItemSets:
         q = rows * stride + np.maximum(items, 0)
         pos = np.minimum(np.searchsorted(keys, q), max(self.nnz - 1, 0))
         return (items >= 0) & (self.nnz > 0) & (keys[pos] == q if self.nnz else np.zeros(q.shape, bool))
-
-
-def sorted_unique(x: np.ndarray) -> np.ndarray:
-    """Sorted distinct values of a 1-d array by sort + neighbour compare.
-
-    NumPy 2.4's ``np.unique`` goes through a hash table that measured ~8x slower than this on 4M int64
-    keys (BUILD_NOTES.md, appendix F).
-    """
-    x = np.sort(np.asarray(x).ravel())
-    if x.size == 0:
-        return x
-    keep = np.empty(x.size, dtype=bool)
-    keep[0] = True
-    np.not_equal(x[1:], x[:-1], out=keep[1:])
-    return x[keep]
 
 
 def first_occurrence(ranked: np.ndarray) -> np.ndarray:

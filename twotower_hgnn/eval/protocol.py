@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 
 from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS, Dataset
-from twotower_hgnn.eval.metrics import ItemSets, popularity_tiers, sorted_unique
+from twotower_hgnn.arrays import sorted_unique
+from twotower_hgnn.eval.metrics import ItemSets, popularity_tiers
 
 SEGMENTS: tuple[str, ...] = ("all", "warm", "cold")
 

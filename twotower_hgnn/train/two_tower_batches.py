@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from twotower_hgnn.arrays import sorted_unique
 from twotower_hgnn import features as F
 from twotower_hgnn.data.schema import Dataset
 from twotower_hgnn.rng import np_rng
@@ -110,7 +111,7 @@ def budget_rows(n_examples: int, cfg: TwoTowerTrainConfig, steps_out: list | Non
     rows = [batch_rows(n_examples, cfg.batch_size, cfg.seed, s, cache) for s in range(steps)]
     if steps_out is not None:
         steps_out[:] = rows
-    return np.unique(np.concatenate(rows))
+    return sorted_unique(np.concatenate(rows))
 
 
 def _known_items(split: Any) -> np.ndarray:

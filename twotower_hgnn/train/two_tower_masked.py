@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from twotower_hgnn.arrays import sorted_unique
 from twotower_hgnn import features as F
 from twotower_hgnn.data.schema import Dataset, EVENTS, event_mask
 from twotower_hgnn.history import history_pair_counts, pair_multiplicity, remove_from_history, user_features_as_of
@@ -60,7 +61,7 @@ def build_units(ds: Dataset, train: Any, cfg: Any, item_emb: np.ndarray, vocab: 
     keep = event_mask(train["event_code"].to_numpy(), codes) & (item >= start) & (item < stop)
     u_all, i_all = train["user_idx"].to_numpy(np.int64)[keep], item[keep] - start
     ts_all = train["timestamp"].to_numpy(np.int64)[keep]
-    pairs = np.unique(u_all * (stop - start) + i_all)
+    pairs = sorted_unique(u_all * (stop - start) + i_all)
     pu, pi = pairs // (stop - start), (pairs % (stop - start)).astype(np.int32)
     users, counts = np.unique(pu, return_counts=True)
     ok = counts >= 2
