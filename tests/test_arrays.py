@@ -43,3 +43,22 @@ def test_no_plain_np_unique_in_the_library():
                 ):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not found, found
+
+
+def test_unique_benchmark_writes_checked_rows(tmp_path):
+    import json
+
+    from tests.snippets import run_python
+
+    out = tmp_path / "unique.json"
+    run_python(
+        "import runpy, sys; runpy.run_module('benchmarks.unique', run_name='__main__')",
+        "--sizes=1000,5000",
+        "--max_keys=1000",
+        f"--out={out}",
+    )
+    d = json.loads(out.read_text())
+    assert d["benchmark"] == "unique" and d["meta"]["numpy"] == np.__version__
+    assert [r["n"] for r in d["rows"]] == [1000, 5000]
+    assert "keys" in d["rows"][0] and "keys" not in d["rows"][1]  # keys stop at --max_keys
+    assert all(r["ids"]["distinct_ids_s"] > 0 and r["ids"]["distinct_ids_speedup"] > 0 for r in d["rows"])
