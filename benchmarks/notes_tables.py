@@ -175,9 +175,40 @@ def ops_table(results: Path) -> str | None:
     sp = results / "sampler_throughput.json"
     if sp.exists():
         rows.append(sampler_row(json.loads(sp.read_text())))
+    un = results / "unique.json"
+    if un.exists():
+        rows.append(unique_row(json.loads(un.read_text())))
     if not rows:
         return None
     return "\n".join(["| what | result | measured |", "|---|---|---|", *rows])
+
+
+def _dur(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def unique_row(d: Mapping[str, Any]) -> str:
+    """``benchmarks/unique.py``'s row: plain ``np.unique`` against the library's forms, per size."""
+    parts = []
+    for r in d["rows"]:
+        k, i = r.get("keys"), r["ids"]
+        keys = (
+            ""
+            if k is None
+            else (
+                f"int64 keys {_dur(k['np.unique_s'])} vs `sorted_unique` {_dur(k['sorted_unique_s'])} "
+                f"({k['sorted_unique_speedup']:.0f}x), "
+            )
+        )
+        parts.append(
+            f"{r['n']:,}: {keys}int32 ids {_dur(i['np.unique_s'])} vs `distinct_ids` {_dur(i['distinct_ids_s'])} "
+            f"({i['distinct_ids_speedup']:.0f}x)"
+        )
+    m = d["meta"]
+    return (
+        f"| distinct values, NumPy {m['numpy']} (`benchmarks/unique.py`) | plain `np.unique` vs the library's forms, "
+        f"same arrays: {'; '.join(parts)} | {_stamp(m['machine'])} |"
+    )
 
 
 def sampler_row(d: Mapping[str, Any]) -> str:

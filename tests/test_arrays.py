@@ -62,3 +62,8 @@ def test_unique_benchmark_writes_checked_rows(tmp_path):
     assert [r["n"] for r in d["rows"]] == [1000, 5000]
     assert "keys" in d["rows"][0] and "keys" not in d["rows"][1]  # keys stop at --max_keys
     assert all(r["ids"]["distinct_ids_s"] > 0 and r["ids"]["distinct_ids_speedup"] > 0 for r in d["rows"])
+    from benchmarks.notes_tables import unique_row
+
+    row = unique_row(d)
+    assert row.startswith(f"| distinct values, NumPy {np.__version__} (`benchmarks/unique.py`) |")
+    assert "1,000: int64 keys " in row and "5,000: int32 ids " in row and "5,000: int64" not in row
