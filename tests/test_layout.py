@@ -24,6 +24,7 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "twotower_hgnn.io",
             "twotower_hgnn.rng",
             "twotower_hgnn.topk",
+            "twotower_hgnn.arrays",
             "twotower_hgnn.parallel",
             "twotower_hgnn.checkpoint",
             "twotower_hgnn.tracking",
