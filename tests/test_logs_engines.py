@@ -223,8 +223,9 @@ def test_spark_gives_the_golden_outputs_on_tiny(tiny, spark_engine):
 
 
 def test_a_wave_of_partitions_is_sized_for_the_disk_it_spills_to(tmp_path, monkeypatch):
-    """A wave's keys at ~10 bytes each on disk (the paper-scale measure) take at most 40 % of the free
-    disk: at 6 bytes per key the paper log's first wave filled a 72 GB disk."""
+    """A wave's disk use at ~24 bytes per key (its partitions and the COPY's spill, the paper-scale
+    measure) takes at most 70 % of the free disk: sized at 6 bytes per key, the paper log's first wave
+    filled a 72 GB disk."""
     import shutil
     from collections import namedtuple
 
@@ -233,6 +234,6 @@ def test_a_wave_of_partitions_is_sized_for_the_disk_it_spills_to(tmp_path, monke
     engine = DuckDBEngine(temp_directory=tmp_path / "spill")  # not created yet: its parent's disk counts
     try:
         keys = engine.wave_keys()
-        assert keys * 10 <= 0.4 * (40 << 30) < (keys + 1) * 10
+        assert keys * 24 <= 0.7 * (40 << 30) < (keys + 1) * 24
     finally:
         engine.close()

@@ -26,7 +26,7 @@ aggregation whose groups are nearly all distinct (at ``large``, 314M pairs, 268M
 DuckDB writes a wave of partitions to Parquet by one query (``COPY ... PARTITION_BY``, making only that
 wave's keys: :func:`wave_keys_sql`) and reads each partition back alone
 (:meth:`DuckDBEngine.spill_partitions`): counting and ruling are linear in the pairs, the disk holds one
-wave. Each wave re-reads the windowed sequences, so waves are as large as 40 % of the free disk allows
+wave. Each wave re-reads the windowed sequences, so waves are as large as 70 % of the free disk allows
 (``DuckDBEngine.wave_keys``; a few at the paper's scale). Other engines (Spark) count every key in one
 pass and leave partitioning and spilling to their own shuffle.
 
@@ -44,7 +44,7 @@ import numpy as np
 COUNT_CAP = 2**15 - 1  # the NumPy builder ranks by min(count, 2**15 - 1) (graph_pairs._topk_pairs)
 KEY = 2**32  # pair key lo * KEY + hi, rank key r = ... * KEY + t (item ids are int32)
 COMPACT_PER_ITEM = 8  # top-k candidates are cut to k per item once they pass this many times k per item
-WAVE_KEYS = 2**33  # the most pair keys written to disk at once (DuckDB: also <= 40 % of the free disk)
+WAVE_KEYS = 2**33  # the most pair keys written to disk at once (DuckDB: also <= 70 % of the free disk)
 
 
 def _in_list(codes: Sequence[int]) -> str:
