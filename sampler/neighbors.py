@@ -49,7 +49,7 @@ class DirAdj:
 
 def sorted_distinct(keys: np.ndarray) -> np.ndarray:
     """Sorted distinct values of non-negative int ``keys``. NumPy 2.4's plain ``np.unique`` hashes and
-    is 4-20x slower than this sort (BUILD_NOTES, §4)."""
+    is 4-27x slower than this sort (BUILD_NOTES, §4)."""
     s = np.sort(keys)
     return s[np.diff(s, prepend=s[:1] - 1) != 0] if s.size else s
 
