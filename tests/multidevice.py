@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
-from tests.snippets import run_python
+from tests.snippets import ROOT, run_python  # noqa: F401  (ROOT: imported from here by tests)
 
-ROOT = Path(__file__).resolve().parents[1]
 # The suite's XLA flags (tests/conftest.py puts them in the environment every test process and child
 # inherits): the CPU backend's LLVM optimisation off. The suite compiles hundreds of small programs once
 # or twice each and runs them for a few steps, so compile time dominates; at level 0 the whole suite takes

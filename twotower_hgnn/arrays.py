@@ -22,16 +22,19 @@ def sorted_unique(x: np.ndarray) -> np.ndarray:
     return x[keep]
 
 
+def _marks(ids: np.ndarray, n: int) -> np.ndarray:
+    """bool ``[n]``: True at every value of ``ids`` (integers in ``[0, n)``)."""
+    seen = np.zeros(int(n), dtype=bool)
+    seen[np.asarray(ids)] = True
+    return seen
+
+
 def distinct_ids(ids: np.ndarray, n: int, dtype=np.int32) -> np.ndarray:
     """Sorted distinct values of ``ids``, integers in ``[0, n)`` (user or item indices), as ``dtype``:
     one pass that marks each id in a bool ``[n]`` array, no sort (``n`` bytes of memory)."""
-    seen = np.zeros(int(n), dtype=bool)
-    seen[np.asarray(ids)] = True
-    return np.flatnonzero(seen).astype(dtype, copy=False)
+    return np.flatnonzero(_marks(ids, n)).astype(dtype, copy=False)
 
 
 def count_distinct_ids(ids: np.ndarray, n: int) -> int:
     """How many distinct values ``ids`` (integers in ``[0, n)``) holds."""
-    seen = np.zeros(int(n), dtype=bool)
-    seen[np.asarray(ids)] = True
-    return int(np.count_nonzero(seen))
+    return int(np.count_nonzero(_marks(ids, n)))
