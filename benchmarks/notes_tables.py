@@ -1,10 +1,11 @@
-"""BUILD_NOTES.md's generated quality tables (Markdown) from the JSON in ``benchmarks/results/``.
+"""BUILD_NOTES.md's generated tables (Markdown) from the JSON in ``benchmarks/results/``.
 
-    .venv/bin/python -m benchmarks.notes_tables            # print them (quality.json + quality_changes.json)
-    .venv/bin/python -m benchmarks.notes_tables --write    # replace BUILD_NOTES.md's generated block
+    .venv/bin/python -m benchmarks.notes_tables            # print them
+    .venv/bin/python -m benchmarks.notes_tables --write    # replace BUILD_NOTES.md's generated blocks
 
-The block sits between ``<!-- BEGIN generated -->`` and ``<!-- END generated -->``; rerun after a
-benchmark run.
+Two blocks: ``quality`` (§6: quality benchmark, two-tower ladders) and ``measurements`` (§7: scale,
+paper-size model, retrieval, operational figures), each between ``<!-- BEGIN generated: NAME -->`` and
+``<!-- END generated: NAME -->``; rerun after a benchmark run.
 """
 
 from __future__ import annotations
@@ -74,23 +75,61 @@ def quality_tables(q: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+KEPT = ("kept", "reference", "applied")  # decisions that make up the current recipe (or its reference)
+
+
+def change_groups(changes: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """The ladder's rows grouped by change: a row named "the same, seed N" joins the row before it."""
+    groups: list[list[Mapping[str, Any]]] = []
+    for ch in changes:
+        if groups and ch["change"].startswith("the same, seed"):
+            groups[-1].append(ch)
+        else:
+            groups.append([ch])
+    return groups
+
+
+def _change_row(g: Sequence[Mapping[str, Any]], ref_cov: float, with_test: bool) -> str:
+    first = g[0]
+    vals = ", ".join(f"{ch['val_hr10']:.3f}" for ch in g)
+    seeds = f" ({len(g)} seeds)" if len(g) > 1 else ""
+    why = f": {first['why']}" if first["why"] else ""
+    row = f"| {first['change']} (`{first['run']}`){seeds} | {first['decision']}{why} | {vals} |"
+    if not with_test:
+        return row
+    mean = {s: sum(ch["test_hr10"][s] for ch in g) / len(g) for s in ("warm", "cold", "all")}
+    cov = sum(ch["coverage100_all"] for ch in g) / len(g)
+    drop = " (!)" if cov < 0.8 * ref_cov else ""  # > 20 % relative below the reference row
+    return row + f" {mean['warm']:.3f} / {mean['cold']:.3f} / {mean['all']:.3f} | {cov:.2f}{drop} |"
+
+
 def changes_table(c: Mapping[str, Any]) -> str:
+    """The demo's two-tower ladder as two tables: the changes the current recipe is made of (and its
+    references), then those tried and not kept; repeated seeds of one change share a row (validation per
+    seed, test and coverage as the mean over seeds)."""
+    ref_cov = c["changes"][0]["coverage100_all"]
+    groups = change_groups(c["changes"])
+    kept = [g for g in groups if g[0]["decision"].startswith(KEPT)]
+    other = [g for g in groups if not g[0]["decision"].startswith(KEPT)]
     lines = [
         c["what"] + ".",
         "",
-        "| change | decision | val HR@10 | test HR@10 warm / cold / all | cov@100 |",
+        "What the current demo recipe is made of, in the order the changes were measured:",
+        "",
+        "| change | decision | val HR@10 (per seed) | test HR@10 warm / cold / all | cov@100 |",
         "|---|---|---|---|---|",
+        *(_change_row(g, ref_cov, True) for g in kept),
+        "",
+        f"(!) = Coverage@100 more than 20 % (relative) below the reference row ({ref_cov:.2f}); test and "
+        "coverage are means over the row's seeds.",
+        "",
+        "Tried and not kept as measured (a part may live on inside a later row; test figures in "
+        "`benchmarks/results/quality_changes.json`):",
+        "",
+        "| change | decision | val HR@10 (per seed) |",
+        "|---|---|---|",
+        *(_change_row(g, ref_cov, False) for g in other),
     ]
-    ref_cov = c["changes"][0]["coverage100_all"]
-    for ch in c["changes"]:
-        t = ch["test_hr10"]
-        drop = ch["coverage100_all"] < 0.8 * ref_cov  # > 20 % relative below the reference row
-        lines.append(
-            f"| {ch['change']} (`{ch['run']}`) | {ch['decision']}: {ch['why']} | {ch['val_hr10']:.3f} | "
-            f"{t['warm']:.3f} / {t['cold']:.3f} / {t['all']:.3f} | {ch['coverage100_all']:.2f}"
-            f"{' (!)' if drop else ''} |"
-        )
-    lines += ["", f"(!) = Coverage@100 more than 20 % (relative) below the reference row ({ref_cov:.2f})."]
     b = c["baselines_test_hr10"]
     lines += [
         "",
@@ -404,53 +443,76 @@ def retrieval_table(d: Mapping[str, Any]) -> str:
 
 
 NOTES = Path(__file__).resolve().parents[1] / "BUILD_NOTES.md"
-BEGIN, END = "<!-- BEGIN generated -->", "<!-- END generated -->"
+BLOCKS = ("quality", "measurements")  # BUILD_NOTES' generated blocks, in the order they appear
 
 
-def write_notes(text: str, notes: Path = NOTES) -> None:
-    """Replaces the generated block of ``notes`` with ``text`` (atomically)."""
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- BEGIN generated: {name} -->", f"<!-- END generated: {name} -->"
+
+
+def write_notes(blocks: Mapping[str, str], notes: Path = NOTES) -> None:
+    """Replaces each named generated block of ``notes`` with its text (one atomic write)."""
     from twotower_hgnn.io import atomic_write_text
 
     doc = notes.read_text()
-    if doc.count(BEGIN) != 1 or doc.count(END) != 1:
-        sys.exit(f"{notes}: needs exactly one {BEGIN} ... {END} block")
-    head, rest = doc.split(BEGIN)
-    atomic_write_text(notes, head + BEGIN + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+    for name, text in blocks.items():
+        begin, end = markers(name)
+        if doc.count(begin) != 1 or doc.count(end) != 1 or doc.index(begin) > doc.index(end):
+            sys.exit(f"{notes}: needs exactly one {begin} ... {end} block")
+        head, rest = doc.split(begin)
+        doc = head + begin + "\n" + text + "\n" + end + rest.split(end, 1)[1]
+    atomic_write_text(notes, doc)
 
 
-def main() -> None:
+def quality_block(results: Path = RESULTS) -> str:
+    """§6: the quality benchmark's tables and the two-tower ladders."""
     parts = []
-    q = RESULTS / "quality.json"
+    q = results / "quality.json"
     if q.exists():
         parts.append(quality_tables(json.loads(q.read_text())))
-    c = RESULTS / "quality_changes.json"
+    c = results / "quality_changes.json"
     if c.exists():
         changes = json.loads(c.read_text())
         parts.append(changes_table(changes))
         if "random_changes" in changes:
             parts.append(random_changes_table(changes["random_changes"]))
-    for name, title in (("scale.json", "scale"), ("scale_paper.json", "scale up to the paper's log")):
-        if (RESULTS / name).exists():
-            png = (RESULTS / name).with_suffix(".png")
-            plot = png.relative_to(NOTES.parent).as_posix() if png.exists() else None
-            parts.append(scale_table(json.loads((RESULTS / name).read_text()), title, plot))
-    pm = RESULTS / "paper_model.json"
+    return "\n\n".join(parts)
+
+
+def measurements_block(results: Path = RESULTS) -> str:
+    """§7: scale, paper-size model, retrieval and the one-row operational figures."""
+    parts = []
+    scales = (("scale.json", "scale"), ("scale_paper.json", "scale up to the paper's log"))
+    if (results / "scale_paper.json").exists():  # it holds every scale measured up to the paper's
+        scales = scales[1:]
+    for name, title in scales:
+        if (results / name).exists():
+            png = (results / name).with_suffix(".png")
+            plot = (
+                png.relative_to(NOTES.parent).as_posix() if png.is_relative_to(NOTES.parent) and png.exists() else None
+            )
+            parts.append(scale_table(json.loads((results / name).read_text()), title, plot))
+    pm = results / "paper_model.json"
     if pm.exists():
         parts.append(paper_model_table(json.loads(pm.read_text())))
     for name in ("retrieval_paper.json", "retrieval_paper_export.json", "retrieval_large_export.json"):
-        if (RESULTS / name).exists():
-            parts.append(retrieval_table(json.loads((RESULTS / name).read_text())))
-    ops = ops_table(RESULTS)
+        if (results / name).exists():
+            parts.append(retrieval_table(json.loads((results / name).read_text())))
+    ops = ops_table(results)
     if ops:
         parts.append(ops)
-    if not parts:
+    return "\n\n".join(parts)
+
+
+def main() -> None:
+    blocks = {"quality": quality_block(), "measurements": measurements_block()}
+    if not any(blocks.values()):
         sys.exit(f"no results in {RESULTS}")
-    text = "\n\n".join(parts)
     if "--write" in sys.argv[1:]:
-        write_notes(text)
-        print(f"wrote the generated block of {NOTES}")
+        write_notes(blocks)
+        print(f"wrote the generated blocks of {NOTES}: {', '.join(BLOCKS)}")
     else:
-        print(text)
+        print("\n\n".join(t for t in blocks.values() if t))
 
 
 if __name__ == "__main__":
