@@ -254,6 +254,7 @@ def colisten_edges(
             "pairs_skipped_by_window": seq["all_pairs"] - generated,
             "distinct_pairs": distinct,
             "partitions": n_parts,
+            "waves": math.ceil(n_parts / per_wave),  # passes over the sequences (partitions spilled per pass)
         }
         if with_pairs:
             got = engine.fetch("SELECT lo, hi, c FROM g_pairs ORDER BY lo, hi")

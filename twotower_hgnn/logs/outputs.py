@@ -36,7 +36,7 @@ def _train_outputs(engine, ds: Dataset, types: list[str], graph_cfg) -> dict:
         engine, codes, graph_cfg.rule, graph_cfg.min_shared, graph_cfg.topk, window, cap, with_pairs=True
     )
     pairs = st.pop("pairs")
-    st.pop("partitions")  # the NumPy builder's chunking, not a log output
+    st.pop("partitions"), st.pop("waves")  # how the engine chunked the work, not a log output
     out: dict = {"pairs.lo_hi": np.stack([pairs["lo"], pairs["hi"]], axis=1), "pairs.count": pairs["count"]}
     tcode = items_frame(ds.item_type_codes())["type_code"].to_numpy()
     for a in range(len(types)):
