@@ -13,6 +13,10 @@ NumPy implementation of this commit:
 * ``popularity.<type>``: training streams per catalogue item of each type (``eval.protocol``);
 * ``weak.<event>``: training rows of each weak event per item; ``signal.<relation>``: users whose edge
   events span the relation (``data.signal.relation_support``);
+* ``examples.<type>.*``: the two-tower's positive examples of each type (user, time, item;
+  ``features_examples._positives``) and ``history.<type>.*`` their as-of history over the fixed
+  settings of ``twotower_hgnn.logs.outputs.EXAMPLES`` (per type: row counts, most recent item tokens,
+  float sums of the mean probe embeddings; ``history.history_means`` / ``history_id_tokens``);
 
 and writes their digests (:mod:`twotower_hgnn.logs.digest`) to ``tests/golden/log_digests.json``.
 ``tests/test_logs_engines.py`` checks DuckDB and Spark against them on tiny; ``--check --engine=duckdb``
@@ -133,6 +137,29 @@ def count_outputs(ds: Dataset, train, cfg) -> dict:
     return out
 
 
+def example_outputs(ds: Dataset, train) -> dict:
+    """``examples.<type>.*`` and ``history.<type>.*`` (the settings of ``logs.outputs.EXAMPLES``)."""
+    from twotower_hgnn.features_examples import _positives
+    from twotower_hgnn.history import _counted_log, history_id_tokens, history_means
+    from twotower_hgnn.logs.outputs import EXAMPLES, history_summaries, probe_embedding
+
+    codes = np.asarray([EVENTS.index(e) for e in EXAMPLES["positive_events"]], np.int64)
+    emb, types, out = probe_embedding(ds.num_items), list(ds.item_type_counts), {}
+    log = _counted_log(train, ds, EXAMPLES["history_events"])
+    window, n = EXAMPLES["history_days"] * 86_400.0, len(types)
+    off = np.concatenate([[0], np.cumsum([int(ds.item_type_counts[t]) for t in types])])
+    for k, t in enumerate(types):
+        if off[k + 1] == off[k]:
+            continue
+        u, ts, it = _positives(train, codes, int(off[k]), int(off[k + 1]), ds.num_items, False)
+        out.update({f"examples.{t}.user": u, f"examples.{t}.time": ts, f"examples.{t}.item": it})
+        means, counts = history_means(*log, emb, u, ts, window, n)
+        out[f"history.{t}.count"] = counts
+        out[f"history.{t}.ids"] = history_id_tokens(*log, u, ts, window, EXAMPLES["id_length"], n)
+        out.update({f"history.{t}.{name}": v for name, v in history_summaries(means).items()})
+    return out
+
+
 def numpy_outputs(ds: Dataset) -> dict:
     """Every log output of ``ds`` under its default split and graph configuration (NumPy code)."""
     sp = temporal_split(ds)
@@ -141,6 +168,7 @@ def numpy_outputs(ds: Dataset) -> dict:
     out.update(pair_outputs(ds, sp.train, cfg))
     out.update(graph_outputs(ds, sp.train, cfg))
     out.update(count_outputs(ds, sp.train, cfg))
+    out.update(example_outputs(ds, sp.train))
     return out
 
 

@@ -203,6 +203,56 @@ def test_engine_errors_are_one_line_user_errors(tmp_path):
         engine.close()
 
 
+@pytest.mark.parametrize("window_days", [None, 3])
+def test_examples_and_history_ranges_are_the_numpy_ones(tiny, window_days):
+    """The positives (both ``first_only`` forms) and, for every example plus edge-case queries (users
+    without rows, times before the first and after the last row, a time equal to a row's), the history
+    ranges give the NumPy code's counts and id tokens exactly and its means within 1e-6, in chunks of
+    queries smaller than one user's history."""
+    from twotower_hgnn.data.schema import EVENTS
+    from twotower_hgnn.features_encoding import target_item_range
+    from twotower_hgnn.features_examples import _positives
+    from twotower_hgnn.history import _counted_log, history_id_tokens, history_means
+    from twotower_hgnn.logs import examples as ex
+    from twotower_hgnn.logs.tables import interactions_frame, items_frame
+
+    train = temporal_split(tiny).train
+    n_types, window = len(tiny.item_types), None if window_days is None else window_days * 86_400.0
+    emb = np.random.default_rng(1).standard_normal((tiny.num_items, 5)).astype(np.float32)
+    engine = DuckDBEngine()
+    try:
+        engine.register_frame("items", items_frame(tiny.item_type_codes()))
+        engine.register_frame("inter", interactions_frame(train))
+        codes = np.asarray([EVENTS.index("stream")])
+        start, stop = target_item_range(tiny, "podcast")
+        sizes = []
+        for first_only in (True, False):
+            want = _positives(train, codes, start, stop, tiny.num_items, first_only)
+            got = ex.positives(engine, codes, start, stop, first_only)
+            assert all(np.array_equal(w, g) and w.dtype == g.dtype for w, g in zip(want, got))
+            sizes.append(len(got[0]))
+        assert sizes[0] < sizes[1]  # first_only removed re-streams
+        u, ts, _ = want  # every stream
+        ts_all = train["timestamp"].to_numpy()
+        q_user = np.concatenate([u, [tiny.num_users - 1, 0, u[7], u[7]]])
+        q_time = np.concatenate([ts, [ts_all.max() + 1, ts_all.min() - 1, ts_all.max() + 10**7, ts[7]]])
+        hist = [EVENTS.index(e) for e in ("stream", "preview")]
+        log = _counted_log(train, tiny, ("stream", "preview"))
+        means, counts = history_means(*log, emb, q_user, q_time, window, n_types)
+        ids = history_id_tokens(*log, q_user, q_time, window, 6, n_types)
+        r = ex.history_ranges(engine, q_user, q_time, hist, window, n_types)
+    finally:
+        engine.close()
+    asked = np.isin(log[0], q_user)
+    assert r.items.size == asked.sum() < len(log[0])  # only the queried users' rows are sequenced
+    assert np.array_equal(r.counts, counts) and counts.sum() > 1000
+    assert np.array_equal(ex.id_tokens_from_ranges(r, 6), ids)
+    for chunk in (7, 1 << 20):
+        np.testing.assert_allclose(ex.means_from_ranges(r, emb, chunk_rows=chunk), means, rtol=1e-6, atol=1e-7)
+    assert counts[-3].sum() == 0  # before every row
+    assert (counts[-2].sum() > 0) == (window is None)  # long after every row: only an unbounded window reaches back
+
+
 # ------------------------------------------------------------------------------------------ Spark
 @pytest.fixture(scope="module")
 def spark_engine():

@@ -1,5 +1,10 @@
 """Every log output of a dataset under its default split and graph rule, computed by one engine, under
-the names of the golden digests (``benchmarks/log_golden.py``, ``tests/golden/log_digests.json``)."""
+the names of the golden digests (``benchmarks/log_golden.py``, ``tests/golden/log_digests.json``).
+
+The two-tower outputs use fixed settings (:data:`EXAMPLES`): per item type, every training stream is
+an example (``examples.<type>.*``); its as-of history over every event in the 90 days before it gives
+per type the row counts, the 8 most recent item tokens and the mean of a seeded probe embedding
+(:func:`probe_embedding`; ``history.<type>.*``, the means as float sums)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS, Dataset
 from twotower_hgnn.data.split import cut_bounds, segment_type
 from twotower_hgnn.logs.colisten import colisten_edges
 from twotower_hgnn.logs.counts import item_event_counts, log_bounds, relation_support, split_parts, timestamp_at
+from twotower_hgnn.logs.examples import history_ranges, id_tokens_from_ranges, means_from_ranges, positives
 from twotower_hgnn.logs.tables import interactions_frame, items_frame
 
 
@@ -61,6 +67,40 @@ def _train_outputs(engine, ds: Dataset, types: list[str], graph_cfg) -> dict:
     return out
 
 
+EXAMPLES = {"positive_events": ("stream",), "history_events": EVENTS, "history_days": 90, "id_length": 8, "dim": 8}
+
+
+def probe_embedding(n_items: int) -> np.ndarray:
+    """float32 ``[n_items, EXAMPLES["dim"]]`` seeded standard-normal item vectors: what the golden history
+    means average (any fixed embedding checks the same rows)."""
+    return np.random.default_rng(0).standard_normal((n_items, EXAMPLES["dim"])).astype(np.float32)
+
+
+def history_summaries(means: np.ndarray) -> dict:
+    """Float digests of history means ``[Q, n_types, d]``: sums of absolute values and of squares (float64)."""
+    m = np.asarray(means, np.float64)
+    return {"mean_abs_sum": float(np.abs(m).sum()), "mean_sq_sum": float((m * m).sum())}
+
+
+def _example_outputs(engine, ds: Dataset, types: list[str]) -> dict:
+    """``examples.<type>.{user,time,item}`` and ``history.<type>.{count,ids,mean_*}`` on the view ``inter``."""
+    codes = [EVENTS.index(e) for e in EXAMPLES["positive_events"]]
+    hist = [EVENTS.index(e) for e in EXAMPLES["history_events"]]
+    emb, out = probe_embedding(ds.num_items), {}
+    off = np.concatenate([[0], np.cumsum([int(ds.item_type_counts.get(t, 0)) for t in types])])
+    for k, t in enumerate(types):
+        if off[k + 1] == off[k]:
+            continue
+        u, ts, it = positives(engine, codes, int(off[k]), int(off[k + 1]))
+        out.update({f"examples.{t}.user": u, f"examples.{t}.time": ts, f"examples.{t}.item": it})
+        r = history_ranges(engine, u, ts, hist, EXAMPLES["history_days"] * 86_400.0, len(types))
+        out[f"history.{t}.count"] = r.counts
+        out[f"history.{t}.ids"] = id_tokens_from_ranges(r, EXAMPLES["id_length"])
+        summaries = history_summaries(means_from_ranges(r, emb))
+        out.update({f"history.{t}.{name}": v for name, v in summaries.items()})
+    return out
+
+
 def engine_outputs(engine, ds: Dataset, graph_cfg) -> dict:
     """The golden outputs of ``ds`` (default temporal split; ``graph_cfg`` its graph configuration),
     every one computed by ``engine`` from the views ``inter`` (all rows, then the training part) and
@@ -72,4 +112,5 @@ def engine_outputs(engine, ds: Dataset, graph_cfg) -> dict:
     train = ds.interactions.iloc[np.flatnonzero(part == 1)]  # contiguous: the rows are time-sorted
     engine.register_frame("inter", interactions_frame(train))
     out.update(_train_outputs(engine, ds, types, graph_cfg))
+    out.update(_example_outputs(engine, ds, types))
     return out
