@@ -49,6 +49,11 @@ flags.DEFINE_list("datasets", list(DATASETS), f"datasets to digest, of {DATASETS
 flags.DEFINE_string("out", str(GOLDEN), "golden JSON to write")
 flags.DEFINE_bool("check", False, "compare with --out instead of writing it")
 flags.DEFINE_enum("engine", "numpy", ["numpy", "duckdb", "spark"], "who computes the outputs (--check only)")
+flags.DEFINE_string(
+    "spark_driver_memory",
+    "4g",
+    "Spark's driver heap (local mode runs every task in it; 1g, Spark's default, is too small for MovieLens-1M's history ranges)",
+)
 FLAGS = flags.FLAGS
 
 
@@ -177,7 +182,8 @@ def engine_outputs(ds: Dataset) -> dict:
     from twotower_hgnn.logs.engines import open_engine
     from twotower_hgnn.logs.outputs import engine_outputs as run
 
-    engine = open_engine(FLAGS.engine)
+    opts = {"conf": {"spark.driver.memory": FLAGS.spark_driver_memory}} if FLAGS.engine == "spark" else {}
+    engine = open_engine(FLAGS.engine, **opts)
     try:
         return run(engine, ds, default_graph_config(ds))
     finally:

@@ -114,6 +114,7 @@ def test_topk_candidates_compacted_or_not_give_the_one_partition_edges(tiny, mon
             made.clear()
             lo, hi, st = colisten_edges(engine, [0], "topk", 1, 4, 20, 1000, chunk_pairs=4000)
             assert st["partitions"] >= 8 and ("g_compact" in made) is compactions
+            assert ("g_bar" in made) is compactions  # after a cut, candidates past an item's k-th are not kept
             assert np.array_equal(lo, one[0]) and np.array_equal(hi, one[1]) and lo.size > 0
         # a disk that holds a quarter of the keys: equal waves, each a pass over the sequences; same edges
         monkeypatch.setattr(engine, "wave_keys", lambda: st["pairs_generated"] // 4)
@@ -293,3 +294,29 @@ def test_a_wave_of_partitions_is_sized_for_the_disk_it_spills_to(tmp_path, monke
         assert keys * 24 <= 0.7 * (40 << 30) < (keys + 1) * 24
     finally:
         engine.close()
+
+
+def test_the_default_memory_limit_is_half_the_memory_available(monkeypatch):
+    """GraphConfig.memory_limit=None gives DuckDB half of MemAvailable at the build (at least 1 GB), not
+    DuckDB's 80 % of RAM, which ignores what the process holds; unknown memory leaves DuckDB's default."""
+    from twotower_hgnn.logs import engines
+
+    assert engines.available_memory_bytes() > 0  # Linux: /proc/meminfo
+    monkeypatch.setattr(engines, "available_memory_bytes", lambda: 6 << 30)
+    assert engines.auto_memory_limit() == "3072MiB"
+    monkeypatch.setattr(engines, "available_memory_bytes", lambda: 100 << 20)
+    assert engines.auto_memory_limit() == "1024MiB"
+    monkeypatch.setattr(engines, "available_memory_bytes", lambda: None)
+    assert engines.auto_memory_limit() is None
+    monkeypatch.setattr(engines, "available_memory_bytes", lambda: 3 << 30)
+    seen = []
+    real = engines.DuckDBEngine.__init__
+
+    def spy(self, memory_limit=None, **kw):
+        real(self, memory_limit=memory_limit, **kw)
+        seen.append(self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+    monkeypatch.setattr(engines.DuckDBEngine, "__init__", spy)
+    tiny = generate("tiny", seed=0)
+    build_graph(tiny, temporal_split(tiny).train, GraphConfig())
+    assert seen == ["1.5 GiB"]

@@ -210,7 +210,7 @@ def parquet_source(ds: Dataset, rows: tuple[int, int] | None) -> tuple[str, int,
 def _engine_edges(inter, cfg: GraphConfig, n_items: int, parquet=None) -> tuple[np.ndarray, np.ndarray, dict, dict]:
     """(lo, hi, pair statistics, phase seconds) by the log queries on ``cfg.engine`` (:mod:`twotower_hgnn.logs`);
     ``parquet`` (:func:`parquet_source`): the engine reads those rows from the Parquet log, not ``inter``."""
-    from twotower_hgnn.logs.engines import open_engine
+    from twotower_hgnn.logs.engines import auto_memory_limit, open_engine
     from twotower_hgnn.logs.tables import day_window, interactions_frame
 
     t0 = time.perf_counter()
@@ -222,7 +222,7 @@ def _engine_edges(inter, cfg: GraphConfig, n_items: int, parquet=None) -> tuple[
         items = frame["item_idx"].to_numpy()[event_mask(frame["event_code"].to_numpy(), codes)]
         if items.size and (items.min() < 0 or items.max() >= n_items):
             raise GraphError(f"interactions: item_idx outside [0, {n_items})")
-    opts = {"memory_limit": cfg.memory_limit} if cfg.engine == "duckdb" else {}
+    opts = {"memory_limit": cfg.memory_limit or auto_memory_limit()} if cfg.engine == "duckdb" else {}
     engine = open_engine(cfg.engine, **opts)
     try:
         if frame is None:

@@ -41,7 +41,9 @@ class GraphConfig:
         :mod:`twotower_hgnn.graph_pairs`, kept for the speed comparison of ``benchmarks/graph_engine.py``).
         Every engine gives the same edges, so ``engine`` and ``memory_limit`` are left out of
         :meth:`to_dict` (the graph stage's fingerprint and the report).
-      memory_limit: DuckDB's memory limit, e.g. "4GB" (None = DuckDB's default, 80 % of RAM).
+      memory_limit: DuckDB's memory limit, e.g. "4GB"; None = half the memory available when the build
+        starts (``logs.engines.auto_memory_limit``; DuckDB's own default, 80 % of RAM, does not leave
+        room for what the process already holds).
     """
 
     edge_events: tuple[str, ...] = ("stream",)

@@ -172,19 +172,28 @@ def _partitions(engine, window: int | None, n_parts: int, per_wave: int) -> Iter
         engine.drop("g_keys")
 
 
-def _topk_candidates(engine, p: int, topk: int, heap: bool, compact_at: int) -> None:
+def _topk_candidates(engine, p: int, topk: int, heap: bool, compact_at: int, barred: bool) -> bool:
     """Adds partition ``p``'s top-k candidates (from ``g_part``) to ``g_cand`` (s, r). Partitions go by the
     pair's smaller item, so a partition holds all of its ``lo`` items' neighbours: their top k is final
     and is all that is kept of that side (a top-n over few items, whose heaps stay in cache). The larger
-    items' side is kept whole -- an item has only a few neighbours per partition -- until ``g_cand``
-    passes ``compact_at`` rows, when it is cut to every item's top k: the table stays within a few
-    times ``k`` rows per item, however many partitions there are."""
+    items' side -- an item has only a few neighbours per partition -- is kept whole, except what cannot
+    enter: once a cut has left an item ``k`` candidates, a neighbour ranked after the worst of them
+    (``g_bar``) never will (rank keys are distinct per item). When ``g_cand`` passes ``compact_at`` rows
+    it is cut to every item's top k, and the bars are renewed: the table stays within a few times ``k``
+    rows per item, however many partitions there are. ``barred``: ``g_bar`` exists; returns whether it
+    does now."""
     (engine.append if p else engine.materialize)("g_cand", topk_sql(ranked_sql("g_part", "lo"), topk, heap))
-    engine.append("g_cand", ranked_sql("g_part", "hi"))
+    hi = ranked_sql("g_part", "hi")
+    if barred:
+        hi = f"SELECT h.s, h.r FROM ({hi}) AS h LEFT JOIN g_bar AS b ON b.s = h.s WHERE b.kth IS NULL OR h.r < b.kth"
+    engine.append("g_cand", hi)
     if int(engine.fetch("SELECT COUNT(*) AS n FROM g_cand")["n"][0]) > compact_at:
         engine.materialize("g_compact", topk_sql("SELECT s, r FROM g_cand", topk, heap))
         engine.materialize("g_cand", "SELECT s, r FROM g_compact")
         engine.drop("g_compact")
+        engine.materialize("g_bar", f"SELECT s, MAX(r) AS kth FROM g_cand GROUP BY s HAVING COUNT(*) >= {int(topk)}")
+        return True
+    return barred
 
 
 def colisten_edges(
@@ -226,6 +235,7 @@ def colisten_edges(
         per_wave = max(1, wave_keys * n_parts // max(1, expected))
         per_wave = math.ceil(n_parts / math.ceil(n_parts / per_wave))  # equal waves: each re-reads the sequences
         distinct = generated = 0
+        barred = False
         for p, src in enumerate(_partitions(engine, window, n_parts, per_wave)):
             engine.materialize("g_part", counts_sql(src))
             got = engine.fetch("SELECT COUNT(*) AS d, COALESCE(SUM(c), 0) AS g FROM g_part")
@@ -234,7 +244,7 @@ def colisten_edges(
                 both = f"{ranked_sql('g_part', 'lo')} UNION ALL {ranked_sql('g_part', 'hi')}"
                 engine.materialize("g_cand", topk_sql(both, topk, heap))
             elif rule == "topk":
-                _topk_candidates(engine, p, topk, heap, compact_at=COMPACT_PER_ITEM * topk * seq["items"])
+                barred = _topk_candidates(engine, p, topk, heap, COMPACT_PER_ITEM * topk * seq["items"], barred)
             else:
                 (engine.append if p else engine.materialize)("g_kept", part_rule_sql(rule, min_shared))
             if with_pairs:
@@ -261,6 +271,6 @@ def colisten_edges(
             stats["pairs"] = {k: got[c].astype(np.int64) for k, c in (("lo", "lo"), ("hi", "hi"), ("count", "c"))}
         kept = engine.fetch("SELECT DISTINCT lo, hi FROM g_kept ORDER BY lo, hi")
     finally:
-        for t in ("g_part", "g_cand", "g_compact", "g_kept", "g_pairs", "g_lead", "g_seq"):
+        for t in ("g_part", "g_cand", "g_compact", "g_bar", "g_kept", "g_pairs", "g_lead", "g_seq"):
             engine.drop(t)
     return kept["lo"].astype(np.int64), kept["hi"].astype(np.int64), stats
