@@ -152,7 +152,7 @@ def example_outputs(ds: Dataset, train) -> dict:
     emb, types, out = probe_embedding(ds.num_items), list(ds.item_type_counts), {}
     log = _counted_log(train, ds, EXAMPLES["history_events"])
     window, n = EXAMPLES["history_days"] * 86_400.0, len(types)
-    off = np.concatenate([[0], np.cumsum([int(ds.item_type_counts[t]) for t in types])])
+    off = ds.item_type_offsets()
     for k, t in enumerate(types):
         if off[k + 1] == off[k]:
             continue

@@ -84,10 +84,12 @@ def expected_interactions(scale: str) -> float:
 
 def mem_available_bytes() -> int:
     """``MemAvailable`` of /proc/meminfo (bytes)."""
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/meminfo has no MemAvailable")
+    from twotower_hgnn.logs.engines import available_memory_bytes
+
+    avail = available_memory_bytes()
+    if avail is None:
+        raise RuntimeError("/proc/meminfo has no MemAvailable")
+    return avail
 
 
 # ------------------------------------------------------------------------------------ fits

@@ -154,9 +154,9 @@ def history_ranges(
 
 
 def _query_chunks(counts: np.ndarray, chunk_rows: int) -> list[tuple[int, int]]:
-    """[a, b) runs of queries whose history rows (all types) add up to about ``chunk_rows`` (a query's
+    """[a, b) runs of queries (``counts`` ``[Q, n_types]``) whose history rows (all types) add up to about ``chunk_rows`` (a query's
     rows are never split; a run has at least one query)."""
-    per_q = counts.sum(1) if counts.ndim == 2 else counts
+    per_q = counts.sum(1)
     cum = np.concatenate([[0], np.cumsum(per_q)])
     bounds, a = [], 0
     while a < len(per_q):

@@ -54,7 +54,7 @@ def _train_outputs(engine, ds: Dataset, types: list[str], graph_cfg) -> dict:
     out["graph.edges"] = int(lo.size)
     out["graph.pairs_dropped_by_rule"] = st["distinct_pairs"] - int(lo.size)
     ev = item_event_counts(engine, [EVENTS.index(e) for e in ("stream",) + WEAK_EVENTS], ds.num_items)
-    off = np.concatenate([[0], np.cumsum([int(ds.item_type_counts.get(t, 0)) for t in types])])
+    off = ds.item_type_offsets()
     for i, t in enumerate(types):
         if off[i + 1] > off[i]:
             out[f"popularity.{t}"] = ev[EVENTS.index("stream")][off[i] : off[i + 1]]
@@ -87,7 +87,7 @@ def _example_outputs(engine, ds: Dataset, types: list[str]) -> dict:
     codes = [EVENTS.index(e) for e in EXAMPLES["positive_events"]]
     hist = [EVENTS.index(e) for e in EXAMPLES["history_events"]]
     emb, out = probe_embedding(ds.num_items), {}
-    off = np.concatenate([[0], np.cumsum([int(ds.item_type_counts.get(t, 0)) for t in types])])
+    off = ds.item_type_offsets()
     for k, t in enumerate(types):
         if off[k + 1] == off[k]:
             continue
