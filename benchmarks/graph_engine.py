@@ -1,4 +1,4 @@
-"""The co-listening graph build: NumPy (``graph_pairs``) vs the DuckDB queries (``twotower_hgnn.logs``) side by side.
+"""The co-listening graph build: NumPy (``benchmarks/graph_numpy.py``) vs the DuckDB queries (``twotower_hgnn.logs``) side by side.
 
 The synthetic dataset of ``--scale`` is generated and split once (default temporal split); its training
 part is written to Parquet. Each engine then builds the graph (default graph configuration, the
@@ -70,6 +70,7 @@ def _child(folder: Path, engine: str) -> dict:
     import pandas as pd
 
     from twotower_hgnn.data.schema import Dataset
+    from benchmarks.graph_numpy import build_graph_numpy
     from twotower_hgnn.graph import GraphConfig, build_graph
 
     meta = json.loads((folder / "meta.json").read_text())
@@ -82,7 +83,12 @@ def _child(folder: Path, engine: str) -> dict:
         train,
         meta["item_type_counts"],
     )
-    cfg = dataclasses.replace(GraphConfig(), engine=engine, memory_limit=FLAGS.memory_limit)
+    build = build_graph_numpy if engine == "numpy" else build_graph
+    cfg = (
+        GraphConfig()
+        if engine == "numpy"
+        else dataclasses.replace(GraphConfig(), engine=engine, memory_limit=FLAGS.memory_limit)
+    )
     spill_dir = Path(tempfile.gettempdir())  # build_graph's DuckDB spills into a fresh folder under TMPDIR
     peak_spill, stop = [0], threading.Event()
 
@@ -95,7 +101,7 @@ def _child(folder: Path, engine: str) -> dict:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     t0 = time.perf_counter()
-    g, st = build_graph(ds, train, cfg)
+    g, st = build(ds, train, cfg)
     secs = time.perf_counter() - t0
     stop.set()
     watcher.join()
@@ -112,6 +118,7 @@ def _child(folder: Path, engine: str) -> dict:
         "pairs_generated": int(st["pairs_generated"]),
         "distinct_pairs": int(st["distinct_pairs"]),
         "partitions": int(st["partitions"]),
+        "phase_seconds": {k: round(float(v), 2) for k, v in st["phase_seconds"].items()},
         "edges_sha256": h.hexdigest(),
     }
 

@@ -7,8 +7,8 @@ NumPy implementation of this commit:
 * ``split.*``: the part of every interaction row (0 before the history window, 1 train, 2 test, 3 after
   the test window), the cut / history start / test end seconds (-1 = none), warm and cold users, sizes;
 * ``pairs.*``: every distinct co-listening pair (lo, hi) of the training part's streams (after the
-  per-user cap and the window) and its shared-user count (``graph_pairs``);
-* ``graph.*``: the edges of every relation after the graph rule (``graph.build_graph``) and its integer
+  per-user cap and the window) and its shared-user count (``benchmarks/graph_numpy.py``);
+* ``graph.*``: the edges of every relation after the graph rule (the NumPy builder) and its integer
   statistics; ``graph.density`` and the degree summary as floats;
 * ``popularity.<type>``: training streams per catalogue item of each type (``eval.protocol``);
 * ``weak.<event>``: training rows of each weak event per item; ``signal.<relation>``: users whose edge
@@ -38,8 +38,8 @@ from absl import app, flags
 from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS, Dataset
 from twotower_hgnn.data.signal import relation_support
 from twotower_hgnn.data.split import temporal_split
-from twotower_hgnn.graph import build_graph, default_graph_config
-from twotower_hgnn.graph_pairs import _count_pairs, _user_sequences
+from twotower_hgnn.graph import default_graph_config
+from benchmarks.graph_numpy import _count_pairs, _user_sequences, build_graph_numpy
 from twotower_hgnn.logs.digest import compare_digests, digest_outputs
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden" / "log_digests.json"
@@ -106,8 +106,8 @@ def pair_outputs(ds: Dataset, train, cfg) -> dict:
 
 
 def graph_outputs(ds: Dataset, train, cfg) -> dict:
-    """``graph.*``: edges per relation after the rule, integer statistics, float summaries."""
-    g, st = build_graph(ds, train, cfg)
+    """``graph.*``: edges per relation after the rule, integer statistics, float summaries (the NumPy builder)."""
+    g, st = build_graph_numpy(ds, train, cfg)
     out: dict = {f"graph.edges.{a}-{b}": np.asarray(e, np.int64) for (a, b), e in g.edges.items()}
     for k in (
         "interactions_used",

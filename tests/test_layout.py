@@ -118,4 +118,4 @@ def test_the_contract_sees_a_violation(tmp_path):
     tree = ast.parse("def f():\n    from twotower_hgnn.pipeline import run_pipeline\n")
     found = [(line, t) for line, t in _imports(tree)]
     assert found == [(2, "twotower_hgnn.pipeline")] and floor(found[0][1]) > floor("twotower_hgnn.models.hgnn")
-    assert floor("twotower_hgnn.graph_pairs") == floor("twotower_hgnn.graph") == floor("sampler.csr")
+    assert floor("twotower_hgnn.graph_config") == floor("twotower_hgnn.graph") == floor("sampler.csr")

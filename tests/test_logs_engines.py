@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks.graph_numpy import build_graph_numpy
 from twotower_hgnn.data.split import temporal_split
 from twotower_hgnn.data.synthetic import generate
 from twotower_hgnn.graph import GraphConfig, GraphError, build_graph, default_graph_config
@@ -63,7 +64,7 @@ def test_duckdb_gives_the_golden_outputs_on_tiny(tiny):
 )
 def test_duckdb_graph_is_the_numpy_graph(tiny, cfg):
     train = temporal_split(tiny).train
-    g_n, st_n = build_graph(tiny, train, GraphConfig(**{**cfg.__dict__, "engine": "numpy"}))
+    g_n, st_n = build_graph_numpy(tiny, train, cfg)
     g_d, st_d = build_graph(tiny, train, cfg)
     assert st_d["engine"] == "duckdb" and st_n["engine"] == "numpy"
     for rel in g_n.relations:
@@ -143,7 +144,7 @@ def test_a_day_partitioned_parquet_log_read_by_window(tiny, tmp_path):
         lo, hi, _ = colisten_edges(engine, [0], cfg.rule, cfg.min_shared, cfg.topk, cfg.window, cfg.max_items_per_user)
     finally:
         engine.close()
-    g, _ = build_graph(tiny, sp.train, GraphConfig(**{**cfg.__dict__, "engine": "numpy"}))
+    g, _ = build_graph_numpy(tiny, sp.train, cfg)
     want = np.concatenate([np.asarray(e) for e in g.edges.values()])
     want = want[np.lexsort((want[:, 1], want[:, 0]))]
     assert np.array_equal(np.stack([lo, hi], axis=1), want)

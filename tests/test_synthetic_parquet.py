@@ -272,11 +272,11 @@ def test_graph_stage_lets_the_log_go_while_the_engine_reads_the_parquet(tmp_path
 def test_graph_parquet_benchmark_on_a_tiny_log(one_chunk, tiny_gen, tmp_path):
     """``benchmarks.graph_parquet`` reads a written log in place: its JSON row has the run's provenance
     and the same edge count as the in-memory build of the whole log (default rule, small partitions)."""
-    import dataclasses
     import subprocess
     import sys
 
-    from twotower_hgnn.graph import GraphConfig, build_graph
+    from benchmarks.graph_numpy import build_graph_numpy
+    from twotower_hgnn.graph import GraphConfig
 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "gp.json"
@@ -295,7 +295,7 @@ def test_graph_parquet_benchmark_on_a_tiny_log(one_chunk, tiny_gen, tmp_path):
     row = json.loads(out.read_text())["tiny"]
     assert {"git_sha", "date", "load_average_start", "cpus"} <= set(row["meta"]) and row["partitions"] > 1
     assert row["interactions"] == len(tiny_gen.interactions) and row["seconds"] > 0 and row["peak_rss_mib"] > 0
-    _, st = build_graph(tiny_gen, tiny_gen.interactions, dataclasses.replace(GraphConfig(), engine="numpy"))
+    _, st = build_graph_numpy(tiny_gen, tiny_gen.interactions, GraphConfig())
     assert row["edges"] == st["edges"] and row["distinct_pairs"] == st["distinct_pairs"]
     bad = subprocess.run([*cmd[:3], f"--folder={tmp_path}"], cwd=root, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [

@@ -4,21 +4,23 @@ Nodes are items (global id = row of ``Dataset.items``); an undirected edge joins
 shared users listened to. Relations are the unordered type pairs AB-AB, AB-PC, PC-PC (every pair
 whose two types both have items; a relation may be empty and the sampler spec decides what to do).
 
-Pair generation (:mod:`twotower_hgnn.graph_pairs`) is linear in the log and fully vectorised:
+The pairs and the edge rule are queries on a log engine (:mod:`twotower_hgnn.logs.colisten`; DuckDB
+by default, out-of-core under a memory limit, or Spark), linear in the log:
 
 1. keep the interactions whose event is in ``edge_events``; order them by (user, time); keep each
    user's first interaction with an item (a user counts once per pair);
 2. cap each user's sequence at the ``max_items_per_user`` most recent items (dropped rows counted);
 3. pair every item with the next ``window`` items of the same user's sequence (``window=None``: all
-   pairs within the capped sequence). Offsets are processed one at a time over the positions that
-   still have a partner, so work equals the number of pairs generated; pairs never generated because
-   of the window are counted;
-4. canonical pair keys ``min*n + max`` go, in chunks of ``chunk_pairs``, to hash partitions that are
-   de-duplicated (unique + shared-user counts) independently and compacted when they grow, so peak
-   memory follows the number of *distinct* pairs plus one chunk;
+   pairs within the capped sequence); pairs never generated because of the window are counted;
+4. count the shared users of every distinct pair, in partitions of about ``chunk_pairs`` pairs by
+   the pair's smaller item, so that memory follows one partition, not the log's distinct pairs;
 5. the edge rule keeps pairs with ``>= min_shared`` shared users ("any" = 1, the paper's rule), or
    the ``topk`` most co-listened neighbours of each item (an edge survives if either end keeps it;
    ties broken by the smaller neighbour id).
+
+NumPy builds the CSR from the kept pairs (:func:`graph_from_pairs`). The in-memory NumPy builder the
+queries replaced is ``benchmarks/graph_numpy.py`` (the speed comparison of ``benchmarks/graph_engine.py``
+and the golden digests' reference).
 
 Per-dataset defaults: :func:`default_graph_config` (numbers behind the choices: BUILD_NOTES.md, appendix A).
 """
@@ -35,7 +37,6 @@ import numpy as np
 from sampler.csr import HeteroCSR, Relation, relation_name
 from twotower_hgnn.data.schema import EVENTS, Dataset, event_mask
 from twotower_hgnn.graph_config import ENGINES, RULES, GraphConfig, GraphError  # noqa: F401  (re-exported)
-from twotower_hgnn.graph_pairs import _count_pairs, _topk_pairs, _user_sequences
 
 # Per-dataset defaults; the measurements behind them are in BUILD_NOTES.md, appendix A. The paper's rule ("any
 # shared user", all pairs) joins 46 % of MovieLens-1M item pairs (median degree ~2,000) and makes a
@@ -148,35 +149,6 @@ def _item_degrees(graph: HeteroCSR, n_items: int) -> np.ndarray:
     return all_deg
 
 
-def _numpy_edges(inter, cfg: GraphConfig, n_items: int) -> tuple[np.ndarray, np.ndarray, dict, dict]:
-    """(lo, hi, pair statistics, phase seconds) by the NumPy builder (:mod:`twotower_hgnn.graph_pairs`)."""
-    t0 = time.perf_counter()
-    users, items, n_used = _edge_rows(inter, cfg, n_items)
-    u, it, counts, cap_dropped = _user_sequences(users, items, cfg.max_items_per_user)
-    phases = {"sequences": time.perf_counter() - t0}
-    counter, generated, all_pairs, n_parts = _count_pairs(u, it, counts, n_items, cfg.window, cfg.chunk_pairs)
-    del u, it
-    phases["pairs_dedup"] = time.perf_counter() - t0 - sum(phases.values())
-    min_c = cfg.min_shared if cfg.rule == "min_shared" else 1
-    distinct, keys, cnts = counter.collect(min_c, with_counts=cfg.rule == "topk")
-    del counter
-    if cfg.rule == "topk":
-        keys = _topk_pairs(keys, cnts, cfg.topk, n_items, cfg.chunk_pairs)
-    del cnts
-    phases["rule"] = time.perf_counter() - t0 - sum(phases.values())
-    pst = {
-        "interactions_used": n_used,
-        "users": int(counts.size),
-        "rows_dropped_duplicate_user_item": n_used - int(counts.sum()) - cap_dropped,
-        "rows_dropped_by_user_cap": int(cap_dropped),
-        "pairs_generated": int(generated),
-        "pairs_skipped_by_window": int(all_pairs - generated),
-        "distinct_pairs": int(distinct),
-        "partitions": int(n_parts),
-    }
-    return keys // n_items, keys % n_items, pst, phases
-
-
 def config_colisten(engine, cfg: GraphConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     """``(lo, hi, pair statistics)`` of the co-listening rule ``cfg`` over the view ``inter`` that
     ``engine`` (:mod:`twotower_hgnn.logs.engines`) already holds."""
@@ -245,8 +217,7 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None, 
       interactions: a DataFrame with ``user_idx``, ``item_idx``, ``event_code`` in time order (e.g.
         ``Split.train``); None = all of ``ds.interactions``.
       cfg: None = :func:`default_graph_config`; ``cfg.engine`` runs the pair counting and the rule.
-      parquet: :func:`parquet_source` of ``interactions``: a log engine reads them from the Parquet log
-        (the NumPy builder ignores it).
+      parquet: :func:`parquet_source` of ``interactions``: the engine reads them from the Parquet log.
 
     Returns:
       (graph, stats): stats has per relation edges/density/degree distribution, pairs generated,
@@ -256,12 +227,25 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None, 
     t0 = time.perf_counter()
     cfg = cfg or default_graph_config(ds)
     inter = ds.interactions if interactions is None else interactions
-    n_items = ds.num_items
-    if cfg.engine == "numpy":
-        a, b, pst, phases = _numpy_edges(inter, cfg, n_items)
-    else:
-        a, b, pst, phases = _engine_edges(inter, cfg, n_items, parquet)
+    a, b, pst, phases = _engine_edges(inter, cfg, ds.num_items, parquet)
+    return graph_from_pairs(ds, a, b, pst, cfg, phases, t0, source="parquet" if parquet is not None else "memory")
 
+
+def graph_from_pairs(
+    ds: Dataset,
+    a: np.ndarray,
+    b: np.ndarray,
+    pair_stats: dict,
+    cfg: GraphConfig,
+    phases: dict,
+    t0: float,
+    source: str = "memory",
+) -> tuple[HeteroCSR, dict]:
+    """The :class:`HeteroCSR` of the kept pairs ``a[k] - b[k]`` (int64 item ids) and the statistics of
+    :func:`build_graph`; ``pair_stats``: the pair counts of :func:`~twotower_hgnn.logs.colisten.colisten_edges`,
+    ``phases``: seconds so far by phase (``"csr"`` is added), ``t0``: when the build started
+    (``time.perf_counter()``), ``source``: where the log was read from."""
+    n_items = ds.num_items
     graph, rels = _relation_graph(ds, a, b)
     secs = time.perf_counter() - t0
     phases["csr"] = secs - sum(phases.values())
@@ -271,11 +255,11 @@ def build_graph(ds: Dataset, interactions=None, cfg: GraphConfig | None = None, 
     stats = {
         "config": cfg.to_dict(),
         "engine": cfg.engine,
-        "source": "parquet" if parquet is not None and cfg.engine != "numpy" else "memory",
+        "source": source,
         "nodes": {t: int(ds.item_type_counts[t]) for t in ds.item_types},
-        **{k: v for k, v in pst.items() if k != "partitions"},
-        "pairs_dropped_by_rule": int(pst["distinct_pairs"] - total_edges),
-        "partitions": pst["partitions"],
+        **{k: v for k, v in pair_stats.items() if k != "partitions"},
+        "pairs_dropped_by_rule": int(pair_stats["distinct_pairs"] - total_edges),
+        "partitions": pair_stats["partitions"],
         "edges": total_edges,
         "density": total_edges / n_pairs_total if n_pairs_total else 0.0,
         "degree": _degree_distribution(_item_degrees(graph, n_items)),

@@ -11,7 +11,7 @@ from twotower_hgnn import errors
 from twotower_hgnn.data.events import EVENTS
 
 RULES = ("any", "min_shared", "topk")
-ENGINES = ("duckdb", "spark", "numpy")
+ENGINES = ("duckdb", "spark")
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 
@@ -33,14 +33,15 @@ class GraphConfig:
       window: pair each item with the next ``window`` distinct items of the user (time order);
         None = all pairs within the (capped) sequence.
       max_items_per_user: keep only each user's most recent N distinct items; None = no cap.
-      chunk_pairs: raw pairs per de-duplication chunk (bounds transient memory; ~16 bytes each): the
-        users are counted in ``ceil(pairs / chunk_pairs)`` partitions.
+      chunk_pairs: windowed pairs per counting partition (bounds what one count holds): DuckDB counts
+        the pairs in ``ceil(pairs / chunk_pairs)`` partitions by their smaller item; Spark counts in one
+        pass and leaves partitioning to its shuffle.
       engine: what runs the pair counting and the rule: "duckdb" (the queries of
         :mod:`twotower_hgnn.logs`, embedded, spilling to disk past ``memory_limit``), "spark" (the same
-        queries on a local Spark; the ``[spark]`` extra and Java 17+) or "numpy" (the in-process builder of
-        :mod:`twotower_hgnn.graph_pairs`, kept for the speed comparison of ``benchmarks/graph_engine.py``).
-        Every engine gives the same edges, so ``engine`` and ``memory_limit`` are left out of
-        :meth:`to_dict` (the graph stage's fingerprint and the report).
+        queries on a local Spark; the ``[spark]`` extra and Java 17+). The NumPy builder they replaced
+        is ``benchmarks/graph_numpy.py`` (the speed comparison of ``benchmarks/graph_engine.py``). Every
+        engine gives the same edges, so ``engine`` and ``memory_limit`` are left out of :meth:`to_dict`
+        (the graph stage's fingerprint and the report).
       memory_limit: DuckDB's memory limit, e.g. "4GB"; None = half the memory available when the build
         starts (``logs.engines.auto_memory_limit``; DuckDB's own default, 80 % of RAM, does not leave
         room for what the process already holds).

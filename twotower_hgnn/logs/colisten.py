@@ -1,4 +1,5 @@
-"""Co-listening pairs and the graph rule as queries (the relational form of ``twotower_hgnn.graph_pairs``).
+"""Co-listening pairs and the graph rule as queries (the relational form of the NumPy builder they replaced,
+``benchmarks/graph_numpy.py``).
 
 The same steps as the NumPy builder, over the view ``inter`` (:mod:`.tables`):
 
@@ -41,7 +42,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-COUNT_CAP = 2**15 - 1  # the NumPy builder ranks by min(count, 2**15 - 1) (graph_pairs._topk_pairs)
+COUNT_CAP = 2**15 - 1  # the NumPy builder ranks by min(count, 2**15 - 1) (benchmarks/graph_numpy._topk_pairs)
 KEY = 2**32  # pair key lo * KEY + hi, rank key r = ... * KEY + t (item ids are int32)
 COMPACT_PER_ITEM = 8  # top-k candidates are cut to k per item once they pass this many times k per item
 WAVE_KEYS = 2**33  # the most pair keys written to disk at once (DuckDB: also <= 70 % of the free disk)
@@ -103,7 +104,7 @@ def wave_keys_sql(window: int | None, n_parts: int, a: int, b: int, seq: str = "
 
 
 def expected_pairs_sql(window: int | None, seq: str = "g_seq") -> str:
-    """(pairs): the number of windowed pairs of ``seq`` (``graph_pairs._pair_counts``)."""
+    """(pairs): the number of windowed pairs of ``seq`` (the NumPy builder's ``_pair_counts``)."""
     c = "m - 1" if window is None else f"LEAST({int(window)}, m - 1)"
     return (
         f"SELECT COALESCE(SUM(({c}) * m - ({c}) * (({c}) + 1) / 2), 0) AS pairs "

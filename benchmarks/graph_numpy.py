@@ -1,18 +1,25 @@
-"""Co-listening pair generation and the edge rule's top-k selection (steps 1-5 of :mod:`twotower_hgnn.graph`).
+"""The in-memory NumPy graph builder that the log queries replaced (steps 1-5 of :mod:`twotower_hgnn.graph`).
 
 Pure NumPy over index arrays: per-user sequences, windowed pair keys ``min*n + max`` fed in chunks to a
-hash-partitioned de-duplicating counter, and the top-k co-listened neighbours of each item.
-:func:`twotower_hgnn.graph.build_graph` is the entry point.
+hash-partitioned de-duplicating counter, and the top-k co-listened neighbours of each item -- a
+home-made out-of-core engine, kept outside the package as the reference of ``benchmarks/graph_engine.py``
+(the speed comparison with DuckDB), of ``benchmarks/log_golden.py`` (the golden digests the engines are
+checked against) and of the tests that compare the engines' graphs with it. Its edges equal the
+engines' bit for bit. Entry point: :func:`build_graph_numpy`, :func:`twotower_hgnn.graph.build_graph`'s
+contract.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
 
 from twotower_hgnn.arrays import sorted_unique
+from twotower_hgnn.data.schema import Dataset
+from twotower_hgnn.graph import GraphConfig, _edge_rows, default_graph_config, graph_from_pairs
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -242,3 +249,44 @@ def _topk_pairs(keys: np.ndarray, c: np.ndarray, k: int, n_items: int, chunk: in
     top = _top_ranked(pk, k, per_src, chunk)
     src, dst = top // per_src, top % n
     return sorted_unique(np.minimum(src, dst) * n + np.maximum(src, dst))
+
+
+def numpy_edges(inter, cfg: GraphConfig, n_items: int) -> tuple[np.ndarray, np.ndarray, dict, dict]:
+    """(lo, hi, pair statistics, phase seconds): the pairs ``cfg`` keeps of the interactions ``inter``."""
+    t0 = time.perf_counter()
+    users, items, n_used = _edge_rows(inter, cfg, n_items)
+    u, it, counts, cap_dropped = _user_sequences(users, items, cfg.max_items_per_user)
+    phases = {"sequences": time.perf_counter() - t0}
+    counter, generated, all_pairs, n_parts = _count_pairs(u, it, counts, n_items, cfg.window, cfg.chunk_pairs)
+    del u, it
+    phases["pairs_dedup"] = time.perf_counter() - t0 - sum(phases.values())
+    min_c = cfg.min_shared if cfg.rule == "min_shared" else 1
+    distinct, keys, cnts = counter.collect(min_c, with_counts=cfg.rule == "topk")
+    del counter
+    if cfg.rule == "topk":
+        keys = _topk_pairs(keys, cnts, cfg.topk, n_items, cfg.chunk_pairs)
+    del cnts
+    phases["rule"] = time.perf_counter() - t0 - sum(phases.values())
+    pst = {
+        "interactions_used": n_used,
+        "users": int(counts.size),
+        "rows_dropped_duplicate_user_item": n_used - int(counts.sum()) - cap_dropped,
+        "rows_dropped_by_user_cap": int(cap_dropped),
+        "pairs_generated": int(generated),
+        "pairs_skipped_by_window": int(all_pairs - generated),
+        "distinct_pairs": int(distinct),
+        "partitions": int(n_parts),
+    }
+    return keys // n_items, keys % n_items, pst, phases
+
+
+def build_graph_numpy(ds: Dataset, interactions=None, cfg: GraphConfig | None = None):
+    """(graph, stats) as :func:`twotower_hgnn.graph.build_graph`, the pairs counted by this module;
+    ``stats["engine"]`` is "numpy" (``cfg.engine`` is ignored)."""
+    t0 = time.perf_counter()
+    cfg = cfg or default_graph_config(ds)
+    inter = ds.interactions if interactions is None else interactions
+    a, b, pst, phases = numpy_edges(inter, cfg, ds.num_items)
+    graph, stats = graph_from_pairs(ds, a, b, pst, cfg, phases, t0)
+    stats["engine"] = "numpy"
+    return graph, stats
