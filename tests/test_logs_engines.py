@@ -321,3 +321,31 @@ def test_the_default_memory_limit_is_half_the_memory_available(monkeypatch):
     tiny = generate("tiny", seed=0)
     build_graph(tiny, temporal_split(tiny).train, GraphConfig())
     assert seen == ["1.5 GiB"]
+
+
+def test_the_split_comes_back_as_runs_of_rows_and_refuses_a_log_out_of_time_order(tiny):
+    """``split_parts`` rebuilds the per-row part from each part's run of ``row_id`` (equal to the NumPy
+    split's parts, whose rows are contiguous in time order); rows out of time order are refused."""
+    from twotower_hgnn.logs.counts import split_parts
+    from twotower_hgnn.logs.tables import interactions_frame, items_frame
+
+    sp = temporal_split(tiny)
+    frame = interactions_frame(tiny.interactions)
+    engine = DuckDBEngine()
+    try:
+        engine.register_frame("items", items_frame(tiny.item_type_codes()))
+        engine.register_frame("inter", frame)
+        got = split_parts(engine, sp.cut_time, sp.history_start, sp.test_end, 0)
+        ts = frame["timestamp"].to_numpy()
+        assert got["part"].shape == ts.shape and np.all(np.diff(got["part"]) >= 0)
+        assert np.array_equal(
+            got["part"] == 1,
+            ts < sp.cut_time if sp.history_start is None else (ts >= sp.history_start) & (ts < sp.cut_time),
+        )
+        assert got["sizes"]["train_interactions"] == len(sp.train)
+        shuffled = frame.assign(timestamp=np.random.default_rng(0).permutation(ts))
+        engine.register_frame("inter", shuffled)
+        with pytest.raises(ValueError, match="not runs of row_id"):
+            split_parts(engine, sp.cut_time, sp.history_start, sp.test_end, 0)
+    finally:
+        engine.close()

@@ -61,21 +61,29 @@ def split_parts(engine, cut: int, hist: int | None, end: int | None, warm_code: 
     """The temporal split of ``inter`` at ``cut`` (history from ``hist``, test until ``end``; None = open):
     ``part`` int8 per row (0 before the history, 1 train, 2 test, 3 after the test window), ``warm`` /
     ``cold`` int32 sorted test users with / without a ``warm_code``-type row in train, and the sizes of
-    ``data.split.segments``."""
-    engine.materialize(
-        "s_parts", f"SELECT row_id, user_idx, item_idx, event_code, {_part_sql(cut, hist, end)} AS part FROM inter"
+    ``data.split.segments``.
+
+    ``inter`` is in time order (``row_id``), so every part is one run of rows: the engine returns each
+    part's first and last ``row_id`` and its row count (a few rows, not a part per row sorted back into
+    row order) and ``part`` is rebuilt from those runs; a log whose parts are not runs breaks the
+    contract and raises ``ValueError``."""
+    part_of = _part_sql(cut, hist, end)
+    runs = engine.fetch(
+        f"SELECT p, MIN(row_id) AS a, MAX(row_id) AS b, COUNT(*) AS n FROM (SELECT row_id, {part_of} AS p "
+        "FROM inter) AS x GROUP BY p ORDER BY p"
     )
-    try:
-        part = engine.fetch("SELECT part FROM s_parts ORDER BY row_id")["part"].astype(np.int8)
-        users = engine.fetch(
-            "SELECT p.user_idx AS u, MAX(CASE WHEN p.part = 1 AND it.type_code = "
-            f"{int(warm_code)} THEN 1 ELSE 0 END) AS warm, MAX(CASE WHEN p.part = 2 THEN 1 ELSE 0 END) AS test, "
-            f"MAX(CASE WHEN p.part = 2 AND it.type_code = {int(warm_code)} AND p.event_code = {int(stream)} "
-            "THEN 1 ELSE 0 END) AS ab_test, MAX(CASE WHEN p.part = 1 THEN 1 ELSE 0 END) AS train "
-            "FROM s_parts AS p JOIN items AS it ON it.item_idx = p.item_idx GROUP BY p.user_idx ORDER BY p.user_idx"
-        )
-    finally:
-        engine.drop("s_parts")
+    p, a, b, n = (runs[c].astype(np.int64) for c in ("p", "a", "b", "n"))
+    if np.any(b - a + 1 != n) or np.any(a[1:] != b[:-1] + 1):
+        raise ValueError("inter: the split's parts are not runs of row_id (rows not in time order)")
+    part = np.repeat(p.astype(np.int8), n)
+    in_part = lambda k: f"({part_of}) = {int(k)}"  # noqa: E731
+    users = engine.fetch(
+        f"SELECT x.user_idx AS u, MAX(CASE WHEN {in_part(1)} AND it.type_code = "
+        f"{int(warm_code)} THEN 1 ELSE 0 END) AS warm, MAX(CASE WHEN {in_part(2)} THEN 1 ELSE 0 END) AS test, "
+        f"MAX(CASE WHEN {in_part(2)} AND it.type_code = {int(warm_code)} AND x.event_code = {int(stream)} "
+        f"THEN 1 ELSE 0 END) AS ab_test, MAX(CASE WHEN {in_part(1)} THEN 1 ELSE 0 END) AS train "
+        "FROM inter AS x JOIN items AS it ON it.item_idx = x.item_idx GROUP BY x.user_idx ORDER BY x.user_idx"
+    )
     u = users["u"].astype(np.int32)
     test, warm_m = users["test"] == 1, users["warm"] == 1
     ab = users["ab_test"] == 1
