@@ -76,13 +76,15 @@ def split_parts(engine, cut: int, hist: int | None, end: int | None, warm_code: 
     if np.any(b - a + 1 != n) or np.any(a[1:] != b[:-1] + 1):
         raise ValueError("inter: the split's parts are not runs of row_id (rows not in time order)")
     part = np.repeat(p.astype(np.int8), n)
-    in_part = lambda k: f"({part_of}) = {int(k)}"  # noqa: E731
+    per_row = (
+        f"SELECT x.user_idx AS u, x.event_code AS e, it.type_code AS tc, {part_of} AS p "
+        "FROM inter AS x JOIN items AS it ON it.item_idx = x.item_idx"
+    )
     users = engine.fetch(
-        f"SELECT x.user_idx AS u, MAX(CASE WHEN {in_part(1)} AND it.type_code = "
-        f"{int(warm_code)} THEN 1 ELSE 0 END) AS warm, MAX(CASE WHEN {in_part(2)} THEN 1 ELSE 0 END) AS test, "
-        f"MAX(CASE WHEN {in_part(2)} AND it.type_code = {int(warm_code)} AND x.event_code = {int(stream)} "
-        f"THEN 1 ELSE 0 END) AS ab_test, MAX(CASE WHEN {in_part(1)} THEN 1 ELSE 0 END) AS train "
-        "FROM inter AS x JOIN items AS it ON it.item_idx = x.item_idx GROUP BY x.user_idx ORDER BY x.user_idx"
+        f"SELECT u, MAX(CASE WHEN p = 1 AND tc = {int(warm_code)} THEN 1 ELSE 0 END) AS warm, "
+        "MAX(CASE WHEN p = 2 THEN 1 ELSE 0 END) AS test, "
+        f"MAX(CASE WHEN p = 2 AND tc = {int(warm_code)} AND e = {int(stream)} THEN 1 ELSE 0 END) AS ab_test, "
+        f"MAX(CASE WHEN p = 1 THEN 1 ELSE 0 END) AS train FROM ({per_row}) AS r GROUP BY u ORDER BY u"
     )
     u = users["u"].astype(np.int32)
     test, warm_m = users["test"] == 1, users["warm"] == 1
