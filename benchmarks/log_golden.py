@@ -23,6 +23,7 @@ and writes their digests (:mod:`twotower_hgnn.logs.digest`) to ``tests/golden/lo
 (or ``spark``) checks an engine on every dataset (MovieLens-1M included)::
 
     JAX_PLATFORMS=cpu .venv/bin/python -m benchmarks.log_golden [--datasets=tiny,movielens1m] [--check [--engine=duckdb]]
+        [--history_users_per_chunk=1000]   # engine runs: the as-of history by chunks of users
 """
 
 from __future__ import annotations
@@ -52,7 +53,15 @@ flags.DEFINE_enum("engine", "numpy", ["numpy", "duckdb", "spark"], "who computes
 flags.DEFINE_string(
     "spark_driver_memory",
     "4g",
-    "Spark's driver heap (local mode runs every task in it; 1g, Spark's default, is too small for MovieLens-1M's history ranges)",
+    "Spark's driver heap (local mode runs every task in it; 1g, Spark's default, runs out on MovieLens-1M's history "
+    "ranges queried at once, not by chunks: --history_users_per_chunk=1000)",
+)
+flags.DEFINE_integer(
+    "history_users_per_chunk",
+    None,
+    "engine runs: the as-of history is queried for this many users at a time (logs.examples.history_features; "
+    "unset = every query at once)",
+    lower_bound=1,
 )
 FLAGS = flags.FLAGS
 
@@ -185,7 +194,7 @@ def engine_outputs(ds: Dataset) -> dict:
     opts = {"conf": {"spark.driver.memory": FLAGS.spark_driver_memory}} if FLAGS.engine == "spark" else {}
     engine = open_engine(FLAGS.engine, **opts)
     try:
-        return run(engine, ds, default_graph_config(ds))
+        return run(engine, ds, default_graph_config(ds), FLAGS.history_users_per_chunk)
     finally:
         engine.close()
 

@@ -243,6 +243,8 @@ def test_examples_and_history_ranges_are_the_numpy_ones(tiny, window_days):
         means, counts = history_means(*log, emb, q_user, q_time, window, n_types)
         ids = history_id_tokens(*log, q_user, q_time, window, 6, n_types)
         r = ex.history_ranges(engine, q_user, q_time, hist, window, n_types)
+        # by chunks of users (one user, 37 users, all): the same answers, the means bit for bit
+        chunked = [ex.history_features(engine, q_user, q_time, hist, window, n_types, emb, 6, c) for c in (1, 37, None)]
     finally:
         engine.close()
     asked = np.isin(log[0], q_user)
@@ -251,6 +253,10 @@ def test_examples_and_history_ranges_are_the_numpy_ones(tiny, window_days):
     assert np.array_equal(ex.id_tokens_from_ranges(r, 6), ids)
     for chunk in (7, 1 << 20):
         np.testing.assert_allclose(ex.means_from_ranges(r, emb, chunk_rows=chunk), means, rtol=1e-6, atol=1e-7)
+    for h in chunked:
+        assert np.array_equal(h.counts, counts) and np.array_equal(h.ids, ids)
+        assert np.array_equal(h.means, chunked[-1].means)
+    np.testing.assert_allclose(chunked[-1].means, means, rtol=1e-6, atol=1e-7)
     assert counts[-3].sum() == 0  # before every row
     assert (counts[-2].sum() > 0) == (window is None)  # long after every row: only an unbounded window reaches back
 
@@ -349,3 +355,24 @@ def test_the_split_comes_back_as_runs_of_rows_and_refuses_a_log_out_of_time_orde
             split_parts(engine, sp.cut_time, sp.history_start, sp.test_end, 0)
     finally:
         engine.close()
+
+
+def test_user_chunks_partition_the_queries_by_whole_users():
+    """Every query in exactly one chunk, a user's queries in one chunk and in their order, chunks of at most
+    ``n`` distinct users in ascending user order; None or no queries: one chunk of all."""
+    from twotower_hgnn.logs.examples import user_chunks
+
+    q_user = np.random.default_rng(3).integers(0, 50, size=500)
+    for n in (1, 7, 50, 1000):
+        chunks = user_chunks(q_user, n)
+        allq = np.concatenate(chunks)
+        assert np.array_equal(np.sort(allq), np.arange(q_user.size))
+        users = [np.unique(q_user[c]) for c in chunks]
+        assert all(0 < len(u) <= n for u in users)
+        assert all(a.max() < b.min() for a, b in zip(users[:-1], users[1:]))
+        assert all(np.all(np.diff(c[q_user[c] == u]) > 0) for c in chunks for u in np.unique(q_user[c]))
+        assert len(chunks) == -(-len(np.unique(q_user)) // n)
+    assert [c.tolist() for c in user_chunks(q_user[:5], None)] == [[0, 1, 2, 3, 4]]
+    assert [c.size for c in user_chunks(np.zeros(0, np.int64), 3)] == [0]
+    with pytest.raises(ValueError, match="users_per_chunk"):
+        user_chunks(q_user, 0)

@@ -17,7 +17,8 @@ of ``history.history_means`` / ``history.history_id_tokens`` (which history rows
 The embeddings stay in NumPy: :func:`means_from_ranges` and :func:`id_tokens_from_ranges` turn the
 ranges into the per-type mean embeddings and most-recent item tokens of ``history_means`` /
 ``history_id_tokens``, streamed over chunks of queries (float64 sums, never a prefix sum of the whole
-sequence: 300M rows x 128 dims would be ~300 GB).
+sequence: 300M rows x 128 dims would be ~300 GB). :func:`history_features` does both per chunk of
+users, so neither the engine's result nor the ranges are ever held for every query at once.
 """
 
 from __future__ import annotations
@@ -151,6 +152,69 @@ def history_ranges(
     else:
         lo[q[~end], k[~end]] = pos[~end]
     return HistoryRanges(items, lo, hi)
+
+
+def user_chunks(q_user: np.ndarray, users_per_chunk: int | None) -> list[np.ndarray]:
+    """Query indices (int64) grouped by runs of ``users_per_chunk`` distinct users of ``q_user`` ``[Q]``
+    in user order (a user's queries are never split; each group in query order within a user);
+    None: one group of every query."""
+    q_user = np.asarray(q_user).reshape(-1)
+    if users_per_chunk is None or q_user.size == 0:
+        return [np.arange(q_user.size, dtype=np.int64)]
+    if int(users_per_chunk) < 1:
+        raise ValueError(f"users_per_chunk must be >= 1 or None, got {users_per_chunk}")
+    order = np.argsort(q_user, kind="stable")
+    su = q_user[order]
+    first = np.flatnonzero(np.concatenate([[True], su[1:] != su[:-1]]))  # each distinct user's first query
+    bounds = np.concatenate([first[:: int(users_per_chunk)], [su.size]])
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@dataclass
+class HistoryFeatures:
+    """Per query and item type: ``counts`` int64 ``[Q, n_types]`` history rows, ``ids`` int32 ``[Q,
+    n_types, length]`` the most recent item tokens (:func:`id_tokens_from_ranges`), ``means`` float32
+    ``[Q, n_types, d]`` the mean item embedding (:func:`means_from_ranges`)."""
+
+    counts: np.ndarray
+    ids: np.ndarray
+    means: np.ndarray
+
+
+def history_features(
+    engine,
+    q_user: np.ndarray,
+    q_time: np.ndarray,
+    codes: Sequence[int],
+    window_s: float | None,
+    n_types: int,
+    item_emb: np.ndarray,
+    id_length: int,
+    users_per_chunk: int | None = None,
+    chunk_rows: int = 1 << 20,
+) -> HistoryFeatures:
+    """:func:`history_ranges` turned into :class:`HistoryFeatures`, one chunk of ``users_per_chunk``
+    users' queries at a time (:func:`user_chunks`): each chunk is its own set of queries (its users'
+    rows only, by the semi-join of :func:`counted_sql`), so the engine's result and the ranges held
+    in this process are one chunk's, never every query's (the probe rows alone are ``2 * n_types``
+    per query: ~24 GB for 150M queries). The same answers for any chunking: a query's range covers
+    its own user's rows only, in the same order. None: every query at once."""
+    q_user = np.asarray(q_user, np.int64).reshape(-1)
+    q_time = np.broadcast_to(np.asarray(q_time, np.int64), q_user.shape)
+    n_q, n_types, d = len(q_user), int(n_types), int(item_emb.shape[1])
+    out = HistoryFeatures(
+        np.zeros((n_q, n_types), np.int64),
+        np.zeros((n_q, n_types, int(id_length)), np.int32),
+        np.zeros((n_q, n_types, d), np.float32),
+    )
+    for idx in user_chunks(q_user, users_per_chunk):
+        if idx.size == 0:
+            continue
+        r = history_ranges(engine, q_user[idx], q_time[idx], codes, window_s, n_types)
+        out.counts[idx] = r.counts
+        out.ids[idx] = id_tokens_from_ranges(r, id_length)
+        out.means[idx] = means_from_ranges(r, item_emb, chunk_rows)
+    return out
 
 
 def _query_chunks(counts: np.ndarray, chunk_rows: int) -> list[tuple[int, int]]:

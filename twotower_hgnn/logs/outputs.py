@@ -14,7 +14,7 @@ from twotower_hgnn.data.schema import EVENTS, WEAK_EVENTS, Dataset
 from twotower_hgnn.data.split import cut_bounds, segment_type
 from twotower_hgnn.logs.colisten import colisten_edges
 from twotower_hgnn.logs.counts import item_event_counts, log_bounds, relation_support, split_parts, timestamp_at
-from twotower_hgnn.logs.examples import history_ranges, id_tokens_from_ranges, means_from_ranges, positives
+from twotower_hgnn.logs.examples import history_features, positives
 from twotower_hgnn.logs.tables import interactions_frame, items_frame
 
 
@@ -82,8 +82,9 @@ def history_summaries(means: np.ndarray) -> dict:
     return {"mean_abs_sum": float(np.abs(m).sum()), "mean_sq_sum": float((m * m).sum())}
 
 
-def _example_outputs(engine, ds: Dataset, types: list[str]) -> dict:
-    """``examples.<type>.{user,time,item}`` and ``history.<type>.{count,ids,mean_*}`` on the view ``inter``."""
+def _example_outputs(engine, ds: Dataset, types: list[str], users_per_chunk: int | None = None) -> dict:
+    """``examples.<type>.{user,time,item}`` and ``history.<type>.{count,ids,mean_*}`` on the view ``inter``
+    (the history by chunks of ``users_per_chunk`` users: :func:`~twotower_hgnn.logs.examples.history_features`)."""
     codes = [EVENTS.index(e) for e in EXAMPLES["positive_events"]]
     hist = [EVENTS.index(e) for e in EXAMPLES["history_events"]]
     emb, out = probe_embedding(ds.num_items), {}
@@ -93,18 +94,20 @@ def _example_outputs(engine, ds: Dataset, types: list[str]) -> dict:
             continue
         u, ts, it = positives(engine, codes, int(off[k]), int(off[k + 1]))
         out.update({f"examples.{t}.user": u, f"examples.{t}.time": ts, f"examples.{t}.item": it})
-        r = history_ranges(engine, u, ts, hist, EXAMPLES["history_days"] * 86_400.0, len(types))
-        out[f"history.{t}.count"] = r.counts
-        out[f"history.{t}.ids"] = id_tokens_from_ranges(r, EXAMPLES["id_length"])
-        summaries = history_summaries(means_from_ranges(r, emb))
+        window = EXAMPLES["history_days"] * 86_400.0
+        h = history_features(engine, u, ts, hist, window, len(types), emb, EXAMPLES["id_length"], users_per_chunk)
+        out[f"history.{t}.count"] = h.counts
+        out[f"history.{t}.ids"] = h.ids
+        summaries = history_summaries(h.means)
         out.update({f"history.{t}.{name}": v for name, v in summaries.items()})
     return out
 
 
-def engine_outputs(engine, ds: Dataset, graph_cfg) -> dict:
+def engine_outputs(engine, ds: Dataset, graph_cfg, users_per_chunk: int | None = None) -> dict:
     """The golden outputs of ``ds`` (default temporal split; ``graph_cfg`` its graph configuration),
     every one computed by ``engine`` from the views ``inter`` (all rows, then the training part) and
-    ``items``. Float summaries of the graph (density, degrees) are left to the caller."""
+    ``items``; the as-of history by chunks of ``users_per_chunk`` users (None: all at once). Float
+    summaries of the graph (density, degrees) are left to the caller."""
     types = list(ds.item_type_counts)
     engine.register_frame("items", items_frame(ds.item_type_codes()))
     engine.register_frame("inter", interactions_frame(ds.interactions))
@@ -112,5 +115,5 @@ def engine_outputs(engine, ds: Dataset, graph_cfg) -> dict:
     train = ds.interactions.iloc[np.flatnonzero(part == 1)]  # contiguous: the rows are time-sorted
     engine.register_frame("inter", interactions_frame(train))
     out.update(_train_outputs(engine, ds, types, graph_cfg))
-    out.update(_example_outputs(engine, ds, types))
+    out.update(_example_outputs(engine, ds, types, users_per_chunk))
     return out
