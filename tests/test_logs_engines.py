@@ -271,9 +271,9 @@ def spark_engine():
     # tiny data: one shuffle partition, no adaptive re-planning, no whole-stage code generation (compile
     # time dominates at this size)
     small = {"spark.sql.adaptive.enabled": "false", "spark.sql.codegen.wholeStage": "false"}
-    engine = SparkEngine(master="local[2]", shuffle_partitions=1, conf=small)
+    engine = SparkEngine(master="local[2]", shuffle_partitions=1, conf=small, memory="1GiB")
     yield engine
-    engine.close()
+    engine.close()  # after test_spark_driver_out_of_heap_is_one_line: the driver is gone, close still works
 
 
 def test_spark_gives_the_golden_outputs_on_tiny(tiny, spark_engine):
@@ -284,6 +284,61 @@ def test_spark_gives_the_golden_outputs_on_tiny(tiny, spark_engine):
     # the session's warehouse is the engine's own temporary folder, not spark-warehouse/ in the cwd
     warehouse = spark_engine.spark.conf.get("spark.sql.warehouse.dir")
     assert "twotower-spark-warehouse-" in warehouse and not (Path.cwd() / "spark-warehouse").exists()
+
+
+def test_spark_memory_sizes_are_whole_mebibytes():
+    from twotower_hgnn.logs.engines import spark_memory
+
+    assert [spark_memory(x) for x in ("4GB", "512MiB", "1.5 GiB", "1TB", "100B")] == [
+        "3814m",
+        "512m",
+        "1536m",
+        "953674m",
+        "1m",
+    ]
+    for bad in ("4G", "lots", "-1GB", ""):
+        with pytest.raises(EngineError, match="is not a size"):
+            spark_memory(bad)
+
+
+def test_spark_errors_are_one_line_and_the_engine_goes_on(spark_engine):
+    """A query Spark rejects is one EngineError line with Spark's reason; the session stays usable."""
+    with pytest.raises(EngineError) as e:
+        spark_engine.fetch("SELECT x FROM no_such_table")
+    assert str(e.value).startswith("spark: [TABLE_OR_VIEW_NOT_FOUND]") and "\n" not in str(e.value)
+    assert spark_engine.fetch("SELECT 41 + 1 AS n")["n"].tolist() == [42]
+    conf = spark_engine.spark.sparkContext.getConf()
+    assert conf.get("spark.driver.memory") == "1024m"
+    assert "-XX:+ExitOnOutOfMemoryError" in conf.get("spark.driver.extraJavaOptions")
+
+
+def test_spark_driver_out_of_heap_is_one_line(spark_engine):
+    """A local driver out of heap exits at once (a JVM left alive after an OutOfMemoryError hung the
+    caller) and reads as one EngineError naming the heap; the engine then refuses work and still closes.
+    Ends the module's session: the last Spark test of the file."""
+    import threading
+
+    got: list = []
+
+    def run():
+        try:
+            got.append(spark_engine.fetch("SELECT length(repeat('x', 1500000000)) AS n"))  # 1.5 GB in a 1 GiB heap
+        except BaseException as e:
+            got.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(120)
+    if worker.is_alive():  # the hang this guards against: end the JVM so that the module can finish
+        spark_engine.spark.sparkContext._gateway.proc.kill()
+        pytest.fail("a Spark driver out of heap did not exit within 120 s")
+    assert len(got) == 1 and isinstance(got[0], EngineError), got
+    msg = str(got[0])
+    assert msg.startswith("spark: the Spark driver stopped") and "heap: 1024m" in msg and "\n" not in msg
+    with pytest.raises(EngineError, match="has stopped"):
+        spark_engine.fetch("SELECT 1 AS n")
+    spark_engine.drop("anything")  # cleanup after the failure is a no-op, not a second error
+    spark_engine.close()
 
 
 def test_a_wave_of_partitions_is_sized_for_the_disk_it_spills_to(tmp_path, monkeypatch):
@@ -305,7 +360,8 @@ def test_a_wave_of_partitions_is_sized_for_the_disk_it_spills_to(tmp_path, monke
 
 def test_the_default_memory_limit_is_half_the_memory_available(monkeypatch):
     """GraphConfig.memory_limit=None gives DuckDB half of MemAvailable at the build (at least 1 GB), not
-    DuckDB's 80 % of RAM, which ignores what the process holds; unknown memory leaves DuckDB's default."""
+    DuckDB's 80 % of RAM, which ignores what the process holds; unknown memory leaves DuckDB's default.
+    With engine spark the same size is the local driver's heap."""
     from twotower_hgnn.logs import engines
 
     assert engines.available_memory_bytes() > 0  # Linux: /proc/meminfo
@@ -327,6 +383,12 @@ def test_the_default_memory_limit_is_half_the_memory_available(monkeypatch):
     tiny = generate("tiny", seed=0)
     build_graph(tiny, temporal_split(tiny).train, GraphConfig())
     assert seen == ["1.5 GiB"]
+    # engine spark: the same size is the local driver's heap (the build itself then runs on DuckDB here)
+    asked = []
+    monkeypatch.setattr(engines, "open_engine", lambda name, **kw: asked.append((name, kw)) or engines.DuckDBEngine())
+    for limit, want in ((None, "1536MiB"), ("2GB", "2GB")):
+        build_graph(tiny, temporal_split(tiny).train, GraphConfig(engine="spark", memory_limit=limit))
+        assert asked.pop() == ("spark", {"memory": want})
 
 
 def test_the_split_comes_back_as_runs_of_rows_and_refuses_a_log_out_of_time_order(tiny):

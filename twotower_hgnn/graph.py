@@ -194,7 +194,8 @@ def _engine_edges(inter, cfg: GraphConfig, n_items: int, parquet=None) -> tuple[
         items = frame["item_idx"].to_numpy()[event_mask(frame["event_code"].to_numpy(), codes)]
         if items.size and (items.min() < 0 or items.max() >= n_items):
             raise GraphError(f"interactions: item_idx outside [0, {n_items})")
-    opts = {"memory_limit": cfg.memory_limit or auto_memory_limit()} if cfg.engine == "duckdb" else {}
+    memory = cfg.memory_limit or auto_memory_limit()  # DuckDB's limit, or the local Spark driver's heap
+    opts = {"memory_limit": memory} if cfg.engine == "duckdb" else {"memory": memory}
     engine = open_engine(cfg.engine, **opts)
     try:
         if frame is None:

@@ -42,9 +42,10 @@ class GraphConfig:
         is ``benchmarks/graph_numpy.py`` (the speed comparison of ``benchmarks/graph_engine.py``). Every
         engine gives the same edges, so ``engine`` and ``memory_limit`` are left out of :meth:`to_dict`
         (the graph stage's fingerprint and the report).
-      memory_limit: DuckDB's memory limit, e.g. "4GB"; None = half the memory available when the build
-        starts (``logs.engines.auto_memory_limit``; DuckDB's own default, 80 % of RAM, does not leave
-        room for what the process already holds).
+      memory_limit: DuckDB's memory limit, or the heap of the local Spark driver (which runs every
+        task in local mode), e.g. "4GB"; None = half the memory available when the build starts
+        (``logs.engines.auto_memory_limit``; DuckDB's own default, 80 % of RAM, does not leave room
+        for what the process already holds; Spark's, 1g, is too small past MovieLens-size logs).
     """
 
     edge_events: tuple[str, ...] = ("stream",)

@@ -12,8 +12,11 @@ same inputs: the validated interactions as a Parquet dataset partitioned by day
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +185,33 @@ def auto_memory_limit(fraction: float = 0.5, floor_mib: int = 1024) -> str | Non
     return f"{max(int(floor_mib), int(avail * fraction) >> 20)}MiB"
 
 
+_UNITS = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "TiB": 1 << 40,
+}
+
+
+def spark_memory(size: str) -> str:
+    """A size in DuckDB's units ("4GB", "3072MiB", "1.5 GiB") as a JVM/Spark memory string in whole
+    mebibytes ("3814m"; at least 1m)."""
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)\s*$", str(size))
+    if m is None or m.group(2) not in _UNITS:
+        raise EngineError(f"memory size {size!r} is not a size such as '4GB' or '512MiB'")
+    return f"{max(1, int(float(m.group(1)) * _UNITS[m.group(2)]) >> 20)}m"
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
 def to_spark_sql(sql: str) -> str:
     """DuckDB SQL -> Spark SQL (SQLGlot)."""
     import sqlglot
@@ -192,12 +222,26 @@ def to_spark_sql(sql: str) -> str:
 
 class SparkEngine:
     """The same queries on Spark SQL. session: an existing ``SparkSession``; None = a local one
-    (``master``, e.g. ``local[2]``; ``conf``: more Spark settings), stopped by :meth:`close`."""
+    (``master``, e.g. ``local[2]``; ``memory``: its driver heap in DuckDB's units, e.g. "4GB" -- local
+    mode runs every task in the driver -- None = Spark's default, 1g; ``conf``: more Spark settings),
+    stopped by :meth:`close`.
+
+    Every failure is one :class:`EngineError` line: a query Spark rejects or a job that fails gives
+    Spark's first line; a local driver that runs out of heap exits at once
+    (``-XX:+ExitOnOutOfMemoryError``: a JVM that does not exit leaves the caller waiting on it) and
+    reads as the driver having stopped, with its heap size."""
 
     name = "spark"
     topn_aggregate = False
 
-    def __init__(self, session=None, master: str = "local[*]", shuffle_partitions: int = 4, conf: dict | None = None):
+    def __init__(
+        self,
+        session=None,
+        master: str = "local[*]",
+        shuffle_partitions: int = 4,
+        conf: dict | None = None,
+        memory: str | None = None,
+    ):
         try:
             from pyspark.sql import SparkSession
         except ImportError:
@@ -206,6 +250,12 @@ class SparkEngine:
             ) from None
         self._own = session is None
         self._warehouse = None
+        conf = dict(conf or {})
+        if memory is not None:
+            conf.setdefault("spark.driver.memory", spark_memory(memory))
+        java = conf.get("spark.driver.extraJavaOptions", "")
+        conf["spark.driver.extraJavaOptions"] = f"-XX:+ExitOnOutOfMemoryError {java}".strip()
+        self.heap = conf.get("spark.driver.memory", "1g (Spark's default)") if self._own else "the session's"
         if session is None:
             # only temporary views are made; without this Spark leaves an empty spark-warehouse/ in the cwd
             self._warehouse = tempfile.mkdtemp(prefix="twotower-spark-warehouse-")
@@ -219,46 +269,89 @@ class SparkEngine:
                 .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.sql.session.timeZone", "UTC")
             )
-            for k, v in (conf or {}).items():
+            for k, v in conf.items():
                 session = session.config(k, str(v))
-            session = session.getOrCreate()
+            try:
+                session = self._guard(session.getOrCreate)
+            except EngineError as e:  # e.g. a heap under Spark's 450 MiB floor: name where the heap comes from
+                raise EngineError(f"{e} (driver heap {self.heap}: graph.memory_limit or spark.driver.memory)") from None
+            # py4j logs every broken connection with a traceback and pyspark every rejected query as a JSON
+            # record with the JVM's stack: the failure is reported as one line here
+            for name in ("py4j", "SQLQueryContextLogger"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
         self.spark = session
+        self._gone = False
         if self._own:
             session.sparkContext.setLogLevel("ERROR")
 
+    def _guard(self, fn):
+        """``fn()``, with Spark's and py4j's failures as one :class:`EngineError` line."""
+        from py4j.protocol import Py4JError, Py4JJavaError
+        from pyspark.errors import PySparkException
+
+        if getattr(self, "_gone", False):
+            raise EngineError("spark: the Spark driver has stopped (an earlier query ended it)")
+        try:
+            return fn()
+        except PySparkException as e:  # a query Spark rejects (analysis, parse) or a failed job
+            raise EngineError(f"spark: {_first_line(e)}") from None
+        except Py4JJavaError as e:  # a JVM exception pyspark does not convert
+            raise EngineError(f"spark: {_first_line(e.java_exception)}") from None
+        except (Py4JError, ConnectionError):  # the driver JVM is gone
+            self._gone = True
+            raise EngineError(
+                f"spark: the Spark driver stopped during a query (a driver out of heap exits; heap: {self.heap}; "
+                "raise graph.memory_limit or spark.driver.memory)"
+            ) from None
+
     def register_frame(self, name: str, df: pd.DataFrame) -> None:
-        self.spark.createDataFrame(df).createOrReplaceTempView(name)
+        self._guard(lambda: self.spark.createDataFrame(df).createOrReplaceTempView(name))
 
     def register_parquet(self, name: str, path: str | os.PathLike, where: str | None = None) -> None:
-        df = self.spark.read.parquet(str(path))
-        if where:
-            df = df.where(to_spark_sql(f"SELECT * FROM t WHERE {where}").split(" WHERE ", 1)[1])
-        df.createOrReplaceTempView(name)
+        def run():
+            df = self.spark.read.parquet(str(path))
+            if where:
+                df = df.where(to_spark_sql(f"SELECT * FROM t WHERE {where}").split(" WHERE ", 1)[1])
+            df.createOrReplaceTempView(name)
+
+        self._guard(run)
 
     def materialize(self, name: str, sql: str) -> None:
-        self.spark.sql(to_spark_sql(sql)).cache().createOrReplaceTempView(name)
+        self._guard(lambda: self.spark.sql(to_spark_sql(sql)).cache().createOrReplaceTempView(name))
 
     def append(self, name: str, sql: str) -> None:
-        old = self.spark.table(name)
-        new = old.unionByName(self.spark.sql(to_spark_sql(sql))).cache()
-        new.count()  # materialise before the old cache goes
-        old.unpersist()
-        new.createOrReplaceTempView(name)
+        def run():
+            old = self.spark.table(name)
+            new = old.unionByName(self.spark.sql(to_spark_sql(sql))).cache()
+            new.count()  # materialise before the old cache goes
+            old.unpersist()
+            new.createOrReplaceTempView(name)
+
+        self._guard(run)
 
     def drop(self, name: str) -> None:
-        if self.spark.catalog.tableExists(name):
-            self.spark.table(name).unpersist()
-            self.spark.catalog.dropTempView(name)
+        def run():
+            if self.spark.catalog.tableExists(name):
+                self.spark.table(name).unpersist()
+                self.spark.catalog.dropTempView(name)
+
+        if not self._gone:  # nothing to drop in a stopped driver (cleanup after its error)
+            self._guard(run)
 
     def fetch(self, sql: str) -> dict[str, np.ndarray]:
-        pdf = self.spark.sql(to_spark_sql(sql)).toPandas()
+        def run():
+            with warnings.catch_warnings():  # Arrow's fallback note repeats the failure the error reports
+                warnings.simplefilter("ignore", UserWarning)
+                return self.spark.sql(to_spark_sql(sql)).toPandas()
+
+        pdf = self._guard(run)
         return {k: pdf[k].to_numpy() for k in pdf.columns}
 
     def spilled_bytes(self) -> int:
         return 0  # not tracked for Spark
 
     def close(self) -> None:
-        if self._own:
+        if self._own and not self._gone:
             self.spark.stop()
         if self._warehouse is not None:
             import shutil
