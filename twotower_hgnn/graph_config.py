@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import re
 
 from twotower_hgnn import errors
 from twotower_hgnn.data.events import EVENTS
+from twotower_hgnn.logs.sizes import size_bytes
 
 RULES = ("any", "min_shared", "topk")
 ENGINES = ("duckdb", "spark")
-_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$")
 
 
 class GraphError(errors.DataError):
@@ -85,7 +84,7 @@ class GraphConfig:
             raise GraphError(
                 "GraphConfig.engine: 'spark' needs pyspark: pip install 'twotower_hgnn[spark]' (and Java 17+)"
             )
-        if self.memory_limit is not None and not _MEMORY.match(str(self.memory_limit)):
+        if self.memory_limit is not None and size_bytes(self.memory_limit) is None:
             raise GraphError(f"GraphConfig.memory_limit: {self.memory_limit!r} is not a size such as '4GB' or '512MiB'")
 
     def to_dict(self) -> dict:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from twotower_hgnn import errors
+from twotower_hgnn.logs.sizes import size_bytes
 
 ENGINES = ("duckdb", "spark")
 
@@ -185,26 +185,13 @@ def auto_memory_limit(fraction: float = 0.5, floor_mib: int = 1024) -> str | Non
     return f"{max(int(floor_mib), int(avail * fraction) >> 20)}MiB"
 
 
-_UNITS = {
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "KiB": 1 << 10,
-    "MiB": 1 << 20,
-    "GiB": 1 << 30,
-    "TiB": 1 << 40,
-}
-
-
 def spark_memory(size: str) -> str:
-    """A size in DuckDB's units ("4GB", "3072MiB", "1.5 GiB") as a JVM/Spark memory string in whole
-    mebibytes ("3814m"; at least 1m)."""
-    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)\s*$", str(size))
-    if m is None or m.group(2) not in _UNITS:
+    """A size in DuckDB's units (:mod:`.sizes`: "4GB", "3072MiB", "1.5 GiB") as a JVM/Spark memory string
+    in whole mebibytes ("3814m"; at least 1m)."""
+    n = size_bytes(size)
+    if n is None:
         raise EngineError(f"memory size {size!r} is not a size such as '4GB' or '512MiB'")
-    return f"{max(1, int(float(m.group(1)) * _UNITS[m.group(2)]) >> 20)}m"
+    return f"{max(1, n >> 20)}m"
 
 
 def _first_line(e: BaseException) -> str:
@@ -250,6 +237,7 @@ class SparkEngine:
             ) from None
         self._own = session is None
         self._warehouse = None
+        self._gone = False  # the driver JVM has stopped (set by _guard)
         conf = dict(conf or {})
         if memory is not None:
             conf.setdefault("spark.driver.memory", spark_memory(memory))
@@ -280,7 +268,6 @@ class SparkEngine:
             for name in ("py4j", "SQLQueryContextLogger"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
         self.spark = session
-        self._gone = False
         if self._own:
             session.sparkContext.setLogLevel("ERROR")
 
@@ -289,7 +276,7 @@ class SparkEngine:
         from py4j.protocol import Py4JError, Py4JJavaError
         from pyspark.errors import PySparkException
 
-        if getattr(self, "_gone", False):
+        if self._gone:
             raise EngineError("spark: the Spark driver has stopped (an earlier query ended it)")
         try:
             return fn()

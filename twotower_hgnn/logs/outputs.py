@@ -87,6 +87,7 @@ def _example_outputs(engine, ds: Dataset, types: list[str], users_per_chunk: int
     (the history by chunks of ``users_per_chunk`` users: :func:`~twotower_hgnn.logs.examples.history_features`)."""
     codes = [EVENTS.index(e) for e in EXAMPLES["positive_events"]]
     hist = [EVENTS.index(e) for e in EXAMPLES["history_events"]]
+    window = EXAMPLES["history_days"] * 86_400.0
     emb, out = probe_embedding(ds.num_items), {}
     off = ds.item_type_offsets()
     for k, t in enumerate(types):
@@ -94,7 +95,6 @@ def _example_outputs(engine, ds: Dataset, types: list[str], users_per_chunk: int
             continue
         u, ts, it = positives(engine, codes, int(off[k]), int(off[k + 1]))
         out.update({f"examples.{t}.user": u, f"examples.{t}.time": ts, f"examples.{t}.item": it})
-        window = EXAMPLES["history_days"] * 86_400.0
         h = history_features(engine, u, ts, hist, window, len(types), emb, EXAMPLES["id_length"], users_per_chunk)
         out[f"history.{t}.count"] = h.counts
         out[f"history.{t}.ids"] = h.ids
